@@ -1,0 +1,126 @@
+"""Task cards: the pydantic-validated YAML that says what a task trains, asks and gates on.
+
+A card is data. Code lives in the task module only where YAML is not enough (loading, parsing).
+Every model forbids unknown fields, so a typo in a card is an error naming the file and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Tier = Literal["tiny", "full"]
+TIERS: tuple[Tier, ...] = ("tiny", "full")
+
+
+class CardError(ValueError):
+    """A card that cannot be used; the message names the file, the field and the fix."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TinyBase(Strict):
+    """A Llama-architecture base built offline, with a tokenizer trained on the task's own text."""
+
+    hidden_size: int = Field(128, gt=0, description="width of the residual stream")
+    intermediate_size: int = Field(256, gt=0, description="MLP width")
+    num_hidden_layers: int = Field(2, gt=0)
+    num_attention_heads: int = Field(4, gt=0)
+    vocab_size: int = Field(384, gt=16, description="BPE vocabulary trained on the task text")
+    max_position_embeddings: int = Field(256, gt=0)
+    initializer_range: float = Field(
+        0.1, gt=0, description="init std; Llama's 0.02 leaves tied logits too flat for a tiny model to be confident"
+    )
+    seed: int = Field(0, description="same seed -> bit-identical weights -> same fingerprint")
+
+    @model_validator(mode="after")
+    def heads_divide_width(self) -> TinyBase:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must be a multiple of num_attention_heads "
+                f"{self.num_attention_heads}: change one of them"
+            )
+        return self
+
+
+class LoraSettings(Strict):
+    r: int = Field(gt=0, description="LoRA rank")
+    alpha: float = Field(gt=0, description="scaling numerator: the update is scaled by alpha / r")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(min_length=1, description="module name suffixes to adapt")
+
+
+class TrainSettings(Strict):
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(0, ge=0)
+    max_length: int = Field(256, gt=0, description="prompt + answer tokens; longer examples are an error")
+    seed: int = 0
+
+
+class EvalSettings(Strict):
+    batch_size: int = Field(32, gt=0)
+    max_new_tokens: int = Field(8, gt=0, description="enough for the longest label plus EOS")
+
+
+class TierSettings(Strict):
+    base_model: str = Field(description="'tiny' (built offline), a hub id, or a local directory")
+    tiny_base: TinyBase = TinyBase()
+    lora: LoraSettings
+    train: TrainSettings
+    eval: EvalSettings = EvalSettings()
+
+
+class GateSettings(Strict):
+    min_delta: dict[str, float] = Field(
+        default_factory=dict, description="metric -> smallest tuned - base delta that passes"
+    )
+    max_class_drop: float = Field(0.0, ge=0.0, description="largest per-class accuracy loss vs base")
+    min_class_accuracy: float = Field(0.0, ge=0.0, le=1.0, description="floor every class must reach")
+    min_validity: float = Field(1.0, ge=0.0, le=1.0, description="share of tuned outputs that parse")
+
+
+class TaskCard(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    kind: Literal["generative_classification"]
+    labels: list[str] = Field(min_length=2)
+    prompt_template: str = Field(description="str.format template over the example's fields")
+    target_template: str = Field(" {label}", description="what the model should generate after the prompt")
+    tiers: dict[Tier, TierSettings]
+    gates: GateSettings
+
+    @field_validator("labels")
+    @classmethod
+    def labels_unique(cls, labels: list[str]) -> list[str]:
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"labels repeat {duplicates}: list each label once")
+        return labels
+
+    def tier(self, tier: Tier) -> TierSettings:
+        if tier not in self.tiers:
+            raise CardError(f"task {self.name!r} has no {tier!r} tier: add tiers.{tier} to its card")
+        return self.tiers[tier]
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> TaskCard:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise CardError(f"{path}: cannot read the card: {exc}") from exc
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"field '{'.'.join(str(part) for part in err['loc'])}': {err['msg']}" for err in exc.errors()
+            )
+            raise CardError(f"{path}: {problems}. Fix the card and run again.") from exc

@@ -1,0 +1,39 @@
+"""Examples and splits, and the hash that ties an adapter to the exact data it saw."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class Example:
+    """One prompt with its gold answer; `fields` holds the values the prompt was built from."""
+
+    id: str
+    prompt: str
+    target: str
+    label: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[Example]
+    eval: list[Example]
+    test: list[Example]
+
+    def data_hash(self) -> str:
+        """sha256 over every split's ids, prompts and targets: any change to data, bins or template changes it."""
+        payload = {
+            name: [[ex.id, ex.prompt, ex.target] for ex in getattr(self, name)] for name in ("train", "eval", "test")
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def texts(self) -> list[str]:
+        """All prompt and target text, for training a tiny tokenizer on the task's own words."""
+        return [ex.prompt + ex.target for split in (self.train, self.eval, self.test) for ex in split]
+
+    def to_json(self) -> dict[str, list[dict]]:
+        return {name: [asdict(ex) for ex in getattr(self, name)] for name in ("train", "eval", "test")}

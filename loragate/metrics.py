@@ -1,0 +1,85 @@
+"""Classification metrics (scikit-learn), each registered with the direction that counts as better."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from loragate.registry import Registry
+
+INVALID = "<invalid>"  # the predicted "class" of an output that did not parse; always wrong
+
+# metric name -> True when higher is better. Gates read the direction from here, never assume it.
+HIGHER_IS_BETTER: Registry[bool] = Registry("metric")
+for _name in ("accuracy", "macro_precision", "macro_recall", "macro_f1",
+              "weighted_precision", "weighted_recall", "weighted_f1", "validity_rate"):
+    HIGHER_IS_BETTER.register(_name, True)
+
+
+@dataclass(frozen=True)
+class ClassificationMetrics:
+    n: int
+    accuracy: float
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    weighted_precision: float
+    weighted_recall: float
+    weighted_f1: float
+    validity_rate: float
+    empty_outputs: int
+    per_class_accuracy: dict[str, float]  # recall of each gold class
+    per_class_support: dict[str, int]
+    confusion: list[list[int]]  # rows: gold labels; columns: labels then INVALID
+    labels: list[str]
+
+    def value(self, metric: str) -> float:
+        HIGHER_IS_BETTER.get(metric)  # raises with did-you-mean on an unknown name
+        return float(getattr(self, metric))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def classification_metrics(gold: list[str], predicted: list[str | None], labels: list[str],
+                           outputs: list[str]) -> ClassificationMetrics:
+    """`predicted[i]` is None where output i did not parse; it then counts as wrong for every metric."""
+    if not gold:
+        raise ValueError("no examples to score: the split is empty")
+    if not (len(gold) == len(predicted) == len(outputs)):
+        raise ValueError(f"lengths differ: {len(gold)} gold, {len(predicted)} predicted, {len(outputs)} outputs")
+    unknown = sorted(set(gold) - set(labels))
+    if unknown:
+        raise ValueError(f"gold labels {unknown} are not in the label set {labels}")
+    pred = [p if p is not None else INVALID for p in predicted]
+    macro = precision_recall_fscore_support(gold, pred, labels=labels, average="macro", zero_division=0)
+    weighted = precision_recall_fscore_support(gold, pred, labels=labels, average="weighted", zero_division=0)
+    _, recall, _, support = precision_recall_fscore_support(gold, pred, labels=labels, average=None, zero_division=0)
+    matrix = confusion_matrix(gold, pred, labels=[*labels, INVALID])[: len(labels)]
+    return ClassificationMetrics(
+        n=len(gold),
+        accuracy=float(accuracy_score(gold, pred)),
+        macro_precision=float(macro[0]),
+        macro_recall=float(macro[1]),
+        macro_f1=float(macro[2]),
+        weighted_precision=float(weighted[0]),
+        weighted_recall=float(weighted[1]),
+        weighted_f1=float(weighted[2]),
+        validity_rate=sum(p is not None for p in predicted) / len(predicted),
+        empty_outputs=sum(not text.strip() for text in outputs),
+        per_class_accuracy={label: float(r) for label, r in zip(labels, recall)},
+        per_class_support={label: int(s) for label, s in zip(labels, support)},
+        confusion=matrix.tolist(),
+        labels=list(labels),
+    )
+
+
+def metrics_from_confusion(matrix: list[list[int]], labels: list[str]) -> ClassificationMetrics:
+    """Metrics of a reported confusion matrix (rows gold, columns predicted): to gate a seed's table."""
+    gold, predicted = [], []
+    for gold_label, row in zip(labels, matrix):
+        for predicted_label, count in zip(labels, row):
+            gold += [gold_label] * count
+            predicted += [predicted_label] * count
+    return classification_metrics(gold, predicted, labels, outputs=list(predicted))

@@ -1,0 +1,148 @@
+"""Base models: the tiny causal base built offline, loading any base by hub id or path, fingerprints.
+
+The tiny base goes through the same door as a hub model: it is saved with `save_pretrained` and read
+back with `from_pretrained`, so the code that gates Gemma on a GPU is the code the smoke run exercises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from loragate.card import TinyBase
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+PRINTABLE_ASCII = [chr(code) for code in range(32, 127)]
+
+
+@dataclass
+class LoadedBase:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str  # what the user named: "tiny:<task>", a hub id or a path
+    fingerprint: str  # sha256 over every tensor: the same checkpoint, not just the same architecture
+    parameters: int
+    pad_policy: str  # how the pad token was chosen, for the report
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A BPE tokenizer over the task's text, with every printable ASCII character in its alphabet so
+    any English output decodes, BOS prepended like Llama's, and left padding for batched generation."""
+    tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS.values()),
+        initial_alphabet=PRINTABLE_ASCII,
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    bos = SPECIAL_TOKENS["bos_token"]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.token_to_id(bos))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, padding_side="left", **SPECIAL_TOKENS)
+
+
+def build_tiny_causal(spec: TinyBase, texts: list[str], out_dir: Path) -> None:
+    """Write a seeded Llama-architecture base and its tokenizer to `out_dir`, atomically."""
+    tokenizer = train_tokenizer(texts, spec.vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_attention_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        initializer_range=spec.initializer_range,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(spec.seed)
+    model = LlamaForCausalLM(config)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def tiny_base_dir(cache: Path, task: str, spec: TinyBase, texts: list[str]) -> Path:
+    """The tiny base of `task`, built on first use and cached under a name that hashes its recipe."""
+    recipe = json.dumps({"spec": spec.model_dump(), "texts": texts}, sort_keys=True).encode()
+    out_dir = cache / "bases" / f"tiny-{task}-{hashlib.sha256(recipe).hexdigest()[:12]}"
+    if not out_dir.exists():
+        build_tiny_causal(spec, texts, out_dir)
+    return out_dir
+
+
+def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over the name, dtype, shape and bytes of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """The weights' identity: the same checkpoint, not merely the same architecture."""
+    return state_fingerprint(model.state_dict())
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct parameters (tied weights counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name: str | None = None) -> LoadedBase:
+    """A causal LM and its tokenizer from a hub id or a local directory, safetensors only, no remote code.
+
+    Pad policy: keep the tokenizer's pad token; if it has none, reuse EOS for padding (labels are built
+    from token ids, not by masking pad ids, so EOS still counts in the loss)."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+    tokenizer.padding_side = "left"
+    pad_policy = "tokenizer's own pad token"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"{name_or_path}: the tokenizer has neither a pad nor an EOS token; add a pad token")
+        tokenizer.pad_token = tokenizer.eos_token
+        pad_policy = "pad = EOS (tokenizer has no pad token)"
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path, dtype=dtype, trust_remote_code=False, use_safetensors=True
+    ).to(device)
+    model.eval()
+    return LoadedBase(
+        model=model,
+        tokenizer=tokenizer,
+        name=display_name or name_or_path,
+        fingerprint=fingerprint(model),
+        parameters=count_parameters(model),
+        pad_policy=pad_policy,
+    )

@@ -1,0 +1,222 @@
+"""One task at one tier, end to end: data -> base -> adapter (load or train) -> predictions -> gates.
+
+The plugin's session and train_fixtures.py both call in here, so the CLI and the gate cannot drift.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel
+
+import loragate
+from loragate.card import Tier
+from loragate.data import Example, Splits
+from loragate.engine import Generations, generate, next_token_logits
+from loragate.gates import GateResult, checks_from, run_gates
+from loragate.metrics import ClassificationMetrics, classification_metrics
+from loragate.models import LoadedBase, load_causal, tiny_base_dir
+from loragate.parameters import expected_lora_parameters
+from loragate.parsing import ParsedOutput
+from loragate.store import AdapterStore, adapter_key, load_adapter, read_manifest
+from loragate.tasks import Task, get_task
+from loragate.training import TrainResult, attach_lora, train_lora
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    device: str = "cpu"
+    base_model: str | None = None  # overrides the card's base for the tier
+    adapter: Path | None = None  # gate this adapter instead of the store's
+    data: Path | None = None  # the task's data in its real format, instead of the shipped data
+    retrain: bool = False
+    store_root: Path = Path("adapters")
+    cache: Path = Path(".loragate")
+    progress: bool = True
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.device.startswith("cuda") else torch.float32  # bf16 is slow on CPU
+
+
+@dataclass(frozen=True)
+class Predictions:
+    ids: list[str]
+    gold: list[str]
+    outputs: list[str]
+    parsed: list[ParsedOutput]
+    generations: Generations
+
+    def invalid(self) -> list[tuple[str, str, str]]:
+        """(example id, raw output, reason) of every output that did not parse."""
+        return [(i, out, p.reason or "") for i, out, p in zip(self.ids, self.outputs, self.parsed) if not p.valid]
+
+
+@dataclass
+class TaskRun:
+    task: Task
+    tier: Tier
+    splits: Splits
+    base: LoadedBase
+    model: PeftModel
+    adapter_dir: Path | None
+    manifest: dict | None
+    expected_lora_parameters: int
+    base_logits: torch.Tensor  # next-token logits on test prompts, taken before the adapter was attached
+    tuned_logits: torch.Tensor  # the same with the adapter applied
+    base_predictions: Predictions
+    tuned_predictions: Predictions
+    base_metrics: ClassificationMetrics
+    tuned_metrics: ClassificationMetrics
+    gates: list[GateResult]
+    ceiling: float | None
+    trained: TrainResult | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.task.card.name}/{self.tier}"
+
+    @property
+    def passed(self) -> bool:
+        return all(result.passed for result in self.gates)
+
+    def test_logits(self, model: torch.nn.Module) -> torch.Tensor:
+        """Next-token logits of `model` on the test prompts, batched exactly as base_logits was."""
+        return next_token_logits(model, self.base.tokenizer, [ex.prompt for ex in self.splits.test],
+                                 self.task.card.tier(self.tier).eval.batch_size)
+
+
+def label_of(parsed: ParsedOutput) -> str | None:
+    """The label a valid output names: the schema's one field."""
+    if parsed.value is None:
+        return None
+    (value,) = parsed.value.model_dump().values()
+    return str(value)
+
+
+def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
+            progress: bool, desc: str) -> Predictions:
+    settings = task.card.tier(tier).eval
+    generations = generate(model, base.tokenizer, [ex.prompt for ex in examples], settings.max_new_tokens,
+                           settings.batch_size, progress=progress, desc=desc)
+    return Predictions(
+        ids=[ex.id for ex in examples],
+        gold=[ex.label for ex in examples],
+        outputs=generations.texts,
+        parsed=[task.parse(text) for text in generations.texts],
+        generations=generations,
+    )
+
+
+def score(task: Task, predictions: Predictions) -> ClassificationMetrics:
+    return classification_metrics(predictions.gold, [label_of(p) for p in predictions.parsed], task.card.labels,
+                                  predictions.outputs)
+
+
+def prepare_base(task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:
+    """The card's base for `tier` (or --base-model): 'tiny' is built offline from the task's text."""
+    name = options.base_model or task.card.tier(tier).base_model
+    if name == "tiny":
+        path = tiny_base_dir(options.cache, task.card.name, task.card.tier(tier).tiny_base, splits.texts())
+        return load_causal(str(path), options.device, options.dtype, display_name=f"tiny:{task.card.name}")
+    return load_causal(name, options.device, options.dtype)
+
+
+def versions() -> dict[str, str]:
+    import peft
+    import transformers
+
+    return {"loragate": loragate.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "python": platform.python_version()}
+
+
+def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
+                    key: str) -> tuple[PeftModel, Path, dict, TrainResult]:
+    settings = task.card.tier(tier)
+    model = attach_lora(base.model, settings.lora, settings.train.seed)
+    model.peft_config["default"].base_model_name_or_path = base.name  # not a local cache path
+    result = train_lora(model, base.tokenizer, splits.train, splits.eval, settings.train,
+                        progress=options.progress, desc=f"train {task.card.name}/{tier}")
+    eval_metrics = score(task, predict(task, model, base, splits.eval, tier, False, "eval split"))
+    manifest = {
+        "task": task.card.name,
+        "tier": tier,
+        "base": {"name": base.name, "fingerprint": base.fingerprint, "parameters": base.parameters},
+        "data_hash": splits.data_hash(),
+        "lora": settings.lora.model_dump(),
+        "train": settings.train.model_dump(),
+        "seed": settings.train.seed,
+        "versions": versions(),
+        "loss_curve": [round(loss, 6) for loss in result.loss_curve],
+        "train_seconds": round(result.seconds, 2),
+        "metrics_at_train": {"eval_loss": round(result.eval_loss, 6), "eval_accuracy": eval_metrics.accuracy,
+                             "eval_macro_f1": eval_metrics.macro_f1, "eval_validity": eval_metrics.validity_rate},
+    }
+    entry = AdapterStore(options.store_root).save(model, manifest, task.card.name, tier, key)
+    return model, entry, read_manifest(entry, key), result
+
+
+def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
+                    options: RunOptions) -> tuple[PeftModel, Path, dict | None, TrainResult | None]:
+    """--adapter if given; else the store's entry for this key; else train one and store it."""
+    if options.adapter is not None:
+        return load_adapter(base.model, options.adapter), options.adapter, None, None
+    settings = task.card.tier(tier)
+    key = adapter_key(base.fingerprint, splits.data_hash(), settings.lora, settings.train)
+    entry = AdapterStore(options.store_root).find(task.card.name, tier, key)
+    if entry is not None and not options.retrain:
+        manifest = read_manifest(entry, key)
+        if manifest["base"]["fingerprint"] != base.fingerprint:
+            raise ValueError(f"{entry}: trained on base {manifest['base']['fingerprint'][:12]}, "
+                             f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
+        return load_adapter(base.model, entry), entry, manifest, None
+    return train_and_store(task, tier, base, splits, options, key)
+
+
+def lora_shape(task: Task, tier: Tier, options: RunOptions) -> tuple[int, list[str]]:
+    """Rank and target modules of the adapter that will be gated, read before it wraps the base."""
+    if options.adapter is not None:
+        config = LoraConfig.from_pretrained(str(options.adapter))
+        return config.r, sorted(config.target_modules)
+    lora = task.card.tier(tier).lora
+    return lora.r, lora.target_modules
+
+
+def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = round(now - clock, 3)
+        clock = now
+
+    task = get_task(name)
+    checks = checks_from(task.card.gates)
+    splits = task.load_splits(options.data)
+    base = prepare_base(task, tier, splits, options)
+    lap("load base")
+    test_prompts = [ex.prompt for ex in splits.test]
+    base_logits = next_token_logits(base.model, base.tokenizer, test_prompts, task.card.tier(tier).eval.batch_size)
+    base_predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}")
+    lap("base predictions")
+    expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
+    model, adapter_dir, manifest, trained = prepare_adapter(task, tier, base, splits, options)
+    lap("train adapter" if trained else "load adapter")
+    tuned_logits = next_token_logits(model, base.tokenizer, test_prompts, task.card.tier(tier).eval.batch_size)
+    tuned_predictions = predict(task, model, base, splits.test, tier, options.progress, f"tuned {name}/{tier}")
+    lap("tuned predictions")
+    base_metrics, tuned_metrics = score(task, base_predictions), score(task, tuned_predictions)
+    return TaskRun(
+        task=task, tier=tier, splits=splits, base=base, model=model, adapter_dir=adapter_dir, manifest=manifest,
+        expected_lora_parameters=expected, base_logits=base_logits, tuned_logits=tuned_logits, base_predictions=base_predictions,
+        tuned_predictions=tuned_predictions, base_metrics=base_metrics, tuned_metrics=tuned_metrics,
+        gates=run_gates(checks, tuned_metrics, base_metrics), ceiling=task.ceiling(splits.test),
+        trained=trained, seconds=seconds,
+    )

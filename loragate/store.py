@@ -1,0 +1,133 @@
+"""The adapter store: adapters/<task>/<tier>/<key>/ with the peft files and a manifest.
+
+The key hashes everything that decides the adapter's weights (base fingerprint, data hash, LoRA and
+training settings, seed), so a stored adapter is reused exactly when retraining would reproduce it.
+Writes go to a temp directory renamed into place: a killed run leaves the old entry or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from peft import PeftModel
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from transformers import PreTrainedModel
+
+from loragate.card import LoraSettings, TrainSettings
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "manifest.json")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class AdapterStoreError(RuntimeError):
+    """A stored adapter that cannot be trusted or written; the message names the path and the fix."""
+
+
+def adapter_key(base_fingerprint: str, data_hash: str, lora: LoraSettings, train: TrainSettings) -> str:
+    inputs = {"base": base_fingerprint, "data": data_hash, "lora": lora.model_dump(), "train": train.model_dump()}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def safe_name(kind: str, name: str) -> str:
+    """Task, tier and key become path parts: allow only plain lower-case names."""
+    if not _NAME.fullmatch(name):
+        raise AdapterStoreError(f"{kind} {name!r} is not a plain name (a-z, 0-9, _ and -): refusing to use it in a path")
+    return name
+
+
+class AdapterStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def entry_dir(self, task: str, tier: str, key: str) -> Path:
+        return self.root / safe_name("task", task) / safe_name("tier", tier) / safe_name("key", key)
+
+    def find(self, task: str, tier: str, key: str) -> Path | None:
+        entry = self.entry_dir(task, tier, key)
+        return entry if entry.is_dir() else None
+
+    def save(self, model: PeftModel, manifest: dict, task: str, tier: str, key: str) -> Path:
+        """Write the adapter and its manifest to a temp dir, then rename it into place."""
+        entry = self.entry_dir(task, tier, key)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=entry.parent))
+        try:
+            model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
+            manifest = {**manifest, "key": key, "adapter_sha256": file_sha256(tmp / "adapter_model.safetensors")}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            if entry.exists():  # --retrain: swap, so a reader never sees an empty entry
+                old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{key}-", dir=entry.parent))
+                os.replace(entry, old / key)
+                os.replace(tmp, entry)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, entry)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise AdapterStoreError(f"cannot write adapter {entry}: {exc}. Check space and permissions of {self.root}.") from exc
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return entry
+
+
+def read_manifest(entry: Path, key: str | None = None) -> dict:
+    """The manifest of a stored adapter, after checking that its files are whole and match the key."""
+    pickles = sorted(p.name for p in entry.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise AdapterStoreError(f"{entry}: holds {pickles}: pickle formats are not loaded. Convert to safetensors.")
+    missing = [name for name in ADAPTER_FILES if not (entry / name).is_file()]
+    if missing:
+        raise AdapterStoreError(f"{entry}: missing {missing}. Delete the directory and train again (--retrain).")
+    try:
+        manifest = json.loads((entry / "manifest.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise AdapterStoreError(f"{entry / 'manifest.json'}: not valid JSON ({exc}). Delete the entry and retrain.") from exc
+    if key is not None and manifest.get("key") != key:
+        raise AdapterStoreError(f"{entry / 'manifest.json'}: key {manifest.get('key')!r} does not match directory key {key!r}")
+    actual = file_sha256(entry / "adapter_model.safetensors")
+    if manifest.get("adapter_sha256") != actual:
+        raise AdapterStoreError(
+            f"{entry / 'adapter_model.safetensors'}: sha256 {actual[:12]} does not match the manifest's "
+            f"{str(manifest.get('adapter_sha256'))[:12]}: the file changed after it was stored. Retrain (--retrain)."
+        )
+    return manifest
+
+
+def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
+    """Wrap `model` with the adapter in `adapter_dir`; every tensor in the file must land in the model."""
+    weights_file = adapter_dir / "adapter_model.safetensors"
+    if not weights_file.is_file():
+        pickles = sorted(p.name for p in adapter_dir.glob("*") if p.suffix in PICKLE_SUFFIXES)
+        hint = f" It holds {pickles}: pickle formats are not loaded; convert to safetensors." if pickles else ""
+        raise AdapterStoreError(f"{adapter_dir}: no adapter_model.safetensors.{hint}")
+    try:
+        saved = load_file(weights_file)
+    except SafetensorError as exc:
+        raise AdapterStoreError(f"{weights_file}: not a readable safetensors file ({exc})") from exc
+    peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
+    in_model = {name.replace(".default.", ".") for name, _ in peft_model.named_parameters() if "lora_" in name}
+    unplaced, unfilled = sorted(set(saved) - in_model), sorted(in_model - set(saved))
+    if unplaced or unfilled:
+        raise AdapterStoreError(
+            f"{weights_file}: tensors not placed in the model {unplaced[:3]} ({len(unplaced)}), LoRA weights the "
+            f"file lacks {unfilled[:3]} ({len(unfilled)}). Was this adapter trained for another base model?"
+        )
+    peft_model.eval()
+    return peft_model

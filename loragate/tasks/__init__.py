@@ -1,0 +1,36 @@
+"""The task registry. A task is a card (YAML beside its module) plus the code YAML cannot hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from loragate.card import TaskCard
+from loragate.data import Example, Splits
+from loragate.parsing import ParsedOutput
+from loragate.registry import Registry
+
+CARDS_DIR = Path(__file__).parent
+
+
+class Task(Protocol):
+    card: TaskCard
+
+    def load_splits(self, data: Path | None = None) -> Splits:
+        """Train/eval/test splits from the shipped data, or from `data` in the task's real format."""
+
+    def parse(self, text: str) -> ParsedOutput:
+        """Raw generated text -> the output schema, or the reason it is invalid. Never raises."""
+
+    def ceiling(self, test: list[Example]) -> float | None:
+        """The best accuracy any model can reach on this test split, where that is knowable."""
+
+
+TASKS: Registry[type] = Registry("task")
+
+
+def get_task(name: str) -> Task:
+    return TASKS.get(name)()
+
+
+from loragate.tasks import iris  # noqa: E402,F401  (each task module registers itself)

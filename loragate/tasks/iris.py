@@ -1,0 +1,123 @@
+"""Iris from text: four measurements binned into low/medium/high words, answer the species.
+
+The bins are the seed's. They leave gaps (petal length 2.1-3.0, petal width 0.6-1.0) and stop at the
+data's range, so `bin_value` is made total: a value in a gap or out of range goes to the nearest bin.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from loragate.card import TaskCard
+from loragate.data import Example, Splits
+from loragate.parsing import ParsedOutput, parse_label
+from loragate.tasks import CARDS_DIR, TASKS
+
+FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+LEVELS = ("low", "medium", "high")
+# feature -> (lo, hi) per level, in LEVELS order; a value on a shared edge belongs to the upper bin.
+BINS: dict[str, tuple[tuple[float, float], ...]] = {
+    "sepal_length": ((4.3, 5.4), (5.4, 6.3), (6.3, 7.9)),
+    "sepal_width": ((2.0, 2.7), (2.7, 3.3), (3.3, 4.4)),
+    "petal_length": ((1.0, 2.1), (3.0, 5.0), (5.0, 7.0)),
+    "petal_width": ((0.1, 0.6), (1.0, 1.6), (1.6, 2.5)),
+}
+SPLIT_SIZES = {"train": 90, "eval": 30, "test": 30}
+SPLIT_SEED = 0
+
+
+class IrisAnswer(BaseModel):
+    species: Literal["setosa", "versicolor", "virginica"]
+
+
+def bin_value(feature: str, value: float) -> str:
+    """The level of `value`: inside a bin [lo, hi) (the top bin includes hi), else the nearest bin."""
+    bins = BINS[feature]
+    for level, (lo, hi) in zip(LEVELS, bins):
+        if lo <= value < hi or (level == LEVELS[-1] and value == hi):
+            return level
+    distances = [max(lo - value, value - hi, 0.0) for lo, hi in bins]
+    return LEVELS[distances.index(min(distances))]
+
+
+def make_example(row_id: str, measurements: dict[str, float], species: str, card: TaskCard) -> Example:
+    fields = {feature: bin_value(feature, measurements[feature]) for feature in FEATURES}
+    return Example(
+        id=row_id,
+        prompt=card.prompt_template.format(**fields),
+        target=card.target_template.format(label=species),
+        label=species,
+        fields=fields,
+    )
+
+
+def read_csv(path: Path, labels: list[str]) -> list[tuple[str, dict[str, float], str]]:
+    """Rows of a CSV with header sepal_length,sepal_width,petal_length,petal_width,species."""
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [name for name in (*FEATURES, "species") if name not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: header lacks {missing}; expected {', '.join((*FEATURES, 'species'))}")
+        for line, row in enumerate(reader, start=2):
+            if row["species"] not in labels:
+                raise ValueError(f"{path}:{line}: species {row['species']!r} is not one of {', '.join(labels)}")
+            try:
+                measurements = {feature: float(row[feature]) for feature in FEATURES}
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{path}:{line}: a measurement is not a number: {exc}") from exc
+            rows.append((f"iris-{line - 2}", measurements, row["species"]))
+    return rows
+
+
+def bundled_rows(labels: list[str]) -> list[tuple[str, dict[str, float], str]]:
+    """scikit-learn's bundled copy of the 150 Iris rows: no download."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    return [
+        (f"iris-{i}", dict(zip(FEATURES, map(float, iris.data[i]))), labels[int(iris.target[i])])
+        for i in range(len(iris.target))
+    ]
+
+
+class IrisTask:
+    def __init__(self) -> None:
+        self.card = TaskCard.from_yaml(CARDS_DIR / "iris.yaml")
+
+    def load_splits(self, data: Path | None = None) -> Splits:
+        """Stratified 90/30/30 (10 per species in test on the bundled data)."""
+        from sklearn.model_selection import train_test_split  # imported here so `pytest --help` stays fast
+
+        rows = read_csv(data, self.card.labels) if data else bundled_rows(self.card.labels)
+        species = [row[2] for row in rows]
+        rest, test = train_test_split(
+            rows, test_size=SPLIT_SIZES["test"] / len(rows), stratify=species, random_state=SPLIT_SEED
+        )
+        train, eval_ = train_test_split(
+            rest,
+            test_size=SPLIT_SIZES["eval"] / len(rest),
+            stratify=[row[2] for row in rest],
+            random_state=SPLIT_SEED,
+        )
+        build = lambda part: [make_example(*row, card=self.card) for row in part]  # noqa: E731
+        return Splits(train=build(train), eval=build(eval_), test=build(test))
+
+    def parse(self, text: str) -> ParsedOutput:
+        return parse_label(text, self.card.labels, IrisAnswer, "species")
+
+    def ceiling(self, test: list[Example]) -> float:
+        """Best accuracy any classifier of the binned features can reach here: the majority species
+        of each distinct binned row, counted on the test split itself."""
+        by_bins: dict[tuple[str, ...], Counter[str]] = defaultdict(Counter)
+        for ex in test:
+            by_bins[tuple(ex.fields[f] for f in FEATURES)][ex.label] += 1
+        return sum(counts.most_common(1)[0][1] for counts in by_bins.values()) / len(test)
+
+
+TASKS.register("iris", IrisTask)

@@ -1,0 +1,50 @@
+"""Properties that hold for any input: binning is total and monotone, parsing never raises and accepts
+exactly the label set, prompts are a pure function of the data."""
+
+from __future__ import annotations
+
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loragate.tasks import get_task
+from loragate.tasks.iris import BINS, LEVELS, bin_value
+
+pytestmark = pytest.mark.smoke
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
+
+
+@given(feature=st.sampled_from(sorted(BINS)), value=finite)
+def test_binning_is_total(feature: str, value: float) -> None:
+    assert bin_value(feature, value) in LEVELS
+
+
+@given(feature=st.sampled_from(sorted(BINS)), a=finite, b=finite)
+def test_binning_is_monotone(feature: str, a: float, b: float) -> None:
+    low, high = min(a, b), max(a, b)
+    assert LEVELS.index(bin_value(feature, low)) <= LEVELS.index(bin_value(feature, high))
+
+
+@settings(max_examples=300)
+@given(text=st.text())
+def test_parser_never_raises_and_accepts_exactly_the_labels(task_name: str, text: str) -> None:
+    task = get_task(task_name)
+    parsed = task.parse(text)
+    assert parsed.valid == (text.strip() in task.card.labels), (text, parsed)
+    assert parsed.valid or parsed.reason
+
+
+@given(label_index=st.integers(0, 2), padding=st.sampled_from(["", " ", "\n", "\t ", "  \n"]))
+def test_parser_accepts_every_label_with_surrounding_whitespace(task_name: str, label_index: int, padding: str) -> None:
+    task = get_task(task_name)
+    label = task.card.labels[label_index % len(task.card.labels)]
+    assert task.parse(padding + label + padding).valid
+
+
+def test_prompts_are_deterministic(task_name: str) -> None:
+    task = get_task(task_name)
+    first, second = task.load_splits(), task.load_splits()
+    assert first.data_hash() == second.data_hash()
+    assert [ex.prompt for ex in first.test] == [ex.prompt for ex in second.test]
