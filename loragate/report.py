@@ -34,8 +34,18 @@ def table_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def shown(path: Path | None) -> str:
+    """A path as the user would type it: relative to the working directory when it is below it."""
+    if path is None:
+        return "(none)"
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def headline(run: TaskRun) -> str:
-    adapter = run.adapter_dir or "(none)"
+    adapter = shown(run.adapter_dir)
     ceiling = f", ceiling {run.ceiling:.3f}" if run.ceiling is not None else ""
     verdict = "PASS" if run.passed else "FAIL"
     return f"{run.name}: {verdict}  base {run.base.name}, adapter {adapter}, n={run.tuned_metrics.n}{ceiling}"
