@@ -9,9 +9,11 @@ from peft import PeftModel
 
 from loragate.models import state_fingerprint
 
-# Merged vs unmerged logits may differ by |diff| <= atol + rtol * |logit|, by compute dtype: merging
-# reorders float sums. fp32: peft's own test tolerance. bf16/fp16: 4 units in the last place (2^-6 and
-# 2^-9 relative) of a logit; bf16 logits near 10 are spaced 0.0625 apart, so no fixed atol fits all sizes.
+# Merged vs unmerged logits may differ by |diff| <= atol + rtol * (largest |logit| of that prompt), by compute
+# dtype: merging rounds W + BA to the dtype and reorders sums, so the error scales with the output's size,
+# not with each logit's. fp32: peft's own atol. bf16/fp16: 4 units in the last place at the row's scale
+# (measured on an H100, bf16 tiny Iris: max diff 0.0625 at a row scale of 10.9, i.e. 1.5 units).
+# Whatever the dtype, the top-1 token must not change: that is what greedy decoding sees.
 MERGE_TOLERANCE: dict[torch.dtype, tuple[float, float]] = {
     torch.float32: (1e-4, 0.0),
     torch.bfloat16: (1e-2, 2**-6),
@@ -20,16 +22,18 @@ MERGE_TOLERANCE: dict[torch.dtype, tuple[float, float]] = {
 
 
 def merge_mismatch(merged: torch.Tensor, unmerged: torch.Tensor, dtype: torch.dtype) -> str | None:
-    """None when merged logits match unmerged ones within the dtype's tolerance, else the worst case."""
+    """None when merged logits (prompts x vocab) match unmerged ones within the dtype's tolerance and
+    pick the same top-1 token; else what differs, and where."""
     atol, rtol = MERGE_TOLERANCE[dtype]
     diff = (merged - unmerged).abs()
-    excess = diff - (atol + rtol * unmerged.abs())
-    if excess.max() <= 0:
+    bound = atol + rtol * unmerged.abs().amax(dim=-1, keepdim=True)
+    flipped = (merged.argmax(-1) != unmerged.argmax(-1)).nonzero().flatten().tolist()
+    if (diff <= bound).all() and not flipped:
         return None
-    worst = int(excess.argmax())
-    return (f"logits differ by up to {diff.max().item():.2e}; worst at logit {unmerged.flatten()[worst].item():.4f}: "
-            f"diff {diff.flatten()[worst].item():.2e} > atol {atol:.0e} + rtol {rtol:.1e} x |logit| ({dtype}); "
-            f"{int((excess > 0).sum())} of {excess.numel()} logits outside")
+    row = int((diff - bound).amax(dim=-1).argmax())
+    return (f"max |diff| {diff.max().item():.2e}; prompt {row}: {diff[row].max().item():.2e} vs tolerance "
+            f"{bound[row].item():.2e} (atol {atol:.0e} + rtol {rtol:.1e} x max|logit|, {dtype}); "
+            f"top-1 token changed on prompts {flipped[:10]}")
 
 
 def targeted_linears(model: torch.nn.Module, target_modules: list[str]) -> dict[str, torch.nn.Linear]:
