@@ -33,7 +33,7 @@ class MetricDelta:
     def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
         sign = 1.0 if HIGHER_IS_BETTER.get(self.metric) else -1.0
         delta = sign * (tuned.value(self.metric) - base.value(self.metric))
-        if delta >= self.min_delta:
+        if delta >= self.min_delta - 1e-12:  # tuned - base of k/n fractions is not exact in floats
             return None
         return (f"{self.metric} delta {delta:+.3f} < required {self.min_delta:+.3f} "
                 f"(base {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, n={tuned.n})")

@@ -76,10 +76,17 @@ def classification_metrics(gold: list[str], predicted: list[str | None], labels:
 
 
 def metrics_from_confusion(matrix: list[list[int]], labels: list[str]) -> ClassificationMetrics:
-    """Metrics of a reported confusion matrix (rows gold, columns predicted): to gate a seed's table."""
-    gold, predicted = [], []
+    """Metrics of a reported confusion matrix (rows gold, columns predicted): to gate a seed's table.
+
+    A last column beyond the labels counts outputs that did not parse, as in `ClassificationMetrics.confusion`."""
+    if len(matrix) != len(labels) or any(len(row) not in (len(labels), len(labels) + 1) for row in matrix):
+        raise ValueError(f"confusion matrix is {len(matrix)} rows of {sorted({len(row) for row in matrix})} columns; "
+                         f"expected {len(labels)} rows (one per label) of {len(labels)} columns, "
+                         f"or {len(labels) + 1} with the {INVALID} column")
+    gold: list[str] = []
+    predicted: list[str | None] = []
     for gold_label, row in zip(labels, matrix):
-        for predicted_label, count in zip(labels, row):
+        for predicted_label, count in zip([*labels, None], row):
             gold += [gold_label] * count
             predicted += [predicted_label] * count
-    return classification_metrics(gold, predicted, labels, outputs=list(predicted))
+    return classification_metrics(gold, predicted, labels, outputs=[p or INVALID for p in predicted])

@@ -107,7 +107,8 @@ def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
     for name, tensor in sorted(state.items()):
         data = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        # reshape: a 0-dim tensor cannot be viewed as bytes of another element size
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
 
 

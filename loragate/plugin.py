@@ -79,17 +79,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
-    from loragate.run import RunOptions
+    from loragate.tasks import TASKS
 
-    tasks = config.getoption("task") or None
-    if tasks is None:
-        from loragate.tasks import TASKS
-
-        tasks = TASKS.names()
+    chosen = list(dict.fromkeys(config.getoption("task") or []))  # `--task iris --task iris` is one task
+    tasks = chosen or TASKS.names()
     for flag in ("adapter", "data", "base_model"):
-        if config.getoption(flag) is not None and len(tasks) != 1:
+        # an explicit --task, even with one task registered: the same command must not change meaning when
+        # a second task is added
+        if config.getoption(flag) is not None and len(chosen) != 1:
             raise pytest.UsageError(f"--{flag.replace('_', '-')} applies to one task: add --task NAME "
-                                    f"(one of {', '.join(tasks)})")
+                                    f"(one of {', '.join(TASKS.names())})")
     device = "cpu"
     if config.getoption("gpu"):
         import torch
@@ -101,7 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
             )
         device = "cuda"
     rootdir = Path(config.rootpath)
-    options = RunOptions(
+    options = dict(  # RunOptions(**options), built on the first run: importing loragate.run loads torch
         device=device,
         base_model=config.getoption("base_model"),
         adapter=config.getoption("adapter"),

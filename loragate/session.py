@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # heavy imports wait until a test asks for a run, so `pytest --help` stays fast
     from loragate.run import RunOptions, TaskRun
@@ -12,11 +13,17 @@ if TYPE_CHECKING:  # heavy imports wait until a test asks for a run, so `pytest 
 
 @dataclass
 class GateSession:
-    options: RunOptions
+    option_values: dict[str, Any]  # RunOptions' fields; RunOptions itself waits for the first run (it imports torch)
     tasks: list[str]
     report_dir: Path
     runs: dict[tuple[str, str], TaskRun] = field(default_factory=dict)
     failures: dict[tuple[str, str], BaseException] = field(default_factory=dict)
+
+    @cached_property
+    def options(self) -> RunOptions:
+        from loragate.run import RunOptions
+
+        return RunOptions(**self.option_values)
 
     def run(self, task: str, tier: str) -> TaskRun:
         """The run of `task` at `tier`, computed on first request; a failure is re-raised, not retried."""

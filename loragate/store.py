@@ -7,11 +7,14 @@ Writes go to a temp directory renamed into place: a killed run leaves the old en
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -51,6 +54,21 @@ def safe_name(kind: str, name: str) -> str:
     return name
 
 
+def exchange(a: Path, b: Path) -> bool:
+    """Atomically swap the directories `a` and `b` (Linux renameat2 RENAME_EXCHANGE); False where the OS or
+    filesystem cannot, and nothing was changed."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform == "linux" else None
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
 class AdapterStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -71,13 +89,18 @@ class AdapterStore:
             model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
             manifest = {**manifest, "key": key, "adapter_sha256": file_sha256(tmp / "adapter_model.safetensors")}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            if entry.exists():  # --retrain: swap, so a reader never sees an empty entry
-                old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{key}-", dir=entry.parent))
-                os.replace(entry, old / key)
+            try:
                 os.replace(tmp, entry)
-                shutil.rmtree(old)
-            else:
-                os.replace(tmp, entry)
+            except OSError as exc:  # the entry exists: --retrain, or another run stored this key meanwhile
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                if exchange(tmp, entry):  # a reader sees the old entry or the new one, never none
+                    shutil.rmtree(tmp, ignore_errors=True)  # now the old entry; the new one is in place
+                else:  # no atomic exchange here: the entry is missing between the two renames
+                    old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{key}-", dir=entry.parent))
+                    os.replace(entry, old / key)
+                    os.replace(tmp, entry)
+                    shutil.rmtree(old)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise AdapterStoreError(f"cannot write adapter {entry}: {exc}. Check space and permissions of {self.root}.") from exc

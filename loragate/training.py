@@ -136,12 +136,17 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
                     loss, _ = summed_loss(model, {k: v.to(device) for k, v in batch.items()})
                     if not torch.isfinite(loss):
                         raise TrainingDiverged(
-                            f"{desc}: loss became {float(loss)} at optimizer step {result.steps + 1}; "
+                            f"{desc}: loss became {float(loss.detach())} at optimizer step {result.steps + 1}; "
                             f"no adapter was stored. Lower train.lr or check the data."
                         )
                     (loss / tokens).backward()
                     step_loss += float(loss.detach())
                 optimizer.step()
+                if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+                    raise TrainingDiverged(
+                        f"{desc}: LoRA weights became non-finite at optimizer step {result.steps + 1} (loss "
+                        f"{step_loss / tokens}); no adapter was stored. Lower train.lr or check the data."
+                    )
                 schedule.step()
                 optimizer.zero_grad(set_to_none=True)
                 result.steps += 1

@@ -7,6 +7,7 @@ data's range, so `bin_value` is made total: a value in a gap or out of range goe
 from __future__ import annotations
 
 import csv
+import math
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Literal
@@ -36,8 +37,14 @@ class IrisAnswer(BaseModel):
 
 
 def bin_value(feature: str, value: float) -> str:
-    """The level of `value`: inside a bin [lo, hi) (the top bin includes hi), else the nearest bin."""
+    """The level of `value`: inside a bin [lo, hi) (the top bin includes hi), else the nearest bin; NaN is an error."""
+    if math.isnan(value):
+        raise ValueError(f"{feature}: {value} is not a measurement")
     bins = BINS[feature]
+    if value < bins[0][0]:
+        return LEVELS[0]
+    if value > bins[-1][1]:  # decided here: +inf is infinitely far from every bin, so distances cannot rank it
+        return LEVELS[-1]
     for level, (lo, hi) in zip(LEVELS, bins):
         if lo <= value < hi or (level == LEVELS[-1] and value == hi):
             return level
@@ -64,14 +71,19 @@ def read_csv(path: Path, labels: list[str]) -> list[tuple[str, dict[str, float],
         missing = [name for name in (*FEATURES, "species") if name not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: header lacks {missing}; expected {', '.join((*FEATURES, 'species'))}")
-        for line, row in enumerate(reader, start=2):
+        for index, row in enumerate(reader):
+            line = reader.line_num  # the physical line: DictReader skips blank lines
             if row["species"] not in labels:
                 raise ValueError(f"{path}:{line}: species {row['species']!r} is not one of {', '.join(labels)}")
             try:
                 measurements = {feature: float(row[feature]) for feature in FEATURES}
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{path}:{line}: a measurement is not a number: {exc}") from exc
-            rows.append((f"iris-{line - 2}", measurements, row["species"]))
+            bad = [feature for feature, value in measurements.items() if not math.isfinite(value)]
+            if bad:
+                raise ValueError(f"{path}:{line}: {', '.join(bad)} is not a finite number: "
+                                 f"{', '.join(row[feature] for feature in bad)}")
+            rows.append((f"iris-{index}", measurements, row["species"]))
     return rows
 
 

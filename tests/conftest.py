@@ -1,0 +1,73 @@
+"""Shared, session-scoped offline models for the unit tests: built once into a temp dir, never from the hub."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from loragate.data import Splits
+from loragate.models import LoadedBase, load_causal, tiny_base_dir
+from loragate.tasks import get_task
+from loragate.tasks.iris import IrisTask
+from loragate.training import attach_lora, train_lora
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """The tiny model gains nothing from a second thread, and an OpenMP team of 2 on a 2-core machine that
+    another process is using runs up to 100x slower. Restored after, so nothing outside tests/ is affected."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def iris() -> IrisTask:
+    return get_task("iris")
+
+
+@pytest.fixture(scope="session")
+def iris_splits(iris: IrisTask) -> Splits:
+    return iris.load_splits()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory, iris: IrisTask, iris_splits: Splits) -> Path:
+    """The iris card's tiny base (save_pretrained layout), built offline once per session."""
+    cache = tmp_path_factory.mktemp("cache")
+    return tiny_base_dir(cache, "iris", iris.card.tier("tiny").tiny_base, iris_splits.texts())
+
+
+@pytest.fixture
+def fresh_base(tiny_dir: Path) -> LoadedBase:
+    """A newly loaded, unwrapped base: attach_lora wraps in place, so tests that adapt one get their own."""
+    return load_causal(str(tiny_dir), "cpu", torch.float32)
+
+
+@pytest.fixture(scope="session")
+def tuned(tiny_dir: Path, iris: IrisTask, iris_splits: Splits):
+    """(base, peft model) trained with the card's tiny settings but 4 epochs, enough to answer all three species
+    (~0.5 s on an idle 2-core machine); tests must not modify it."""
+    base = load_causal(str(tiny_dir), "cpu", torch.float32)
+    settings = iris.card.tier("tiny")
+    model = attach_lora(base.model, settings.lora, settings.train.seed)
+    with one_torch_thread():  # session fixtures are set up before the autouse one
+        train_lora(model, base.tokenizer, iris_splits.train, iris_splits.eval,
+                   settings.train.model_copy(update={"epochs": 4}), progress=False)
+    return base, model
+
+
+pytest_plugins = ["pytester"]  # tests/test_plugin.py runs pytest in subprocesses, as a user would

@@ -1,0 +1,117 @@
+"""Iris: the seed's bins, the 90/30/30 split, the ceiling, and CSV input in the task's real format."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from loragate.data import Example
+from loragate.tasks.iris import FEATURES, LEVELS, bin_value, bundled_rows
+
+HEADER = [*FEATURES, "species"]
+
+
+@pytest.mark.parametrize("feature, value, level", [
+    ("sepal_length", 4.3, "low"),
+    ("sepal_length", 5.39, "low"),
+    ("sepal_length", 5.4, "medium"),  # a shared edge belongs to the upper bin
+    ("sepal_length", 6.3, "high"),
+    ("sepal_length", 7.9, "high"),  # the top bin includes its upper edge
+    ("petal_length", 2.5, "low"),  # gap 2.1-3.0: 0.4 from low, 0.5 from medium
+    ("petal_length", 2.6, "medium"),  # 0.5 from low, 0.4 from medium
+    ("petal_width", 0.9, "medium"),  # gap 0.6-1.0
+    ("sepal_width", 1.0, "low"),  # below the range
+    ("sepal_width", 9.0, "high"),  # above the range
+    ("petal_width", math.inf, "high"),
+    ("petal_width", -math.inf, "low"),
+])
+def test_bin_value(feature: str, value: float, level: str) -> None:
+    assert bin_value(feature, value) == level, f"bin_value({feature!r}, {value}) = {bin_value(feature, value)!r}"
+
+
+def test_bin_value_refuses_nan() -> None:
+    with pytest.raises(ValueError, match="petal_width: nan is not a measurement"):
+        bin_value("petal_width", math.nan)
+
+
+def test_splits_are_90_30_30_disjoint_and_stratified(iris_splits) -> None:
+    sizes = {name: len(getattr(iris_splits, name)) for name in ("train", "eval", "test")}
+    assert sizes == {"train": 90, "eval": 30, "test": 30}, sizes
+    ids = [set(ex.id for ex in getattr(iris_splits, name)) for name in ("train", "eval", "test")]
+    assert sum(map(len, ids)) == 150 and len(set().union(*ids)) == 150, "ids repeat within or across splits"
+    per_species = Counter(ex.label for ex in iris_splits.test)
+    assert per_species == {"setosa": 10, "versicolor": 10, "virginica": 10}, per_species
+
+
+def test_prompt_shows_the_binned_words(iris_splits) -> None:
+    example = iris_splits.test[0]
+    assert set(example.fields.values()) <= set(LEVELS), example.fields
+    assert example.prompt.startswith(f"Sepal length: {example.fields['sepal_length']}. "), example.prompt
+    assert example.target == f" {example.label}", example.target
+
+
+def example(i: int, levels: tuple[str, ...], label: str) -> Example:
+    return Example(id=f"ex-{i}", prompt="p", target=f" {label}", label=label, fields=dict(zip(FEATURES, levels)))
+
+
+def test_ceiling_counts_the_majority_of_each_binned_row(iris) -> None:
+    same, other = ("low",) * 4, ("high",) * 4
+    test = [example(0, same, "setosa"), example(1, same, "versicolor"),  # indistinguishable: one can be right
+            example(2, other, "virginica"), example(3, other, "virginica")]
+    assert iris.ceiling(test) == pytest.approx(3 / 4), f"ceiling {iris.ceiling(test)} != 3/4"
+    assert iris.ceiling(test[2:]) == 1.0, "distinct rows with one species each should give a ceiling of 1"
+
+
+def write_csv(path: Path, rows: list[list[str]], blank_after: int | None = None) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        for i, row in enumerate(rows):
+            writer.writerow(row)
+            if i == blank_after:
+                handle.write("\n")
+    return path
+
+
+GOOD = ["5.1", "3.5", "1.4", "0.2", "setosa"]
+
+
+@pytest.mark.parametrize("bad_row, message", [
+    (["5.1", "3.5", "1.4", "0.2", "Setosa"], "species 'Setosa' is not one of setosa, versicolor, virginica"),
+    (["5.1", "wide", "1.4", "0.2", "setosa"], "a measurement is not a number"),
+    (["5.1", "", "1.4", "0.2", "setosa"], "a measurement is not a number"),
+    (["5.1", "3.5", "nan", "0.2", "setosa"], "petal_length is not a finite number: nan"),
+    (["inf", "3.5", "1.4", "0.2", "setosa"], "sepal_length is not a finite number: inf"),
+])
+def test_read_csv_error_names_file_and_line(tmp_path: Path, iris, bad_row: list[str], message: str) -> None:
+    path = write_csv(tmp_path / "iris.csv", [GOOD, GOOD, bad_row])
+    with pytest.raises(ValueError) as caught:
+        iris.load_splits(data=path)
+    assert f"{path}:4: {message}" in str(caught.value), f"expected '{path}:4: {message}' in: {caught.value}"
+
+
+def test_read_csv_line_number_counts_blank_lines(tmp_path: Path, iris) -> None:
+    path = write_csv(tmp_path / "iris.csv", [GOOD, GOOD, ["5.1", "3.5", "1.4", "0.2", "rose"]], blank_after=0)
+    with pytest.raises(ValueError, match=f"{path}:5: species 'rose'"):  # header, good, blank, good, bad
+        iris.load_splits(data=path)
+
+
+def test_read_csv_names_missing_columns(tmp_path: Path, iris) -> None:
+    path = tmp_path / "iris.csv"
+    path.write_text("sepal_length,sepal_width,petal_length,species\n5.1,3.5,1.4,setosa\n")
+    with pytest.raises(ValueError, match=rf"{path}: header lacks \['petal_width'\]"):
+        iris.load_splits(data=path)
+
+
+def test_csv_round_trip_gives_the_bundled_splits(tmp_path: Path, iris, iris_splits) -> None:
+    rows = [[repr(m[f]) for f in FEATURES] + [species] for _, m, species in bundled_rows(iris.card.labels)]
+    from_csv = iris.load_splits(data=write_csv(tmp_path / "iris.csv", rows))
+    for name in ("train", "eval", "test"):
+        got, want = getattr(from_csv, name), getattr(iris_splits, name)
+        assert got == want, f"{name}: CSV split differs from bundled, first ids {[e.id for e in got[:3]]} " \
+                            f"vs {[e.id for e in want[:3]]}"
+    assert from_csv.data_hash() == iris_splits.data_hash()

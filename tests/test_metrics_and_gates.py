@@ -1,0 +1,122 @@
+"""Metrics against hand-computed values, and every gate check just inside and just outside its threshold."""
+
+from __future__ import annotations
+
+import pytest
+
+from loragate.card import GateSettings
+from loragate.gates import ClassDrop, ClassFloor, MetricDelta, Validity, checks_from, run_gates
+from loragate.metrics import INVALID, classification_metrics, metrics_from_confusion
+
+ABC = ["a", "b", "c"]
+IRIS = ["setosa", "versicolor", "virginica"]
+
+
+@pytest.fixture
+def small():
+    """6 examples: a a a b b c predicted a a b b <unparsed> c; the unparsed output is empty."""
+    return classification_metrics(gold=["a", "a", "a", "b", "b", "c"], predicted=["a", "a", "b", "b", None, "c"],
+                                   labels=ABC, outputs=["a", "a", "b", "b", " ", "c"])
+
+
+def test_classification_metrics_by_hand(small) -> None:
+    # per class: a P=2/2 R=2/3 F1=.8 | b P=1/2 R=1/2 F1=.5 | c P=1 R=1 F1=1; supports 3, 2, 1
+    expected = {
+        "accuracy": 4 / 6, "macro_precision": (1 + 0.5 + 1) / 3, "macro_recall": (2 / 3 + 0.5 + 1) / 3,
+        "macro_f1": (0.8 + 0.5 + 1) / 3, "weighted_f1": (0.8 * 3 + 0.5 * 2 + 1 * 1) / 6, "validity_rate": 5 / 6,
+    }
+    for metric, value in expected.items():
+        assert small.value(metric) == pytest.approx(value), f"{metric}: {small.value(metric)} != {value}"
+    assert small.per_class_accuracy == pytest.approx({"a": 2 / 3, "b": 0.5, "c": 1.0}), small.per_class_accuracy
+    assert small.per_class_support == {"a": 3, "b": 2, "c": 1}
+    assert small.empty_outputs == 1, f"one whitespace output, counted {small.empty_outputs}"
+    assert small.n == 6
+
+
+def test_confusion_has_an_invalid_column(small) -> None:
+    assert small.confusion == [[2, 1, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0]], small.confusion
+    assert metrics_from_confusion(small.confusion, ABC).accuracy == small.accuracy, "round trip changed accuracy"
+    assert metrics_from_confusion(small.confusion, ABC).n == small.n, "round trip dropped the invalid column"
+
+
+@pytest.mark.parametrize("matrix", [[[1, 0], [0, 1]], [[1, 0, 0, 0, 0]] * 3, [[1, 0, 0]] * 4])
+def test_confusion_of_the_wrong_shape_is_refused(matrix) -> None:
+    with pytest.raises(ValueError, match="confusion matrix is"):
+        metrics_from_confusion(matrix, ABC)
+
+
+def test_classification_metrics_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="no examples"):
+        classification_metrics([], [], ABC, [])
+    with pytest.raises(ValueError, match="lengths differ: 2 gold, 1 predicted, 2 outputs"):
+        classification_metrics(["a", "b"], ["a"], ABC, ["a", "b"])
+    with pytest.raises(ValueError, match=r"gold labels \['d'\] are not in the label set"):
+        classification_metrics(["d"], ["a"], ABC, ["a"])
+    with pytest.raises(KeyError, match="Did you mean 'accuracy'"):
+        metrics_from_confusion([[1, 0, 0]] * 3, ABC).value("acuracy")
+
+
+def test_seed_confusion_matrices() -> None:
+    base = metrics_from_confusion([[10, 0, 0], [10, 0, 0], [10, 0, 0]], IRIS)  # all setosa
+    tuned = metrics_from_confusion([[9, 1, 0], [0, 10, 0], [2, 8, 0]], IRIS)
+    assert (base.accuracy, tuned.accuracy) == pytest.approx((10 / 30, 19 / 30)), (base.accuracy, tuned.accuracy)
+    # F1 = 2TP / (2TP + FP + FN): setosa 18/21, versicolor 20/29, virginica 0
+    assert tuned.macro_f1 == pytest.approx((18 / 21 + 20 / 29) / 3), tuned.macro_f1
+    assert tuned.per_class_accuracy == pytest.approx({"setosa": 0.9, "versicolor": 1.0, "virginica": 0.0})
+    assert base.validity_rate == tuned.validity_rate == 1.0
+
+
+def ab(a_row: list[int], b_row: list[int], invalid: tuple[int, int] = (0, 0)):
+    """Metrics of a two-class confusion [[a->a, a->b], [b->a, b->b]] plus unparsed outputs per gold class."""
+    return metrics_from_confusion([[*a_row, invalid[0]], [*b_row, invalid[1]]], ["a", "b"])
+
+
+def test_metric_delta_boundary() -> None:
+    base, tuned = ab([3, 2], [2, 3]), ab([4, 1], [2, 3])  # accuracy 6/10 -> 7/10: 0.7 - 0.6 < 0.1 in floats
+    assert MetricDelta("accuracy", 0.1).fails(tuned, base) is None, "a delta of exactly 0.1 must meet 0.1"
+    finding = MetricDelta("accuracy", 0.2).fails(tuned, base)
+    assert finding == "accuracy delta +0.100 < required +0.200 (base 0.600, tuned 0.700, n=10)", finding
+    assert MetricDelta("accuracy", 0.0).fails(base, tuned) is not None, "a worse tuned model must fail a 0 delta"
+
+
+def test_class_drop_boundary() -> None:
+    base, tuned = ab([9, 1], [5, 5]), ab([7, 3], [5, 5])  # class a 0.9 -> 0.7: 0.9 - 0.7 > 0.2 in floats
+    assert ClassDrop(0.2).fails(tuned, base) is None, "a drop of exactly 0.2 must be within 0.2"
+    finding = ClassDrop(0.1).fails(tuned, base)
+    assert finding == "class 'a' accuracy fell 0.900 -> 0.700 (-0.200, tolerance 0.100, n=10)", finding
+    assert ClassDrop(0.0).fails(base, tuned) is None, "an improving class must not count as a drop"
+
+
+def test_class_floor_boundary() -> None:
+    tuned = ab([10, 0], [3, 7])  # class b 7/10
+    assert ClassFloor(0.7).fails(tuned, tuned) is None, "7/10 must reach a floor of 0.7"
+    finding = ClassFloor(0.8).fails(tuned, tuned)
+    assert finding == "class 'b' accuracy 0.700 < floor 0.800 (7/10 correct)", finding
+
+
+def test_validity_boundary() -> None:
+    base, tuned = ab([5, 0], [0, 5]), ab([4, 0], [0, 5], invalid=(1, 0))  # 9 of 10 parse
+    assert tuned.confusion[0][-1] == 1 and tuned.labels == ["a", "b"] and INVALID not in tuned.labels
+    assert Validity(0.9).fails(tuned, base) is None, "9/10 must meet 0.9"
+    finding = Validity(0.95).fails(tuned, base)
+    assert finding == "validity rate 0.900 < required 0.950 (1 of 10 outputs did not parse; base 1.000)", finding
+
+
+def test_checks_from_card_gates_on_the_seed() -> None:
+    base = metrics_from_confusion([[10, 0, 0], [10, 0, 0], [10, 0, 0]], IRIS)
+    tuned = metrics_from_confusion([[9, 1, 0], [0, 10, 0], [2, 8, 0]], IRIS)
+    gates = GateSettings(min_delta={"accuracy": 0.05, "macro_f1": 0.05}, max_class_drop=0.05,
+                         min_class_accuracy=0.5, min_validity=1.0)
+    results = {r.check: r for r in run_gates(checks_from(gates), tuned, base)}
+    failed = sorted(name for name, r in results.items() if not r.passed)
+    assert failed == ["per-class floor", "per-class regression"], {n: r.finding for n, r in results.items()}
+    assert "class 'setosa' accuracy fell 1.000 -> 0.900" in results["per-class regression"].finding
+    assert "class 'virginica' accuracy 0.000 < floor 0.500 (0/10 correct)" in results["per-class floor"].finding
+
+
+def test_checks_from_rejects_an_unknown_metric() -> None:
+    with pytest.raises(ValueError) as caught:
+        checks_from(GateSettings(min_delta={"macro_f2": 0.1}))
+    message = str(caught.value)
+    assert message.startswith("gates.min_delta: Unknown metric 'macro_f2'.") and "Did you mean 'macro_f1'" in message, \
+        message

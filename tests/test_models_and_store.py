@@ -1,0 +1,166 @@
+"""The tiny base and its fingerprint, the pad policy, the adapter key, and the adapter store's checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+from loragate.card import LoraSettings, TrainSettings
+from loragate.models import build_tiny_causal, fingerprint, load_causal, state_fingerprint, train_tokenizer
+from loragate.store import ADAPTER_FILES, AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest
+from loragate.store import safe_name
+
+
+def load(path: Path):
+    return load_causal(str(path), "cpu", torch.float32)
+
+
+def test_same_seed_same_fingerprint_other_seed_other(tmp_path: Path, iris, iris_splits, tiny_dir: Path) -> None:
+    spec = iris.card.tier("tiny").tiny_base
+    build_tiny_causal(spec, iris_splits.texts(), tmp_path / "again")
+    build_tiny_causal(spec.model_copy(update={"seed": spec.seed + 1}), iris_splits.texts(), tmp_path / "other")
+    first, again, other = load(tiny_dir), load(tmp_path / "again"), load(tmp_path / "other")
+    assert first.fingerprint == again.fingerprint, "rebuilding with the same seed changed the weights"
+    assert first.fingerprint != other.fingerprint, "a different seed gave the same weights"
+    assert (tiny_dir / "tokenizer.json").read_bytes() == (tmp_path / "again" / "tokenizer.json").read_bytes()
+
+
+def test_saved_base_reloads_equal_through_auto_classes(iris, iris_splits, tiny_dir: Path) -> None:
+    spec = iris.card.tier("tiny").tiny_base
+    torch.manual_seed(spec.seed)
+    rebuilt = LlamaForCausalLM(AutoConfig.from_pretrained(tiny_dir))
+    reloaded = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    assert fingerprint(reloaded) == fingerprint(rebuilt) == load(tiny_dir).fingerprint
+    trained = train_tokenizer(iris_splits.texts(), spec.vocab_size)
+    prompt = iris_splits.test[0].prompt + iris_splits.test[0].target
+    assert AutoTokenizer.from_pretrained(tiny_dir)(prompt).input_ids == trained(prompt).input_ids
+
+
+def test_state_fingerprint_covers_names_values_and_scalars() -> None:
+    one = {"w": torch.ones(2, 3), "scale": torch.tensor(2.0)}  # a 0-dim tensor must hash, not crash
+    assert state_fingerprint(one) == state_fingerprint({k: v.clone() for k, v in one.items()})
+    assert state_fingerprint(one) != state_fingerprint({**one, "scale": torch.tensor(3.0)})
+    assert state_fingerprint(one) != state_fingerprint({"w2": one["w"], "scale": one["scale"]})
+    assert state_fingerprint(one) != state_fingerprint({**one, "w": torch.ones(3, 2)}), "shape must count"
+
+
+def test_tokenizer_pads_left_and_prepends_bos(tiny_dir: Path, iris_splits) -> None:
+    base = load(tiny_dir)
+    tok = base.tokenizer
+    short, long = "Species:", iris_splits.test[0].prompt
+    enc = tok([short, long], padding=True)
+    pad = len(enc.input_ids[1]) - len(tok(short).input_ids)
+    assert pad > 0 and enc.attention_mask[0] == [0] * pad + [1] * (len(enc.input_ids[0]) - pad), enc.attention_mask
+    assert enc.input_ids[0][:pad] == [tok.pad_token_id] * pad, f"expected {pad} left pads: {enc.input_ids[0]}"
+    assert enc.input_ids[0][pad] == enc.input_ids[1][0] == tok.bos_token_id, f"no BOS first: {enc.input_ids}"
+    assert base.pad_policy == "tokenizer's own pad token" and tok.pad_token_id != tok.eos_token_id
+
+
+def test_tokenizer_without_pad_pads_with_eos(tmp_path: Path, tiny_dir: Path) -> None:
+    no_pad = tmp_path / "no-pad"
+    shutil.copytree(tiny_dir, no_pad)
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    tok.pad_token = None
+    tok.save_pretrained(no_pad)
+    base = load(no_pad)
+    assert base.pad_policy == "pad = EOS (tokenizer has no pad token)", base.pad_policy
+    assert base.tokenizer.pad_token_id == base.tokenizer.eos_token_id
+    assert base.tokenizer.padding_side == "left"
+
+
+LORA = LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "v_proj"])
+TRAIN = TrainSettings(epochs=2, batch_size=8, lr=1e-3, max_length=64, seed=0)
+CHANGES = [("base", "f" * 64), ("data", "d" * 64)] + \
+    [("lora", {k: v}) for k, v in {"r": 4, "alpha": 8.0, "dropout": 0.1, "target_modules": ["q_proj"]}.items()] + \
+    [("train", {k: v}) for k, v in {"epochs": 3, "batch_size": 4, "grad_accum": 2, "lr": 2e-3, "weight_decay": 0.1,
+                                     "warmup_steps": 5, "max_length": 128, "seed": 1}.items()]
+
+
+@pytest.mark.parametrize("part, change", CHANGES, ids=[f"{p}-{next(iter(c)) if isinstance(c, dict) else p}"
+                                                        for p, c in CHANGES])
+def test_adapter_key_changes_with_every_input(part: str, change) -> None:
+    args = {"base": "e" * 64, "data": "a" * 64, "lora": LORA, "train": TRAIN}
+    key = adapter_key(args["base"], args["data"], args["lora"], args["train"])
+    rebuilt = LoraSettings(**LORA.model_dump()), TrainSettings(**TRAIN.model_dump())
+    assert key == adapter_key("e" * 64, "a" * 64, *rebuilt), "equal settings gave another key"
+    args[part] = args[part].model_copy(update=change) if isinstance(change, dict) else change
+    assert adapter_key(args["base"], args["data"], args["lora"], args["train"]) != key, f"{part} {change} ignored"
+
+
+@pytest.fixture
+def stored(tmp_path: Path, tuned) -> Path:
+    _, model = tuned
+    return AdapterStore(tmp_path / "adapters").save(model, {"task": "iris"}, "iris", "tiny", "k1")
+
+
+def test_save_writes_the_files_atomically(stored: Path, tuned) -> None:
+    files = {p.name for p in stored.iterdir()}
+    assert set(ADAPTER_FILES) <= files, f"missing {set(ADAPTER_FILES) - files}"
+    leftovers = [p.name for p in stored.parents[2].rglob(".tmp-*")]
+    assert not leftovers, f"temp dirs left behind: {leftovers}"
+    manifest = read_manifest(stored, "k1")
+    assert manifest["task"] == "iris" and manifest["key"] == "k1", manifest
+    AdapterStore(stored.parents[2]).save(tuned[1], {"task": "iris", "retrained": True}, "iris", "tiny", "k1")
+    assert read_manifest(stored, "k1")["retrained"] is True, "--retrain did not replace the entry"
+    assert not list(stored.parents[2].rglob(".tmp-*")), "temp dirs left behind by the replacing save"
+
+
+def flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda e: flip_byte(e / "adapter_model.safetensors"), "does not match the manifest's"),
+    (lambda e: (e / "adapter_config.json").unlink(), "missing ['adapter_config.json']"),
+    (lambda e: (e / "adapter_model.bin").write_bytes(b"pickle"), "holds ['adapter_model.bin']: pickle formats"),
+    (lambda e: (e / "manifest.json").write_text("{not json"), "not valid JSON"),
+])
+def test_read_manifest_refuses_a_damaged_entry(stored: Path, damage, message: str) -> None:
+    damage(stored)
+    with pytest.raises(AdapterStoreError) as caught:
+        read_manifest(stored, "k1")
+    assert str(stored) in str(caught.value) and message in str(caught.value), str(caught.value)
+
+
+def test_read_manifest_refuses_a_key_mismatch(stored: Path) -> None:
+    with pytest.raises(AdapterStoreError, match="key 'k1' does not match directory key 'k2'"):
+        read_manifest(stored, "k2")
+
+
+def test_load_adapter_round_trip_and_truncated_file(stored: Path, tuned, tiny_dir: Path) -> None:
+    _, model = tuned
+    loaded = load_adapter(load(tiny_dir).model, stored)
+    want = {n: p for n, p in model.named_parameters() if "lora_" in n}
+    got = dict(loaded.named_parameters())
+    assert want and all(torch.equal(got[n], p) for n, p in want.items()), "loaded LoRA weights differ from saved"
+    weights = stored / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(AdapterStoreError, match=f"{weights}: not a readable safetensors file"):
+        load_adapter(load(tiny_dir).model, stored)
+
+
+def test_load_adapter_refuses_an_adapter_for_other_modules(tmp_path: Path, stored: Path, tiny_dir: Path) -> None:
+    config = json.loads((stored / "adapter_config.json").read_text())
+    config["target_modules"] = ["q_proj"]  # the file also holds k, v, o, gate, up and down weights
+    (stored / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(AdapterStoreError, match="tensors not placed in the model"):
+        load_adapter(load(tiny_dir).model, stored)
+
+
+@pytest.mark.parametrize("name", ["../x", "/abs", "a/b", "", "a\0b", "..", "Iris", "abc\n", "x" * 65])
+def test_safe_name_refuses_path_tricks(name: str) -> None:
+    with pytest.raises(AdapterStoreError, match="is not a plain name"):
+        safe_name("task", name)
+    with pytest.raises(AdapterStoreError):
+        AdapterStore(Path("/tmp/never-written")).entry_dir("iris", "tiny", name)
+
+
+def test_safe_name_accepts_plain_names() -> None:
+    assert [safe_name("key", n) for n in ("iris", "tiny", "0a1b-c_d")] == ["iris", "tiny", "0a1b-c_d"]

@@ -1,0 +1,269 @@
+"""The plugin as a user meets it: `pytest` in a fresh directory, loragate loaded by its pytest11 entry point.
+
+Every run here is a subprocess (runpytest_subprocess), so the entry point, option parsing, usage errors and
+exit codes are the real ones. No test here trains or loads a model: the tests written into the temporary
+directory take only `gate_case` / `pytestconfig` and assert on values.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+USAGE_ERROR = pytest.ExitCode.USAGE_ERROR  # 4
+
+GATE_CASE_TEST = """
+def test_case(gate_case):
+    task, tier = gate_case
+    assert task == "iris" and tier in ("tiny", "full")
+"""
+
+
+@pytest.fixture
+def gate_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A user's directory: its own ini (so rootdir is here), and plugin autoload left on."""
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    pytester.makeini("[pytest]\n")
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_help_lists_the_options(gate_dir: pytest.Pytester) -> None:
+    result = run(gate_dir, "--help")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([
+        "loragate release gate:",
+        "  --gpu *run on CUDA*",
+        "  --task=NAME *",
+        "  --base-model=ID|PATH *",
+        "  --adapter=PATH *",
+        "  --data=PATH *",
+        "  --retrain *",
+        "  --report-dir=DIR *",
+    ])
+
+
+def test_loading_the_plugin_does_not_import_torch(gate_dir: pytest.Pytester) -> None:
+    """pytest --help, a collect-only and every test that runs no gate stay fast: torch, transformers and
+    peft load only when a test asks for a run (they took `pytest --help` from 0.7 s to 8 s)."""
+    gate_dir.makepyfile(test_plain="""
+        import sys
+
+        def test_nothing_heavy_loaded():
+            heavy = sorted(name for name in ("torch", "transformers", "peft") if name in sys.modules)
+            assert not heavy, heavy
+    """)
+    result = run(gate_dir, "-q")
+    result.assert_outcomes(passed=1)
+
+
+def test_markers_are_registered(gate_dir: pytest.Pytester) -> None:
+    result = run(gate_dir, "--markers")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([
+        "@pytest.mark.smoke: tiny tier*",
+        "@pytest.mark.full: full tier*--gpu*",
+        "@pytest.mark.gpu: needs CUDA*",
+        "@pytest.mark.benchmark: throughput measurement*",
+    ], consecutive=False)
+
+
+def test_strict_markers_accepts_the_gate_markers(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makepyfile(test_marked="""
+        import pytest
+
+        @pytest.mark.smoke
+        def test_smoke(): pass
+
+        @pytest.mark.full
+        def test_full(): pass
+
+        @pytest.mark.gpu
+        def test_gpu(): pass
+
+        @pytest.mark.benchmark
+        def test_benchmark(): pass
+    """)
+    result = run(gate_dir, "--strict-markers", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["4 tests collected*"])
+
+
+def test_strict_markers_rejects_an_unknown_marker(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makepyfile(test_typo="""
+        import pytest
+
+        @pytest.mark.smoek
+        def test_typo(): pass
+    """)
+    result = run(gate_dir, "--strict-markers")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*'smoek' not found in `markers` configuration option*"])
+
+
+def test_unknown_task_suggests_the_close_name(gate_dir: pytest.Pytester) -> None:
+    result = run(gate_dir, "--task", "iros")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*argument --task: Unknown task 'iros'. Did you mean 'iris'? Available: iris*"])
+
+
+def test_unknown_task_lists_the_available_tasks(gate_dir: pytest.Pytester) -> None:
+    result = run(gate_dir, "--task", "nope")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*argument --task: Unknown task 'nope'. Available: iris*"])
+    assert "Did you mean" not in result.stderr.str()
+
+
+def test_gpu_without_cuda_is_a_usage_error_at_start(gate_dir: pytest.Pytester) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --gpu is valid here")
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "--gpu", "-rs")
+    assert result.ret == USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines(["ERROR: --gpu: CUDA is not available to torch *Run without --gpu*"])
+    out = result.stdout.str()
+    assert "skipped" not in out and "collected" not in out, out
+
+
+def test_full_tier_without_gpu_is_skipped_with_the_reason(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "-m", "full", "-rs")
+    result.assert_outcomes(skipped=1, deselected=1)
+    result.stdout.fnmatch_lines(["SKIPPED ?1? *: the full tier runs on a GPU: add --gpu (pytest -m full --gpu)"])
+
+
+def test_smoke_selects_only_the_tiny_case(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "-m", "smoke", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    ids = [line for line in result.outlines if "::" in line]
+    assert ids == ["test_cases.py::test_case[iris-tiny]"], result.outlines
+
+
+def test_gate_case_values_without_a_marker_filter(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "-v")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*test_case?iris-tiny? PASSED*", "*test_case?iris-full? SKIPPED*"], consecutive=False)
+
+
+def test_a_repeated_task_is_gated_once(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "--task", "iris", "--task", "iris", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    ids = [line for line in result.outlines if "::" in line]
+    assert ids == ["test_cases.py::test_case[iris-tiny]", "test_cases.py::test_case[iris-full]"], result.outlines
+
+
+@pytest.mark.parametrize("flag", ["--adapter", "--data", "--base-model"])
+def test_single_task_options_need_an_explicit_task(gate_dir: pytest.Pytester, flag: str) -> None:
+    """Even with one task registered: the same command line must not change meaning when a task is added."""
+    adapter = gate_dir.mkdir("adapter")
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "config.json").write_text("{}")  # so the same directory also passes --base-model's check
+    result = run(gate_dir, flag, str(adapter))
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {flag} applies to one task: add --task NAME (one of iris)"])
+
+
+def test_adapter_dir_without_config_names_the_path(gate_dir: pytest.Pytester) -> None:
+    adapter = gate_dir.mkdir("not-an-adapter")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    result = run(gate_dir, "--task", "iris", "--adapter", "not-an-adapter")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*argument --adapter: not-an-adapter has no adapter_config.json*"])
+
+
+def test_adapter_that_does_not_exist_names_the_path(gate_dir: pytest.Pytester) -> None:
+    result = run(gate_dir, "--task", "iris", "--adapter", "some/dir")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*argument --adapter: some/dir has no adapter_config.json*"])
+
+
+def test_base_model_path_that_does_not_exist(gate_dir: pytest.Pytester) -> None:
+    result = run(gate_dir, "--task", "iris", "--base-model", "./notadir-with-config")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*argument --base-model: './notadir-with-config' is neither an existing "
+                                 "directory nor a hub id*"])
+
+
+def test_base_model_dir_without_config(gate_dir: pytest.Pytester) -> None:
+    gate_dir.mkdir("notamodel")
+    result = run(gate_dir, "--task", "iris", "--base-model", "notamodel")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*argument --base-model: notamodel has no config.json*"])
+
+
+OPTIONS_TEST = """
+import json
+from loragate.plugin import gate_session
+
+def test_options(pytestconfig):
+    session = gate_session(pytestconfig)
+    values = {k: str(v) if v is not None else None for k, v in session.option_values.items()}
+    print("OPTIONS=" + json.dumps({**values, "tasks": session.tasks, "report_dir": str(session.report_dir)}))
+"""
+
+
+def session_options(result: pytest.RunResult) -> dict:
+    (line,) = [line for line in result.outlines if "OPTIONS=" in line]
+    return json.loads(line.split("OPTIONS=", 1)[1])
+
+
+def test_hub_id_is_accepted_at_parse_time(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makepyfile(test_options=OPTIONS_TEST)
+    result = run(gate_dir, "--task", "iris", "--base-model", "org/name", "-s")
+    result.assert_outcomes(passed=1)
+    assert session_options(result)["base_model"] == "org/name"
+
+
+def test_accepted_paths_reach_the_session_resolved(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makepyfile(test_options=OPTIONS_TEST)
+    model = gate_dir.mkdir("model")
+    (model / "config.json").write_text("{}")
+    adapter = gate_dir.mkdir("adapter")
+    (adapter / "adapter_config.json").write_text("{}")
+    result = run(gate_dir, "--task", "iris", "--base-model", "model", "--adapter", "adapter", "--retrain",
+                 "--report-dir", "out", "-s")
+    result.assert_outcomes(passed=1)
+    options = session_options(result)
+    root = gate_dir.path.resolve()
+    assert options["base_model"] == str(model.resolve())
+    assert options["adapter"] == str(adapter.resolve())
+    assert options["retrain"] == "True" and options["device"] == "cpu"
+    assert options["store_root"] == str(root / "adapters")
+    assert options["tasks"] == ["iris"]
+    assert options["report_dir"] == str(root / "out")
+
+
+def loragate_lines(result: pytest.RunResult) -> list[str]:
+    return [line for line in result.outlines if "loragate" in line and not line.startswith("plugins:")]
+
+
+def test_no_summary_when_no_gate_ran(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makepyfile(test_plain="def test_ok():\n    pass\n")
+    result = run(gate_dir)
+    result.assert_outcomes(passed=1)
+    assert loragate_lines(result) == []
+    assert "report:" not in result.stdout.str()
+    assert not (gate_dir.path / "reports").exists()
+
+
+def test_summary_names_a_case_that_did_not_run(gate_dir: pytest.Pytester) -> None:
+    """The counterpart of the test above: the closing section does appear once the session holds a result."""
+    gate_dir.makepyfile(test_failed_run="""
+        from loragate.plugin import gate_session
+
+        def test_record_failure(pytestconfig):
+            gate_session(pytestconfig).failures[("iris", "tiny")] = RuntimeError("no base")
+    """)
+    result = run(gate_dir)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*loragate: base vs tuned*", "iris/tiny: did not run: RuntimeError: no base"])
+    assert not (gate_dir.path / "reports").exists()  # nothing ran, so there is no report to write

@@ -1,0 +1,96 @@
+"""The registry's did-you-mean, and card errors that name the file and the field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loragate.card import CardError, TaskCard
+from loragate.registry import Registry
+from loragate.tasks import CARDS_DIR
+
+SHIPPED = yaml.safe_load((CARDS_DIR / "iris.yaml").read_text())
+
+
+def test_registry_suggests_close_names_and_lists_all() -> None:
+    registry: Registry[int] = Registry("metric")
+    for name in ("accuracy", "macro_f1", "weighted_f1"):
+        registry.register(name, 1)
+    with pytest.raises(KeyError) as caught:
+        registry.get("acuracy")
+    message = caught.value.args[0]
+    assert "Unknown metric 'acuracy'" in message, message
+    assert "Did you mean 'accuracy'?" in message, message
+    assert "Available: accuracy, macro_f1, weighted_f1" in message, message
+    assert "Did you mean" not in registry.unknown_message("zzzzzz"), "no hint expected for a name close to nothing"
+
+
+def test_registry_refuses_a_second_entry_of_the_same_name() -> None:
+    registry: Registry[int] = Registry("task")
+    registry.register("iris", 1)
+    with pytest.raises(ValueError, match="task 'iris' is already registered"):
+        registry.register("iris", 2)
+    assert registry.get("iris") == 1, "the first registration must be kept"
+
+
+def test_shipped_card_loads() -> None:
+    card = TaskCard.from_yaml(CARDS_DIR / "iris.yaml")
+    assert card.labels == ["setosa", "versicolor", "virginica"]
+
+
+def write_card(tmp_path: Path, edit) -> Path:
+    raw = copy.deepcopy(SHIPPED)
+    edit(raw)
+    path = tmp_path / "bad_card.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def set_in(raw: dict, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        raw = raw[part]
+    raw[last] = value
+
+
+CASES = {
+    "unknown field": ("tiers.tiny.lora.rank", 8, "tiers.tiny.lora.rank", "Extra inputs are not permitted"),
+    "wrong type": ("tiers.tiny.train.epochs", "ten", "tiers.tiny.train.epochs", "valid integer"),
+    "duplicate labels": ("labels", ["setosa", "virginica", "setosa"], "labels", "labels repeat ['setosa']"),
+    "heads do not divide": ("tiers.tiny.tiny_base.num_attention_heads", 3, "tiers.tiny.tiny_base",
+                            "hidden_size 128 must be a multiple of num_attention_heads 3"),
+    "unknown tier": ("tiers.huge", SHIPPED["tiers"]["tiny"], "tiers.huge.[key]", "Input should be 'tiny' or 'full'"),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_bad_card_error_names_file_and_field(tmp_path: Path, case: str) -> None:
+    dotted, value, field, why = CASES[case]
+    path = write_card(tmp_path, lambda raw: set_in(raw, dotted, value))
+    with pytest.raises(CardError) as caught:
+        TaskCard.from_yaml(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:"), f"{case}: error does not start with the file name: {message}"
+    assert f"field '{field}'" in message, f"{case}: error does not name field {field!r}: {message}"
+    assert why in message, f"{case}: error does not say {why!r}: {message}"
+
+
+def test_unreadable_yaml_and_missing_file_name_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: iris\nlabels: [a, b\n")
+    with pytest.raises(CardError, match=f"^{broken}: cannot read the card"):
+        TaskCard.from_yaml(broken)
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(CardError, match=f"^{missing}: cannot read the card"):
+        TaskCard.from_yaml(missing)
+
+
+def test_missing_tier_names_the_card_key_to_add() -> None:
+    raw = copy.deepcopy(SHIPPED)
+    del raw["tiers"]["full"]
+    card = TaskCard.model_validate(raw)
+    with pytest.raises(CardError, match=r"task 'iris' has no 'full' tier: add tiers.full"):
+        card.tier("full")
