@@ -86,6 +86,13 @@ class GateSettings(Strict):
     max_class_drop: float = Field(0.0, ge=0.0, description="largest per-class accuracy loss vs base")
     min_class_accuracy: float = Field(0.0, ge=0.0, le=1.0, description="floor every class must reach")
     min_validity: float = Field(1.0, ge=0.0, le=1.0, description="share of tuned outputs that parse")
+    judge_on: Literal["point", "lower_bound"] = Field(
+        "point", description="compare min_delta with the observed delta, or with its CI's lower bound"
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="of the paired bootstrap interval")
+    power: float = Field(0.8, gt=0.0, lt=1.0, description="for the minimum detectable effect")
+    bootstrap_resamples: int = Field(10_000, ge=1_000)
+    bootstrap_seed: int = 0
 
 
 class TaskCard(Strict):

@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
+
 from loragate.card import GateSettings
 from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics
+from loragate.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect, paired_bootstrap
 
 
 class Check(Protocol):
@@ -18,25 +21,62 @@ class Check(Protocol):
 
     def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None: ...
 
+    def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
+        """What the report shows for this check whether it passed or not; None when the finding says it all."""
+
 
 @dataclass(frozen=True)
 class MetricDelta:
-    """tuned - base on `metric` (sign flipped for lower-is-better) must be at least `min_delta`."""
+    """tuned - base on `metric` (sign flipped for lower-is-better) must be at least `min_delta`.
+
+    Judged on the observed delta, or on the lower bound of its paired-bootstrap interval when the card
+    says `judge_on: lower_bound`. On the observed delta, a pass the interval does not back up (its lower
+    bound below the minimum) while the split is too small to detect the minimum is not a pass."""
 
     metric: str
     min_delta: float
+    settings: GateSettings = GateSettings()
 
     @property
     def name(self) -> str:
         return f"{self.metric} delta"
 
-    def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
+    def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str:
+        return self.judged(tuned, base)[2]
+
+    def judged(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> tuple[float, DeltaInterval, str]:
+        """(signed delta, its interval, a sentence with base, tuned, n, CI, McNemar p and MDE)."""
         sign = 1.0 if HIGHER_IS_BETTER.get(self.metric) else -1.0
-        delta = sign * (tuned.value(self.metric) - base.value(self.metric))
-        if delta >= self.min_delta - 1e-12:  # tuned - base of k/n fractions is not exact in floats
-            return None
-        return (f"{self.metric} delta {delta:+.3f} < required {self.min_delta:+.3f} "
-                f"(base {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, n={tuned.n})")
+        gold, base_pred = base.label_indices()
+        tuned_gold, tuned_pred = tuned.label_indices()
+        if not np.array_equal(gold, tuned_gold):
+            raise ValueError(f"{self.metric}: base and tuned were scored on different examples; cannot pair them")
+        s = self.settings
+        interval = paired_bootstrap(self.metric, gold, base_pred, tuned_pred, len(tuned.labels),
+                                    s.bootstrap_resamples, s.confidence, s.bootstrap_seed)
+        low, high = sorted((sign * interval.low, sign * interval.high))
+        mde = minimum_detectable_effect(interval.standard_error, 1 - s.confidence, s.power)
+        text = (f"base {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, n={tuned.n}, "
+                f"{s.confidence:.0%} CI [{low:+.3f}, {high:+.3f}]")
+        if self.metric == "accuracy":
+            text += f", McNemar p={mcnemar_exact(base_pred == gold, tuned_pred == gold).p_value:.2g}"
+        text += f", MDE {mde:.3f} at power {s.power:.0%}"
+        return sign * interval.delta, DeltaInterval(sign * interval.delta, low, high, interval.confidence,
+                                                    interval.standard_error, interval.resamples), text
+
+    def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
+        delta, interval, text = self.judged(tuned, base)
+        if self.settings.judge_on == "lower_bound":
+            if interval.low >= self.min_delta - 1e-12:
+                return None
+            return f"{self.metric} delta lower bound {interval.low:+.3f} < required {self.min_delta:+.3f} (delta {delta:+.3f}, {text})"
+        if delta < self.min_delta - 1e-12:  # tuned - base of k/n fractions is not exact in floats
+            return f"{self.metric} delta {delta:+.3f} < required {self.min_delta:+.3f} ({text})"
+        mde = minimum_detectable_effect(interval.standard_error, 1 - self.settings.confidence, self.settings.power)
+        if interval.low < self.min_delta and mde > self.min_delta:
+            return (f"{self.metric} delta {delta:+.3f} is not evidence of +{self.min_delta:.3f}: n={tuned.n} is too "
+                    f"small to detect it (minimum detectable {mde:.3f}) and the interval reaches below it ({text})")
+        return None
 
 
 @dataclass(frozen=True)
@@ -45,6 +85,9 @@ class ClassDrop:
 
     max_drop: float
     name: str = "per-class regression"
+
+    def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> None:
+        return None
 
     def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
         findings = []
@@ -64,6 +107,9 @@ class ClassFloor:
     min_accuracy: float
     name: str = "per-class floor"
 
+    def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> None:
+        return None
+
     def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
         findings = []
         for label in tuned.labels:
@@ -81,6 +127,9 @@ class Validity:
     min_rate: float
     name: str = "validity"
 
+    def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> None:
+        return None
+
     def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
         if tuned.validity_rate >= self.min_rate:
             return None
@@ -93,6 +142,7 @@ class Validity:
 class GateResult:
     check: str
     finding: str | None
+    evidence: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -105,7 +155,7 @@ def checks_from(gates: GateSettings) -> list[Check]:
         if metric not in HIGHER_IS_BETTER:
             raise ValueError(f"gates.min_delta: {HIGHER_IS_BETTER.unknown_message(metric)}")
     return [
-        *(MetricDelta(metric, minimum) for metric, minimum in gates.min_delta.items()),
+        *(MetricDelta(metric, minimum, gates) for metric, minimum in gates.min_delta.items()),
         ClassDrop(gates.max_class_drop),
         ClassFloor(gates.min_class_accuracy),
         Validity(gates.min_validity),
@@ -113,4 +163,4 @@ def checks_from(gates: GateSettings) -> list[Check]:
 
 
 def run_gates(checks: list[Check], tuned: ClassificationMetrics, base: ClassificationMetrics) -> list[GateResult]:
-    return [GateResult(check.name, check.fails(tuned, base)) for check in checks]
+    return [GateResult(check.name, check.fails(tuned, base), check.evidence(tuned, base)) for check in checks]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from loragate.registry import Registry
@@ -33,6 +34,14 @@ class ClassificationMetrics:
     per_class_support: dict[str, int]
     confusion: list[list[int]]  # rows: gold labels; columns: labels then INVALID
     labels: list[str]
+    gold: list[str]  # per example, so base and tuned can be compared pairwise
+    predicted: list[str | None]  # None: the output did not parse
+
+    def label_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Gold and predicted as indices into `labels`; len(labels) marks an invalid prediction."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        return (np.array([index[g] for g in self.gold]),
+                np.array([index.get(p, len(self.labels)) if p is not None else len(self.labels) for p in self.predicted]))
 
     def value(self, metric: str) -> float:
         HIGHER_IS_BETTER.get(metric)  # raises with did-you-mean on an unknown name
@@ -72,6 +81,8 @@ def classification_metrics(gold: list[str], predicted: list[str | None], labels:
         per_class_support={label: int(s) for label, s in zip(labels, support)},
         confusion=matrix.tolist(),
         labels=list(labels),
+        gold=list(gold),
+        predicted=list(predicted),
     )
 
 

@@ -9,6 +9,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from loragate.gates import GateResult
 from loragate.run import TaskRun
 
 ROWS = [("accuracy", "accuracy"), ("macro precision", "macro_precision"), ("macro recall", "macro_recall"),
@@ -51,6 +52,11 @@ def headline(run: TaskRun) -> str:
     return f"{run.name}: {verdict}  base {run.base.name}, adapter {adapter}, n={run.tuned_metrics.n}{ceiling}"
 
 
+def gate_text(result: GateResult) -> str | None:
+    """A failure's finding (which carries its evidence), else the evidence of the pass."""
+    return result.finding or result.evidence
+
+
 def text_table(run: TaskRun) -> str:
     header = ("metric", "base", "tuned", "delta")
     rows = [header, *table_rows(run)]
@@ -58,7 +64,7 @@ def text_table(run: TaskRun) -> str:
     lines = [headline(run)]
     for row in rows:
         lines.append("  " + row[0].ljust(widths[0]) + "".join("  " + cell.rjust(w) for cell, w in zip(row[1:], widths[1:])))
-    lines += [f"  gate {'ok  ' if r.passed else 'FAIL'} {r.check}" + (f": {r.finding}" if r.finding else "")
+    lines += [f"  gate {'ok  ' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
               for r in run.gates]
     return "\n".join(lines)
 
@@ -68,7 +74,7 @@ def markdown(runs: list[TaskRun]) -> str:
     for run in runs:
         parts += [f"## {headline(run)}", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
         parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d in table_rows(run)]
-        parts += ["", *[f"- {'PASS' if r.passed else 'FAIL'} {r.check}" + (f": {r.finding}" if r.finding else "")
+        parts += ["", *[f"- {'PASS' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
                         for r in run.gates]]
         invalid = run.tuned_predictions.invalid()
         if invalid:
@@ -90,7 +96,8 @@ def run_json(run: TaskRun) -> dict:
         "data_hash": run.splits.data_hash(),
         "ceiling": run.ceiling,
         "metrics": {"base": run.base_metrics.to_json(), "tuned": run.tuned_metrics.to_json()},
-        "gates": [{"check": r.check, "passed": r.passed, "finding": r.finding} for r in run.gates],
+        "gates": [{"check": r.check, "passed": r.passed, "finding": r.finding, "evidence": r.evidence}
+                  for r in run.gates],
         "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
         "throughput": {"tuned_examples_per_s": len(run.tuned_predictions.ids) / run.tuned_predictions.generations.seconds},
         "seconds": run.seconds,

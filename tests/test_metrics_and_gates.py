@@ -72,11 +72,27 @@ def ab(a_row: list[int], b_row: list[int], invalid: tuple[int, int] = (0, 0)):
 
 
 def test_metric_delta_boundary() -> None:
-    base, tuned = ab([3, 2], [2, 3]), ab([4, 1], [2, 3])  # accuracy 6/10 -> 7/10: 0.7 - 0.6 < 0.1 in floats
+    # accuracy 600/1000 -> 700/1000: 0.7 - 0.6 < 0.1 in floats; n large enough that +0.1 is detectable
+    base, tuned = ab([300, 200], [200, 300]), ab([400, 100], [200, 300])
     assert MetricDelta("accuracy", 0.1).fails(tuned, base) is None, "a delta of exactly 0.1 must meet 0.1"
     finding = MetricDelta("accuracy", 0.2).fails(tuned, base)
-    assert finding == "accuracy delta +0.100 < required +0.200 (base 0.600, tuned 0.700, n=10)", finding
+    assert finding.startswith("accuracy delta +0.100 < required +0.200 (base 0.600, tuned 0.700, n=1000, 95% CI ["), finding
+    assert "McNemar p=" in finding and "MDE" in finding, finding
     assert MetricDelta("accuracy", 0.0).fails(base, tuned) is not None, "a worse tuned model must fail a 0 delta"
+
+
+def test_metric_delta_on_a_split_too_small_is_not_a_pass() -> None:
+    base, tuned = ab([3, 2], [2, 3]), ab([4, 1], [2, 3])  # 6/10 -> 7/10: +0.1 observed, but n=10
+    finding = MetricDelta("accuracy", 0.1).fails(tuned, base)
+    assert finding is not None and "n=10 is too small to detect it" in finding, finding
+
+
+def test_metric_delta_judged_on_the_lower_bound() -> None:
+    base, tuned = ab([300, 200], [200, 300]), ab([400, 100], [200, 300])  # +0.1, 95% CI about [+0.08, +0.12]
+    lower = GateSettings(judge_on="lower_bound")
+    assert MetricDelta("accuracy", 0.05, lower).fails(tuned, base) is None
+    finding = MetricDelta("accuracy", 0.1, lower).fails(tuned, base)
+    assert finding is not None and finding.startswith("accuracy delta lower bound +0.0"), finding
 
 
 def test_class_drop_boundary() -> None:

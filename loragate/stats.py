@@ -1,0 +1,96 @@
+"""Paired statistics for base vs tuned on the same examples: exact McNemar, a vectorised paired
+bootstrap of any classification metric's delta, and the minimum detectable effect.
+
+Paired, because base and tuned answer the same questions: the unpaired z-test that compares two means
+throws that pairing away and needs far more examples to see the same difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import binom, norm
+
+# metric -> how to compute it from per-class counts; each returns one value per bootstrap resample
+_AVERAGED = {"macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1"}
+BOOTSTRAP_CHUNK = 2_000_000  # resamples x examples held in memory at once
+
+
+@dataclass(frozen=True)
+class McNemar:
+    base_only: int  # examples base got right and tuned got wrong
+    tuned_only: int  # examples tuned got right and base got wrong
+    p_value: float  # exact two-sided binomial test on the discordant pairs
+
+
+@dataclass(frozen=True)
+class DeltaInterval:
+    delta: float  # tuned - base on all examples
+    low: float
+    high: float
+    confidence: float
+    standard_error: float  # of the bootstrap deltas
+    resamples: int
+
+
+def mcnemar_exact(base_correct: np.ndarray, tuned_correct: np.ndarray) -> McNemar:
+    """Exact McNemar: under no difference each discordant pair is a fair coin."""
+    base_only = int(np.sum(base_correct & ~tuned_correct))
+    tuned_only = int(np.sum(tuned_correct & ~base_correct))
+    discordant = base_only + tuned_only
+    if discordant == 0:
+        return McNemar(0, 0, 1.0)
+    p_value = min(1.0, 2.0 * float(binom.cdf(min(base_only, tuned_only), discordant, 0.5)))
+    return McNemar(base_only, tuned_only, p_value)
+
+
+def metric_on_resamples(metric: str, gold: np.ndarray, predicted: np.ndarray, n_labels: int) -> np.ndarray:
+    """`metric` of each row of (resamples x n) label indices; index n_labels stands for an invalid output,
+    which is wrong for every class. Mirrors sklearn with zero_division=0 over the label set."""
+    if metric == "accuracy":
+        return (gold == predicted).mean(axis=1)
+    if metric == "validity_rate":
+        return (predicted != n_labels).mean(axis=1)
+    if metric not in _AVERAGED:
+        raise ValueError(f"no paired bootstrap for metric {metric!r}")
+    classes = np.arange(n_labels)[:, None, None]  # (k, 1, 1) against (resamples, n)
+    is_gold, is_pred = gold[None] == classes, predicted[None] == classes
+    tp = (is_gold & is_pred).sum(axis=2).T.astype(float)  # (resamples, k)
+    support, predicted_count = is_gold.sum(axis=2).T.astype(float), is_pred.sum(axis=2).T.astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted_count > 0, tp / predicted_count, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    kind, score = metric.split("_", 1)
+    values = {"precision": precision, "recall": recall, "f1": f1}[score]
+    if kind == "macro":
+        return values.mean(axis=1)
+    totals = support.sum(axis=1, keepdims=True)
+    return np.where(totals[:, 0] > 0, (values * support).sum(axis=1) / np.maximum(totals[:, 0], 1), 0.0)
+
+
+def paired_bootstrap(metric: str, gold: np.ndarray, base: np.ndarray, tuned: np.ndarray, n_labels: int,
+                     resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> DeltaInterval:
+    """Percentile interval of metric(tuned) - metric(base), resampling examples (the same rows for both)."""
+    n = len(gold)
+    rng = np.random.default_rng(seed)
+    deltas = []
+    per_chunk = max(1, BOOTSTRAP_CHUNK // max(n, 1))
+    for start in range(0, resamples, per_chunk):
+        rows = rng.integers(0, n, size=(min(per_chunk, resamples - start), n))
+        g = gold[rows]
+        deltas.append(metric_on_resamples(metric, g, tuned[rows], n_labels)
+                      - metric_on_resamples(metric, g, base[rows], n_labels))
+    spread = np.concatenate(deltas)
+    full = (metric_on_resamples(metric, gold[None], tuned[None], n_labels)
+            - metric_on_resamples(metric, gold[None], base[None], n_labels))[0]
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(spread, [tail, 1 - tail])
+    return DeltaInterval(float(full), float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
+
+
+def minimum_detectable_effect(standard_error: float, alpha: float, power: float) -> float:
+    """Smallest true delta a two-sided test at `alpha` detects with probability `power`, given the
+    delta's standard error: (z_{1-alpha/2} + z_power) x SE."""
+    return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * standard_error)
