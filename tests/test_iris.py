@@ -115,3 +115,42 @@ def test_csv_round_trip_gives_the_bundled_splits(tmp_path: Path, iris, iris_spli
         assert got == want, f"{name}: CSV split differs from bundled, first ids {[e.id for e in got[:3]]} " \
                             f"vs {[e.id for e in want[:3]]}"
     assert from_csv.data_hash() == iris_splits.data_hash()
+
+
+def every_species(times: int) -> list[list[str]]:
+    return [["5.1", "3.5", "1.4", "0.2", species] for species in ("setosa", "versicolor", "virginica")] * times
+
+
+def test_a_users_file_splits_60_20_20_by_fraction(tmp_path: Path, iris) -> None:
+    splits = iris.load_splits(write_csv(tmp_path / "small.csv", every_species(10)))  # 30 rows, not 150
+    assert (len(splits.train), len(splits.eval), len(splits.test)) == (18, 6, 6)
+    for name in ("train", "eval", "test"):
+        assert {ex.label for ex in getattr(splits, name)} == {"setosa", "versicolor", "virginica"}, name
+
+
+def test_a_bom_is_not_part_of_the_header(tmp_path: Path, iris) -> None:
+    path = write_csv(tmp_path / "bom.csv", every_species(5))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(iris.load_splits(path).test) == 3
+
+
+@pytest.mark.parametrize("content, message", [
+    (",".join(HEADER) + "\n", "no data rows under the header"),
+    ((",".join(HEADER) + "\n5.1,3.5,1.4,0.2,set\xf6sa\n").encode("latin-1"), "not UTF-8 text"),
+    (None, "cannot read the Iris CSV"),
+])
+def test_unusable_files_are_named(tmp_path: Path, iris, content, message: str) -> None:
+    path = tmp_path / "data.csv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=message) as error:
+        iris.load_splits(path)
+    assert str(path) in str(error.value)
+
+
+def test_too_few_rows_of_a_species_is_an_error_not_an_empty_split(tmp_path: Path, iris) -> None:
+    rows = [row for row in every_species(6) if row[-1] != "virginica"] + [["6.5", "3.0", "5.5", "2.0", "virginica"]] * 2
+    with pytest.raises(ValueError, match=r"too few rows of \{'virginica': 2\}"):
+        iris.load_splits(write_csv(tmp_path / "few.csv", rows))

@@ -28,8 +28,11 @@ BINS: dict[str, tuple[tuple[float, float], ...]] = {
     "petal_length": ((1.0, 2.1), (3.0, 5.0), (5.0, 7.0)),
     "petal_width": ((0.1, 0.6), (1.0, 1.6), (1.6, 2.5)),
 }
-SPLIT_SIZES = {"train": 90, "eval": 30, "test": 30}
+# 150 bundled rows -> 90 train / 30 eval / 30 test (10 per species in test); a user's file splits 60/20/20
+TEST_FRACTION = 0.2
+EVAL_FRACTION_OF_REST = 0.25
 SPLIT_SEED = 0
+MIN_PER_SPECIES = 5  # so the 60/20/20 stratified split puts each species in train, eval and test
 
 
 class IrisAnswer(BaseModel):
@@ -65,25 +68,36 @@ def make_example(row_id: str, measurements: dict[str, float], species: str, card
 
 def read_csv(path: Path, labels: list[str]) -> list[tuple[str, dict[str, float], str]]:
     """Rows of a CSV with header sepal_length,sepal_width,petal_length,petal_width,species."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is not part of the header
+            rows = _read_rows(path, csv.DictReader(handle), labels)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the Iris CSV: {exc.strerror}") from exc
+    if not rows:
+        raise ValueError(f"{path}: no data rows under the header; the Iris CSV needs rows of every species")
+    return rows
+
+
+def _read_rows(path: Path, reader: csv.DictReader, labels: list[str]) -> list[tuple[str, dict[str, float], str]]:
+    missing = [name for name in (*FEATURES, "species") if name not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}: header lacks {missing}; expected {', '.join((*FEATURES, 'species'))}")
     rows = []
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in (*FEATURES, "species") if name not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: header lacks {missing}; expected {', '.join((*FEATURES, 'species'))}")
-        for index, row in enumerate(reader):
-            line = reader.line_num  # the physical line: DictReader skips blank lines
-            if row["species"] not in labels:
-                raise ValueError(f"{path}:{line}: species {row['species']!r} is not one of {', '.join(labels)}")
-            try:
-                measurements = {feature: float(row[feature]) for feature in FEATURES}
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{path}:{line}: a measurement is not a number: {exc}") from exc
-            bad = [feature for feature, value in measurements.items() if not math.isfinite(value)]
-            if bad:
-                raise ValueError(f"{path}:{line}: {', '.join(bad)} is not a finite number: "
-                                 f"{', '.join(row[feature] for feature in bad)}")
-            rows.append((f"iris-{index}", measurements, row["species"]))
+    for index, row in enumerate(reader):
+        line = reader.line_num  # the physical line: DictReader skips blank lines
+        if row["species"] not in labels:
+            raise ValueError(f"{path}:{line}: species {row['species']!r} is not one of {', '.join(labels)}")
+        try:
+            measurements = {feature: float(row[feature]) for feature in FEATURES}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}:{line}: a measurement is not a number: {exc}") from exc
+        bad = [feature for feature, value in measurements.items() if not math.isfinite(value)]
+        if bad:
+            raise ValueError(f"{path}:{line}: {', '.join(bad)} is not a finite number: "
+                             f"{', '.join(row[feature] for feature in bad)}")
+        rows.append((f"iris-{index}", measurements, row["species"]))
     return rows
 
 
@@ -108,12 +122,16 @@ class IrisTask:
 
         rows = read_csv(data, self.card.labels) if data else bundled_rows(self.card.labels)
         species = [row[2] for row in rows]
+        too_few = {label: species.count(label) for label in self.card.labels if species.count(label) < MIN_PER_SPECIES}
+        if too_few:
+            raise ValueError(f"{data}: too few rows of {too_few} to give every split each species; "
+                             f"add at least {MIN_PER_SPECIES} rows per species")
         rest, test = train_test_split(
-            rows, test_size=SPLIT_SIZES["test"] / len(rows), stratify=species, random_state=SPLIT_SEED
+            rows, test_size=TEST_FRACTION, stratify=species, random_state=SPLIT_SEED
         )
         train, eval_ = train_test_split(
             rest,
-            test_size=SPLIT_SIZES["eval"] / len(rest),
+            test_size=EVAL_FRACTION_OF_REST,
             stratify=[row[2] for row in rest],
             random_state=SPLIT_SEED,
         )
