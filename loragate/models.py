@@ -32,6 +32,10 @@ SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>",
 PRINTABLE_ASCII = [chr(code) for code in range(32, 127)]
 
 
+class ModelLoadError(RuntimeError):
+    """A base model or tokenizer that cannot be loaded; the message says what to pass instead."""
+
+
 @dataclass
 class LoadedBase:
     model: PreTrainedModel
@@ -127,7 +131,16 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
 
     Pad policy: keep the tokenizer's pad token; if it has none, reuse EOS for padding (labels are built
     from token ids, not by masking pad ids, so EOS still counts in the loss)."""
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=dtype, trust_remote_code=False, use_safetensors=True
+        ).to(device)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"cannot load base model {name_or_path!r}: {exc}\nFix: pass a local save_pretrained directory with "
+            f"--base-model PATH, or fill the Hugging Face cache for this hub id on a machine with network."
+        ) from exc
     tokenizer.padding_side = "left"
     pad_policy = "tokenizer's own pad token"
     if tokenizer.pad_token is None:
@@ -135,9 +148,6 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
             raise ValueError(f"{name_or_path}: the tokenizer has neither a pad nor an EOS token; add a pad token")
         tokenizer.pad_token = tokenizer.eos_token
         pad_policy = "pad = EOS (tokenizer has no pad token)"
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=dtype, trust_remote_code=False, use_safetensors=True
-    ).to(device)
     model.eval()
     return LoadedBase(
         model=model,

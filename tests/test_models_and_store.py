@@ -11,7 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from loragate.card import LoraSettings, TrainSettings
-from loragate.models import build_tiny_causal, fingerprint, load_causal, state_fingerprint, train_tokenizer
+from loragate.models import ModelLoadError, build_tiny_causal, fingerprint, load_causal, state_fingerprint, train_tokenizer
 from loragate.store import ADAPTER_FILES, AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest
 from loragate.store import safe_name
 
@@ -71,6 +71,22 @@ def test_tokenizer_without_pad_pads_with_eos(tmp_path: Path, tiny_dir: Path) -> 
     assert base.pad_policy == "pad = EOS (tokenizer has no pad token)", base.pad_policy
     assert base.tokenizer.pad_token_id == base.tokenizer.eos_token_id
     assert base.tokenizer.padding_side == "left"
+
+
+def test_a_base_that_cannot_be_loaded_names_itself_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="--base-model PATH") as error:
+        load(tmp_path / "no-such-model")
+    assert str(tmp_path / "no-such-model") in str(error.value)
+
+
+def test_a_pickle_only_base_is_not_loaded(tmp_path: Path, tiny_dir: Path) -> None:
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_dir, pickled)
+    weights = AutoModelForCausalLM.from_pretrained(tiny_dir).state_dict()
+    (pickled / "model.safetensors").unlink()
+    torch.save(weights, pickled / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="cannot load base model"):
+        load(pickled)
 
 
 LORA = LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "v_proj"])
