@@ -6,6 +6,7 @@ back with `from_pretrained`, so the code that gates Gemma on a GPU is the code t
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -91,6 +92,11 @@ def build_tiny_causal(spec: TinyBase, texts: list[str], out_dir: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, out_dir)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not out_dir.is_dir():
+            raise
+        # another process built the same recipe first: its copy is as good as ours
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

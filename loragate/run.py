@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from filelock import Timeout
 from peft import LoraConfig, PeftModel
 
 import loragate
@@ -22,7 +23,7 @@ from loragate.metrics import ClassificationMetrics, classification_metrics
 from loragate.models import LoadedBase, load_causal, tiny_base_dir
 from loragate.parameters import expected_lora_parameters
 from loragate.parsing import ParsedOutput
-from loragate.store import AdapterStore, adapter_key, load_adapter, read_manifest
+from loragate.store import AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest
 from loragate.tasks import Task, get_task
 from loragate.training import TrainResult, attach_lora, train_lora
 
@@ -168,14 +169,24 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
         return load_adapter(base.model, options.adapter), options.adapter, None, None
     settings = task.card.tier(tier)
     key = adapter_key(base.fingerprint, splits.data_hash(), settings.lora, settings.train)
-    entry = AdapterStore(options.store_root).find(task.card.name, tier, key)
-    if entry is not None and not options.retrain:
-        manifest = read_manifest(entry, key)
-        if manifest["base"]["fingerprint"] != base.fingerprint:
-            raise ValueError(f"{entry}: trained on base {manifest['base']['fingerprint'][:12]}, "
-                             f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
-        return load_adapter(base.model, entry), entry, manifest, None
-    return train_and_store(task, tier, base, splits, options, key)
+    store = AdapterStore(options.store_root)
+    lock = store.lock(task.card.name, tier, key)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise AdapterStoreError(f"waited {lock.timeout:.0f} s for another run training {task.card.name}/{tier} "
+                                f"key {key} (lock {lock.lock_file}); let it finish or stop it") from exc
+    try:
+        entry = store.find(task.card.name, tier, key)
+        if entry is not None and not options.retrain:
+            manifest = read_manifest(entry, key)
+            if manifest["base"]["fingerprint"] != base.fingerprint:
+                raise AdapterStoreError(f"{entry}: trained on base {manifest['base']['fingerprint'][:12]}, "
+                                        f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
+            return load_adapter(base.model, entry), entry, manifest, None
+        return train_and_store(task, tier, base, splits, options, key)
+    finally:
+        lock.release()
 
 
 def lora_shape(task: Task, tier: Tier, options: RunOptions) -> tuple[int, list[str]]:

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from filelock import FileLock
 from peft import PeftModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -27,6 +28,7 @@ from loragate.card import LoraSettings, TrainSettings
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "manifest.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+LOCK_TIMEOUT_S = 4 * 3600  # a full-tier run may train for hours while another worker waits
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -75,6 +77,13 @@ class AdapterStore:
 
     def entry_dir(self, task: str, tier: str, key: str) -> Path:
         return self.root / safe_name("task", task) / safe_name("tier", tier) / safe_name("key", key)
+
+    def lock(self, task: str, tier: str, key: str, timeout: float = LOCK_TIMEOUT_S) -> FileLock:
+        """An OS file lock per key: of several processes (pytest-xdist workers) that need the same adapter,
+        one trains while the others wait, then load. The OS drops the lock of a killed process."""
+        entry = self.entry_dir(task, tier, key)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(entry.parent / f".lock-{key}", timeout=timeout)
 
     def find(self, task: str, tier: str, key: str) -> Path | None:
         entry = self.entry_dir(task, tier, key)
