@@ -86,6 +86,9 @@ class GateSettings(Strict):
     max_class_drop: float = Field(0.0, ge=0.0, description="largest per-class accuracy loss vs base")
     min_class_accuracy: float = Field(0.0, ge=0.0, le=1.0, description="floor every class must reach")
     min_validity: float = Field(1.0, ge=0.0, le=1.0, description="share of tuned outputs that parse")
+    max_regression: float = Field(
+        0.0, ge=0.0, description="with --baseline-adapter: largest drop of a gated metric against the last release"
+    )
     judge_on: Literal["point", "lower_bound"] = Field(
         "point", description="compare min_delta with the observed delta, or with its CI's lower bound"
     )

@@ -36,10 +36,11 @@ class MetricDelta:
     metric: str
     min_delta: float
     settings: GateSettings = GateSettings()
+    reference: str = "base"  # what tuned is compared with: the base model, or the last release's adapter
 
     @property
     def name(self) -> str:
-        return f"{self.metric} delta"
+        return f"{self.metric} delta" if self.reference == "base" else f"{self.metric} vs {self.reference}"
 
     def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str:
         return self.judged(tuned, base)[2]
@@ -56,7 +57,7 @@ class MetricDelta:
                                     s.bootstrap_resamples, s.confidence, s.bootstrap_seed)
         low, high = sorted((sign * interval.low, sign * interval.high))
         mde = minimum_detectable_effect(interval.standard_error, 1 - s.confidence, s.power)
-        text = (f"base {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, n={tuned.n}, "
+        text = (f"{self.reference} {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, n={tuned.n}, "
                 f"{s.confidence:.0%} CI [{low:+.3f}, {high:+.3f}]")
         if self.metric == "accuracy":
             text += f", McNemar p={mcnemar_exact(base_pred == gold, tuned_pred == gold).p_value:.2g}"
@@ -160,6 +161,11 @@ def checks_from(gates: GateSettings) -> list[Check]:
         ClassFloor(gates.min_class_accuracy),
         Validity(gates.min_validity),
     ]
+
+
+def regression_checks(gates: GateSettings) -> list[Check]:
+    """Against the last release's adapter: no gated metric may drop by more than `max_regression`."""
+    return [MetricDelta(metric, -gates.max_regression, gates, reference="baseline") for metric in gates.min_delta]
 
 
 def run_gates(checks: list[Check], tuned: ClassificationMetrics, base: ClassificationMetrics) -> list[GateResult]:

@@ -18,9 +18,9 @@ import loragate
 from loragate.card import Tier
 from loragate.data import Example, Splits
 from loragate.engine import Generations, generate, next_token_logits
-from loragate.gates import GateResult, checks_from, run_gates
+from loragate.gates import GateResult, checks_from, regression_checks, run_gates
 from loragate.metrics import ClassificationMetrics, classification_metrics
-from loragate.models import LoadedBase, load_causal, tiny_base_dir
+from loragate.models import LoadedBase, fingerprint, load_causal, tiny_base_dir
 from loragate.parameters import expected_lora_parameters
 from loragate.parsing import ParsedOutput
 from loragate.store import AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest
@@ -33,6 +33,7 @@ class RunOptions:
     device: str = "cpu"
     base_model: str | None = None  # overrides the card's base for the tier
     adapter: Path | None = None  # gate this adapter instead of the store's
+    baseline_adapter: Path | None = None  # the last release's adapter: tuned must not regress against it
     data: Path | None = None  # the task's data in its real format, instead of the shipped data
     retrain: bool = False
     store_root: Path = Path("adapters")
@@ -75,6 +76,7 @@ class TaskRun:
     tuned_metrics: ClassificationMetrics
     gates: list[GateResult]
     ceiling: float | None
+    baseline_metrics: ClassificationMetrics | None = None  # the last release's adapter, with --baseline-adapter
     trained: TrainResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -189,6 +191,18 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
         lock.release()
 
 
+def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
+                          options: RunOptions) -> Predictions:
+    """Test predictions of the last release's adapter, which is then unloaded: the base is left bit-identical
+    (checked) for the adapter under test."""
+    baseline = load_adapter(base.model, options.baseline_adapter)
+    predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline")
+    base.model = baseline.unload()
+    if fingerprint(base.model) != base.fingerprint:
+        raise RuntimeError(f"unloading the baseline adapter {options.baseline_adapter} changed the base weights")
+    return predictions
+
+
 def lora_shape(task: Task, tier: Tier, options: RunOptions) -> tuple[int, list[str]]:
     """Rank and target modules of the adapter that will be gated, read before it wraps the base."""
     if options.adapter is not None:
@@ -217,6 +231,10 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     base_logits = next_token_logits(base.model, base.tokenizer, test_prompts, task.card.tier(tier).eval.batch_size)
     base_predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}")
     lap("base predictions")
+    baseline_predictions = None
+    if options.baseline_adapter is not None:
+        baseline_predictions = predict_with_baseline(task, tier, base, splits, options)
+        lap("baseline predictions")
     expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
     model, adapter_dir, manifest, trained = prepare_adapter(task, tier, base, splits, options)
     lap("train adapter" if trained else "load adapter")
@@ -224,10 +242,15 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     tuned_predictions = predict(task, model, base, splits.test, tier, options.progress, f"tuned {name}/{tier}")
     lap("tuned predictions")
     base_metrics, tuned_metrics = score(task, base_predictions), score(task, tuned_predictions)
+    gates = run_gates(checks, tuned_metrics, base_metrics)
+    baseline_metrics = None
+    if baseline_predictions is not None:
+        baseline_metrics = score(task, baseline_predictions)
+        gates += run_gates(regression_checks(task.card.gates), tuned_metrics, baseline_metrics)
     return TaskRun(
         task=task, tier=tier, splits=splits, base=base, model=model, adapter_dir=adapter_dir, manifest=manifest,
         expected_lora_parameters=expected, base_logits=base_logits, tuned_logits=tuned_logits, base_predictions=base_predictions,
         tuned_predictions=tuned_predictions, base_metrics=base_metrics, tuned_metrics=tuned_metrics,
-        gates=run_gates(checks, tuned_metrics, base_metrics), ceiling=task.ceiling(splits.test),
+        baseline_metrics=baseline_metrics, gates=gates, ceiling=task.ceiling(splits.test),
         trained=trained, seconds=seconds,
     )
