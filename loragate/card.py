@@ -89,6 +89,8 @@ class GateSettings(Strict):
     max_regression: float = Field(
         0.0, ge=0.0, description="with --baseline-adapter: largest drop of a gated metric against the last release"
     )
+    curve_rtol: float = Field(0.05, gt=0, description="with --baseline-adapter: training curve tolerance per step")
+    curve_alpha: float = Field(0.01, gt=0, lt=1, description="sign test level for a curve shifted to one side")
     judge_on: Literal["point", "lower_bound"] = Field(
         "point", description="compare min_delta with the observed delta, or with its CI's lower bound"
     )

@@ -5,6 +5,7 @@ The plugin's session and train_fixtures.py both call in here, so the CLI and the
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from peft import LoraConfig, PeftModel
 
 import loragate
 from loragate.card import Tier
+from loragate.curves import CurveCheck
 from loragate.data import Example, Splits
 from loragate.engine import Generations, generate, next_token_logits
 from loragate.gates import GateResult, checks_from, regression_checks, run_gates
@@ -203,6 +205,16 @@ def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Spli
     return predictions
 
 
+def curve_gate(task: Task, manifest: dict | None, baseline_dir: Path) -> GateResult:
+    """The training loss curve against the baseline adapter's, where both adapters carry a manifest."""
+    check = CurveCheck(task.card.gates.curve_rtol, task.card.gates.curve_alpha, "training curve vs baseline")
+    reference = json.loads((baseline_dir / "manifest.json").read_text()) if (baseline_dir / "manifest.json").is_file() else {}
+    if not (manifest or {}).get("loss_curve") or not reference.get("loss_curve"):
+        return GateResult(check.name, None, "not compared: an adapter without a loragate manifest has no loss curve")
+    return GateResult(check.name, check.fails(manifest["loss_curve"], reference["loss_curve"]),
+                      f"{len(manifest['loss_curve'])} steps within {check.rtol:.0%}, no one-sided shift")
+
+
 def lora_shape(task: Task, tier: Tier, options: RunOptions) -> tuple[int, list[str]]:
     """Rank and target modules of the adapter that will be gated, read before it wraps the base."""
     if options.adapter is not None:
@@ -247,6 +259,7 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     if baseline_predictions is not None:
         baseline_metrics = score(task, baseline_predictions)
         gates += run_gates(regression_checks(task.card.gates), tuned_metrics, baseline_metrics)
+        gates.append(curve_gate(task, manifest, options.baseline_adapter))
     return TaskRun(
         task=task, tier=tier, splits=splits, base=base, model=model, adapter_dir=adapter_dir, manifest=manifest,
         expected_lora_parameters=expected, base_logits=base_logits, tuned_logits=tuned_logits, base_predictions=base_predictions,

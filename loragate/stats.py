@@ -90,6 +90,37 @@ def paired_bootstrap(metric: str, gold: np.ndarray, base: np.ndarray, tuned: np.
     return DeltaInterval(float(full), float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
 
 
+def paired_bootstrap_means(base_scores: np.ndarray, tuned_scores: np.ndarray, resamples: int = 10_000,
+                           confidence: float = 0.95, seed: int = 0, of_mean=None) -> DeltaInterval:
+    """Interval of f(mean tuned score) - f(mean base score) for per-example scores (EM, token F1, ROUGE-L,
+    METEOR, negative log-likelihood). `of_mean` maps a mean to the reported metric: np.exp turns mean NLL
+    per token into perplexity; None reports the mean itself."""
+    if base_scores.shape != tuned_scores.shape or base_scores.ndim != 1 or len(base_scores) == 0:
+        raise ValueError(f"need two equal-length 1-d score arrays, got {base_scores.shape} and {tuned_scores.shape}")
+    transform = of_mean or (lambda x: x)
+    n = len(base_scores)
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, BOOTSTRAP_CHUNK // n)
+    spread = np.concatenate([
+        transform(tuned_scores[rows].mean(axis=1)) - transform(base_scores[rows].mean(axis=1))
+        for rows in (rng.integers(0, n, size=(min(per_chunk, resamples - start), n))
+                     for start in range(0, resamples, per_chunk))
+    ])
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(spread, [tail, 1 - tail])
+    delta = float(transform(tuned_scores.mean()) - transform(base_scores.mean()))
+    return DeltaInterval(delta, float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
+
+
+def sign_test(differences: np.ndarray) -> float:
+    """Two-sided exact sign test: p-value that positive and negative differences are equally likely.
+    Zeros are dropped. A small p means the differences lean to one side, whatever their size."""
+    positive, negative = int(np.sum(differences > 0)), int(np.sum(differences < 0))
+    if positive + negative == 0:
+        return 1.0
+    return min(1.0, 2.0 * float(binom.cdf(min(positive, negative), positive + negative, 0.5)))
+
+
 def minimum_detectable_effect(standard_error: float, alpha: float, power: float) -> float:
     """Smallest true delta a two-sided test at `alpha` detects with probability `power`, given the
     delta's standard error: (z_{1-alpha/2} + z_power) x SE."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -49,3 +50,16 @@ def test_the_baseline_leaves_the_base_untouched(regressed) -> None:
 
     assert base_fingerprint_inside(regressed.model) == regressed.base.fingerprint
     assert regressed.tuned_metrics.accuracy == regressed.base_metrics.accuracy, "a no-op adapter must act as base"
+
+
+def test_training_curve_is_compared_with_the_baselines(tmp_path: Path) -> None:
+    from loragate.run import curve_gate
+    from loragate.tasks import get_task
+
+    task, baseline = get_task("iris"), committed_adapter()
+    manifest = json.loads((baseline / "manifest.json").read_text())
+    assert curve_gate(task, manifest, baseline).passed
+    shifted = {**manifest, "loss_curve": [loss * 1.02 for loss in manifest["loss_curve"]]}
+    finding = curve_gate(task, shifted, baseline).finding
+    assert finding is not None and "a systematic shift" in finding, finding
+    assert "not compared" in curve_gate(task, None, baseline).evidence
