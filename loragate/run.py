@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from loragate.parameters import expected_lora_parameters
 from loragate.parsing import ParsedOutput
 from loragate.store import AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest
 from loragate.tasks import Task, get_task
-from loragate.training import TrainResult, attach_lora, train_lora
+from loragate.training import TrainingDiverged, TrainResult, attach_lora, train_lora
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,35 @@ def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
     return model, entry, read_manifest(entry, key), result
 
 
+class CanaryFailed(RuntimeError):
+    """The tiny-tier canary of a task failed, so its full-tier training was not started."""
+
+
+def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
+    """Tiny-then-full: before GPU hours go into the full adapter, the tiny adapter of the same task and data
+    must train with a falling, finite loss and produce outputs that parse."""
+    tiny = replace(options, base_model=None, adapter=None, baseline_adapter=None)
+    where = f"canary {task.card.name}/tiny"
+    try:
+        base = prepare_base(task, "tiny", splits, tiny)
+        model, entry, manifest, _ = prepare_adapter(task, "tiny", base, splits, tiny)
+    except TrainingDiverged as exc:
+        raise CanaryFailed(f"{where}: {exc}; the full run was not started") from exc
+    curve = (manifest or {}).get("loss_curve", [])
+    problems = []
+    if len(curve) < 2 or not curve[-1] < curve[0]:
+        problems.append(f"loss did not fall ({curve[:1]} -> {curve[-1:]}, {len(curve)} steps)")
+    predictions = predict(task, model, base, splits.eval, "tiny", False, where)
+    invalid = predictions.invalid()
+    validity = 1 - len(invalid) / len(predictions.ids)
+    if validity < task.card.gates.min_validity:
+        problems.append(f"{len(invalid)} of {len(predictions.ids)} eval outputs do not parse, e.g. "
+                        + "; ".join(f"{i}: {out!r} ({reason})" for i, out, reason in invalid[:3]))
+    if problems:
+        raise CanaryFailed(f"{where} ({entry}): {'; '.join(problems)}. The full run was not started: fix the "
+                           f"data, the card's prompt or its training settings first.")
+
+
 def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
                     options: RunOptions) -> tuple[PeftModel, Path, dict | None, TrainResult | None]:
     """--adapter if given; else the store's entry for this key; else train one and store it."""
@@ -188,6 +217,8 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
                 raise AdapterStoreError(f"{entry}: trained on base {manifest['base']['fingerprint'][:12]}, "
                                         f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
             return load_adapter(base.model, entry), entry, manifest, None
+        if tier == "full":
+            run_canary(task, splits, options)
         return train_and_store(task, tier, base, splits, options, key)
     finally:
         lock.release()
