@@ -82,7 +82,10 @@ class AdapterStore:
         """An OS file lock per key: of several processes (pytest-xdist workers) that need the same adapter,
         one trains while the others wait, then load. The OS drops the lock of a killed process."""
         entry = self.entry_dir(task, tier, key)
-        entry.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AdapterStoreError(f"cannot create {entry.parent}: {exc}. Check space and permissions of {self.root}.") from exc
         return FileLock(entry.parent / f".lock-{key}", timeout=timeout)
 
     def find(self, task: str, tier: str, key: str) -> Path | None:
@@ -92,8 +95,11 @@ class AdapterStore:
     def save(self, model: PeftModel, manifest: dict, task: str, tier: str, key: str) -> Path:
         """Write the adapter and its manifest to a temp dir, then rename it into place."""
         entry = self.entry_dir(task, tier, key)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=entry.parent))
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=entry.parent))
+        except OSError as exc:
+            raise AdapterStoreError(f"cannot write adapter {entry}: {exc}. Check space and permissions of {self.root}.") from exc
         try:
             model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
             manifest = {**manifest, "key": key, "adapter_sha256": file_sha256(tmp / "adapter_model.safetensors")}

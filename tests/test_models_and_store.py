@@ -180,3 +180,11 @@ def test_safe_name_refuses_path_tricks(name: str) -> None:
 
 def test_safe_name_accepts_plain_names() -> None:
     assert [safe_name("key", n) for n in ("iris", "tiny", "0a1b-c_d")] == ["iris", "tiny", "0a1b-c_d"]
+
+
+def test_an_unwritable_store_is_a_named_error(tmp_path: Path, tuned) -> None:
+    blocked = tmp_path / "adapters"
+    blocked.write_text("a file where the store's directory should be")
+    with pytest.raises(AdapterStoreError, match=r"cannot write adapter .*adapters/iris/tiny/0123456789abcdef"):
+        AdapterStore(blocked).save(tuned, {}, "iris", "tiny", "0123456789abcdef")
+    assert blocked.read_text().startswith("a file"), "the blocking file was changed"
