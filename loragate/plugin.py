@@ -6,6 +6,7 @@ Registered by the `pytest11` entry point. Nothing heavy (torch, transformers) is
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -135,6 +136,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("the full tier runs on a GPU: add --gpu (pytest -m full --gpu)")
 
 
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A gate test's JUnit properties (what record_property adds): task, tier, verdict, accuracy and macro F1
+    base/tuned/delta, so CI dashboards read the numbers without opening the report. Added at teardown, when
+    the session-scoped run exists; junitxml reads them from the teardown report."""
+    callspec = getattr(item, "callspec", None)
+    session = item.config.stash.get(SESSION, None)
+    if callspec is None or session is None or "gate_case" not in callspec.params:
+        return
+    run = session.runs.get(tuple(callspec.params["gate_case"]))
+    if run is None:
+        return
+    from loragate.report import junit_properties
+
+    item.user_properties.extend(junit_properties(run))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     session = config.stash.get(SESSION, None)
     if session is None or not (session.runs or session.failures):
@@ -150,3 +167,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if session.runs:
         path = write_report(list(session.runs.values()), session.report_dir)
         terminalreporter.write_line(f"report: {path / 'report.md'}")
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")  # set by GitHub Actions: the job's summary page
+        if step_summary:
+            with open(step_summary, "a", encoding="utf-8") as handle:
+                handle.write((path / "summary.md").read_text(encoding="utf-8"))

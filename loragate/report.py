@@ -1,15 +1,21 @@
-"""The base-vs-tuned table people read, and reports/<run>/report.json + report.md written atomically."""
+"""The base-vs-tuned table people read, and reports/<run>/ written atomically: report.json (numbers and
+per-example predictions, reusable as a baseline), report.md, report.html (self-contained), summary.md (for a
+GitHub job summary) and the figures as PNG files."""
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from loragate.gates import GateResult
+from loragate import plots
+from loragate.gates import GateResult, MetricDelta, checks_from, regression_checks
 from loragate.run import TaskRun
 
 ROWS = [("accuracy", "accuracy"), ("macro precision", "macro_precision"), ("macro recall", "macro_recall"),
@@ -69,7 +75,47 @@ def text_table(run: TaskRun) -> str:
     return "\n".join(lines)
 
 
-def markdown(runs: list[TaskRun]) -> str:
+@dataclass(frozen=True)
+class GatedMetric:
+    """A gated metric's delta with its paired-bootstrap interval, as numbers for tables and JSON."""
+
+    check: str  # the gate's name: "accuracy delta", or "accuracy vs baseline"
+    metric: str
+    reference: float  # base, or the last release's adapter
+    tuned: float
+    delta: float
+    low: float
+    high: float
+    confidence: float
+    required: float  # the card's min_delta (or -max_regression against the baseline)
+    judged_on: str  # "point" or "lower_bound"
+    passed: bool
+
+
+def gated_metrics(run: TaskRun) -> list[GatedMetric]:
+    """The card's gated metrics, each judged again by its own gate (same bootstrap seed, so the same interval
+    as the gate's evidence): the GateResult keeps only sentences, a table needs the numbers."""
+    settings = run.task.card.gates
+    pairs = [(check, run.base_metrics) for check in checks_from(settings) if isinstance(check, MetricDelta)]
+    if run.baseline_metrics is not None:
+        pairs += [(check, run.baseline_metrics) for check in regression_checks(settings)]
+    passed = {result.check: result.passed for result in run.gates}
+    rows = []
+    for check, reference in pairs:
+        delta, interval, _ = check.judged(run.tuned_metrics, reference)
+        rows.append(GatedMetric(check.name, check.metric, reference.value(check.metric),
+                                run.tuned_metrics.value(check.metric), delta, interval.low, interval.high,
+                                interval.confidence, check.min_delta, settings.judge_on, passed[check.name]))
+    return rows
+
+
+def requirement(row: GatedMetric) -> str:
+    what = "CI lower bound" if row.judged_on == "lower_bound" else "delta"
+    return f"{what} >= {row.required + 0.0:+.3f}"  # + 0.0: a max_regression of 0 reads +0.000, not -0.000
+
+
+def markdown(runs: list[TaskRun], figure_files: dict[str, list[str]]) -> str:
+    """report.md, with the figures (run name -> PNG file names beside it) as images."""
     parts = ["# loragate report", ""]
     for run in runs:
         parts += [f"## {headline(run)}", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
@@ -80,11 +126,45 @@ def markdown(runs: list[TaskRun]) -> str:
         if invalid:
             parts += ["", "Tuned outputs that did not parse:", ""]
             parts += [f"- `{example_id}`: {output!r} ({reason})" for example_id, output, reason in invalid]
+        parts += ["", *[f"![{name}]({name})" for name in figure_files[run.name]]]
         parts.append("")
     return "\n".join(parts)
 
 
-def run_json(run: TaskRun) -> dict:
+def summary_markdown(runs: list[TaskRun], intervals: dict[str, list[GatedMetric]]) -> str:
+    """A compact table per task for $GITHUB_STEP_SUMMARY: verdict, gated metrics with CIs, failed gates."""
+    parts = ["## loragate", ""]
+    for run in runs:
+        failed = [r for r in run.gates if not r.passed]
+        parts += [f"### {run.name}: {'PASS' if run.passed else 'FAIL'}", "",
+                  f"base `{run.base.name}`, adapter `{shown(run.adapter_dir)}`, n={run.tuned_metrics.n}", "",
+                  "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
+        parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "
+                  f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}] | {requirement(g)} | "
+                  f"{'PASS' if g.passed else '**FAIL**'} |" for g in intervals[run.name]]
+        parts.append("")
+        if failed:
+            parts += [f"- **FAIL** {r.check}: {r.finding}" for r in failed]
+        else:
+            parts.append(f"All {len(run.gates)} gates passed.")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def predictions_json(run: TaskRun) -> list[dict]:
+    """Per example: gold, base and tuned label (None where the output did not parse) and both raw outputs, so
+    a later run can compare against a stored report."""
+    base, tuned = run.base_predictions, run.tuned_predictions
+    if base.ids != tuned.ids:
+        raise ValueError(f"{run.name}: base and tuned predictions cover different examples; cannot pair them")
+    return [{"id": i, "gold": gold, "base": base_label, "tuned": tuned_label, "base_output": base_out,
+             "tuned_output": tuned_out}
+            for i, gold, base_label, tuned_label, base_out, tuned_out
+            in zip(tuned.ids, tuned.gold, run.base_metrics.predicted, run.tuned_metrics.predicted, base.outputs,
+                   tuned.outputs)]
+
+
+def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
     return {
         "task": run.task.card.name,
         "tier": run.tier,
@@ -92,26 +172,216 @@ def run_json(run: TaskRun) -> dict:
         "base": {"name": run.base.name, "fingerprint": run.base.fingerprint, "parameters": run.base.parameters,
                  "pad_policy": run.base.pad_policy},
         "adapter": {"dir": str(run.adapter_dir) if run.adapter_dir else None,
-                    "key": (run.manifest or {}).get("key"), "trained_this_run": run.trained is not None},
+                    "key": (run.manifest or {}).get("key"), "trained_this_run": run.trained is not None,
+                    "sha256": (run.manifest or {}).get("adapter_sha256")},
         "data_hash": run.splits.data_hash(),
         "ceiling": run.ceiling,
         "metrics": {"base": run.base_metrics.to_json(), "tuned": run.tuned_metrics.to_json()},
+        "gated": [asdict(row) for row in intervals],
         "gates": [{"check": r.check, "passed": r.passed, "finding": r.finding, "evidence": r.evidence}
                   for r in run.gates],
         "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
+        "predictions": predictions_json(run),
         "throughput": {"tuned_examples_per_s": len(run.tuned_predictions.ids) / run.tuned_predictions.generations.seconds},
         "seconds": run.seconds,
     }
 
 
+@dataclass(frozen=True)
+class Plot:
+    file: str  # the PNG's name in the report directory
+    caption: str
+    png: bytes
+
+
+def run_plots(run: TaskRun) -> list[Plot]:
+    """Confusion matrices, per-class bars and (when the adapter has a loragate manifest) the loss curve."""
+    prefix = f"{run.task.card.name}-{run.tier}"
+    labels = run.tuned_metrics.labels
+    compared = {"base": run.base_metrics}
+    if run.baseline_metrics is not None:
+        compared["baseline"] = run.baseline_metrics
+    compared["tuned"] = run.tuned_metrics
+    result = [
+        Plot(f"{prefix}-confusion.png", "Confusion matrices: rows are gold labels, columns predictions; "
+             "<invalid> counts outputs that did not parse.",
+             plots.confusion_png(labels, {name: m.confusion for name, m in compared.items()})),
+        Plot(f"{prefix}-per-class.png", "Accuracy of each class; the dashed line is the card's per-class floor.",
+             plots.per_class_png(labels, {name: m.per_class_accuracy for name, m in compared.items()},
+                                 run.tuned_metrics.per_class_support, run.task.card.gates.min_class_accuracy)),
+    ]
+    curve = (run.manifest or {}).get("loss_curve")
+    if curve:
+        eval_loss = run.manifest.get("metrics_at_train", {}).get("eval_loss")
+        result.append(Plot(f"{prefix}-loss.png", "Training loss per optimizer step (from the adapter's manifest), "
+                           "perplexity on the right axis; the dot is the eval split's loss after training.",
+                           plots.loss_png(curve, eval_loss)))
+    return result
+
+
+MAX_EXAMPLES = 200  # rows per example table in report.html; report.json holds every example
+# Inline CSS only, and a policy that forbids scripts and any request: the page is one file that works offline,
+# and model output, even if it were not escaped, could not run or fetch anything.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1a202c; max-width: 1100px;
+       margin: 24px auto; padding: 0 16px; }
+h1 { font-size: 22px; } h3 { font-size: 15px; margin: 22px 0 6px; }
+h2 { font-size: 18px; border-bottom: 1px solid #cbd5e0; padding-bottom: 4px; margin-top: 36px; }
+table { border-collapse: collapse; margin: 6px 0; }
+th, td { border: 1px solid #e2e8f0; padding: 3px 10px; text-align: left; vertical-align: top; }
+th { background: #f7fafc; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.sub td:first-child { padding-left: 28px; color: #4a5568; }
+.badge { display: inline-block; padding: 0 8px; border-radius: 4px; color: #fff; font-weight: 600; font-size: 13px; }
+.pass { background: #2f855a; } .fail { background: #c53030; }
+.up { color: #2f855a; } .down { color: #c53030; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; margin: 8px 0; }
+dt { color: #4a5568; } dd { margin: 0; }
+code { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; white-space: pre-wrap; word-break: break-all; }
+figure { margin: 10px 0 22px; } figure img { max-width: 100%; height: auto; border: 1px solid #e2e8f0; }
+figcaption { color: #4a5568; font-size: 13px; }
+"""
+
+
+NUMERIC = ' class="num"'
+
+
+def badge(passed: bool) -> str:
+    return '<span class="badge pass">PASS</span>' if passed else '<span class="badge fail">FAIL</span>'
+
+
+def code(text: str) -> str:
+    """Model output as its Python repr, so whitespace and newlines show; escaped, never interpreted."""
+    return f"<code>{html.escape(repr(text))}</code>"
+
+
+def html_table(header: list[str], rows: list[list[str]], numeric: frozenset[int] = frozenset(),
+               trusted: frozenset[int] = frozenset(), row_classes: list[str] | None = None) -> str:
+    """Every cell is escaped except the `trusted` columns, which hold markup this module built (badge, code)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for index, row in enumerate(rows):
+        cells = "".join(f"<td{NUMERIC if col in numeric else ''}>{cell if col in trusted else html.escape(cell)}</td>"
+                        for col, cell in enumerate(row))
+        css = f' class="{row_classes[index]}"' if row_classes and row_classes[index] else ""
+        body.append(f"<tr{css}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def delta_cell(delta: str) -> str:
+    direction = "up" if float(delta) > 0 else "down" if float(delta) < 0 else ""
+    return f'<span class="{direction}">{html.escape(delta)}</span>' if direction else html.escape(delta)
+
+
+def capped(rows: list[list[str]], what: str) -> tuple[list[list[str]], str]:
+    if len(rows) <= MAX_EXAMPLES:
+        return rows, ""
+    return rows[:MAX_EXAMPLES], f"<p>First {MAX_EXAMPLES} of {len(rows)} {what}; report.json lists them all.</p>"
+
+
+def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str:
+    """One task run: headline, base-vs-tuned table, gates with their evidence, figures, failing examples."""
+    e = html.escape
+    manifest = run.manifest or {}
+    facts = [("base", f"{run.base.name} (fingerprint {run.base.fingerprint[:12]}, {run.base.parameters:,} parameters)"),
+             ("adapter", shown(run.adapter_dir) + (f" (key {manifest['key']}, seed {manifest['seed']}, "
+                                                   f"sha256 {manifest['adapter_sha256'][:12]})" if manifest else "")),
+             ("trained this run", "yes" if run.trained is not None else "no"),
+             ("test examples", str(run.tuned_metrics.n)),
+             ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a")]
+    rows = table_rows(run)
+    metrics = html_table(["metric", "base", "tuned", "delta"],
+                         [[m.strip(), b, t, delta_cell(d)] for m, b, t, d in rows], numeric=frozenset({1, 2, 3}),
+                         trusted=frozenset({3}), row_classes=["sub" if m.startswith("  ") else "" for m, *_ in rows])
+    intervals = html_table(
+        ["gate", "reference", "tuned", "delta", "CI", "required", "result"],
+        [[g.check, f"{g.reference:.3f}", f"{g.tuned:.3f}", f"{g.delta:+.3f}",
+          f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}]", requirement(g), badge(g.passed)] for g in gated],
+        numeric=frozenset({1, 2, 3, 4}), trusted=frozenset({6}))
+    gates = html_table(["result", "gate", "finding or evidence"],
+                       [[badge(r.passed), r.check, gate_text(r) or "-"] for r in run.gates], trusted=frozenset({0}))
+    images = "".join(f'<figure><img src="data:image/png;base64,{base64.b64encode(p.png).decode("ascii")}" '
+                     f'alt="{e(p.file)}"><figcaption>{e(p.file)}: {e(p.caption)}</figcaption></figure>'
+                     for p in figures)
+    all_invalid = [[i, code(out), reason] for i, out, reason in run.tuned_predictions.invalid()]
+    all_wrong = [[i, gold, predicted] for i, gold, predicted
+                 in zip(run.tuned_predictions.ids, run.tuned_metrics.gold, run.tuned_metrics.predicted)
+                 if predicted is not None and predicted != gold]
+    invalid, invalid_note = capped(all_invalid, "invalid outputs")
+    wrong, wrong_note = capped(all_wrong, "misclassified examples")
+    return f"""
+<section>
+<h2>{e(run.name)} {badge(run.passed)}</h2>
+<dl>{''.join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)}</dl>
+<h3>Base vs tuned</h3>
+{metrics}
+<h3>Gated metrics: paired-bootstrap confidence intervals</h3>
+{intervals}
+<h3>Gates</h3>
+{gates}
+<h3>Figures</h3>
+{images}{"" if manifest.get("loss_curve") else "<p>No loss curve: the adapter has no loragate manifest.</p>"}
+<h3>Tuned outputs that did not parse ({len(all_invalid)})</h3>
+{html_table(["id", "raw output", "reason"], invalid, trusted=frozenset({1})) + invalid_note if invalid
+ else "<p>Every tuned output parsed.</p>"}
+<h3>Misclassified by the tuned model ({len(all_wrong)})</h3>
+{html_table(["id", "gold", "predicted"], wrong) + wrong_note if wrong
+ else "<p>No parsed tuned prediction is wrong.</p>"}
+</section>"""
+
+
+def html_page(runs: list[TaskRun], intervals: dict[str, list[GatedMetric]], figures: dict[str, list[Plot]],
+              stamp: str) -> str:
+    """report.html: one self-contained file (inline CSS, PNGs as data URIs, no script, no external request)."""
+    passed = all(run.passed for run in runs)
+    body = "".join(html_run(run, intervals[run.name], figures[run.name]) for run in runs)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>loragate report {html.escape(stamp)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<h1>loragate report {badge(passed)}</h1>
+<p>Run {html.escape(stamp)}: {len(runs)} task run{'s' if len(runs) != 1 else ''},
+{', '.join(html.escape(run.name) for run in runs)}.</p>
+{body}
+</body>
+</html>
+"""
+
+
+def junit_properties(run: TaskRun) -> list[tuple[str, object]]:
+    """What the JUnit XML carries for each test of this run: task, tier, verdict, accuracy and macro F1."""
+    properties: list[tuple[str, object]] = [("loragate.task", run.task.card.name), ("loragate.tier", run.tier),
+                                            ("loragate.verdict", "PASS" if run.passed else "FAIL")]
+    for metric in ("accuracy", "macro_f1"):
+        base, tuned = run.base_metrics.value(metric), run.tuned_metrics.value(metric)
+        properties += [(f"loragate.{metric}.base", round(base, 6)), (f"loragate.{metric}.tuned", round(tuned, 6)),
+                       (f"loragate.{metric}.delta", round(tuned - base, 6))]
+    return properties
+
+
 def write_report(runs: list[TaskRun], report_dir: Path) -> Path:
-    """reports/<UTC time>/report.json and report.md, renamed into place together."""
+    """reports/<UTC time>/ with report.json, report.md, report.html, summary.md and the PNGs, renamed into
+    place together."""
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{stamp}-", dir=report_dir))
     try:
-        (tmp / "report.json").write_text(json.dumps({"runs": [run_json(r) for r in runs]}, indent=2) + "\n")
-        (tmp / "report.md").write_text(markdown(runs))
+        intervals = {run.name: gated_metrics(run) for run in runs}
+        figures = {run.name: run_plots(run) for run in runs}
+        for plot in (plot for plots_of_run in figures.values() for plot in plots_of_run):
+            (tmp / plot.file).write_bytes(plot.png)
+        report = {"runs": [run_json(run, intervals[run.name]) for run in runs]}
+        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        (tmp / "report.md").write_text(markdown(runs, {name: [p.file for p in ps] for name, ps in figures.items()}))
+        (tmp / "report.html").write_text(html_page(runs, intervals, figures, stamp))
+        (tmp / "summary.md").write_text(summary_markdown(runs, intervals))
         os.replace(tmp, report_dir / stamp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,205 @@
+"""Reports: the figures are real PNGs, report.html is one self-contained file that escapes model output and
+shows every gate, summary.md carries the gated metrics, the JUnit XML gets the numbers, and the same seed on
+CPU gives the same adapter bytes and the same report numbers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import io
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image
+
+from loragate import plots
+from loragate.gates import checks_from, run_gates
+from loragate.plugin import SESSION, pytest_runtest_teardown, pytest_terminal_summary
+from loragate.report import write_report
+from loragate.run import RunOptions, TaskRun, run_task, score
+from loragate.session import GateSession
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+MALICIOUS = "<script>alert(1)</script>"
+LABELS = ["setosa", "versicolor", "virginica"]
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height of a PNG after decoding every pixel: a truncated or corrupt file raises."""
+    assert png[:8] == PNG_MAGIC
+    image = Image.open(io.BytesIO(png))
+    image.load()
+    return image.size
+
+
+def test_confusion_png_is_a_png() -> None:
+    png = plots.confusion_png(LABELS, {"base": [[0, 0, 0, 10], [0, 0, 0, 10], [0, 0, 0, 10]],
+                                       "tuned": [[10, 0, 0, 0], [0, 10, 0, 0], [0, 1, 9, 0]]})
+    width, height = png_size(png)
+    assert width > height > 100
+
+
+def test_per_class_png_is_a_png() -> None:
+    png = plots.per_class_png(["a", "b"], {"base": {"a": 0.0, "b": 0.5}, "tuned": {"a": 1.0, "b": 0.9}},
+                              {"a": 3, "b": 4}, floor=0.5)
+    assert min(png_size(png)) > 100
+
+
+@pytest.mark.parametrize(("curve", "eval_loss"), [([5.3, 0.4, 0.01], 0.03), ([2.0, 1.9], None), ([0.7], float("nan"))])
+def test_loss_png_is_a_png_and_the_same_data_gives_the_same_bytes(curve: list[float], eval_loss: float | None) -> None:
+    png = plots.loss_png(curve, eval_loss)
+    assert min(png_size(png)) > 100
+    assert plots.loss_png(curve, eval_loss) == png
+
+
+def test_loss_png_refuses_an_empty_curve() -> None:
+    with pytest.raises(ValueError, match="loss_curve is empty"):
+        plots.loss_png([])
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[TaskRun, TaskRun]:
+    """The tiny Iris adapter trained twice, same seed, into two fresh stores (about 2 s each)."""
+    tmp = tmp_path_factory.mktemp("determinism")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures start before the autouse one-thread fixture
+    try:
+        return tuple(run_task("iris", "tiny", RunOptions(store_root=tmp / name / "adapters", cache=tmp / "cache",
+                                                         retrain=True, progress=False))
+                     for name in ("first", "second"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def report_numbers(report_dir: Path) -> dict:
+    """Everything in report.json that the seed decides: not timings, not where the adapter was written."""
+    (run,) = json.loads((report_dir / "report.json").read_text())["runs"]
+    seeded = ("passed", "base", "data_hash", "ceiling", "metrics", "gated", "gates", "invalid_tuned_outputs", "predictions")
+    return {key: run[key] for key in seeded} | {"adapter_sha256": run["adapter"]["sha256"]}
+
+
+def test_the_same_seed_gives_the_same_adapter_and_report_numbers(two_runs, tmp_path: Path) -> None:
+    first, second = two_runs
+    assert first.trained is not None and second.trained is not None
+    assert first.adapter_dir != second.adapter_dir
+    files = [hashlib.sha256((run.adapter_dir / "adapter_model.safetensors").read_bytes()).hexdigest()
+             for run in two_runs]
+    assert files[0] == files[1] == first.manifest["adapter_sha256"] == second.manifest["adapter_sha256"]
+    assert first.manifest["loss_curve"] == second.manifest["loss_curve"]
+    numbers = [report_numbers(write_report([run], tmp_path / name)) for run, name in zip(two_runs, ("a", "b"))]
+    assert numbers[0] == numbers[1]
+    assert numbers[0]["metrics"]["tuned"]["accuracy"] > 0.5  # a trained adapter, not two identical failures
+
+
+@pytest.fixture(scope="module")
+def hostile_run(two_runs) -> TaskRun:
+    """The first run with one tuned output replaced by markup: it does not parse, so validity fails."""
+    run = two_runs[0]
+    outputs = [MALICIOUS, *run.tuned_predictions.outputs[1:]]
+    tuned = replace(run.tuned_predictions, outputs=outputs, parsed=[run.task.parse(text) for text in outputs])
+    metrics = score(run.task, tuned)
+    return replace(run, tuned_predictions=tuned, tuned_metrics=metrics,
+                   gates=run_gates(checks_from(run.task.card.gates), metrics, run.base_metrics))
+
+
+@pytest.fixture(scope="module")
+def hostile_report(hostile_run: TaskRun, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report([hostile_run], tmp_path_factory.mktemp("reports"))
+
+
+def test_report_dir_holds_every_file(hostile_report: Path) -> None:
+    assert sorted(p.name for p in hostile_report.iterdir()) == [
+        "iris-tiny-confusion.png", "iris-tiny-loss.png", "iris-tiny-per-class.png",
+        "report.html", "report.json", "report.md", "summary.md"]
+    assert not [p for p in hostile_report.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_html_is_self_contained_and_embeds_the_pngs(hostile_report: Path) -> None:
+    page = (hostile_report / "report.html").read_text()
+    assert not re.search(r"""(?:src|href|action)\s*=\s*["']?\s*(?:[a-z]+:)?//""", page, re.I), "external reference"
+    assert "url(" not in page and "@import" not in page and "<link" not in page and "<script" not in page
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == len(list(hostile_report.glob("*.png"))) == 3
+    embedded = []
+    for source in sources:
+        assert source.startswith("data:image/png;base64,")
+        embedded.append(base64.b64decode(source.split(",", 1)[1], validate=True))
+        png_size(embedded[-1])
+    assert sorted(embedded) == sorted(p.read_bytes() for p in hostile_report.glob("*.png"))
+
+
+def test_html_escapes_model_output(hostile_report: Path) -> None:
+    page = (hostile_report / "report.html").read_text()
+    assert MALICIOUS not in page
+    assert html.escape(repr(MALICIOUS)) in page  # shown, as text, in the invalid-outputs table
+
+
+def test_html_shows_every_gate_and_the_verdict(hostile_run: TaskRun, hostile_report: Path) -> None:
+    page = (hostile_report / "report.html").read_text()
+    assert not hostile_run.passed
+    for result in hostile_run.gates:
+        assert f"<td>{html.escape(result.check)}</td>" in page
+        if result.finding or result.evidence:
+            assert html.escape(result.finding or result.evidence) in page
+    assert "validity rate 0.967 &lt; required 1.000" in page
+    assert hostile_run.base.fingerprint[:12] in page and "FAIL" in page
+
+
+def test_summary_md_has_the_gated_metrics_table(hostile_report: Path) -> None:
+    summary = (hostile_report / "summary.md").read_text()
+    assert "### iris/tiny: FAIL" in summary
+    assert "| gate | reference | tuned | delta | CI | required | result |" in summary
+    assert re.search(r"^\| accuracy delta \| 0\.000 \| 0\.\d{3} \| \+0\.\d{3} \| 95% \[\+0\.\d{3}, \+\d\.\d{3}\] \| "
+                     r"CI lower bound >= \+0\.050 \| PASS \|$", summary, re.M), summary
+    assert "- **FAIL** validity: validity rate 0.967 < required 1.000" in summary
+
+
+def test_report_json_carries_every_prediction(hostile_run: TaskRun, hostile_report: Path) -> None:
+    (run,) = json.loads((hostile_report / "report.json").read_text())["runs"]
+    predictions = run["predictions"]
+    assert [p["id"] for p in predictions] == hostile_run.tuned_predictions.ids
+    assert predictions[0]["tuned"] is None and predictions[0]["tuned_output"] == MALICIOUS
+    assert all(p["base"] is None for p in predictions)  # the tiny base never answers a label
+    assert sum(p["tuned"] == p["gold"] for p in predictions) == round(hostile_run.tuned_metrics.accuracy * 30)
+
+
+def fake_config(run: TaskRun, report_dir: Path) -> SimpleNamespace:
+    session = GateSession({}, ["iris"], report_dir)
+    session.runs[("iris", "tiny")] = run
+    return SimpleNamespace(stash={SESSION: session})
+
+
+def test_gate_tests_get_junit_properties(hostile_run: TaskRun, tmp_path: Path) -> None:
+    config = fake_config(hostile_run, tmp_path)
+    gate_test = SimpleNamespace(config=config, callspec=SimpleNamespace(params={"gate_case": ("iris", "tiny")}),
+                                user_properties=[])
+    plain_test = SimpleNamespace(config=config, user_properties=[])
+    pytest_runtest_teardown(gate_test)
+    pytest_runtest_teardown(plain_test)
+    properties = dict(gate_test.user_properties)
+    assert plain_test.user_properties == []
+    assert properties["loragate.task"] == "iris" and properties["loragate.tier"] == "tiny"
+    assert properties["loragate.verdict"] == "FAIL"
+    accuracy = hostile_run.tuned_metrics.accuracy
+    assert properties["loragate.accuracy.tuned"] == round(accuracy, 6)
+    assert properties["loragate.accuracy.delta"] == round(accuracy - hostile_run.base_metrics.accuracy, 6)
+    assert {"loragate.macro_f1.base", "loragate.macro_f1.tuned", "loragate.macro_f1.delta"} <= properties.keys()
+
+
+def test_summary_is_appended_to_the_github_step_summary(hostile_run: TaskRun, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    step_summary = tmp_path / "step_summary.md"
+    step_summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    written: list[str] = []
+    terminal = SimpleNamespace(section=lambda title: written.append(title), write_line=written.append)
+    pytest_terminal_summary(terminal, fake_config(hostile_run, tmp_path / "reports"))
+    (report,) = (tmp_path / "reports").iterdir()
+    assert step_summary.read_text() == "earlier step\n" + (report / "summary.md").read_text()
+    assert f"report: {report / 'report.md'}" in written
