@@ -1,0 +1,46 @@
+"""A stored report.json as the baseline: paired by example id, refused when it cannot be paired."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loragate.baseline import baseline_from_report
+
+
+def report(splits, predicted: dict[str, str | None], data_hash: str | None = None) -> dict:
+    rows = [{"id": ex.id, "gold": ex.label, "base": None, "tuned": predicted.get(ex.id, ex.label),
+             "base_output": "", "tuned_output": predicted.get(ex.id, ex.label) or "junk"} for ex in splits.test]
+    return {"runs": [{"task": "iris", "tier": "tiny", "data_hash": data_hash or splits.data_hash(), "predictions": rows}]}
+
+
+def write(tmp_path: Path, content: dict) -> Path:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(content))
+    return path
+
+
+def test_a_stored_report_gives_paired_baseline_metrics(tmp_path: Path, iris, iris_splits) -> None:
+    first = iris_splits.test[0]
+    wrong = "virginica" if first.label != "virginica" else "setosa"
+    path = write(tmp_path, report(iris_splits, {first.id: wrong, iris_splits.test[1].id: None}))
+    metrics = baseline_from_report(path, "iris", "tiny", iris_splits, iris.card.labels)
+    assert metrics.n == 30 and metrics.accuracy == pytest.approx(28 / 30)
+    assert metrics.validity_rate == pytest.approx(29 / 30)
+    assert metrics.gold == [ex.label for ex in iris_splits.test], "not aligned with this run's test order"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r["runs"][0].update(data_hash="0" * 64), "made on other data"),
+    (lambda r: r["runs"][0].update(tier="full"), r"no run of iris/tiny \(it holds iris/full\)"),
+    (lambda r: r["runs"][0]["predictions"].pop(), "no prediction for test examples"),
+    (lambda r: r["runs"][0]["predictions"][0].update(gold="nonsense"), "gold labels differ"),
+    (lambda r: r.pop("runs"), "not a loragate report.json"),
+])
+def test_a_report_that_cannot_be_paired_is_refused(tmp_path: Path, iris, iris_splits, change, message: str) -> None:
+    content = report(iris_splits, {})
+    change(content)
+    with pytest.raises(ValueError, match=message):
+        baseline_from_report(write(tmp_path, content), "iris", "tiny", iris_splits, iris.card.labels)
