@@ -63,12 +63,27 @@ class TrainSettings(Strict):
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_steps: int = Field(0, ge=0)
     max_length: int = Field(256, gt=0, description="prompt + answer tokens; longer examples are an error")
+    batching: Literal["grouped", "dynamic", "max"] = Field(
+        "grouped",
+        description="grouped: batches of similar length (sorted within seeded, shuffled mega-batches), least "
+        "padding; dynamic: shuffled batches padded to their longest; max: every batch padded to max_length",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less GPU memory, about 30% more time"
+    )
     seed: int = 0
 
 
 class EvalSettings(Strict):
     batch_size: int = Field(32, gt=0)
-    max_new_tokens: int = Field(8, gt=0, description="enough for the longest label plus EOS")
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="generation budget; default: the longest tokenized target + 1 for EOS"
+    )
+    decode: Literal["generate", "score"] = Field(
+        "generate",
+        description="generate: the parsed greedy output is the prediction; score: where that output parses, the "
+        "label whose continuation the model finds likeliest (one batched forward pass) is the prediction",
+    )
 
 
 class TierSettings(Strict):

@@ -14,17 +14,19 @@ from pathlib import Path
 import torch
 from filelock import Timeout
 from peft import LoraConfig, PeftModel
+from transformers import PreTrainedTokenizerBase
 
 import loragate
 from loragate.card import Tier
 from loragate.curves import CurveCheck
 from loragate.data import Example, Splits
-from loragate.engine import Generations, generate, next_token_logits
+from loragate.engine import Generations, answer_budget, generate, next_token_logits
 from loragate.gates import GateResult, checks_from, regression_checks, run_gates
 from loragate.metrics import ClassificationMetrics, classification_metrics
 from loragate.models import LoadedBase, fingerprint, load_causal, tiny_base_dir
 from loragate.parameters import expected_lora_parameters
 from loragate.parsing import ParsedOutput
+from loragate.scoring import label_log_likelihoods, likeliest
 from loragate.store import AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest
 from loragate.tasks import Task, get_task
 from loragate.training import TrainingDiverged, TrainResult, attach_lora, train_lora
@@ -54,6 +56,7 @@ class Predictions:
     outputs: list[str]
     parsed: list[ParsedOutput]
     generations: Generations
+    scored: list[str] | None = None  # decode: score: the likeliest label of each example
 
     def invalid(self) -> list[tuple[str, str, str]]:
         """(example id, raw output, reason) of every output that did not parse."""
@@ -104,23 +107,48 @@ def label_of(parsed: ParsedOutput) -> str | None:
     return str(value)
 
 
+def generations_of(task: Task, tier: Tier, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
+                   prompts: list[str], progress: bool = False, desc: str = "generate") -> Generations:
+    """Greedy outputs under the card's eval settings; the budget defaults to what the longest label needs."""
+    settings = task.card.tier(tier).eval
+    budget = settings.max_new_tokens or answer_budget(tokenizer, targets(task))
+    return generate(model, tokenizer, prompts, budget, settings.batch_size, labels=task.card.labels,
+                    progress=progress, desc=desc)
+
+
+def targets(task: Task) -> list[str]:
+    """What the model should write for each label, in label order."""
+    return [task.card.target_template.format(label=label) for label in task.card.labels]
+
+
 def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
             progress: bool, desc: str) -> Predictions:
-    settings = task.card.tier(tier).eval
-    generations = generate(model, base.tokenizer, [ex.prompt for ex in examples], settings.max_new_tokens,
-                           settings.batch_size, progress=progress, desc=desc)
+    """Free generations (the schema gate reads them) and, with decode: score, each example's likeliest label."""
+    prompts = [ex.prompt for ex in examples]
+    generations = generations_of(task, tier, model, base.tokenizer, prompts, progress, desc)
+    scored = None
+    if task.card.tier(tier).eval.decode == "score":
+        scores = label_log_likelihoods(model, base.tokenizer, prompts, targets(task),
+                                       task.card.tier(tier).eval.batch_size)
+        scored = likeliest(scores, task.card.labels)
     return Predictions(
         ids=[ex.id for ex in examples],
         gold=[ex.label for ex in examples],
         outputs=generations.texts,
         parsed=[task.parse(text) for text in generations.texts],
         generations=generations,
+        scored=scored,
     )
 
 
 def score(task: Task, predictions: Predictions) -> ClassificationMetrics:
-    return classification_metrics(predictions.gold, [label_of(p) for p in predictions.parsed], task.card.labels,
-                                  predictions.outputs)
+    """Metrics of the parsed outputs; with scored labels, an example whose output parsed counts as its
+    likeliest label. An output that did not parse stays invalid either way: invalid outputs are wrong answers,
+    and the validity gate reads free generation."""
+    predicted = [label_of(p) for p in predictions.parsed]
+    if predictions.scored is not None:
+        predicted = [s if p is not None else None for p, s in zip(predicted, predictions.scored)]
+    return classification_metrics(predictions.gold, predicted, task.card.labels, predictions.outputs)
 
 
 def prepare_base(task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from loragate.engine import generate
+from loragate.run import generations_of
 
 
 @pytest.mark.benchmark
 def test_evaluation_throughput(task_run, benchmark) -> None:
     prompts = [ex.prompt for ex in task_run.splits.test]
-    settings = task_run.task.card.tier(task_run.tier).eval
     result = benchmark.pedantic(
-        generate, args=(task_run.model, task_run.base.tokenizer, prompts, settings.max_new_tokens, settings.batch_size),
+        generations_of, args=(task_run.task, task_run.tier, task_run.model, task_run.base.tokenizer, prompts),
         rounds=5, iterations=1, warmup_rounds=1,
     )
     seconds = benchmark.stats.stats.median if benchmark.stats else result.seconds
