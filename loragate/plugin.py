@@ -72,6 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="gate this peft adapter directory instead of training one (needs one --task)")
     group.addoption("--baseline-adapter", type=parse_adapter, metavar="PATH",
                     help="the last release's adapter: fail if a gated metric drops against it (needs one --task)")
+    group.addoption("--baseline-report", type=parse_existing_path, metavar="PATH",
+                    help="the last release's report.json instead of its adapter (needs one --task)")
     group.addoption("--data", type=parse_existing_path, metavar="PATH",
                     help="the task's data in its real format instead of the shipped data (needs one --task)")
     group.addoption("--retrain", action="store_true", help="train adapters even when the store has them")
@@ -86,7 +88,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     chosen = list(dict.fromkeys(config.getoption("task") or []))  # `--task iris --task iris` is one task
     tasks = chosen or TASKS.names()
-    for flag in ("adapter", "baseline_adapter", "data", "base_model"):
+    if config.getoption("baseline_adapter") and config.getoption("baseline_report"):
+        raise pytest.UsageError("--baseline-adapter and --baseline-report name the same thing: pass one")
+    for flag in ("adapter", "baseline_adapter", "baseline_report", "data", "base_model"):
         # an explicit --task, even with one task registered: the same command must not change meaning when
         # a second task is added
         if config.getoption(flag) is not None and len(chosen) != 1:
@@ -108,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
         base_model=config.getoption("base_model"),
         adapter=config.getoption("adapter"),
         baseline_adapter=config.getoption("baseline_adapter"),
+        baseline_report=config.getoption("baseline_report"),
         data=config.getoption("data"),
         retrain=config.getoption("retrain"),
         store_root=rootdir / "adapters",

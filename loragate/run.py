@@ -17,6 +17,7 @@ from peft import LoraConfig, PeftModel
 from transformers import PreTrainedTokenizerBase
 
 import loragate
+from loragate.baseline import baseline_from_report
 from loragate.card import Tier
 from loragate.curves import CurveCheck
 from loragate.data import Example, Splits
@@ -38,6 +39,7 @@ class RunOptions:
     base_model: str | None = None  # overrides the card's base for the tier
     adapter: Path | None = None  # gate this adapter instead of the store's
     baseline_adapter: Path | None = None  # the last release's adapter: tuned must not regress against it
+    baseline_report: Path | None = None  # or the last release's report.json, with its per-example predictions
     data: Path | None = None  # the task's data in its real format, instead of the shipped data
     retrain: bool = False
     store_root: Path = Path("adapters")
@@ -201,7 +203,7 @@ class CanaryFailed(RuntimeError):
 def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
     """Tiny-then-full: before GPU hours go into the full adapter, the tiny adapter of the same task and data
     must train with a falling, finite loss and produce outputs that parse."""
-    tiny = replace(options, base_model=None, adapter=None, baseline_adapter=None)
+    tiny = replace(options, base_model=None, adapter=None, baseline_adapter=None, baseline_report=None)
     where = f"canary {task.card.name}/tiny"
     try:
         base = prepare_base(task, "tiny", splits, tiny)
@@ -319,6 +321,9 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         baseline_metrics = score(task, baseline_predictions)
         gates += run_gates(regression_checks(task.card.gates), tuned_metrics, baseline_metrics)
         gates.append(curve_gate(task, manifest, options.baseline_adapter))
+    elif options.baseline_report is not None:
+        baseline_metrics = baseline_from_report(options.baseline_report, name, tier, splits, task.card.labels)
+        gates += run_gates(regression_checks(task.card.gates), tuned_metrics, baseline_metrics)
     return TaskRun(
         task=task, tier=tier, splits=splits, base=base, model=model, adapter_dir=adapter_dir, manifest=manifest,
         expected_lora_parameters=expected, base_logits=base_logits, tuned_logits=tuned_logits, base_predictions=base_predictions,

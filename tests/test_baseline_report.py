@@ -44,3 +44,16 @@ def test_a_report_that_cannot_be_paired_is_refused(tmp_path: Path, iris, iris_sp
     change(content)
     with pytest.raises(ValueError, match=message):
         baseline_from_report(write(tmp_path, content), "iris", "tiny", iris_splits, iris.card.labels)
+
+
+def test_a_perfect_stored_release_fails_a_tuned_adapter_that_is_worse(tmp_path: Path, iris_splits) -> None:
+    from loragate.run import RunOptions, run_task
+
+    store = Path(__file__).resolve().parents[1] / "adapters"
+    path = write(tmp_path, report(iris_splits, {}))  # the last release got every test example right
+    run = run_task("iris", "tiny", RunOptions(baseline_report=path, store_root=store, cache=tmp_path / "cache",
+                                              progress=False))
+    assert run.trained is None, "the committed adapter should have been loaded, not retrained"
+    findings = {r.check: r.finding for r in run.gates}
+    assert run.baseline_metrics is not None and run.baseline_metrics.accuracy == 1.0
+    assert findings["accuracy vs baseline"] is not None and "baseline 1.000, tuned 0.967" in findings["accuracy vs baseline"]
