@@ -21,8 +21,8 @@ class Check(Protocol):
 
     def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None: ...
 
-    def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
-        """What the report shows for this check whether it passed or not; None when the finding says it all."""
+    def judge(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> GateResult:
+        """The finding (None on a pass) and what the report shows either way, computed once."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,9 @@ class MetricDelta:
     def name(self) -> str:
         return f"{self.metric} delta" if self.reference == "base" else f"{self.metric} vs {self.reference}"
 
-    def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str:
-        return self.judged(tuned, base)[2]
+    def judge(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> GateResult:
+        judged = self.judged(tuned, base)
+        return GateResult(self.name, self.finding(*judged, tuned), judged[2])
 
     def judged(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> tuple[float, DeltaInterval, str]:
         """(signed delta, its interval, a sentence with base, tuned, n, CI, McNemar p and MDE)."""
@@ -66,7 +67,9 @@ class MetricDelta:
                                                     interval.standard_error, interval.resamples), text
 
     def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
-        delta, interval, text = self.judged(tuned, base)
+        return self.finding(*self.judged(tuned, base), tuned)
+
+    def finding(self, delta: float, interval: DeltaInterval, text: str, tuned: ClassificationMetrics) -> str | None:
         if self.settings.judge_on == "lower_bound":
             if interval.low >= self.min_delta - 1e-12:
                 return None
@@ -87,8 +90,8 @@ class ClassDrop:
     max_drop: float
     name: str = "per-class regression"
 
-    def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> None:
-        return None
+    def judge(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> GateResult:
+        return GateResult(self.name, self.fails(tuned, base))
 
     def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
         findings = []
@@ -108,8 +111,8 @@ class ClassFloor:
     min_accuracy: float
     name: str = "per-class floor"
 
-    def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> None:
-        return None
+    def judge(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> GateResult:
+        return GateResult(self.name, self.fails(tuned, base))
 
     def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
         findings = []
@@ -128,8 +131,8 @@ class Validity:
     min_rate: float
     name: str = "validity"
 
-    def evidence(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> None:
-        return None
+    def judge(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> GateResult:
+        return GateResult(self.name, self.fails(tuned, base))
 
     def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
         if tuned.validity_rate >= self.min_rate:
@@ -169,4 +172,4 @@ def regression_checks(gates: GateSettings) -> list[Check]:
 
 
 def run_gates(checks: list[Check], tuned: ClassificationMetrics, base: ClassificationMetrics) -> list[GateResult]:
-    return [GateResult(check.name, check.fails(tuned, base), check.evidence(tuned, base)) for check in checks]
+    return [check.judge(tuned, base) for check in checks]
