@@ -16,6 +16,7 @@ class Example:
     target: str
     label: str
     fields: dict[str, str] = field(default_factory=dict)
+    references: tuple[str, ...] = ()  # every acceptable answer, for text metrics (QA: () = unanswerable)
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,9 @@ class Splits:
     def data_hash(self) -> str:
         """sha256 over every split's ids, prompts and targets: any change to data, bins or template changes it."""
         payload = {
-            name: [[ex.id, ex.prompt, ex.target] for ex in getattr(self, name)] for name in ("train", "eval", "test")
+            name: [[ex.id, ex.prompt, ex.target, *([list(ex.references)] if ex.references else [])]
+                   for ex in getattr(self, name)]
+            for name in ("train", "eval", "test")
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

