@@ -13,6 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Tier = Literal["tiny", "full"]
+Kind = Literal["generative_classification", "sequence_classification", "extractive_qa", "instruct"]
+CLASSIFICATION_KINDS: tuple[Kind, ...] = ("generative_classification", "sequence_classification")
+ENCODER_KINDS: tuple[Kind, ...] = ("sequence_classification", "extractive_qa")
 TIERS: tuple[Tier, ...] = ("tiny", "full")
 
 
@@ -53,6 +56,9 @@ class LoraSettings(Strict):
     alpha: float = Field(gt=0, description="scaling numerator: the update is scaled by alpha / r")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(min_length=1, description="module name suffixes to adapt")
+    modules_to_save: list[str] = Field(
+        default_factory=list, description="modules trained in full and saved with the adapter: a new task head"
+    )
 
 
 class TrainSettings(Strict):
@@ -101,6 +107,9 @@ class GateSettings(Strict):
     max_class_drop: float = Field(0.0, ge=0.0, description="largest per-class accuracy loss vs base")
     min_class_accuracy: float = Field(0.0, ge=0.0, le=1.0, description="floor every class must reach")
     min_validity: float = Field(1.0, ge=0.0, le=1.0, description="share of tuned outputs that parse")
+    floors: dict[str, float] = Field(
+        default_factory=dict, description="metric -> value the tuned model must reach (at most, if lower is better)"
+    )
     max_regression: float = Field(
         0.0, ge=0.0, description="with --baseline-adapter: largest drop of a gated metric against the last release"
     )
@@ -115,15 +124,32 @@ class GateSettings(Strict):
     bootstrap_seed: int = 0
 
 
+class QASettings(Strict):
+    """Extractive QA: how long contexts are windowed, and how long an answer may be."""
+
+    max_length: int = Field(256, gt=16, description="question + context window, in tokens")
+    stride: int = Field(64, ge=0, description="tokens shared by consecutive windows of a long context")
+    max_answer_tokens: int = Field(30, gt=0, description="longest span considered as an answer")
+
+
+class InstructSettings(Strict):
+    """Instruction tuning: the validation curve while training, and what a --data file contributes."""
+
+    eval_every: int = Field(50, gt=0, description="optimizer steps between val loss (and perplexity) points")
+    max_examples: int = Field(1000, gt=0, description="rows kept from a --data file (seeded shuffle)")
+
+
 class TaskCard(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
-    kind: Literal["generative_classification"]
-    labels: list[str] = Field(min_length=2)
+    kind: Kind
+    labels: list[str] = Field(default_factory=list, description="the classes; classification kinds need 2+")
     prompt_template: str = Field(description="str.format template over the example's fields")
     target_template: str = Field(" {label}", description="what the model should generate after the prompt")
     tiers: dict[Tier, TierSettings]
     gates: GateSettings
+    qa: QASettings | None = None  # kind extractive_qa
+    instruct: InstructSettings | None = None  # kind instruct
 
     @field_validator("labels")
     @classmethod
@@ -132,6 +158,15 @@ class TaskCard(Strict):
         if duplicates:
             raise ValueError(f"labels repeat {duplicates}: list each label once")
         return labels
+
+    @model_validator(mode="after")
+    def classification_has_labels(self) -> TaskCard:
+        if self.kind in CLASSIFICATION_KINDS and len(self.labels) < 2:
+            raise ValueError(f"kind {self.kind} needs at least two labels; list them under 'labels'")
+        for block, kind in (("qa", "extractive_qa"), ("instruct", "instruct")):
+            if getattr(self, block) is None and self.kind == kind:
+                raise ValueError(f"kind {kind} needs a '{block}' block; add '{block}: {{}}' for its defaults")
+        return self
 
     def tier(self, tier: Tier) -> TierSettings:
         if tier not in self.tiers:

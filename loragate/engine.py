@@ -23,6 +23,7 @@ class Generations:
     prompt_tokens: int
     new_tokens: int  # generated tokens up to and including EOS
     seconds: float
+    terminated: list[bool]  # per prompt: the continuation ended with EOS, not at the budget or a label stop
 
 
 def require_left_padding(tokenizer: PreTrainedTokenizerBase) -> None:
@@ -110,6 +111,7 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
 
     encoded = tokenizer(prompts).input_ids if prompts else []
     texts: list[str] = [""] * len(prompts)
+    terminated = [False] * len(prompts)
     new_tokens = 0
     started = time.perf_counter()
     batches = length_batches([len(ids) for ids in encoded], batch_size)
@@ -118,7 +120,9 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
         for row, ids in zip(rows, greedy(model, batch, max_new_tokens, stop)):
             new_tokens += len(ids)
             texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
-    return Generations(texts, sum(len(ids) for ids in encoded), new_tokens, time.perf_counter() - started)
+            terminated[row] = bool(ids) and ids[-1] == eos
+    return Generations(texts, sum(len(ids) for ids in encoded), new_tokens, time.perf_counter() - started,
+                       terminated)
 
 
 @torch.no_grad()

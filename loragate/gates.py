@@ -11,17 +11,18 @@ from typing import Protocol
 
 import numpy as np
 
-from loragate.card import GateSettings
-from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics
-from loragate.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect, paired_bootstrap
+from loragate.card import CLASSIFICATION_KINDS, GateSettings, Kind
+from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics, Metrics, TextMetrics
+from loragate.stats import (DeltaInterval, mcnemar_exact, minimum_detectable_effect, paired_bootstrap,
+                            paired_bootstrap_means)
 
 
 class Check(Protocol):
     name: str
 
-    def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None: ...
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None: ...
 
-    def judge(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> GateResult:
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
         """The finding (None on a pass) and what the report shows either way, computed once."""
 
 
@@ -42,34 +43,47 @@ class MetricDelta:
     def name(self) -> str:
         return f"{self.metric} delta" if self.reference == "base" else f"{self.metric} vs {self.reference}"
 
-    def judge(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> GateResult:
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
         judged = self.judged(tuned, base)
         return GateResult(self.name, self.finding(*judged, tuned), judged[2])
 
-    def judged(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> tuple[float, DeltaInterval, str]:
-        """(signed delta, its interval, a sentence with base, tuned, n, CI, McNemar p and MDE)."""
-        sign = 1.0 if HIGHER_IS_BETTER.get(self.metric) else -1.0
+    def interval(self, tuned: Metrics, base: Metrics) -> DeltaInterval:
+        """The paired-bootstrap interval of tuned - base (unsigned): over label indices for a classification
+        metric, over per-example scores for a text metric."""
+        s = self.settings
+        if isinstance(tuned, TextMetrics) and isinstance(base, TextMetrics):
+            if tuned.ids != base.ids:
+                raise ValueError(f"{self.metric}: base and tuned were scored on different examples; cannot pair them")
+            (base_scores, weights), (tuned_scores, _) = base.scores(self.metric), tuned.scores(self.metric)
+            return paired_bootstrap_means(base_scores, tuned_scores, s.bootstrap_resamples, s.confidence,
+                                          s.bootstrap_seed, np.exp if self.metric == "perplexity" else None, weights)
         gold, base_pred = base.label_indices()
         tuned_gold, tuned_pred = tuned.label_indices()
         if not np.array_equal(gold, tuned_gold):
             raise ValueError(f"{self.metric}: base and tuned were scored on different examples; cannot pair them")
+        return paired_bootstrap(self.metric, gold, base_pred, tuned_pred, len(tuned.labels),
+                                s.bootstrap_resamples, s.confidence, s.bootstrap_seed)
+
+    def judged(self, tuned: Metrics, base: Metrics) -> tuple[float, DeltaInterval, str]:
+        """(signed delta, its interval, a sentence with base, tuned, n, CI, McNemar p and MDE)."""
+        sign = 1.0 if HIGHER_IS_BETTER.get(self.metric) else -1.0
         s = self.settings
-        interval = paired_bootstrap(self.metric, gold, base_pred, tuned_pred, len(tuned.labels),
-                                    s.bootstrap_resamples, s.confidence, s.bootstrap_seed)
+        interval = self.interval(tuned, base)
         low, high = sorted((sign * interval.low, sign * interval.high))
         mde = minimum_detectable_effect(interval.standard_error, 1 - s.confidence, s.power)
         text = (f"{self.reference} {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, n={tuned.n}, "
                 f"{s.confidence:.0%} CI [{low:+.3f}, {high:+.3f}]")
-        if self.metric == "accuracy":
-            text += f", McNemar p={mcnemar_exact(base_pred == gold, tuned_pred == gold).p_value:.2g}"
+        if self.metric == "accuracy" and isinstance(tuned, ClassificationMetrics):
+            gold, base_pred = base.label_indices()
+            text += f", McNemar p={mcnemar_exact(base_pred == gold, tuned.label_indices()[1] == gold).p_value:.2g}"
         text += f", MDE {mde:.3f} at power {s.power:.0%}"
         return sign * interval.delta, DeltaInterval(sign * interval.delta, low, high, interval.confidence,
                                                     interval.standard_error, interval.resamples), text
 
-    def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         return self.finding(*self.judged(tuned, base), tuned)
 
-    def finding(self, delta: float, interval: DeltaInterval, text: str, tuned: ClassificationMetrics) -> str | None:
+    def finding(self, delta: float, interval: DeltaInterval, text: str, tuned: Metrics) -> str | None:
         if self.settings.judge_on == "lower_bound":
             if interval.low >= self.min_delta - 1e-12:
                 return None
@@ -90,10 +104,10 @@ class ClassDrop:
     max_drop: float
     name: str = "per-class regression"
 
-    def judge(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> GateResult:
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
         return GateResult(self.name, self.fails(tuned, base))
 
-    def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         findings = []
         for label in tuned.labels:
             before, after = base.per_class_accuracy[label], tuned.per_class_accuracy[label]
@@ -111,10 +125,10 @@ class ClassFloor:
     min_accuracy: float
     name: str = "per-class floor"
 
-    def judge(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> GateResult:
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
         return GateResult(self.name, self.fails(tuned, base))
 
-    def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         findings = []
         for label in tuned.labels:
             accuracy, support = tuned.per_class_accuracy[label], tuned.per_class_support[label]
@@ -131,15 +145,38 @@ class Validity:
     min_rate: float
     name: str = "validity"
 
-    def judge(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> GateResult:
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
         return GateResult(self.name, self.fails(tuned, base))
 
-    def fails(self, tuned: ClassificationMetrics, base: ClassificationMetrics) -> str | None:
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         if tuned.validity_rate >= self.min_rate:
             return None
         invalid = round((1 - tuned.validity_rate) * tuned.n)
         return (f"validity rate {tuned.validity_rate:.3f} < required {self.min_rate:.3f} "
                 f"({invalid} of {tuned.n} outputs did not parse; base {base.validity_rate:.3f})")
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The tuned model's `metric` must reach `minimum` (or stay at most it, for lower-is-better), whatever base did."""
+
+    metric: str
+    minimum: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric} floor"
+
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
+        return GateResult(self.name, self.fails(tuned, base), f"tuned {tuned.value(self.metric):.3f}")
+
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
+        value = tuned.value(self.metric)
+        higher = HIGHER_IS_BETTER.get(self.metric)
+        if (value >= self.minimum - 1e-12) if higher else (value <= self.minimum + 1e-12):
+            return None
+        bound = "below the floor" if higher else "above the ceiling"
+        return f"{self.metric} {value:.3f} {bound} {self.minimum:.3f} (base {base.value(self.metric):.3f}, n={tuned.n})"
 
 
 @dataclass(frozen=True)
@@ -153,15 +190,18 @@ class GateResult:
         return self.finding is None
 
 
-def checks_from(gates: GateSettings) -> list[Check]:
-    """The card's gates as checks; an unknown metric name is an error with a did-you-mean."""
-    for metric in gates.min_delta:
-        if metric not in HIGHER_IS_BETTER:
-            raise ValueError(f"gates.min_delta: {HIGHER_IS_BETTER.unknown_message(metric)}")
+def checks_from(gates: GateSettings, kind: Kind = "generative_classification") -> list[Check]:
+    """The card's gates as checks; an unknown metric name is an error with a did-you-mean. Per-class checks
+    apply to classification kinds only."""
+    for where, metrics in (("gates.min_delta", gates.min_delta), ("gates.floors", gates.floors)):
+        for metric in metrics:
+            if metric not in HIGHER_IS_BETTER:
+                raise ValueError(f"{where}: {HIGHER_IS_BETTER.unknown_message(metric)}")
+    per_class = [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)] if kind in CLASSIFICATION_KINDS else []
     return [
         *(MetricDelta(metric, minimum, gates) for metric, minimum in gates.min_delta.items()),
-        ClassDrop(gates.max_class_drop),
-        ClassFloor(gates.min_class_accuracy),
+        *per_class,
+        *(Floor(metric, minimum) for metric, minimum in gates.floors.items()),
         Validity(gates.min_validity),
     ]
 
@@ -171,5 +211,5 @@ def regression_checks(gates: GateSettings) -> list[Check]:
     return [MetricDelta(metric, -gates.max_regression, gates, reference="baseline") for metric in gates.min_delta]
 
 
-def run_gates(checks: list[Check], tuned: ClassificationMetrics, base: ClassificationMetrics) -> list[GateResult]:
+def run_gates(checks: list[Check], tuned: Metrics, base: Metrics) -> list[GateResult]:
     return [check.judge(tuned, base) for check in checks]

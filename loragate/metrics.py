@@ -1,8 +1,9 @@
-"""Classification metrics (scikit-learn), each registered with the direction that counts as better."""
+"""Metrics of a split: classification (scikit-learn) or text (per-example scores for QA and instructions),
+each metric registered with the direction that counts as better."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
@@ -16,6 +17,10 @@ HIGHER_IS_BETTER: Registry[bool] = Registry("metric")
 for _name in ("accuracy", "macro_precision", "macro_recall", "macro_f1",
               "weighted_precision", "weighted_recall", "weighted_f1", "validity_rate"):
     HIGHER_IS_BETTER.register(_name, True)
+for _name in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "bleu", "rouge1", "rouge2",
+              "rougeL", "meteor", "terminated_rate"):
+    HIGHER_IS_BETTER.register(_name, True)
+HIGHER_IS_BETTER.register("perplexity", False)
 
 
 @dataclass(frozen=True)
@@ -101,3 +106,48 @@ def metrics_from_confusion(matrix: list[list[int]], labels: list[str]) -> Classi
             gold += [gold_label] * count
             predicted += [predicted_label] * count
     return classification_metrics(gold, predicted, labels, outputs=[p or INVALID for p in predicted])
+
+
+@dataclass(frozen=True)
+class TextMetrics:
+    """Scores of free-text answers (QA spans, instruction responses) against references.
+
+    `values` holds every aggregate shown in the report; `per_example` the scores a paired bootstrap resamples
+    (the mean of each is its aggregate). Perplexity is exp of the token-weighted mean NLL: its per-example
+    entry is each example's mean NLL per token, weighted by `tokens`."""
+
+    n: int
+    values: dict[str, float]
+    per_example: dict[str, list[float]]
+    validity_rate: float  # outputs that parse into the schema
+    empty_outputs: int
+    ids: list[str]
+    outputs: list[str]
+    references: list[list[str]]
+    tokens: list[int] = field(default_factory=list)  # reference tokens per example, for perplexity
+    unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+
+    def value(self, metric: str) -> float:
+        HIGHER_IS_BETTER.get(metric)  # raises with did-you-mean on an unknown name
+        if metric == "validity_rate":
+            return self.validity_rate
+        if metric in self.unavailable:
+            raise ValueError(f"{metric} is unavailable: {self.unavailable[metric]}")
+        if metric not in self.values:
+            raise ValueError(f"{metric} is not computed for this task; it has {', '.join(sorted(self.values))}")
+        return self.values[metric]
+
+    def scores(self, metric: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-example scores of `metric` and their weights (None: equal), for a paired bootstrap."""
+        self.value(metric)
+        if metric not in self.per_example:
+            raise ValueError(f"{metric} has no per-example scores (a corpus-level score), so it cannot be gated "
+                             f"with a paired interval; gate on {', '.join(sorted(self.per_example))} instead")
+        weights = np.array(self.tokens, dtype=float) if metric == "perplexity" else None
+        return np.array(self.per_example[metric], dtype=float), weights
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+Metrics = ClassificationMetrics | TextMetrics

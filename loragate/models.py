@@ -49,9 +49,10 @@ class LoadedBase:
     pad_policy: str  # how the pad token was chosen, for the report
 
 
-def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: list[str], vocab_size: int, chat_template: str | None = None) -> PreTrainedTokenizerFast:
     """A BPE tokenizer over the task's text, with every printable ASCII character in its alphabet so
-    any English output decodes, BOS prepended like Llama's, and left padding for batched generation."""
+    any English output decodes, BOS prepended like Llama's, and left padding for batched generation.
+    `chat_template` (Jinja, as a hub tokenizer's) is saved with it, for `apply_chat_template`."""
     tokenizer = Tokenizer(models.BPE(unk_token=SPECIAL_TOKENS["unk_token"]))
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
@@ -66,12 +67,16 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, tokenizer.token_to_id(bos))]
     )
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, padding_side="left", **SPECIAL_TOKENS)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, padding_side="left", **SPECIAL_TOKENS)
+    if chat_template is not None:
+        fast.chat_template = chat_template
+    return fast
 
 
-def build_tiny_causal(spec: TinyBase, texts: list[str], out_dir: Path) -> None:
-    """Write a seeded Llama-architecture base and its tokenizer to `out_dir`, atomically."""
-    tokenizer = train_tokenizer(texts, spec.vocab_size)
+def build_tiny_causal(spec: TinyBase, texts: list[str], out_dir: Path, chat_template: str | None = None) -> None:
+    """Write a seeded Llama-architecture base and its tokenizer (with `chat_template`, if given) to `out_dir`,
+    atomically."""
+    tokenizer = train_tokenizer(texts, spec.vocab_size, chat_template)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,
@@ -104,12 +109,16 @@ def build_tiny_causal(spec: TinyBase, texts: list[str], out_dir: Path) -> None:
         raise
 
 
-def tiny_base_dir(cache: Path, task: str, spec: TinyBase, texts: list[str]) -> Path:
-    """The tiny base of `task`, built on first use and cached under a name that hashes its recipe."""
-    recipe = json.dumps({"spec": spec.model_dump(), "texts": texts}, sort_keys=True).encode()
+def tiny_base_dir(cache: Path, task: str, spec: TinyBase, texts: list[str], chat_template: str | None = None) -> Path:
+    """The tiny base of `task`, built on first use and cached under a name that hashes its recipe. A chat
+    template joins the recipe only when given, so bases built without one keep their name."""
+    recipe_fields = {"spec": spec.model_dump(), "texts": texts}
+    if chat_template is not None:
+        recipe_fields["chat_template"] = chat_template
+    recipe = json.dumps(recipe_fields, sort_keys=True).encode()
     out_dir = cache / "bases" / f"tiny-{task}-{hashlib.sha256(recipe).hexdigest()[:12]}"
     if not out_dir.exists():
-        build_tiny_causal(spec, texts, out_dir)
+        build_tiny_causal(spec, texts, out_dir, chat_template)
     return out_dir
 
 

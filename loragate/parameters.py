@@ -61,12 +61,12 @@ def trainable_parameters(model: torch.nn.Module) -> int:
 def base_fingerprint_inside(model: PeftModel) -> str:
     """The base fingerprint read back through the LoRA wrapping: same names and tensors as before wrapping.
 
-    LoRA tensors are dropped and peft's `.base_layer.` renaming undone, so this equals the base's
-    fingerprint iff no base weight changed."""
+    LoRA tensors and the trained copies of modules_to_save are dropped, and peft's `.base_layer.` and
+    `.original_module.` renaming undone, so this equals the base's fingerprint iff no base weight changed."""
     return state_fingerprint({
-        name.replace(".base_layer.", "."): tensor
+        name.replace(".base_layer.", ".").replace(".original_module.", "."): tensor
         for name, tensor in model.get_base_model().state_dict().items()
-        if "lora_" not in name
+        if "lora_" not in name and ".modules_to_save." not in name
     })
 
 

@@ -119,16 +119,21 @@ def perplexity_ticks(low: float, high: float) -> list[float]:
     return chosen
 
 
-def loss_png(loss_curve: list[float], eval_loss: float | None = None) -> bytes:
-    """Training loss per optimizer step on a log scale, perplexity (exp of the loss) on the right axis, and
-    the eval split's loss after training as a marker on the last step."""
+def loss_png(loss_curve: list[float], eval_loss: float | None = None,
+             eval_curve: list[list[float]] | None = None) -> bytes:
+    """Training loss per optimizer step on a log scale, perplexity (exp of the loss) on the right axis, the
+    eval split's loss every few steps while training (`eval_curve`: [step, loss] pairs) or after it."""
     if not loss_curve:
         raise ValueError("no loss curve to plot: the manifest's loss_curve is empty")
     steps = np.arange(1, len(loss_curve) + 1)
     figure = Figure(figsize=(7.0, 3.8), layout="constrained")
     ax = figure.add_subplot()
     ax.plot(steps, loss_curve, color=COLORS["tuned"], linewidth=1, label="train loss (per step)")
-    if eval_loss is not None and math.isfinite(eval_loss):
+    if eval_curve:
+        ax.plot([step for step, _ in eval_curve], [loss for _, loss in eval_curve], "o-", color="#c53030",
+                markersize=4, linewidth=1, label=f"eval loss (last {eval_curve[-1][1]:.4f}, perplexity "
+                                                  f"{math.exp(eval_curve[-1][1]):.3f})")
+    elif eval_loss is not None and math.isfinite(eval_loss):
         ax.plot([steps[-1]], [eval_loss], "o", color="#c53030",
                 label=f"eval loss {eval_loss:.4f} (perplexity {math.exp(eval_loss):.3f})")
     plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.01, not 10^-2

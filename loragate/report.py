@@ -16,15 +16,39 @@ from pathlib import Path
 
 from loragate import plots
 from loragate.gates import GateResult, MetricDelta, checks_from, regression_checks
+from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics, TextMetrics
 from loragate.run import TaskRun
 
 ROWS = [("accuracy", "accuracy"), ("macro precision", "macro_precision"), ("macro recall", "macro_recall"),
         ("macro F1", "macro_f1"), ("weighted F1", "weighted_f1"), ("validity", "validity_rate")]
 
 
+TEXT_ROWS = [("exact match", "exact"), ("F1", "f1"), ("  has answer: exact", "HasAns_exact"),
+             ("  has answer: F1", "HasAns_f1"), ("  no answer: exact", "NoAns_exact"), ("  no answer: F1", "NoAns_f1"),
+             ("perplexity", "perplexity"), ("ROUGE-1", "rouge1"), ("ROUGE-2", "rouge2"), ("ROUGE-L", "rougeL"),
+             ("METEOR", "meteor"), ("BLEU", "bleu"), ("terminated", "terminated_rate"), ("validity", "validity_rate")]
+
+
+def text_rows(base: TextMetrics, tuned: TextMetrics) -> list[tuple[str, str, str, str]]:
+    """(metric, base, tuned, delta) rows of the text metrics this task computes; an unavailable one says so."""
+    rows = []
+    for title, field in TEXT_ROWS:
+        if field in tuned.unavailable:
+            rows.append((title, "n/a", "n/a", "n/a"))
+        elif field in tuned.values or field == "validity_rate":
+            before, after = base.value(field), tuned.value(field)
+            rows.append((title, f"{before:.3f}", f"{after:.3f}", f"{after - before:+.3f}"))
+    rows.append(("empty outputs", str(base.empty_outputs), str(tuned.empty_outputs),
+                 f"{tuned.empty_outputs - base.empty_outputs:+d}"))
+    return rows
+
+
 def table_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
-    """(metric, base, tuned, delta) rows: overall, per class, macro P/R/F1, validity, empty outputs."""
+    """(metric, base, tuned, delta) rows: overall, per class, macro P/R/F1, validity, empty outputs; or the
+    text metrics of a QA or instruct task."""
     base, tuned = run.base_metrics, run.tuned_metrics
+    if isinstance(tuned, TextMetrics):
+        return text_rows(base, tuned)
     rows = []
     for title, field in ROWS[:1]:
         rows.append((title, f"{base.value(field):.3f}", f"{tuned.value(field):.3f}",
@@ -96,7 +120,7 @@ def gated_metrics(run: TaskRun) -> list[GatedMetric]:
     """The card's gated metrics, each judged again by its own gate (same bootstrap seed, so the same interval
     as the gate's evidence): the GateResult keeps only sentences, a table needs the numbers."""
     settings = run.task.card.gates
-    pairs = [(check, run.base_metrics) for check in checks_from(settings) if isinstance(check, MetricDelta)]
+    pairs = [(check, run.base_metrics) for check in checks_from(settings, run.task.card.kind) if isinstance(check, MetricDelta)]
     if run.baseline_metrics is not None:
         pairs += [(check, run.baseline_metrics) for check in regression_checks(settings)]
     passed = {result.check: result.passed for result in run.gates}
@@ -153,10 +177,17 @@ def summary_markdown(runs: list[TaskRun], intervals: dict[str, list[GatedMetric]
 
 def predictions_json(run: TaskRun) -> list[dict]:
     """Per example: gold, base and tuned label (None where the output did not parse) and both raw outputs, so
-    a later run can compare against a stored report."""
+    a later run can compare against a stored report. Text kinds: the references and each per-example score."""
     base, tuned = run.base_predictions, run.tuned_predictions
     if base.ids != tuned.ids:
         raise ValueError(f"{run.name}: base and tuned predictions cover different examples; cannot pair them")
+    if isinstance(run.tuned_metrics, TextMetrics):
+        scores = {f"{who}_{name}": values for who, metrics in (("base", run.base_metrics), ("tuned", run.tuned_metrics))
+                  for name, values in metrics.per_example.items()}
+        return [{"id": i, "references": refs, "base_output": base_out, "tuned_output": tuned_out,
+                 **{name: round(values[row], 6) for name, values in scores.items()}}
+                for row, (i, refs, base_out, tuned_out)
+                in enumerate(zip(tuned.ids, run.tuned_metrics.references, base.outputs, tuned.outputs))]
     return [{"id": i, "gold": gold, "base": base_label, "tuned": tuned_label, "base_output": base_out,
              "tuned_output": tuned_out}
             for i, gold, base_label, tuned_label, base_out, tuned_out
@@ -182,7 +213,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
                   for r in run.gates],
         "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
         "predictions": predictions_json(run),
-        "throughput": {"tuned_examples_per_s": len(run.tuned_predictions.ids) / run.tuned_predictions.generations.seconds},
+        "throughput": {"tuned_examples_per_s": len(run.tuned_predictions.ids) / run.tuned_predictions.seconds},
         "seconds": run.seconds,
     }
 
@@ -197,12 +228,24 @@ class Plot:
 def run_plots(run: TaskRun) -> list[Plot]:
     """Confusion matrices, per-class bars and (when the adapter has a loragate manifest) the loss curve."""
     prefix = f"{run.task.card.name}-{run.tier}"
+    result = class_plots(run, prefix) if isinstance(run.tuned_metrics, ClassificationMetrics) else []
+    curve = (run.manifest or {}).get("loss_curve")
+    if curve:
+        eval_loss = run.manifest.get("metrics_at_train", {}).get("eval_loss")
+        result.append(Plot(f"{prefix}-loss.png", "Training loss per optimizer step (from the adapter's manifest), "
+                           "perplexity on the right axis; the dots are the eval split's loss while and after training.",
+                           plots.loss_png(curve, eval_loss, run.manifest.get("eval_curve"))))
+    return result
+
+
+def class_plots(run: TaskRun, prefix: str) -> list[Plot]:
+    """Confusion matrices and per-class accuracy bars of a classification run."""
     labels = run.tuned_metrics.labels
     compared = {"base": run.base_metrics}
     if run.baseline_metrics is not None:
         compared["baseline"] = run.baseline_metrics
     compared["tuned"] = run.tuned_metrics
-    result = [
+    return [
         Plot(f"{prefix}-confusion.png", "Confusion matrices: rows are gold labels, columns predictions; "
              "<invalid> counts outputs that did not parse.",
              plots.confusion_png(labels, {name: m.confusion for name, m in compared.items()})),
@@ -210,13 +253,6 @@ def run_plots(run: TaskRun) -> list[Plot]:
              plots.per_class_png(labels, {name: m.per_class_accuracy for name, m in compared.items()},
                                  run.tuned_metrics.per_class_support, run.task.card.gates.min_class_accuracy)),
     ]
-    curve = (run.manifest or {}).get("loss_curve")
-    if curve:
-        eval_loss = run.manifest.get("metrics_at_train", {}).get("eval_loss")
-        result.append(Plot(f"{prefix}-loss.png", "Training loss per optimizer step (from the adapter's manifest), "
-                           "perplexity on the right axis; the dot is the eval split's loss after training.",
-                           plots.loss_png(curve, eval_loss)))
-    return result
 
 
 MAX_EXAMPLES = 200  # rows per example table in report.html; report.json holds every example
@@ -305,11 +341,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
                      f'alt="{e(p.file)}"><figcaption>{e(p.file)}: {e(p.caption)}</figcaption></figure>'
                      for p in figures)
     all_invalid = [[i, code(out), reason] for i, out, reason in run.tuned_predictions.invalid()]
-    all_wrong = [[i, gold, predicted] for i, gold, predicted
-                 in zip(run.tuned_predictions.ids, run.tuned_metrics.gold, run.tuned_metrics.predicted)
-                 if predicted is not None and predicted != gold]
     invalid, invalid_note = capped(all_invalid, "invalid outputs")
-    wrong, wrong_note = capped(all_wrong, "misclassified examples")
     return f"""
 <section>
 <h2>{e(run.name)} {badge(run.passed)}</h2>
@@ -325,10 +357,32 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
 <h3>Tuned outputs that did not parse ({len(all_invalid)})</h3>
 {html_table(["id", "raw output", "reason"], invalid, trusted=frozenset({1})) + invalid_note if invalid
  else "<p>Every tuned output parsed.</p>"}
-<h3>Misclassified by the tuned model ({len(all_wrong)})</h3>
-{html_table(["id", "gold", "predicted"], wrong) + wrong_note if wrong
- else "<p>No parsed tuned prediction is wrong.</p>"}
+{wrong_examples(run)}
 </section>"""
+
+
+def wrong_examples(run: TaskRun) -> str:
+    """Misclassified examples; for text kinds, the tuned answers beside base's and the references, worst
+    first by the first gated metric (the generated samples people read)."""
+    tuned = run.tuned_metrics
+    if isinstance(tuned, ClassificationMetrics):
+        all_wrong = [[i, gold, predicted] for i, gold, predicted in zip(run.tuned_predictions.ids, tuned.gold,
+                                                                        tuned.predicted)
+                     if predicted is not None and predicted != gold]
+        wrong, note = capped(all_wrong, "misclassified examples")
+        return (f"<h3>Misclassified by the tuned model ({len(all_wrong)})</h3>\n"
+                + (html_table(["id", "gold", "predicted"], wrong) + note if wrong
+                   else "<p>No parsed tuned prediction is wrong.</p>"))
+    metric = next((m for m in run.task.card.gates.min_delta if m in tuned.per_example), next(iter(tuned.per_example)))
+    scores = tuned.per_example[metric]
+    higher = HIGHER_IS_BETTER.get(metric)
+    order = sorted(range(tuned.n), key=lambda row: scores[row] if higher else -scores[row])
+    rows = [[tuned.ids[row], f"{scores[row]:.3f}", code(run.base_predictions.outputs[row]), code(tuned.outputs[row]),
+             code(" | ".join(tuned.references[row]) or "(no answer)")] for row in order]
+    shown_rows, note = capped(rows, "examples")
+    return (f"<h3>Tuned answers, worst {metric} first ({tuned.n})</h3>\n"
+            + html_table(["id", metric, "base output", "tuned output", "references"], shown_rows,
+                         numeric=frozenset({1}), trusted=frozenset({2, 3, 4})) + note)
 
 
 def html_page(runs: list[TaskRun], intervals: dict[str, list[GatedMetric]], figures: dict[str, list[Plot]],
@@ -356,10 +410,10 @@ def html_page(runs: list[TaskRun], intervals: dict[str, list[GatedMetric]], figu
 
 
 def junit_properties(run: TaskRun) -> list[tuple[str, object]]:
-    """What the JUnit XML carries for each test of this run: task, tier, verdict, accuracy and macro F1."""
+    """What the JUnit XML carries for each test of this run: task, tier, verdict, and the card's gated metrics."""
     properties: list[tuple[str, object]] = [("loragate.task", run.task.card.name), ("loragate.tier", run.tier),
                                             ("loragate.verdict", "PASS" if run.passed else "FAIL")]
-    for metric in ("accuracy", "macro_f1"):
+    for metric in run.task.card.gates.min_delta:
         base, tuned = run.base_metrics.value(metric), run.tuned_metrics.value(metric)
         properties += [(f"loragate.{metric}.base", round(base, 6)), (f"loragate.{metric}.tuned", round(tuned, 6)),
                        (f"loragate.{metric}.delta", round(tuned - base, 6))]

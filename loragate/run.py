@@ -18,19 +18,27 @@ from transformers import PreTrainedTokenizerBase
 
 import loragate
 from loragate.baseline import baseline_from_report
-from loragate.card import Tier
+from loragate.answers import instruct_metrics, qa_metrics
+from loragate.card import CLASSIFICATION_KINDS, ENCODER_KINDS, CardError, Tier
+from loragate.chat import TINY_CHAT_TEMPLATE, format_splits
 from loragate.curves import CurveCheck
 from loragate.data import Example, Splits
+from loragate.encoder import classification_features, classify_logits, features_loss
 from loragate.engine import Generations, answer_budget, generate, next_token_logits
 from loragate.gates import GateResult, checks_from, regression_checks, run_gates
-from loragate.metrics import ClassificationMetrics, classification_metrics
-from loragate.models import LoadedBase, fingerprint, load_causal, tiny_base_dir
+from loragate.metrics import Metrics, TextMetrics, classification_metrics
+from loragate.models import LoadedBase, fingerprint, load_causal, load_encoder, tiny_base_dir
 from loragate.parameters import expected_lora_parameters
 from loragate.parsing import ParsedOutput
+from loragate.qa import SpanPrediction, answers, choose_null_threshold, predict_spans, qa_features, qa_logits
 from loragate.scoring import label_log_likelihoods, likeliest
 from loragate.store import AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest
 from loragate.tasks import Task, get_task
-from loragate.training import TrainingDiverged, TrainResult, attach_lora, train_lora
+from loragate.training import (TrainingDiverged, TrainResult, attach_lora, example_losses, train_features,
+                               train_lora)
+
+PEFT_TASK_TYPE = {"generative_classification": "CAUSAL_LM", "instruct": "CAUSAL_LM",
+                  "sequence_classification": "SEQ_CLS", "extractive_qa": "QUESTION_ANS"}
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,13 @@ class Predictions:
     gold: list[str]
     outputs: list[str]
     parsed: list[ParsedOutput]
-    generations: Generations
+    seconds: float
+    generations: Generations | None = None  # causal kinds: the free greedy outputs with token counts
     scored: list[str] | None = None  # decode: score: the likeliest label of each example
+    references: list[list[str]] | None = None  # text kinds: every acceptable answer of each example
+    nll: list[float] | None = None  # instruct: summed NLL of each reference response given its prompt
+    tokens: list[int] | None = None  # instruct: tokens of each reference response (+ EOS)
+    threshold: float | None = None  # extractive QA: the no-answer threshold chosen on the eval split
 
     def invalid(self) -> list[tuple[str, str, str]]:
         """(example id, raw output, reason) of every output that did not parse."""
@@ -79,11 +92,11 @@ class TaskRun:
     tuned_logits: torch.Tensor  # the same with the adapter applied
     base_predictions: Predictions
     tuned_predictions: Predictions
-    base_metrics: ClassificationMetrics
-    tuned_metrics: ClassificationMetrics
+    base_metrics: Metrics
+    tuned_metrics: Metrics
     gates: list[GateResult]
     ceiling: float | None
-    baseline_metrics: ClassificationMetrics | None = None  # the last release's adapter, with --baseline-adapter
+    baseline_metrics: Metrics | None = None  # the last release's adapter, with --baseline-adapter
     trained: TrainResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -96,9 +109,13 @@ class TaskRun:
         return all(result.passed for result in self.gates)
 
     def test_logits(self, model: torch.nn.Module) -> torch.Tensor:
-        """Next-token logits of `model` on the test prompts, batched exactly as base_logits was."""
-        return next_token_logits(model, self.base.tokenizer, [ex.prompt for ex in self.splits.test],
-                                 self.task.card.tier(self.tier).eval.batch_size)
+        """The logits of `model` on the test split, batched exactly as base_logits was."""
+        return probe_logits(self.task, self.tier, model, self.base, self.splits.test)
+
+    def predict(self, model: torch.nn.Module) -> Predictions:
+        """Test predictions of `model`, as the gate made them (the throughput benchmark repeats this)."""
+        return predict(self.task, model, self.base, self.splits.test, self.tier, False, f"predict {self.name}",
+                       calibration=self.splits.eval)
 
 
 def label_of(parsed: ParsedOutput) -> str | None:
@@ -113,6 +130,12 @@ def generations_of(task: Task, tier: Tier, model: torch.nn.Module, tokenizer: Pr
                    prompts: list[str], progress: bool = False, desc: str = "generate") -> Generations:
     """Greedy outputs under the card's eval settings; the budget defaults to what the longest label needs."""
     settings = task.card.tier(tier).eval
+    if task.card.kind == "instruct":
+        if settings.max_new_tokens is None:
+            raise CardError(f"task {task.card.name}: an instruct card needs tiers.{tier}.eval.max_new_tokens, the "
+                            f"response budget; set it to the longest response you accept, in tokens")
+        return generate(model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size, labels=None,
+                        progress=progress, desc=desc)
     budget = settings.max_new_tokens or answer_budget(tokenizer, targets(task))
     return generate(model, tokenizer, prompts, budget, settings.batch_size, labels=task.card.labels,
                     progress=progress, desc=desc)
@@ -123,9 +146,66 @@ def targets(task: Task) -> list[str]:
     return [task.card.target_template.format(label=label) for label in task.card.labels]
 
 
+def probe_logits(task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase,
+                 examples: list[Example]) -> torch.Tensor:
+    """What the parameter invariants compare: next-token logits of a causal model on the prompts, or the
+    head's logits of an encoder."""
+    batch_size = task.card.tier(tier).eval.batch_size
+    if task.card.kind == "sequence_classification":
+        return classify_logits(model, base.tokenizer, examples, batch_size)
+    if task.card.kind == "extractive_qa":
+        qa = task.card.qa
+        return qa_logits(model, base.tokenizer, examples, qa.max_length, qa.stride, batch_size)
+    return next_token_logits(model, base.tokenizer, [ex.prompt for ex in examples], batch_size)
+
+
 def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-            progress: bool, desc: str) -> Predictions:
+            progress: bool, desc: str, calibration: list[Example] | None = None) -> Predictions:
+    """The model's answer to each example, as the task's kind makes it. Extractive QA chooses its no-answer
+    threshold on `calibration` (the eval split), never on the examples it is scored on."""
+    if task.card.kind == "sequence_classification":
+        return predict_classes(task, model, base, examples, tier)
+    if task.card.kind == "extractive_qa":
+        return predict_answers(task, model, base, examples, tier, calibration or examples)
+    predictions = predict_generative(task, model, base, examples, tier, progress, desc)
+    if task.card.kind == "instruct":
+        nll, tokens = example_losses(model, base.tokenizer, examples, task.card.tier(tier).train.max_length,
+                                     task.card.tier(tier).eval.batch_size)
+        return replace(predictions, references=[list(ex.references) for ex in examples], nll=nll, tokens=tokens)
+    return predictions
+
+
+def predict_answers(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
+                    calibration: list[Example]) -> Predictions:
+    """Extractive QA: the best span of each question, or no answer where the null score beats it by more than
+    the threshold that maximises exact match on `calibration`."""
+    started = time.perf_counter()
+    qa, batch_size = task.card.qa, task.card.tier(tier).eval.batch_size
+
+    def spans(part: list[Example]) -> list[SpanPrediction]:
+        return predict_spans(model, base.tokenizer, part, qa.max_length, qa.stride, batch_size, qa.max_answer_tokens)
+
+    threshold = choose_null_threshold(spans(calibration), calibration)
+    outputs = answers(spans(examples), threshold)
+    return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples], outputs=outputs,
+                       parsed=[task.parse(text) for text in outputs], seconds=time.perf_counter() - started,
+                       references=[list(ex.references) for ex in examples], threshold=threshold)
+
+
+def predict_classes(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example],
+                    tier: Tier) -> Predictions:
+    """An encoder head's argmax label per example: always in the schema, so validity is 1 by construction."""
+    started = time.perf_counter()
+    logits = classify_logits(model, base.tokenizer, examples, task.card.tier(tier).eval.batch_size)
+    outputs = [task.card.labels[int(i)] for i in logits.argmax(-1)]
+    return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples], outputs=outputs,
+                       parsed=[task.parse(text) for text in outputs], seconds=time.perf_counter() - started)
+
+
+def predict_generative(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
+                       progress: bool, desc: str) -> Predictions:
     """Free generations (the schema gate reads them) and, with decode: score, each example's likeliest label."""
+    started = time.perf_counter()
     prompts = [ex.prompt for ex in examples]
     generations = generations_of(task, tier, model, base.tokenizer, prompts, progress, desc)
     scored = None
@@ -138,15 +218,22 @@ def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list
         gold=[ex.label for ex in examples],
         outputs=generations.texts,
         parsed=[task.parse(text) for text in generations.texts],
+        seconds=time.perf_counter() - started,
         generations=generations,
         scored=scored,
     )
 
 
-def score(task: Task, predictions: Predictions) -> ClassificationMetrics:
+def score(task: Task, predictions: Predictions) -> Metrics:
     """Metrics of the parsed outputs; with scored labels, an example whose output parsed counts as its
     likeliest label. An output that did not parse stays invalid either way: invalid outputs are wrong answers,
-    and the validity gate reads free generation."""
+    and the validity gate reads free generation. Text kinds are scored against their references."""
+    valid = [p.valid for p in predictions.parsed]
+    if task.card.kind == "extractive_qa":
+        return qa_metrics(predictions.ids, predictions.outputs, predictions.references, valid)
+    if task.card.kind == "instruct":
+        return instruct_metrics(predictions.ids, predictions.outputs, [refs[0] for refs in predictions.references],
+                                valid, predictions.generations.terminated, predictions.nll, predictions.tokens)
     predicted = [label_of(p) for p in predictions.parsed]
     if predictions.scored is not None:
         predicted = [s if p is not None else None for p, s in zip(predicted, predictions.scored)]
@@ -156,10 +243,22 @@ def score(task: Task, predictions: Predictions) -> ClassificationMetrics:
 def prepare_base(task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:
     """The card's base for `tier` (or --base-model): 'tiny' is built offline from the task's text."""
     name = options.base_model or task.card.tier(tier).base_model
+    if task.card.kind in ENCODER_KINDS:
+        return load_encoder(name, task.card.kind, task.card.labels, options.device, options.dtype,
+                            head_seed=task.card.tier(tier).train.seed)
     if name == "tiny":
-        path = tiny_base_dir(options.cache, task.card.name, task.card.tier(tier).tiny_base, splits.texts())
+        template = TINY_CHAT_TEMPLATE if task.card.kind == "instruct" else None
+        path = tiny_base_dir(options.cache, task.card.name, task.card.tier(tier).tiny_base, splits.texts(), template)
         return load_causal(str(path), options.device, options.dtype, display_name=f"tiny:{task.card.name}")
     return load_causal(name, options.device, options.dtype)
+
+
+def for_base(task: Task, splits: Splits, base: LoadedBase) -> Splits:
+    """Instruct prompts rendered with the loaded base's own chat template (a no-op on the tiny base, whose
+    template the shipped prompts were rendered with); other kinds' splits as they are."""
+    if task.card.kind != "instruct":
+        return splits
+    return format_splits(splits, base.tokenizer, task.card.prompt_template)
 
 
 def versions() -> dict[str, str]:
@@ -173,11 +272,15 @@ def versions() -> dict[str, str]:
 def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
                     key: str) -> tuple[PeftModel, Path, dict, TrainResult]:
     settings = task.card.tier(tier)
-    model = attach_lora(base.model, settings.lora, settings.train.seed)
+    model = attach_lora(base.model, settings.lora, settings.train.seed, PEFT_TASK_TYPE[task.card.kind],
+                        settings.lora.modules_to_save or None)
     model.peft_config["default"].base_model_name_or_path = base.name  # not a local cache path
-    result = train_lora(model, base.tokenizer, splits.train, splits.eval, settings.train,
-                        progress=options.progress, desc=f"train {task.card.name}/{tier}")
+    result = train(task, tier, model, base, splits, options)
     eval_metrics = score(task, predict(task, model, base, splits.eval, tier, False, "eval split"))
+    if isinstance(eval_metrics, TextMetrics):
+        at_train = {f"eval_{name}": value for name, value in eval_metrics.values.items()}
+    else:
+        at_train = {"eval_accuracy": eval_metrics.accuracy, "eval_macro_f1": eval_metrics.macro_f1}
     manifest = {
         "task": task.card.name,
         "tier": tier,
@@ -189,11 +292,35 @@ def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
         "versions": versions(),
         "loss_curve": [round(loss, 6) for loss in result.loss_curve],
         "train_seconds": round(result.seconds, 2),
-        "metrics_at_train": {"eval_loss": round(result.eval_loss, 6), "eval_accuracy": eval_metrics.accuracy,
-                             "eval_macro_f1": eval_metrics.macro_f1, "eval_validity": eval_metrics.validity_rate},
+        "eval_curve": [[step, round(loss, 6)] for step, loss in result.eval_curve],
+        "metrics_at_train": {"eval_loss": round(result.eval_loss, 6), **at_train,
+                             "eval_validity": eval_metrics.validity_rate},
     }
     entry = AdapterStore(options.store_root).save(model, manifest, task.card.name, tier, key)
     return model, entry, read_manifest(entry, key), result
+
+
+def train(task: Task, tier: Tier, model: PeftModel, base: LoadedBase, splits: Splits,
+          options: RunOptions) -> TrainResult:
+    """Train `model` in place as the task's kind needs: completion loss for a causal LM, the head's loss
+    for an encoder."""
+    settings, desc = task.card.tier(tier).train, f"train {task.card.name}/{tier}"
+    if task.card.kind in ENCODER_KINDS:
+        features, eval_features = (encoder_features(task, base, part, settings.max_length)
+                                   for part in (splits.train, splits.eval))
+        result = train_features(model, features, settings, base.tokenizer.pad_token_id, options.progress, desc)
+        result.eval_loss = features_loss(model, eval_features, base.tokenizer.pad_token_id)
+        return result
+    eval_every = task.card.instruct.eval_every if task.card.instruct else 0
+    return train_lora(model, base.tokenizer, splits.train, splits.eval, settings, progress=options.progress,
+                      desc=desc, eval_every=eval_every)
+
+
+def encoder_features(task: Task, base: LoadedBase, examples: list[Example], max_length: int) -> list[dict]:
+    """Tokenized training features of an encoder kind: text + label, or QA windows with answer positions."""
+    if task.card.kind == "extractive_qa":
+        return qa_features(base.tokenizer, examples, task.card.qa.max_length, task.card.qa.stride, with_positions=True)
+    return classification_features(base.tokenizer, examples, task.card.labels, max_length)
 
 
 class CanaryFailed(RuntimeError):
@@ -207,6 +334,7 @@ def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
     where = f"canary {task.card.name}/tiny"
     try:
         base = prepare_base(task, "tiny", splits, tiny)
+        splits = for_base(task, splits, base)
         model, entry, manifest, _ = prepare_adapter(task, "tiny", base, splits, tiny)
     except TrainingDiverged as exc:
         raise CanaryFailed(f"{where}: {exc}; the full run was not started") from exc
@@ -259,7 +387,7 @@ def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Spli
     """Test predictions of the last release's adapter, which is then unloaded: the base is left bit-identical
     (checked) for the adapter under test."""
     baseline = load_adapter(base.model, options.baseline_adapter)
-    predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline")
+    predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline", splits.eval)
     base.model = baseline.unload()
     if fingerprint(base.model) != base.fingerprint:
         raise RuntimeError(f"unloading the baseline adapter {options.baseline_adapter} changed the base weights")
@@ -296,13 +424,17 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         clock = now
 
     task = get_task(name)
-    checks = checks_from(task.card.gates)
+    if options.baseline_report is not None and task.card.kind not in CLASSIFICATION_KINDS:
+        raise CardError(f"--baseline-report: {name} is a {task.card.kind} task; a stored report pairs labels, "
+                        f"not text scores. Pass the last release's adapter with --baseline-adapter instead")
+    checks = checks_from(task.card.gates, task.card.kind)
     splits = task.load_splits(options.data)
     base = prepare_base(task, tier, splits, options)
+    splits = for_base(task, splits, base)
     lap("load base")
-    test_prompts = [ex.prompt for ex in splits.test]
-    base_logits = next_token_logits(base.model, base.tokenizer, test_prompts, task.card.tier(tier).eval.batch_size)
-    base_predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}")
+    base_logits = probe_logits(task, tier, base.model, base, splits.test)
+    base_predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}",
+                               splits.eval)
     lap("base predictions")
     baseline_predictions = None
     if options.baseline_adapter is not None:
@@ -311,8 +443,9 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
     model, adapter_dir, manifest, trained = prepare_adapter(task, tier, base, splits, options)
     lap("train adapter" if trained else "load adapter")
-    tuned_logits = next_token_logits(model, base.tokenizer, test_prompts, task.card.tier(tier).eval.batch_size)
-    tuned_predictions = predict(task, model, base, splits.test, tier, options.progress, f"tuned {name}/{tier}")
+    tuned_logits = probe_logits(task, tier, model, base, splits.test)
+    tuned_predictions = predict(task, model, base, splits.test, tier, options.progress, f"tuned {name}/{tier}",
+                                splits.eval)
     lap("tuned predictions")
     base_metrics, tuned_metrics = score(task, base_predictions), score(task, tuned_predictions)
     gates = run_gates(checks, tuned_metrics, base_metrics)

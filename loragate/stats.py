@@ -91,24 +91,32 @@ def paired_bootstrap(metric: str, gold: np.ndarray, base: np.ndarray, tuned: np.
 
 
 def paired_bootstrap_means(base_scores: np.ndarray, tuned_scores: np.ndarray, resamples: int = 10_000,
-                           confidence: float = 0.95, seed: int = 0, of_mean=None) -> DeltaInterval:
+                           confidence: float = 0.95, seed: int = 0, of_mean=None,
+                           weights: np.ndarray | None = None) -> DeltaInterval:
     """Interval of f(mean tuned score) - f(mean base score) for per-example scores (EM, token F1, ROUGE-L,
     METEOR, negative log-likelihood). `of_mean` maps a mean to the reported metric: np.exp turns mean NLL
-    per token into perplexity; None reports the mean itself."""
+    per token into perplexity; None reports the mean itself. `weights` (e.g. tokens per example) make the
+    means weighted, so per-example mean NLLs weighted by their tokens give the corpus NLL per token."""
     if base_scores.shape != tuned_scores.shape or base_scores.ndim != 1 or len(base_scores) == 0:
         raise ValueError(f"need two equal-length 1-d score arrays, got {base_scores.shape} and {tuned_scores.shape}")
     transform = of_mean or (lambda x: x)
+    w = np.ones_like(base_scores, dtype=float) if weights is None else np.asarray(weights, dtype=float)
+
+    def mean(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return (scores[rows] * w[rows]).sum(axis=-1) / w[rows].sum(axis=-1)
+
     n = len(base_scores)
     rng = np.random.default_rng(seed)
     per_chunk = max(1, BOOTSTRAP_CHUNK // n)
     spread = np.concatenate([
-        transform(tuned_scores[rows].mean(axis=1)) - transform(base_scores[rows].mean(axis=1))
+        transform(mean(tuned_scores, rows)) - transform(mean(base_scores, rows))
         for rows in (rng.integers(0, n, size=(min(per_chunk, resamples - start), n))
                      for start in range(0, resamples, per_chunk))
     ])
     tail = (1 - confidence) / 2
     low, high = np.quantile(spread, [tail, 1 - tail])
-    delta = float(transform(tuned_scores.mean()) - transform(base_scores.mean()))
+    every = np.arange(n)
+    delta = float(transform(mean(tuned_scores, every)) - transform(mean(base_scores, every)))
     return DeltaInterval(delta, float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
 
 

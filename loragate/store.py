@@ -37,7 +37,10 @@ class AdapterStoreError(RuntimeError):
 
 
 def adapter_key(base_fingerprint: str, data_hash: str, lora: LoraSettings, train: TrainSettings) -> str:
-    inputs = {"base": base_fingerprint, "data": data_hash, "lora": lora.model_dump(), "train": train.model_dump()}
+    """Everything that decides the adapter's weights. modules_to_save enters only when set, so adapters
+    stored before the field existed keep their key."""
+    lora_inputs = lora.model_dump(exclude=set() if lora.modules_to_save else {"modules_to_save"})
+    inputs = {"base": base_fingerprint, "data": data_hash, "lora": lora_inputs, "train": train.model_dump()}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -160,7 +163,9 @@ def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
     except SafetensorError as exc:
         raise AdapterStoreError(f"{weights_file}: not a readable safetensors file ({exc})") from exc
     peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
-    in_model = {name.replace(".default.", ".") for name, _ in peft_model.named_parameters() if "lora_" in name}
+    # file names drop peft's adapter name, and a saved head (modules_to_save) its wrapper
+    in_model = {name.replace(".modules_to_save.default.", ".").replace(".default.", ".")
+                for name, _ in peft_model.named_parameters() if "lora_" in name or ".modules_to_save." in name}
     unplaced, unfilled = sorted(set(saved) - in_model), sorted(in_model - set(saved))
     if unplaced or unfilled:
         raise AdapterStoreError(

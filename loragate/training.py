@@ -39,6 +39,7 @@ class TrainResult:
     answer_tokens: int = 0  # tokens that carried loss, over all epochs
     tokens: int = 0  # prompt and answer tokens that are not padding, over all epochs
     positions: int = 0  # positions computed, padding included
+    eval_curve: list[tuple[int, float]] = field(default_factory=list)  # (optimizer step, eval loss) while training
 
 
 def seed_everything(seed: int) -> None:
@@ -113,21 +114,44 @@ def autocast(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def summed_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Sum of answer-token cross-entropies and their count, so batches can be weighted by tokens. Logits are
-    computed only from the batch's first answer position on: prompt positions carry no loss, and with a
-    large vocabulary their logits would cost more than the rest of the model."""
+def row_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: the sum of answer-token cross-entropies and the number of answer tokens."""
     labels = batch["labels"]
-    first = int((labels != IGNORE).int().argmax(-1).min())  # earliest answer token in the batch
-    keep = labels.shape[1] - first + 1  # from the position that predicts it, to the end
+    first = int((labels != IGNORE).int().argmax(-1).min())
+    keep = labels.shape[1] - first + 1
     with autocast(labels.device):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
                        logits_to_keep=keep).logits
     targets = labels[:, labels.shape[1] - keep + 1 :]
-    loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    losses = torch.nn.functional.cross_entropy(
+        logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=IGNORE, reduction="none"
     )
-    return loss, int((targets != IGNORE).sum())
+    return losses.sum(-1), (targets != IGNORE).sum(-1)
+
+
+def summed_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Sum of answer-token cross-entropies and their count, so batches can be weighted by tokens. Logits are
+    computed only from the batch's first answer position on: prompt positions carry no loss, and with a
+    large vocabulary their logits would cost more than the rest of the model."""
+    per_row, counts = row_losses(model, batch)
+    return per_row.sum(), int(counts.sum())
+
+
+@torch.no_grad()
+def example_losses(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
+                   max_length: int, batch_size: int = 32) -> tuple[list[float], list[int]]:
+    """Per example, in example order: the summed NLL of its answer (+ EOS) given the prompt, and its token
+    count. Their ratio of sums is the split's loss; per-example values let a perplexity delta be bootstrapped."""
+    model.eval()
+    device = next(model.parameters()).device
+    encoded = encode_all(tokenizer, examples, max_length)
+    nll, tokens = [0.0] * len(examples), [0] * len(examples)
+    for rows in length_batches([len(ids) for ids, _ in encoded], batch_size):
+        batch = collate([encoded[row] for row in rows], tokenizer.pad_token_id)
+        sums, counts = row_losses(model, {k: v.to(device) for k, v in batch.items()})
+        for row, total, count in zip(rows, sums.tolist(), counts.tolist()):
+            nll[row], tokens[row] = total, int(count)
+    return nll, tokens
 
 
 def attach_lora(model: PreTrainedModel, lora: LoraSettings, seed: int, task_type: str = "CAUSAL_LM",
@@ -169,9 +193,9 @@ def eval_loss(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, exampl
 
 
 def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list[Example], eval_: list[Example],
-               settings: TrainSettings, progress: bool = True, desc: str = "train") -> TrainResult:
+               settings: TrainSettings, progress: bool = True, desc: str = "train", eval_every: int = 0) -> TrainResult:
     """Train the LoRA weights of a causal LM in place on completion-only loss; raise TrainingDiverged at the
-    first non-finite loss."""
+    first non-finite loss. With `eval_every`, the eval split's loss is recorded every that many steps."""
     encoded = encode_all(tokenizer, train, settings.max_length)
     lengths = [len(ids) for ids, _ in encoded]
     width = settings.max_length if settings.batching == "max" else None
@@ -182,8 +206,11 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
                  for rows in batches[first : first + settings.grad_accum]]
                 for first in range(0, len(batches), settings.grad_accum)]
 
-    result = optimize(model, step_groups, summed_loss, len(encoded), settings, progress, desc)
-    result.eval_loss = eval_loss(model, tokenizer, eval_, settings.max_length)
+    def evaluate() -> float:
+        return eval_loss(model, tokenizer, eval_, settings.max_length)
+
+    result = optimize(model, step_groups, summed_loss, len(encoded), settings, progress, desc, eval_every, evaluate)
+    result.eval_loss = result.eval_curve[-1][1] if result.eval_curve else evaluate()
     return result
 
 
@@ -228,10 +255,12 @@ LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor
 
 
 def optimize(model: PeftModel, step_groups: Callable[[torch.Generator], list[list[dict[str, torch.Tensor]]]],
-             loss_fn: LossFn, examples: int, settings: TrainSettings, progress: bool, desc: str) -> TrainResult:
+             loss_fn: LossFn, examples: int, settings: TrainSettings, progress: bool, desc: str,
+             eval_every: int = 0, evaluate: Callable[[], float] | None = None) -> TrainResult:
     """The optimizer loop every kind shares: AdamW with warmup and linear decay, seeded epoch order, a hard
     stop on a non-finite loss or weight. `step_groups(order)` gives one epoch's optimizer steps, each a list of
-    micro-batches; `loss_fn` returns a summed loss and its count, so micro-batches are weighted by count."""
+    micro-batches; `loss_fn` returns a summed loss and its count, so micro-batches are weighted by count.
+    With `eval_every`, `evaluate()` (the eval split's loss) is recorded every that many steps and at the end."""
     seed_everything(settings.seed)
     device = next(model.parameters()).device
     steps_per_epoch = math.ceil(math.ceil(examples / settings.batch_size) / settings.grad_accum)
@@ -263,6 +292,9 @@ def optimize(model: PeftModel, step_groups: Callable[[torch.Generator], list[lis
                     optimizer.zero_grad(set_to_none=True)
                     result.steps += 1
                     result.loss_curve.append(step_loss)
+                    if evaluate is not None and eval_every and result.steps % eval_every == 0:
+                        result.eval_curve.append((result.steps, evaluate()))
+                        model.train()
                     bar.set_postfix(loss=f"{step_loss:.4f}")
                     bar.update()
     finally:
@@ -270,6 +302,8 @@ def optimize(model: PeftModel, step_groups: Callable[[torch.Generator], list[lis
             model.gradient_checkpointing_disable()
     model.eval()
     result.seconds = time.perf_counter() - started
+    if evaluate is not None and eval_every and (not result.eval_curve or result.eval_curve[-1][0] != result.steps):
+        result.eval_curve.append((result.steps, evaluate()))
     return result
 
 

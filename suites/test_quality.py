@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from loragate.gates import ClassDrop, ClassFloor, MetricDelta, checks_from, run_gates
+from loragate.card import CLASSIFICATION_KINDS
+from loragate.gates import ClassDrop, ClassFloor, Floor, MetricDelta, checks_from, run_gates
 from loragate.metrics import metrics_from_confusion
 from loragate.tasks import get_task
 
 
 def findings(task_run, kind: type) -> list[str]:
-    names = {check.name for check in checks_from(task_run.task.card.gates) if isinstance(check, kind)}
+    names = {check.name for check in checks_from(task_run.task.card.gates, task_run.task.card.kind) if isinstance(check, kind)}
     return [f"{task_run.name}: {r.finding}" for r in task_run.gates if r.check in names and not r.passed]
 
 
@@ -19,13 +20,27 @@ def test_metric_deltas_meet_card_minimums(task_run) -> None:
     assert not failed, "\n".join(failed)
 
 
+def per_class(task_run) -> None:
+    if task_run.task.card.kind not in CLASSIFICATION_KINDS:
+        pytest.skip(f"{task_run.name}: a {task_run.task.card.kind} task has no classes")
+
+
 def test_no_class_regresses_against_base(task_run) -> None:
+    per_class(task_run)
     failed = findings(task_run, ClassDrop)
     assert not failed, "\n".join(failed)
 
 
 def test_every_class_reaches_its_floor(task_run) -> None:
+    per_class(task_run)
     failed = findings(task_run, ClassFloor)
+    assert not failed, "\n".join(failed)
+
+
+def test_metric_floors_hold(task_run) -> None:
+    if not task_run.task.card.gates.floors:
+        pytest.skip(f"{task_run.name}: the card sets no metric floors")
+    failed = findings(task_run, Floor)
     assert not failed, "\n".join(failed)
 
 

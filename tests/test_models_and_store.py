@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -92,7 +93,8 @@ def test_a_pickle_only_base_is_not_loaded(tmp_path: Path, tiny_dir: Path) -> Non
 LORA = LoraSettings(r=8, alpha=16, dropout=0.0, target_modules=["q_proj", "v_proj"])
 TRAIN = TrainSettings(epochs=2, batch_size=8, lr=1e-3, max_length=64, seed=0)
 CHANGES = [("base", "f" * 64), ("data", "d" * 64)] + \
-    [("lora", {k: v}) for k, v in {"r": 4, "alpha": 8.0, "dropout": 0.1, "target_modules": ["q_proj"]}.items()] + \
+    [("lora", {k: v}) for k, v in {"r": 4, "alpha": 8.0, "dropout": 0.1, "target_modules": ["q_proj"],
+                                    "modules_to_save": ["classifier"]}.items()] + \
     [("train", {k: v}) for k, v in {"epochs": 3, "batch_size": 4, "grad_accum": 2, "lr": 2e-3, "weight_decay": 0.1,
                                      "warmup_steps": 5, "max_length": 128, "seed": 1}.items()]
 
@@ -106,6 +108,15 @@ def test_adapter_key_changes_with_every_input(part: str, change) -> None:
     assert key == adapter_key("e" * 64, "a" * 64, *rebuilt), "equal settings gave another key"
     args[part] = args[part].model_copy(update=change) if isinstance(change, dict) else change
     assert adapter_key(args["base"], args["data"], args["lora"], args["train"]) != key, f"{part} {change} ignored"
+
+
+def test_modules_to_save_unset_keeps_the_keys_of_adapters_stored_before_it_existed() -> None:
+    """The field came after adapters were committed; unset, it must not change their key (a changed key
+    silently retrains the committed adapter on every warm run)."""
+    before = {"base": "e" * 64, "data": "a" * 64, "train": TRAIN.model_dump(),
+              "lora": {"r": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
+    expected = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
+    assert adapter_key("e" * 64, "a" * 64, LORA, TRAIN) == expected
 
 
 @pytest.fixture

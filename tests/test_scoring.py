@@ -75,7 +75,7 @@ def test_scored_metrics_keep_unparsed_outputs_invalid(iris) -> None:
     """decode: score counts a parsed output as its likeliest label; an output that did not parse stays wrong."""
     texts = ["setosa", "Setosa", "virginica"]
     predictions = Predictions(ids=["a", "b", "c"], gold=["setosa", "setosa", "versicolor"], outputs=texts,
-                              parsed=[iris.parse(text) for text in texts], generations=None,  # type: ignore[arg-type]
+                              parsed=[iris.parse(text) for text in texts], seconds=0.0,
                               scored=["setosa", "setosa", "versicolor"])
     metrics = score(iris, predictions)
     assert metrics.predicted == ["setosa", None, "versicolor"]

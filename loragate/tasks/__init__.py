@@ -34,3 +34,4 @@ def get_task(name: str) -> Task:
 
 
 from loragate.tasks import iris  # noqa: E402,F401  (each task module registers itself)
+from loragate.tasks import topics  # noqa: E402,F401

@@ -1,0 +1,63 @@
+"""Sequence classification on an encoder (MiniLM): tokenized features, batched logits, the predicted label.
+
+The head reads the whole text at once, so a prediction is the argmax over the card's labels: every output
+is in the schema by construction, and the validity gate holds trivially. What the gate checks instead is
+that the head learned the labels, per class.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from loragate.data import Example
+from loragate.engine import length_batches
+from loragate.training import model_loss, pad_features
+
+
+def classification_features(tokenizer: PreTrainedTokenizerBase, examples: list[Example], labels: list[str],
+                            max_length: int) -> list[dict[str, list[int] | int]]:
+    """Token ids of each example's text with its label index. A text longer than `max_length` tokens is an
+    error: cutting it could cut the words that decide the label."""
+    index = {label: i for i, label in enumerate(labels)}
+    encoded = tokenizer([ex.prompt for ex in examples])
+    features = []
+    for row, example in enumerate(examples):
+        ids = encoded["input_ids"][row]
+        if len(ids) > max_length:
+            raise ValueError(f"example {example.id}: {len(ids)} tokens > train.max_length {max_length}; raise "
+                             f"train.max_length in the card or shorten the text")
+        feature = {name: encoded[name][row] for name in encoded.keys()}
+        features.append({**feature, "labels": index[example.label]})
+    return features
+
+
+@torch.no_grad()
+def classify_logits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
+                    batch_size: int) -> torch.Tensor:
+    """Head logits (examples x labels) in example order, from length-sorted batches."""
+    model.eval()
+    device = next(model.parameters()).device
+    encoded = tokenizer([ex.prompt for ex in examples])
+    rows = [{name: encoded[name][i] for name in encoded.keys()} for i in range(len(examples))]
+    logits: list[torch.Tensor | None] = [None] * len(examples)
+    for batch_rows in length_batches([len(row["input_ids"]) for row in rows], batch_size):
+        batch = pad_features([rows[i] for i in batch_rows], tokenizer.pad_token_id)
+        out = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+        for i, row_logits in zip(batch_rows, out):
+            logits[i] = row_logits
+    return torch.stack(logits)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def features_loss(model: torch.nn.Module, features: list[dict[str, list[int] | int]], pad_id: int,
+                  batch_size: int = 32) -> float:
+    """Mean loss of the model's own head over `features` (the eval split's loss for the manifest)."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for rows in length_batches([len(f["input_ids"]) for f in features], batch_size):  # type: ignore[arg-type]
+        batch = pad_features([features[i] for i in rows], pad_id)
+        loss, n = model_loss(model, {k: v.to(device) for k, v in batch.items()})
+        total, count = total + float(loss), count + n
+    return total / count
