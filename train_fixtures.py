@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from loragate.plugin import parse_base_model, parse_existing_path, parse_task
-from loragate.run import RunOptions, prepare_adapter, prepare_base
+from loragate.run import RunOptions, for_base, prepare_adapter, prepare_base
 from loragate.tasks import TASKS, get_task
 from loragate.training import seed_everything
 
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"lora": settings.lora.model_dump(), "train": settings.train.model_dump()}, indent=2))
         splits = task.load_splits(options.data)
         base = prepare_base(task, args.tier, splits, options)
+        splits = for_base(task, splits, base)
         _, entry, manifest, trained = prepare_adapter(task, args.tier, base, splits, options)
         state = "trained" if trained else "up to date (use --retrain to train again)"
         curve = manifest["loss_curve"] if manifest else []

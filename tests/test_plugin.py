@@ -11,12 +11,16 @@ import json
 
 import pytest
 
+from loragate.tasks import TASKS
+
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR  # 4
 
 GATE_CASE_TEST = """
+from loragate.tasks import TASKS
+
 def test_case(gate_case):
     task, tier = gate_case
-    assert task == "iris" and tier in ("tiny", "full")
+    assert task in TASKS.names() and tier in ("tiny", "full")
 """
 
 
@@ -133,7 +137,7 @@ def test_gpu_without_cuda_is_a_usage_error_at_start(gate_dir: pytest.Pytester) -
 
 def test_full_tier_without_gpu_is_skipped_with_the_reason(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
-    result = run(gate_dir, "-m", "full", "-rs")
+    result = run(gate_dir, "-m", "full", "-rs", "--task", "iris")
     result.assert_outcomes(skipped=1, deselected=1)
     result.stdout.fnmatch_lines(["SKIPPED ?1? *: the full tier runs on a GPU: add --gpu (pytest -m full --gpu)"])
 
@@ -143,12 +147,12 @@ def test_smoke_selects_only_the_tiny_case(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "-m", "smoke", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
     ids = [line for line in result.outlines if "::" in line]
-    assert ids == ["test_cases.py::test_case[iris-tiny]"], result.outlines
+    assert ids == [f"test_cases.py::test_case[{name}-tiny]" for name in TASKS.names()], result.outlines
 
 
 def test_gate_case_values_without_a_marker_filter(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
-    result = run(gate_dir, "-v")
+    result = run(gate_dir, "-v", "--task", "iris")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*test_case?iris-tiny? PASSED*", "*test_case?iris-full? SKIPPED*"], consecutive=False)
 
@@ -169,7 +173,7 @@ def test_single_task_options_need_an_explicit_task(gate_dir: pytest.Pytester, fl
     (adapter / "config.json").write_text("{}")  # so the same directory also passes --base-model's check
     result = run(gate_dir, flag, str(adapter))
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: {flag} applies to one task: add --task NAME (one of iris)"])
+    result.stderr.fnmatch_lines([f"ERROR: {flag} applies to one task: add --task NAME (one of {', '.join(TASKS.names())})"])
 
 
 def test_adapter_dir_without_config_names_the_path(gate_dir: pytest.Pytester) -> None:

@@ -33,5 +33,4 @@ def get_task(name: str) -> Task:
     return TASKS.get(name)()
 
 
-from loragate.tasks import iris  # noqa: E402,F401  (each task module registers itself)
-from loragate.tasks import topics  # noqa: E402,F401
+from loragate.tasks import iris, sst2, topics  # noqa: E402,F401  (each task module registers itself)
