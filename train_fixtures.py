@@ -4,6 +4,7 @@ Usage:
     python train_fixtures.py                          # every task, tiny tier, on CPU
     python train_fixtures.py --task iris --retrain    # train again even if the store has the key
     python train_fixtures.py --task iris --tier full --gpu --base-model google/gemma-3-1b-it --data iris.csv
+    python train_fixtures.py --task instruct --sweep-ranks 4,8,16   # a rank comparison table, nothing stored
 
 An adapter is stored under adapters/<task>/<tier>/<key>/, the key hashing the base fingerprint, the data,
 and the LoRA and training settings; an entry whose key already exists is reused unless --retrain.
@@ -31,8 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=parse_existing_path, help="the task's data in its real format")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--store", type=Path, default=Path(__file__).parent / "adapters")
+    parser.add_argument("--sweep-ranks", type=ranks, metavar="R,R,...",
+                        help="train the task once per LoRA rank (alpha scaled to keep alpha/r) and write a comparison "
+                             "table to reports/; stores nothing")
     args = parser.parse_args(argv)
     tasks = args.task or TASKS.names()
+    if args.sweep_ranks and len(tasks) != 1:
+        parser.error("--sweep-ranks applies to one task: add --task NAME")
     if (args.base_model or args.data) and len(tasks) != 1:
         parser.error("--base-model and --data apply to one task: add --task NAME")
     if args.gpu:
@@ -42,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--gpu: CUDA is not available to torch {torch.__version__}")
     options = RunOptions(device="cuda" if args.gpu else "cpu", base_model=args.base_model, data=args.data,
                          retrain=args.retrain, store_root=args.store, cache=Path(__file__).parent / ".loragate")
+    if args.sweep_ranks:
+        table = sweep(get_task(tasks[0]), args.tier, args.sweep_ranks, options)
+        print(table)
+        return 0
     for name in tasks:
         task = get_task(name)
         settings = task.card.tier(args.tier)
@@ -59,6 +69,55 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  loss {curve[0]:.4f} -> {curve[-1]:.4f} over {len(curve)} steps; at train time "
                   f"{json.dumps(manifest['metrics_at_train'])}")
     return 0
+
+
+def ranks(value: str) -> list[int]:
+    try:
+        parsed = [int(part) for part in value.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: give ranks as positive integers, e.g. 4,8,16") from exc
+    if not parsed or min(parsed) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give ranks as positive integers, e.g. 4,8,16")
+    return parsed
+
+
+def sweep(task, tier: str, rank_list: list[int], options: RunOptions) -> str:
+    """Train `task` once per rank from the same base, data and seed; the table the seeds kept by hand (rank,
+    alpha, trainable parameters, best val loss, its perplexity, wall time), as markdown and JSON in reports/."""
+    import math
+    import time
+
+    from loragate.parameters import trainable_parameters
+    from loragate.run import PEFT_TASK_TYPE, train
+    from loragate.training import attach_lora
+
+    card = task.card
+    settings = card.tier(tier)
+    splits = task.load_splits(options.data)
+    rows = []
+    for rank in rank_list:
+        lora = settings.lora.model_copy(update={"r": rank, "alpha": settings.lora.alpha * rank / settings.lora.r})
+        task.card = card.model_copy(update={"tiers": {**card.tiers, tier: settings.model_copy(update={"lora": lora})}})
+        base = prepare_base(task, tier, splits, options)
+        ready = for_base(task, splits, base)
+        model = attach_lora(base.model, lora, settings.train.seed, PEFT_TASK_TYPE[card.kind], lora.modules_to_save or None)
+        started = time.perf_counter()
+        result = train(task, tier, model, base, ready, options)
+        best = min([loss for _, loss in result.eval_curve] or [result.eval_loss])
+        rows.append({"rank": rank, "alpha": lora.alpha, "trainable_parameters": trainable_parameters(model),
+                     "best_val_loss": round(best, 6), "perplexity": round(math.exp(best), 4),
+                     "wall_seconds": round(time.perf_counter() - started, 1)})
+    task.card = card
+    lines = [f"LoRA rank sweep, {card.name}/{tier} (base {options.base_model or settings.base_model}, seed "
+             f"{settings.train.seed}, {settings.train.epochs} epochs, lr {settings.train.lr})", "",
+             "| rank | alpha | trainable params | best val loss | perplexity | wall s |", "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['rank']} | {r['alpha']:g} | {r['trainable_parameters']:,} | {r['best_val_loss']:.4f} | "
+              f"{r['perplexity']:.3f} | {r['wall_seconds']:.1f} |" for r in rows]
+    out = Path("reports") / f"sweep-{card.name}-{tier}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    return "\n".join(lines) + f"\n\nwritten to {out}.md and {out}.json"
 
 
 if __name__ == "__main__":

@@ -105,6 +105,15 @@ def format_splits(splits: Splits, tokenizer: PreTrainedTokenizerBase, user_templ
     return Splits(train=formatted(splits.train), eval=formatted(splits.eval), test=formatted(splits.test))
 
 
+def render_tiny_splits(splits: Splits, user_template: str = "{instruction}") -> Splits:
+    """Every prompt rendered again with TINY_CHAT_TEMPLATE, no tokenizer needed: the splits a tiny base is built
+    from (`.texts()`) even when `splits` were formatted for a hub model (the full tier's canary)."""
+    def rendered(examples: list[Example]) -> list[Example]:
+        return [replace(ex, prompt=render_tiny(example_messages(ex.fields, user_template))) for ex in examples]
+
+    return Splits(train=rendered(splits.train), eval=rendered(splits.eval), test=rendered(splits.test))
+
+
 def drop_overlong(splits: Splits, tokenizer: PreTrainedTokenizerBase,
                   max_length: int) -> tuple[Splits, dict[str, list[str]]]:
     """`splits` without the examples whose prompt + target + EOS exceed `max_length` tokens (training would

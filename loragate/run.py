@@ -20,7 +20,7 @@ import loragate
 from loragate.baseline import baseline_from_report
 from loragate.answers import instruct_metrics, qa_metrics
 from loragate.card import CLASSIFICATION_KINDS, ENCODER_KINDS, CardError, Tier
-from loragate.chat import TINY_CHAT_TEMPLATE, format_splits
+from loragate.chat import TINY_CHAT_TEMPLATE, format_splits, render_tiny_splits
 from loragate.curves import CurveCheck
 from loragate.data import Example, Splits
 from loragate.encoder import classification_features, classify_logits, features_loss
@@ -247,8 +247,10 @@ def prepare_base(task: Task, tier: Tier, splits: Splits, options: RunOptions) ->
         return load_encoder(name, task.card.kind, task.card.labels, options.device, options.dtype,
                             head_seed=task.card.tier(tier).train.seed)
     if name == "tiny":
-        template = TINY_CHAT_TEMPLATE if task.card.kind == "instruct" else None
-        path = tiny_base_dir(options.cache, task.card.name, task.card.tier(tier).tiny_base, splits.texts(), template)
+        template, texts = None, splits.texts()
+        if task.card.kind == "instruct":  # the tiny tokenizer learns the tiny template's prompts, whatever `splits` holds
+            template, texts = TINY_CHAT_TEMPLATE, render_tiny_splits(splits, task.card.prompt_template).texts()
+        path = tiny_base_dir(options.cache, task.card.name, task.card.tier(tier).tiny_base, texts, template)
         return load_causal(str(path), options.device, options.dtype, display_name=f"tiny:{task.card.name}")
     return load_causal(name, options.device, options.dtype)
 

@@ -22,7 +22,7 @@ def test_metric_deltas_meet_card_minimums(task_run) -> None:
 
 def per_class(task_run) -> None:
     if task_run.task.card.kind not in CLASSIFICATION_KINDS:
-        pytest.skip(f"{task_run.name}: a {task_run.task.card.kind} task has no classes")
+        pytest.skip(f"{task_run.name}: {task_run.task.card.kind} has no classes")
 
 
 def test_no_class_regresses_against_base(task_run) -> None:
