@@ -33,7 +33,6 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from loragate.card import TaskCard
-from loragate.chat import example_messages, render_tiny
 from loragate.data import Example, Splits
 from loragate.parsing import ParsedOutput
 from loragate.tasks import CARDS_DIR, TASKS
@@ -134,6 +133,8 @@ def generate_pairs(past_tense: int = PAST_TENSE, seed: int = GENERATOR_SEED) -> 
 def make_example(example_id: str, pair: Pair, prompt_template: str = PROMPT_TEMPLATE,
                  target_template: str = TARGET_TEMPLATE) -> Example:
     """An Example whose prompt is the tiny chat template's rendering of the pair's conversation."""
+    from loragate.chat import example_messages, render_tiny  # here: chat imports transformers; tasks stay light
+
     fields = {"instruction": pair.instruction,
               **({"system": pair.system} if pair.system else {}),
               **({"context": pair.context} if pair.context else {})}
