@@ -107,6 +107,10 @@ class GateSettings(Strict):
     max_class_drop: float = Field(0.0, ge=0.0, description="largest per-class accuracy loss vs base")
     min_class_accuracy: float = Field(0.0, ge=0.0, le=1.0, description="floor every class must reach")
     min_validity: float = Field(1.0, ge=0.0, le=1.0, description="share of tuned outputs that parse")
+    max_leakage: float | None = Field(
+        0.0, ge=0.0, le=1.0,
+        description="largest share of test inputs also in train; null where inputs repeat by design (binned Iris)",
+    )
     floors: dict[str, float] = Field(
         default_factory=dict, description="metric -> value the tuned model must reach (at most, if lower is better)"
     )

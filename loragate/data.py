@@ -34,6 +34,15 @@ class Splits:
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
+    def leaked(self) -> list[str]:
+        """Ids of test examples whose input (prompt and fields, case and spacing ignored) also appears in train:
+        a model that memorised train would score them without having learned the task."""
+        def key(ex: Example) -> str:
+            return " ".join(" ".join([ex.prompt, *ex.fields.values()]).lower().split())
+
+        seen = {key(ex) for ex in self.train}
+        return [ex.id for ex in self.test if key(ex) in seen]
+
     def texts(self) -> list[str]:
         """All prompt and target text, for training a tiny tokenizer on the task's own words."""
         return [ex.prompt + ex.target for split in (self.train, self.eval, self.test) for ex in split]

@@ -179,6 +179,19 @@ class Floor:
         return f"{self.metric} {value:.3f} {bound} {self.minimum:.3f} (base {base.value(self.metric):.3f}, n={tuned.n})"
 
 
+def leakage_gate(leaked: list[str], n_test: int, max_share: float | None) -> GateResult:
+    """Test inputs that also appear in train: above the card's share the gate refuses, naming them."""
+    share = len(leaked) / n_test if n_test else 0.0
+    evidence = f"{len(leaked)} of {n_test} test inputs also in train"
+    if max_share is None:
+        return GateResult("train/test leakage", None, evidence + " (not gated: the card allows repeated inputs)")
+    if share <= max_share + 1e-12:
+        return GateResult("train/test leakage", None, evidence)
+    return GateResult("train/test leakage", f"{evidence} ({share:.1%} > allowed {max_share:.1%}): "
+                      f"{', '.join(leaked[:10])}{' ...' if len(leaked) > 10 else ''}; remove them from train or "
+                      f"test, or the tuned score measures memory", evidence)
+
+
 @dataclass(frozen=True)
 class GateResult:
     check: str

@@ -5,6 +5,7 @@ The plugin's session and train_fixtures.py both call in here, so the CLI and the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -25,7 +26,7 @@ from loragate.curves import CurveCheck
 from loragate.data import Example, Splits
 from loragate.encoder import classification_features, classify_logits, features_loss
 from loragate.engine import Generations, answer_budget, generate, next_token_logits
-from loragate.gates import GateResult, checks_from, regression_checks, run_gates
+from loragate.gates import GateResult, checks_from, leakage_gate, regression_checks, run_gates
 from loragate.metrics import Metrics, TextMetrics, classification_metrics
 from loragate.models import LoadedBase, fingerprint, load_causal, load_encoder, tiny_base_dir
 from loragate.parameters import expected_lora_parameters
@@ -295,6 +296,7 @@ def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
         "loss_curve": [round(loss, 6) for loss in result.loss_curve],
         "train_seconds": round(result.seconds, 2),
         "eval_curve": [[step, round(loss, 6)] for step, loss in result.eval_curve],
+        "chat_template_sha256": chat_template_sha256(base) if task.card.kind == "instruct" else None,
         "metrics_at_train": {"eval_loss": round(result.eval_loss, 6), **at_train,
                              "eval_validity": eval_metrics.validity_rate},
     }
@@ -323,6 +325,25 @@ def encoder_features(task: Task, base: LoadedBase, examples: list[Example], max_
     if task.card.kind == "extractive_qa":
         return qa_features(base.tokenizer, examples, task.card.qa.max_length, task.card.qa.stride, with_positions=True)
     return classification_features(base.tokenizer, examples, task.card.labels, max_length)
+
+
+def chat_template_sha256(base: LoadedBase) -> str | None:
+    template = getattr(base.tokenizer, "chat_template", None)
+    return hashlib.sha256(template.encode()).hexdigest() if isinstance(template, str) else None
+
+
+def check_chat_template(task: Task, base: LoadedBase, adapter_dir: Path) -> None:
+    """An instruct adapter evaluated under another chat template than it was trained with would be gated on
+    prompts it never saw; refused when the adapter's loragate manifest recorded its template."""
+    manifest_file = adapter_dir / "manifest.json"
+    if task.card.kind != "instruct" or not manifest_file.is_file():
+        return
+    trained = json.loads(manifest_file.read_text()).get("chat_template_sha256")
+    current = chat_template_sha256(base)
+    if trained and trained != current:
+        raise AdapterStoreError(
+            f"{adapter_dir}: trained under chat template {trained[:12]}, but the base's tokenizer ({base.name}) has "
+            f"{(current or 'none')[:12]}: evaluate with the tokenizer it was trained with, or retrain (--retrain)")
 
 
 class CanaryFailed(RuntimeError):
@@ -359,6 +380,7 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
                     options: RunOptions) -> tuple[PeftModel, Path, dict | None, TrainResult | None]:
     """--adapter if given; else the store's entry for this key; else train one and store it."""
     if options.adapter is not None:
+        check_chat_template(task, base, options.adapter)
         return load_adapter(base.model, options.adapter), options.adapter, None, None
     settings = task.card.tier(tier)
     key = adapter_key(base.fingerprint, splits.data_hash(), settings.lora, settings.train)
@@ -376,6 +398,7 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
             if manifest["base"]["fingerprint"] != base.fingerprint:
                 raise AdapterStoreError(f"{entry}: trained on base {manifest['base']['fingerprint'][:12]}, "
                                         f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
+            check_chat_template(task, base, entry)
             return load_adapter(base.model, entry), entry, manifest, None
         if tier == "full":
             run_canary(task, splits, options)
@@ -450,7 +473,8 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
                                 splits.eval)
     lap("tuned predictions")
     base_metrics, tuned_metrics = score(task, base_predictions), score(task, tuned_predictions)
-    gates = run_gates(checks, tuned_metrics, base_metrics)
+    gates = [*run_gates(checks, tuned_metrics, base_metrics),
+             leakage_gate(splits.leaked(), len(splits.test), task.card.gates.max_leakage)]
     baseline_metrics = None
     if baseline_predictions is not None:
         baseline_metrics = score(task, baseline_predictions)

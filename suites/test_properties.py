@@ -42,7 +42,7 @@ def test_parser_never_raises_and_accepts_exactly_the_labels(task_name: str, text
 def test_parser_accepts_every_label_with_surrounding_whitespace(task_name: str, label_index: int, padding: str) -> None:
     task = get_task(task_name)
     if task.card.kind not in CLASSIFICATION_KINDS:
-        pytest.skip(f"{task_name}: a {task.card.kind} task has no labels")
+        pytest.skip(f"{task_name}: {task.card.kind} has no labels")
     label = task.card.labels[label_index % len(task.card.labels)]
     assert task.parse(padding + label + padding).valid
 

@@ -56,3 +56,8 @@ def test_gate_fails_the_seed_iris_result() -> None:
     assert failed, "the seed's iris result passed the gate"
     assert "'setosa' accuracy fell 1.000 -> 0.900" in report, report
     assert "'virginica' accuracy 0.000 < floor" in report, report
+
+
+def test_no_test_input_leaks_from_train(task_run) -> None:
+    (result,) = [r for r in task_run.gates if r.check == "train/test leakage"]
+    assert result.passed, f"{task_run.name}: {result.finding}"
