@@ -111,8 +111,12 @@ def read_tsv(path: Path) -> list[tuple[str, str, str]]:
 
 
 class Sst2Task:
+    """The generative variant: the tiny causal base writes the label."""
+
+    card_file = "sst2.yaml"
+
     def __init__(self) -> None:
-        self.card = TaskCard.from_yaml(CARDS_DIR / "sst2.yaml")
+        self.card = TaskCard.from_yaml(CARDS_DIR / self.card_file)
 
     def load_splits(self, data: Path | None = None) -> Splits:
         """Stratified 60/20/20 (240/80/80 on the generated data, 40 per label in test)."""
@@ -148,4 +152,11 @@ class Sst2Task:
         return None
 
 
+class Sst2EncoderTask(Sst2Task):
+    """The sequence-classification variant: the same data and loader, MiniLM with a trained head."""
+
+    card_file = "sst2_encoder.yaml"
+
+
 TASKS.register("sst2", Sst2Task)
+TASKS.register("sst2_encoder", Sst2EncoderTask)
