@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -377,7 +378,8 @@ def wrong_examples(run: TaskRun) -> str:
     scores = tuned.per_example[metric]
     higher = HIGHER_IS_BETTER.get(metric)
     order = sorted(range(tuned.n), key=lambda row: scores[row] if higher else -scores[row])
-    rows = [[tuned.ids[row], f"{scores[row]:.3f}", code(run.base_predictions.outputs[row]), code(tuned.outputs[row]),
+    shown_score = math.exp if metric == "perplexity" else float  # per-example perplexity is held as mean NLL
+    rows = [[tuned.ids[row], f"{shown_score(scores[row]):.3f}", code(run.base_predictions.outputs[row]), code(tuned.outputs[row]),
              code(" | ".join(tuned.references[row]) or "(no answer)")] for row in order]
     shown_rows, note = capped(rows, "examples")
     return (f"<h3>Tuned answers, worst {metric} first ({tuned.n})</h3>\n"

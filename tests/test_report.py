@@ -203,3 +203,30 @@ def test_summary_is_appended_to_the_github_step_summary(hostile_run: TaskRun, tm
     (report,) = (tmp_path / "reports").iterdir()
     assert step_summary.read_text() == "earlier step\n" + (report / "summary.md").read_text()
     assert f"report: {report / 'report.md'}" in written
+
+
+@pytest.fixture(scope="module")
+def instruct_run(tmp_path_factory: pytest.TempPathFactory) -> TaskRun:
+    """The committed tiny instruct adapter, gated once: a text task's report."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_task("instruct", "tiny", RunOptions(cache=tmp_path_factory.mktemp("cache"), progress=False))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_text_task_report_shows_its_metrics_samples_and_eval_curve(instruct_run: TaskRun, tmp_path: Path) -> None:
+    report_dir = write_report([instruct_run], tmp_path)
+    assert sorted(p.name for p in report_dir.iterdir()) == [
+        "instruct-tiny-loss.png", "report.html", "report.json", "report.md", "summary.md"]
+    (run,) = json.loads((report_dir / "report.json").read_text())["runs"]
+    first = run["predictions"][0]
+    assert first["references"] == list(instruct_run.splits.test[0].references)
+    assert {"base_rougeL", "tuned_rougeL", "base_perplexity", "tuned_perplexity"} <= set(first)
+    assert run["metrics"]["tuned"]["values"]["perplexity"] < run["metrics"]["base"]["values"]["perplexity"]
+    page = (report_dir / "report.html").read_text()
+    assert "Tuned answers, worst perplexity first (60)" in page
+    assert html.escape(repr(instruct_run.tuned_predictions.outputs[0])) in page
+    summary = (report_dir / "summary.md").read_text()
+    assert "| perplexity delta |" in summary and "| rougeL delta |" in summary, summary
