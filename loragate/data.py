@@ -26,9 +26,11 @@ class Splits:
     test: list[Example]
 
     def data_hash(self) -> str:
-        """sha256 over every split's ids, prompts and targets: any change to data, bins or template changes it."""
+        """sha256 over every split's ids, prompts, targets, references and QA passages (`fields["context"]`): any
+        change to data, bins or template changes it."""
         payload = {
-            name: [[ex.id, ex.prompt, ex.target, *([list(ex.references)] if ex.references else [])]
+            name: [[ex.id, ex.prompt, ex.target, *([list(ex.references)] if ex.references else []),
+                    *([ex.fields["context"]] if ex.fields.get("context") else [])]
                    for ex in getattr(self, name)]
             for name in ("train", "eval", "test")
         }

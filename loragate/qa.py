@@ -28,6 +28,11 @@ from loragate.training import pad_features
 CLS = 0  # the token a span head points both ends at for "no answer"
 
 Feature = dict[str, list[int] | int]
+# No token_type_ids: peft's PeftModelForQuestionAnswering.forward (0.21) does not pass them on, so an adapter
+# trains and answers with every segment id 0. The base gets the same inputs, so base and tuned read the same
+# thing and a disabled adapter reproduces the base exactly (tests/test_qa.py checks it). RoBERTa has no segment
+# ids to lose; a BERT checkpoint fine-tuned with them reads a little worse, base and tuned alike.
+MODEL_INPUTS = ("input_ids", "attention_mask")
 
 
 @dataclass(frozen=True)
@@ -100,14 +105,14 @@ def qa_windows(tokenizer: PreTrainedTokenizerBase, examples: list[Example], max_
         stride=stride,
         return_overflowing_tokens=True,
         return_offsets_mapping=True,
+        return_token_type_ids=False,  # see MODEL_INPUTS
     )
     spans = [gold_span(ex) for ex in examples] if with_positions else []
-    model_keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
     windows = []
     for row, index in enumerate(encoded["overflow_to_sample_mapping"]):
         sequence = encoded.sequence_ids(row)
         offsets = tuple(tuple(off) if seq == 1 else None for off, seq in zip(encoded["offset_mapping"][row], sequence))
-        inputs: Feature = {key: encoded[key][row] for key in model_keys}
+        inputs: Feature = {key: encoded[key][row] for key in MODEL_INPUTS}
         if with_positions:
             inputs["start_positions"], inputs["end_positions"] = _positions(offsets, spans[index])
         windows.append(Window(index, inputs, offsets))  # type: ignore[arg-type]

@@ -33,4 +33,4 @@ def get_task(name: str) -> Task:
     return TASKS.get(name)()
 
 
-from loragate.tasks import instruct, iris, sst2, topics  # noqa: E402,F401  (each task module registers itself)
+from loragate.tasks import instruct, iris, squad_v2, sst2, topics  # noqa: E402,F401  (each task module registers itself)
