@@ -429,6 +429,23 @@ def curve_gate(task: Task, manifest: dict | None, baseline_dir: Path) -> GateRes
                       f"{len(manifest['loss_curve'])} steps within {check.rtol:.0%}, no one-sided shift")
 
 
+def eval_curve_gate(task: Task, manifest: dict | None, baseline_dir: Path) -> GateResult | None:
+    """The validation loss logged every `instruct.eval_every` steps against the baseline adapter's, where both
+    manifests hold one (instruct tasks): the same tolerance and sign test as the training curve."""
+    check = CurveCheck(task.card.gates.curve_rtol, task.card.gates.curve_alpha, "validation curve vs baseline")
+    reference_file = baseline_dir / "manifest.json"
+    reference = json.loads(reference_file.read_text()).get("eval_curve") if reference_file.is_file() else None
+    current = (manifest or {}).get("eval_curve")
+    if not current or not reference:
+        return None
+    steps, reference_steps = [step for step, _ in current], [step for step, _ in reference]
+    if steps != reference_steps:
+        return GateResult(check.name, f"{check.name}: logged at steps {steps[:5]}... vs {reference_steps[:5]}... in "
+                                      f"the baseline; retrain with the same eval_every and data to compare")
+    return GateResult(check.name, check.fails([loss for _, loss in current], [loss for _, loss in reference]),
+                      f"{len(steps)} validation points within {check.rtol:.0%}, no one-sided shift")
+
+
 def lora_shape(task: Task, tier: Tier, options: RunOptions) -> tuple[int, list[str]]:
     """Rank and target modules of the adapter that will be gated, read before it wraps the base."""
     if options.adapter is not None:
@@ -480,6 +497,9 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         baseline_metrics = score(task, baseline_predictions)
         gates += run_gates(regression_checks(task.card.gates), tuned_metrics, baseline_metrics)
         gates.append(curve_gate(task, manifest, options.baseline_adapter))
+        validation = eval_curve_gate(task, manifest, options.baseline_adapter)
+        if validation is not None:
+            gates.append(validation)
     elif options.baseline_report is not None:
         baseline_metrics = baseline_from_report(options.baseline_report, name, tier, splits, task.card.labels)
         gates += run_gates(regression_checks(task.card.gates), tuned_metrics, baseline_metrics)

@@ -63,3 +63,19 @@ def test_training_curve_is_compared_with_the_baselines(tmp_path: Path) -> None:
     finding = curve_gate(task, shifted, baseline).finding
     assert finding is not None and "a systematic shift" in finding, finding
     assert "not compared" in curve_gate(task, None, baseline).evidence
+
+
+def test_validation_curve_is_compared_with_the_baselines() -> None:
+    """Instruct adapters log the eval loss every `eval_every` steps; a shifted validation curve fails."""
+    from loragate.run import eval_curve_gate
+    from loragate.tasks import get_task
+
+    task = get_task("instruct")
+    (baseline,) = [p for p in (Path(__file__).parents[1] / "adapters" / "instruct" / "tiny").iterdir() if p.is_dir()]
+    manifest = json.loads((baseline / "manifest.json").read_text())
+    assert len(manifest["eval_curve"]) > 10, manifest["eval_curve"]
+    assert eval_curve_gate(task, manifest, baseline).passed
+    worse = {**manifest, "eval_curve": [[step, loss * 1.1] for step, loss in manifest["eval_curve"]]}
+    finding = eval_curve_gate(task, worse, baseline).finding
+    assert finding is not None and "validation curve vs baseline" in finding and "> tolerance 5.0%" in finding, finding
+    assert eval_curve_gate(task, {"loss_curve": [1.0]}, baseline) is None, "nothing to compare: no gate"
