@@ -1,14 +1,15 @@
 """Free-text answers scored against their references: QA spans (SQuAD v2 EM/F1) and instruction responses
-(ROUGE, METEOR, perplexity). BLEU is corpus-level: reported, never gated (a paired interval needs per-example
-scores). METEOR without WordNet is reported as unavailable, with the reason, not computed without synonyms."""
+(ROUGE, METEOR, perplexity, BLEU). BLEU is corpus-level: its per-example n-gram counts are kept so a paired
+bootstrap can resample the corpus. METEOR without WordNet is reported as unavailable, with the reason, not
+computed without synonyms."""
 
 from __future__ import annotations
 
 import math
 
 from loragate.metrics import TextMetrics
-from loragate.text_metrics import (MetricUnavailable, corpus_bleu, meteor_available, meteor_scores, rouge_scores,
-                                   squad_v2_scores)
+from loragate.text_metrics import (MetricUnavailable, bleu_from_statistics, bleu_statistics, meteor_available,
+                                   meteor_scores, rouge_scores, squad_v2_scores)
 
 
 def mean(values: list[float]) -> float:
@@ -16,13 +17,14 @@ def mean(values: list[float]) -> float:
 
 
 def overlap_scores(outputs: list[str], references: list[str]) -> tuple[dict[str, float], dict[str, list[float]],
-                                                                       dict[str, str]]:
+                                                                       dict[str, str], list[list[float]]]:
     """BLEU, ROUGE-1/2/L and METEOR of `outputs` against one reference each: (aggregates, per-example scores,
-    unavailable metrics with the reason)."""
+    unavailable metrics with the reason, per-example BLEU counts)."""
     if not outputs:
-        return {}, {}, {}
+        return {}, {}, {}, []
     rouge = rouge_scores(outputs, references)
-    values = {"bleu": corpus_bleu(outputs, [[ref] for ref in references])}
+    bleu_counts = bleu_statistics(outputs, [[ref] for ref in references])
+    values = {"bleu": float(bleu_from_statistics(bleu_counts.sum(axis=0)))}
     per_example: dict[str, list[float]] = {}
     for name in ("rouge1", "rouge2", "rougeL"):
         per_example[name] = list(rouge[f"{name}_per_example"])
@@ -37,7 +39,7 @@ def overlap_scores(outputs: list[str], references: list[str]) -> tuple[dict[str,
             unavailable["meteor"] = str(exc)
     else:
         unavailable["meteor"] = reason
-    return values, per_example, unavailable
+    return values, per_example, unavailable, bleu_counts.tolist()
 
 
 def qa_metrics(ids: list[str], outputs: list[str], references: list[list[str]], valid: list[bool]) -> TextMetrics:
@@ -47,12 +49,14 @@ def qa_metrics(ids: list[str], outputs: list[str], references: list[list[str]], 
     values = {name: float(squad[name]) for name in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact",
                                                    "NoAns_f1") if squad.get(name) is not None}
     answerable = [i for i, refs in enumerate(references) if any(ref.strip() for ref in refs)]
-    overlap, _, unavailable = overlap_scores([outputs[i] for i in answerable], [references[i][0] for i in answerable])
+    overlap, _, unavailable, bleu_counts = overlap_scores([outputs[i] for i in answerable],
+                                                          [references[i][0] for i in answerable])
     return TextMetrics(
         n=len(ids), values={**values, **overlap},
         per_example={"exact": list(squad["exact_per_example"]), "f1": list(squad["f1_per_example"])},
         validity_rate=sum(valid) / len(valid), empty_outputs=sum(not out.strip() for out in outputs),
         ids=list(ids), outputs=list(outputs), references=[list(refs) for refs in references], unavailable=unavailable,
+        bleu_statistics=bleu_counts,  # of the answerable questions, the same ones for base and tuned
     )
 
 
@@ -61,7 +65,7 @@ def instruct_metrics(ids: list[str], outputs: list[str], references: list[str], 
     """Overlap of each greedy response with its reference, the share that ended with EOS inside the budget, and
     perplexity: exp of the reference tokens' mean NLL given the prompt (teacher-forced, so base and tuned are
     scored on the same tokens)."""
-    values, per_example, unavailable = overlap_scores(outputs, references)
+    values, per_example, unavailable, bleu_counts = overlap_scores(outputs, references)
     values["perplexity"] = math.exp(sum(nll) / sum(tokens))
     values["terminated_rate"] = sum(terminated) / len(terminated)
     per_example["perplexity"] = [total / count for total, count in zip(nll, tokens)]
@@ -69,4 +73,5 @@ def instruct_metrics(ids: list[str], outputs: list[str], references: list[str], 
         n=len(ids), values=values, per_example=per_example, validity_rate=sum(valid) / len(valid),
         empty_outputs=sum(not out.strip() for out in outputs), ids=list(ids), outputs=list(outputs),
         references=[[ref] for ref in references], tokens=list(tokens), unavailable=unavailable,
+        bleu_statistics=bleu_counts,
     )

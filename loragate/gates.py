@@ -14,7 +14,8 @@ import numpy as np
 from loragate.card import CLASSIFICATION_KINDS, GateSettings, Kind
 from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics, Metrics, TextMetrics
 from loragate.stats import (DeltaInterval, mcnemar_exact, minimum_detectable_effect, paired_bootstrap,
-                            paired_bootstrap_means)
+                            paired_bootstrap_means, paired_bootstrap_pooled)
+from loragate.text_metrics import bleu_from_statistics
 
 
 class Check(Protocol):
@@ -54,6 +55,10 @@ class MetricDelta:
         if isinstance(tuned, TextMetrics) and isinstance(base, TextMetrics):
             if tuned.ids != base.ids:
                 raise ValueError(f"{self.metric}: base and tuned were scored on different examples; cannot pair them")
+            if self.metric == "bleu":
+                return paired_bootstrap_pooled(np.array(base.bleu_statistics), np.array(tuned.bleu_statistics),
+                                               bleu_from_statistics, s.bootstrap_resamples, s.confidence,
+                                               s.bootstrap_seed)
             (base_scores, weights), (tuned_scores, _) = base.scores(self.metric), tuned.scores(self.metric)
             return paired_bootstrap_means(base_scores, tuned_scores, s.bootstrap_resamples, s.confidence,
                                           s.bootstrap_seed, np.exp if self.metric == "perplexity" else None, weights)

@@ -125,6 +125,7 @@ class TextMetrics:
     outputs: list[str]
     references: list[list[str]]
     tokens: list[int] = field(default_factory=list)  # reference tokens per example, for perplexity
+    bleu_statistics: list[list[float]] = field(default_factory=list)  # per example, the counts corpus BLEU pools
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
 
     def value(self, metric: str) -> float:
@@ -140,6 +141,8 @@ class TextMetrics:
     def scores(self, metric: str) -> tuple[np.ndarray, np.ndarray | None]:
         """Per-example scores of `metric` and their weights (None: equal), for a paired bootstrap."""
         self.value(metric)
+        if metric == "bleu":
+            raise ValueError("bleu is corpus-level: bootstrap its pooled counts (bleu_statistics), not scores")
         if metric not in self.per_example:
             raise ValueError(f"{metric} has no per-example scores (a corpus-level score), so it cannot be gated "
                              f"with a paired interval; gate on {', '.join(sorted(self.per_example))} instead")

@@ -120,6 +120,27 @@ def paired_bootstrap_means(base_scores: np.ndarray, tuned_scores: np.ndarray, re
     return DeltaInterval(delta, float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
 
 
+def paired_bootstrap_pooled(base_rows: np.ndarray, tuned_rows: np.ndarray, statistic, resamples: int = 10_000,
+                            confidence: float = 0.95, seed: int = 0) -> DeltaInterval:
+    """Interval of statistic(pooled tuned rows) - statistic(pooled base rows) for corpus-level metrics whose
+    per-example counts add up (corpus BLEU: n-gram matches, totals, lengths). Resampled rows are summed, so each
+    resample is the corpus metric of a resampled corpus, not a mean of sentence scores."""
+    if base_rows.shape != tuned_rows.shape or base_rows.ndim != 2 or len(base_rows) == 0:
+        raise ValueError(f"need two equal-shape (examples x counts) arrays, got {base_rows.shape} and {tuned_rows.shape}")
+    n = len(base_rows)
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, BOOTSTRAP_CHUNK // (n * base_rows.shape[1]))
+    spread = np.concatenate([
+        statistic(tuned_rows[rows].sum(axis=1)) - statistic(base_rows[rows].sum(axis=1))
+        for rows in (rng.integers(0, n, size=(min(per_chunk, resamples - start), n))
+                     for start in range(0, resamples, per_chunk))
+    ])
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(spread, [tail, 1 - tail])
+    delta = float(statistic(tuned_rows.sum(axis=0)) - statistic(base_rows.sum(axis=0)))
+    return DeltaInterval(delta, float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
+
+
 def sign_test(differences: np.ndarray) -> float:
     """Two-sided exact sign test: p-value that positive and negative differences are equally likely.
     Zeros are dropped. A small p means the differences lean to one side, whatever their size."""

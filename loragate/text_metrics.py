@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # evaluate pulls in datasets/pyarrow; only load_metric needs it, so it is imported there
@@ -191,6 +193,41 @@ def sentence_bleu(predictions: list[str], references: list[list[str]]) -> list[f
         if not refs:
             raise ValueError(f"example {i} has no reference: BLEU needs at least one")
     return [float(sacrebleu.sentence_bleu(p, list(refs)).score) for p, refs in zip(predictions, references)]
+
+
+def bleu_statistics(predictions: list[str], references: list[list[str]]) -> np.ndarray:
+    """Per example, the counts corpus BLEU pools (examples x 10): hypothesis length, closest reference length,
+    matching and total n-grams for n = 1..4. Summed over any subset of examples they give that subset's corpus
+    BLEU (`bleu_from_statistics`), so corpus BLEU can be bootstrapped by resampling rows."""
+    from sacrebleu.metrics import BLEU
+
+    _check_pairs(predictions, references)
+    scorer = BLEU(effective_order=True)  # changes only the sentence score, not the counts read here
+    rows = []
+    for hypothesis, refs in zip(predictions, references):
+        score = scorer.sentence_score(hypothesis, list(refs))
+        rows.append([score.sys_len, score.ref_len, *score.counts, *score.totals])
+    return np.array(rows, dtype=float).reshape(len(rows), 10)
+
+
+def bleu_from_statistics(pooled: np.ndarray) -> np.ndarray:
+    """Corpus BLEU (0..100) from pooled statistics (..., 10), as sacrebleu's corpus_bleu computes it: exp
+    smoothing of zero n-gram matches, brevity penalty, geometric mean of the four precisions."""
+    sys_len, ref_len, correct, total = pooled[..., 0], pooled[..., 1], pooled[..., 2:6], pooled[..., 6:10]
+    log_precision = np.zeros(correct.shape)
+    smooth = np.ones(sys_len.shape)
+    alive = np.ones(sys_len.shape, dtype=bool)  # sacrebleu stops at the first order without n-grams
+    for n in range(4):
+        alive &= total[..., n] > 0
+        zero = correct[..., n] == 0
+        smooth = np.where(alive & zero, smooth * 2, smooth)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = np.where(zero, 100.0 / (smooth * total[..., n]), 100.0 * correct[..., n] / total[..., n])
+            log_precision[..., n] = np.where(alive, np.log(precision), -9999999999.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        penalty = np.where(sys_len < ref_len, np.exp(1 - ref_len / np.maximum(sys_len, 1e-300)), 1.0)
+    penalty = np.where((sys_len > 0) & (correct.sum(axis=-1) > 0), penalty, 0.0)  # no match at all: 0
+    return penalty * np.exp(log_precision.mean(axis=-1))
 
 
 def bleu_scores(predictions: list[str], references: list[list[str]]) -> dict[str, float | list[float]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from loragate.card import GateSettings
@@ -136,3 +138,26 @@ def test_checks_from_rejects_an_unknown_metric() -> None:
     message = str(caught.value)
     assert message.startswith("gates.min_delta: Unknown metric 'macro_f2'.") and "Did you mean 'macro_f1'" in message, \
         message
+
+
+def test_text_metric_gates_pair_per_example_scores_and_pooled_bleu() -> None:
+    """Instruct metrics: ROUGE-L and perplexity deltas from per-example scores, corpus BLEU from pooled counts;
+    each interval is around the full-split delta and a worse tuned model fails with the metric named."""
+    from loragate.answers import instruct_metrics
+    references = [f"the capital of land {i} is town {i}" for i in range(30)]
+    good = list(references)
+    bad = [f"capital {i}" for i in range(30)]
+    ids, ones = [f"ex-{i}" for i in range(30)], [True] * 30
+
+    def metrics(outputs: list[str], nll: float):
+        return instruct_metrics(ids, outputs, references, ones, ones, [nll * 8] * 30, [8] * 30)
+
+    base, tuned = metrics(bad, 2.0), metrics(good, 0.5)
+    settings = GateSettings(bootstrap_resamples=2000)
+    for metric in ("rougeL", "bleu", "perplexity"):
+        check = MetricDelta(metric, 0.1, settings)
+        delta, interval, _ = check.judged(tuned, base)
+        assert interval.low <= delta <= interval.high and delta > 0.1, (metric, delta, interval)
+        assert check.fails(tuned, base) is None, metric
+        assert f"{metric} delta" in (check.fails(base, tuned) or ""), metric
+    assert tuned.value("bleu") == pytest.approx(100.0) and tuned.value("perplexity") == pytest.approx(math.exp(0.5))

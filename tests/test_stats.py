@@ -75,3 +75,22 @@ def test_minimum_detectable_effect_formula() -> None:
     # (z_0.975 + z_0.8) x SE = (1.959964 + 0.841621) x 0.1
     assert minimum_detectable_effect(0.1, alpha=0.05, power=0.8) == pytest.approx(0.2801585, abs=1e-6)
     assert minimum_detectable_effect(0.1, alpha=0.01, power=0.9) > minimum_detectable_effect(0.1, 0.05, 0.8)
+
+
+def test_pooled_bootstrap_resamples_the_corpus_not_sentence_scores() -> None:
+    """A ratio of sums (a corpus metric) bootstrapped by summing resampled rows: the delta is the full-corpus
+    difference, identical systems give a zero interval, and a better system's interval is above zero."""
+    from loragate.stats import paired_bootstrap_pooled
+
+    def ratio(pooled: np.ndarray) -> np.ndarray:
+        return pooled[..., 0] / pooled[..., 1]
+
+    rng = np.random.default_rng(1)
+    totals = rng.integers(5, 20, size=40).astype(float)
+    base = np.stack([np.floor(totals * 0.3), totals], axis=1)
+    tuned = np.stack([np.floor(totals * 0.8), totals], axis=1)
+    same = paired_bootstrap_pooled(base, base, ratio, resamples=2000)
+    assert same.delta == same.low == same.high == 0.0
+    better = paired_bootstrap_pooled(base, tuned, ratio, resamples=2000)
+    assert better.delta == pytest.approx(tuned[:, 0].sum() / totals.sum() - base[:, 0].sum() / totals.sum())
+    assert 0 < better.low <= better.delta <= better.high
