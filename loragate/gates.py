@@ -81,6 +81,9 @@ class MetricDelta:
         if self.metric == "accuracy" and isinstance(tuned, ClassificationMetrics):
             gold, base_pred = base.label_indices()
             text += f", McNemar p={mcnemar_exact(base_pred == gold, tuned.label_indices()[1] == gold).p_value:.2g}"
+        if self.metric == "exact" and isinstance(tuned, TextMetrics):  # exact match is right/wrong per example
+            base_right, tuned_right = (np.array(m.per_example["exact"]) == 1 for m in (base, tuned))
+            text += f", McNemar p={mcnemar_exact(base_right, tuned_right).p_value:.2g}"
         text += f", MDE {mde:.3f} at power {s.power:.0%}"
         return sign * interval.delta, DeltaInterval(sign * interval.delta, low, high, interval.confidence,
                                                     interval.standard_error, interval.resamples), text

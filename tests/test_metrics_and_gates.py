@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from loragate.card import GateSettings
@@ -161,3 +162,16 @@ def test_text_metric_gates_pair_per_example_scores_and_pooled_bleu() -> None:
         assert check.fails(tuned, base) is None, metric
         assert f"{metric} delta" in (check.fails(base, tuned) or ""), metric
     assert tuned.value("bleu") == pytest.approx(100.0) and tuned.value("perplexity") == pytest.approx(math.exp(0.5))
+
+
+def test_exact_match_evidence_carries_the_exact_mcnemar_p_value() -> None:
+    from loragate.answers import qa_metrics
+    from loragate.stats import mcnemar_exact
+
+    references = [[f"answer {i}"] for i in range(20)]
+    ids, valid = [f"q-{i}" for i in range(20)], [True] * 20
+    base = qa_metrics(ids, ["x"] * 20, references, valid)
+    tuned = qa_metrics(ids, [f"answer {i}" if i < 15 else "x" for i in range(20)], references, valid)
+    _, _, evidence = MetricDelta("exact", 0.1, GateSettings(bootstrap_resamples=2000)).judged(tuned, base)
+    expected = mcnemar_exact(np.zeros(20, dtype=bool), np.arange(20) < 15).p_value
+    assert f"McNemar p={expected:.2g}" in evidence, evidence
