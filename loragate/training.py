@@ -251,6 +251,18 @@ def train_features(model: PeftModel, features: list[dict[str, list[int] | int]],
     return optimize(model, step_groups, model_loss, len(features), settings, progress, desc)
 
 
+def checkpointing(model: PeftModel, action: str) -> None:
+    """Activation (gradient) checkpointing on or off, by the name transformers uses: `activation_checkpointing_*`
+    since it deprecated `gradient_checkpointing_*` in 5.x, the old name before."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        method = getattr(model, f"activation_checkpointing_{action}")
+        kwargs = {"activation_checkpointing_kwargs": {"use_reentrant": False}} if action == "enable" else {}
+    else:
+        method = getattr(model, f"gradient_checkpointing_{action}")
+        kwargs = {"gradient_checkpointing_kwargs": {"use_reentrant": False}} if action == "enable" else {}
+    method(**kwargs)
+
+
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int]]
 
 
@@ -274,7 +286,7 @@ def optimize(model: PeftModel, step_groups: Callable[[torch.Generator], list[lis
     order = torch.Generator().manual_seed(settings.seed)
     result = TrainResult()
     if settings.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        checkpointing(model, "enable")
     started = time.perf_counter()
     model.train()
     try:
@@ -299,7 +311,7 @@ def optimize(model: PeftModel, step_groups: Callable[[torch.Generator], list[lis
                     bar.update()
     finally:
         if settings.gradient_checkpointing:
-            model.gradient_checkpointing_disable()
+            checkpointing(model, "disable")
     model.eval()
     result.seconds = time.perf_counter() - started
     if evaluate is not None and eval_every and (not result.eval_curve or result.eval_curve[-1][0] != result.steps):
