@@ -88,6 +88,16 @@ def gate_text(result: GateResult) -> str | None:
     return result.finding or result.evidence
 
 
+def batch_notes(run: TaskRun) -> list[str]:
+    """What ran at a smaller eval batch than the card's after the GPU ran out of memory."""
+    notes = []
+    for who, predictions in (("base", run.base_predictions), ("tuned", run.tuned_predictions)):
+        if predictions.batch_size is not None and predictions.batch_size < (predictions.card_batch_size or 0):
+            notes.append(f"{who} predictions ran at eval batch {predictions.batch_size}, halved from the card's "
+                         f"{predictions.card_batch_size} after running out of GPU memory")
+    return notes
+
+
 def text_table(run: TaskRun) -> str:
     header = ("metric", "base", "tuned", "delta")
     rows = [header, *table_rows(run)]
@@ -97,6 +107,7 @@ def text_table(run: TaskRun) -> str:
         lines.append("  " + row[0].ljust(widths[0]) + "".join("  " + cell.rjust(w) for cell, w in zip(row[1:], widths[1:])))
     lines += [f"  gate {'ok  ' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
               for r in run.gates]
+    lines += [f"  note: {note}" for note in batch_notes(run)]
     return "\n".join(lines)
 
 
@@ -215,6 +226,9 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
         "predictions": predictions_json(run),
         "throughput": {"tuned_examples_per_s": len(run.tuned_predictions.ids) / run.tuned_predictions.seconds},
+        "eval_batch_size": {"card": run.tuned_predictions.card_batch_size, "base": run.base_predictions.batch_size,
+                            "tuned": run.tuned_predictions.batch_size},
+        "notes": batch_notes(run),
         "seconds": run.seconds,
     }
 
@@ -326,7 +340,8 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
                                                    f"sha256 {manifest['adapter_sha256'][:12]})" if manifest else "")),
              ("trained this run", "yes" if run.trained is not None else "no"),
              ("test examples", str(run.tuned_metrics.n)),
-             ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a")]
+             ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a"),
+             *(("note", note) for note in batch_notes(run))]
     rows = table_rows(run)
     metrics = html_table(["metric", "base", "tuned", "delta"],
                          [[m.strip(), b, t, delta_cell(d)] for m, b, t, d in rows], numeric=frozenset({1, 2, 3}),

@@ -9,6 +9,7 @@ import hashlib
 import json
 import platform
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -73,6 +74,8 @@ class Predictions:
     nll: list[float] | None = None  # instruct: summed NLL of each reference response given its prompt
     tokens: list[int] | None = None  # instruct: tokens of each reference response (+ EOS)
     threshold: float | None = None  # extractive QA: the no-answer threshold chosen on the eval split
+    batch_size: int | None = None  # the eval batch size that ran: below the card's after an out-of-memory retry
+    card_batch_size: int | None = None
 
     def invalid(self) -> list[tuple[str, str, str]]:
         """(example id, raw output, reason) of every output that did not parse."""
@@ -128,17 +131,19 @@ def label_of(parsed: ParsedOutput) -> str | None:
 
 
 def generations_of(task: Task, tier: Tier, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
-                   prompts: list[str], progress: bool = False, desc: str = "generate") -> Generations:
+                   prompts: list[str], progress: bool = False, desc: str = "generate",
+                   batch_size: int | None = None) -> Generations:
     """Greedy outputs under the card's eval settings; the budget defaults to what the longest label needs."""
     settings = task.card.tier(tier).eval
+    batch_size = batch_size or settings.batch_size
     if task.card.kind == "instruct":
         if settings.max_new_tokens is None:
             raise CardError(f"task {task.card.name}: an instruct card needs tiers.{tier}.eval.max_new_tokens, the "
                             f"response budget; set it to the longest response you accept, in tokens")
-        return generate(model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size, labels=None,
+        return generate(model, tokenizer, prompts, settings.max_new_tokens, batch_size, labels=None,
                         progress=progress, desc=desc)
     budget = settings.max_new_tokens or answer_budget(tokenizer, targets(task))
-    return generate(model, tokenizer, prompts, budget, settings.batch_size, labels=task.card.labels,
+    return generate(model, tokenizer, prompts, budget, batch_size, labels=task.card.labels,
                     progress=progress, desc=desc)
 
 
@@ -162,26 +167,46 @@ def probe_logits(task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBas
 
 def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
             progress: bool, desc: str, calibration: list[Example] | None = None) -> Predictions:
-    """The model's answer to each example, as the task's kind makes it. Extractive QA chooses its no-answer
-    threshold on `calibration` (the eval split), never on the examples it is scored on."""
+    """The model's answer to each example, as the task's kind makes it, at the card's eval batch size; when the
+    GPU runs out of memory the batch is halved and the whole prediction redone (the report says so). Batching
+    changes no greedy output, so a smaller batch gives the same predictions, only slower."""
+    card_batch = batch_size = task.card.tier(tier).eval.batch_size
+    while True:
+        try:
+            predictions = predict_at(task, model, base, examples, tier, progress, desc, calibration, batch_size)
+            return replace(predictions, batch_size=batch_size, card_batch_size=card_batch)
+        except torch.OutOfMemoryError as exc:
+            if batch_size == 1:
+                raise RuntimeError(f"{desc}: out of memory even at eval batch size 1 (card: {card_batch}); use a "
+                                   f"smaller base or a GPU with more memory") from exc
+            batch_size //= 2
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            warnings.warn(f"{desc}: out of memory at eval batch size {batch_size * 2}; retrying at {batch_size}")
+
+
+def predict_at(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
+               progress: bool, desc: str, calibration: list[Example] | None, batch_size: int) -> Predictions:
+    """`predict` at one batch size. Extractive QA chooses its no-answer threshold on `calibration` (the eval
+    split), never on the examples it is scored on."""
     if task.card.kind == "sequence_classification":
-        return predict_classes(task, model, base, examples, tier)
+        return predict_classes(task, model, base, examples, batch_size)
     if task.card.kind == "extractive_qa":
-        return predict_answers(task, model, base, examples, tier, calibration or examples)
-    predictions = predict_generative(task, model, base, examples, tier, progress, desc)
+        return predict_answers(task, model, base, examples, calibration or examples, batch_size)
+    predictions = predict_generative(task, model, base, examples, tier, progress, desc, batch_size)
     if task.card.kind == "instruct":
         nll, tokens = example_losses(model, base.tokenizer, examples, task.card.tier(tier).train.max_length,
-                                     task.card.tier(tier).eval.batch_size)
+                                     batch_size)
         return replace(predictions, references=[list(ex.references) for ex in examples], nll=nll, tokens=tokens)
     return predictions
 
 
-def predict_answers(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-                    calibration: list[Example]) -> Predictions:
+def predict_answers(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example],
+                    calibration: list[Example], batch_size: int) -> Predictions:
     """Extractive QA: the best span of each question, or no answer where the null score beats it by more than
     the threshold that maximises exact match on `calibration`."""
     started = time.perf_counter()
-    qa, batch_size = task.card.qa, task.card.tier(tier).eval.batch_size
+    qa = task.card.qa
 
     def spans(part: list[Example]) -> list[SpanPrediction]:
         return predict_spans(model, base.tokenizer, part, qa.max_length, qa.stride, batch_size, qa.max_answer_tokens)
@@ -194,25 +219,24 @@ def predict_answers(task: Task, model: torch.nn.Module, base: LoadedBase, exampl
 
 
 def predict_classes(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example],
-                    tier: Tier) -> Predictions:
+                    batch_size: int) -> Predictions:
     """An encoder head's argmax label per example: always in the schema, so validity is 1 by construction."""
     started = time.perf_counter()
-    logits = classify_logits(model, base.tokenizer, examples, task.card.tier(tier).eval.batch_size)
+    logits = classify_logits(model, base.tokenizer, examples, batch_size)
     outputs = [task.card.labels[int(i)] for i in logits.argmax(-1)]
     return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples], outputs=outputs,
                        parsed=[task.parse(text) for text in outputs], seconds=time.perf_counter() - started)
 
 
 def predict_generative(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-                       progress: bool, desc: str) -> Predictions:
+                       progress: bool, desc: str, batch_size: int) -> Predictions:
     """Free generations (the schema gate reads them) and, with decode: score, each example's likeliest label."""
     started = time.perf_counter()
     prompts = [ex.prompt for ex in examples]
-    generations = generations_of(task, tier, model, base.tokenizer, prompts, progress, desc)
+    generations = generations_of(task, tier, model, base.tokenizer, prompts, progress, desc, batch_size)
     scored = None
     if task.card.tier(tier).eval.decode == "score":
-        scores = label_log_likelihoods(model, base.tokenizer, prompts, targets(task),
-                                       task.card.tier(tier).eval.batch_size)
+        scores = label_log_likelihoods(model, base.tokenizer, prompts, targets(task), batch_size)
         scored = likeliest(scores, task.card.labels)
     return Predictions(
         ids=[ex.id for ex in examples],

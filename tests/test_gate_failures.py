@@ -6,7 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 from test_baseline import committed_adapter, zeroed_copy
+
+from loragate import run as run_module
+from loragate.data import Example, Splits
+from loragate.gates import leakage_gate
+from loragate.report import text_table
+from loragate.run import RunOptions, run_task
+from loragate.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,8 +36,6 @@ def test_an_adapter_with_no_effect_fails_the_gate(tmp_path: Path) -> None:
 
 
 def test_leakage_is_found_through_case_and_spacing() -> None:
-    from loragate.data import Example, Splits
-
     def ex(i: str, prompt: str) -> Example:
         return Example(id=i, prompt=prompt, target=" a", label="a")
 
@@ -38,9 +45,44 @@ def test_leakage_is_found_through_case_and_spacing() -> None:
 
 
 def test_leakage_gate_refuses_above_the_card_share_and_names_the_examples() -> None:
-    from loragate.gates import leakage_gate
-
     refused = leakage_gate(["te-0", "te-3"], 10, max_share=0.0)
     assert not refused.passed and "2 of 10 test inputs also in train (20.0% > allowed 0.0%): te-0, te-3" in refused.finding
     assert leakage_gate(["te-0"], 10, max_share=0.1).passed
     assert leakage_gate(["te-0"] * 9, 10, max_share=None).passed, "a card that allows repeats is not gated"
+
+
+def test_out_of_memory_halves_the_eval_batch_and_the_report_says_so(monkeypatch, tmp_path) -> None:
+    """A GPU out-of-memory error during evaluation retries the whole prediction at half the batch size, down to
+    1; greedy predictions do not depend on the batch, and the report names the batch that ran."""
+    real = run_module.predict_at
+    seen: list[int] = []
+
+    def flaky(*args, **kwargs):
+        batch_size = args[-1]
+        seen.append(batch_size)
+        if batch_size > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "predict_at", flaky)
+    with pytest.warns(UserWarning) as caught:
+        halved = run_task("iris", "tiny", RunOptions(cache=tmp_path, progress=False))
+    messages = [str(warning.message) for warning in caught]
+    assert "tuned iris/tiny: out of memory at eval batch size 32; retrying at 16" in messages, messages
+    assert seen[:3] == [32, 16, 8], seen
+    assert halved.tuned_predictions.batch_size == 8 and halved.tuned_predictions.card_batch_size == 32
+    assert "note: tuned predictions ran at eval batch 8, halved from the card's 32" in text_table(halved)
+    monkeypatch.setattr(run_module, "predict_at", real)
+    plain = run_task("iris", "tiny", RunOptions(cache=tmp_path, progress=False))
+    assert plain.tuned_predictions.outputs == halved.tuned_predictions.outputs
+    assert "note:" not in text_table(plain)
+
+
+def test_out_of_memory_at_batch_one_is_an_error_naming_the_fix(monkeypatch) -> None:
+    def always(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(run_module, "predict_at", always)
+    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="out of memory even at eval batch size 1 "
+                                                                      r"\(card: 32\); use a smaller base"):
+        run_module.predict(get_task("iris"), None, None, [], "tiny", False, "tuned iris/tiny")
