@@ -51,3 +51,21 @@ class Splits:
 
     def to_json(self) -> dict[str, list[dict]]:
         return {name: [asdict(ex) for ex in getattr(self, name)] for name in ("train", "eval", "test")}
+
+
+def stratified_split(rows: list, labels: list[str], classes: list[str], test_fraction: float,
+                     eval_fraction_of_rest: float, seed: int, min_per_class: int, source: object,
+                     noun: str = "label") -> tuple[list, list, list]:
+    """(train, eval, test) rows, each split holding every class in the proportions of the whole: `test_fraction`
+    of the rows for test, then `eval_fraction_of_rest` of the rest for eval. A class with fewer than
+    `min_per_class` rows is an error naming `source`: it could not reach every split."""
+    from sklearn.model_selection import train_test_split  # imported here so `pytest --help` stays fast
+
+    too_few = {c: labels.count(c) for c in classes if labels.count(c) < min_per_class}
+    if too_few:
+        raise ValueError(f"{source}: too few rows of {too_few} to give every split each {noun}; "
+                         f"add at least {min_per_class} rows per {noun}")
+    rest, test, rest_labels, _ = train_test_split(rows, labels, test_size=test_fraction, stratify=labels,
+                                                  random_state=seed)
+    train, eval_ = train_test_split(rest, test_size=eval_fraction_of_rest, stratify=rest_labels, random_state=seed)
+    return train, eval_, test

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from loragate.card import TaskCard
-from loragate.data import Example, Splits
+from loragate.data import Example, Splits, stratified_split
 from loragate.parsing import ParsedOutput, parse_label
 from loragate.tasks import CARDS_DIR, TASKS
 
@@ -118,23 +118,9 @@ class IrisTask:
 
     def load_splits(self, data: Path | None = None) -> Splits:
         """Stratified 90/30/30 (10 per species in test on the bundled data)."""
-        from sklearn.model_selection import train_test_split  # imported here so `pytest --help` stays fast
-
         rows = read_csv(data, self.card.labels) if data else bundled_rows(self.card.labels)
-        species = [row[2] for row in rows]
-        too_few = {label: species.count(label) for label in self.card.labels if species.count(label) < MIN_PER_SPECIES}
-        if too_few:
-            raise ValueError(f"{data}: too few rows of {too_few} to give every split each species; "
-                             f"add at least {MIN_PER_SPECIES} rows per species")
-        rest, test = train_test_split(
-            rows, test_size=TEST_FRACTION, stratify=species, random_state=SPLIT_SEED
-        )
-        train, eval_ = train_test_split(
-            rest,
-            test_size=EVAL_FRACTION_OF_REST,
-            stratify=[row[2] for row in rest],
-            random_state=SPLIT_SEED,
-        )
+        train, eval_, test = stratified_split(rows, [row[2] for row in rows], self.card.labels, TEST_FRACTION,
+                                              EVAL_FRACTION_OF_REST, SPLIT_SEED, MIN_PER_SPECIES, data, "species")
         build = lambda part: [make_example(*row, card=self.card) for row in part]  # noqa: E731
         return Splits(train=build(train), eval=build(eval_), test=build(test))
 

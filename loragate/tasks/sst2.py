@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from loragate.card import TaskCard
-from loragate.data import Example, Splits
+from loragate.data import Example, Splits, stratified_split
 from loragate.parsing import ParsedOutput, parse_label
 from loragate.tasks import CARDS_DIR, TASKS
 
@@ -120,18 +120,9 @@ class Sst2Task:
 
     def load_splits(self, data: Path | None = None) -> Splits:
         """Stratified 60/20/20 (240/80/80 on the generated data, 40 per label in test)."""
-        from sklearn.model_selection import train_test_split  # imported here so `pytest --help` stays fast
-
         rows = read_tsv(data) if data else generate_rows()
-        labels = [row[2] for row in rows]
-        too_few = {label: labels.count(label) for label in self.card.labels if labels.count(label) < MIN_PER_LABEL}
-        if too_few:
-            raise ValueError(f"{data}: too few rows of {too_few} to give every split each label; "
-                             f"add at least {MIN_PER_LABEL} rows per label")
-        rest, test = train_test_split(rows, test_size=TEST_FRACTION, stratify=labels, random_state=SPLIT_SEED)
-        train, eval_ = train_test_split(
-            rest, test_size=EVAL_FRACTION_OF_REST, stratify=[row[2] for row in rest], random_state=SPLIT_SEED
-        )
+        train, eval_, test = stratified_split(rows, [row[2] for row in rows], self.card.labels, TEST_FRACTION,
+                                              EVAL_FRACTION_OF_REST, SPLIT_SEED, MIN_PER_LABEL, data)
         build = lambda part: [self.example(*row) for row in part]  # noqa: E731
         return Splits(train=build(train), eval=build(eval_), test=build(test))
 

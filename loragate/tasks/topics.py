@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from loragate.card import TaskCard
-from loragate.data import Example, Splits
+from loragate.data import Example, Splits, stratified_split
 from loragate.parsing import ParsedOutput, parse_label
 from loragate.tasks import CARDS_DIR, TASKS
 
@@ -155,17 +155,9 @@ class TopicsTask:
 
     def load_splits(self, data: Path | None = None) -> Splits:
         """Stratified: 20% test, then 20% of the rest for eval (256/64/80 on the shipped data)."""
-        from sklearn.model_selection import train_test_split
-
         rows = self.rows(data)
-        topics = [row[3] for row in rows]
-        too_few = {label: topics.count(label) for label in self.card.labels if topics.count(label) < MIN_PER_TOPIC}
-        if too_few:
-            raise ValueError(f"{data}: too few rows of {too_few} to put every topic in train, eval and test; "
-                             f"add at least {MIN_PER_TOPIC} rows per topic")
-        rest, test = train_test_split(rows, test_size=TEST_FRACTION, stratify=topics, random_state=SPLIT_SEED)
-        train, eval_ = train_test_split(rest, test_size=EVAL_FRACTION_OF_REST, stratify=[row[3] for row in rest],
-                                        random_state=SPLIT_SEED)
+        train, eval_, test = stratified_split(rows, [row[3] for row in rows], self.card.labels, TEST_FRACTION,
+                                              EVAL_FRACTION_OF_REST, SPLIT_SEED, MIN_PER_TOPIC, data, "topic")
         return Splits(train=self.examples(train), eval=self.examples(eval_), test=self.examples(test))
 
     def examples(self, rows: list[tuple[str, str, str, str]]) -> list[Example]:
