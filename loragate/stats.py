@@ -70,24 +70,29 @@ def metric_on_resamples(metric: str, gold: np.ndarray, predicted: np.ndarray, n_
     return np.where(totals[:, 0] > 0, (values * support).sum(axis=1) / np.maximum(totals[:, 0], 1), 0.0)
 
 
+def paired_interval(n: int, delta_of_rows, resamples: int, confidence: float, seed: int,
+                    cells_per_row: int = 1) -> DeltaInterval:
+    """Percentile interval of a paired delta. `delta_of_rows(rows)` maps (resamples x n) example indices, the
+    same rows for base and tuned, to one delta per resample; the full-split delta is its value on every example
+    once. Resamples are drawn in chunks of at most BOOTSTRAP_CHUNK cells (`cells_per_row` per drawn example)."""
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, BOOTSTRAP_CHUNK // max(n * cells_per_row, 1))
+    spread = np.concatenate([delta_of_rows(rng.integers(0, n, size=(min(per_chunk, resamples - start), n)))
+                             for start in range(0, resamples, per_chunk)])
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(spread, [tail, 1 - tail])
+    delta = float(delta_of_rows(np.arange(n)[None])[0])
+    return DeltaInterval(delta, float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
+
+
 def paired_bootstrap(metric: str, gold: np.ndarray, base: np.ndarray, tuned: np.ndarray, n_labels: int,
                      resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> DeltaInterval:
     """Percentile interval of metric(tuned) - metric(base), resampling examples (the same rows for both)."""
-    n = len(gold)
-    rng = np.random.default_rng(seed)
-    deltas = []
-    per_chunk = max(1, BOOTSTRAP_CHUNK // max(n, 1))
-    for start in range(0, resamples, per_chunk):
-        rows = rng.integers(0, n, size=(min(per_chunk, resamples - start), n))
-        g = gold[rows]
-        deltas.append(metric_on_resamples(metric, g, tuned[rows], n_labels)
-                      - metric_on_resamples(metric, g, base[rows], n_labels))
-    spread = np.concatenate(deltas)
-    full = (metric_on_resamples(metric, gold[None], tuned[None], n_labels)
-            - metric_on_resamples(metric, gold[None], base[None], n_labels))[0]
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(spread, [tail, 1 - tail])
-    return DeltaInterval(float(full), float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
+    def delta_of_rows(rows: np.ndarray) -> np.ndarray:
+        return (metric_on_resamples(metric, gold[rows], tuned[rows], n_labels)
+                - metric_on_resamples(metric, gold[rows], base[rows], n_labels))
+
+    return paired_interval(len(gold), delta_of_rows, resamples, confidence, seed)
 
 
 def paired_bootstrap_means(base_scores: np.ndarray, tuned_scores: np.ndarray, resamples: int = 10_000,
@@ -102,22 +107,11 @@ def paired_bootstrap_means(base_scores: np.ndarray, tuned_scores: np.ndarray, re
     transform = of_mean or (lambda x: x)
     w = np.ones_like(base_scores, dtype=float) if weights is None else np.asarray(weights, dtype=float)
 
-    def mean(scores: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return (scores[rows] * w[rows]).sum(axis=-1) / w[rows].sum(axis=-1)
+    def delta_of_rows(rows: np.ndarray) -> np.ndarray:
+        mean = lambda scores: (scores[rows] * w[rows]).sum(axis=-1) / w[rows].sum(axis=-1)  # noqa: E731
+        return transform(mean(tuned_scores)) - transform(mean(base_scores))
 
-    n = len(base_scores)
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, BOOTSTRAP_CHUNK // n)
-    spread = np.concatenate([
-        transform(mean(tuned_scores, rows)) - transform(mean(base_scores, rows))
-        for rows in (rng.integers(0, n, size=(min(per_chunk, resamples - start), n))
-                     for start in range(0, resamples, per_chunk))
-    ])
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(spread, [tail, 1 - tail])
-    every = np.arange(n)
-    delta = float(transform(mean(tuned_scores, every)) - transform(mean(base_scores, every)))
-    return DeltaInterval(delta, float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
+    return paired_interval(len(base_scores), delta_of_rows, resamples, confidence, seed)
 
 
 def paired_bootstrap_pooled(base_rows: np.ndarray, tuned_rows: np.ndarray, statistic, resamples: int = 10_000,
@@ -127,18 +121,11 @@ def paired_bootstrap_pooled(base_rows: np.ndarray, tuned_rows: np.ndarray, stati
     resample is the corpus metric of a resampled corpus, not a mean of sentence scores."""
     if base_rows.shape != tuned_rows.shape or base_rows.ndim != 2 or len(base_rows) == 0:
         raise ValueError(f"need two equal-shape (examples x counts) arrays, got {base_rows.shape} and {tuned_rows.shape}")
-    n = len(base_rows)
-    rng = np.random.default_rng(seed)
-    per_chunk = max(1, BOOTSTRAP_CHUNK // (n * base_rows.shape[1]))
-    spread = np.concatenate([
-        statistic(tuned_rows[rows].sum(axis=1)) - statistic(base_rows[rows].sum(axis=1))
-        for rows in (rng.integers(0, n, size=(min(per_chunk, resamples - start), n))
-                     for start in range(0, resamples, per_chunk))
-    ])
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(spread, [tail, 1 - tail])
-    delta = float(statistic(tuned_rows.sum(axis=0)) - statistic(base_rows.sum(axis=0)))
-    return DeltaInterval(delta, float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
+
+    def delta_of_rows(rows: np.ndarray) -> np.ndarray:
+        return statistic(tuned_rows[rows].sum(axis=1)) - statistic(base_rows[rows].sum(axis=1))
+
+    return paired_interval(len(base_rows), delta_of_rows, resamples, confidence, seed, base_rows.shape[1])
 
 
 def sign_test(differences: np.ndarray) -> float:
