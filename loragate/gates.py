@@ -13,9 +13,7 @@ import numpy as np
 
 from loragate.card import CLASSIFICATION_KINDS, GateSettings, Kind
 from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics, Metrics, TextMetrics
-from loragate.stats import (DeltaInterval, mcnemar_exact, minimum_detectable_effect, paired_bootstrap,
-                            paired_bootstrap_means, paired_bootstrap_pooled)
-from loragate.text_metrics import bleu_from_statistics
+from loragate.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect, paired_bootstrap
 
 
 class Check(Protocol):
@@ -53,15 +51,7 @@ class MetricDelta:
         metric, over per-example scores for a text metric."""
         s = self.settings
         if isinstance(tuned, TextMetrics) and isinstance(base, TextMetrics):
-            if tuned.ids != base.ids:
-                raise ValueError(f"{self.metric}: base and tuned were scored on different examples; cannot pair them")
-            if self.metric == "bleu":
-                return paired_bootstrap_pooled(np.array(base.bleu_statistics), np.array(tuned.bleu_statistics),
-                                               bleu_from_statistics, s.bootstrap_resamples, s.confidence,
-                                               s.bootstrap_seed)
-            (base_scores, weights), (tuned_scores, _) = base.scores(self.metric), tuned.scores(self.metric)
-            return paired_bootstrap_means(base_scores, tuned_scores, s.bootstrap_resamples, s.confidence,
-                                          s.bootstrap_seed, np.exp if self.metric == "perplexity" else None, weights)
+            return tuned.paired_interval(base, self.metric, s.bootstrap_resamples, s.confidence, s.bootstrap_seed)
         gold, base_pred = base.label_indices()
         tuned_gold, tuned_pred = tuned.label_indices()
         if not np.array_equal(gold, tuned_gold):

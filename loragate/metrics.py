@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from loragate.registry import Registry
+from loragate.stats import DeltaInterval, paired_bootstrap_means, paired_bootstrap_pooled
 
 INVALID = "<invalid>"  # the predicted "class" of an output that did not parse; always wrong
 
@@ -138,16 +139,25 @@ class TextMetrics:
             raise ValueError(f"{metric} is not computed for this task; it has {', '.join(sorted(self.values))}")
         return self.values[metric]
 
-    def scores(self, metric: str) -> tuple[np.ndarray, np.ndarray | None]:
-        """Per-example scores of `metric` and their weights (None: equal), for a paired bootstrap."""
+    def paired_interval(self, base: TextMetrics, metric: str, resamples: int, confidence: float,
+                        seed: int) -> DeltaInterval:
+        """The paired-bootstrap interval of self (tuned) - base on `metric`: a mean of per-example scores;
+        perplexity as exp of the token-weighted mean NLL; corpus BLEU from pooled n-gram counts."""
+        from loragate.text_metrics import bleu_from_statistics
+
         self.value(metric)
+        if self.ids != base.ids:
+            raise ValueError(f"{metric}: base and tuned were scored on different examples; cannot pair them")
         if metric == "bleu":
-            raise ValueError("bleu is corpus-level: bootstrap its pooled counts (bleu_statistics), not scores")
+            return paired_bootstrap_pooled(np.array(base.bleu_statistics), np.array(self.bleu_statistics),
+                                           bleu_from_statistics, resamples, confidence, seed)
         if metric not in self.per_example:
-            raise ValueError(f"{metric} has no per-example scores (a corpus-level score), so it cannot be gated "
-                             f"with a paired interval; gate on {', '.join(sorted(self.per_example))} instead")
-        weights = np.array(self.tokens, dtype=float) if metric == "perplexity" else None
-        return np.array(self.per_example[metric], dtype=float), weights
+            raise ValueError(f"{metric} has no per-example scores, so it cannot be gated with a paired interval; "
+                             f"gate on {', '.join(sorted([*self.per_example, 'bleu']))} instead")
+        weights, of_mean = (np.array(self.tokens, dtype=float), np.exp) if metric == "perplexity" else (None, None)
+        return paired_bootstrap_means(np.array(base.per_example[metric], dtype=float),
+                                      np.array(self.per_example[metric], dtype=float), resamples, confidence, seed,
+                                      of_mean, weights)
 
     def to_json(self) -> dict:
         return asdict(self)
