@@ -47,6 +47,7 @@ class LoadedBase:
     fingerprint: str  # sha256 over every tensor: the same checkpoint, not just the same architecture
     parameters: int
     pad_policy: str  # how the pad token was chosen, for the report
+    quantization: str | None = None  # what QUANTIZATIONS says of --quantize, or None: weights as stored
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, chat_template: str | None = None) -> PreTrainedTokenizerFast:
@@ -138,21 +139,71 @@ def fingerprint(model: torch.nn.Module) -> str:
     return state_fingerprint(model.state_dict())
 
 
+def parameter_count(parameter: torch.nn.Parameter) -> int:
+    """The weights a parameter holds: a packed 4-bit tensor (bitsandbytes' Params4bit, two values per byte,
+    stored as a flat uint8 column) holds the elements of its original shape, which its quant_state keeps."""
+    quant_state = getattr(parameter, "quant_state", None)
+    return quant_state.shape.numel() if quant_state is not None else parameter.numel()
+
+
 def count_parameters(model: torch.nn.Module) -> int:
-    """Distinct parameters (tied weights counted once)."""
-    return sum(p.numel() for p in model.parameters())
+    """Distinct parameters (tied weights counted once), 4-bit ones at their unpacked size."""
+    return sum(parameter_count(p) for p in model.parameters())
 
 
-def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name: str | None = None) -> LoadedBase:
+QUANTIZATIONS = {"4bit": "4-bit NF4, double quantization (bitsandbytes, QLoRA)", "8bit": "8-bit LLM.int8() (bitsandbytes)"}
+
+
+def require_bitsandbytes(quantize: str) -> None:
+    """Fail before any model loads when bitsandbytes is missing or does not import (a build without a backend
+    for this machine), instead of deep inside from_pretrained."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ModelLoadError(f"--quantize {quantize} needs bitsandbytes, which does not import ({exc}): "
+                             f"pip install 'loragate[quantize]', or drop --quantize") from exc
+
+
+def quantization_config(quantize: str, compute_dtype: torch.dtype):
+    """bitsandbytes settings for --quantize: QLoRA's NF4 with double quantization computing in the run's dtype
+    (bf16 on a GPU, fp32 on CPU), or LLM.int8()."""
+    from transformers import BitsAndBytesConfig
+
+    require_bitsandbytes(quantize)
+    if quantize == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=compute_dtype)
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ValueError(f"--quantize {quantize!r}: choose one of {', '.join(QUANTIZATIONS)}")
+
+
+def keep_cpu_4bit_layout(model: torch.nn.Module) -> None:
+    """Turn off bitsandbytes' CPU repacking of 4-bit weights. On a CPU with AVX512-BF16 its Linear4bit rewrites
+    its weight in place at the first inference call, rounding the scales to bf16: the base's outputs change
+    after the first batch, its fingerprint no longer matches, and training then runs through a kernel with no
+    backward (bitsandbytes warns of silently incorrect gradients). Unpacked, every call dequantizes as on a GPU."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
+def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name: str | None = None,
+                quantize: str | None = None) -> LoadedBase:
     """A causal LM and its tokenizer from a hub id or a local directory, safetensors only, no remote code.
+    `quantize` ("4bit" or "8bit") loads the linear layers through bitsandbytes and prepares the model for
+    k-bit training (everything frozen, the remaining half-precision weights in fp32, as QLoRA does) before
+    the fingerprint is taken: the base the adapter trains on is the quantized one.
 
     Pad policy: keep the tokenizer's pad token; if it has none, reuse EOS for padding (labels are built
     from token ids, not by masking pad ids, so EOS still counts in the loss)."""
+    quantized = {} if quantize is None else {"quantization_config": quantization_config(quantize, dtype),
+                                             "device_map": {"": device}}
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=dtype, trust_remote_code=False, use_safetensors=True
-        ).to(device)
+            name_or_path, dtype=dtype, trust_remote_code=False, use_safetensors=True, **quantized
+        )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"cannot load base model {name_or_path!r}: {exc}\nFix: pass a local save_pretrained directory with "
@@ -165,6 +216,13 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
             raise ValueError(f"{name_or_path}: the tokenizer has neither a pad nor an EOS token; add a pad token")
         tokenizer.pad_token = tokenizer.eos_token
         pad_policy = "pad = EOS (tokenizer has no pad token)"
+    if quantize is None:
+        model = model.to(device)
+    else:  # bitsandbytes places the weights itself (device_map); a quantized model refuses .to()
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        keep_cpu_4bit_layout(model)
     model.eval()
     return LoadedBase(
         model=model,
@@ -173,6 +231,7 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
         fingerprint=fingerprint(model),
         parameters=count_parameters(model),
         pad_policy=pad_policy,
+        quantization=QUANTIZATIONS[quantize] if quantize else None,
     )
 
 

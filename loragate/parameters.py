@@ -70,6 +70,68 @@ def base_fingerprint_inside(model: PeftModel) -> str:
     })
 
 
+def is_quantized(module: torch.nn.Module) -> bool:
+    """A bitsandbytes linear layer: its weight is packed 4-bit (Params4bit) or int8 (Int8Params)."""
+    return isinstance(module, torch.nn.Linear) and type(module.weight).__name__ in ("Params4bit", "Int8Params")
+
+
+def dequantized_linear(layer: torch.nn.Linear, weight: torch.Tensor, dtype: torch.dtype) -> torch.nn.Linear:
+    """A plain linear layer holding `weight` and `layer`'s bias in `dtype`."""
+    plain = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
+                            device=weight.device, dtype=dtype)
+    plain.weight.data.copy_(weight)
+    if layer.bias is not None:
+        plain.bias.data.copy_(layer.bias.data)
+    return plain.requires_grad_(False)  # a base weight: frozen, as the quantized one was
+
+
+def dequantize(model: PeftModel, merge: bool) -> None:
+    """Replace every quantized layer of `model` by a plain one in the dtype of the weights around it (fp32 once
+    prepared for k-bit training: the dtype its inputs arrive in). With `merge`, a LoRA-adapted layer becomes
+    one plain layer holding W + BA; without, it keeps its LoRA beside the dequantized W.
+
+    Merging onto the dequantized base is the merge check for a quantized base: re-quantizing W + BA (what
+    peft's merge does on a 4-bit base) rounds the update away, and LLM.int8() also rounds the activations,
+    so comparing with the quantized model would measure the rounding, not the merge."""
+    from peft.tuners.lora import LoraLayer
+    from peft.utils.integrations import dequantize_module_weight
+
+    dtype = model.get_input_embeddings().weight.dtype
+    for name, module in list(model.named_modules()):
+        if name.endswith(".base_layer"):
+            continue  # replaced together with its LoRA wrapper
+        adapted = isinstance(module, LoraLayer)
+        layer = module.base_layer if adapted else module
+        if not is_quantized(layer):
+            continue
+        weight = dequantize_module_weight(layer).detach().float()
+        if adapted and not merge:
+            module.base_layer = dequantized_linear(layer, weight, dtype)
+            continue
+        if adapted:
+            for adapter in module.active_adapters:
+                weight = weight + module.get_delta_weight(adapter).float()
+            if not torch.isfinite(weight).all():
+                raise ValueError(f"{name}: merging the adapter gives non-finite weights; the adapter is broken")
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, dequantized_linear(layer, weight, dtype))
+
+
+def is_quantized_model(model: torch.nn.Module) -> bool:
+    return any(is_quantized(module) for module in model.modules())
+
+
+def dequantized_copy(model: PeftModel) -> PeftModel:
+    """The adapter model with its quantized base layers dequantized and the LoRA layers kept apart: what a
+    merge of this adapter must reproduce."""
+    plain = copy.deepcopy(model)
+    dequantize(plain, merge=False)
+    return plain
+
+
 def merged_copy(model: PeftModel) -> torch.nn.Module:
-    """A merged, unwrapped copy; the adapter model itself stays unmerged. safe_merge refuses NaN."""
-    return copy.deepcopy(model).merge_and_unload(safe_merge=True)
+    """A merged, unwrapped copy; the adapter model itself stays unmerged. safe_merge refuses NaN. A quantized
+    base is dequantized and merged in full precision (`dequantize`)."""
+    merged = copy.deepcopy(model)
+    dequantize(merged, merge=True)
+    return merged.merge_and_unload(safe_merge=True)

@@ -52,6 +52,7 @@ class RunOptions:
     baseline_report: Path | None = None  # or the last release's report.json, with its per-example predictions
     data: Path | None = None  # the task's data in its real format, instead of the shipped data
     retrain: bool = False
+    quantize: str | None = None  # "4bit" (QLoRA: NF4, double quantization) or "8bit" through bitsandbytes
     store_root: Path = Path("adapters")
     cache: Path = Path(".loragate")
     progress: bool = True
@@ -269,6 +270,9 @@ def prepare_base(task: Task, tier: Tier, splits: Splits, options: RunOptions) ->
     """The card's base for `tier` (or --base-model): 'tiny' is built offline from the task's text."""
     name = options.base_model or task.card.tier(tier).base_model
     if task.card.kind in ENCODER_KINDS:
+        if options.quantize is not None:
+            raise CardError(f"--quantize {options.quantize}: {task.card.name} is a {task.card.kind} task on an encoder; "
+                            f"quantization is for causal bases. Drop --quantize or choose causal tasks with --task")
         return load_encoder(name, task.card.kind, task.card.labels, options.device, options.dtype,
                             head_seed=task.card.tier(tier).train.seed)
     if name == "tiny":
@@ -276,8 +280,9 @@ def prepare_base(task: Task, tier: Tier, splits: Splits, options: RunOptions) ->
         if task.card.kind == "instruct":  # the tiny tokenizer learns the tiny template's prompts, whatever `splits` holds
             template, texts = TINY_CHAT_TEMPLATE, render_tiny_splits(splits, task.card.prompt_template).texts()
         path = tiny_base_dir(options.cache, task.card.name, task.card.tier(tier).tiny_base, texts, template)
-        return load_causal(str(path), options.device, options.dtype, display_name=f"tiny:{task.card.name}")
-    return load_causal(name, options.device, options.dtype)
+        return load_causal(str(path), options.device, options.dtype, display_name=f"tiny:{task.card.name}",
+                           quantize=options.quantize)
+    return load_causal(name, options.device, options.dtype, quantize=options.quantize)
 
 
 def for_base(task: Task, splits: Splits, base: LoadedBase) -> Splits:
@@ -311,7 +316,8 @@ def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
     manifest = {
         "task": task.card.name,
         "tier": tier,
-        "base": {"name": base.name, "fingerprint": base.fingerprint, "parameters": base.parameters},
+        "base": {"name": base.name, "fingerprint": base.fingerprint, "parameters": base.parameters,
+                 "quantization": base.quantization},
         "data_hash": splits.data_hash(),
         "lora": settings.lora.model_dump(),
         "train": settings.train.model_dump(),
