@@ -1,6 +1,10 @@
 """The pytest plugin: options, markers, per-task parametrization, the session, the closing table.
 
 Registered by the `pytest11` entry point. Nothing heavy (torch, transformers) is imported at load time.
+
+Under pytest-xdist (`-n N`) one task's tests run on one worker (xdist_group marks, --dist loadgroup by default),
+so each run is computed once; the workers hand their runs to the controller, which prints them and writes one
+report.
 """
 
 from __future__ import annotations
@@ -9,13 +13,18 @@ import argparse
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from loragate.card import TIERS
+from loragate.card import ENCODER_KINDS, TIERS
 from loragate.session import GateSession
 
+if TYPE_CHECKING:
+    from xdist.workermanage import WorkerController
+
 SESSION = pytest.StashKey[GateSession]()
+HANDOVER = "loragate"  # a worker's GateSession.handover() in xdist's workeroutput
 MARKERS = {
     "smoke": "tiny tier: offline models and data, any CPU, minutes",
     "full": "full tier: real models and data; needs --gpu",
@@ -76,15 +85,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="the last release's report.json instead of its adapter (needs one --task)")
     group.addoption("--data", type=parse_existing_path, metavar="PATH",
                     help="the task's data in its real format instead of the shipped data (needs one --task)")
+    group.addoption("--quantize", choices=["4bit", "8bit"], metavar="4bit|8bit",
+                    help="load causal bases through bitsandbytes: 4bit is QLoRA (NF4, double quantization), "
+                         "8bit is LLM.int8(); needs pip install 'loragate[quantize]'")
     group.addoption("--retrain", action="store_true", help="train adapters even when the store has them")
     group.addoption("--report-dir", type=Path, default=Path("reports"), metavar="DIR",
                     help="where reports/<run>/report.json and report.md go (default: reports)")
 
 
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """`-n N` without `--dist` means `--dist loadgroup`, so that the xdist_group marks keep one task's tests on one
+    worker and its run is computed once (xdist's default, load, spreads them and every worker computes the run).
+    Added to the arguments rather than set on config.option: each worker parses the same arguments again and
+    reads --dist from them when it collects."""
+    known = early_config.known_args_namespace
+    if getattr(known, "numprocesses", None) and known.dist == "no" and not known.distload:
+        args.insert(0, "--dist=loadgroup")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
-    from loragate.tasks import TASKS
+    from loragate.tasks import TASKS, get_task
 
     chosen = list(dict.fromkeys(config.getoption("task") or []))  # `--task iris --task iris` is one task
     tasks = chosen or TASKS.names()
@@ -106,6 +128,20 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"on CPU, or install a CUDA build of torch on a machine with an NVIDIA GPU."
             )
         device = "cuda"
+    quantize = config.getoption("quantize")
+    if quantize is not None:
+        from loragate.models import ModelLoadError, require_bitsandbytes
+
+        try:
+            require_bitsandbytes(quantize)
+        except ModelLoadError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+        kinds = {name: get_task(name).card.kind for name in TASKS.names()}
+        encoders = [name for name in tasks if kinds[name] in ENCODER_KINDS]
+        if encoders:
+            causal = [name for name, kind in kinds.items() if kind not in ENCODER_KINDS]
+            raise pytest.UsageError(f"--quantize {quantize} is for causal bases; {', '.join(encoders)} run on an "
+                                    f"encoder: choose tasks with --task ({', '.join(causal)}) or drop --quantize")
     rootdir = Path(config.rootpath)
     options = dict(  # RunOptions(**options), built on the first run: importing loragate.run loads torch
         device=device,
@@ -115,6 +151,7 @@ def pytest_configure(config: pytest.Config) -> None:
         baseline_report=config.getoption("baseline_report"),
         data=config.getoption("data"),
         retrain=config.getoption("retrain"),
+        quantize=quantize,
         store_root=rootdir / "adapters",
         cache=rootdir / ".loragate",
     )
@@ -126,14 +163,21 @@ def gate_session(config: pytest.Config) -> GateSession:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`gate_case` -> (task, tier) for every selected task and tier; `task_name` -> every selected task."""
+    """`gate_case` -> (task, tier) for every selected task and tier; `task_name` -> every selected task. With
+    pytest-xdist loaded each parameter is also in its task's xdist_group (the marker is xdist's own)."""
     tasks = gate_session(metafunc.config).tasks
+    xdist = metafunc.config.pluginmanager.hasplugin("xdist")
+
+    def group(task: str) -> list[pytest.MarkDecorator]:
+        return [pytest.mark.xdist_group(task)] if xdist else []
+
     if "gate_case" in metafunc.fixturenames:
         marks = {"tiny": [pytest.mark.smoke], "full": [pytest.mark.full, pytest.mark.gpu]}
-        cases = [pytest.param((task, tier), id=f"{task}-{tier}", marks=marks[tier]) for task in tasks for tier in TIERS]
+        cases = [pytest.param((task, tier), id=f"{task}-{tier}", marks=[*marks[tier], *group(task)])
+                 for task in tasks for tier in TIERS]
         metafunc.parametrize("gate_case", cases, scope="session")
     if "task_name" in metafunc.fixturenames:
-        metafunc.parametrize("task_name", tasks, scope="session")
+        metafunc.parametrize("task_name", [pytest.param(task, marks=group(task)) for task in tasks], scope="session")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -157,20 +201,37 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     item.user_properties.extend(junit_properties(run))
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker: hand the runs to the controller, which prints them and writes the one report."""
+    gate = session.config.stash.get(SESSION, None)
+    if gate is not None and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput[HANDOVER] = gate.handover()
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist it is never called
+def pytest_testnodedown(node: WorkerController, error: object | None) -> None:
+    """On the xdist controller: keep what a finished worker handed over. A worker that crashed hands nothing
+    over; xdist reports the crash and fails the test it was running."""
+    if error is None:
+        gate_session(node.config).receive(node.gateway.id, node.workeroutput[HANDOVER])
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     session = config.stash.get(SESSION, None)
-    if session is None or not (session.runs or session.failures):
+    # an xdist worker's runs are the controller's to show: a worker writing them would make a partial report
+    if session is None or hasattr(config, "workerinput") or not session.has_results():
         return
-    from loragate.report import text_table, write_report
+    from loragate.report import write_rendered
 
+    runs, lines = session.results()
     terminalreporter.section("loragate: base vs tuned")
-    for run in session.runs.values():
-        terminalreporter.write_line(text_table(run))
+    for run in runs:
+        terminalreporter.write_line(run.table)
         terminalreporter.write_line("")
-    for (task, tier), exc in session.failures.items():
-        terminalreporter.write_line(f"{task}/{tier}: did not run: {type(exc).__name__}: {exc}")
-    if session.runs:
-        path = write_report(list(session.runs.values()), session.report_dir)
+    for line in lines:
+        terminalreporter.write_line(line)
+    if runs:
+        path = write_rendered(runs, session.report_dir)
         terminalreporter.write_line(f"report: {path / 'report.md'}")
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")  # set by GitHub Actions: the job's summary page
         if step_summary:

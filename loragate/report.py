@@ -1,6 +1,9 @@
 """The base-vs-tuned table people read, and reports/<run>/ written atomically: report.json (numbers and
 per-example predictions, reusable as a baseline), report.md, report.html (self-contained), summary.md (for a
-GitHub job summary) and the figures as PNG files."""
+GitHub job summary) and the figures as PNG files.
+
+Each run is first rendered into plain data (RenderedRun), then the files are assembled from the renderings: under
+pytest-xdist the workers render their runs and the controller writes one report of all of them."""
 
 from __future__ import annotations
 
@@ -14,11 +17,14 @@ import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from loragate import plots
 from loragate.gates import GateResult, MetricDelta, checks_from, regression_checks
 from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics, TextMetrics
-from loragate.run import TaskRun
+
+if TYPE_CHECKING:  # loragate.run loads torch and transformers: an xdist controller only assembles renderings
+    from loragate.run import TaskRun
 
 ROWS = [("accuracy", "accuracy"), ("macro precision", "macro_precision"), ("macro recall", "macro_recall"),
         ("macro F1", "macro_f1"), ("weighted F1", "weighted_f1"), ("validity", "validity_rate")]
@@ -76,11 +82,16 @@ def shown(path: Path | None) -> str:
         return str(path)
 
 
+def base_label(run: TaskRun) -> str:
+    """The base's name, and its quantization when --quantize loaded it: the gate judged that model."""
+    return run.base.name + (f" ({run.base.quantization})" if run.base.quantization else "")
+
+
 def headline(run: TaskRun) -> str:
     adapter = shown(run.adapter_dir)
     ceiling = f", ceiling {run.ceiling:.3f}" if run.ceiling is not None else ""
     verdict = "PASS" if run.passed else "FAIL"
-    return f"{run.name}: {verdict}  base {run.base.name}, adapter {adapter}, n={run.tuned_metrics.n}{ceiling}"
+    return f"{run.name}: {verdict}  base {base_label(run)}, adapter {adapter}, n={run.tuned_metrics.n}{ceiling}"
 
 
 def gate_text(result: GateResult) -> str | None:
@@ -150,40 +161,37 @@ def requirement(row: GatedMetric) -> str:
     return f"{what} >= {row.required + 0.0:+.3f}"  # + 0.0: a max_regression of 0 reads +0.000, not -0.000
 
 
-def markdown(runs: list[TaskRun], figure_files: dict[str, list[str]]) -> str:
-    """report.md, with the figures (run name -> PNG file names beside it) as images."""
-    parts = ["# loragate report", ""]
-    for run in runs:
-        parts += [f"## {headline(run)}", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
-        parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d in table_rows(run)]
-        parts += ["", *[f"- {'PASS' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
-                        for r in run.gates]]
-        invalid = run.tuned_predictions.invalid()
-        if invalid:
-            parts += ["", "Tuned outputs that did not parse:", ""]
-            parts += [f"- `{example_id}`: {output!r} ({reason})" for example_id, output, reason in invalid]
-        parts += ["", *[f"![{name}]({name})" for name in figure_files[run.name]]]
-        parts.append("")
+def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
+    """The run's part of report.md, with its figures (PNG file names beside it) as images."""
+    parts = [f"## {headline(run)}", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
+    parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d in table_rows(run)]
+    parts += ["", *[f"- {'PASS' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
+                    for r in run.gates]]
+    invalid = run.tuned_predictions.invalid()
+    if invalid:
+        parts += ["", "Tuned outputs that did not parse:", ""]
+        parts += [f"- `{example_id}`: {output!r} ({reason})" for example_id, output, reason in invalid]
+    parts += ["", *[f"![{name}]({name})" for name in figure_files]]
+    parts.append("")
     return "\n".join(parts)
 
 
-def summary_markdown(runs: list[TaskRun], intervals: dict[str, list[GatedMetric]]) -> str:
-    """A compact table per task for $GITHUB_STEP_SUMMARY: verdict, gated metrics with CIs, failed gates."""
-    parts = ["## loragate", ""]
-    for run in runs:
-        failed = [r for r in run.gates if not r.passed]
-        parts += [f"### {run.name}: {'PASS' if run.passed else 'FAIL'}", "",
-                  f"base `{run.base.name}`, adapter `{shown(run.adapter_dir)}`, n={run.tuned_metrics.n}", "",
-                  "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
-        parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "
-                  f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}] | {requirement(g)} | "
-                  f"{'PASS' if g.passed else '**FAIL**'} |" for g in intervals[run.name]]
-        parts.append("")
-        if failed:
-            parts += [f"- **FAIL** {r.check}: {r.finding}" for r in failed]
-        else:
-            parts.append(f"All {len(run.gates)} gates passed.")
-        parts.append("")
+def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
+    """The run's compact table in summary.md (for $GITHUB_STEP_SUMMARY): verdict, gated metrics with CIs,
+    failed gates."""
+    failed = [r for r in run.gates if not r.passed]
+    parts = [f"### {run.name}: {'PASS' if run.passed else 'FAIL'}", "",
+             f"base `{base_label(run)}`, adapter `{shown(run.adapter_dir)}`, n={run.tuned_metrics.n}", "",
+             "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
+    parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "
+              f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}] | {requirement(g)} | "
+              f"{'PASS' if g.passed else '**FAIL**'} |" for g in intervals]
+    parts.append("")
+    if failed:
+        parts += [f"- **FAIL** {r.check}: {r.finding}" for r in failed]
+    else:
+        parts.append(f"All {len(run.gates)} gates passed.")
+    parts.append("")
     return "\n".join(parts)
 
 
@@ -212,7 +220,8 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "task": run.task.card.name,
         "tier": run.tier,
         "passed": run.passed,
-        "base": {"name": run.base.name, "fingerprint": run.base.fingerprint, "parameters": run.base.parameters,
+        "base": {"name": run.base.name, "quantization": run.base.quantization, "fingerprint": run.base.fingerprint,
+                 "parameters": run.base.parameters,
                  "pad_policy": run.base.pad_policy},
         "adapter": {"dir": str(run.adapter_dir) if run.adapter_dir else None,
                     "key": (run.manifest or {}).get("key"), "trained_this_run": run.trained is not None,
@@ -335,7 +344,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
     """One task run: headline, base-vs-tuned table, gates with their evidence, figures, failing examples."""
     e = html.escape
     manifest = run.manifest or {}
-    facts = [("base", f"{run.base.name} (fingerprint {run.base.fingerprint[:12]}, {run.base.parameters:,} parameters)"),
+    facts = [("base", f"{base_label(run)} (fingerprint {run.base.fingerprint[:12]}, {run.base.parameters:,} parameters)"),
              ("adapter", shown(run.adapter_dir) + (f" (key {manifest['key']}, seed {manifest['seed']}, "
                                                    f"sha256 {manifest['adapter_sha256'][:12]})" if manifest else "")),
              ("trained this run", "yes" if run.trained is not None else "no"),
@@ -402,11 +411,10 @@ def wrong_examples(run: TaskRun) -> str:
                          numeric=frozenset({1}), trusted=frozenset({2, 3, 4})) + note)
 
 
-def html_page(runs: list[TaskRun], intervals: dict[str, list[GatedMetric]], figures: dict[str, list[Plot]],
-              stamp: str) -> str:
+def html_page(runs: list[RenderedRun], stamp: str) -> str:
     """report.html: one self-contained file (inline CSS, PNGs as data URIs, no script, no external request)."""
     passed = all(run.passed for run in runs)
-    body = "".join(html_run(run, intervals[run.name], figures[run.name]) for run in runs)
+    body = "".join(run.html for run in runs)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -437,22 +445,63 @@ def junit_properties(run: TaskRun) -> list[tuple[str, object]]:
     return properties
 
 
+@dataclass(frozen=True)
+class RenderedRun:
+    """One run's part of each report file and its terminal table, as plain data: a pytest-xdist worker renders
+    its runs and hands them to the controller (execnet carries only builtins), which writes one report of all."""
+
+    task: str
+    tier: str
+    passed: bool
+    table: str  # text_table: what the terminal shows
+    json: dict[str, Any]  # the run's entry in report.json, through JSON and back: builtins only
+    markdown: str  # its section of report.md
+    html: str  # its section of report.html
+    summary: str  # its section of summary.md
+    plots: tuple[Plot, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}/{self.tier}"
+
+    def to_builtins(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_builtins(cls, data: dict[str, Any]) -> RenderedRun:
+        return cls(**{**data, "plots": tuple(Plot(**plot) for plot in data["plots"])})
+
+
+def render(run: TaskRun) -> RenderedRun:
+    """Everything the report files and the terminal need from `run`, computed once."""
+    intervals = gated_metrics(run)
+    figures = run_plots(run)
+    return RenderedRun(task=run.task.card.name, tier=run.tier, passed=run.passed, table=text_table(run),
+                       json=json.loads(json.dumps(run_json(run, intervals))),  # numpy floats become floats
+                       markdown=markdown_section(run, [plot.file for plot in figures]),
+                       html=html_run(run, intervals, figures), summary=summary_section(run, intervals),
+                       plots=tuple(figures))
+
+
 def write_report(runs: list[TaskRun], report_dir: Path) -> Path:
+    """reports/<UTC time>/ for `runs`: see write_rendered."""
+    return write_rendered([render(run) for run in runs], report_dir)
+
+
+def write_rendered(runs: list[RenderedRun], report_dir: Path) -> Path:
     """reports/<UTC time>/ with report.json, report.md, report.html, summary.md and the PNGs, renamed into
     place together."""
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{stamp}-", dir=report_dir))
     try:
-        intervals = {run.name: gated_metrics(run) for run in runs}
-        figures = {run.name: run_plots(run) for run in runs}
-        for plot in (plot for plots_of_run in figures.values() for plot in plots_of_run):
+        for plot in (plot for run in runs for plot in run.plots):
             (tmp / plot.file).write_bytes(plot.png)
-        report = {"runs": [run_json(run, intervals[run.name]) for run in runs]}
+        report = {"runs": [run.json for run in runs]}
         (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (tmp / "report.md").write_text(markdown(runs, {name: [p.file for p in ps] for name, ps in figures.items()}))
-        (tmp / "report.html").write_text(html_page(runs, intervals, figures, stamp))
-        (tmp / "summary.md").write_text(summary_markdown(runs, intervals))
+        (tmp / "report.md").write_text("\n".join(["# loragate report", "", *(run.markdown for run in runs)]))
+        (tmp / "report.html").write_text(html_page(runs, stamp))
+        (tmp / "summary.md").write_text("\n".join(["## loragate", "", *(run.summary for run in runs)]))
         os.replace(tmp, report_dir / stamp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,4 +1,7 @@
-"""The gate session: one per pytest run, kept in config.stash; runs each (task, tier) once."""
+"""The gate session: one per pytest run, kept in config.stash; runs each (task, tier) once.
+
+Under pytest-xdist every process has its own session: the workers compute the runs and hand them over rendered
+(handover), the controller collects them (receive) and prints and writes them all (results)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loragate.card import TIERS
+
 if TYPE_CHECKING:  # heavy imports wait until a test asks for a run, so `pytest --help` stays fast
+    from loragate.report import RenderedRun
     from loragate.run import RunOptions, TaskRun
 
 
@@ -18,6 +24,8 @@ class GateSession:
     report_dir: Path
     runs: dict[tuple[str, str], TaskRun] = field(default_factory=dict)
     failures: dict[tuple[str, str], BaseException] = field(default_factory=dict)
+    worker_runs: list[tuple[str, RenderedRun]] = field(default_factory=list)  # (xdist worker id, run it computed)
+    worker_failures: list[str] = field(default_factory=list)  # the workers' "did not run" lines
 
     @cached_property
     def options(self) -> RunOptions:
@@ -39,3 +47,41 @@ class GateSession:
                 self.failures[key] = exc
                 raise
         return self.runs[key]
+
+    def failure_lines(self) -> list[str]:
+        return [f"{task}/{tier}: did not run: {type(exc).__name__}: {exc}"
+                for (task, tier), exc in self.failures.items()]
+
+    def has_results(self) -> bool:
+        return bool(self.runs or self.failures or self.worker_runs or self.worker_failures)
+
+    def handover(self) -> dict[str, list]:
+        """On an xdist worker: its runs rendered and its failures as text, builtins only, for xdist's workeroutput
+        (exceptions and models do not cross processes)."""
+        from loragate.report import render
+
+        return {"runs": [render(run).to_builtins() for run in self.runs.values()], "failures": self.failure_lines()}
+
+    def receive(self, worker: str, handover: dict[str, list]) -> None:
+        """On the xdist controller: keep what `worker` handed over."""
+        from loragate.report import RenderedRun
+
+        self.worker_runs += [(worker, RenderedRun.from_builtins(run)) for run in handover["runs"]]
+        self.worker_failures += handover["failures"]
+
+    def results(self) -> tuple[list[RenderedRun], list[str]]:
+        """Every run once, rendered (the workers' in task order), and the lines printed below their tables: what
+        did not run, and any run that more than one worker computed (the report keeps the first)."""
+        from loragate.report import render
+
+        rendered = [render(run) for run in self.runs.values()]
+        workers: dict[str, list[str]] = {}  # run name -> the workers that computed it
+        order = [(task, tier) for task in self.tasks for tier in TIERS]
+        for worker, run in sorted(self.worker_runs, key=lambda pair: order.index((pair[1].task, pair[1].tier))):
+            if run.name not in workers:
+                rendered.append(run)
+            workers.setdefault(run.name, []).append(worker)
+        repeated = [f"{name}: computed by {len(ids)} workers ({', '.join(ids)}), the report keeps {ids[0]}'s; "
+                    f"keep each task on one worker with --dist loadgroup (loragate's default with -n)"
+                    for name, ids in workers.items() if len(ids) > 1]
+        return rendered, [*self.failure_lines(), *dict.fromkeys(self.worker_failures), *repeated]

@@ -271,3 +271,23 @@ def test_summary_names_a_case_that_did_not_run(gate_dir: pytest.Pytester) -> Non
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*loragate: base vs tuned*", "iris/tiny: did not run: RuntimeError: no base"])
     assert not (gate_dir.path / "reports").exists()  # nothing ran, so there is no report to write
+
+
+def test_quantize_without_bitsandbytes_is_a_usage_error_at_start(gate_dir: pytest.Pytester) -> None:
+    """A bitsandbytes that does not import (missing, or built without a backend for this machine)."""
+    gate_dir.mkpydir("bitsandbytes").joinpath("__init__.py").write_text("raise ImportError('no backend here')\n")
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "--quantize", "4bit", "--task", "iris")
+    assert result.ret == USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines(["ERROR: --quantize 4bit needs bitsandbytes, which does not import (no backend here): "
+                                 "pip install 'loragate[quantize]', or drop --quantize"])
+
+
+def test_quantize_with_encoder_tasks_is_a_usage_error_naming_the_causal_ones(gate_dir: pytest.Pytester) -> None:
+    pytest.importorskip("bitsandbytes")
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "--quantize", "4bit", "--collect-only")  # every task: the encoder ones included
+    assert result.ret == USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines(["ERROR: --quantize 4bit is for causal bases; squad_v2, sst2_encoder, topics run on an "
+                                 "encoder: choose tasks with --task (instruct, iris, sst2) or drop --quantize"])
+    assert run(gate_dir, "--quantize", "4bit", "--task", "iris", "--collect-only").ret == pytest.ExitCode.OK
