@@ -88,6 +88,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--quantize", choices=["4bit", "8bit"], metavar="4bit|8bit",
                     help="load causal bases through bitsandbytes: 4bit is QLoRA (NF4, double quantization), "
                          "8bit is LLM.int8(); needs pip install 'loragate[quantize]'")
+    group.addoption("--export", type=Path, metavar="DIR",
+                    help="keep what the export checks wrote: DIR/<task>-<tier>/merged/ (merged safetensors) and, for "
+                         "Llama-architecture bases, DIR/<task>-<tier>/model.q8_0.gguf")
     group.addoption("--retrain", action="store_true", help="train adapters even when the store has them")
     group.addoption("--report-dir", type=Path, default=Path("reports"), metavar="DIR",
                     help="where reports/<run>/report.json and report.md go (default: reports)")
@@ -142,7 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
             causal = [name for name, kind in kinds.items() if kind not in ENCODER_KINDS]
             raise pytest.UsageError(f"--quantize {quantize} is for causal bases; {', '.join(encoders)} run on an "
                                     f"encoder: choose tasks with --task ({', '.join(causal)}) or drop --quantize")
-    rootdir = Path(config.rootpath)
+    rootdir = project_root(config)
     options = dict(  # RunOptions(**options), built on the first run: importing loragate.run loads torch
         device=device,
         base_model=config.getoption("base_model"),
@@ -156,6 +159,30 @@ def pytest_configure(config: pytest.Config) -> None:
         cache=rootdir / ".loragate",
     )
     config.stash[SESSION] = GateSession(options, list(tasks), rootdir / config.getoption("report_dir"))
+
+
+PATH_OPTIONS = ("--report-dir", "--data", "--adapter", "--baseline-adapter", "--baseline-report", "--base-model")
+
+
+def project_root(config: pytest.Config) -> Path:
+    """Where adapters/, .loragate/ and reports/ live: beside pytest's config file, else where pytest was started.
+
+    Not config.rootpath: pytest picks its rootdir before plugins are loaded, so `--data /data/sst2.tsv` (two
+    arguments) looks like a test path to it: it roots the run at the common ancestor and may skip the project's
+    config file, and the adapter store would follow. Warned about, since the config's markers and warning
+    filters are lost too; `--data=/data/sst2.tsv` (one argument) avoids it."""
+    invoked = Path(config.invocation_params.dir)
+    if config.inipath is not None:
+        return Path(config.inipath).parent
+    args = list(config.invocation_params.args)
+    outside = [f"{flag} {args[i + 1]}" for i, flag in enumerate(args[:-1]) if flag in PATH_OPTIONS
+               and not (invoked / args[i + 1]).resolve().is_relative_to(invoked.resolve())]
+    if outside:
+        config.issue_config_time_warning(pytest.PytestConfigWarning(
+            f"pytest read no config file and rooted the run at {config.rootpath}: it takes the value of "
+            f"{outside[0]} for a test path. Write it as one argument ({outside[0].replace(' ', '=', 1)}) so pytest "
+            f"finds the project's config; loragate keeps adapters/ and reports/ under {invoked}"), stacklevel=2)
+    return invoked
 
 
 def gate_session(config: pytest.Config) -> GateSession:

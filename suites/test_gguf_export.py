@@ -1,15 +1,17 @@
-"""The merged adapter survives export: written as a q8_0 GGUF and read back by transformers, it answers like the
-adapter model, through a tokenizer that encodes the test prompts as the base's does."""
+"""The merged adapter survives export: as merged safetensors it reloads bit-identical, and written as a q8_0 GGUF
+and read back by transformers it answers like the adapter model, through a tokenizer that encodes the test
+prompts as the base's does. With --export DIR the files are kept in DIR/<task>-<tier>/, else in a temp dir."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 import torch
 
 from loragate.card import ENCODER_KINDS
-from loragate.export import (ExportError, agreement, gguf_unsupported, load_gguf, metric_tolerance,
+from loragate.export import (ExportError, agreement, gguf_unsupported, load_gguf, metric_tolerance, save_merged,
                              tokenization_mismatches, write_gguf)
 from loragate.parameters import merged_copy
 from loragate.run import score
@@ -19,6 +21,28 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from loragate.run import TaskRun
+
+
+def export_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, task: str, tier: str) -> Path:
+    """DIR/<task>-<tier>/ under --export DIR, else a fresh temp dir."""
+    kept = request.config.getoption("export")
+    if kept is None:
+        return tmp_path_factory.mktemp(f"export-{task}-{tier}")
+    out = Path(kept) / f"{task}-{tier}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def test_merged_safetensors_reload_bit_identical(task_run: TaskRun, request: pytest.FixtureRequest,
+                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    out = export_dir(request, tmp_path_factory, task_run.task.card.name, task_run.tier) / "merged"
+    merged = merged_copy(task_run.model)
+    save_merged(merged, task_run.base.tokenizer, out)
+    parameter = next(merged.parameters())
+    reloaded = type(merged).from_pretrained(out, dtype=parameter.dtype, use_safetensors=True).to(parameter.device)
+    expected, actual = task_run.test_logits(merged), task_run.test_logits(reloaded.eval())
+    assert torch.equal(actual, expected), (f"{task_run.name}: merged safetensors in {out} reload with logits up to "
+                                           f"{(actual - expected).abs().max().item():.2e} away from the merged model")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +59,7 @@ def read_back(gate_case: tuple[str, str], request: pytest.FixtureRequest,
     reason = gguf_unsupported(run.model.get_base_model())
     if reason is not None:
         pytest.skip(f"{run.name}: {reason}")
-    path = tmp_path_factory.mktemp("gguf") / f"{task}-{tier}-q8_0.gguf"
+    path = export_dir(request, tmp_path_factory, task, tier) / "model.q8_0.gguf"
     try:
         write_gguf(merged_copy(run.model), run.base.tokenizer, path, "q8_0")
     except ExportError as exc:  # a refusal (a tokenizer GGUF cannot carry), not a broken export

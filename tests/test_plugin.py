@@ -291,3 +291,24 @@ def test_quantize_with_encoder_tasks_is_a_usage_error_naming_the_causal_ones(gat
     result.stderr.fnmatch_lines(["ERROR: --quantize 4bit is for causal bases; squad_v2, sst2_encoder, topics run on an "
                                  "encoder: choose tasks with --task (instruct, iris, sst2) or drop --quantize"])
     assert run(gate_dir, "--quantize", "4bit", "--task", "iris", "--collect-only").ret == pytest.ExitCode.OK
+
+
+STORE_ROOT_TEST = """
+from loragate.plugin import gate_session
+
+def test_store_root(pytestconfig):
+    print("STORE", gate_session(pytestconfig).option_values["store_root"])
+"""
+
+
+def test_a_path_option_outside_the_project_does_not_move_the_store(gate_dir: pytest.Pytester,
+                                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
+    """pytest roots the run at `--report-dir /elsewhere`'s value (it reads it as a test path before the plugin
+    loads); the adapter store stayed beside the project's config regardless, with a warning that says why."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    gate_dir.makepyfile(test_store=STORE_ROOT_TEST)
+    result = run(gate_dir, "-s", "-W", "default", "--report-dir", str(elsewhere))
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert "configfile:" not in result.stdout.str()  # the scenario: pytest rooted the run elsewhere, no ini read
+    result.stdout.fnmatch_lines([f"*STORE {gate_dir.path / 'adapters'}", "*it takes the value of --report-dir * for a test path. Write it as one argument (--report-dir=*"])
+    assert not (elsewhere / "adapters").exists()
