@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from loragate.engine import next_token_logits
+from loragate.models import save_atomically
 
 # GGUF type of the 2-D weights per export type; 1-D tensors (the RMS norms) stay f32, as llama.cpp keeps them.
 GGUF_TYPES: dict[str, gguf.GGMLQuantizationType] = {
@@ -73,15 +73,7 @@ def save_merged(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_
     require_merged(model)
     if out_dir.exists():
         raise ExportError(f"{out_dir} already exists: remove it or export to a new directory")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    save_atomically(model, tokenizer, out_dir)
     return out_dir
 
 

@@ -94,17 +94,23 @@ def build_tiny_causal(spec: TinyBase, texts: list[str], out_dir: Path, chat_temp
     )
     torch.manual_seed(spec.seed)
     model = LlamaForCausalLM(config)
+    try:
+        save_atomically(model, tokenizer, out_dir)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not out_dir.is_dir():
+            raise
+        # another process built the same recipe first: its copy is as good as ours
+
+
+def save_atomically(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
+    """`save_pretrained` of the model and its tokenizer into a temp dir beside `out_dir`, renamed into place: the
+    directory is complete or absent. An `out_dir` that appeared meanwhile makes the rename raise OSError."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         os.replace(tmp, out_dir)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not out_dir.is_dir():
-            raise
-        # another process built the same recipe first: its copy is as good as ours
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
