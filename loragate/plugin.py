@@ -130,7 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 f"--gpu: CUDA is not available to torch {torch.__version__}. Run without --gpu for the tiny tier "
                 f"on CPU, or install a CUDA build of torch on a machine with an NVIDIA GPU."
             )
-        device = "cuda"
+        device = worker_device(getattr(config, "workerinput", {}).get("workerid"), torch.cuda.device_count())
     quantize = config.getoption("quantize")
     if quantize is not None:
         from loragate.models import ModelLoadError, require_bitsandbytes
@@ -159,6 +159,14 @@ def pytest_configure(config: pytest.Config) -> None:
         cache=rootdir / ".loragate",
     )
     config.stash[SESSION] = GateSession(options, list(tasks), rootdir / config.getoption("report_dir"))
+
+
+def worker_device(worker_id: str | None, gpus: int) -> str:
+    """The CUDA device of this process: under pytest-xdist (`--gpu -n N`) worker gwK takes GPU K mod the GPU
+    count, so N tasks gate in parallel on N GPUs instead of all on cuda:0; without xdist, cuda:0."""
+    if worker_id is None:
+        return "cuda"
+    return f"cuda:{int(worker_id.removeprefix('gw')) % gpus}"
 
 
 PATH_OPTIONS = ("--report-dir", "--data", "--adapter", "--baseline-adapter", "--baseline-report", "--base-model")

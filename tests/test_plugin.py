@@ -312,3 +312,10 @@ def test_a_path_option_outside_the_project_does_not_move_the_store(gate_dir: pyt
     assert "configfile:" not in result.stdout.str()  # the scenario: pytest rooted the run elsewhere, no ini read
     result.stdout.fnmatch_lines([f"*STORE {gate_dir.path / 'adapters'}", "*it takes the value of --report-dir * for a test path. Write it as one argument (--report-dir=*"])
     assert not (elsewhere / "adapters").exists()
+
+
+def test_xdist_workers_take_one_gpu_each_round_robin() -> None:
+    from loragate.plugin import worker_device
+
+    assert worker_device(None, 4) == "cuda"
+    assert [worker_device(f"gw{k}", 2) for k in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
