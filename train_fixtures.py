@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from loragate.card import ENCODER_KINDS
 from loragate.plugin import parse_base_model, parse_existing_path, parse_task
 from loragate.run import RunOptions, for_base, prepare_adapter, prepare_base
 from loragate.tasks import TASKS, get_task
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="train on CUDA in bf16")
     parser.add_argument("--base-model", type=parse_base_model, help="hub id or local directory")
     parser.add_argument("--data", type=parse_existing_path, help="the task's data in its real format")
+    parser.add_argument("--quantize", choices=["4bit", "8bit"],
+                        help="train on the base loaded through bitsandbytes (QLoRA with 4bit), as the gate's --quantize")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--store", type=Path, default=Path(__file__).parent / "adapters")
     parser.add_argument("--sweep-ranks", type=ranks, metavar="R,R,...",
@@ -41,13 +44,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sweep-ranks applies to one task: add --task NAME")
     if (args.base_model or args.data) and len(tasks) != 1:
         parser.error("--base-model and --data apply to one task: add --task NAME")
+    encoders = [name for name in tasks if get_task(name).card.kind in ENCODER_KINDS]
+    if args.quantize and encoders:
+        parser.error(f"--quantize is for causal bases; {', '.join(encoders)} run on an encoder: choose tasks with --task")
     if args.gpu:
         import torch
 
         if not torch.cuda.is_available():
             parser.error(f"--gpu: CUDA is not available to torch {torch.__version__}")
     options = RunOptions(device="cuda" if args.gpu else "cpu", base_model=args.base_model, data=args.data,
-                         retrain=args.retrain, store_root=args.store, cache=Path(__file__).parent / ".loragate")
+                         retrain=args.retrain, quantize=args.quantize, store_root=args.store, cache=Path(__file__).parent / ".loragate")
     if args.sweep_ranks:
         table = sweep(get_task(tasks[0]), args.tier, args.sweep_ranks, options)
         print(table)
