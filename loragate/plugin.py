@@ -2,7 +2,7 @@
 
 Registered by the `pytest11` entry point. Nothing heavy (torch, transformers) is imported at load time.
 
-Under pytest-xdist (`-n N`) one task's tests run on one worker (xdist_group marks, --dist loadgroup by default),
+Under pytest-xdist (`-n N`) one task's tests run on one worker (loragate.scheduling, --dist loadgroup by default),
 so each run is computed once; the workers hand their runs to the controller, which prints them and writes one
 report.
 """
@@ -97,13 +97,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
-    """`-n N` without `--dist` means `--dist loadgroup`, so that the xdist_group marks keep one task's tests on one
-    worker and its run is computed once (xdist's default, load, spreads them and every worker computes the run).
-    Added to the arguments rather than set on config.option: each worker parses the same arguments again and
-    reads --dist from them when it collects."""
+    """`-n N` without `--dist` means `--dist loadgroup`, which loragate schedules by task (pytest_xdist_make_scheduler):
+    one task's tests on one worker, so its run is computed once (xdist's default, load, spreads them and every
+    worker computes the run). Added to the arguments rather than set on config.option: each worker parses the
+    same arguments again."""
     known = early_config.known_args_namespace
     if getattr(known, "numprocesses", None) and known.dist == "no" and not known.distload:
         args.insert(0, "--dist=loadgroup")
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist it is never called
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under `--dist loadgroup`, whole tasks to workers (loragate.scheduling); any other --dist is xdist's."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from loragate.scheduling import TaskScheduling
+
+    return TaskScheduling(config, gate_session(config).tasks, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -198,21 +208,15 @@ def gate_session(config: pytest.Config) -> GateSession:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`gate_case` -> (task, tier) for every selected task and tier; `task_name` -> every selected task. With
-    pytest-xdist loaded each parameter is also in its task's xdist_group (the marker is xdist's own)."""
+    """`gate_case` -> (task, tier) for every selected task and tier; `task_name` -> every selected task. The ids
+    ("iris-tiny", "iris") are what the xdist scheduler groups by."""
     tasks = gate_session(metafunc.config).tasks
-    xdist = metafunc.config.pluginmanager.hasplugin("xdist")
-
-    def group(task: str) -> list[pytest.MarkDecorator]:
-        return [pytest.mark.xdist_group(task)] if xdist else []
-
     if "gate_case" in metafunc.fixturenames:
         marks = {"tiny": [pytest.mark.smoke], "full": [pytest.mark.full, pytest.mark.gpu]}
-        cases = [pytest.param((task, tier), id=f"{task}-{tier}", marks=[*marks[tier], *group(task)])
-                 for task in tasks for tier in TIERS]
+        cases = [pytest.param((task, tier), id=f"{task}-{tier}", marks=marks[tier]) for task in tasks for tier in TIERS]
         metafunc.parametrize("gate_case", cases, scope="session")
     if "task_name" in metafunc.fixturenames:
-        metafunc.parametrize("task_name", [pytest.param(task, marks=group(task)) for task in tasks], scope="session")
+        metafunc.parametrize("task_name", tasks, scope="session")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

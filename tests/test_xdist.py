@@ -37,7 +37,7 @@ def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path
                             env={"GITHUB_STEP_SUMMARY": str(step_summary)})
     out = result.stdout
     assert result.returncode == 0, out[-3000:]
-    assert "scheduling tests via LoadGroupScheduling" in out, "-n without --dist should distribute by loadgroup"
+    assert "scheduling tests via TaskScheduling" in out, "-n without --dist should schedule whole tasks"
     workers: dict[str, set[str]] = {}
     for worker, task in WORKER_RESULT.findall(out):
         workers.setdefault(task, set()).add(worker)
@@ -59,7 +59,7 @@ def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path
 
 
 def test_without_xdist_the_suites_collect_under_strict_markers() -> None:
-    """xdist_group is xdist's marker: without xdist the gate's parameters must not carry it."""
+    """The plugin's xdist hooks are optional: without xdist the gate collects as before, strict markers on."""
     result = pytest_in_repo("suites/test_quality.py", "suites/test_properties.py", "-p", "no:xdist", "-m", "smoke",
                             "--task", "iris", "--collect-only", "-q")
     assert result.returncode == 0, result.stdout[-3000:]
@@ -109,3 +109,16 @@ def test_controller_orders_runs_by_task_and_names_a_run_two_workers_computed(tmp
     assert lines == ["topics/tiny: did not run: RuntimeError: no base",
                      "iris/tiny: computed by 2 workers (gw1, gw0), the report keeps gw1's; keep each task on one "
                      "worker with --dist loadgroup (loragate's default with -n)"]
+
+
+def test_task_of_reads_the_task_from_the_parameter_id() -> None:
+    """The scheduler's grouping key: pytest 9.2 drops xdist's own group suffix (pytest-xdist #1386), so the task
+    is read from the parameter id, whatever other parameters share it."""
+    from loragate.scheduling import task_of
+
+    tasks = {"iris", "sst2", "sst2_encoder"}
+    assert task_of("suites/test_quality.py::test_x[iris-tiny]", tasks) == "iris"
+    assert task_of("suites/test_properties.py::test_y[sst2_encoder]", tasks) == "sst2_encoder"
+    assert task_of("suites/test_z.py::test_z[4bit-sst2-full]", tasks) == "sst2"
+    assert task_of("suites/test_quality.py::test_gate_fails_the_seed_iris_result", tasks) is None
+    assert task_of("tests/test_a.py::test_b[topics]", tasks) is None
