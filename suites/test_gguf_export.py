@@ -13,7 +13,6 @@ import torch
 from loragate.card import ENCODER_KINDS
 from loragate.export import (ExportError, agreement, gguf_unsupported, load_gguf, metric_tolerance, save_merged,
                              tokenization_mismatches, write_gguf)
-from loragate.parameters import merged_copy
 from loragate.run import score
 from loragate.tasks import get_task
 
@@ -33,16 +32,17 @@ def export_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     return out
 
 
-def test_merged_safetensors_reload_bit_identical(task_run: TaskRun, request: pytest.FixtureRequest,
+def test_merged_safetensors_reload_bit_identical(task_run: TaskRun, merged_model: PreTrainedModel,
+                                                 merged_logits: torch.Tensor, request: pytest.FixtureRequest,
                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
     out = export_dir(request, tmp_path_factory, task_run.task.card.name, task_run.tier) / "merged"
-    merged = merged_copy(task_run.model)
-    save_merged(merged, task_run.base.tokenizer, out)
-    parameter = next(merged.parameters())
-    reloaded = type(merged).from_pretrained(out, dtype=parameter.dtype, use_safetensors=True).to(parameter.device)
-    expected, actual = task_run.test_logits(merged), task_run.test_logits(reloaded.eval())
-    assert torch.equal(actual, expected), (f"{task_run.name}: merged safetensors in {out} reload with logits up to "
-                                           f"{(actual - expected).abs().max().item():.2e} away from the merged model")
+    save_merged(merged_model, task_run.base.tokenizer, out)
+    parameter = next(merged_model.parameters())
+    reloaded = type(merged_model).from_pretrained(out, dtype=parameter.dtype, use_safetensors=True).to(parameter.device)
+    actual = task_run.test_logits(reloaded.eval())
+    assert torch.equal(actual, merged_logits), (
+        f"{task_run.name}: merged safetensors in {out} reload with logits up to "
+        f"{(actual - merged_logits).abs().max().item():.2e} away from the merged model")
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def read_back(gate_case: tuple[str, str], request: pytest.FixtureRequest,
         pytest.skip(f"{run.name}: {reason}")
     path = export_dir(request, tmp_path_factory, task, tier) / "model.q8_0.gguf"
     try:
-        write_gguf(merged_copy(run.model), run.base.tokenizer, path, "q8_0")
+        write_gguf(request.getfixturevalue("merged_model"), run.base.tokenizer, path, "q8_0")
     except ExportError as exc:  # a refusal (a tokenizer GGUF cannot carry), not a broken export
         pytest.skip(f"{run.name}: {exc}")
     parameter = next(run.model.parameters())

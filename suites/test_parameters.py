@@ -6,13 +6,13 @@ import torch
 
 from loragate.models import count_parameters
 from loragate.parameters import (base_fingerprint_inside, dequantized_copy, is_quantized_model, lora_parameters,
-                                 merge_mismatch, merged_copy)
+                                 merge_mismatch)
 
 
-def test_merge_keeps_total_parameter_count(task_run) -> None:
-    merged = merged_copy(task_run.model)
-    assert count_parameters(merged) == task_run.base.parameters, (
-        f"{task_run.name}: merged model has {count_parameters(merged)} parameters, base has {task_run.base.parameters}"
+def test_merge_keeps_total_parameter_count(task_run, merged_model) -> None:
+    merged = count_parameters(merged_model)
+    assert merged == task_run.base.parameters, (
+        f"{task_run.name}: merged model has {merged} parameters, base has {task_run.base.parameters}"
     )
 
 
@@ -49,8 +49,7 @@ def test_disable_adapter_reproduces_base_exactly(task_run) -> None:
     )
 
 
-def test_merged_logits_match_adapter_logits(task_run) -> None:
-    merged_logits = task_run.test_logits(merged_copy(task_run.model))
+def test_merged_logits_match_adapter_logits(task_run, merged_logits) -> None:
     reference, against = task_run.tuned_logits, "adapter"
     if is_quantized_model(task_run.model):  # merged in full precision: compare with the adapter on the same weights
         reference, against = task_run.test_logits(dequantized_copy(task_run.model)), "adapter on the dequantized base"
