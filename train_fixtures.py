@@ -5,9 +5,12 @@ Usage:
     python train_fixtures.py --task iris --retrain    # train again even if the store has the key
     python train_fixtures.py --task iris --tier full --gpu --base-model google/gemma-3-1b-it --data iris.csv
     python train_fixtures.py --task instruct --sweep-ranks 4,8,16   # a rank comparison table, nothing stored
+    torchrun --nproc_per_node 4 train_fixtures.py --task sst2 --tier full --gpu   # data-parallel on 4 GPUs
 
 An adapter is stored under adapters/<task>/<tier>/<key>/, the key hashing the base fingerprint, the data,
 and the LoRA and training settings; an entry whose key already exists is reused unless --retrain.
+Under torchrun or accelerate launch each optimizer step is split over the processes (loragate.distributed):
+the same adapter, under the same key, as one process would train.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+from loragate import distributed
 from loragate.card import ENCODER_KINDS
 from loragate.plugin import parse_base_model, parse_existing_path, parse_task
 from loragate.run import RunOptions, for_base, prepare_adapter, prepare_base
@@ -52,8 +56,25 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             parser.error(f"--gpu: CUDA is not available to torch {torch.__version__}")
-    options = RunOptions(device="cuda" if args.gpu else "cpu", base_model=args.base_model, data=args.data,
-                         retrain=args.retrain, quantize=args.quantize, store_root=args.store, cache=Path(__file__).parent / ".loragate")
+    if args.sweep_ranks and distributed.launched():
+        parser.error("--sweep-ranks runs in one process: start it with python, not torchrun or accelerate launch")
+    device = "cuda" if args.gpu else "cpu"
+    if distributed.launched():
+        _, device = distributed.start(args.gpu)
+    try:
+        return train_tasks(args, tasks, device)
+    finally:
+        distributed.stop()
+
+
+def train_tasks(args: argparse.Namespace, tasks: list[str], device: str) -> int:
+    ranks = distributed.current()
+    main = ranks.main  # data-parallel: one copy of the log and the progress bars, from rank 0
+    where = f"{device}" + (f", {ranks.world} data-parallel processes" if ranks.world > 1 else "")
+    options = RunOptions(device=device, base_model=args.base_model, data=args.data, retrain=args.retrain,
+                         quantize=args.quantize, store_root=args.store, cache=Path(__file__).parent / ".loragate",
+                         progress=main)
+    say = print if main else lambda *_: None
     if args.sweep_ranks:
         table = sweep(get_task(tasks[0]), args.tier, args.sweep_ranks, options)
         print(table)
@@ -62,18 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         task = get_task(name)
         settings = task.card.tier(args.tier)
         seed_everything(settings.train.seed)
-        print(f"== {name}/{args.tier}: base {options.base_model or settings.base_model}, device {options.device}")
-        print(json.dumps({"lora": settings.lora.model_dump(), "train": settings.train.model_dump()}, indent=2))
+        say(f"== {name}/{args.tier}: base {options.base_model or settings.base_model}, device {where}")
+        say(json.dumps({"lora": settings.lora.model_dump(), "train": settings.train.model_dump()}, indent=2))
         splits = task.load_splits(options.data)
         base = prepare_base(task, args.tier, splits, options)
         splits = for_base(task, splits, base)
         _, entry, manifest, trained = prepare_adapter(task, args.tier, base, splits, options)
         state = "trained" if trained else "up to date (use --retrain to train again)"
         curve = manifest["loss_curve"] if manifest else []
-        print(f"{entry}: {state}")
+        say(f"{entry}: {state}")
         if curve:
-            print(f"  loss {curve[0]:.4f} -> {curve[-1]:.4f} over {len(curve)} steps; at train time "
-                  f"{json.dumps(manifest['metrics_at_train'])}")
+            say(f"  loss {curve[0]:.4f} -> {curve[-1]:.4f} over {len(curve)} steps; at train time "
+                f"{json.dumps(manifest['metrics_at_train'])}")
     return 0
 
 

@@ -121,6 +121,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {help_text}")
     from loragate.tasks import TASKS, get_task
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # as loragate.distributed.launched(), without importing torch
+        raise pytest.UsageError(
+            "the gate runs as one process (several GPUs: pytest -n N --gpu, one task per GPU), not under torchrun or "
+            "accelerate launch, which would run every test once per process. Train the adapter data-parallel with "
+            "`torchrun --nproc_per_node N train_fixtures.py --task NAME --tier full --gpu`, then run pytest: it "
+            "loads that adapter from the store.")
     chosen = list(dict.fromkeys(config.getoption("task") or []))  # `--task iris --task iris` is one task
     tasks = chosen or TASKS.names()
     if config.getoption("baseline_adapter") and config.getoption("baseline_report"):

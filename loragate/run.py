@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from filelock import Timeout
+from filelock import FileLock, Timeout
 from peft import LoraConfig, PeftModel
 from transformers import PreTrainedTokenizerBase
 
@@ -25,6 +25,7 @@ from loragate.card import CLASSIFICATION_KINDS, ENCODER_KINDS, CardError, Tier
 from loragate.chat import TINY_CHAT_TEMPLATE, format_splits, render_tiny_splits
 from loragate.curves import CurveCheck
 from loragate.data import Example, Splits
+from loragate.distributed import current
 from loragate.encoder import classification_features, classify_logits, features_loss
 from loragate.engine import Generations, answer_budget, generate, next_token_logits
 from loragate.gates import GateResult, checks_from, leakage_gate, regression_checks, run_gates
@@ -279,7 +280,8 @@ def prepare_base(task: Task, tier: Tier, splits: Splits, options: RunOptions) ->
         template, texts = None, splits.texts()
         if task.card.kind == "instruct":  # the tiny tokenizer learns the tiny template's prompts, whatever `splits` holds
             template, texts = TINY_CHAT_TEMPLATE, render_tiny_splits(splits, task.card.prompt_template).texts()
-        path = tiny_base_dir(options.cache, task.card.name, task.card.tier(tier).tiny_base, texts, template)
+        spec = task.card.tier(tier).tiny_base  # data-parallel: rank 0 builds it, the others load what it built
+        path = current().from_main(lambda: tiny_base_dir(options.cache, task.card.name, spec, texts, template))
         return load_causal(str(path), options.device, options.dtype, display_name=f"tiny:{task.card.name}",
                            quantize=options.quantize)
     return load_causal(name, options.device, options.dtype, quantize=options.quantize)
@@ -330,7 +332,7 @@ def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
         "metrics_at_train": {"eval_loss": round(result.eval_loss, 6), **at_train,
                              "eval_validity": eval_metrics.validity_rate},
     }
-    entry = AdapterStore(options.store_root).save(model, manifest, task.card.name, tier, key)
+    entry = current().from_main(lambda: AdapterStore(options.store_root).save(model, manifest, task.card.name, tier, key))
     return model, entry, read_manifest(entry, key), result
 
 
@@ -415,14 +417,16 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
     settings = task.card.tier(tier)
     key = adapter_key(base.fingerprint, splits.data_hash(), settings.lora, settings.train)
     store = AdapterStore(options.store_root)
-    lock = store.lock(task.card.name, tier, key)
+    ranks = current()
+    lock: FileLock | None = None
+
+    def take_lock() -> None:  # data-parallel: only the main rank locks, stores and decides for all ranks
+        nonlocal lock
+        lock = acquire(store, task.card.name, tier, key)
+
+    ranks.from_main(take_lock)
     try:
-        lock.acquire()
-    except Timeout as exc:
-        raise AdapterStoreError(f"waited {lock.timeout:.0f} s for another run training {task.card.name}/{tier} "
-                                f"key {key} (lock {lock.lock_file}); let it finish or stop it") from exc
-    try:
-        entry = store.find(task.card.name, tier, key)
+        entry = ranks.from_main(lambda: store.find(task.card.name, tier, key))
         if entry is not None and not options.retrain:
             manifest = read_manifest(entry, key)
             if manifest["base"]["fingerprint"] != base.fingerprint:
@@ -434,7 +438,20 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
             run_canary(task, splits, options)
         return train_and_store(task, tier, base, splits, options, key)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
+
+
+def acquire(store: AdapterStore, task: str, tier: Tier, key: str) -> FileLock:
+    """The store's lock for one key: of several runs that need the same adapter, one trains while the
+    others wait, then load it."""
+    lock = store.lock(task, tier, key)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise AdapterStoreError(f"waited {lock.timeout:.0f} s for another run training {task}/{tier} "
+                                f"key {key} (lock {lock.lock_file}); let it finish or stop it") from exc
+    return lock
 
 
 def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Splits,

@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from loragate.card import LoraSettings, TrainSettings
 from loragate.data import Example
+from loragate.distributed import Ranks, current
 from loragate.engine import length_batches
 
 IGNORE = -100  # label id that cross-entropy skips: prompt and padding positions
@@ -106,6 +107,15 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, grouped: bool,
     batches = [batches[index] for index in torch.randperm(len(batches), generator=generator).tolist()]
     longest = max(range(len(batches)), key=lambda b: max(lengths[index] for index in batches[b]))
     return [batches[longest]] + batches[:longest] + batches[longest + 1 :]
+
+
+def epoch_steps(lengths: Sequence[int], settings: TrainSettings, generator: torch.Generator,
+                ranks: Ranks) -> list[list[list[int]]]:
+    """One epoch's optimizer steps, each this rank's micro-batches of example indices: grad_accum batches
+    per step, dealt over the data-parallel ranks (all of them in a single process)."""
+    batches = epoch_batches(lengths, settings.batch_size, settings.batching == "grouped", generator)
+    return [ranks.share(batches[first : first + settings.grad_accum], settings.batch_size)
+            for first in range(0, len(batches), settings.grad_accum)]
 
 
 def autocast(device: torch.device) -> torch.autocast:
@@ -200,11 +210,9 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
     lengths = [len(ids) for ids, _ in encoded]
     width = settings.max_length if settings.batching == "max" else None
 
-    def step_groups(order: torch.Generator) -> list[list[dict[str, torch.Tensor]]]:
-        batches = epoch_batches(lengths, settings.batch_size, settings.batching == "grouped", order)
-        return [[collate([encoded[i] for i in rows], tokenizer.pad_token_id, width)
-                 for rows in batches[first : first + settings.grad_accum]]
-                for first in range(0, len(batches), settings.grad_accum)]
+    def step_groups(order: torch.Generator, ranks: Ranks) -> list[list[dict[str, torch.Tensor]]]:
+        return [[collate([encoded[i] for i in rows], tokenizer.pad_token_id, width) for rows in step]
+                for step in epoch_steps(lengths, settings, order, ranks)]
 
     def evaluate() -> float:
         return eval_loss(model, tokenizer, eval_, settings.max_length)
@@ -243,10 +251,9 @@ def train_features(model: PeftModel, features: list[dict[str, list[int] | int]],
     features, in length-grouped batches; raise TrainingDiverged at the first non-finite loss."""
     lengths = [len(row["input_ids"]) for row in features]  # type: ignore[arg-type]
 
-    def step_groups(order: torch.Generator) -> list[list[dict[str, torch.Tensor]]]:
-        batches = epoch_batches(lengths, settings.batch_size, settings.batching == "grouped", order)
-        return [[pad_features([features[i] for i in rows], pad_id) for rows in batches[first : first + settings.grad_accum]]
-                for first in range(0, len(batches), settings.grad_accum)]
+    def step_groups(order: torch.Generator, ranks: Ranks) -> list[list[dict[str, torch.Tensor]]]:
+        return [[pad_features([features[i] for i in rows], pad_id) for rows in step]
+                for step in epoch_steps(lengths, settings, order, ranks)]
 
     return optimize(model, step_groups, model_loss, len(features), settings, progress, desc)
 
@@ -266,14 +273,18 @@ def checkpointing(model: PeftModel, action: str) -> None:
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int]]
 
 
-def optimize(model: PeftModel, step_groups: Callable[[torch.Generator], list[list[dict[str, torch.Tensor]]]],
-             loss_fn: LossFn, examples: int, settings: TrainSettings, progress: bool, desc: str,
-             eval_every: int = 0, evaluate: Callable[[], float] | None = None) -> TrainResult:
+StepGroups = Callable[[torch.Generator, Ranks], list[list[dict[str, torch.Tensor]]]]
+
+
+def optimize(model: PeftModel, step_groups: StepGroups, loss_fn: LossFn, examples: int, settings: TrainSettings,
+             progress: bool, desc: str, eval_every: int = 0, evaluate: Callable[[], float] | None = None) -> TrainResult:
     """The optimizer loop every kind shares: AdamW with warmup and linear decay, seeded epoch order, a hard
-    stop on a non-finite loss or weight. `step_groups(order)` gives one epoch's optimizer steps, each a list of
-    micro-batches; `loss_fn` returns a summed loss and its count, so micro-batches are weighted by count.
-    With `eval_every`, `evaluate()` (the eval split's loss) is recorded every that many steps and at the end."""
+    stop on a non-finite loss or weight. `step_groups(order, ranks)` gives one epoch's optimizer steps, each
+    this rank's list of micro-batches; `loss_fn` returns a summed loss and its count, so micro-batches (and
+    data-parallel ranks) are weighted by count. With `eval_every`, `evaluate()` (the eval split's loss) is
+    recorded every that many steps and at the end."""
     seed_everything(settings.seed)
+    ranks = current()
     device = next(model.parameters()).device
     steps_per_epoch = math.ceil(math.ceil(examples / settings.batch_size) / settings.grad_accum)
     total_steps = steps_per_epoch * settings.epochs
@@ -290,10 +301,15 @@ def optimize(model: PeftModel, step_groups: Callable[[torch.Generator], list[lis
     started = time.perf_counter()
     model.train()
     try:
-        with tqdm(total=total_steps, desc=desc, disable=not progress, leave=False) as bar:
+        with tqdm(total=total_steps, desc=desc, disable=not progress or not ranks.main, leave=False) as bar:
             for _epoch in range(settings.epochs):
-                for group in step_groups(order):
-                    step_loss = train_step(model, group, loss_fn, device, desc, result)
+                for group in step_groups(order, ranks):
+                    step_loss = train_step(model, params, group, loss_fn, device, ranks, result)
+                    if not math.isfinite(step_loss):
+                        raise TrainingDiverged(
+                            f"{desc}: loss became {step_loss} at optimizer step {result.steps + 1}; "
+                            f"no adapter was stored. Lower train.lr or check the data."
+                        )
                     optimizer.step()
                     if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
                         raise TrainingDiverged(
@@ -313,31 +329,41 @@ def optimize(model: PeftModel, step_groups: Callable[[torch.Generator], list[lis
         if settings.gradient_checkpointing:
             checkpointing(model, "disable")
     model.eval()
+    ranks.check_same(params, desc)
     result.seconds = time.perf_counter() - started
     if evaluate is not None and eval_every and (not result.eval_curve or result.eval_curve[-1][0] != result.steps):
         result.eval_curve.append((result.steps, evaluate()))
     return result
 
 
-def train_step(model: PeftModel, group: list[dict[str, torch.Tensor]], loss_fn: LossFn, device: torch.device,
-               desc: str, result: TrainResult) -> float:
-    """Forward and backward over one optimizer step's micro-batches. Each micro-batch's summed loss is
-    backpropagated at once (its activations freed), and the gradients are divided by the step's total count
-    (answer tokens, or examples) at the end: the step's loss is the mean over all of them. Returns that mean."""
-    total, step_loss = 0, 0.0
+def train_step(model: PeftModel, params: list[torch.nn.Parameter], group: list[dict[str, torch.Tensor]],
+               loss_fn: LossFn, device: torch.device, ranks: Ranks, result: TrainResult) -> float:
+    """Forward and backward over this rank's micro-batches of one optimizer step. Each micro-batch's summed
+    loss is backpropagated at once (its activations freed); the summed gradients, losses and counts are added
+    over the data-parallel ranks, and the gradients divided by the step's total count (answer tokens, or
+    examples): the step's loss is the mean over all of them, however the rows were split. Returns that mean,
+    non-finite when any micro-batch's loss was (the caller stops; every rank sees the same value)."""
+    total, step_loss, tokens, positions = 0, 0.0, 0, 0
     for batch in group:
         loss, count = loss_fn(model, {k: v.to(device) for k, v in batch.items()})
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"{desc}: loss became {float(loss.detach())} at optimizer step {result.steps + 1}; "
-                f"no adapter was stored. Lower train.lr or check the data."
-            )
-        loss.backward()
         total, step_loss = total + count, step_loss + float(loss.detach())
-        result.tokens += int(batch["attention_mask"].sum())
-        result.positions += batch["attention_mask"].numel()
-    for param in model.parameters():
+        tokens += int(batch["attention_mask"].sum())
+        positions += batch["attention_mask"].numel()
+        if not math.isfinite(step_loss):
+            break
+        loss.backward()
+    if ranks.world > 1:
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.flatten().float() for g in grads])  # one collective call, not one per tensor
+        stats = torch.tensor([step_loss, total, tokens, positions], dtype=torch.float64, device=device)
+        ranks.sum_(flat)
+        ranks.sum_(stats)
+        step_loss, total, tokens, positions = float(stats[0]), int(stats[1]), int(stats[2]), int(stats[3])
+        for param, reduced in zip(params, torch.split(flat, [p.numel() for p in params])):
+            param.grad = reduced.view_as(param).to(param.dtype)
+    for param in params:
         if param.grad is not None:
             param.grad /= total
+    result.tokens, result.positions = result.tokens + tokens, result.positions + positions
     result.answer_tokens += total
     return step_loss / total

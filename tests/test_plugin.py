@@ -283,6 +283,16 @@ def test_quantize_without_bitsandbytes_is_a_usage_error_at_start(gate_dir: pytes
                                  "pip install 'loragate[quantize]', or drop --quantize"])
 
 
+def test_the_gate_under_torchrun_is_a_usage_error_naming_data_parallel_training(
+        gate_dir: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchrun would run every test once per process, each rank gating and writing the same report."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "--task", "iris", "--collect-only")
+    assert result.ret == USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines(["ERROR: the gate runs as one process*torchrun --nproc_per_node N train_fixtures.py*"])
+
+
 def test_quantize_with_encoder_tasks_is_a_usage_error_naming_the_causal_ones(gate_dir: pytest.Pytester) -> None:
     pytest.importorskip("bitsandbytes")
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)

@@ -1,0 +1,119 @@
+"""Data-parallel training under `torchrun` or `accelerate launch`: one process per GPU, one adapter.
+
+Every rank builds the same seeded epoch order, takes its share of each optimizer step's rows, and the
+summed gradients, losses and token counts are added across ranks before the step. The step is therefore
+the single-process step, split: the card's batch_size stays the global batch, the stored adapter's key
+does not depend on the number of GPUs, and the weights match a one-process run up to float summation
+order (tests/test_distributed.py). Rank 0 alone takes the store's lock and writes the entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+import torch.distributed as dist
+
+from loragate.store import LOCK_TIMEOUT_S
+
+T = TypeVar("T")
+
+
+class RanksDisagree(RuntimeError):
+    """The ranks of one data-parallel run ended with different weights, or one of them failed."""
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in the data-parallel group; Ranks() is a single process."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, step: list[list[int]], batch_size: int) -> list[list[int]]:
+        """This rank's micro-batches of one optimizer step (lists of example indices). The step's rows, in
+        their length-grouped order, are dealt round-robin, so every rank gets rows of similar lengths, and
+        re-cut into micro-batches of at most `batch_size` rows. A rank may get none."""
+        if self.world == 1:
+            return step
+        rows = [index for batch in step for index in batch][self.rank :: self.world]
+        return [rows[first : first + batch_size] for first in range(0, len(rows), batch_size)]
+
+    def sum_(self, tensor: torch.Tensor) -> None:
+        """Add `tensor` over all ranks, in place."""
+        if self.world > 1:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+
+    def from_main(self, compute: Callable[[], T]) -> T:
+        """`compute()` run on rank 0 and its result (or its exception, re-raised as RanksDisagree) handed to
+        every rank: filesystem decisions must be one decision, or ranks would wait for each other forever."""
+        if self.world == 1:
+            return compute()
+        payload: list[object] = [None]
+        if self.main:
+            try:
+                payload = [("ok", compute())]
+            except Exception as exc:
+                dist.broadcast_object_list([("error", f"{type(exc).__name__}: {exc}")], src=0)
+                raise
+        dist.broadcast_object_list(payload, src=0)
+        status, value = payload[0]  # type: ignore[misc]
+        if status == "error":
+            raise RanksDisagree(f"rank {self.rank}: rank 0 failed: {value}")
+        return value  # type: ignore[return-value]
+
+    def check_same(self, params: list[torch.Tensor], what: str) -> None:
+        """Raise on every rank when the ranks' `params` differ: a data-parallel run that drifted apart
+        (a rank that skipped a step, a non-deterministic kernel) would store one rank's guess."""
+        if self.world == 1:
+            return
+        digest = hashlib.sha256()
+        for param in params:
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+        digests: list[str | None] = [None] * self.world
+        dist.all_gather_object(digests, digest.hexdigest())
+        if len(set(digests)) > 1:
+            raise RanksDisagree(f"{what}: the {self.world} ranks ended with different weights "
+                                f"({', '.join(d[:8] for d in digests if d)}); nothing was stored")
+
+
+def current() -> Ranks:
+    """The running process group, or a single process when there is none."""
+    if dist.is_available() and dist.is_initialized():
+        return Ranks(dist.get_rank(), dist.get_world_size())
+    return Ranks()
+
+
+def launched() -> bool:
+    """Started by torchrun or accelerate launch with more than one process (they set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def start(gpu: bool) -> tuple[Ranks, str]:
+    """Join the group the launcher set up (its RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT): NCCL on
+    GPUs, each process on the GPU of its LOCAL_RANK; gloo on CPU. Returns the ranks and this process's device."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = "cpu"
+    if gpu:
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(f"LOCAL_RANK {local_rank} but this node has {torch.cuda.device_count()} GPUs: "
+                               f"launch at most that many processes per node (--nproc_per_node)")
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    if not dist.is_initialized():  # ranks wait for rank 0 while it waits for the store's lock
+        dist.init_process_group(backend="nccl" if gpu else "gloo", timeout=timedelta(seconds=LOCK_TIMEOUT_S))
+    return current(), device
+
+
+def stop() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
