@@ -38,6 +38,8 @@ def test_release_gate_runs_the_full_tier_on_the_gpu_runner_only_for_releases() -
     assert job["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
     runs = "\n".join(step.get("run", "") for step in job["steps"])
     assert "pytest -m full --gpu" in runs and "--junitxml=" in runs and "--benchmark-json=" in runs
+    training = runs.find("torch.distributed.run --standalone --nproc_per_node")
+    assert 0 <= training < runs.find("pytest -m full"), "full adapters are trained on every GPU before the gate"
     uploads = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact")]
     assert uploads and uploads[0]["if"] == "always()" and uploads[0]["with"]["path"] == "reports/"
 
