@@ -25,6 +25,31 @@ if TYPE_CHECKING:
 
 SESSION = pytest.StashKey[GateSession]()
 HANDOVER = "loragate"  # a worker's GateSession.handover() in xdist's workeroutput
+GATE_MARKERS = {"smoke", "full"}
+
+
+class GateTally:
+    """Which gate tests (marked smoke or full) ran and why the others were skipped; under xdist the controller
+    sees every worker's reports. A run in which every gate test was skipped checked nothing."""
+
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not GATE_MARKERS & set(report.keywords):
+            return
+        if report.skipped:
+            self.skipped.append(report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr))
+        elif report.when == "call":
+            self.ran.append(report.nodeid)
+
+    @property
+    def checked_nothing(self) -> bool:
+        return bool(self.skipped) and not self.ran
+
+
+GATE_TALLY = pytest.StashKey[GateTally]()
 MARKERS = {
     "smoke": "tiny tier: offline models and data, any CPU, minutes",
     "full": "full tier: real models and data; needs --gpu",
@@ -175,6 +200,8 @@ def pytest_configure(config: pytest.Config) -> None:
         cache=rootdir / ".loragate",
     )
     config.stash[SESSION] = GateSession(options, list(tasks), rootdir / config.getoption("report_dir"))
+    config.stash[GATE_TALLY] = tally = GateTally()
+    config.pluginmanager.register(tally, "loragate-gate-tally")
 
 
 def worker_device(worker_id: str | None, gpus: int) -> str:
@@ -247,10 +274,16 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """On an xdist worker: hand the runs to the controller, which prints them and writes the one report."""
+    """On an xdist worker: hand the runs to the controller, which prints them and writes the one report.
+    Elsewhere: a run whose every gate test was skipped (`pytest -m full` without --gpu, say) checked nothing,
+    so it fails instead of passing with skips."""
     gate = session.config.stash.get(SESSION, None)
     if gate is not None and hasattr(session.config, "workeroutput"):
         session.config.workeroutput[HANDOVER] = gate.handover()
+        return
+    tally = session.config.stash.get(GATE_TALLY, None)
+    if tally is not None and tally.checked_nothing and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist it is never called
@@ -262,6 +295,11 @@ def pytest_testnodedown(node: WorkerController, error: object | None) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    tally = config.stash.get(GATE_TALLY, None)
+    if tally is not None and tally.checked_nothing and not hasattr(config, "workerinput"):
+        terminalreporter.write_line(
+            f"loragate: FAILED: all {len(tally.skipped)} selected gate tests were skipped, so nothing was checked and "
+            f"this run cannot pass a release ({'; '.join(sorted(set(tally.skipped))[:3])})", red=True, bold=True)
     session = config.stash.get(SESSION, None)
     # an xdist worker's runs are the controller's to show: a worker writing them would make a partial report
     if session is None or hasattr(config, "workerinput") or not session.has_results():

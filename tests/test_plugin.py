@@ -142,6 +142,16 @@ def test_full_tier_without_gpu_is_skipped_with_the_reason(gate_dir: pytest.Pytes
     result.stdout.fnmatch_lines(["SKIPPED ?1? *: the full tier runs on a GPU: add --gpu (pytest -m full --gpu)"])
 
 
+def test_a_run_whose_every_gate_test_was_skipped_fails(gate_dir: pytest.Pytester) -> None:
+    """`pytest -m full` without --gpu checks nothing: a release job must not read that as a pass."""
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "-m", "full", "--task", "iris")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.stdout.fnmatch_lines(["loragate: FAILED: all 1 selected gate tests were skipped, so nothing was checked*"
+                                 "add --gpu*"])
+    assert run(gate_dir, "--task", "iris").ret == pytest.ExitCode.OK, "a smoke case ran: the skipped full case is fine"
+
+
 def test_smoke_selects_only_the_tiny_case(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
     result = run(gate_dir, "-m", "smoke", "--collect-only", "-q")
