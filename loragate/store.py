@@ -8,6 +8,7 @@ Writes go to a temp directory renamed into place: a killed run leaves the old en
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import json
@@ -18,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 from filelock import FileLock
 from peft import PeftModel
 from safetensors import SafetensorError
@@ -151,6 +153,30 @@ def read_manifest(entry: Path, key: str | None = None) -> dict:
     return manifest
 
 
+def check_adapter_config(config_file: Path) -> None:
+    """peft ignores keys it does not know, with a warning: an adapter saved by a newer peft would load with
+    options silently dropped. Refused here, naming the keys and the installed peft."""
+    import peft
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    try:
+        config = json.loads(config_file.read_text())
+    except FileNotFoundError as exc:
+        raise AdapterStoreError(f"{config_file}: missing; an adapter directory needs the adapter_config.json that "
+                                f"save_pretrained writes") from exc
+    except json.JSONDecodeError as exc:
+        raise AdapterStoreError(f"{config_file}: not valid JSON ({exc})") from exc
+    config_class = PEFT_TYPE_TO_CONFIG_MAPPING.get(str(config.get("peft_type")))
+    if config_class is None:
+        raise AdapterStoreError(f"{config_file}: peft_type {config.get('peft_type')!r} is not one peft "
+                                f"{peft.__version__} knows; loragate gates LoRA adapters (peft_type 'LORA')")
+    unknown = sorted(set(config) - {field.name for field in dataclasses.fields(config_class)})
+    if unknown:
+        raise AdapterStoreError(f"{config_file}: keys {unknown} are unknown to the installed peft {peft.__version__}, "
+                                f"which would drop them: the adapter was saved by a newer peft. Upgrade peft "
+                                f"(pip install -U peft) or save the adapter again with this one")
+
+
 def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
     """Wrap `model` with the adapter in `adapter_dir`; every tensor in the file must land in the model."""
     weights_file = adapter_dir / "adapter_model.safetensors"
@@ -158,10 +184,17 @@ def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
         pickles = sorted(p.name for p in adapter_dir.glob("*") if p.suffix in PICKLE_SUFFIXES)
         hint = f" It holds {pickles}: pickle formats are not loaded; convert to safetensors." if pickles else ""
         raise AdapterStoreError(f"{adapter_dir}: no adapter_model.safetensors.{hint}")
+    check_adapter_config(adapter_dir / "adapter_config.json")
     try:
         saved = load_file(weights_file)
     except SafetensorError as exc:
         raise AdapterStoreError(f"{weights_file}: not a readable safetensors file ({exc})") from exc
+    broken = {name: int((~torch.isfinite(tensor)).sum()) for name, tensor in saved.items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()}
+    if broken:
+        name, count = next(iter(broken.items()))
+        raise AdapterStoreError(f"{weights_file}: {len(broken)} tensors hold NaN or inf, e.g. {name} ({count} values): "
+                                f"the adapter is broken; retrain it (--retrain) or restore it from its release")
     peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
     # file names drop peft's adapter name, and a saved head (modules_to_save) its wrapper
     in_model = {name.replace(".modules_to_save.default.", ".").replace(".default.", ".")

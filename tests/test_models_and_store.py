@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from loragate.card import LoraSettings, TrainSettings
@@ -178,6 +180,34 @@ def test_load_adapter_refuses_an_adapter_for_other_modules(tmp_path: Path, store
     config["target_modules"] = ["q_proj"]  # the file also holds k, v, o, gate, up and down weights
     (stored / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(AdapterStoreError, match="tensors not placed in the model"):
+        load_adapter(load(tiny_dir).model, stored)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_load_adapter_refuses_non_finite_weights(stored: Path, tiny_dir: Path, bad: float) -> None:
+    """safetensors stores NaN and inf without complaint; an adapter holding them is refused by name."""
+    weights = load_file(stored / "adapter_model.safetensors")
+    name = sorted(weights)[3]
+    weights[name].view(-1)[5] = bad
+    save_file(weights, stored / "adapter_model.safetensors")
+    with pytest.raises(AdapterStoreError, match=rf"adapter_model.safetensors: 1 tensors hold NaN or inf, e.g. {re.escape(name)} \(1 values\)"):
+        load_adapter(load(tiny_dir).model, stored)
+
+
+def test_load_adapter_refuses_config_keys_this_peft_does_not_know(stored: Path, tiny_dir: Path) -> None:
+    """peft would drop the key with a warning and load an adapter that differs from the one trained."""
+    import peft
+
+    config = json.loads((stored / "adapter_config.json").read_text())
+    config["lora_from_the_future"] = True
+    (stored / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(AdapterStoreError, match=rf"keys \['lora_from_the_future'\] are unknown to the installed peft "
+                                                rf"{re.escape(peft.__version__)}.*Upgrade peft"):
+        load_adapter(load(tiny_dir).model, stored)
+    config.pop("lora_from_the_future")
+    config["peft_type"] = "NOT_A_TUNER"
+    (stored / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(AdapterStoreError, match="peft_type 'NOT_A_TUNER' is not one peft"):
         load_adapter(load(tiny_dir).model, stored)
 
 
