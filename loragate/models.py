@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from loragate.card import TinyBase
+from loragate.redact import redact
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 PRINTABLE_ASCII = [chr(code) for code in range(32, 127)]
@@ -211,10 +212,10 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
             name_or_path, dtype=dtype, trust_remote_code=False, use_safetensors=True, **quantized
         )
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(
+        raise ModelLoadError(redact(
             f"cannot load base model {name_or_path!r}: {exc}\nFix: pass a local save_pretrained directory with "
             f"--base-model PATH, or fill the Hugging Face cache for this hub id on a machine with network."
-        ) from exc
+        )) from exc
     tokenizer.padding_side = "left"
     pad_policy = "tokenizer's own pad token"
     if tokenizer.pad_token is None:
@@ -272,10 +273,10 @@ def load_encoder(name_or_path: str, kind: str, labels: list[str], device: str, d
         torch.manual_seed(head_seed)
         model = head.from_pretrained(path, dtype=dtype, trust_remote_code=False, use_safetensors=True, **extra).to(device)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(
+        raise ModelLoadError(redact(
             f"cannot load encoder {name_or_path!r} ({path}): {exc}\nFix: pass a local save_pretrained directory "
             f"with --base-model PATH, or 'minilm' for the packaged all-MiniLM-L6-v2."
-        ) from exc
+        )) from exc
     tokenizer.padding_side = "right"
     model.eval()
     return LoadedBase(model=model, tokenizer=tokenizer, name=name_or_path, fingerprint=fingerprint(model),

@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from loragate.card import ENCODER_KINDS, TIERS
+from loragate.redact import redact
 from loragate.session import GateSession
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+
     from xdist.workermanage import WorkerController
 
 SESSION = pytest.StashKey[GateSession]()
@@ -257,6 +260,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip("the full tier runs on a GPU: add --gpu (pytest -m full --gpu)")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                               call: pytest.CallInfo) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failure's traceback and captured output with Hugging Face tokens masked, before anything prints them
+    or writes them to JUnit XML."""
+    report = yield
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if redact(text) != text:
+            report.longrepr = redact(text)
+    report.sections = [(name, redact(content)) for name, content in report.sections]
+    return report
+
+
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     """A gate test's JUnit properties (what record_property adds): task, tier, verdict, accuracy and macro F1
     base/tuned/delta, so CI dashboards read the numbers without opening the report. Added at teardown, when
@@ -309,10 +326,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     runs, lines = session.results()
     terminalreporter.section("loragate: base vs tuned")
     for run in runs:
-        terminalreporter.write_line(run.table)
+        terminalreporter.write_line(redact(run.table))
         terminalreporter.write_line("")
     for line in lines:
-        terminalreporter.write_line(line)
+        terminalreporter.write_line(redact(line))
     if runs:
         path = write_rendered(runs, session.report_dir)
         terminalreporter.write_line(f"report: {path / 'report.md'}")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from loragate import plots
 from loragate.gates import GateResult, MetricDelta, checks_from, regression_checks
 from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics, TextMetrics
+from loragate.redact import redact
 
 if TYPE_CHECKING:  # loragate.run loads torch and transformers: an xdist controller only assembles renderings
     from loragate.run import TaskRun
@@ -498,10 +499,10 @@ def write_rendered(runs: list[RenderedRun], report_dir: Path) -> Path:
         for plot in (plot for run in runs for plot in run.plots):
             (tmp / plot.file).write_bytes(plot.png)
         report = {"runs": [run.json for run in runs]}
-        (tmp / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        (tmp / "report.md").write_text("\n".join(["# loragate report", "", *(run.markdown for run in runs)]))
-        (tmp / "report.html").write_text(html_page(runs, stamp))
-        (tmp / "summary.md").write_text("\n".join(["## loragate", "", *(run.summary for run in runs)]))
+        (tmp / "report.json").write_text(redact(json.dumps(report, indent=2) + "\n"))
+        (tmp / "report.md").write_text(redact("\n".join(["# loragate report", "", *(run.markdown for run in runs)])))
+        (tmp / "report.html").write_text(redact(html_page(runs, stamp)))
+        (tmp / "summary.md").write_text(redact("\n".join(["## loragate", "", *(run.summary for run in runs)])))
         os.replace(tmp, report_dir / stamp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
