@@ -13,9 +13,15 @@ from loragate.metrics import ClassificationMetrics, classification_metrics
 def baseline_from_report(path: Path, task: str, tier: str, splits: Splits, labels: list[str]) -> ClassificationMetrics:
     """The tuned predictions that `path` recorded for `task`/`tier`, scored on this run's test split."""
     try:
-        runs = json.loads(path.read_text(encoding="utf-8"))["runs"]
+        report = json.loads(path.read_text(encoding="utf-8"))
+        runs = report["runs"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a loragate report.json ({exc}); pass reports/<run>/report.json") from exc
+    source = report.get("source") or {}
+    if source.get("dirty"):
+        raise ValueError(f"{path}: made from commit {str(source.get('commit'))[:12]} with uncommitted changes to "
+                         f"tracked files: a baseline must be a committed release. Run the gate on a clean checkout of "
+                         f"the release and pass that report")
     matching = [run for run in runs if run.get("task") == task and run.get("tier") == tier]
     if not matching:
         held = ", ".join(f"{run.get('task')}/{run.get('tier')}" for run in runs) or "none"

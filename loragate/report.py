@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -489,6 +490,19 @@ def write_report(runs: list[TaskRun], report_dir: Path) -> Path:
     return write_rendered([render(run) for run in runs], report_dir)
 
 
+def source_state() -> dict[str, str | bool | None]:
+    """The git commit the run was made from, and whether tracked files differed from it (untracked files, such
+    as freshly trained adapters, do not count): a report made from uncommitted code cannot be a release's
+    baseline. None where this is not a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": git("status", "--porcelain", "--untracked-files=no") != ""}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
 def write_rendered(runs: list[RenderedRun], report_dir: Path) -> Path:
     """reports/<UTC time>/ with report.json, report.md, report.html, summary.md and the PNGs, renamed into
     place together."""
@@ -498,7 +512,7 @@ def write_rendered(runs: list[RenderedRun], report_dir: Path) -> Path:
     try:
         for plot in (plot for run in runs for plot in run.plots):
             (tmp / plot.file).write_bytes(plot.png)
-        report = {"runs": [run.json for run in runs]}
+        report = {"source": source_state(), "runs": [run.json for run in runs]}
         (tmp / "report.json").write_text(redact(json.dumps(report, indent=2) + "\n"))
         (tmp / "report.md").write_text(redact("\n".join(["# loragate report", "", *(run.markdown for run in runs)])))
         (tmp / "report.html").write_text(redact(html_page(runs, stamp)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ def test_a_stored_report_gives_paired_baseline_metrics(tmp_path: Path, iris, iri
     (lambda r: r["runs"][0]["predictions"].pop(), "no prediction for test examples"),
     (lambda r: r["runs"][0]["predictions"][0].update(gold="nonsense"), "gold labels differ"),
     (lambda r: r.pop("runs"), "not a loragate report.json"),
+    (lambda r: r.update(source={"commit": "a" * 40, "dirty": True}), "with uncommitted changes to tracked files"),
 ])
 def test_a_report_that_cannot_be_paired_is_refused(tmp_path: Path, iris, iris_splits, change, message: str) -> None:
     content = report(iris_splits, {})
@@ -57,3 +59,23 @@ def test_a_perfect_stored_release_fails_a_tuned_adapter_that_is_worse(tmp_path: 
     findings = {r.check: r.finding for r in run.gates}
     assert run.baseline_metrics is not None and run.baseline_metrics.accuracy == 1.0
     assert findings["accuracy vs baseline"] is not None and "baseline 1.000, tuned 0.967" in findings["accuracy vs baseline"]
+
+
+def test_a_report_records_its_commit_and_whether_tracked_files_were_edited(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the dirty-baseline refusal reads: a clean checkout, an edited tracked file, an untracked file (a
+    freshly trained adapter must not make a release dirty), and no repository at all."""
+    from loragate.report import source_state
+
+    monkeypatch.chdir(tmp_path)
+    assert source_state() == {"commit": None, "dirty": None}
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    (tmp_path / "card.yaml").write_text("lr: 1\n")
+    subprocess.run(["git", "add", "card.yaml"], check=True)
+    subprocess.run([*git, "commit", "-qm", "release"], check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "adapter.safetensors").write_text("untracked")
+    assert source_state() == {"commit": head, "dirty": False}
+    (tmp_path / "card.yaml").write_text("lr: 2\n")
+    assert source_state() == {"commit": head, "dirty": True}
