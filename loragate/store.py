@@ -81,7 +81,13 @@ class AdapterStore:
         self.root = root
 
     def entry_dir(self, task: str, tier: str, key: str) -> Path:
-        return self.root / safe_name("task", task) / safe_name("tier", tier) / safe_name("key", key)
+        """adapters/<task>/<tier>/<key>, refused when a symlink inside the store leads it elsewhere (the store's
+        root may itself be a link, to a bigger disk say): nothing is read or written outside the store."""
+        entry = self.root / safe_name("task", task) / safe_name("tier", tier) / safe_name("key", key)
+        if not entry.resolve().is_relative_to(self.root.resolve()):
+            raise AdapterStoreError(f"{entry}: resolves to {entry.resolve()}, outside the store {self.root.resolve()}: "
+                                    f"a symlink inside the store points elsewhere; remove it")
+        return entry
 
     def lock(self, task: str, tier: str, key: str, timeout: float = LOCK_TIMEOUT_S) -> FileLock:
         """An OS file lock per key: of several processes (pytest-xdist workers) that need the same adapter,

@@ -219,6 +219,19 @@ def test_safe_name_refuses_path_tricks(name: str) -> None:
         AdapterStore(Path("/tmp/never-written")).entry_dir("iris", "tiny", name)
 
 
+def test_a_symlink_inside_the_store_cannot_lead_a_write_outside_it(tmp_path: Path, tuned) -> None:
+    outside, root = tmp_path / "outside", tmp_path / "adapters"
+    outside.mkdir()
+    root.mkdir()
+    (root / "iris").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(AdapterStoreError, match=r"outside the store .*a symlink inside the store points elsewhere"):
+        AdapterStore(root).save(tuned[1], {}, "iris", "tiny", "0123456789abcdef")
+    assert not any(outside.iterdir()), "something was written through the link"
+    linked_root = tmp_path / "big-disk-link"
+    linked_root.symlink_to(root, target_is_directory=True)  # the whole store on another disk is fine
+    assert AdapterStore(linked_root).entry_dir("sst2", "tiny", "k1") == linked_root / "sst2" / "tiny" / "k1"
+
+
 def test_safe_name_accepts_plain_names() -> None:
     assert [safe_name("key", n) for n in ("iris", "tiny", "0a1b-c_d")] == ["iris", "tiny", "0a1b-c_d"]
 
