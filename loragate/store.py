@@ -183,14 +183,9 @@ def check_adapter_config(config_file: Path) -> None:
                                 f"(pip install -U peft) or save the adapter again with this one")
 
 
-def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
-    """Wrap `model` with the adapter in `adapter_dir`; every tensor in the file must land in the model."""
-    weights_file = adapter_dir / "adapter_model.safetensors"
-    if not weights_file.is_file():
-        pickles = sorted(p.name for p in adapter_dir.glob("*") if p.suffix in PICKLE_SUFFIXES)
-        hint = f" It holds {pickles}: pickle formats are not loaded; convert to safetensors." if pickles else ""
-        raise AdapterStoreError(f"{adapter_dir}: no adapter_model.safetensors.{hint}")
-    check_adapter_config(adapter_dir / "adapter_config.json")
+def read_weights(weights_file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of an adapter file, which must be whole safetensors (never a pickle) with finite values:
+    safetensors' own errors do not name the file, and it stores NaN and inf without complaint."""
     try:
         saved = load_file(weights_file)
     except SafetensorError as exc:
@@ -201,6 +196,18 @@ def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
         name, count = next(iter(broken.items()))
         raise AdapterStoreError(f"{weights_file}: {len(broken)} tensors hold NaN or inf, e.g. {name} ({count} values): "
                                 f"the adapter is broken; retrain it (--retrain) or restore it from its release")
+    return saved
+
+
+def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
+    """Wrap `model` with the adapter in `adapter_dir`; every tensor in the file must land in the model."""
+    weights_file = adapter_dir / "adapter_model.safetensors"
+    if not weights_file.is_file():
+        pickles = sorted(p.name for p in adapter_dir.glob("*") if p.suffix in PICKLE_SUFFIXES)
+        hint = f" It holds {pickles}: pickle formats are not loaded; convert to safetensors." if pickles else ""
+        raise AdapterStoreError(f"{adapter_dir}: no adapter_model.safetensors.{hint}")
+    check_adapter_config(adapter_dir / "adapter_config.json")
+    saved = read_weights(weights_file)
     peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
     # file names drop peft's adapter name, and a saved head (modules_to_save) its wrapper
     in_model = {name.replace(".modules_to_save.default.", ".").replace(".default.", ".")

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from loragate.card import LoraSettings, TrainSettings
 from loragate.models import ModelLoadError, build_tiny_causal, fingerprint, load_causal, state_fingerprint, train_tokenizer
-from loragate.store import ADAPTER_FILES, AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest
+from loragate.store import (ADAPTER_FILES, AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest,
+                            read_weights)
 from loragate.store import safe_name
 
 
@@ -173,6 +177,19 @@ def test_load_adapter_round_trip_and_truncated_file(stored: Path, tuned, tiny_di
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(AdapterStoreError, match=f"{weights}: not a readable safetensors file"):
         load_adapter(load(tiny_dir).model, stored)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(0.0, 0.999), junk=st.binary(max_size=64))
+def test_any_prefix_or_random_bytes_is_a_named_error_never_a_load(stored: Path, cut: float, junk: bytes) -> None:
+    """A file cut anywhere, random bytes, or a pickle under the safetensors name: AdapterStoreError naming the
+    file, never another exception, never a partial load, never unpickling."""
+    whole = (stored / "adapter_model.safetensors").read_bytes()
+    broken = stored.parent / "broken.safetensors"
+    for content in (whole[: int(cut * len(whole))], junk, pickle.dumps({"lora_A": [1.0, 2.0]})):
+        broken.write_bytes(content)
+        with pytest.raises(AdapterStoreError, match=re.escape(f"{broken}: not a readable safetensors file")):
+            read_weights(broken)
 
 
 def test_load_adapter_refuses_an_adapter_for_other_modules(tmp_path: Path, stored: Path, tiny_dir: Path) -> None:
