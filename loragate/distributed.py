@@ -2,9 +2,11 @@
 
 Every rank builds the same seeded epoch order, takes its share of each optimizer step's rows, and the
 summed gradients, losses and token counts are added across ranks before the step. The step is therefore
-the single-process step, split: the card's batch_size stays the global batch, the stored adapter's key
-does not depend on the number of GPUs, and the weights match a one-process run up to float summation
-order (tests/test_distributed.py). Rank 0 alone takes the store's lock and writes the entry.
+the single-process step, split: the card's batch_size stays the global batch and the stored adapter's key
+(the recipe) does not depend on the number of GPUs. The bits do: sums are taken in another order, so the
+first steps agree with one process to float precision (tests/test_distributed.py) and a long run at a high
+learning rate can drift further; the manifest records the process count. Rank 0 alone takes the store's
+lock and writes the entry.
 """
 
 from __future__ import annotations

@@ -327,6 +327,7 @@ def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
         "versions": versions(),
         "loss_curve": [round(loss, 6) for loss in result.loss_curve],
         "train_seconds": round(result.seconds, 2),
+        "data_parallel_processes": current().world,  # the same recipe and key; float summation order differs
         "eval_curve": [[step, round(loss, 6)] for step, loss in result.eval_curve],
         "chat_template_sha256": chat_template_sha256(base) if task.card.kind == "instruct" else None,
         "metrics_at_train": {"eval_loss": round(result.eval_loss, 6), **at_train,

@@ -108,3 +108,4 @@ def test_train_fixtures_under_torchrun_stores_the_one_process_adapter_once(tmp_p
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-5, msg=lambda m: f"{name}: {m}")
     manifests = [json.loads((entry / "manifest.json").read_text()) for entry in (entries[0], single_entry)]
     assert manifests[0]["metrics_at_train"] == manifests[1]["metrics_at_train"]
+    assert [m["data_parallel_processes"] for m in manifests] == [2, 1], "the manifest must say how it was trained"
