@@ -22,8 +22,8 @@ from pathlib import Path
 
 from loragate import distributed
 from loragate.card import ENCODER_KINDS
-from loragate.plugin import parse_base_model, parse_existing_path, parse_task
-from loragate.run import RunOptions, for_base, prepare_adapter, prepare_base
+from loragate.plugin import parse_base_model, parse_data, parse_task
+from loragate.run import RunOptions, for_base, load_splits, prepare_adapter, prepare_base
 from loragate.tasks import TASKS, get_task
 from loragate.training import seed_everything
 
@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tier", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--gpu", action="store_true", help="train on CUDA in bf16")
     parser.add_argument("--base-model", type=parse_base_model, help="hub id or local directory")
-    parser.add_argument("--data", type=parse_existing_path, help="the task's data in its real format")
+    parser.add_argument("--data", type=parse_data,
+                        help="the task's data: a file in its real format, or a Hugging Face dataset (hub id or directory)")
     parser.add_argument("--quantize", choices=["4bit", "8bit"],
                         help="train on the base loaded through bitsandbytes (QLoRA with 4bit), as the gate's --quantize")
     parser.add_argument("--retrain", action="store_true")
@@ -85,7 +86,7 @@ def train_tasks(args: argparse.Namespace, tasks: list[str], device: str) -> int:
         seed_everything(settings.train.seed)
         say(f"== {name}/{args.tier}: base {options.base_model or settings.base_model}, device {where}")
         say(json.dumps({"lora": settings.lora.model_dump(), "train": settings.train.model_dump()}, indent=2))
-        splits = task.load_splits(options.data)
+        splits = load_splits(task, options)
         base = prepare_base(task, args.tier, splits, options)
         splits = for_base(task, splits, base)
         _, entry, manifest, trained = prepare_adapter(task, args.tier, base, splits, options)
@@ -120,7 +121,7 @@ def sweep(task, tier: str, rank_list: list[int], options: RunOptions) -> str:
 
     card = task.card
     settings = card.tier(tier)
-    splits = task.load_splits(options.data)
+    splits = load_splits(task, options)
     rows = []
     for rank in rank_list:
         lora = settings.lora.model_copy(update={"r": rank, "alpha": settings.lora.alpha * rank / settings.lora.r})

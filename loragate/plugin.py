@@ -83,6 +83,17 @@ def parse_base_model(value: str) -> str:
     return value
 
 
+def parse_data(value: str) -> Path | str:
+    """An existing file (the task's real format) or directory (a Hugging Face dataset), or a hub dataset id."""
+    path = Path(value)
+    if path.exists():
+        return path.resolve()
+    if not HUB_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an existing file or directory nor a hub dataset id "
+                                         f"like 'stanfordnlp/sst2'")
+    return value
+
+
 def parse_adapter(value: str) -> Path:
     path = Path(value)
     if not (path / "adapter_config.json").is_file():
@@ -111,8 +122,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="the last release's adapter: fail if a gated metric drops against it (needs one --task)")
     group.addoption("--baseline-report", type=parse_existing_path, metavar="PATH",
                     help="the last release's report.json instead of its adapter (needs one --task)")
-    group.addoption("--data", type=parse_existing_path, metavar="PATH",
-                    help="the task's data in its real format instead of the shipped data (needs one --task)")
+    group.addoption("--data", type=parse_data, metavar="PATH|ID",
+                    help="the task's data instead of the shipped data: a file in its real format, or a Hugging Face "
+                         "dataset (hub id or directory) whose train split is converted to it (needs one --task)")
     group.addoption("--quantize", choices=["4bit", "8bit"], metavar="4bit|8bit",
                     help="load causal bases through bitsandbytes: 4bit is QLoRA (NF4, double quantization), "
                          "8bit is LLM.int8(); needs pip install 'loragate[quantize]'")

@@ -29,6 +29,7 @@ from loragate.distributed import current
 from loragate.encoder import classification_features, classify_logits, features_loss
 from loragate.engine import Generations, answer_budget, generate, next_token_logits
 from loragate.gates import GateResult, checks_from, leakage_gate, regression_checks, run_gates
+from loragate.hub_data import is_dataset, materialize
 from loragate.metrics import Metrics, TextMetrics, classification_metrics
 from loragate.models import LoadedBase, fingerprint, load_causal, load_encoder, tiny_base_dir
 from loragate.parameters import expected_lora_parameters
@@ -51,7 +52,7 @@ class RunOptions:
     adapter: Path | None = None  # gate this adapter instead of the store's
     baseline_adapter: Path | None = None  # the last release's adapter: tuned must not regress against it
     baseline_report: Path | None = None  # or the last release's report.json, with its per-example predictions
-    data: Path | None = None  # the task's data in its real format, instead of the shipped data
+    data: Path | str | None = None  # a file in the task's real format, or a Hugging Face dataset (hub id or directory)
     retrain: bool = False
     quantize: str | None = None  # "4bit" (QLoRA: NF4, double quantization) or "8bit" through bitsandbytes
     store_root: Path = Path("adapters")
@@ -265,6 +266,15 @@ def score(task: Task, predictions: Predictions) -> Metrics:
     if predictions.scored is not None:
         predicted = [s if p is not None else None for p, s in zip(predicted, predictions.scored)]
     return classification_metrics(predictions.gold, predicted, task.card.labels, predictions.outputs)
+
+
+def load_splits(task: Task, options: RunOptions) -> Splits:
+    """The task's shipped data, a --data file in its real format, or a Hugging Face dataset (hub id or local
+    directory) written once in that format: the task's loader and its checks read all three."""
+    data = options.data
+    if is_dataset(data):
+        data = materialize(task.card.name, task, data, options.cache)
+    return task.load_splits(data)
 
 
 def prepare_base(task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:
@@ -518,7 +528,7 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         raise CardError(f"--baseline-report: {name} is a {task.card.kind} task; a stored report pairs labels, "
                         f"not text scores. Pass the last release's adapter with --baseline-adapter instead")
     checks = checks_from(task.card.gates, task.card.kind)
-    splits = task.load_splits(options.data)
+    splits = load_splits(task, options)
     base = prepare_base(task, tier, splits, options)
     splits = for_base(task, splits, base)
     lap("load base")

@@ -45,7 +45,7 @@ def test_help_lists_the_options(gate_dir: pytest.Pytester) -> None:
         "  --task=NAME *",
         "  --base-model=ID|PATH *",
         "  --adapter=PATH *",
-        "  --data=PATH *",
+        "  --data=PATH|ID *",
         "  --retrain *",
         "  --report-dir=DIR *",
     ])

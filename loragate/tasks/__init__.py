@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -15,9 +16,13 @@ CARDS_DIR = Path(__file__).parent
 
 class Task(Protocol):
     card: TaskCard
+    hub_suffix: str  # the file suffix of the task's real format
 
     def load_splits(self, data: Path | None = None) -> Splits:
         """Train/eval/test splits from the shipped data, or from `data` in the task's real format."""
+
+    def write_hub_rows(self, rows: Iterable[dict], columns: list[str], source: str, out: Path) -> None:
+        """A Hugging Face dataset's rows written to `out` in the task's real format (see loragate.hub_data)."""
 
     def parse(self, text: str) -> ParsedOutput:
         """Raw generated text -> the output schema, or the reason it is invalid. Never raises."""

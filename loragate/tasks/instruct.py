@@ -28,12 +28,14 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from loragate.card import TaskCard
 from loragate.data import Example, Splits
+from loragate.hub_data import missing_columns
 from loragate.parsing import ParsedOutput
 from loragate.tasks import CARDS_DIR, TASKS
 
@@ -293,6 +295,17 @@ def parse_response(text: str) -> ParsedOutput:
 class InstructTask:
     def __init__(self) -> None:
         self.card = TaskCard.from_yaml(CARDS_DIR / "instruct.yaml")
+
+    hub_suffix = ".jsonl"
+
+    def write_hub_rows(self, rows: Iterable[dict], columns: list[str], source: str, out: Path) -> None:
+        """Dolly (databricks/databricks-dolly-15k: instruction, context, response) or ShareGPT/FineTome
+        (mlabonne/FineTome-100k: conversations), written as JSONL records as they are."""
+        layout = ("conversations",) if "conversations" in columns else ("instruction", "response")
+        missing_columns(columns, layout, source, "instruct", "Dolly's instruction/response or ShareGPT conversations")
+        with out.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
     def load_splits(self, data: Path | None = None) -> Splits:
         block = getattr(self.card, "instruct", None)  # the card's `instruct:` block, once the schema has it

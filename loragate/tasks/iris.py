@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel
 
 from loragate.card import TaskCard
 from loragate.data import Example, Splits, stratified_split
+from loragate.hub_data import missing_columns
 from loragate.parsing import ParsedOutput, parse_label
 from loragate.tasks import CARDS_DIR, TASKS
 
@@ -115,6 +117,22 @@ def bundled_rows(labels: list[str]) -> list[tuple[str, dict[str, float], str]]:
 class IrisTask:
     def __init__(self) -> None:
         self.card = TaskCard.from_yaml(CARDS_DIR / "iris.yaml")
+
+    hub_suffix = ".csv"
+
+    def write_hub_rows(self, rows: Iterable[dict], columns: list[str], source: str, out: Path) -> None:
+        """The Kaggle layout on the hub (scikit-learn/iris): SepalLengthCm ... PetalWidthCm, Species
+        "Iris-setosa"; or this task's own column names."""
+        kaggle = {"SepalLengthCm": "sepal_length", "SepalWidthCm": "sepal_width", "PetalLengthCm": "petal_length",
+                  "PetalWidthCm": "petal_width", "Species": "species"}
+        names = kaggle if "Species" in columns else {name: name for name in (*FEATURES, "species")}
+        missing_columns(columns, names, source, "iris", "four measurements in cm and the species")
+        with out.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=[*FEATURES, "species"])
+            writer.writeheader()
+            for row in rows:
+                record = {ours: row[theirs] for theirs, ours in names.items()}
+                writer.writerow({**record, "species": str(record["species"]).removeprefix("Iris-")})
 
     def load_splits(self, data: Path | None = None) -> Splits:
         """Stratified 90/30/30 (10 per species in test on the bundled data)."""

@@ -18,6 +18,7 @@ import json
 import math
 import random
 from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from pydantic import BaseModel
 
 from loragate.card import TaskCard
 from loragate.data import Example, Splits
+from loragate.hub_data import missing_columns
 from loragate.parsing import ParsedOutput
 from loragate.tasks import CARDS_DIR, TASKS
 
@@ -392,6 +394,24 @@ def parse_answer(text: str) -> ParsedOutput:
 class SquadV2Task:
     def __init__(self) -> None:
         self.card = TaskCard.from_yaml(CARDS_DIR / "squad_v2.yaml")
+
+    hub_suffix = ".json"
+
+    def write_hub_rows(self, rows: Iterable[dict], columns: list[str], source: str, out: Path) -> None:
+        """The hub's flat layout (rajpurkar/squad_v2): one row per question with `id`, `title`, `context`,
+        `question`, `answers: {text: [...], answer_start: [...]}`, regrouped into the official nested JSON."""
+        missing_columns(columns, ("id", "title", "context", "question", "answers"), source, "squad_v2",
+                        "one row per question, answers as {text, answer_start} lists")
+        articles: dict[str, dict[str, list[dict]]] = {}
+        for row in rows:
+            answers = [{"text": text, "answer_start": start}
+                       for text, start in zip(row["answers"]["text"], row["answers"]["answer_start"])]
+            paragraphs = articles.setdefault(row["title"], {})
+            paragraphs.setdefault(row["context"], []).append(
+                {"id": row["id"], "question": row["question"], "answers": answers, "is_impossible": not answers})
+        data = [{"title": title, "paragraphs": [{"context": context, "qas": qas} for context, qas in paragraphs.items()]}
+                for title, paragraphs in articles.items()]
+        out.write_text(json.dumps({"version": "v2.0", "data": data}), encoding="utf-8")
 
     def load_splits(self, data: Path | None = None) -> Splits:
         """By passage, about 65/15/20 of the questions (327/77/102 generated; see `split_rows`)."""

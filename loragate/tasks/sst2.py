@@ -10,6 +10,7 @@ fails it. `--data PATH` reads GLUE's SST-2 TSV instead (header `sentence<TAB>lab
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from loragate.card import TaskCard
 from loragate.data import Example, Splits, stratified_split
+from loragate.hub_data import missing_columns
 from loragate.parsing import ParsedOutput, parse_label
 from loragate.tasks import CARDS_DIR, TASKS
 
@@ -117,6 +119,16 @@ class Sst2Task:
 
     def __init__(self) -> None:
         self.card = TaskCard.from_yaml(CARDS_DIR / self.card_file)
+
+    hub_suffix = ".tsv"
+
+    def write_hub_rows(self, rows: Iterable[dict], columns: list[str], source: str, out: Path) -> None:
+        """GLUE's layout (stanfordnlp/sst2, nyu-mll/glue sst2): `sentence`, `label` 0 negative / 1 positive."""
+        missing_columns(columns, ("sentence", "label"), source, "sst2", "sentence text, label 0/1 as in GLUE")
+        with out.open("w", encoding="utf-8") as handle:
+            handle.write("sentence\tlabel\n")
+            for row in rows:
+                handle.write(f"{' '.join(str(row['sentence']).split())}\t{row['label']}\n")  # a tab would split it
 
     def load_splits(self, data: Path | None = None) -> Splits:
         """Stratified 60/20/20 (240/80/80 on the generated data, 40 per label in test)."""

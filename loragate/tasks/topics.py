@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from loragate.card import TaskCard
 from loragate.data import Example, Splits, stratified_split
+from loragate.hub_data import missing_columns
 from loragate.parsing import ParsedOutput, parse_label
 from loragate.tasks import CARDS_DIR, TASKS
 
@@ -152,6 +154,17 @@ class TopicsTask:
         if empty:
             raise ValueError(f"{data}: rows {empty[:5]} have no text; remove them")
         return rows
+
+    hub_suffix = ".csv"
+
+    def write_hub_rows(self, rows: Iterable[dict], columns: list[str], source: str, out: Path) -> None:
+        """AG News on the hub (fancyzhx/ag_news): `text` (title and description in one), `label` 0-3, written
+        as the AG News CSV (class index 1-4, title, description) with the text as the description."""
+        missing_columns(columns, ("text", "label"), source, "topics", "text, label 0-3: World, Sports, Business, Sci/Tech")
+        with out.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            for row in rows:
+                writer.writerow([int(row["label"]) + 1, "", row["text"]])
 
     def load_splits(self, data: Path | None = None) -> Splits:
         """Stratified: 20% test, then 20% of the rest for eval (256/64/80 on the shipped data)."""
