@@ -272,8 +272,8 @@ def load_splits(task: Task, options: RunOptions) -> Splits:
     """The task's shipped data, a --data file in its real format, or a Hugging Face dataset (hub id or local
     directory) written once in that format: the task's loader and its checks read all three."""
     data = options.data
-    if is_dataset(data):
-        data = materialize(task.card.name, task, data, options.cache)
+    if is_dataset(data):  # data-parallel: rank 0 downloads and converts, the others read its file
+        data = current().from_main(lambda: materialize(task.card.name, task, options.data, options.cache))
     return task.load_splits(data)
 
 

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from loragate.distributed import Ranks
+from loragate.tasks.iris import bundled_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
@@ -91,9 +92,15 @@ def test_ranks_that_end_with_different_weights_are_an_error(scenarios: dict[str,
 
 def test_train_fixtures_under_torchrun_stores_the_one_process_adapter_once(tmp_path: Path) -> None:
     """The CLI end to end: `torchrun --nproc_per_node 2 train_fixtures.py --task iris` writes one entry under
-    the key one process writes, with the same weights, and logs once."""
+    the key one process writes, with the same weights, and logs once. The parallel run reads Iris as a Hugging
+    Face dataset directory (rank 0 converts it), which gives the shipped data and so the same key."""
     parallel, single = tmp_path / "parallel", tmp_path / "single"
-    result = launch(["train_fixtures.py", "--task", "iris", "--store", str(parallel)])
+    dataset = tmp_path / "iris-dataset"
+    dataset.mkdir()
+    rows = bundled_rows(["setosa", "versicolor", "virginica"])
+    (dataset / "train.jsonl").write_text("".join(json.dumps({**features, "species": species}) + "\n"
+                                                 for _, features, species in rows))
+    result = launch(["train_fixtures.py", "--task", "iris", "--store", str(parallel), "--data", str(dataset)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("== iris/tiny") == 1, f"the log should come from rank 0 only:\n{result.stdout}"
     assert "2 data-parallel processes" in result.stdout
