@@ -123,7 +123,7 @@ class Sst2Task:
     hub_suffix = ".tsv"
 
     def write_hub_rows(self, rows: Iterable[dict], columns: list[str], source: str, out: Path) -> None:
-        """GLUE's layout (stanfordnlp/sst2, nyu-mll/glue sst2): `sentence`, `label` 0 negative / 1 positive."""
+        """The hub's layout (stanfordnlp/sst2, as GLUE): `sentence`, `label` 0 negative / 1 positive."""
         missing_columns(columns, ("sentence", "label"), source, "sst2", "sentence text, label 0/1 as in GLUE")
         with out.open("w", encoding="utf-8") as handle:
             handle.write("sentence\tlabel\n")
