@@ -2,7 +2,9 @@
 
 A self-hosted runner must never run code from a fork's pull request: `pull_request` from forks runs the
 fork's code there, and `pull_request_target` with a checkout of the PR head does so with the repo's secrets
-(the classic "pwn request"). Secrets must reach steps as environment variables, never be echoed.
+(the classic "pwn request"). Secrets must reach steps as environment variables, never be echoed, and text a
+user controls (dispatch inputs, event fields) reaches a script through the environment, never pasted into it:
+`${{ inputs.x }}` inside `run:` is spliced into the shell source before it runs (script injection).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import yaml
 
 PR_TRIGGERS = {"pull_request", "pull_request_target"}
 ECHOED_SECRET = re.compile(r"(echo|printf|print)\b[^\n]*(\$\{\{\s*secrets\.|\$HF_TOKEN|\$\{HF_TOKEN)")
+SPLICED_INPUT = re.compile(r"\$\{\{\s*(inputs\.|github\.event\.|github\.head_ref)")
 
 
 def load_workflow(path: Path) -> dict:
@@ -52,6 +55,9 @@ def findings(path: Path) -> list[str]:
             run = step.get("run") or ""
             if ECHOED_SECRET.search(run):
                 problems.append(f"{path}: job {name} step {number} prints a secret; pass it as env and never echo it")
+            if SPLICED_INPUT.search(run):
+                problems.append(f"{path}: job {name} step {number} pastes user-controlled text into its script "
+                                f"(script injection); pass it through `env:` and quote the variable")
             ref = str((step.get("with") or {}).get("ref", ""))
             if "pull_request_target" in triggers(workflow) and "head" in ref:
                 problems.append(f"{path}: job {name} step {number} checks out the PR head under "

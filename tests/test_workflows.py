@@ -60,6 +60,10 @@ def echo_token(workflow: dict, name: str) -> None:
     workflow["jobs"]["gate"]["steps"][-2]["run"] += "echo $HF_TOKEN\n"
 
 
+def splice_input(workflow: dict, name: str) -> None:
+    workflow["jobs"]["gate"]["steps"][-2]["run"] += "pytest -m full --gpu --data ${{ inputs.data }}\n"
+
+
 def checkout_pr_head(workflow: dict, name: str) -> None:
     workflow["on"]["pull_request_target"] = {}
     workflow["jobs"]["gate"]["steps"][0]["with"] = {"ref": "${{ github.event.pull_request.head.sha }}"}
@@ -70,6 +74,7 @@ def checkout_pr_head(workflow: dict, name: str) -> None:
     (add_trigger, "pull_request_target", "a fork's pull request would run on it"),
     (echo_token, "", "prints a secret"),
     (checkout_pr_head, "", "checks out the PR head under pull_request_target"),
+    (splice_input, "", "pastes user-controlled text into its script"),
 ])
 def test_lint_catches_unsafe_release_workflows(tmp_path: Path, mutate, name: str, message: str) -> None:
     workflow = load_workflow(RELEASE)
