@@ -50,10 +50,20 @@ class Ranks:
         rows = [index for batch in step for index in batch][self.rank :: self.world]
         return [rows[first : first + batch_size] for first in range(0, len(rows), batch_size)]
 
-    def sum_(self, tensor: torch.Tensor) -> None:
-        """Add `tensor` over all ranks, in place."""
-        if self.world > 1:
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    def sum_gradients(self, params: list[torch.nn.Parameter], *counts: float) -> list[float]:
+        """Add every parameter's gradient (none yet counts as zero: a rank may have had no rows) and `counts`
+        over all ranks; the gradients are summed in place, the summed counts returned. One collective call
+        for all the gradients, not one per tensor."""
+        if self.world == 1:
+            return list(counts)
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.flatten().float() for g in grads])
+        totals = torch.tensor(counts, dtype=torch.float64, device=flat.device)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+        for param, reduced in zip(params, torch.split(flat, [p.numel() for p in params])):
+            param.grad = reduced.view_as(param).to(param.dtype)
+        return totals.tolist()
 
     def from_main(self, compute: Callable[[], T]) -> T:
         """`compute()` run on rank 0 and its result (or its exception, re-raised as RanksDisagree) handed to

@@ -493,14 +493,14 @@ def eval_curve_gate(task: Task, manifest: dict | None, baseline_dir: Path) -> Ga
     check = CurveCheck(task.card.gates.curve_rtol, task.card.gates.curve_alpha, "validation curve vs baseline")
     reference_file = baseline_dir / "manifest.json"
     reference = json.loads(reference_file.read_text()).get("eval_curve") if reference_file.is_file() else None
-    current = (manifest or {}).get("eval_curve")
-    if not current or not reference:
+    curve = (manifest or {}).get("eval_curve")
+    if not curve or not reference:
         return None
-    steps, reference_steps = [step for step, _ in current], [step for step, _ in reference]
+    steps, reference_steps = [step for step, _ in curve], [step for step, _ in reference]
     if steps != reference_steps:
         return GateResult(check.name, f"{check.name}: logged at steps {steps[:5]}... vs {reference_steps[:5]}... in "
                                       f"the baseline; retrain with the same eval_every and data to compare")
-    return GateResult(check.name, check.fails([loss for _, loss in current], [loss for _, loss in reference]),
+    return GateResult(check.name, check.fails([loss for _, loss in curve], [loss for _, loss in reference]),
                       f"{len(steps)} validation points within {check.rtol:.0%}, no one-sided shift")
 
 

@@ -190,8 +190,8 @@ def read_weights(weights_file: Path) -> dict[str, torch.Tensor]:
         saved = load_file(weights_file)
     except SafetensorError as exc:
         raise AdapterStoreError(f"{weights_file}: not a readable safetensors file ({exc})") from exc
-    broken = {name: int((~torch.isfinite(tensor)).sum()) for name, tensor in saved.items()
-              if tensor.is_floating_point() and not torch.isfinite(tensor).all()}
+    counts = {name: int((~torch.isfinite(tensor)).sum()) for name, tensor in saved.items() if tensor.is_floating_point()}
+    broken = {name: count for name, count in counts.items() if count}
     if broken:
         name, count = next(iter(broken.items()))
         raise AdapterStoreError(f"{weights_file}: {len(broken)} tensors hold NaN or inf, e.g. {name} ({count} values): "

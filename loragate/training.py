@@ -352,18 +352,11 @@ def train_step(model: PeftModel, params: list[torch.nn.Parameter], group: list[d
         if not math.isfinite(step_loss):
             break
         loss.backward()
-    if ranks.world > 1:
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.flatten().float() for g in grads])  # one collective call, not one per tensor
-        stats = torch.tensor([step_loss, total, tokens, positions], dtype=torch.float64, device=device)
-        ranks.sum_(flat)
-        ranks.sum_(stats)
-        step_loss, total, tokens, positions = float(stats[0]), int(stats[1]), int(stats[2]), int(stats[3])
-        for param, reduced in zip(params, torch.split(flat, [p.numel() for p in params])):
-            param.grad = reduced.view_as(param).to(param.dtype)
+    step_loss, total, tokens, positions = ranks.sum_gradients(params, step_loss, total, tokens, positions)
     for param in params:
         if param.grad is not None:
             param.grad /= total
-    result.tokens, result.positions = result.tokens + tokens, result.positions + positions
-    result.answer_tokens += total
+    result.tokens += int(tokens)
+    result.positions += int(positions)
+    result.answer_tokens += int(total)
     return step_loss / total
