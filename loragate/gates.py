@@ -14,6 +14,7 @@ import numpy as np
 from loragate.card import CLASSIFICATION_KINDS, GateSettings, Kind
 from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics, Metrics, TextMetrics
 from loragate.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect, paired_bootstrap
+from loragate.text_metrics import MetricUnavailable
 
 
 class Check(Protocol):
@@ -223,4 +224,14 @@ def regression_checks(gates: GateSettings) -> list[Check]:
 
 
 def run_gates(checks: list[Check], tuned: Metrics, base: Metrics) -> list[GateResult]:
-    return [check.judge(tuned, base) for check in checks]
+    return [judge(check, tuned, base) for check in checks]
+
+
+def judge(check: Check, tuned: Metrics, base: Metrics) -> GateResult:
+    """The check's result; a gate on a metric this machine could not compute fails, saying why: a release
+    cannot pass on a number nobody measured."""
+    try:
+        return check.judge(tuned, base)
+    except MetricUnavailable as exc:
+        return GateResult(check.name, f"{check.name}: not judged, {exc}. Make it computable, or take it out of "
+                                      f"the card's gates")

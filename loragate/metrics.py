@@ -10,6 +10,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 
 from loragate.registry import Registry
 from loragate.stats import DeltaInterval, paired_bootstrap_means, paired_bootstrap_pooled
+from loragate.text_metrics import MetricUnavailable
 
 INVALID = "<invalid>"  # the predicted "class" of an output that did not parse; always wrong
 
@@ -134,7 +135,7 @@ class TextMetrics:
         if metric == "validity_rate":
             return self.validity_rate
         if metric in self.unavailable:
-            raise ValueError(f"{metric} is unavailable: {self.unavailable[metric]}")
+            raise MetricUnavailable(f"{metric} is unavailable: {self.unavailable[metric]}")
         if metric not in self.values:
             raise ValueError(f"{metric} is not computed for this task; it has {', '.join(sorted(self.values))}")
         return self.values[metric]

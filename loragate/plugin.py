@@ -35,11 +35,14 @@ class GateTally:
     """Which gate tests (marked smoke or full) ran and why the others were skipped; under xdist the controller
     sees every worker's reports. A run in which every gate test was skipped checked nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, session: GateSession) -> None:
+        self.session = session
         self.ran: list[str] = []
         self.skipped: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed or report.skipped or report.when == "call":  # each case's tests, for its verdict
+            self.session.record(report.nodeid, "failed" if report.failed else "skipped" if report.skipped else "passed")
         if not GATE_MARKERS & set(report.keywords):
             return
         if report.skipped:
@@ -202,6 +205,8 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(f"--quantize {quantize} is for causal bases; {', '.join(encoders)} run on an "
                                     f"encoder: choose tasks with --task ({', '.join(causal)}) or drop --quantize")
     rootdir = project_root(config)
+    if not hasattr(config, "workerinput") and not config.getoption("help") and not config.getoption("collectonly"):
+        check_outputs(config, rootdir)
     options = dict(  # RunOptions(**options), built on the first run: importing loragate.run loads torch
         device=device,
         base_model=config.getoption("base_model"),
@@ -214,9 +219,30 @@ def pytest_configure(config: pytest.Config) -> None:
         store_root=rootdir / "adapters",
         cache=rootdir / ".loragate",
     )
-    config.stash[SESSION] = GateSession(options, list(tasks), rootdir / config.getoption("report_dir"))
-    config.stash[GATE_TALLY] = tally = GateTally()
+    config.stash[SESSION] = session = GateSession(options, list(tasks), rootdir / config.getoption("report_dir"))
+    config.stash[GATE_TALLY] = tally = GateTally(session)
     config.pluginmanager.register(tally, "loragate-gate-tally")
+
+
+def check_outputs(config: pytest.Config, rootdir: Path) -> None:
+    """What the run will write (report, store, export, the job summary), before any model loads: a place that
+    cannot be written is a usage error naming it, not a traceback after every test passed."""
+    from loragate.preflight import directory_problem, file_problem
+
+    places = [("--report-dir", rootdir / config.getoption("report_dir"), "pass --report-dir DIR somewhere writable"),
+              ("the adapter store", rootdir / "adapters", "run from a writable checkout of the project")]
+    if config.getoption("export") is not None:
+        places.append(("--export", rootdir / config.getoption("export"), "pass --export DIR somewhere writable"))
+    for what, path, fix in places:
+        problem = directory_problem(path)
+        if problem is not None:
+            raise pytest.UsageError(f"{what} {path}: {problem}; {fix}")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        problem = file_problem(Path(step_summary))
+        if problem is not None:
+            raise pytest.UsageError(f"GITHUB_STEP_SUMMARY={step_summary}: {problem}; point it at a writable file "
+                                    f"or unset it")
 
 
 def worker_device(worker_id: str | None, gpus: int) -> str:
@@ -302,6 +328,15 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     item.user_properties.extend(junit_properties(run))
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every gate test of a case, before -k, -m or --lf leave some out: a case's verdict needs them all to run."""
+    callspec = getattr(item, "callspec", None)
+    session = item.config.stash.get(SESSION, None)
+    if callspec is not None and session is not None and "gate_case" in callspec.params:
+        session.collected(item.nodeid, tuple(callspec.params["gate_case"]))
+
+
+@pytest.hookimpl(tryfirst=True)  # before --junitxml writes its file: the verdicts go in as suite properties
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """On an xdist worker: hand the runs to the controller, which prints them and writes the one report.
     Elsewhere: a run whose every gate test was skipped (`pytest -m full` without --gpu, say) checked nothing,
@@ -312,6 +347,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     tally = session.config.stash.get(GATE_TALLY, None)
     if tally is not None and tally.checked_nothing and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if gate is None or not gate.has_results():
+        return
+    finished = gate.finish()
+    xml = next((plugin for plugin in session.config.pluginmanager.get_plugins()  # --junitxml's LogXML
+                if hasattr(plugin, "add_global_property") and hasattr(plugin, "node_reporters")), None)
+    for run in finished.runs:
+        if xml is not None:
+            xml.add_global_property(f"loragate.verdict.{run.task}.{run.tier}", run.verdict)
+    not_passed = [run for run in finished.runs if not run.passed]
+    if (not_passed or finished.errors) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -333,19 +379,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     # an xdist worker's runs are the controller's to show: a worker writing them would make a partial report
     if session is None or hasattr(config, "workerinput") or not session.has_results():
         return
-    from loragate.report import write_rendered
-
-    runs, lines = session.results()
+    finished = session.finish()  # written at sessionfinish; computed here when a caller skipped that hook
     terminalreporter.section("loragate: base vs tuned")
-    for run in runs:
+    for run in finished.runs:
         terminalreporter.write_line(redact(run.table))
         terminalreporter.write_line("")
-    for line in lines:
+    for line in finished.lines:
         terminalreporter.write_line(redact(line))
-    if runs:
-        path = write_rendered(runs, session.report_dir)
-        terminalreporter.write_line(f"report: {path / 'report.md'}")
-        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")  # set by GitHub Actions: the job's summary page
-        if step_summary:
-            with open(step_summary, "a", encoding="utf-8") as handle:
-                handle.write((path / "summary.md").read_text(encoding="utf-8"))
+    if finished.report is not None:
+        terminalreporter.write_line(f"report: {finished.report / 'report.md'}")
+    for error in finished.errors:
+        terminalreporter.write_line(f"loragate: FAILED: {error}", red=True, bold=True)

@@ -92,13 +92,24 @@ def base_label(run: TaskRun) -> str:
 def headline(run: TaskRun) -> str:
     adapter = shown(run.adapter_dir)
     ceiling = f", ceiling {run.ceiling:.3f}" if run.ceiling is not None else ""
-    verdict = "PASS" if run.passed else "FAIL"
-    return f"{run.name}: {verdict}  base {base_label(run)}, adapter {adapter}, n={run.tuned_metrics.n}{ceiling}"
+    return f"{run.name}: {run.verdict.status}  base {base_label(run)}, adapter {adapter}, n={run.tuned_metrics.n}{ceiling}"
 
 
 def gate_text(result: GateResult) -> str | None:
     """A failure's finding (which carries its evidence), else the evidence of the pass."""
     return result.finding or result.evidence
+
+
+def unavailable_notes(run: TaskRun) -> list[str]:
+    """Each metric this machine could not compute, with the reason (METEOR without WordNet): shown as n/a in
+    every table, and why, never computed some other way."""
+    titles = {field: title.strip() for title, field in TEXT_ROWS}
+    missing = {**getattr(run.base_metrics, "unavailable", {}), **getattr(run.tuned_metrics, "unavailable", {})}
+    return [f"{titles.get(metric, metric)} unavailable: {reason}" for metric, reason in missing.items()]
+
+
+def notes(run: TaskRun) -> list[str]:
+    return [*unavailable_notes(run), *batch_notes(run)]
 
 
 def batch_notes(run: TaskRun) -> list[str]:
@@ -120,8 +131,14 @@ def text_table(run: TaskRun) -> str:
         lines.append("  " + row[0].ljust(widths[0]) + "".join("  " + cell.rjust(w) for cell, w in zip(row[1:], widths[1:])))
     lines += [f"  gate {'ok  ' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
               for r in run.gates]
-    lines += [f"  note: {note}" for note in batch_notes(run)]
+    lines += [f"  note: {note}" for note in notes(run)]
+    lines += [f"  {run.verdict.status}: {reason}" for reason in partial_reasons(run)]
     return "\n".join(lines)
+
+
+def partial_reasons(run: TaskRun) -> list[str]:
+    """Why a run is PARTIAL: which gate tests did not run (a FAIL's reasons are its failed gates, shown already)."""
+    return list(run.verdict.reasons) if run.verdict.status == "PARTIAL" else []
 
 
 @dataclass(frozen=True)
@@ -148,6 +165,8 @@ def gated_metrics(run: TaskRun) -> list[GatedMetric]:
     pairs = [(check, run.base_metrics) for check in checks_from(settings, run.task.card.kind) if isinstance(check, MetricDelta)]
     if run.baseline_metrics is not None:
         pairs += [(check, run.baseline_metrics) for check in regression_checks(settings)]
+    unavailable = getattr(run.tuned_metrics, "unavailable", {})  # its gate failed saying why; no interval to show
+    pairs = [(check, reference) for check, reference in pairs if check.metric not in unavailable]
     passed = {result.check: result.passed for result in run.gates}
     rows = []
     for check, reference in pairs:
@@ -169,6 +188,8 @@ def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
     parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d in table_rows(run)]
     parts += ["", *[f"- {'PASS' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
                     for r in run.gates]]
+    parts += [f"- note: {note}" for note in notes(run)]
+    parts += [f"- **PARTIAL**: {reason}" for reason in partial_reasons(run)]
     invalid = run.tuned_predictions.invalid()
     if invalid:
         parts += ["", "Tuned outputs that did not parse:", ""]
@@ -182,7 +203,7 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
     """The run's compact table in summary.md (for $GITHUB_STEP_SUMMARY): verdict, gated metrics with CIs,
     failed gates."""
     failed = [r for r in run.gates if not r.passed]
-    parts = [f"### {run.name}: {'PASS' if run.passed else 'FAIL'}", "",
+    parts = [f"### {run.name}: {run.verdict.status}", "",
              f"base `{base_label(run)}`, adapter `{shown(run.adapter_dir)}`, n={run.tuned_metrics.n}", "",
              "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
     parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "
@@ -193,6 +214,9 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
         parts += [f"- **FAIL** {r.check}: {r.finding}" for r in failed]
     else:
         parts.append(f"All {len(run.gates)} gates passed.")
+    parts += [f"- **{run.verdict.status}**: {reason}" for reason in run.verdict.reasons
+              if reason.startswith("gate test failed") or run.verdict.status == "PARTIAL"]
+    parts += [f"- note: {note}" for note in notes(run)]
     parts.append("")
     return "\n".join(parts)
 
@@ -221,7 +245,9 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
     return {
         "task": run.task.card.name,
         "tier": run.tier,
-        "passed": run.passed,
+        "passed": run.verdict.passed,
+        "verdict": run.verdict.status,
+        "verdict_reasons": list(run.verdict.reasons),
         "base": {"name": run.base.name, "quantization": run.base.quantization, "fingerprint": run.base.fingerprint,
                  "parameters": run.base.parameters,
                  "pad_policy": run.base.pad_policy},
@@ -239,7 +265,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "throughput": {"tuned_examples_per_s": len(run.tuned_predictions.ids) / run.tuned_predictions.seconds},
         "eval_batch_size": {"card": run.tuned_predictions.card_batch_size, "base": run.base_predictions.batch_size,
                             "tuned": run.tuned_predictions.batch_size},
-        "notes": batch_notes(run),
+        "notes": notes(run),
         "seconds": run.seconds,
     }
 
@@ -296,7 +322,7 @@ th { background: #f7fafc; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.sub td:first-child { padding-left: 28px; color: #4a5568; }
 .badge { display: inline-block; padding: 0 8px; border-radius: 4px; color: #fff; font-weight: 600; font-size: 13px; }
-.pass { background: #2f855a; } .fail { background: #c53030; }
+.pass { background: #2f855a; } .fail { background: #c53030; } .partial { background: #b7791f; }
 .up { color: #2f855a; } .down { color: #c53030; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; margin: 8px 0; }
 dt { color: #4a5568; } dd { margin: 0; }
@@ -309,8 +335,10 @@ figcaption { color: #4a5568; font-size: 13px; }
 NUMERIC = ' class="num"'
 
 
-def badge(passed: bool) -> str:
-    return '<span class="badge pass">PASS</span>' if passed else '<span class="badge fail">FAIL</span>'
+def badge(verdict: bool | str) -> str:
+    """PASS, FAIL or PARTIAL (a verdict), or a gate's pass/fail (a bool)."""
+    status = verdict if isinstance(verdict, str) else "PASS" if verdict else "FAIL"
+    return f'<span class="badge {status.lower()}">{status}</span>'
 
 
 def code(text: str) -> str:
@@ -332,7 +360,12 @@ def html_table(header: list[str], rows: list[list[str]], numeric: frozenset[int]
 
 
 def delta_cell(delta: str) -> str:
-    direction = "up" if float(delta) > 0 else "down" if float(delta) < 0 else ""
+    """A delta coloured by its sign; a cell that is no number ("n/a": the metric is unavailable) as it is."""
+    try:
+        value = float(delta)
+    except ValueError:
+        return html.escape(delta)
+    direction = "up" if value > 0 else "down" if value < 0 else ""
     return f'<span class="{direction}">{html.escape(delta)}</span>' if direction else html.escape(delta)
 
 
@@ -352,7 +385,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
              ("trained this run", "yes" if run.trained is not None else "no"),
              ("test examples", str(run.tuned_metrics.n)),
              ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a"),
-             *(("note", note) for note in batch_notes(run))]
+             *(("note", note) for note in notes(run))]
     rows = table_rows(run)
     metrics = html_table(["metric", "base", "tuned", "delta"],
                          [[m.strip(), b, t, delta_cell(d)] for m, b, t, d in rows], numeric=frozenset({1, 2, 3}),
@@ -371,7 +404,8 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
     invalid, invalid_note = capped(all_invalid, "invalid outputs")
     return f"""
 <section>
-<h2>{e(run.name)} {badge(run.passed)}</h2>
+<h2>{e(run.name)} {badge(run.verdict.status)}</h2>
+{"".join(f"<p>{e(reason)}</p>" for reason in partial_reasons(run))}
 <dl>{''.join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)}</dl>
 <h3>Base vs tuned</h3>
 {metrics}
@@ -415,7 +449,8 @@ def wrong_examples(run: TaskRun) -> str:
 
 def html_page(runs: list[RenderedRun], stamp: str) -> str:
     """report.html: one self-contained file (inline CSS, PNGs as data URIs, no script, no external request)."""
-    passed = all(run.passed for run in runs)
+    overall = "PASS" if all(run.passed for run in runs) else "FAIL" if any(run.verdict == "FAIL" for run in runs) \
+        else "PARTIAL"
     body = "".join(run.html for run in runs)
     return f"""<!DOCTYPE html>
 <html lang="en">
@@ -427,7 +462,7 @@ def html_page(runs: list[RenderedRun], stamp: str) -> str:
 <style>{CSS}</style>
 </head>
 <body>
-<h1>loragate report {badge(passed)}</h1>
+<h1>loragate report {badge(overall)}</h1>
 <p>Run {html.escape(stamp)}: {len(runs)} task run{'s' if len(runs) != 1 else ''},
 {', '.join(html.escape(run.name) for run in runs)}.</p>
 {body}
@@ -437,10 +472,15 @@ def html_page(runs: list[RenderedRun], stamp: str) -> str:
 
 
 def junit_properties(run: TaskRun) -> list[tuple[str, object]]:
-    """What the JUnit XML carries for each test of this run: task, tier, verdict, and the card's gated metrics."""
+    """What the JUnit XML carries for each test of this run: task, tier, whether the card's gates passed, and the
+    card's gated metrics. The verdict, known only once every test ran, is a suite property (`loragate.verdict.*`)."""
     properties: list[tuple[str, object]] = [("loragate.task", run.task.card.name), ("loragate.tier", run.tier),
-                                            ("loragate.verdict", "PASS" if run.passed else "FAIL")]
+                                            ("loragate.card_gates", "PASS" if run.passed else "FAIL")]
+    unavailable = getattr(run.tuned_metrics, "unavailable", {})
     for metric in run.task.card.gates.min_delta:
+        if metric in unavailable:
+            properties.append((f"loragate.{metric}.unavailable", unavailable[metric]))
+            continue
         base, tuned = run.base_metrics.value(metric), run.tuned_metrics.value(metric)
         properties += [(f"loragate.{metric}.base", round(base, 6)), (f"loragate.{metric}.tuned", round(tuned, 6)),
                        (f"loragate.{metric}.delta", round(tuned - base, 6))]
@@ -454,17 +494,22 @@ class RenderedRun:
 
     task: str
     tier: str
-    passed: bool
+    verdict: str  # PASS, FAIL or PARTIAL (loragate.verdict)
     table: str  # text_table: what the terminal shows
     json: dict[str, Any]  # the run's entry in report.json, through JSON and back: builtins only
     markdown: str  # its section of report.md
     html: str  # its section of report.html
     summary: str  # its section of summary.md
     plots: tuple[Plot, ...]
+    render_error: str | None = None  # why this run could not be rendered (then it fails)
 
     @property
     def name(self) -> str:
         return f"{self.task}/{self.tier}"
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "PASS"
 
     def to_builtins(self) -> dict[str, Any]:
         return asdict(self)
@@ -478,11 +523,26 @@ def render(run: TaskRun) -> RenderedRun:
     """Everything the report files and the terminal need from `run`, computed once."""
     intervals = gated_metrics(run)
     figures = run_plots(run)
-    return RenderedRun(task=run.task.card.name, tier=run.tier, passed=run.passed, table=text_table(run),
+    return RenderedRun(task=run.task.card.name, tier=run.tier, verdict=run.verdict.status, table=text_table(run),
                        json=json.loads(json.dumps(run_json(run, intervals))),  # numpy floats become floats
                        markdown=markdown_section(run, [plot.file for plot in figures]),
                        html=html_run(run, intervals, figures), summary=summary_section(run, intervals),
                        plots=tuple(figures))
+
+
+def render_or_explain(run: TaskRun) -> RenderedRun:
+    """`render(run)`, or where rendering raised, a FAIL entry that names the error: one run's broken rendering
+    must cost neither the other runs' reports nor the session's verdict."""
+    try:
+        return render(run)
+    except Exception as exc:  # noqa: BLE001 - reported in every file and failing the run, never swallowed
+        error = f"{run.name}: FAIL  its report could not be rendered: {type(exc).__name__}: {exc}"
+        section = f"## {run.name}: FAIL\n\n{error}\n"
+        return RenderedRun(task=run.task.card.name, tier=run.tier, verdict="FAIL", table=error,
+                           json={"task": run.task.card.name, "tier": run.tier, "passed": False, "render_error": error},
+                           markdown=section, html=f"<section><h2>{html.escape(run.name)} {badge(False)}</h2>"
+                                                  f"<p>{html.escape(error)}</p></section>",
+                           summary=section.replace("## ", "### ", 1), plots=(), render_error=error)
 
 
 def write_report(runs: list[TaskRun], report_dir: Path) -> Path:

@@ -38,6 +38,7 @@ from loragate.qa import SpanPrediction, answers, choose_null_threshold, predict_
 from loragate.scoring import label_log_likelihoods, likeliest
 from loragate.store import AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest
 from loragate.tasks import Task, get_task
+from loragate.verdict import CaseTests, Verdict, judge_case
 from loragate.training import (TrainingDiverged, TrainResult, attach_lora, example_losses, train_features,
                                train_lora)
 
@@ -106,6 +107,7 @@ class TaskRun:
     baseline_metrics: Metrics | None = None  # the last release's adapter, with --baseline-adapter
     trained: TrainResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    tests: CaseTests | None = None  # this case's gate tests and their outcomes, filled in by the plugin
 
     @property
     def name(self) -> str:
@@ -113,7 +115,12 @@ class TaskRun:
 
     @property
     def passed(self) -> bool:
+        """The card's gates alone; `verdict` adds the gate tests."""
         return all(result.passed for result in self.gates)
+
+    @property
+    def verdict(self) -> Verdict:
+        return judge_case([f"{r.check}: {r.finding}" for r in self.gates if not r.passed], self.tests)
 
     def test_logits(self, model: torch.nn.Module) -> torch.Tensor:
         """The logits of `model` on the test split, batched exactly as base_logits was."""

@@ -5,12 +5,15 @@ Under pytest-xdist every process has its own session: the workers compute the ru
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loragate.card import TIERS
+from loragate.redact import redact
+from loragate.verdict import CaseTests
 
 if TYPE_CHECKING:  # heavy imports wait until a test asks for a run, so `pytest --help` stays fast
     from loragate.report import RenderedRun
@@ -26,6 +29,23 @@ class GateSession:
     failures: dict[tuple[str, str], BaseException] = field(default_factory=dict)
     worker_runs: list[tuple[str, RenderedRun]] = field(default_factory=list)  # (xdist worker id, run it computed)
     worker_failures: list[str] = field(default_factory=list)  # the workers' "did not run" lines
+    finished: Finished | None = None  # what finish() wrote, once
+    tests: dict[tuple[str, str], CaseTests] = field(default_factory=dict)  # each case's gate tests (this process)
+    case_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # gate test node id -> its case
+
+    def collected(self, nodeid: str, case: tuple[str, str]) -> None:
+        """A gate test of `case` was collected: the case's verdict needs it to run."""
+        self.tests.setdefault(case, CaseTests()).collected.append(nodeid)
+        self.case_of[nodeid] = case
+
+    def record(self, nodeid: str, outcome: str) -> None:
+        if nodeid in self.case_of:
+            self.tests[self.case_of[nodeid]].record(nodeid, outcome)
+
+    def with_tests(self, run: TaskRun) -> TaskRun:
+        """`run` with its case's gate tests attached, for the verdict, just before it is rendered."""
+        run.tests = self.tests.get((run.task.card.name, run.tier))
+        return run
 
     @cached_property
     def options(self) -> RunOptions:
@@ -58,9 +78,10 @@ class GateSession:
     def handover(self) -> dict[str, list]:
         """On an xdist worker: its runs rendered and its failures as text, builtins only, for xdist's workeroutput
         (exceptions and models do not cross processes)."""
-        from loragate.report import render
+        from loragate.report import render_or_explain
 
-        return {"runs": [render(run).to_builtins() for run in self.runs.values()], "failures": self.failure_lines()}
+        return {"runs": [render_or_explain(self.with_tests(run)).to_builtins() for run in self.runs.values()],
+                "failures": self.failure_lines()}
 
     def receive(self, worker: str, handover: dict[str, list]) -> None:
         """On the xdist controller: keep what `worker` handed over."""
@@ -72,9 +93,9 @@ class GateSession:
     def results(self) -> tuple[list[RenderedRun], list[str]]:
         """Every run once, rendered (the workers' in task order), and the lines printed below their tables: what
         did not run, and any run that more than one worker computed (the report keeps the first)."""
-        from loragate.report import render
+        from loragate.report import render_or_explain
 
-        rendered = [render(run) for run in self.runs.values()]
+        rendered = [render_or_explain(self.with_tests(run)) for run in self.runs.values()]
         workers: dict[str, list[str]] = {}  # run name -> the workers that computed it
         order = [(task, tier) for task in self.tasks for tier in TIERS]
         for worker, run in sorted(self.worker_runs, key=lambda pair: order.index((pair[1].task, pair[1].tier))):
@@ -85,3 +106,40 @@ class GateSession:
                     f"keep each task on one worker with --dist loadgroup (loragate's default with -n)"
                     for name, ids in workers.items() if len(ids) > 1]
         return rendered, [*self.failure_lines(), *dict.fromkeys(self.worker_failures), *repeated]
+
+    def finish(self) -> Finished:
+        """Render every run, write reports/<run>/ and append to $GITHUB_STEP_SUMMARY, once. Nothing here raises:
+        a run that could not be rendered keeps its table line and fails; a report or summary that could not be
+        written is an error the plugin prints and fails the session on, after every table was shown."""
+        if self.finished is not None:
+            return self.finished
+        from loragate.report import write_rendered
+
+        runs, lines = self.results()
+        errors = [run.render_error for run in runs if run.render_error]
+        report = None
+        if runs:
+            try:
+                report = write_rendered(runs, self.report_dir)
+            except Exception as exc:  # noqa: BLE001 - shown to the user and fails the run; the tables are kept
+                errors.append(f"the report could not be written to {self.report_dir}: {type(exc).__name__}: {exc}")
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")  # set by GitHub Actions: the job's summary page
+        if report is not None and step_summary:
+            try:
+                with open(step_summary, "a", encoding="utf-8") as handle:
+                    handle.write((report / "summary.md").read_text(encoding="utf-8"))
+            except OSError as exc:
+                errors.append(f"GITHUB_STEP_SUMMARY={step_summary} could not be written: {exc}")
+        self.finished = Finished(runs, lines, report, [redact(error) for error in errors])
+        return self.finished
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The end of a gate session: every run rendered, the lines under the tables, where the report went, and
+    what could not be rendered or written (each fails the session)."""
+
+    runs: list[RenderedRun]
+    lines: list[str]
+    report: Path | None
+    errors: list[str]

@@ -339,3 +339,29 @@ def test_xdist_workers_take_one_gpu_each_round_robin() -> None:
 
     assert worker_device(None, 4) == "cuda"
     assert [worker_device(f"gw{k}", 2) for k in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
+
+
+@pytest.mark.parametrize("where", ["/proc/loragate-reports", "{tmp}/a-file/reports"])
+def test_an_unwritable_report_dir_is_a_usage_error_before_anything_runs(gate_dir: pytest.Pytester, where: str) -> None:
+    (gate_dir.path / "a-file").write_text("not a directory")
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, f"--report-dir={where.format(tmp=gate_dir.path)}", "--task", "iris")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--report-dir *: * pass --report-dir DIR somewhere writable*"])
+    assert "test_cases.py" not in result.stdout.str()  # nothing was collected, nothing ran
+
+
+def test_an_unwritable_step_summary_is_a_usage_error(gate_dir: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(gate_dir.path))  # a directory
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "--task", "iris")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*GITHUB_STEP_SUMMARY=*: * is a directory, not a file*"])
+
+
+def test_an_export_dir_under_a_file_is_a_usage_error(gate_dir: pytest.Pytester) -> None:
+    (gate_dir.path / "a-file").write_text("x")
+    gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
+    result = run(gate_dir, "--export=a-file/dist", "--task", "iris")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--export */a-file/dist: */a-file is a file, not a directory*"])

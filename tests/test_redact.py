@@ -24,7 +24,7 @@ def test_redact_masks_the_environment_token_and_anything_shaped_like_one(monkeyp
 
 def test_reports_never_hold_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    run = RenderedRun(task="iris", tier="tiny", passed=True, table=f"base {TOKEN}", json={"base": TOKEN},
+    run = RenderedRun(task="iris", tier="tiny", verdict="PASS", table=f"base {TOKEN}", json={"base": TOKEN},
                       markdown=f"base {TOKEN}", html=f"<p>{TOKEN}</p>", summary=f"base {TOKEN}", plots=())
     out = write_rendered([run], tmp_path)
     for name in ("report.json", "report.md", "report.html", "summary.md"):

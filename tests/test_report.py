@@ -21,7 +21,7 @@ from PIL import Image
 from loragate import plots
 from loragate.gates import checks_from, run_gates
 from loragate.plugin import SESSION, pytest_runtest_teardown, pytest_terminal_summary
-from loragate.report import write_report
+from loragate.report import render, write_report
 from loragate.run import RunOptions, TaskRun, run_task, score
 from loragate.session import GateSession
 
@@ -185,7 +185,7 @@ def test_gate_tests_get_junit_properties(hostile_run: TaskRun, tmp_path: Path) -
     properties = dict(gate_test.user_properties)
     assert plain_test.user_properties == []
     assert properties["loragate.task"] == "iris" and properties["loragate.tier"] == "tiny"
-    assert properties["loragate.verdict"] == "FAIL"
+    assert properties["loragate.card_gates"] == "FAIL"
     accuracy = hostile_run.tuned_metrics.accuracy
     assert properties["loragate.accuracy.tuned"] == round(accuracy, 6)
     assert properties["loragate.accuracy.delta"] == round(accuracy - hostile_run.base_metrics.accuracy, 6)
@@ -230,3 +230,66 @@ def test_a_text_task_report_shows_its_metrics_samples_and_eval_curve(instruct_ru
     assert html.escape(repr(instruct_run.tuned_predictions.outputs[0])) in page
     summary = (report_dir / "summary.md").read_text()
     assert "| perplexity delta |" in summary and "| rougeL delta |" in summary, summary
+
+
+def without_meteor(metrics, reason: str):
+    """`metrics` as a machine without WordNet computes them: METEOR unavailable, with the reason."""
+    values = {k: v for k, v in metrics.values.items() if k != "meteor"}
+    per_example = {k: v for k, v in metrics.per_example.items() if k != "meteor"}
+    return replace(metrics, values=values, per_example=per_example, unavailable={"meteor": reason})
+
+
+def test_an_unavailable_metric_is_shown_with_its_reason_by_every_renderer(instruct_run: TaskRun,
+                                                                          tmp_path: Path) -> None:
+    """The fresh-machine crash: METEOR n/a made report.html raise, and no task got a report. Every renderer
+    shows it as unavailable with the reason, and a gate on it fails saying why instead of raising."""
+    reason = "METEOR needs WordNet's synonyms <none here>"
+    base, tuned = (without_meteor(m, reason) for m in (instruct_run.base_metrics, instruct_run.tuned_metrics))
+    card = instruct_run.task.card
+    gates = card.gates.model_copy(update={"min_delta": {**card.gates.min_delta, "meteor": 0.05}})
+    run = replace(instruct_run, base_metrics=base, tuned_metrics=tuned,
+                  gates=run_gates(checks_from(gates, card.kind), tuned, base),
+                  task=SimpleNamespace(card=card.model_copy(update={"gates": gates})))
+    (meteor_gate,) = [g for g in run.gates if g.check == "meteor delta"]
+    assert not meteor_gate.passed and "meteor is unavailable: METEOR needs WordNet" in meteor_gate.finding
+    report_dir = write_report([run], tmp_path)
+    table = render(run).table
+    assert re.search(r"METEOR\s+n/a\s+n/a\s+n/a", table) and f"note: METEOR unavailable: {reason}" in table
+    for name in ("report.md", "summary.md"):
+        assert f"METEOR unavailable: {reason}" in (report_dir / name).read_text(), name
+    page = (report_dir / "report.html").read_text()
+    assert html.escape(f"METEOR unavailable: {reason}") in page and "<td>METEOR</td>" in page
+    (entry,) = json.loads((report_dir / "report.json").read_text())["runs"]
+    assert entry["metrics"]["tuned"]["unavailable"] == {"meteor": reason}
+    assert f"METEOR unavailable: {reason}" in entry["notes"]
+    config = fake_config(run, tmp_path)
+    test = SimpleNamespace(config=config, callspec=SimpleNamespace(params={"gate_case": ("iris", "tiny")}),
+                           user_properties=[])
+    pytest_runtest_teardown(test)
+    assert dict(test.user_properties)["loragate.meteor.unavailable"] == reason
+
+
+def test_one_run_that_cannot_be_rendered_costs_neither_the_others_nor_the_verdict(
+        hostile_run: TaskRun, instruct_run: TaskRun, tmp_path: Path) -> None:
+    broken = replace(instruct_run, tuned_predictions=replace(instruct_run.tuned_predictions, ids=["other"]))
+    session = GateSession({}, ["iris", "instruct"], tmp_path / "reports")
+    session.runs[("iris", "tiny")] = hostile_run
+    session.runs[("instruct", "tiny")] = broken
+    finished = session.finish()
+    assert finished.report is not None
+    names = [run["task"] for run in json.loads((finished.report / "report.json").read_text())["runs"]]
+    assert names == ["iris", "instruct"]
+    (error,) = finished.errors
+    assert error.startswith("instruct/tiny: FAIL  its report could not be rendered: ValueError")
+    assert "instruct/tiny: FAIL" in (finished.report / "summary.md").read_text()
+
+
+def test_a_report_that_cannot_be_written_is_an_error_after_the_tables(hostile_run: TaskRun, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    session = GateSession({}, ["iris"], blocker / "reports")
+    session.runs[("iris", "tiny")] = hostile_run
+    finished = session.finish()
+    assert finished.report is None and len(finished.runs) == 1
+    (error,) = finished.errors
+    assert f"the report could not be written to {blocker / 'reports'}" in error

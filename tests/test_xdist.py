@@ -30,13 +30,14 @@ def pytest_in_repo(*args: str, env: dict[str, str] | None = None) -> subprocess.
 
 
 def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path: Path) -> None:
-    """Committed adapters, so nothing trains: about 35 s on a 2-core CPU."""
+    """Committed adapters, so nothing trains: about 35 s on a 2-core CPU. One suite file of the gate runs, so each
+    task's verdict, decided on its worker and handed over, is PARTIAL and the run exits 1."""
     step_summary = tmp_path / "step-summary.md"
     result = pytest_in_repo("suites/test_quality.py", "-m", "smoke", "-n", "2", "-v", "--task", "iris",
                             "--task", "sst2", "--report-dir", str(tmp_path / "reports"),
                             env={"GITHUB_STEP_SUMMARY": str(step_summary)})
     out = result.stdout
-    assert result.returncode == 0, out[-3000:]
+    assert result.returncode == 1, out[-3000:]
     assert "scheduling tests via TaskScheduling" in out, "-n without --dist should schedule whole tasks"
     workers: dict[str, set[str]] = {}
     for worker, task in WORKER_RESULT.findall(out):
@@ -45,12 +46,14 @@ def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path
         f"each task's tests should run on one worker, which computes its run once: {workers}")
     assert "computed by" not in out, out[-3000:]
     for task in ("iris", "sst2"):
-        assert out.count(f"{task}/tiny: PASS  base") == 1, f"the controller prints {task}'s table once:\n{out[-3000:]}"
+        assert out.count(f"{task}/tiny: PARTIAL  base") == 1, f"the controller prints {task}'s table once:\n{out[-3000:]}"
 
     (report,) = (tmp_path / "reports").iterdir()  # one report, written by the controller, none by the workers
     assert f"report: {report / 'report.md'}" in out
     runs = json.loads((report / "report.json").read_text())["runs"]
-    assert [(run["task"], run["tier"]) for run in runs] == [("iris", "tiny"), ("sst2", "tiny")]
+    assert [(run["task"], run["tier"], run["verdict"]) for run in runs] == [("iris", "tiny", "PARTIAL"),
+                                                                             ("sst2", "tiny", "PARTIAL")]
+    assert "test_schema.py (not collected)" in runs[0]["verdict_reasons"][0]
     for name in ("report.md", "report.html", "summary.md"):
         text = (report / name).read_text()
         assert "iris/tiny" in text and "sst2/tiny" in text, name
@@ -92,7 +95,7 @@ def test_without_xdist_the_arguments_stay() -> None:
 def rendered(task: str) -> dict:
     """A worker's handed-over run, as builtins."""
     plot = Plot(f"{task}-tiny-loss.png", "loss", b"png")
-    return RenderedRun(task=task, tier="tiny", passed=True, table=f"{task}/tiny: PASS", json={"task": task},
+    return RenderedRun(task=task, tier="tiny", verdict="PASS", table=f"{task}/tiny: PASS", json={"task": task},
                        markdown="", html="", summary="", plots=(plot,)).to_builtins()
 
 
