@@ -21,7 +21,8 @@ import sys
 from pathlib import Path
 
 from loragate import distributed
-from loragate.card import ENCODER_KINDS
+from loragate.kinds import KINDS
+from loragate.options import OptionError, require_cuda, require_one_task, require_quantizable
 from loragate.plugin import parse_base_model, parse_data, parse_task
 from loragate.run import RunOptions, for_base, load_splits, prepare_adapter, prepare_base
 from loragate.tasks import TASKS, get_task
@@ -47,16 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     tasks = args.task or TASKS.names()
     if args.sweep_ranks and len(tasks) != 1:
         parser.error("--sweep-ranks applies to one task: add --task NAME")
-    if (args.base_model or args.data) and len(tasks) != 1:
-        parser.error("--base-model and --data apply to one task: add --task NAME")
-    encoders = [name for name in tasks if get_task(name).card.kind in ENCODER_KINDS]
-    if args.quantize and encoders:
-        parser.error(f"--quantize is for causal bases; {', '.join(encoders)} run on an encoder: choose tasks with --task")
-    if args.gpu:
-        import torch
-
-        if not torch.cuda.is_available():
-            parser.error(f"--gpu: CUDA is not available to torch {torch.__version__}")
+    try:  # the gate's own checks of these options (loragate.options)
+        require_one_task({"base_model": args.base_model, "data": args.data}, args.task or [], TASKS.names())
+        require_quantizable(args.quantize, tasks)
+        if args.gpu:
+            require_cuda()
+    except OptionError as exc:
+        parser.error(str(exc))
     if args.sweep_ranks and distributed.launched():
         parser.error("--sweep-ranks runs in one process: start it with python, not torchrun or accelerate launch")
     device = "cuda" if args.gpu else "cpu"
@@ -116,7 +114,7 @@ def sweep(task, tier: str, rank_list: list[int], options: RunOptions) -> str:
     import time
 
     from loragate.parameters import trainable_parameters
-    from loragate.run import PEFT_TASK_TYPE, train
+    from loragate.run import kind
     from loragate.training import attach_lora
 
     card = task.card
@@ -128,9 +126,10 @@ def sweep(task, tier: str, rank_list: list[int], options: RunOptions) -> str:
         task.card = card.model_copy(update={"tiers": {**card.tiers, tier: settings.model_copy(update={"lora": lora})}})
         base = prepare_base(task, tier, splits, options)
         ready = for_base(task, splits, base)
-        model = attach_lora(base.model, lora, settings.train.seed, PEFT_TASK_TYPE[card.kind], lora.modules_to_save or None)
+        model = attach_lora(base.model, lora, settings.train.seed, KINDS.get(card.kind).peft_task_type,
+                            lora.modules_to_save or None)
         started = time.perf_counter()
-        result = train(task, tier, model, base, ready, options)
+        result = kind(task).train(task, tier, model, base, ready, options)
         best = min([loss for _, loss in result.eval_curve] or [result.eval_loss])
         rows.append({"rank": rank, "alpha": lora.alpha, "trainable_parameters": trainable_parameters(model),
                      "best_val_loss": round(best, 6), "perplexity": round(math.exp(best), 4),

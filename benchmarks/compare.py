@@ -26,7 +26,7 @@ from benchmarks.workloads import (SIZES, TRAIN_MAX_LENGTH, Data, alternate, buil
                                   linear_flops_per_token, load_data, naive_generate, real_lengths, reset_lora,
                                   train_settings, training_flops, tuned_model)
 from loragate.engine import answer_budget, generate, greedy, left_pad
-from loragate.run import label_of
+from loragate.predictions import label_of
 from loragate.scoring import label_log_likelihoods, likeliest
 from loragate.tasks import get_task
 from loragate.training import TrainResult, eval_loss, train_lora

@@ -13,9 +13,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Tier = Literal["tiny", "full"]
-Kind = Literal["generative_classification", "sequence_classification", "extractive_qa", "instruct"]
-CLASSIFICATION_KINDS: tuple[Kind, ...] = ("generative_classification", "sequence_classification")
-ENCODER_KINDS: tuple[Kind, ...] = ("sequence_classification", "extractive_qa")
 TIERS: tuple[Tier, ...] = ("tiny", "full")
 
 
@@ -146,7 +143,7 @@ class InstructSettings(Strict):
 class TaskCard(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
-    kind: Kind
+    kind: str = Field(description="a registered task kind (loragate.kinds): generative_classification, ...")
     labels: list[str] = Field(default_factory=list, description="the classes; classification kinds need 2+")
     prompt_template: str = Field(description="str.format template over the example's fields")
     target_template: str = Field(" {label}", description="what the model should generate after the prompt")
@@ -163,13 +160,24 @@ class TaskCard(Strict):
             raise ValueError(f"labels repeat {duplicates}: list each label once")
         return labels
 
+    @field_validator("kind")
+    @classmethod
+    def kind_registered(cls, kind: str) -> str:
+        from loragate.kinds import KINDS
+
+        if kind not in KINDS:
+            raise ValueError(KINDS.unknown_message(kind))
+        return kind
+
     @model_validator(mode="after")
-    def classification_has_labels(self) -> TaskCard:
-        if self.kind in CLASSIFICATION_KINDS and len(self.labels) < 2:
+    def kind_has_what_it_needs(self) -> TaskCard:
+        from loragate.kinds import KINDS
+
+        spec = KINDS.get(self.kind)
+        if spec.labels and len(self.labels) < 2:
             raise ValueError(f"kind {self.kind} needs at least two labels; list them under 'labels'")
-        for block, kind in (("qa", "extractive_qa"), ("instruct", "instruct")):
-            if getattr(self, block) is None and self.kind == kind:
-                raise ValueError(f"kind {kind} needs a '{block}' block; add '{block}: {{}}' for its defaults")
+        if spec.block is not None and getattr(self, spec.block) is None:
+            raise ValueError(f"kind {self.kind} needs a '{spec.block}' block; add '{spec.block}: {{}}' for its defaults")
         return self
 
     def tier(self, tier: Tier) -> TierSettings:

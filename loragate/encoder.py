@@ -8,11 +8,17 @@ that the head learned the labels, per class.
 from __future__ import annotations
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import AutoModelForSequenceClassification, PreTrainedTokenizerBase
 
 from loragate.data import Example
 from loragate.engine import length_batches
 from loragate.training import model_loss, pad_features
+
+
+def classifier_head(labels: list[str]) -> tuple[type, dict]:
+    """The head class and config of a classifier over `labels`, in the card's order."""
+    return AutoModelForSequenceClassification, {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                                                "label2id": {label: i for i, label in enumerate(labels)}}
 
 
 def classification_features(tokenizer: PreTrainedTokenizerBase, examples: list[Example], labels: list[str],

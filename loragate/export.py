@@ -10,8 +10,6 @@ Every write goes to a temporary path renamed into place: a failed export leaves 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from loragate.atomic import atomic_file
 from loragate.engine import next_token_logits
 from loragate.models import save_atomically
 
@@ -110,25 +109,18 @@ def write_gguf(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path:
         raise ExportError(f"cannot write {path} as GGUF: {reason}")
     vocab = gguf_vocab(tokenizer, model.get_input_embeddings().num_embeddings)
     tensors = gguf_tensors(model, GGUF_TYPES[quant])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    os.close(handle)
-    tmp = Path(tmp_name)
-    writer = gguf.GGUFWriter(tmp, "llama")
-    try:
-        add_hyperparameters(writer, model, FILE_TYPES[quant])
-        add_vocab(writer, vocab)
-        for name, data, qtype in tensors:
-            writer.add_tensor(name, data, raw_dtype=qtype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as staged:
+        writer = gguf.GGUFWriter(staged.path, "llama")
+        try:
+            add_hyperparameters(writer, model, FILE_TYPES[quant])
+            add_vocab(writer, vocab)
+            for name, data, qtype in tensors:
+                writer.add_tensor(name, data, raw_dtype=qtype)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
     return path
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
 
-from loragate.card import CLASSIFICATION_KINDS, GateSettings, Kind
-from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics, Metrics, TextMetrics
-from loragate.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect, paired_bootstrap
+from collections.abc import Sequence
+
+from loragate.card import GateSettings
+from loragate.curves import CurveCheck
+from loragate.metrics import METRICS, Metrics
+from loragate.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect
 from loragate.text_metrics import MetricUnavailable
 
 
@@ -44,37 +46,28 @@ class MetricDelta:
         return f"{self.metric} delta" if self.reference == "base" else f"{self.metric} vs {self.reference}"
 
     def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
-        judged = self.judged(tuned, base)
-        return GateResult(self.name, self.finding(*judged, tuned), judged[2])
+        """The finding, the sentence of evidence, and the numbers every report shows, computed once."""
+        delta, interval, text = self.judged(tuned, base)
+        numbers = DeltaNumbers(self.metric, base.value(self.metric), tuned.value(self.metric), delta, interval.low,
+                               interval.high, interval.confidence, self.min_delta, self.settings.judge_on)
+        return GateResult(self.name, self.finding(delta, interval, text, tuned), text, numbers)
 
     def interval(self, tuned: Metrics, base: Metrics) -> DeltaInterval:
-        """The paired-bootstrap interval of tuned - base (unsigned): over label indices for a classification
-        metric, over per-example scores for a text metric."""
+        """The paired-bootstrap interval of tuned - base (unsigned), as the metrics resample their examples."""
         s = self.settings
-        if isinstance(tuned, TextMetrics) and isinstance(base, TextMetrics):
-            return tuned.paired_interval(base, self.metric, s.bootstrap_resamples, s.confidence, s.bootstrap_seed)
-        gold, base_pred = base.label_indices()
-        tuned_gold, tuned_pred = tuned.label_indices()
-        if not np.array_equal(gold, tuned_gold):
-            raise ValueError(f"{self.metric}: base and tuned were scored on different examples; cannot pair them")
-        return paired_bootstrap(self.metric, gold, base_pred, tuned_pred, len(tuned.labels),
-                                s.bootstrap_resamples, s.confidence, s.bootstrap_seed)
+        return tuned.paired_interval(base, self.metric, s.bootstrap_resamples, s.confidence, s.bootstrap_seed)
 
     def judged(self, tuned: Metrics, base: Metrics) -> tuple[float, DeltaInterval, str]:
         """(signed delta, its interval, a sentence with base, tuned, n, CI, McNemar p and MDE)."""
-        sign = 1.0 if HIGHER_IS_BETTER.get(self.metric) else -1.0
+        sign = 1.0 if METRICS.get(self.metric).higher_is_better else -1.0
         s = self.settings
         interval = self.interval(tuned, base)
         low, high = sorted((sign * interval.low, sign * interval.high))
         mde = minimum_detectable_effect(interval.standard_error, 1 - s.confidence, s.power)
         text = (f"{self.reference} {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, n={tuned.n}, "
                 f"{s.confidence:.0%} CI [{low:+.3f}, {high:+.3f}]")
-        if self.metric == "accuracy" and isinstance(tuned, ClassificationMetrics):
-            gold, base_pred = base.label_indices()
-            text += f", McNemar p={mcnemar_exact(base_pred == gold, tuned.label_indices()[1] == gold).p_value:.2g}"
-        if self.metric == "exact" and isinstance(tuned, TextMetrics):  # exact match is right/wrong per example
-            base_right, tuned_right = (np.array(m.per_example["exact"]) == 1 for m in (base, tuned))
-            text += f", McNemar p={mcnemar_exact(base_right, tuned_right).p_value:.2g}"
+        if METRICS.get(self.metric).right_or_wrong:  # per example right or wrong: McNemar's exact test applies
+            text += f", McNemar p={mcnemar_exact(base.correct(self.metric), tuned.correct(self.metric)).p_value:.2g}"
         text += f", MDE {mde:.3f} at power {s.power:.0%}"
         return sign * interval.delta, DeltaInterval(sign * interval.delta, low, high, interval.confidence,
                                                     interval.standard_error, interval.resamples), text
@@ -171,7 +164,7 @@ class Floor:
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         value = tuned.value(self.metric)
-        higher = HIGHER_IS_BETTER.get(self.metric)
+        higher = METRICS.get(self.metric).higher_is_better
         if (value >= self.minimum - 1e-12) if higher else (value <= self.minimum + 1e-12):
             return None
         bound = "below the floor" if higher else "above the ceiling"
@@ -192,30 +185,69 @@ def leakage_gate(leaked: list[str], n_test: int, max_share: float | None) -> Gat
 
 
 @dataclass(frozen=True)
+class DeltaNumbers:
+    """A metric gate's numbers, as tables and report.json show them."""
+
+    metric: str
+    reference: float  # base, or the last release's adapter
+    tuned: float
+    delta: float  # signed: positive is better, whatever the metric's direction
+    low: float  # the paired-bootstrap interval of the signed delta
+    high: float
+    confidence: float
+    required: float  # the card's min_delta (or -max_regression against the baseline)
+    judged_on: str  # "point" or "lower_bound"
+
+
+@dataclass(frozen=True)
 class GateResult:
     check: str
     finding: str | None
     evidence: str | None = None
+    numbers: DeltaNumbers | None = None  # a metric delta gate's interval and threshold
 
     @property
     def passed(self) -> bool:
         return self.finding is None
 
 
-def checks_from(gates: GateSettings, kind: Kind = "generative_classification") -> list[Check]:
-    """The card's gates as checks; an unknown metric name is an error with a did-you-mean. Per-class checks
-    apply to classification kinds only."""
+def checks_from(gates: GateSettings, kind_checks: Sequence[Check] = ()) -> list[Check]:
+    """The card's gates as checks, with the kind's own (per class, for classification kinds); an unknown metric
+    name is an error with a did-you-mean."""
     for where, metrics in (("gates.min_delta", gates.min_delta), ("gates.floors", gates.floors)):
         for metric in metrics:
-            if metric not in HIGHER_IS_BETTER:
-                raise ValueError(f"{where}: {HIGHER_IS_BETTER.unknown_message(metric)}")
-    per_class = [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)] if kind in CLASSIFICATION_KINDS else []
+            if metric not in METRICS:
+                raise ValueError(f"{where}: {METRICS.unknown_message(metric)}")
     return [
         *(MetricDelta(metric, minimum, gates) for metric, minimum in gates.min_delta.items()),
-        *per_class,
+        *kind_checks,
         *(Floor(metric, minimum) for metric, minimum in gates.floors.items()),
         Validity(gates.min_validity),
     ]
+
+
+def curve_gates(settings: GateSettings, manifest: dict | None, reference: dict | None) -> list[GateResult]:
+    """The adapter's training loss curve against the baseline adapter's, and its validation curve (instruct tasks
+    log one every `eval_every` steps) where both have one: a tolerance per point and a sign test for a shift to
+    one side. `manifest` and `reference` are the adapters' loragate manifests (None: the adapter has none)."""
+    training = CurveCheck(settings.curve_rtol, settings.curve_alpha, "training curve vs baseline")
+    curve, reference_curve = (manifest or {}).get("loss_curve"), (reference or {}).get("loss_curve")
+    if not curve or not reference_curve:
+        return [GateResult(training.name, None, "not compared: an adapter without a loragate manifest has no loss curve")]
+    results = [GateResult(training.name, training.fails(curve, reference_curve),
+                          f"{len(curve)} steps within {training.rtol:.0%}, no one-sided shift")]
+    validation = CurveCheck(settings.curve_rtol, settings.curve_alpha, "validation curve vs baseline")
+    points, reference_points = (manifest or {}).get("eval_curve"), (reference or {}).get("eval_curve")
+    if not points or not reference_points:
+        return results
+    steps, reference_steps = [step for step, _ in points], [step for step, _ in reference_points]
+    if steps != reference_steps:
+        return [*results, GateResult(validation.name, f"{validation.name}: logged at steps {steps[:5]}... vs "
+                                                      f"{reference_steps[:5]}... in the baseline; retrain with the same "
+                                                      f"eval_every and data to compare")]
+    return [*results, GateResult(validation.name, validation.fails([loss for _, loss in points],
+                                                                   [loss for _, loss in reference_points]),
+                                 f"{len(steps)} validation points within {validation.rtol:.0%}, no one-sided shift")]
 
 
 def regression_checks(gates: GateSettings) -> list[Check]:

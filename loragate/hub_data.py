@@ -9,11 +9,11 @@ of checks and errors, whatever the source.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
+
+from loragate.atomic import atomic_file
 
 HUB_ID_EXAMPLES = "stanfordnlp/sst2, fancyzhx/ag_news, rajpurkar/squad_v2, databricks/databricks-dolly-15k"
 
@@ -54,17 +54,8 @@ def materialize(task_name: str, task: HubTask, data: str | Path, cache: Path) ->
             f"--data {source}: cannot read it as a Hugging Face dataset ({type(exc).__name__}: {exc}). Fix: a hub "
             f"id needs the network or a filled Hugging Face cache (e.g. {HUB_ID_EXAMPLES}); a directory needs a "
             f"train split datasets can read; or pass the task's data as a file in its own format") from exc
-    out_dir = cache / "data"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".tmp-{task_name}-", suffix=task.hub_suffix, dir=out_dir)
-    os.close(handle)
-    tmp = Path(name)
-    try:
-        task.write_hub_rows(dataset, list(dataset.column_names), source, tmp)
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:12]
-        out = out_dir / f"{task_name}-{digest}{task.hub_suffix}"
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out
+    with atomic_file(cache / "data" / f"{task_name}{task.hub_suffix}") as staged:
+        task.write_hub_rows(dataset, list(dataset.column_names), source, staged.path)
+        digest = hashlib.sha256(staged.path.read_bytes()).hexdigest()[:12]
+        staged.target = staged.target.with_name(f"{task_name}-{digest}{task.hub_suffix}")  # named by its content
+    return staged.target

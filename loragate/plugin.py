@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from loragate.card import ENCODER_KINDS, TIERS
+from loragate.card import TIERS
+from loragate.options import OptionError, require_cuda, require_one_task, require_quantizable
 from loragate.redact import redact
 from loragate.session import GateSession
 
@@ -56,6 +57,7 @@ class GateTally:
 
 
 GATE_TALLY = pytest.StashKey[GateTally]()
+SINGLE_TASK_OPTIONS = ("adapter", "baseline_adapter", "baseline_report", "data", "base_model")
 MARKERS = {
     "smoke": "tiny tier: offline models and data, any CPU, minutes",
     "full": "full tier: real models and data; needs --gpu",
@@ -162,7 +164,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
-    from loragate.tasks import TASKS, get_task
+    from loragate.tasks import TASKS
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # as loragate.distributed.launched(), without importing torch
         raise pytest.UsageError(
@@ -174,36 +176,18 @@ def pytest_configure(config: pytest.Config) -> None:
     tasks = chosen or TASKS.names()
     if config.getoption("baseline_adapter") and config.getoption("baseline_report"):
         raise pytest.UsageError("--baseline-adapter and --baseline-report name the same thing: pass one")
-    for flag in ("adapter", "baseline_adapter", "baseline_report", "data", "base_model"):
-        # an explicit --task, even with one task registered: the same command must not change meaning when
-        # a second task is added
-        if config.getoption(flag) is not None and len(chosen) != 1:
-            raise pytest.UsageError(f"--{flag.replace('_', '-')} applies to one task: add --task NAME "
-                                    f"(one of {', '.join(TASKS.names())})")
-    device = "cpu"
-    if config.getoption("gpu"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise pytest.UsageError(
-                f"--gpu: CUDA is not available to torch {torch.__version__}. Run without --gpu for the tiny tier "
-                f"on CPU, or install a CUDA build of torch on a machine with an NVIDIA GPU."
-            )
-        device = worker_device(getattr(config, "workerinput", {}).get("workerid"), torch.cuda.device_count())
     quantize = config.getoption("quantize")
-    if quantize is not None:
-        from loragate.models import ModelLoadError, require_bitsandbytes
+    device = "cpu"
+    try:
+        require_one_task({flag: config.getoption(flag) for flag in SINGLE_TASK_OPTIONS}, chosen, TASKS.names())
+        if config.getoption("gpu"):
+            require_cuda()
+            import torch
 
-        try:
-            require_bitsandbytes(quantize)
-        except ModelLoadError as exc:
-            raise pytest.UsageError(str(exc)) from exc
-        kinds = {name: get_task(name).card.kind for name in TASKS.names()}
-        encoders = [name for name in tasks if kinds[name] in ENCODER_KINDS]
-        if encoders:
-            causal = [name for name, kind in kinds.items() if kind not in ENCODER_KINDS]
-            raise pytest.UsageError(f"--quantize {quantize} is for causal bases; {', '.join(encoders)} run on an "
-                                    f"encoder: choose tasks with --task ({', '.join(causal)}) or drop --quantize")
+            device = worker_device(getattr(config, "workerinput", {}).get("workerid"), torch.cuda.device_count())
+        require_quantizable(quantize, tasks)
+    except OptionError as exc:
+        raise pytest.UsageError(str(exc)) from exc
     rootdir = project_root(config)
     if not hasattr(config, "workerinput") and not config.getoption("help") and not config.getoption("collectonly"):
         check_outputs(config, rootdir)

@@ -10,65 +10,39 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
-import os
-import shutil
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loragate import plots
-from loragate.gates import GateResult, MetricDelta, checks_from, regression_checks
-from loragate.metrics import HIGHER_IS_BETTER, ClassificationMetrics, TextMetrics
+from loragate.plots import Plot
+from loragate.atomic import atomic_dir
+from loragate.gates import DeltaNumbers, GateResult
+from loragate.kinds import kind_of
+from loragate.metrics import METRICS
 from loragate.redact import redact
 
 if TYPE_CHECKING:  # loragate.run loads torch and transformers: an xdist controller only assembles renderings
     from loragate.run import TaskRun
 
-ROWS = [("accuracy", "accuracy"), ("macro precision", "macro_precision"), ("macro recall", "macro_recall"),
-        ("macro F1", "macro_f1"), ("weighted F1", "weighted_f1"), ("validity", "validity_rate")]
-
-
-TEXT_ROWS = [("exact match", "exact"), ("F1", "f1"), ("  has answer: exact", "HasAns_exact"),
-             ("  has answer: F1", "HasAns_f1"), ("  no answer: exact", "NoAns_exact"), ("  no answer: F1", "NoAns_f1"),
-             ("perplexity", "perplexity"), ("ROUGE-1", "rouge1"), ("ROUGE-2", "rouge2"), ("ROUGE-L", "rougeL"),
-             ("METEOR", "meteor"), ("BLEU", "bleu"), ("terminated", "terminated_rate"), ("validity", "validity_rate")]
-
-
-def text_rows(base: TextMetrics, tuned: TextMetrics) -> list[tuple[str, str, str, str]]:
-    """(metric, base, tuned, delta) rows of the text metrics this task computes; an unavailable one says so."""
-    rows = []
-    for title, field in TEXT_ROWS:
-        if field in tuned.unavailable:
-            rows.append((title, "n/a", "n/a", "n/a"))
-        elif field in tuned.values or field == "validity_rate":
-            before, after = base.value(field), tuned.value(field)
-            rows.append((title, f"{before:.3f}", f"{after:.3f}", f"{after - before:+.3f}"))
-    rows.append(("empty outputs", str(base.empty_outputs), str(tuned.empty_outputs),
-                 f"{tuned.empty_outputs - base.empty_outputs:+d}"))
-    return rows
-
-
 def table_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
-    """(metric, base, tuned, delta) rows: overall, per class, macro P/R/F1, validity, empty outputs; or the
-    text metrics of a QA or instruct task."""
+    """(metric, base, tuned, delta) rows: each registered metric the run computed, in the registry's order, with
+    the rows the metrics add under it (per class under accuracy); an unavailable metric as n/a (its reason is a
+    note); then the empty outputs. A sub-row's title starts with two spaces."""
     base, tuned = run.base_metrics, run.tuned_metrics
-    if isinstance(tuned, TextMetrics):
-        return text_rows(base, tuned)
     rows = []
-    for title, field in ROWS[:1]:
-        rows.append((title, f"{base.value(field):.3f}", f"{tuned.value(field):.3f}",
-                     f"{tuned.value(field) - base.value(field):+.3f}"))
-    for label in tuned.labels:
-        before, after = base.per_class_accuracy[label], tuned.per_class_accuracy[label]
-        rows.append((f"  {label} (n={tuned.per_class_support[label]})", f"{before:.3f}", f"{after:.3f}",
-                     f"{after - before:+.3f}"))
-    for title, field in ROWS[1:]:
-        rows.append((title, f"{base.value(field):.3f}", f"{tuned.value(field):.3f}",
-                     f"{tuned.value(field) - base.value(field):+.3f}"))
+    for spec in METRICS.entries():
+        if not spec.shown:
+            continue
+        title = ("  " if spec.sub else "") + spec.title
+        if spec.name in tuned.unavailable:
+            rows.append((title, "n/a", "n/a", "n/a"))
+        elif tuned.has(spec.name):
+            before, after = base.value(spec.name), tuned.value(spec.name)
+            rows.append((title, spec.cell(before), spec.cell(after), f"{after - before:+.3f}"))
+            rows += [(f"  {sub}", *cells) for sub, *cells in tuned.sub_rows(spec.name, base)]
     rows.append(("empty outputs", str(base.empty_outputs), str(tuned.empty_outputs),
                  f"{tuned.empty_outputs - base.empty_outputs:+d}"))
     return rows
@@ -103,9 +77,8 @@ def gate_text(result: GateResult) -> str | None:
 def unavailable_notes(run: TaskRun) -> list[str]:
     """Each metric this machine could not compute, with the reason (METEOR without WordNet): shown as n/a in
     every table, and why, never computed some other way."""
-    titles = {field: title.strip() for title, field in TEXT_ROWS}
-    missing = {**getattr(run.base_metrics, "unavailable", {}), **getattr(run.tuned_metrics, "unavailable", {})}
-    return [f"{titles.get(metric, metric)} unavailable: {reason}" for metric, reason in missing.items()]
+    missing = {**run.base_metrics.unavailable, **run.tuned_metrics.unavailable}
+    return [f"{METRICS.get(metric).title} unavailable: {reason}" for metric, reason in missing.items()]
 
 
 def notes(run: TaskRun) -> list[str]:
@@ -142,39 +115,17 @@ def partial_reasons(run: TaskRun) -> list[str]:
 
 
 @dataclass(frozen=True)
-class GatedMetric:
-    """A gated metric's delta with its paired-bootstrap interval, as numbers for tables and JSON."""
+class GatedMetric(DeltaNumbers):
+    """A gated metric's numbers with its gate's name and verdict, for tables and JSON."""
 
-    check: str  # the gate's name: "accuracy delta", or "accuracy vs baseline"
-    metric: str
-    reference: float  # base, or the last release's adapter
-    tuned: float
-    delta: float
-    low: float
-    high: float
-    confidence: float
-    required: float  # the card's min_delta (or -max_regression against the baseline)
-    judged_on: str  # "point" or "lower_bound"
-    passed: bool
+    check: str = ""  # the gate's name: "accuracy delta", or "accuracy vs baseline"
+    passed: bool = False
 
 
 def gated_metrics(run: TaskRun) -> list[GatedMetric]:
-    """The card's gated metrics, each judged again by its own gate (same bootstrap seed, so the same interval
-    as the gate's evidence): the GateResult keeps only sentences, a table needs the numbers."""
-    settings = run.task.card.gates
-    pairs = [(check, run.base_metrics) for check in checks_from(settings, run.task.card.kind) if isinstance(check, MetricDelta)]
-    if run.baseline_metrics is not None:
-        pairs += [(check, run.baseline_metrics) for check in regression_checks(settings)]
-    unavailable = getattr(run.tuned_metrics, "unavailable", {})  # its gate failed saying why; no interval to show
-    pairs = [(check, reference) for check, reference in pairs if check.metric not in unavailable]
-    passed = {result.check: result.passed for result in run.gates}
-    rows = []
-    for check, reference in pairs:
-        delta, interval, _ = check.judged(run.tuned_metrics, reference)
-        rows.append(GatedMetric(check.name, check.metric, reference.value(check.metric),
-                                run.tuned_metrics.value(check.metric), delta, interval.low, interval.high,
-                                interval.confidence, check.min_delta, settings.judge_on, passed[check.name]))
-    return rows
+    """The metric gates' numbers as the gates computed them (nothing is judged again here); a gate on an
+    unavailable metric has none and shows as a failed gate with its reason."""
+    return [GatedMetric(**asdict(r.numbers), check=r.check, passed=r.passed) for r in run.gates if r.numbers]
 
 
 def requirement(row: GatedMetric) -> str:
@@ -222,23 +173,14 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
 
 
 def predictions_json(run: TaskRun) -> list[dict]:
-    """Per example: gold, base and tuned label (None where the output did not parse) and both raw outputs, so
-    a later run can compare against a stored report. Text kinds: the references and each per-example score."""
+    """Per example: what the kind records (gold, base and tuned label, None where the output did not parse; or the
+    references and each per-example score) and both raw outputs, so a later run can compare against this report."""
     base, tuned = run.base_predictions, run.tuned_predictions
     if base.ids != tuned.ids:
         raise ValueError(f"{run.name}: base and tuned predictions cover different examples; cannot pair them")
-    if isinstance(run.tuned_metrics, TextMetrics):
-        scores = {f"{who}_{name}": values for who, metrics in (("base", run.base_metrics), ("tuned", run.tuned_metrics))
-                  for name, values in metrics.per_example.items()}
-        return [{"id": i, "references": refs, "base_output": base_out, "tuned_output": tuned_out,
-                 **{name: round(values[row], 6) for name, values in scores.items()}}
-                for row, (i, refs, base_out, tuned_out)
-                in enumerate(zip(tuned.ids, run.tuned_metrics.references, base.outputs, tuned.outputs))]
-    return [{"id": i, "gold": gold, "base": base_label, "tuned": tuned_label, "base_output": base_out,
-             "tuned_output": tuned_out}
-            for i, gold, base_label, tuned_label, base_out, tuned_out
-            in zip(tuned.ids, tuned.gold, run.base_metrics.predicted, run.tuned_metrics.predicted, base.outputs,
-                   tuned.outputs)]
+    return [{"id": i, **record, "base_output": base_out, "tuned_output": tuned_out}
+            for i, record, base_out, tuned_out in zip(tuned.ids, kind_of(run.task.card.kind).example_records(run),
+                                                      base.outputs, tuned.outputs)]
 
 
 def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
@@ -270,17 +212,11 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
     }
 
 
-@dataclass(frozen=True)
-class Plot:
-    file: str  # the PNG's name in the report directory
-    caption: str
-    png: bytes
-
-
 def run_plots(run: TaskRun) -> list[Plot]:
-    """Confusion matrices, per-class bars and (when the adapter has a loragate manifest) the loss curve."""
+    """The kind's figures (confusion matrices and per-class bars for labels) and, when the adapter has a loragate
+    manifest, the loss curve."""
     prefix = f"{run.task.card.name}-{run.tier}"
-    result = class_plots(run, prefix) if isinstance(run.tuned_metrics, ClassificationMetrics) else []
+    result = kind_of(run.task.card.kind).figures(run, prefix)
     curve = (run.manifest or {}).get("loss_curve")
     if curve:
         eval_loss = run.manifest.get("metrics_at_train", {}).get("eval_loss")
@@ -288,23 +224,6 @@ def run_plots(run: TaskRun) -> list[Plot]:
                            "perplexity on the right axis; the dots are the eval split's loss while and after training.",
                            plots.loss_png(curve, eval_loss, run.manifest.get("eval_curve"))))
     return result
-
-
-def class_plots(run: TaskRun, prefix: str) -> list[Plot]:
-    """Confusion matrices and per-class accuracy bars of a classification run."""
-    labels = run.tuned_metrics.labels
-    compared = {"base": run.base_metrics}
-    if run.baseline_metrics is not None:
-        compared["baseline"] = run.baseline_metrics
-    compared["tuned"] = run.tuned_metrics
-    return [
-        Plot(f"{prefix}-confusion.png", "Confusion matrices: rows are gold labels, columns predictions; "
-             "<invalid> counts outputs that did not parse.",
-             plots.confusion_png(labels, {name: m.confusion for name, m in compared.items()})),
-        Plot(f"{prefix}-per-class.png", "Accuracy of each class; the dashed line is the card's per-class floor.",
-             plots.per_class_png(labels, {name: m.per_class_accuracy for name, m in compared.items()},
-                                 run.tuned_metrics.per_class_support, run.task.card.gates.min_class_accuracy)),
-    ]
 
 
 MAX_EXAMPLES = 200  # rows per example table in report.html; report.json holds every example
@@ -423,28 +342,15 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
 
 
 def wrong_examples(run: TaskRun) -> str:
-    """Misclassified examples; for text kinds, the tuned answers beside base's and the references, worst
-    first by the first gated metric (the generated samples people read)."""
-    tuned = run.tuned_metrics
-    if isinstance(tuned, ClassificationMetrics):
-        all_wrong = [[i, gold, predicted] for i, gold, predicted in zip(run.tuned_predictions.ids, tuned.gold,
-                                                                        tuned.predicted)
-                     if predicted is not None and predicted != gold]
-        wrong, note = capped(all_wrong, "misclassified examples")
-        return (f"<h3>Misclassified by the tuned model ({len(all_wrong)})</h3>\n"
-                + (html_table(["id", "gold", "predicted"], wrong) + note if wrong
-                   else "<p>No parsed tuned prediction is wrong.</p>"))
-    metric = next((m for m in run.task.card.gates.min_delta if m in tuned.per_example), next(iter(tuned.per_example)))
-    scores = tuned.per_example[metric]
-    higher = HIGHER_IS_BETTER.get(metric)
-    order = sorted(range(tuned.n), key=lambda row: scores[row] if higher else -scores[row])
-    shown_score = math.exp if metric == "perplexity" else float  # per-example perplexity is held as mean NLL
-    rows = [[tuned.ids[row], f"{shown_score(scores[row]):.3f}", code(run.base_predictions.outputs[row]), code(tuned.outputs[row]),
-             code(" | ".join(tuned.references[row]) or "(no answer)")] for row in order]
+    """The kind's table of examples to read: the misclassified ones, or the tuned answers worst first beside
+    base's and the references. Raw model text is shown escaped, as code."""
+    table = kind_of(run.task.card.kind).examples_table(run)
+    rows = [[code(cell) if col in table.text_columns else cell for col, cell in enumerate(row)] for row in table.rows]
     shown_rows, note = capped(rows, "examples")
-    return (f"<h3>Tuned answers, worst {metric} first ({tuned.n})</h3>\n"
-            + html_table(["id", metric, "base output", "tuned output", "references"], shown_rows,
-                         numeric=frozenset({1}), trusted=frozenset({2, 3, 4})) + note)
+    if not shown_rows:
+        return f"<h3>{html.escape(table.title)}</h3>\n<p>{html.escape(table.empty)}</p>"
+    return (f"<h3>{html.escape(table.title)}</h3>\n"
+            + html_table(table.header, shown_rows, numeric=table.numeric_columns, trusted=table.text_columns) + note)
 
 
 def html_page(runs: list[RenderedRun], stamp: str) -> str:
@@ -476,7 +382,7 @@ def junit_properties(run: TaskRun) -> list[tuple[str, object]]:
     card's gated metrics. The verdict, known only once every test ran, is a suite property (`loragate.verdict.*`)."""
     properties: list[tuple[str, object]] = [("loragate.task", run.task.card.name), ("loragate.tier", run.tier),
                                             ("loragate.card_gates", "PASS" if run.passed else "FAIL")]
-    unavailable = getattr(run.tuned_metrics, "unavailable", {})
+    unavailable = run.tuned_metrics.unavailable
     for metric in run.task.card.gates.min_delta:
         if metric in unavailable:
             properties.append((f"loragate.{metric}.unavailable", unavailable[metric]))
@@ -566,10 +472,9 @@ def source_state() -> dict[str, str | bool | None]:
 def write_rendered(runs: list[RenderedRun], report_dir: Path) -> Path:
     """reports/<UTC time>/ with report.json, report.md, report.html, summary.md and the PNGs, renamed into
     place together."""
-    report_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{stamp}-", dir=report_dir))
-    try:
+    with atomic_dir(report_dir / stamp) as staged:
+        tmp = staged.path
         for plot in (plot for run in runs for plot in run.plots):
             (tmp / plot.file).write_bytes(plot.png)
         report = {"source": source_state(), "runs": [run.json for run in runs]}
@@ -577,8 +482,4 @@ def write_rendered(runs: list[RenderedRun], report_dir: Path) -> Path:
         (tmp / "report.md").write_text(redact("\n".join(["# loragate report", "", *(run.markdown for run in runs)])))
         (tmp / "report.html").write_text(redact(html_page(runs, stamp)))
         (tmp / "summary.md").write_text(redact("\n".join(["## loragate", "", *(run.summary for run in runs)])))
-        os.replace(tmp, report_dir / stamp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report_dir / stamp

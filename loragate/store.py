@@ -159,6 +159,18 @@ def read_manifest(entry: Path, key: str | None = None) -> dict:
     return manifest
 
 
+def manifest_of(adapter_dir: Path | None) -> dict | None:
+    """The loragate manifest of any adapter directory (a store entry or an --adapter), or None when it has none
+    (trained elsewhere)."""
+    manifest_file = adapter_dir / "manifest.json" if adapter_dir is not None else None
+    if manifest_file is None or not manifest_file.is_file():
+        return None
+    try:
+        return json.loads(manifest_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise AdapterStoreError(f"{manifest_file}: not valid JSON ({exc}); restore it or delete it") from exc
+
+
 def check_adapter_config(config_file: Path) -> None:
     """peft ignores keys it does not know, with a warning: an adapter saved by a newer peft would load with
     options silently dropped. Refused here, naming the keys and the installed peft."""

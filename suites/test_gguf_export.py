@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
-from loragate.card import ENCODER_KINDS
+from loragate.kinds import KINDS
 from loragate.export import (ExportError, agreement, gguf_unsupported, load_gguf, metric_tolerance, save_merged,
                              tokenization_mismatches, write_gguf)
 from loragate.run import score
@@ -53,7 +53,7 @@ def read_back(gate_case: tuple[str, str], request: pytest.FixtureRequest,
     run is requested, so this file alone does not evaluate it."""
     task, tier = gate_case
     kind = get_task(task).card.kind
-    if kind in ENCODER_KINDS:
+    if KINDS.get(kind).encoder:
         pytest.skip(f"{task}/{tier}: {kind} is an encoder task; GGUF export covers causal Llama-architecture models")
     run: TaskRun = request.getfixturevalue("task_run")
     reason = gguf_unsupported(run.model.get_base_model())

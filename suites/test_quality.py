@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from loragate.card import CLASSIFICATION_KINDS
-from loragate.gates import ClassDrop, ClassFloor, Floor, MetricDelta, checks_from, run_gates
+from loragate.kinds import KINDS
+from loragate.gates import ClassDrop, ClassFloor, Floor, MetricDelta, run_gates
+from loragate.kinds import card_checks
 from loragate.metrics import metrics_from_confusion
 from loragate.tasks import get_task
 
 
 def findings(task_run, kind: type) -> list[str]:
-    names = {check.name for check in checks_from(task_run.task.card.gates, task_run.task.card.kind) if isinstance(check, kind)}
+    names = {check.name for check in card_checks(task_run.task.card) if isinstance(check, kind)}
     return [f"{task_run.name}: {r.finding}" for r in task_run.gates if r.check in names and not r.passed]
 
 
@@ -21,7 +22,7 @@ def test_metric_deltas_meet_card_minimums(task_run) -> None:
 
 
 def per_class(task_run) -> None:
-    if task_run.task.card.kind not in CLASSIFICATION_KINDS:
+    if not KINDS.get(task_run.task.card.kind).labels:
         pytest.skip(f"{task_run.name}: {task_run.task.card.kind} has no classes")
 
 
@@ -51,7 +52,7 @@ def test_gate_fails_the_seed_iris_result() -> None:
     base = metrics_from_confusion([[10, 0, 0], [10, 0, 0], [10, 0, 0]], card.labels)  # all setosa
     tuned = metrics_from_confusion([[9, 1, 0], [0, 10, 0], [2, 8, 0]], card.labels)
     assert round(base.accuracy, 3) == 0.333 and round(tuned.accuracy, 3) == 0.633
-    failed = [r.finding for r in run_gates(checks_from(card.gates), tuned, base) if not r.passed]
+    failed = [r.finding for r in run_gates(card_checks(card), tuned, base) if not r.passed]
     report = "\n".join(f or "" for f in failed)
     assert failed, "the seed's iris result passed the gate"
     assert "'setosa' accuracy fell 1.000 -> 0.900" in report, report

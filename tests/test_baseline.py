@@ -53,29 +53,33 @@ def test_the_baseline_leaves_the_base_untouched(regressed) -> None:
 
 
 def test_training_curve_is_compared_with_the_baselines(tmp_path: Path) -> None:
-    from loragate.run import curve_gate
+    from loragate.gates import curve_gates
     from loragate.tasks import get_task
 
-    task, baseline = get_task("iris"), committed_adapter()
+    gates, baseline = get_task("iris").card.gates, committed_adapter()
     manifest = json.loads((baseline / "manifest.json").read_text())
-    assert curve_gate(task, manifest, baseline).passed
+    (same,) = curve_gates(gates, manifest, manifest)
+    assert same.passed
     shifted = {**manifest, "loss_curve": [loss * 1.02 for loss in manifest["loss_curve"]]}
-    finding = curve_gate(task, shifted, baseline).finding
-    assert finding is not None and "a systematic shift" in finding, finding
-    assert "not compared" in curve_gate(task, None, baseline).evidence
+    (moved,) = curve_gates(gates, shifted, manifest)
+    assert moved.finding is not None and "a systematic shift" in moved.finding, moved.finding
+    (foreign,) = curve_gates(gates, None, manifest)
+    assert "not compared" in foreign.evidence
 
 
 def test_validation_curve_is_compared_with_the_baselines() -> None:
     """Instruct adapters log the eval loss every `eval_every` steps; a shifted validation curve fails."""
-    from loragate.run import eval_curve_gate
+    from loragate.gates import curve_gates
     from loragate.tasks import get_task
 
-    task = get_task("instruct")
+    gates = get_task("instruct").card.gates
     (baseline,) = [p for p in (Path(__file__).parents[1] / "adapters" / "instruct" / "tiny").iterdir() if p.is_dir()]
     manifest = json.loads((baseline / "manifest.json").read_text())
     assert len(manifest["eval_curve"]) > 10, manifest["eval_curve"]
-    assert eval_curve_gate(task, manifest, baseline).passed
+    assert all(result.passed for result in curve_gates(gates, manifest, manifest))
     worse = {**manifest, "eval_curve": [[step, loss * 1.1] for step, loss in manifest["eval_curve"]]}
-    finding = eval_curve_gate(task, worse, baseline).finding
+    _, validation = curve_gates(gates, worse, manifest)
+    finding = validation.finding
     assert finding is not None and "validation curve vs baseline" in finding and "> tolerance 5.0%" in finding, finding
-    assert eval_curve_gate(task, {"loss_curve": [1.0]}, baseline) is None, "nothing to compare: no gate"
+    no_points = {**manifest, "eval_curve": None}
+    assert len(curve_gates(gates, no_points, manifest)) == 1, "nothing to compare: no validation gate"

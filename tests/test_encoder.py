@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from loragate.card import LoraSettings, TrainSettings
-from loragate.encoder import classification_features, classify_logits
+from loragate.encoder import classification_features, classifier_head, classify_logits
 from loragate.models import load_encoder
 from loragate.parameters import base_fingerprint_inside
 from loragate.store import AdapterStore, load_adapter
@@ -22,7 +22,7 @@ TRAIN = TrainSettings(epochs=1, batch_size=8, lr=1e-3, max_length=64)
 
 
 def minilm(seed: int = 0):
-    return load_encoder("minilm", "sequence_classification", LABELS, "cpu", torch.float32, head_seed=seed)
+    return load_encoder("minilm", *classifier_head(LABELS), "cpu", torch.float32, head_seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from loragate import run
+from loragate.kinds import causal
+from loragate.kinds.generative_classification.pipeline import targets
 from loragate.card import LoraSettings, TrainSettings
 from loragate.data import Example
 from loragate.models import load_causal
@@ -80,10 +82,10 @@ def test_budget_is_the_longest_target_plus_eos(fresh_base) -> None:
 
 def test_generation_budget_comes_from_the_card_else_from_the_labels(monkeypatch, iris, fresh_base) -> None:
     budgets: list[int] = []
-    monkeypatch.setattr(run, "generate", lambda model, tok, prompts, budget, batch_size, **kw: budgets.append(budget))
+    monkeypatch.setattr(causal, "generate", lambda model, tok, prompts, budget, batch_size, **kw: budgets.append(budget))
     assert iris.card.tier("tiny").eval.max_new_tokens is None and iris.card.tier("full").eval.max_new_tokens == 8
     for tier in ("tiny", "full"):
-        run.generations_of(iris, tier, fresh_base.model, fresh_base.tokenizer, ["Species:"])
+        run.kind(iris).generations(iris, tier, fresh_base.model, fresh_base, ["Species:"])
     targets = [iris.card.target_template.format(label=label) for label in iris.card.labels]
     assert budgets == [answer_budget(fresh_base.tokenizer, targets), 8]
 
@@ -94,7 +96,7 @@ def test_predictions_carry_scored_labels_where_the_card_says_score(tuned, iris_s
     assert iris.card.tier("tiny").eval.decode == "score" and iris.card.tier("full").eval.decode == "generate"
     scored = run.predict(iris, model, base, examples, "tiny", False, "tiny")
     expected = likeliest(label_log_likelihoods(model, base.tokenizer, [ex.prompt for ex in examples],
-                                               run.targets(iris), 32), iris.card.labels)
+                                               targets(iris), 32), iris.card.labels)
     assert scored.scored == expected
     assert run.predict(iris, model, base, examples, "full", False, "full").scored is None
 

@@ -54,7 +54,8 @@ def test_leakage_gate_refuses_above_the_card_share_and_names_the_examples() -> N
 def test_out_of_memory_halves_the_eval_batch_and_the_report_says_so(monkeypatch, tmp_path) -> None:
     """A GPU out-of-memory error during evaluation retries the whole prediction at half the batch size, down to
     1; greedy predictions do not depend on the batch, and the report names the batch that ran."""
-    real = run_module.predict_at
+    kind = run_module.kind(get_task("iris"))
+    real = type(kind).predict
     seen: list[int] = []
 
     def flaky(*args, **kwargs):
@@ -62,9 +63,9 @@ def test_out_of_memory_halves_the_eval_batch_and_the_report_says_so(monkeypatch,
         seen.append(batch_size)
         if batch_size > 8:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(*args, **kwargs)
+        return real(kind, *args, **kwargs)
 
-    monkeypatch.setattr(run_module, "predict_at", flaky)
+    monkeypatch.setattr(kind, "predict", flaky)
     with pytest.warns(UserWarning) as caught:
         halved = run_task("iris", "tiny", RunOptions(cache=tmp_path, progress=False))
     messages = [str(warning.message) for warning in caught]
@@ -72,7 +73,7 @@ def test_out_of_memory_halves_the_eval_batch_and_the_report_says_so(monkeypatch,
     assert seen[:3] == [32, 16, 8], seen
     assert halved.tuned_predictions.batch_size == 8 and halved.tuned_predictions.card_batch_size == 32
     assert "note: tuned predictions ran at eval batch 8, halved from the card's 32" in text_table(halved)
-    monkeypatch.setattr(run_module, "predict_at", real)
+    monkeypatch.undo()
     plain = run_task("iris", "tiny", RunOptions(cache=tmp_path, progress=False))
     assert plain.tuned_predictions.outputs == halved.tuned_predictions.outputs
     assert "note:" not in text_table(plain)
@@ -82,7 +83,7 @@ def test_out_of_memory_at_batch_one_is_an_error_naming_the_fix(monkeypatch) -> N
     def always(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(run_module, "predict_at", always)
+    monkeypatch.setattr(run_module.kind(get_task("iris")), "predict", always)
     with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="out of memory even at eval batch size 1 "
                                                                       r"\(card: 32\); use a smaller base"):
         run_module.predict(get_task("iris"), None, None, [], "tiny", False, "tuned iris/tiny")

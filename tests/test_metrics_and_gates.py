@@ -126,7 +126,7 @@ def test_checks_from_card_gates_on_the_seed() -> None:
     tuned = metrics_from_confusion([[9, 1, 0], [0, 10, 0], [2, 8, 0]], IRIS)
     gates = GateSettings(min_delta={"accuracy": 0.05, "macro_f1": 0.05}, max_class_drop=0.05,
                          min_class_accuracy=0.5, min_validity=1.0)
-    results = {r.check: r for r in run_gates(checks_from(gates), tuned, base)}
+    results = {r.check: r for r in run_gates(checks_from(gates, [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)]), tuned, base)}
     failed = sorted(name for name, r in results.items() if not r.passed)
     assert failed == ["per-class floor", "per-class regression"], {n: r.finding for n, r in results.items()}
     assert "class 'setosa' accuracy fell 1.000 -> 0.900" in results["per-class regression"].finding

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModelForQuestionAnswering
 
 from loragate.card import CardError, LoraSettings
 from loragate.data import Example
@@ -42,7 +43,7 @@ SPLITS = ("train", "eval", "test")
 
 @pytest.fixture(scope="module")
 def minilm() -> LoadedBase:
-    return load_encoder("minilm", "extractive_qa", [], "cpu", torch.float32)
+    return load_encoder("minilm", AutoModelForQuestionAnswering, {}, "cpu", torch.float32)
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +298,7 @@ def test_predict_spans_stay_inside_the_context(minilm: LoadedBase) -> None:
 
 
 def test_qa_logits_are_deterministic_and_a_disabled_adapter_is_the_base() -> None:
-    base = load_encoder("minilm", "extractive_qa", [], "cpu", torch.float32)
+    base = load_encoder("minilm", AutoModelForQuestionAnswering, {}, "cpu", torch.float32)
     examples = [long_example(), *generated_splits().eval[:5]]
     before = qa_logits(base.model, base.tokenizer, examples, 64, 16, batch_size=4)
     assert before.shape == (6, 2, 64)

@@ -20,6 +20,7 @@ from PIL import Image
 
 from loragate import plots
 from loragate.gates import checks_from, run_gates
+from loragate.kinds import card_checks
 from loragate.plugin import SESSION, pytest_runtest_teardown, pytest_terminal_summary
 from loragate.report import render, write_report
 from loragate.run import RunOptions, TaskRun, run_task, score
@@ -105,7 +106,7 @@ def hostile_run(two_runs) -> TaskRun:
     tuned = replace(run.tuned_predictions, outputs=outputs, parsed=[run.task.parse(text) for text in outputs])
     metrics = score(run.task, tuned)
     return replace(run, tuned_predictions=tuned, tuned_metrics=metrics,
-                   gates=run_gates(checks_from(run.task.card.gates), metrics, run.base_metrics))
+                   gates=run_gates(card_checks(run.task.card), metrics, run.base_metrics))
 
 
 @pytest.fixture(scope="module")
@@ -248,7 +249,7 @@ def test_an_unavailable_metric_is_shown_with_its_reason_by_every_renderer(instru
     card = instruct_run.task.card
     gates = card.gates.model_copy(update={"min_delta": {**card.gates.min_delta, "meteor": 0.05}})
     run = replace(instruct_run, base_metrics=base, tuned_metrics=tuned,
-                  gates=run_gates(checks_from(gates, card.kind), tuned, base),
+                  gates=run_gates(checks_from(gates), tuned, base),
                   task=SimpleNamespace(card=card.model_copy(update={"gates": gates})))
     (meteor_gate,) = [g for g in run.gates if g.check == "meteor delta"]
     assert not meteor_gate.passed and "meteor is unavailable: METEOR needs WordNet" in meteor_gate.finding

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from loragate.data import Splits
-from loragate.gates import checks_from, run_gates
+from loragate.gates import run_gates
+from loragate.kinds import card_checks
 from loragate.metrics import classification_metrics
 from loragate.tasks import get_task
 from loragate.tasks.sst2 import NEGATIVE, NEGATORS, POSITIVE, Sst2Task, generate_rows
@@ -85,7 +86,7 @@ def test_the_card_fails_a_model_that_reads_words_not_structure(sst2: Sst2Task, s
     base = classification_metrics(gold, [None] * len(test), sst2.card.labels, [""] * len(test))
     predicted = [reader(ex.fields["sentence"]) for ex in test]
     tuned = classification_metrics(gold, predicted, sst2.card.labels, predicted)
-    failed = {r.check: r.finding for r in run_gates(checks_from(sst2.card.gates), tuned, base) if not r.passed}
+    failed = {r.check: r.finding for r in run_gates(card_checks(sst2.card), tuned, base) if not r.passed}
     assert "per-class floor" in failed, f"{reader.__name__} (accuracy {tuned.accuracy:.3f}) passed the gate"
 
 

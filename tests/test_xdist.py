@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import pytest
 
 from loragate.plugin import pytest_load_initial_conftests
-from loragate.report import Plot, RenderedRun
+from loragate.plots import Plot
+from loragate.report import RenderedRun
 from loragate.session import GateSession
 
 ROOT = Path(__file__).resolve().parents[1]

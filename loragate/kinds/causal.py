@@ -1,0 +1,85 @@
+"""What the causal kinds (generative classification, instruct) share: a causal base (tiny, built offline, or a
+hub id or directory), completion-only training, greedy generation, next-token logits as the probe."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from peft import PeftModel
+
+from loragate.card import GateSettings, Tier
+from loragate.data import Example, Splits
+from loragate.distributed import current
+from loragate.engine import Generations, generate, next_token_logits
+from loragate.gates import Check
+from loragate.models import LoadedBase, load_causal, tiny_base_dir
+from loragate.options import RunOptions
+from loragate.predictions import Predictions
+from loragate.tasks import Task
+from loragate.training import TrainResult, train_lora
+
+
+class CausalKind:
+    """Defaults of a causal kind; each kind overrides what it does differently."""
+
+    eval_every_block: str | None = None  # the card block whose `eval_every` logs a validation curve
+
+    def tiny_tokenizer_text(self, task: Task, splits: Splits) -> tuple[str | None, list[str]]:
+        """(chat template, texts) the tiny base's tokenizer is trained on."""
+        return None, splits.texts()
+
+    def load_base(self, task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:
+        name = options.base_model or task.card.tier(tier).base_model
+        if name != "tiny":
+            return load_causal(name, options.device, options.dtype, quantize=options.quantize)
+        template, texts = self.tiny_tokenizer_text(task, splits)
+        spec = task.card.tier(tier).tiny_base  # data-parallel: rank 0 builds it, the others load what it built
+        path = current().from_main(lambda: tiny_base_dir(options.cache, task.card.name, spec, texts, template))
+        return load_causal(str(path), options.device, options.dtype, display_name=f"tiny:{task.card.name}",
+                           quantize=options.quantize)
+
+    def for_base(self, task: Task, splits: Splits, base: LoadedBase) -> Splits:
+        return splits
+
+    def train(self, task: Task, tier: Tier, model: PeftModel, base: LoadedBase, splits: Splits,
+              options: RunOptions) -> TrainResult:
+        eval_every = task.card.instruct.eval_every if task.card.instruct else 0
+        return train_lora(model, base.tokenizer, splits.train, splits.eval, task.card.tier(tier).train,
+                          progress=options.progress, desc=f"train {task.card.name}/{tier}", eval_every=eval_every)
+
+    def budget(self, task: Task, tier: Tier, base: LoadedBase) -> tuple[int, list[str] | None]:
+        """(max new tokens, labels whose parse may stop a row early, or None)."""
+        raise NotImplementedError
+
+    def generations(self, task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase, prompts: list[str],
+                    progress: bool = False, desc: str = "generate", batch_size: int | None = None) -> Generations:
+        """Greedy outputs under the card's eval settings."""
+        budget, labels = self.budget(task, tier, base)
+        return generate(model, base.tokenizer, prompts, budget, batch_size or task.card.tier(tier).eval.batch_size,
+                        labels=labels, progress=progress, desc=desc)
+
+    def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
+                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+        """Free generations, parsed: the schema gate reads them."""
+        started = time.perf_counter()
+        generations = self.generations(task, tier, model, base, [ex.prompt for ex in examples], progress, desc,
+                                       batch_size)
+        return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples],
+                           outputs=generations.texts, parsed=[task.parse(text) for text in generations.texts],
+                           seconds=time.perf_counter() - started, generations=generations)
+
+    def probe_logits(self, task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase,
+                     examples: list[Example]) -> torch.Tensor:
+        return next_token_logits(model, base.tokenizer, [ex.prompt for ex in examples],
+                                 task.card.tier(tier).eval.batch_size)
+
+    def checks(self, gates: GateSettings) -> list[Check]:
+        return []
+
+    def manifest_facts(self, base: LoadedBase) -> dict:
+        return {}
+
+    def check_adapter(self, task: Task, base: LoadedBase, adapter_dir: Path) -> None:
+        return None

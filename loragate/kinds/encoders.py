@@ -1,0 +1,62 @@
+"""What the encoder kinds (sequence classification, extractive QA) share: a pretrained encoder with a new head
+(MiniLM offline, or a hub id or directory), trained on tokenized features with the head's own loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft import PeftModel
+
+from loragate.card import CardError, GateSettings, Tier
+from loragate.data import Example, Splits
+from loragate.encoder import features_loss
+from loragate.gates import Check
+from loragate.models import LoadedBase, load_encoder
+from loragate.options import RunOptions
+from loragate.tasks import Task
+from loragate.training import TrainResult, train_features
+
+
+class EncoderKind:
+    """Defaults of an encoder kind; each kind says how its examples become features."""
+
+    name: str
+
+    def head(self, task: Task) -> tuple[type, dict]:
+        """The AutoModelFor... class of the kind's head and its config (labels, for a classifier)."""
+        raise NotImplementedError
+
+    def load_base(self, task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:
+        if options.quantize is not None:
+            raise CardError(f"--quantize {options.quantize}: {task.card.name} is a {task.card.kind} task on an encoder; "
+                            f"quantization is for causal bases. Drop --quantize or choose causal tasks with --task")
+        name = options.base_model or task.card.tier(tier).base_model
+        head, head_config = self.head(task)
+        return load_encoder(name, head, head_config, options.device, options.dtype,
+                            head_seed=task.card.tier(tier).train.seed)
+
+    def for_base(self, task: Task, splits: Splits, base: LoadedBase) -> Splits:
+        return splits
+
+    def features(self, task: Task, base: LoadedBase, examples: list[Example], max_length: int) -> list[dict]:
+        """Tokenized training features with the head's targets."""
+        raise NotImplementedError
+
+    def train(self, task: Task, tier: Tier, model: PeftModel, base: LoadedBase, splits: Splits,
+              options: RunOptions) -> TrainResult:
+        settings = task.card.tier(tier).train
+        features, eval_features = (self.features(task, base, part, settings.max_length)
+                                   for part in (splits.train, splits.eval))
+        result = train_features(model, features, settings, base.tokenizer.pad_token_id, options.progress,
+                                f"train {task.card.name}/{tier}")
+        result.eval_loss = features_loss(model, eval_features, base.tokenizer.pad_token_id)
+        return result
+
+    def checks(self, gates: GateSettings) -> list[Check]:
+        return []
+
+    def manifest_facts(self, base: LoadedBase) -> dict:
+        return {}
+
+    def check_adapter(self, task: Task, base: LoadedBase, adapter_dir: Path) -> None:
+        return None

@@ -1,0 +1,62 @@
+"""Extractive QA's steps: the best span over strided windows, or no answer below a threshold chosen on the eval
+split; SQuAD v2 metrics with the has-answer and no-answer subsets."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from transformers import AutoModelForQuestionAnswering
+
+from loragate.answers import qa_metrics
+from loragate.card import Tier
+from loragate.data import Example
+from loragate.kinds import KINDS
+from loragate.kinds.texts import TextReport
+from loragate.kinds.encoders import EncoderKind
+from loragate.metrics import TextMetrics
+from loragate.models import LoadedBase
+from loragate.predictions import Predictions
+from loragate.qa import SpanPrediction, answers, choose_null_threshold, predict_spans, qa_features, qa_logits
+from loragate.tasks import Task
+
+
+class ExtractiveQA(TextReport, EncoderKind):
+    spec = KINDS.get("extractive_qa")
+    name = "extractive_qa"
+
+    def head(self, task: Task) -> tuple[type, dict]:
+        return AutoModelForQuestionAnswering, {}
+
+    def features(self, task: Task, base: LoadedBase, examples: list[Example], max_length: int) -> list[dict]:
+        qa = task.card.qa
+        return qa_features(base.tokenizer, examples, qa.max_length, qa.stride, with_positions=True)
+
+    def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
+                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+        """The best span of each question, or no answer where the null score beats it by more than the threshold
+        that maximises exact match on `calibration`."""
+        started = time.perf_counter()
+        qa = task.card.qa
+
+        def spans(part: list[Example]) -> list[SpanPrediction]:
+            return predict_spans(model, base.tokenizer, part, qa.max_length, qa.stride, batch_size, qa.max_answer_tokens)
+
+        threshold = choose_null_threshold(spans(calibration), calibration)
+        outputs = answers(spans(examples), threshold)
+        return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples], outputs=outputs,
+                           parsed=[task.parse(text) for text in outputs], seconds=time.perf_counter() - started,
+                           references=[list(ex.references) for ex in examples], threshold=threshold)
+
+    def probe_logits(self, task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase,
+                     examples: list[Example]) -> torch.Tensor:
+        """Start and end logits of each question's first window."""
+        qa = task.card.qa
+        return qa_logits(model, base.tokenizer, examples, qa.max_length, qa.stride, task.card.tier(tier).eval.batch_size)
+
+    def score(self, task: Task, predictions: Predictions) -> TextMetrics:
+        return qa_metrics(predictions.ids, predictions.outputs, predictions.references,
+                          [p.valid for p in predictions.parsed])
+
+
+KIND = ExtractiveQA()

@@ -1,0 +1,57 @@
+"""Generative classification's steps: greedy labels (or label scoring), classification metrics, per-class gates."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from loragate.card import GateSettings, Tier
+from loragate.data import Example
+from loragate.engine import answer_budget
+from loragate.gates import Check, ClassDrop, ClassFloor
+from loragate.kinds import KINDS
+from loragate.kinds.labels import LabelsReport
+from loragate.kinds.causal import CausalKind
+from loragate.metrics import ClassificationMetrics, classification_metrics
+from loragate.models import LoadedBase
+from loragate.predictions import Predictions, label_of
+from loragate.scoring import label_log_likelihoods, likeliest
+from loragate.tasks import Task
+
+
+def targets(task: Task) -> list[str]:
+    """What the model should write for each label, in label order."""
+    return [task.card.target_template.format(label=label) for label in task.card.labels]
+
+
+class GenerativeClassification(LabelsReport, CausalKind):
+    spec = KINDS.get("generative_classification")
+
+    def budget(self, task: Task, tier: Tier, base: LoadedBase) -> tuple[int, list[str] | None]:
+        """The card's budget, else what the longest label needs; a row stops once it can no longer parse."""
+        settings = task.card.tier(tier).eval
+        return settings.max_new_tokens or answer_budget(base.tokenizer, targets(task)), task.card.labels
+
+    def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
+                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+        """Free generations (the schema gate reads them) and, with decode: score, each example's likeliest label."""
+        predictions = super().predict(task, model, base, examples, tier, progress, desc, calibration, batch_size)
+        if task.card.tier(tier).eval.decode != "score":
+            return predictions
+        scores = label_log_likelihoods(model, base.tokenizer, [ex.prompt for ex in examples], targets(task), batch_size)
+        return replace(predictions, scored=likeliest(scores, task.card.labels))
+
+    def score(self, task: Task, predictions: Predictions) -> ClassificationMetrics:
+        """An output that parsed counts as its label, or with scored labels as its likeliest one; an output that
+        did not parse stays invalid either way (the validity gate reads free generation)."""
+        predicted = [label_of(p) for p in predictions.parsed]
+        if predictions.scored is not None:
+            predicted = [s if p is not None else None for p, s in zip(predicted, predictions.scored)]
+        return classification_metrics(predictions.gold, predicted, task.card.labels, predictions.outputs)
+
+    def checks(self, gates: GateSettings) -> list[Check]:
+        return [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)]
+
+
+KIND = GenerativeClassification()

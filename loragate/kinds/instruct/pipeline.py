@@ -1,0 +1,78 @@
+"""Instruction tuning's steps: prompts in the base's chat template, greedy responses within the card's budget,
+the reference responses' perplexity, overlap metrics, and the chat template recorded with the adapter."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from loragate.answers import instruct_metrics
+from loragate.card import CardError, Tier
+from loragate.chat import TINY_CHAT_TEMPLATE, format_splits, render_tiny_splits
+from loragate.data import Example, Splits
+from loragate.kinds import KINDS
+from loragate.kinds.texts import TextReport
+from loragate.kinds.causal import CausalKind
+from loragate.metrics import TextMetrics
+from loragate.models import LoadedBase
+from loragate.predictions import Predictions
+from loragate.store import AdapterStoreError, manifest_of
+from loragate.tasks import Task
+from loragate.training import example_losses
+
+
+def chat_template_sha256(base: LoadedBase) -> str | None:
+    template = getattr(base.tokenizer, "chat_template", None)
+    return hashlib.sha256(template.encode()).hexdigest() if isinstance(template, str) else None
+
+
+class Instruct(TextReport, CausalKind):
+    spec = KINDS.get("instruct")
+
+    def tiny_tokenizer_text(self, task: Task, splits: Splits) -> tuple[str | None, list[str]]:
+        """The tiny tokenizer learns the tiny template's prompts, whatever `splits` holds."""
+        return TINY_CHAT_TEMPLATE, render_tiny_splits(splits, task.card.prompt_template).texts()
+
+    def for_base(self, task: Task, splits: Splits, base: LoadedBase) -> Splits:
+        """Prompts rendered with the loaded base's own chat template (a no-op on the tiny base, whose template the
+        shipped prompts were rendered with)."""
+        return format_splits(splits, base.tokenizer, task.card.prompt_template)
+
+    def budget(self, task: Task, tier: Tier, base: LoadedBase) -> tuple[int, list[str] | None]:
+        budget = task.card.tier(tier).eval.max_new_tokens
+        if budget is None:
+            raise CardError(f"task {task.card.name}: an instruct card needs tiers.{tier}.eval.max_new_tokens, the "
+                            f"response budget; set it to the longest response you accept, in tokens")
+        return budget, None
+
+    def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
+                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+        """Greedy responses, and each reference response's NLL given its prompt (for perplexity)."""
+        predictions = super().predict(task, model, base, examples, tier, progress, desc, calibration, batch_size)
+        nll, tokens = example_losses(model, base.tokenizer, examples, task.card.tier(tier).train.max_length,
+                                     batch_size)
+        return replace(predictions, references=[list(ex.references) for ex in examples], nll=nll, tokens=tokens)
+
+    def score(self, task: Task, predictions: Predictions) -> TextMetrics:
+        return instruct_metrics(predictions.ids, predictions.outputs, [refs[0] for refs in predictions.references],
+                                [p.valid for p in predictions.parsed], predictions.generations.terminated,
+                                predictions.nll, predictions.tokens)
+
+    def manifest_facts(self, base: LoadedBase) -> dict:
+        return {"chat_template_sha256": chat_template_sha256(base)}
+
+    def check_adapter(self, task: Task, base: LoadedBase, adapter_dir: Path) -> None:
+        """An adapter evaluated under another chat template than it was trained with would be gated on prompts it
+        never saw; refused when its loragate manifest recorded its template."""
+        trained = (manifest_of(adapter_dir) or {}).get("chat_template_sha256")
+        current = chat_template_sha256(base)
+        if trained and trained != current:
+            raise AdapterStoreError(
+                f"{adapter_dir}: trained under chat template {trained[:12]}, but the base's tokenizer ({base.name}) "
+                f"has {(current or 'none')[:12]}: evaluate with the tokenizer it was trained with, or retrain (--retrain)")
+
+
+KIND = Instruct()

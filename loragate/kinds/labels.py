@@ -1,0 +1,44 @@
+"""What the kinds whose predictions are labels (generative and sequence classification) add to the report:
+each example's gold, base and tuned label, confusion matrices and per-class bars, the misclassified examples."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from loragate import plots
+from loragate.kinds import ExampleTable
+from loragate.plots import Plot
+
+if TYPE_CHECKING:
+    from loragate.run import TaskRun
+
+
+class LabelsReport:
+    def example_records(self, run: TaskRun) -> list[dict]:
+        """Gold, base and tuned label (None where the output did not parse) of each test example."""
+        return [{"gold": gold, "base": base, "tuned": tuned} for gold, base, tuned
+                in zip(run.tuned_metrics.gold, run.base_metrics.predicted, run.tuned_metrics.predicted)]
+
+    def figures(self, run: TaskRun, prefix: str) -> list[Plot]:
+        """Confusion matrices and per-class accuracy bars: base, the baseline adapter if any, tuned."""
+        labels = run.tuned_metrics.labels
+        compared = {"base": run.base_metrics}
+        if run.baseline_metrics is not None:
+            compared["baseline"] = run.baseline_metrics
+        compared["tuned"] = run.tuned_metrics
+        return [
+            Plot(f"{prefix}-confusion.png", "Confusion matrices: rows are gold labels, columns predictions; "
+                 "<invalid> counts outputs that did not parse.",
+                 plots.confusion_png(labels, {name: m.confusion for name, m in compared.items()})),
+            Plot(f"{prefix}-per-class.png", "Accuracy of each class; the dashed line is the card's per-class floor.",
+                 plots.per_class_png(labels, {name: m.per_class_accuracy for name, m in compared.items()},
+                                     run.tuned_metrics.per_class_support, run.task.card.gates.min_class_accuracy)),
+        ]
+
+    def examples_table(self, run: TaskRun) -> ExampleTable:
+        tuned = run.tuned_metrics
+        wrong = [[i, gold, predicted] for i, gold, predicted in zip(run.tuned_predictions.ids, tuned.gold,
+                                                                    tuned.predicted)
+                 if predicted is not None and predicted != gold]
+        return ExampleTable(f"Misclassified by the tuned model ({len(wrong)})", ["id", "gold", "predicted"], wrong,
+                            empty="No parsed tuned prediction is wrong.")
