@@ -199,6 +199,35 @@ def read_weights(weights_file: Path) -> dict[str, torch.Tensor]:
     return saved
 
 
+RANK_DIMENSION = {"lora_A.weight": 0, "lora_B.weight": 1, "lora_embedding_A": 0, "lora_embedding_B": 1}
+
+
+def check_ranks(config_file: Path, weights_file: Path, saved: dict[str, torch.Tensor]) -> None:
+    """Each LoRA tensor's rank must be the one adapter_config.json gives its module (`r`, or its `rank_pattern`
+    entry): a config saved beside another adapter's weights makes peft build layers of the config's shape and
+    torch fail with a size mismatch listing every tensor. Refused here naming both shapes."""
+    from peft.utils.other import get_pattern_key
+
+    config = json.loads(config_file.read_text())
+    rank_pattern = config.get("rank_pattern") or {}
+    wrong = []
+    for name, tensor in sorted(saved.items()):
+        suffix = next((s for s in RANK_DIMENSION if name.endswith(s)), None)
+        if suffix is None:
+            continue
+        module = name.removesuffix("." + suffix)
+        expected = rank_pattern.get(get_pattern_key(rank_pattern.keys(), module), config.get("r"))
+        dim = RANK_DIMENSION[suffix]
+        if tensor.dim() > dim and tensor.shape[dim] != expected:
+            shape = list(tensor.shape)
+            wrong.append(f"{name} has shape {shape} (rank {shape[dim]}), but {config_file} gives r={expected} "
+                         f"(shape {shape[:dim] + [expected] + shape[dim + 1:]})")
+    if wrong:
+        raise AdapterStoreError(f"{weights_file}: {wrong[0]}; {len(wrong)} tensors disagree with the config: the "
+                                f"config and the weights are from different adapters; save them together again "
+                                f"(save_pretrained)")
+
+
 def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
     """Wrap `model` with the adapter in `adapter_dir`; every tensor in the file must land in the model."""
     weights_file = adapter_dir / "adapter_model.safetensors"
@@ -208,6 +237,7 @@ def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
         raise AdapterStoreError(f"{adapter_dir}: no adapter_model.safetensors.{hint}")
     check_adapter_config(adapter_dir / "adapter_config.json")
     saved = read_weights(weights_file)
+    check_ranks(adapter_dir / "adapter_config.json", weights_file, saved)
     peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
     # file names drop peft's adapter name, and a saved head (modules_to_save) its wrapper
     in_model = {name.replace(".modules_to_save.default.", ".").replace(".default.", ".")

@@ -13,6 +13,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
@@ -198,6 +199,32 @@ def test_load_adapter_refuses_an_adapter_for_other_modules(tmp_path: Path, store
     (stored / "adapter_config.json").write_text(json.dumps(config))
     with pytest.raises(AdapterStoreError, match="tensors not placed in the model"):
         load_adapter(load(tiny_dir).model, stored)
+
+
+def test_load_adapter_refuses_a_config_whose_rank_differs_from_the_tensors(stored: Path, tiny_dir: Path) -> None:
+    """r=4 in adapter_config.json beside r=8 tensors: torch's size mismatch listed every tensor, naming no file."""
+    config = json.loads((stored / "adapter_config.json").read_text())
+    config["r"] = 4
+    (stored / "adapter_config.json").write_text(json.dumps(config))
+    weights = stored / "adapter_model.safetensors"
+    name, tensor = next((n, t) for n, t in sorted(load_file(weights).items()) if n.endswith("lora_A.weight"))
+    columns = tensor.shape[1]
+    with pytest.raises(AdapterStoreError, match=rf"{weights}: {re.escape(name)} has shape \[8, {columns}\] \(rank 8\), "
+                                                rf"but {stored / 'adapter_config.json'} gives r=4 \(shape \[4, {columns}\]\); "
+                                                rf"28 tensors disagree"):
+        load_adapter(load(tiny_dir).model, stored)
+
+
+def test_load_adapter_reads_each_modules_rank_from_rank_pattern(tmp_path: Path, tiny_dir: Path) -> None:
+    """An adapter whose modules have different ranks (rank_pattern) loads; a pattern edited afterwards is refused."""
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], rank_pattern={"q_proj": 4})
+    get_peft_model(load(tiny_dir).model, config).save_pretrained(tmp_path / "mixed")
+    assert load_adapter(load(tiny_dir).model, tmp_path / "mixed")
+    saved = json.loads((tmp_path / "mixed" / "adapter_config.json").read_text())
+    saved["rank_pattern"] = {"v_proj": 4}
+    (tmp_path / "mixed" / "adapter_config.json").write_text(json.dumps(saved))
+    with pytest.raises(AdapterStoreError, match=r"q_proj.lora_A.weight has shape \[4, 128\] \(rank 4\), but .* gives r=8"):
+        load_adapter(load(tiny_dir).model, tmp_path / "mixed")
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
