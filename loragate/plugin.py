@@ -118,6 +118,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="base model hub id or local directory instead of the card's")
     group.addoption("--adapter", type=parse_adapter, metavar="PATH",
                     help="gate this peft adapter directory instead of training one (needs one --task)")
+    group.addoption("--allow-foreign-adapter", action="store_true",
+                    help="gate an --adapter or --baseline-adapter whose manifest.json names another task or base model")
     group.addoption("--baseline-adapter", type=parse_adapter, metavar="PATH",
                     help="the last release's adapter: fail if a gated metric drops against it (needs one --task)")
     group.addoption("--baseline-report", type=parse_existing_path, metavar="PATH",
@@ -210,6 +212,7 @@ def pytest_configure(config: pytest.Config) -> None:
         baseline_report=config.getoption("baseline_report"),
         data=config.getoption("data"),
         retrain=config.getoption("retrain"),
+        allow_foreign_adapter=config.getoption("allow_foreign_adapter"),
         quantize=quantize,
         store_root=rootdir / "adapters",
         cache=rootdir / ".loragate",

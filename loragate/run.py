@@ -36,7 +36,8 @@ from loragate.parameters import expected_lora_parameters
 from loragate.parsing import ParsedOutput
 from loragate.qa import SpanPrediction, answers, choose_null_threshold, predict_spans, qa_features, qa_logits
 from loragate.scoring import label_log_likelihoods, likeliest
-from loragate.store import AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest
+from loragate.store import (AdapterStore, AdapterStoreError, adapter_key, check_origin, load_adapter,
+                            read_manifest)
 from loragate.tasks import Task, get_task
 from loragate.training import (TrainingDiverged, TrainResult, attach_lora, example_losses, train_features,
                                train_lora)
@@ -54,6 +55,7 @@ class RunOptions:
     baseline_report: Path | None = None  # or the last release's report.json, with its per-example predictions
     data: Path | str | None = None  # a file in the task's real format, or a Hugging Face dataset (hub id or directory)
     retrain: bool = False
+    allow_foreign_adapter: bool = False  # gate --adapter/--baseline-adapter whose manifest names another task or base
     quantize: str | None = None  # "4bit" (QLoRA: NF4, double quantization) or "8bit" through bitsandbytes
     store_root: Path = Path("adapters")
     cache: Path = Path(".loragate")
@@ -423,6 +425,8 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
                     options: RunOptions) -> tuple[PeftModel, Path, dict | None, TrainResult | None]:
     """--adapter if given; else the store's entry for this key; else train one and store it."""
     if options.adapter is not None:
+        if not options.allow_foreign_adapter:
+            check_origin(options.adapter, task.card.name, base.name, base.fingerprint)
         check_chat_template(task, base, options.adapter)
         return load_adapter(base.model, options.adapter), options.adapter, None, None
     settings = task.card.tier(tier)
@@ -469,6 +473,8 @@ def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Spli
                           options: RunOptions) -> Predictions:
     """Test predictions of the last release's adapter, which is then unloaded: the base is left bit-identical
     (checked) for the adapter under test."""
+    if not options.allow_foreign_adapter:
+        check_origin(options.baseline_adapter, task.card.name, base.name, base.fingerprint)
     baseline = load_adapter(base.model, options.baseline_adapter)
     predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline", splits.eval)
     base.model = baseline.unload()

@@ -159,6 +159,26 @@ def read_manifest(entry: Path, key: str | None = None) -> dict:
     return manifest
 
 
+def check_origin(adapter_dir: Path, task: str, base_name: str, base_fingerprint: str) -> None:
+    """An adapter's loragate manifest, when it has one, records the task and the base it was trained for: gated on
+    another task or base it fails on quality and says nothing of why. Refused naming both sides; an adapter without
+    a manifest (trained elsewhere) is not checked."""
+    if not (adapter_dir / "manifest.json").is_file():
+        return
+    manifest = read_manifest(adapter_dir)
+    trained_task, trained_base = manifest.get("task"), manifest.get("base") or {}
+    problems = []
+    if trained_task is not None and trained_task != task:
+        problems.append(f"task {trained_task!r}, not {task!r}")
+    if trained_base.get("fingerprint") not in (None, base_fingerprint):
+        problems.append(f"base {trained_base.get('name')!r} (fingerprint {trained_base['fingerprint'][:12]}), not "
+                        f"{base_name!r} (fingerprint {base_fingerprint[:12]})")
+    if problems:
+        raise AdapterStoreError(f"{adapter_dir}: its manifest.json says it was trained for {' and '.join(problems)}. "
+                                f"Pass the adapter trained for this task and base, or --allow-foreign-adapter to gate "
+                                f"it anyway")
+
+
 def check_adapter_config(config_file: Path) -> None:
     """peft ignores keys it does not know, with a warning: an adapter saved by a newer peft would load with
     options silently dropped. Refused here, naming the keys and the installed peft."""

@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaF
 
 from loragate.card import LoraSettings, TrainSettings
 from loragate.models import ModelLoadError, build_tiny_causal, fingerprint, load_causal, state_fingerprint, train_tokenizer
+from loragate.run import RunOptions, prepare_adapter
 from loragate.store import (ADAPTER_FILES, AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest,
                             read_weights)
 from loragate.store import safe_name
@@ -225,6 +226,36 @@ def test_load_adapter_reads_each_modules_rank_from_rank_pattern(tmp_path: Path, 
     (tmp_path / "mixed" / "adapter_config.json").write_text(json.dumps(saved))
     with pytest.raises(AdapterStoreError, match=r"q_proj.lora_A.weight has shape \[4, 128\] \(rank 4\), but .* gives r=8"):
         load_adapter(load(tiny_dir).model, tmp_path / "mixed")
+
+
+REPO = Path(__file__).parent.parent
+
+
+def test_an_adapter_for_another_task_and_base_is_refused_naming_both(iris, iris_splits, fresh_base) -> None:
+    """`--adapter adapters/sst2/tiny/<key> --task iris` loaded the SST-2 adapter and failed on quality."""
+    (sst2_adapter,) = (REPO / "adapters" / "sst2" / "tiny").iterdir()
+    recorded = json.loads((sst2_adapter / "manifest.json").read_text())["base"]["fingerprint"]
+    with pytest.raises(AdapterStoreError, match=rf"{sst2_adapter}: its manifest.json says it was trained for task "
+                                                rf"'sst2', not 'iris' and base 'tiny:sst2' \(fingerprint {recorded[:12]}\), "
+                                                rf"not '{re.escape(fresh_base.name)}' \(fingerprint "
+                                                rf"{fresh_base.fingerprint[:12]}\).*--allow-foreign-adapter"):
+        prepare_adapter(iris, "tiny", fresh_base, iris_splits, RunOptions(adapter=sst2_adapter))
+    assert not any("lora_" in name for name, _ in fresh_base.model.named_parameters()), "the base was modified"
+
+
+def test_allow_foreign_adapter_gates_an_adapter_whose_manifest_names_another_base(stored: Path, iris, iris_splits,
+                                                                                 fresh_base) -> None:
+    manifest = json.loads((stored / "manifest.json").read_text())
+    manifest["base"] = {"name": "tiny:iris", "fingerprint": "f" * 64}
+    (stored / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AdapterStoreError, match=r"trained for base 'tiny:iris' \(fingerprint ffffffffffff\)"):
+        prepare_adapter(iris, "tiny", fresh_base, iris_splits, RunOptions(adapter=stored))
+    model, entry, _, _ = prepare_adapter(iris, "tiny", fresh_base, iris_splits,
+                                         RunOptions(adapter=stored, allow_foreign_adapter=True))
+    assert entry == stored and any("lora_" in name for name, _ in model.named_parameters())
+    manifest["base"]["fingerprint"] = fresh_base.fingerprint  # the base it names: loads without the flag
+    (stored / "manifest.json").write_text(json.dumps(manifest))
+    prepare_adapter(iris, "tiny", load(Path(fresh_base.name)), iris_splits, RunOptions(adapter=stored))  # no error
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])

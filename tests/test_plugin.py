@@ -45,6 +45,7 @@ def test_help_lists_the_options(gate_dir: pytest.Pytester) -> None:
         "  --task=NAME *",
         "  --base-model=ID|PATH *",
         "  --adapter=PATH *",
+        "  --allow-foreign-adapter",
         "  --data=PATH|ID *",
         "  --retrain *",
         "  --report-dir=DIR *",
@@ -244,13 +245,14 @@ def test_accepted_paths_reach_the_session_resolved(gate_dir: pytest.Pytester) ->
     adapter = gate_dir.mkdir("adapter")
     (adapter / "adapter_config.json").write_text("{}")
     result = run(gate_dir, "--task", "iris", "--base-model", "model", "--adapter", "adapter", "--retrain",
-                 "--report-dir", "out", "-s")
+                 "--allow-foreign-adapter", "--report-dir", "out", "-s")
     result.assert_outcomes(passed=1)
     options = session_options(result)
     root = gate_dir.path.resolve()
     assert options["base_model"] == str(model.resolve())
     assert options["adapter"] == str(adapter.resolve())
     assert options["retrain"] == "True" and options["device"] == "cpu"
+    assert options["allow_foreign_adapter"] == "True"
     assert options["store_root"] == str(root / "adapters")
     assert options["tasks"] == ["iris"]
     assert options["report_dir"] == str(root / "out")
