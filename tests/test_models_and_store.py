@@ -7,8 +7,11 @@ import json
 import pickle
 import re
 import shutil
+import socket
+import time
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -17,8 +20,10 @@ from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
+import loragate.models as models
 from loragate.card import LoraSettings, TrainSettings
-from loragate.models import ModelLoadError, build_tiny_causal, fingerprint, load_causal, state_fingerprint, train_tokenizer
+from loragate.models import (ModelLoadError, build_tiny_causal, fingerprint, load_causal, load_encoder,
+                             state_fingerprint, train_tokenizer)
 from loragate.run import RunOptions, prepare_adapter
 from loragate.store import (ADAPTER_FILES, AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest,
                             read_weights)
@@ -86,6 +91,46 @@ def test_a_base_that_cannot_be_loaded_names_itself_and_the_fix(tmp_path: Path) -
     with pytest.raises(ModelLoadError, match="--base-model PATH") as error:
         load(tmp_path / "no-such-model")
     assert str(tmp_path / "no-such-model") in str(error.value)
+
+
+@pytest.mark.parametrize("loader, what", [
+    (lambda name: load_causal(name, "cpu", torch.float32), "base model"),
+    (lambda name: load_encoder(name, "sequence_classification", ["a", "b"], "cpu", torch.float32), "encoder"),
+])
+def test_a_hub_id_fails_fast_without_network_when_hf_hub_offline_is_unset(monkeypatch: pytest.MonkeyPatch, loader,
+                                                                         what: str) -> None:
+    """HF_HUB_OFFLINE unset and no network: a hub id cost ~50 s of retries before the error. The probe says at once
+    that the hub does not answer (replaced here: no test touches the network) and only the cache is read."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(models, "hub_reachable", lambda: False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the load tried the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    started = time.perf_counter()
+    with pytest.raises(ModelLoadError, match=rf"cannot load {what} 'nobody/no-such-model'.*\("
+                                             rf"{re.escape(huggingface_hub.constants.ENDPOINT)} did not answer within 3 s, "
+                                             rf"so only the local cache was read\)"):
+        loader("nobody/no-such-model")
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("answers", [True, False])
+def test_the_hub_probe_is_one_quick_request_through_huggingface_hubs_session(monkeypatch: pytest.MonkeyPatch,
+                                                                            answers: bool) -> None:
+    requests = []
+
+    class Session:  # huggingface_hub's session, which carries its endpoint, proxy and certificate settings
+        def head(self, url: str, timeout: float) -> None:
+            requests.append((url, timeout))
+            if not answers:
+                raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", Session)
+    assert models.hub_reachable() is answers
+    assert requests == [(huggingface_hub.constants.ENDPOINT, models.HUB_PROBE_TIMEOUT_S)]
 
 
 def test_a_pickle_only_base_is_not_loaded(tmp_path: Path, tiny_dir: Path) -> None:
