@@ -213,11 +213,16 @@ def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
 
 def hub_unreachable(name_or_path: str) -> str | None:
     """Why from_pretrained must read only the local cache for `name_or_path`, or None. Without HF_HUB_OFFLINE and
-    without network, a hub id cost ~50 s of retries before the error; one quick probe decides instead. A local
-    path, or offline mode (which fails fast by itself), needs no probe."""
+    without network, a hub id cost ~50 s of retries before the error; one quick probe decides instead. A path (which
+    is no valid hub id), or offline mode (which fails fast by itself), needs no probe."""
     from huggingface_hub import constants
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-    if Path(name_or_path).expanduser().exists() or constants.HF_HUB_OFFLINE or hub_reachable():
+    try:
+        validate_repo_id(name_or_path)
+    except HFValidationError:
+        return None
+    if Path(name_or_path).exists() or constants.HF_HUB_OFFLINE or hub_reachable():
         return None
     return f"{constants.ENDPOINT} did not answer within {HUB_PROBE_TIMEOUT_S:g} s, so only the local cache was read"
 

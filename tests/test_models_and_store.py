@@ -117,6 +117,14 @@ def test_a_hub_id_fails_fast_without_network_when_hf_hub_offline_is_unset(monkey
     assert time.perf_counter() - started < 5
 
 
+def test_a_path_is_never_probed_on_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a valid hub id costs the probe: a missing local path fails at once, with no request."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(models, "hub_reachable", lambda: pytest.fail("a local path was probed on the hub"))
+    with pytest.raises(ModelLoadError, match="cannot load base model"):
+        load(tmp_path / "no-such-model")
+
+
 @pytest.mark.parametrize("answers", [True, False])
 def test_the_hub_probe_is_one_quick_request_through_huggingface_hubs_session(monkeypatch: pytest.MonkeyPatch,
                                                                             answers: bool) -> None:
