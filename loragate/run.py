@@ -459,8 +459,9 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
 
 def acquire(store: AdapterStore, task: str, tier: Tier, key: str) -> FileLock:
     """The store's lock for one key: of several runs that need the same adapter, one trains while the
-    others wait, then load it."""
+    others wait, then load it. Temp dirs of killed saves are removed first."""
     lock = store.lock(task, tier, key)
+    store.remove_stale_temps(task, tier)  # what saves killed earlier left behind
     try:
         lock.acquire()
     except Timeout as exc:

@@ -17,10 +17,11 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from peft import PeftModel
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -32,6 +33,7 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "manifest.j
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 LOCK_TIMEOUT_S = 4 * 3600  # a full-tier run may train for hours while another worker waits
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TEMP = re.compile(r"^\.tmp-(?:old-)?(?P<key>[a-z0-9][a-z0-9_-]{0,63})-[a-z0-9_]+$")  # save's mkdtemp names
 
 
 class AdapterStoreError(RuntimeError):
@@ -98,6 +100,34 @@ class AdapterStore:
         except OSError as exc:
             raise AdapterStoreError(f"cannot create {entry.parent}: {exc}. Check space and permissions of {self.root}.") from exc
         return FileLock(entry.parent / f".lock-{key}", timeout=timeout)
+
+    def remove_stale_temps(self, task: str, tier: str) -> list[Path]:
+        """Remove the temp dirs (`.tmp-<key>-*`) that a killed save left in adapters/<task>/<tier>/, with a warning
+        naming them. A run saves under its key's lock, so a temp dir whose key no process has locked is stale; one
+        whose key is locked may be a save in progress and is kept."""
+        tier_dir = self.root / safe_name("task", task) / safe_name("tier", tier)
+        if not tier_dir.is_dir() or not tier_dir.resolve().is_relative_to(self.root.resolve()):
+            return []  # nothing stored yet, or a link out of the store, which entry_dir refuses on any use
+        removed = []
+        for tmp in sorted(tier_dir.iterdir()):
+            match = _TEMP.fullmatch(tmp.name)
+            if match is None or tmp.is_symlink() or not tmp.is_dir():
+                continue
+            lock = FileLock(tier_dir / f".lock-{match['key']}", timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                continue
+            try:
+                if tmp.is_dir():  # not renamed into place by a save that finished meanwhile
+                    shutil.rmtree(tmp)
+                    removed.append(tmp)
+            finally:
+                lock.release()
+        if removed:
+            warnings.warn(f"{tier_dir}: removed {len(removed)} temp dirs left by interrupted saves: "
+                          f"{[path.name for path in removed]}", stacklevel=2)
+        return removed
 
     def find(self, task: str, tier: str, key: str) -> Path | None:
         entry = self.entry_dir(task, tier, key)

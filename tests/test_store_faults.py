@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 import loragate.store as store_module
 from loragate.card import LoraSettings, TinyBase
 from loragate.models import load_causal, tiny_base_dir
+from loragate.run import acquire
 from loragate.store import ADAPTER_FILES, AdapterStore, AdapterStoreError, read_manifest
 from loragate.training import attach_lora
 
@@ -199,6 +201,27 @@ def test_save_after_a_kill_succeeds(kills: list[dict], model) -> None:
         assert read_manifest(entry, KEY)["generation"] == "parent"
         assert AdapterStore(root).find(TASK, TIER, KEY) == entry
         assert tmp_leftovers(root) == leftovers  # other runs' temp dirs are not touched (they may be live)
+
+
+def test_the_next_run_removes_what_killed_saves_left_but_not_a_save_in_progress(kills: list[dict],
+                                                                              tmp_path: Path) -> None:
+    """A kill -9 during a save left `.tmp-<key>-*` in the store and nothing removed it. The next run's `acquire`
+    does, with a warning; a temp dir whose key another process holds locked may be a live save and stays."""
+    source = next(Path(k["root"]) for k in kills if k["path"] == "new" and tmp_leftovers(Path(k["root"])))
+    root = tmp_path / "store"
+    shutil.copytree(source, root)
+    stale = tmp_leftovers(root)
+    tier_dir = root / TASK / TIER
+    live = tier_dir / ".tmp-fedcba9876543210-abcd_123"
+    live.mkdir()
+    saving = FileLock(tier_dir / ".lock-fedcba9876543210")  # another run saving that key
+    saving.acquire()
+    try:
+        with pytest.warns(UserWarning, match=rf"{tier_dir}: removed {len(stale)} temp dirs left by interrupted saves"):
+            acquire(AdapterStore(root), TASK, TIER, KEY).release()
+    finally:
+        saving.release()
+    assert stale and tmp_leftovers(root) == [live]
 
 
 def atomic_exchange_supported(directory: Path) -> bool:
