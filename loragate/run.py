@@ -40,7 +40,7 @@ from loragate.store import (AdapterStore, AdapterStoreError, adapter_key, check_
                             read_manifest)
 from loragate.tasks import Task, get_task
 from loragate.training import (TrainingDiverged, TrainResult, attach_lora, example_losses, train_features,
-                               train_lora)
+                               train_lora, training_machine)
 
 PEFT_TASK_TYPE = {"generative_classification": "CAUSAL_LM", "instruct": "CAUSAL_LM",
                   "sequence_classification": "SEQ_CLS", "extractive_qa": "QUESTION_ANS"}
@@ -337,6 +337,7 @@ def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
         "train": settings.train.model_dump(),
         "seed": settings.train.seed,
         "versions": versions(),
+        "machine": training_machine(options.device),  # the CPU instruction set changes the bytes (retrain elsewhere)
         "loss_curve": [round(loss, 6) for loss in result.loss_curve],
         "train_seconds": round(result.seconds, 2),
         "data_parallel_processes": current().world,  # the same recipe and key; float summation order differs

@@ -143,8 +143,10 @@ class AdapterStore:
             raise AdapterStoreError(f"cannot write adapter {entry}: {exc}. Check space and permissions of {self.root}.") from exc
         try:
             model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
+            sort_set_fields(tmp / "adapter_config.json", model.peft_config[model.active_adapter])
             manifest = {**manifest, "key": key, "adapter_sha256": file_sha256(tmp / "adapter_model.safetensors")}
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+            warn_if_retrain_differs(entry, manifest)
             try:
                 os.replace(tmp, entry)
             except OSError as exc:  # the entry exists: --retrain, or another run stored this key meanwhile
@@ -164,6 +166,37 @@ class AdapterStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return entry
+
+
+def sort_set_fields(config_file: Path, config: object) -> None:
+    """peft writes the fields it holds as sets (target_modules) in set order, which changes with each process's hash
+    seed, so a retrain rewrote adapter_config.json in another order. Written again with those lists sorted, in
+    peft's own layout."""
+    sets = {name for name, value in vars(config).items() if isinstance(value, set)}
+    saved = json.loads(config_file.read_text())
+    for name in sets & saved.keys():
+        saved[name] = sorted(saved[name])
+    config_file.write_text(json.dumps(saved, indent=2, sort_keys=True))
+
+
+def warn_if_retrain_differs(entry: Path, manifest: dict) -> None:
+    """A retrain that writes other bytes than the stored entry dirties a checkout that commits its adapters: warned,
+    naming what the two manifests record differently (library versions, CPU instruction set, threads, GPU)."""
+    try:
+        stored = json.loads((entry / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # no entry yet, or a damaged one: nothing to compare with
+    if stored.get("adapter_sha256") == manifest["adapter_sha256"]:
+        return
+    changes = []
+    for part in ("versions", "machine"):
+        before, after = stored.get(part) or {}, manifest.get(part) or {}
+        changes += [f"{part}.{name} {before.get(name, 'not recorded')} -> {after.get(name, 'not recorded')}"
+                    for name in sorted(before.keys() | after.keys()) if before.get(name) != after.get(name)]
+    warnings.warn(f"{entry}: the retrained adapter's bytes differ from the stored one's (sha256 "
+                  f"{str(stored.get('adapter_sha256'))[:12]} -> {manifest['adapter_sha256'][:12]}); the manifests "
+                  f"differ in: {'; '.join(changes) or 'nothing they record, so training is not deterministic here'}",
+                  stacklevel=3)
 
 
 def read_manifest(entry: Path, key: str | None = None) -> dict:

@@ -9,6 +9,8 @@ import re
 import shutil
 import socket
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import huggingface_hub
@@ -196,6 +198,59 @@ def test_save_writes_the_files_atomically(stored: Path, tuned) -> None:
     AdapterStore(stored.parents[2]).save(tuned[1], {"task": "iris", "retrained": True}, "iris", "tiny", "k1")
     assert read_manifest(stored, "k1")["retrained"] is True, "--retrain did not replace the entry"
     assert not list(stored.parents[2].rglob(".tmp-*")), "temp dirs left behind by the replacing save"
+
+
+class UnsortedSet(set):
+    """A set that iterates in reverse name order, as a process's hash seed may make it."""
+
+    def __iter__(self):
+        return iter(sorted(set.__iter__(self), reverse=True))
+
+
+def test_adapter_config_lists_set_fields_in_sorted_order(tmp_path: Path, tuned, monkeypatch: pytest.MonkeyPatch) -> None:
+    """peft wrote target_modules in set order, so a retrain rewrote adapter_config.json in another order."""
+    config = tuned[1].peft_config["default"]
+    monkeypatch.setattr(config, "target_modules", UnsortedSet(config.target_modules))
+    entry = AdapterStore(tmp_path).save(tuned[1], {}, "iris", "tiny", "k1")
+    text = (entry / "adapter_config.json").read_text()
+    assert json.loads(text)["target_modules"] == sorted(config.target_modules)
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True), "not in peft's own layout"
+
+
+def test_a_retrain_that_writes_other_bytes_names_what_the_manifests_record_differently(tmp_path: Path, tuned) -> None:
+    _, model = tuned
+    store = AdapterStore(tmp_path)
+    store.save(model, {"versions": {"torch": "2.13.0"}}, "iris", "tiny", "k1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same bytes again: no warning
+        store.save(model, {"versions": {"torch": "2.13.0"}, "machine": {"cpu_capability": "AVX2"}}, "iris", "tiny", "k1")
+    weight = next(p for n, p in model.named_parameters() if "lora_B" in n)
+    with torch.no_grad():
+        weight[0, 0] += 1.0
+    try:
+        with pytest.warns(UserWarning, match=r"k1: the retrained adapter's bytes differ from the stored one's .* the "
+                                             r"manifests differ in: versions.torch 2.13.0 -> 2.14.0; "
+                                             r"machine.cpu_capability AVX2 -> AVX512"):
+            store.save(model, {"versions": {"torch": "2.14.0"}, "machine": {"cpu_capability": "AVX512"}},
+                       "iris", "tiny", "k1")
+    finally:
+        with torch.no_grad():
+            weight[0, 0] -= 1.0
+
+
+def test_retraining_on_this_machine_writes_the_same_bytes_and_records_the_machine(tmp_path: Path, iris, iris_splits,
+                                                                                   tiny_dir: Path) -> None:
+    """`--retrain` of a stored adapter on the machine that trained it reproduces every file but the timing; the
+    manifest records the CPU instruction set and threads, which change the bytes elsewhere."""
+    options = RunOptions(store_root=tmp_path / "adapters", cache=tmp_path / "cache", progress=False)
+    _, entry, first, _ = prepare_adapter(iris, "tiny", load(tiny_dir), iris_splits, options)
+    files = {name: (entry / name).read_bytes() for name in ("adapter_model.safetensors", "adapter_config.json")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a retrain with other bytes would warn
+        _, _, again, _ = prepare_adapter(iris, "tiny", load(tiny_dir), iris_splits, replace(options, retrain=True))
+    assert files == {name: (entry / name).read_bytes() for name in files}
+    assert first["loss_curve"] == again["loss_curve"] and first["adapter_sha256"] == again["adapter_sha256"]
+    assert again["machine"] == {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": 1}
 
 
 def flip_byte(path: Path) -> None:
