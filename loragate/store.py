@@ -226,9 +226,14 @@ def check_origin(adapter_dir: Path, task: str, base_name: str, base_fingerprint:
     """An adapter's loragate manifest, when it has one, records the task and the base it was trained for: gated on
     another task or base it fails on quality and says nothing of why. Refused naming both sides; an adapter without
     a manifest (trained elsewhere) is not checked."""
-    if not (adapter_dir / "manifest.json").is_file():
+    manifest_file = adapter_dir / "manifest.json"
+    if not manifest_file.is_file():
         return
-    manifest = read_manifest(adapter_dir)
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise AdapterStoreError(f"{manifest_file}: not valid JSON ({exc}); repair it, or delete it to gate the adapter "
+                                f"without the check of its task and base") from exc
     trained_task, trained_base = manifest.get("task"), manifest.get("base") or {}
     problems = []
     if trained_task is not None and trained_task != task:

@@ -351,6 +351,12 @@ def test_an_adapter_for_another_task_and_base_is_refused_naming_both(iris, iris_
     assert not any("lora_" in name for name, _ in fresh_base.model.named_parameters()), "the base was modified"
 
 
+def test_an_adapter_manifest_that_is_not_json_is_named(stored: Path, iris, iris_splits, fresh_base) -> None:
+    (stored / "manifest.json").write_text("{not json")
+    with pytest.raises(AdapterStoreError, match=rf"{stored / 'manifest.json'}: not valid JSON"):
+        prepare_adapter(iris, "tiny", fresh_base, iris_splits, RunOptions(adapter=stored))
+
+
 def test_allow_foreign_adapter_gates_an_adapter_whose_manifest_names_another_base(stored: Path, iris, iris_splits,
                                                                                  fresh_base) -> None:
     manifest = json.loads((stored / "manifest.json").read_text())
