@@ -89,11 +89,11 @@ def train_tasks(args: argparse.Namespace, tasks: list[str], device: str) -> int:
         splits = for_base(task, splits, base)
         _, entry, manifest, trained = prepare_adapter(task, args.tier, base, splits, options)
         state = "trained" if trained else "up to date (use --retrain to train again)"
-        curve = manifest["loss_curve"] if manifest else []
+        curve = manifest.loss_curve if manifest else []
         say(f"{entry}: {state}")
         if curve:
             say(f"  loss {curve[0]:.4f} -> {curve[-1]:.4f} over {len(curve)} steps; at train time "
-                f"{json.dumps(manifest['metrics_at_train'])}")
+                f"{json.dumps(manifest.metrics_at_train)}")
     return 0
 
 

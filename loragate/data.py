@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TextIO
 
 
 @dataclass(frozen=True)
@@ -69,3 +74,46 @@ def stratified_split(rows: list, labels: list[str], classes: list[str], test_fra
                                                   random_state=seed)
     train, eval_ = train_test_split(rest, test_size=eval_fraction_of_rest, stratify=rest_labels, random_state=seed)
     return train, eval_, test
+
+
+def csv_records(path: Path, handle: TextIO, names: Sequence[str] | None = None) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) of each CSV record, `line` where the record starts (a quoted field may span lines); a blank
+    line is a record of no cells. `names` label the columns in errors; None: the first record is the header and
+    labels them. csv's own errors (a field over its size limit) name neither file nor line nor field: these do."""
+    record: list[str] = []  # the physical lines of the record being read
+
+    def lines() -> Iterator[str]:
+        for line in handle:
+            record.append(line)
+            yield line
+
+    reader = csv.reader(lines())
+    while True:
+        start = reader.line_num + 1
+        record.clear()
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ValueError(f"{path}:{start}: {csv_problem(exc, ''.join(record), names or [])}") from exc
+        if names is None:
+            names = cells
+        yield start, cells
+
+
+def csv_problem(error: csv.Error, text: str, names: Sequence[str]) -> str:
+    """What went wrong in a record csv refused, naming the field: a field over csv's size limit is found by reading
+    the record's text again with the limit lifted."""
+    limit = csv.field_size_limit()
+    if "field larger than field limit" not in str(error):
+        return f"not valid CSV ({error})"
+    csv.field_size_limit(1 << 30)
+    try:
+        cells = next(csv.reader(io.StringIO(text)), [])
+    finally:
+        csv.field_size_limit(limit)
+    index = next((i for i, cell in enumerate(cells) if len(cell) > limit), max(len(cells) - 1, 0))
+    name = f" ({names[index]})" if index < len(names) else ""
+    return (f"field {index + 1}{name} is longer than csv's limit of {limit} characters; a quote left open makes the "
+            f"rest of the file one field: close the quote, or shorten the field")

@@ -7,7 +7,7 @@ the threshold, n.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 
 from collections.abc import Sequence
@@ -16,6 +16,9 @@ from loragate.card import GateSettings
 from loragate.curves import CurveCheck
 from loragate.metrics import METRICS, Metrics
 from loragate.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect
+
+if TYPE_CHECKING:  # the store loads torch; gates only read a manifest's curves
+    from loragate.store import Manifest
 from loragate.text_metrics import MetricUnavailable
 
 
@@ -226,18 +229,18 @@ def checks_from(gates: GateSettings, kind_checks: Sequence[Check] = ()) -> list[
     ]
 
 
-def curve_gates(settings: GateSettings, manifest: dict | None, reference: dict | None) -> list[GateResult]:
+def curve_gates(settings: GateSettings, manifest: Manifest | None, reference: Manifest | None) -> list[GateResult]:
     """The adapter's training loss curve against the baseline adapter's, and its validation curve (instruct tasks
     log one every `eval_every` steps) where both have one: a tolerance per point and a sign test for a shift to
     one side. `manifest` and `reference` are the adapters' loragate manifests (None: the adapter has none)."""
     training = CurveCheck(settings.curve_rtol, settings.curve_alpha, "training curve vs baseline")
-    curve, reference_curve = (manifest or {}).get("loss_curve"), (reference or {}).get("loss_curve")
+    curve, reference_curve = (m.loss_curve if m else None for m in (manifest, reference))
     if not curve or not reference_curve:
         return [GateResult(training.name, None, "not compared: an adapter without a loragate manifest has no loss curve")]
     results = [GateResult(training.name, training.fails(curve, reference_curve),
                           f"{len(curve)} steps within {training.rtol:.0%}, no one-sided shift")]
     validation = CurveCheck(settings.curve_rtol, settings.curve_alpha, "validation curve vs baseline")
-    points, reference_points = (manifest or {}).get("eval_curve"), (reference or {}).get("eval_curve")
+    points, reference_points = (m.eval_curve if m else None for m in (manifest, reference))
     if not points or not reference_points:
         return results
     steps, reference_steps = [step for step, _ in points], [step for step, _ in reference_points]

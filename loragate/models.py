@@ -185,6 +185,38 @@ def keep_cpu_4bit_layout(model: torch.nn.Module) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
+HUB_PROBE_TIMEOUT_S = 3.0  # one HEAD request; a hub slower than this would make any download crawl anyway
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face endpoint answers one HEAD request within `timeout`, sent through huggingface_hub's
+    own session so its endpoint, proxy and certificate settings apply."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # noqa: BLE001 - the session's transport errors are requests' or httpx's, by hub version
+        return False
+    return True
+
+
+def hub_unreachable(name_or_path: str) -> str | None:
+    """Why from_pretrained must read only the local cache for `name_or_path`, or None. Without HF_HUB_OFFLINE and
+    without network, a hub id cost ~50 s of retries before the error; one quick probe decides instead. A path (which
+    is no valid hub id), or offline mode (which fails fast by itself), needs no probe."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name_or_path)
+    except HFValidationError:
+        return None
+    if Path(name_or_path).exists() or constants.HF_HUB_OFFLINE or hub_reachable():
+        return None
+    return f"{constants.ENDPOINT} did not answer within {HUB_PROBE_TIMEOUT_S:g} s, so only the local cache was read"
+
+
 def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name: str | None = None,
                 quantize: str | None = None) -> LoadedBase:
     """A causal LM and its tokenizer from a hub id or a local directory, safetensors only, no remote code.
@@ -196,14 +228,18 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
     from token ids, not by masking pad ids, so EOS still counts in the loss)."""
     quantized = {} if quantize is None else {"quantization_config": quantization_config(quantize, dtype),
                                              "device_map": {"": device}}
+    unreachable = hub_unreachable(name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=False,
+                                                  local_files_only=unreachable is not None)
         model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=dtype, trust_remote_code=False, use_safetensors=True, **quantized
+            name_or_path, dtype=dtype, trust_remote_code=False, use_safetensors=True,
+            local_files_only=unreachable is not None, **quantized
         )
     except (OSError, ValueError) as exc:
+        why = f" ({unreachable})" if unreachable else ""
         raise ModelLoadError(redact(
-            f"cannot load base model {name_or_path!r}: {exc}\nFix: pass a local save_pretrained directory with "
+            f"cannot load base model {name_or_path!r}{why}: {exc}\nFix: pass a local save_pretrained directory with "
             f"--base-model PATH, or fill the Hugging Face cache for this hub id on a machine with network."
         )) from exc
     tokenizer.padding_side = "left"
@@ -251,14 +287,16 @@ def load_encoder(name_or_path: str, head: type[PreTrainedModel], head_config: di
     The head does not exist in the checkpoint: it is initialised under `head_seed`, so the same base loads
     bit-identical (same fingerprint) every time, and the adapter trains it as a module to save."""
     path = resolve_encoder(name_or_path)
+    unreachable = hub_unreachable(path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=unreachable is not None)
         torch.manual_seed(head_seed)
         model = head.from_pretrained(path, dtype=dtype, trust_remote_code=False, use_safetensors=True,
-                                      **head_config).to(device)
+                                      local_files_only=unreachable is not None, **head_config).to(device)
     except (OSError, ValueError) as exc:
+        why = f" ({unreachable})" if unreachable else ""
         raise ModelLoadError(redact(
-            f"cannot load encoder {name_or_path!r} ({path}): {exc}\nFix: pass a local save_pretrained directory "
+            f"cannot load encoder {name_or_path!r} ({path}){why}: {exc}\nFix: pass a local save_pretrained directory "
             f"with --base-model PATH, or 'minilm' for the packaged all-MiniLM-L6-v2."
         )) from exc
     tokenizer.padding_side = "right"

@@ -63,6 +63,7 @@ class RunOptions:
     baseline_report: Path | None = None  # or the last release's report.json, with its per-example predictions
     data: Path | str | None = None  # a file in the task's real format, or a Hugging Face dataset (hub id or directory)
     retrain: bool = False
+    allow_foreign_adapter: bool = False  # gate --adapter/--baseline-adapter whose manifest names another task or base
     quantize: str | None = None  # "4bit" (QLoRA: NF4, double quantization) or "8bit" through bitsandbytes
     store_root: Path = Path("adapters")
     cache: Path = Path(".loragate")

@@ -76,16 +76,32 @@ def parse_task(value: str) -> str:
 
 
 def parse_base_model(value: str) -> str:
-    path = Path(value)
+    """An existing model directory, or a hub id. A mistyped path that looks like `dir/name` is refused here rather
+    than tried on the hub, which costs a minute of retries and ends in a message about connectivity."""
+    path = Path(value).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
             raise argparse.ArgumentTypeError(f"{value} has no config.json: point --base-model at a model directory "
                                              f"saved with save_pretrained")
         return str(path.resolve())
+    reason = path_reason(value)
+    if reason is not None:
+        raise argparse.ArgumentTypeError(f"{value}: no such directory (a path, not a hub id: {reason}); point "
+                                         f"--base-model at a model directory saved with save_pretrained")
     if not HUB_ID.fullmatch(value):
         raise argparse.ArgumentTypeError(f"{value!r} is neither an existing directory nor a hub id like "
                                          f"'google/gemma-3-1b-it'")
     return value
+
+
+def path_reason(value: str) -> str | None:
+    """Why `value` must be a local path rather than a hub id, or None where it may be either."""
+    if value.startswith((".", "/", "~")):
+        return f"it starts with {value[0]!r}"
+    parent = Path(value).parent
+    if parent != Path(".") and parent.is_dir():
+        return f"its directory {str(parent)!r} exists"
+    return None
 
 
 def parse_data(value: str) -> Path | str:
@@ -123,6 +139,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="base model hub id or local directory instead of the card's")
     group.addoption("--adapter", type=parse_adapter, metavar="PATH",
                     help="gate this peft adapter directory instead of training one (needs one --task)")
+    group.addoption("--allow-foreign-adapter", action="store_true",
+                    help="gate an --adapter or --baseline-adapter whose manifest.json names another task or base model")
     group.addoption("--baseline-adapter", type=parse_adapter, metavar="PATH",
                     help="the last release's adapter: fail if a gated metric drops against it (needs one --task)")
     group.addoption("--baseline-report", type=parse_existing_path, metavar="PATH",
@@ -199,6 +217,7 @@ def pytest_configure(config: pytest.Config) -> None:
         baseline_report=config.getoption("baseline_report"),
         data=config.getoption("data"),
         retrain=config.getoption("retrain"),
+        allow_foreign_adapter=config.getoption("allow_foreign_adapter"),
         quantize=quantize,
         store_root=rootdir / "adapters",
         cache=rootdir / ".loragate",

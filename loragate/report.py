@@ -194,8 +194,8 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
                  "parameters": run.base.parameters,
                  "pad_policy": run.base.pad_policy},
         "adapter": {"dir": str(run.adapter_dir) if run.adapter_dir else None,
-                    "key": (run.manifest or {}).get("key"), "trained_this_run": run.trained is not None,
-                    "sha256": (run.manifest or {}).get("adapter_sha256")},
+                    "key": run.manifest.key if run.manifest else None, "trained_this_run": run.trained is not None,
+                    "sha256": run.manifest.adapter_sha256 if run.manifest else None},
         "data_hash": run.splits.data_hash(),
         "ceiling": run.ceiling,
         "metrics": {"base": run.base_metrics.to_json(), "tuned": run.tuned_metrics.to_json()},
@@ -217,12 +217,12 @@ def run_plots(run: TaskRun) -> list[Plot]:
     manifest, the loss curve."""
     prefix = f"{run.task.card.name}-{run.tier}"
     result = kind_of(run.task.card.kind).figures(run, prefix)
-    curve = (run.manifest or {}).get("loss_curve")
+    curve = run.manifest.loss_curve if run.manifest else None
     if curve:
-        eval_loss = run.manifest.get("metrics_at_train", {}).get("eval_loss")
+        eval_loss = run.manifest.metrics_at_train.get("eval_loss")
         result.append(Plot(f"{prefix}-loss.png", "Training loss per optimizer step (from the adapter's manifest), "
                            "perplexity on the right axis; the dots are the eval split's loss while and after training.",
-                           plots.loss_png(curve, eval_loss, run.manifest.get("eval_curve"))))
+                           plots.loss_png(curve, eval_loss, run.manifest.eval_curve)))
     return result
 
 
@@ -297,10 +297,10 @@ def capped(rows: list[list[str]], what: str) -> tuple[list[list[str]], str]:
 def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str:
     """One task run: headline, base-vs-tuned table, gates with their evidence, figures, failing examples."""
     e = html.escape
-    manifest = run.manifest or {}
+    manifest = run.manifest
     facts = [("base", f"{base_label(run)} (fingerprint {run.base.fingerprint[:12]}, {run.base.parameters:,} parameters)"),
-             ("adapter", shown(run.adapter_dir) + (f" (key {manifest['key']}, seed {manifest['seed']}, "
-                                                   f"sha256 {manifest['adapter_sha256'][:12]})" if manifest else "")),
+             ("adapter", shown(run.adapter_dir) + (f" (key {manifest.key}, seed {manifest.seed}, "
+                                                   f"sha256 {manifest.adapter_sha256[:12]})" if manifest else "")),
              ("trained this run", "yes" if run.trained is not None else "no"),
              ("test examples", str(run.tuned_metrics.n)),
              ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a"),
@@ -333,7 +333,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
 <h3>Gates</h3>
 {gates}
 <h3>Figures</h3>
-{images}{"" if manifest.get("loss_curve") else "<p>No loss curve: the adapter has no loragate manifest.</p>"}
+{images}{"" if manifest and manifest.loss_curve else "<p>No loss curve: the adapter has no loragate manifest.</p>"}
 <h3>Tuned outputs that did not parse ({len(all_invalid)})</h3>
 {html_table(["id", "raw output", "reason"], invalid, trusted=frozenset({1})) + invalid_note if invalid
  else "<p>Every tuned output parsed.</p>"}

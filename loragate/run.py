@@ -33,9 +33,10 @@ from loragate.models import LoadedBase, fingerprint
 from loragate.options import RunOptions
 from loragate.parameters import expected_lora_parameters
 from loragate.predictions import Predictions
-from loragate.store import AdapterStore, AdapterStoreError, adapter_key, load_adapter, manifest_of, read_manifest
+from loragate.store import (AdapterStore, AdapterStoreError, BaseRecord, Manifest, adapter_key, check_origin,
+                            load_adapter, manifest_of, read_manifest)
 from loragate.tasks import Task, get_task
-from loragate.training import TrainingDiverged, TrainResult, attach_lora
+from loragate.training import TrainingDiverged, TrainResult, attach_lora, training_machine
 from loragate.verdict import CaseTests, Verdict, judge_case
 
 __all__ = ["Predictions", "RunOptions", "TaskRun", "run_task"]
@@ -49,7 +50,7 @@ class TaskRun:
     base: LoadedBase
     model: PeftModel
     adapter_dir: Path | None
-    manifest: dict | None
+    manifest: Manifest | None
     expected_lora_parameters: int
     base_logits: torch.Tensor  # next-token logits on test prompts, taken before the adapter was attached
     tuned_logits: torch.Tensor  # the same with the adapter applied
@@ -95,6 +96,15 @@ def probe_logits(task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBas
                  examples: list[Example]) -> torch.Tensor:
     """What the parameter invariants compare, as the task's kind takes it."""
     return kind(task).probe_logits(task, tier, model, base, examples)
+
+
+def probe_of(task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase, examples: list[Example],
+             predictions: Predictions) -> torch.Tensor:
+    """The probe logits of `model`; where its predictions already hold them at the card's batch size (a classifier
+    head's logits are both), they are not computed twice: the same batches give the same bits."""
+    if predictions.logits is not None and predictions.batch_size == predictions.card_batch_size:
+        return predictions.logits
+    return probe_logits(task, tier, model, base, examples)
 
 
 def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
@@ -151,7 +161,7 @@ def versions() -> dict[str, str]:
 
 
 def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
-                    key: str) -> tuple[PeftModel, Path, dict, TrainResult]:
+                    key: str) -> tuple[PeftModel, Path, Manifest, TrainResult]:
     settings = task.card.tier(tier)
     model = attach_lora(base.model, settings.lora, settings.train.seed, KINDS.get(task.card.kind).peft_task_type,
                         settings.lora.modules_to_save or None)
@@ -159,24 +169,19 @@ def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
     result = kind(task).train(task, tier, model, base, splits, options)
     eval_metrics = score(task, predict(task, model, base, splits.eval, tier, False, "eval split"))
     at_train = {f"eval_{name}": value for name, value in eval_metrics.headline().items()}
-    manifest = {
-        "task": task.card.name,
-        "tier": tier,
-        "base": {"name": base.name, "fingerprint": base.fingerprint, "parameters": base.parameters,
-                 "quantization": base.quantization},
-        "data_hash": splits.data_hash(),
-        "lora": settings.lora.model_dump(),
-        "train": settings.train.model_dump(),
-        "seed": settings.train.seed,
-        "versions": versions(),
-        "loss_curve": [round(loss, 6) for loss in result.loss_curve],
-        "train_seconds": round(result.seconds, 2),
-        "data_parallel_processes": current().world,  # the same recipe and key; float summation order differs
-        "eval_curve": [[step, round(loss, 6)] for step, loss in result.eval_curve],
+    manifest = Manifest(
+        task=task.card.name, tier=tier,
+        base=BaseRecord(name=base.name, fingerprint=base.fingerprint, parameters=base.parameters,
+                        quantization=base.quantization),
+        data_hash=splits.data_hash(), lora=settings.lora.model_dump(), train=settings.train.model_dump(),
+        seed=settings.train.seed, versions=versions(), machine=training_machine(options.device),
+        loss_curve=[round(loss, 6) for loss in result.loss_curve], train_seconds=round(result.seconds, 2),
+        data_parallel_processes=current().world,
+        eval_curve=[(step, round(loss, 6)) for step, loss in result.eval_curve],
+        metrics_at_train={"eval_loss": round(result.eval_loss, 6), **at_train,
+                          "eval_validity": eval_metrics.validity_rate},
         **kind(task).manifest_facts(base),
-        "metrics_at_train": {"eval_loss": round(result.eval_loss, 6), **at_train,
-                             "eval_validity": eval_metrics.validity_rate},
-    }
+    )
     entry = current().from_main(lambda: AdapterStore(options.store_root).save(model, manifest, task.card.name, tier, key))
     return model, entry, read_manifest(entry, key), result
 
@@ -196,7 +201,7 @@ def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
         model, entry, manifest, _ = prepare_adapter(task, "tiny", base, splits, tiny)
     except TrainingDiverged as exc:
         raise CanaryFailed(f"{where}: {exc}; the full run was not started") from exc
-    curve = (manifest or {}).get("loss_curve", [])
+    curve = manifest.loss_curve if manifest else []
     problems = []
     if len(curve) < 2 or not curve[-1] < curve[0]:
         problems.append(f"loss did not fall ({curve[:1]} -> {curve[-1:]}, {len(curve)} steps)")
@@ -212,9 +217,11 @@ def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
 
 
 def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
-                    options: RunOptions) -> tuple[PeftModel, Path, dict | None, TrainResult | None]:
+                    options: RunOptions) -> tuple[PeftModel, Path, Manifest | None, TrainResult | None]:
     """--adapter if given; else the store's entry for this key; else train one and store it."""
     if options.adapter is not None:
+        if not options.allow_foreign_adapter:
+            check_origin(options.adapter, task.card.name, base.name, base.fingerprint)
         kind(task).check_adapter(task, base, options.adapter)
         return load_adapter(base.model, options.adapter), options.adapter, None, None
     settings = task.card.tier(tier)
@@ -232,8 +239,8 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
         entry = ranks.from_main(lambda: store.find(task.card.name, tier, key))
         if entry is not None and not options.retrain:
             manifest = read_manifest(entry, key)
-            if manifest["base"]["fingerprint"] != base.fingerprint:
-                raise AdapterStoreError(f"{entry}: trained on base {manifest['base']['fingerprint'][:12]}, "
+            if manifest.base.fingerprint != base.fingerprint:
+                raise AdapterStoreError(f"{entry}: trained on base {manifest.base.fingerprint[:12]}, "
                                         f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
             kind(task).check_adapter(task, base, entry)
             return load_adapter(base.model, entry), entry, manifest, None
@@ -247,8 +254,9 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
 
 def acquire(store: AdapterStore, task: str, tier: Tier, key: str) -> FileLock:
     """The store's lock for one key: of several runs that need the same adapter, one trains while the
-    others wait, then load it."""
+    others wait, then load it. Temp dirs of killed saves are removed first."""
     lock = store.lock(task, tier, key)
+    store.remove_stale_temps(task, tier)  # what saves killed earlier left behind
     try:
         lock.acquire()
     except Timeout as exc:
@@ -261,6 +269,8 @@ def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Spli
                           options: RunOptions) -> Predictions:
     """Test predictions of the last release's adapter, which is then unloaded: the base is left bit-identical
     (checked) for the adapter under test."""
+    if not options.allow_foreign_adapter:
+        check_origin(options.baseline_adapter, task.card.name, base.name, base.fingerprint)
     baseline = load_adapter(base.model, options.baseline_adapter)
     predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline", splits.eval)
     base.model = baseline.unload()
@@ -297,9 +307,9 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     base = prepare_base(task, tier, splits, options)
     splits = for_base(task, splits, base)
     lap("load base")
-    base_logits = probe_logits(task, tier, base.model, base, splits.test)
     base_predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}",
                                splits.eval)
+    base_logits = probe_of(task, tier, base.model, base, splits.test, base_predictions)
     lap("base predictions")
     baseline_predictions = None
     if options.baseline_adapter is not None:
@@ -308,9 +318,9 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
     model, adapter_dir, manifest, trained = prepare_adapter(task, tier, base, splits, options)
     lap("train adapter" if trained else "load adapter")
-    tuned_logits = probe_logits(task, tier, model, base, splits.test)
     tuned_predictions = predict(task, model, base, splits.test, tier, options.progress, f"tuned {name}/{tier}",
                                 splits.eval)
+    tuned_logits = probe_of(task, tier, model, base, splits.test, tuned_predictions)
     lap("tuned predictions")
     base_metrics, tuned_metrics = score(task, base_predictions), score(task, tuned_predictions)
     gates = [*run_gates(checks, tuned_metrics, base_metrics),

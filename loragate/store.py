@@ -17,21 +17,70 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from peft import PeftModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
+from loragate.atomic import atomic_dir
 from loragate.card import LoraSettings, TrainSettings
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "manifest.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 LOCK_TIMEOUT_S = 4 * 3600  # a full-tier run may train for hours while another worker waits
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TEMP = re.compile(r"^\.tmp-(?:old-)?(?P<key>[a-z0-9][a-z0-9_-]{0,63})-[a-z0-9_]+$")  # save's mkdtemp names
+
+
+class BaseRecord(BaseModel):
+    name: str
+    fingerprint: str  # sha256 over every tensor of the base
+    parameters: int | None = None
+    quantization: str | None = None
+
+
+class Manifest(BaseModel):
+    """What the store records beside each adapter: what it was trained for and how, how training went, and the
+    adapter file's checksum. One writer (AdapterStore.save) and one reader (read_manifest, manifest_of)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+    tier: str
+    base: BaseRecord
+    data_hash: str
+    lora: dict[str, Any]
+    train: dict[str, Any]
+    seed: int
+    versions: dict[str, str]
+    machine: dict[str, Any] | None = None  # CPU instruction set, threads, GPU: what changes the bytes
+    loss_curve: list[float]
+    train_seconds: float
+    data_parallel_processes: int = 1  # the same recipe and key; float summation order differs
+    eval_curve: list[tuple[int, float]] | None = None  # (optimizer step, validation loss)
+    chat_template_sha256: str | None = None  # instruct: the template the prompts were rendered with
+    metrics_at_train: dict[str, float]
+    key: str = ""  # set by the store when it writes the entry
+    adapter_sha256: str = ""
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        try:
+            return cls.model_validate_json(path.read_text())
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}" for err in exc.errors())
+            raise AdapterStoreError(f"{path}: not a loragate manifest ({problems}); repair it, or delete it to gate the "
+                                    f"adapter without the checks its manifest allows (task, base, chat template)") from exc
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
 
 
 class AdapterStoreError(RuntimeError):
@@ -99,44 +148,105 @@ class AdapterStore:
             raise AdapterStoreError(f"cannot create {entry.parent}: {exc}. Check space and permissions of {self.root}.") from exc
         return FileLock(entry.parent / f".lock-{key}", timeout=timeout)
 
+    def remove_stale_temps(self, task: str, tier: str) -> list[Path]:
+        """Remove the temp dirs (`.tmp-<key>-*`) that a killed save left in adapters/<task>/<tier>/, with a warning
+        naming them. A run saves under its key's lock, so a temp dir whose key no process has locked is stale; one
+        whose key is locked may be a save in progress and is kept."""
+        tier_dir = self.root / safe_name("task", task) / safe_name("tier", tier)
+        if not tier_dir.is_dir() or not tier_dir.resolve().is_relative_to(self.root.resolve()):
+            return []  # nothing stored yet, or a link out of the store, which entry_dir refuses on any use
+        removed = []
+        for tmp in sorted(tier_dir.iterdir()):
+            match = _TEMP.fullmatch(tmp.name)
+            if match is None or tmp.is_symlink() or not tmp.is_dir():
+                continue
+            lock = FileLock(tier_dir / f".lock-{match['key']}", timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                continue
+            try:
+                if tmp.is_dir():  # not renamed into place by a save that finished meanwhile
+                    shutil.rmtree(tmp)
+                    removed.append(tmp)
+            finally:
+                lock.release()
+        if removed:
+            warnings.warn(f"{tier_dir}: removed {len(removed)} temp dirs left by interrupted saves: "
+                          f"{[path.name for path in removed]}", stacklevel=2)
+        return removed
+
     def find(self, task: str, tier: str, key: str) -> Path | None:
         entry = self.entry_dir(task, tier, key)
         return entry if entry.is_dir() else None
 
-    def save(self, model: PeftModel, manifest: dict, task: str, tier: str, key: str) -> Path:
-        """Write the adapter and its manifest to a temp dir, then rename it into place."""
+    def save(self, model: PeftModel, manifest: Manifest, task: str, tier: str, key: str) -> Path:
+        """Write the adapter and its manifest to a temp dir, then put it in place (loragate.atomic): a killed run
+        leaves the old entry or none, and a reader sees the old entry or the new one."""
         entry = self.entry_dir(task, tier, key)
         try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=entry.parent))
+            with atomic_dir(entry, place=replace_entry) as staged:
+                model.save_pretrained(staged.path, safe_serialization=True, save_embedding_layers=False)
+                sort_set_fields(staged.path / "adapter_config.json", model.peft_config[model.active_adapter])
+                manifest = manifest.model_copy(update={
+                    "key": key, "adapter_sha256": file_sha256(staged.path / "adapter_model.safetensors")})
+                manifest.write(staged.path / "manifest.json")
+                warn_if_retrain_differs(entry, manifest)
         except OSError as exc:
             raise AdapterStoreError(f"cannot write adapter {entry}: {exc}. Check space and permissions of {self.root}.") from exc
-        try:
-            model.save_pretrained(tmp, safe_serialization=True, save_embedding_layers=False)
-            manifest = {**manifest, "key": key, "adapter_sha256": file_sha256(tmp / "adapter_model.safetensors")}
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-            try:
-                os.replace(tmp, entry)
-            except OSError as exc:  # the entry exists: --retrain, or another run stored this key meanwhile
-                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise
-                if exchange(tmp, entry):  # a reader sees the old entry or the new one, never none
-                    shutil.rmtree(tmp, ignore_errors=True)  # now the old entry; the new one is in place
-                else:  # no atomic exchange here: the entry is missing between the two renames
-                    old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{key}-", dir=entry.parent))
-                    os.replace(entry, old / key)
-                    os.replace(tmp, entry)
-                    shutil.rmtree(old)
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise AdapterStoreError(f"cannot write adapter {entry}: {exc}. Check space and permissions of {self.root}.") from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return entry
 
 
-def read_manifest(entry: Path, key: str | None = None) -> dict:
+def replace_entry(new: Path, entry: Path) -> None:
+    """Rename `new` onto `entry`; where the entry exists (--retrain, or another run stored this key meanwhile) swap
+    them atomically, so a reader never finds the key missing, and remove the old one."""
+    try:
+        os.replace(new, entry)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    if exchange(new, entry):  # `new` now holds the old entry
+        shutil.rmtree(new, ignore_errors=True)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".tmp-old-{entry.name}-", dir=entry.parent))  # no atomic exchange here
+    os.replace(entry, old / entry.name)
+    os.replace(new, entry)
+    shutil.rmtree(old)
+
+
+def sort_set_fields(config_file: Path, config: object) -> None:
+    """peft writes the fields it holds as sets (target_modules) in set order, which changes with each process's hash
+    seed, so a retrain rewrote adapter_config.json in another order. Written again with those lists sorted, in
+    peft's own layout."""
+    sets = {name for name, value in vars(config).items() if isinstance(value, set)}
+    saved = json.loads(config_file.read_text())
+    for name in sets & saved.keys():
+        saved[name] = sorted(saved[name])
+    config_file.write_text(json.dumps(saved, indent=2, sort_keys=True))
+
+
+def warn_if_retrain_differs(entry: Path, manifest: Manifest) -> None:
+    """A retrain that writes other bytes than the stored entry dirties a checkout that commits its adapters: warned,
+    naming what the two manifests record differently (library versions, CPU instruction set, threads, GPU)."""
+    try:
+        stored = Manifest.read(entry / "manifest.json")
+    except (OSError, AdapterStoreError):
+        return  # no entry yet, or a damaged one: nothing to compare with
+    if stored.adapter_sha256 == manifest.adapter_sha256:
+        return
+    changes = []
+    for part in ("versions", "machine"):
+        before, after = getattr(stored, part) or {}, getattr(manifest, part) or {}
+        changes += [f"{part}.{name} {before.get(name, 'not recorded')} -> {after.get(name, 'not recorded')}"
+                    for name in sorted(before.keys() | after.keys()) if before.get(name) != after.get(name)]
+    warnings.warn(f"{entry}: the retrained adapter's bytes differ from the stored one's (sha256 "
+                  f"{stored.adapter_sha256[:12]} -> {manifest.adapter_sha256[:12]}); the manifests "
+                  f"differ in: {'; '.join(changes) or 'nothing they record, so training is not deterministic here'}",
+                  stacklevel=3)
+
+
+def read_manifest(entry: Path, key: str | None = None) -> Manifest:
     """The manifest of a stored adapter, after checking that its files are whole and match the key."""
     pickles = sorted(p.name for p in entry.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
@@ -144,31 +254,44 @@ def read_manifest(entry: Path, key: str | None = None) -> dict:
     missing = [name for name in ADAPTER_FILES if not (entry / name).is_file()]
     if missing:
         raise AdapterStoreError(f"{entry}: missing {missing}. Delete the directory and train again (--retrain).")
-    try:
-        manifest = json.loads((entry / "manifest.json").read_text())
-    except json.JSONDecodeError as exc:
-        raise AdapterStoreError(f"{entry / 'manifest.json'}: not valid JSON ({exc}). Delete the entry and retrain.") from exc
-    if key is not None and manifest.get("key") != key:
-        raise AdapterStoreError(f"{entry / 'manifest.json'}: key {manifest.get('key')!r} does not match directory key {key!r}")
+    manifest = Manifest.read(entry / "manifest.json")
+    if key is not None and manifest.key != key:
+        raise AdapterStoreError(f"{entry / 'manifest.json'}: key {manifest.key!r} does not match directory key {key!r}")
     actual = file_sha256(entry / "adapter_model.safetensors")
-    if manifest.get("adapter_sha256") != actual:
+    if manifest.adapter_sha256 != actual:
         raise AdapterStoreError(
             f"{entry / 'adapter_model.safetensors'}: sha256 {actual[:12]} does not match the manifest's "
-            f"{str(manifest.get('adapter_sha256'))[:12]}: the file changed after it was stored. Retrain (--retrain)."
+            f"{manifest.adapter_sha256[:12]}: the file changed after it was stored. Retrain (--retrain)."
         )
     return manifest
 
 
-def manifest_of(adapter_dir: Path | None) -> dict | None:
+def manifest_of(adapter_dir: Path | None) -> Manifest | None:
     """The loragate manifest of any adapter directory (a store entry or an --adapter), or None when it has none
     (trained elsewhere)."""
     manifest_file = adapter_dir / "manifest.json" if adapter_dir is not None else None
     if manifest_file is None or not manifest_file.is_file():
         return None
-    try:
-        return json.loads(manifest_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise AdapterStoreError(f"{manifest_file}: not valid JSON ({exc}); restore it or delete it") from exc
+    return Manifest.read(manifest_file)
+
+
+def check_origin(adapter_dir: Path, task: str, base_name: str, base_fingerprint: str) -> None:
+    """An adapter's loragate manifest, when it has one, records the task and the base it was trained for: gated on
+    another task or base it fails on quality and says nothing of why. Refused naming both sides; an adapter without
+    a manifest (trained elsewhere) is not checked."""
+    manifest = manifest_of(adapter_dir)
+    if manifest is None:
+        return
+    problems = []
+    if manifest.task != task:
+        problems.append(f"task {manifest.task!r}, not {task!r}")
+    if manifest.base.fingerprint != base_fingerprint:
+        problems.append(f"base {manifest.base.name!r} (fingerprint {manifest.base.fingerprint[:12]}), not "
+                        f"{base_name!r} (fingerprint {base_fingerprint[:12]})")
+    if problems:
+        raise AdapterStoreError(f"{adapter_dir}: its manifest.json says it was trained for {' and '.join(problems)}. "
+                                f"Pass the adapter trained for this task and base, or --allow-foreign-adapter to gate "
+                                f"it anyway")
 
 
 def check_adapter_config(config_file: Path) -> None:
@@ -211,6 +334,35 @@ def read_weights(weights_file: Path) -> dict[str, torch.Tensor]:
     return saved
 
 
+RANK_DIMENSION = {"lora_A.weight": 0, "lora_B.weight": 1, "lora_embedding_A": 0, "lora_embedding_B": 1}
+
+
+def check_ranks(config_file: Path, weights_file: Path, saved: dict[str, torch.Tensor]) -> None:
+    """Each LoRA tensor's rank must be the one adapter_config.json gives its module (`r`, or its `rank_pattern`
+    entry): a config saved beside another adapter's weights makes peft build layers of the config's shape and
+    torch fail with a size mismatch listing every tensor. Refused here naming both shapes."""
+    from peft.utils.other import get_pattern_key
+
+    config = json.loads(config_file.read_text())
+    rank_pattern = config.get("rank_pattern") or {}
+    wrong = []
+    for name, tensor in sorted(saved.items()):
+        suffix = next((s for s in RANK_DIMENSION if name.endswith(s)), None)
+        if suffix is None:
+            continue
+        module = name.removesuffix("." + suffix)
+        expected = rank_pattern.get(get_pattern_key(rank_pattern.keys(), module), config.get("r"))
+        dim = RANK_DIMENSION[suffix]
+        if tensor.dim() > dim and tensor.shape[dim] != expected:
+            shape = list(tensor.shape)
+            wrong.append(f"{name} has shape {shape} (rank {shape[dim]}), but {config_file} gives r={expected} "
+                         f"(shape {shape[:dim] + [expected] + shape[dim + 1:]})")
+    if wrong:
+        raise AdapterStoreError(f"{weights_file}: {wrong[0]}; {len(wrong)} tensors disagree with the config: the "
+                                f"config and the weights are from different adapters; save them together again "
+                                f"(save_pretrained)")
+
+
 def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
     """Wrap `model` with the adapter in `adapter_dir`; every tensor in the file must land in the model."""
     weights_file = adapter_dir / "adapter_model.safetensors"
@@ -220,6 +372,7 @@ def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
         raise AdapterStoreError(f"{adapter_dir}: no adapter_model.safetensors.{hint}")
     check_adapter_config(adapter_dir / "adapter_config.json")
     saved = read_weights(weights_file)
+    check_ranks(adapter_dir / "adapter_config.json", weights_file, saved)
     peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
     # file names drop peft's adapter name, and a saved head (modules_to_save) its wrapper
     in_model = {name.replace(".modules_to_save.default.", ".").replace(".default.", ".")

@@ -48,6 +48,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def training_machine(device: str) -> dict[str, str | int]:
+    """What decides an adapter's bytes besides its key and the library versions, for its manifest: ATen's CPU kernels
+    are vectorized for the instruction set (AVX2, AVX512, ...) and round differently on each, and a GPU differs
+    again, so the same training elsewhere writes other bytes. The thread count is recorded too."""
+    machine: dict[str, str | int] = {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                     "torch_threads": torch.get_num_threads()}
+    if device.startswith("cuda"):
+        machine["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return machine
+
+
 def encode(tokenizer: PreTrainedTokenizerBase, example: Example, max_length: int) -> tuple[list[int], list[int]]:
     """Prompt and answer ids, answer + EOS as labels (see `encode_all`)."""
     return encode_all(tokenizer, [example], max_length)[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -54,13 +53,14 @@ def test_the_baseline_leaves_the_base_untouched(regressed) -> None:
 
 def test_training_curve_is_compared_with_the_baselines(tmp_path: Path) -> None:
     from loragate.gates import curve_gates
+    from loragate.store import Manifest
     from loragate.tasks import get_task
 
     gates, baseline = get_task("iris").card.gates, committed_adapter()
-    manifest = json.loads((baseline / "manifest.json").read_text())
+    manifest = Manifest.read(baseline / "manifest.json")
     (same,) = curve_gates(gates, manifest, manifest)
     assert same.passed
-    shifted = {**manifest, "loss_curve": [loss * 1.02 for loss in manifest["loss_curve"]]}
+    shifted = manifest.model_copy(update={"loss_curve": [loss * 1.02 for loss in manifest.loss_curve]})
     (moved,) = curve_gates(gates, shifted, manifest)
     assert moved.finding is not None and "a systematic shift" in moved.finding, moved.finding
     (foreign,) = curve_gates(gates, None, manifest)
@@ -70,16 +70,17 @@ def test_training_curve_is_compared_with_the_baselines(tmp_path: Path) -> None:
 def test_validation_curve_is_compared_with_the_baselines() -> None:
     """Instruct adapters log the eval loss every `eval_every` steps; a shifted validation curve fails."""
     from loragate.gates import curve_gates
+    from loragate.store import Manifest
     from loragate.tasks import get_task
 
     gates = get_task("instruct").card.gates
     (baseline,) = [p for p in (Path(__file__).parents[1] / "adapters" / "instruct" / "tiny").iterdir() if p.is_dir()]
-    manifest = json.loads((baseline / "manifest.json").read_text())
-    assert len(manifest["eval_curve"]) > 10, manifest["eval_curve"]
+    manifest = Manifest.read(baseline / "manifest.json")
+    assert len(manifest.eval_curve) > 10, manifest.eval_curve
     assert all(result.passed for result in curve_gates(gates, manifest, manifest))
-    worse = {**manifest, "eval_curve": [[step, loss * 1.1] for step, loss in manifest["eval_curve"]]}
+    worse = manifest.model_copy(update={"eval_curve": [(step, loss * 1.1) for step, loss in manifest.eval_curve]})
     _, validation = curve_gates(gates, worse, manifest)
     finding = validation.finding
     assert finding is not None and "validation curve vs baseline" in finding and "> tolerance 5.0%" in finding, finding
-    no_points = {**manifest, "eval_curve": None}
+    no_points = manifest.model_copy(update={"eval_curve": None})
     assert len(curve_gates(gates, no_points, manifest)) == 1, "nothing to compare: no validation gate"

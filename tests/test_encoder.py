@@ -13,6 +13,7 @@ from loragate.encoder import classification_features, classifier_head, classify_
 from loragate.models import load_encoder
 from loragate.parameters import base_fingerprint_inside
 from loragate.store import AdapterStore, load_adapter
+from manifests import stub_manifest
 from loragate.tasks import get_task
 from loragate.training import attach_lora, train_features
 
@@ -42,7 +43,7 @@ def test_trained_head_round_trips_and_the_base_stays_bit_identical(tmp_path: Pat
     train_features(model, features, TRAIN, base.tokenizer.pad_token_id, progress=False)
     assert base_fingerprint_inside(model) == base.fingerprint, "the original head or a base weight changed"
     tuned = classify_logits(model, base.tokenizer, examples, batch_size=8)
-    entry = AdapterStore(tmp_path).save(model, {"task": "topics"}, "topics", "tiny", "k")
+    entry = AdapterStore(tmp_path).save(model, stub_manifest(task="topics"), "topics", "tiny", "k")
     reloaded = load_adapter(minilm().model, entry)  # refuses tensors it cannot place: the head must land
     assert torch.allclose(classify_logits(reloaded, base.tokenizer, examples, 8), tuned, atol=1e-5), \
         "the reloaded adapter does not reproduce the trained head's logits"

@@ -290,12 +290,13 @@ def test_an_adapter_trained_under_another_chat_template_is_refused(tmp_path: Pat
     from types import SimpleNamespace
 
     from loragate.kinds.instruct.pipeline import KIND, chat_template_sha256
+    from manifests import stub_manifest
     from loragate.store import AdapterStoreError
     from loragate.tasks import get_task
 
     task = get_task("instruct")
     base = SimpleNamespace(tokenizer=SimpleNamespace(chat_template=TINY_CHAT_TEMPLATE), name="tiny:instruct")
-    (tmp_path / "manifest.json").write_text(json.dumps({"chat_template_sha256": chat_template_sha256(base)}))
+    stub_manifest(task="instruct", chat_template_sha256=chat_template_sha256(base)).write(tmp_path / "manifest.json")
     KIND.check_adapter(task, base, tmp_path)  # the same template: accepted
     other = SimpleNamespace(tokenizer=SimpleNamespace(chat_template=TINY_CHAT_TEMPLATE + " "), name="other")
     with pytest.raises(AdapterStoreError, match=r"trained under chat template [0-9a-f]{12}, but the base's tokenizer \(other\)"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loragate.data import Example
+from loragate.data import Example, csv_problem
 from loragate.tasks.iris import FEATURES, LEVELS, bin_value, bundled_rows
 
 HEADER = [*FEATURES, "species"]
@@ -82,8 +82,10 @@ GOOD = ["5.1", "3.5", "1.4", "0.2", "setosa"]
 
 @pytest.mark.parametrize("bad_row, message", [
     (["5.1", "3.5", "1.4", "0.2", "Setosa"], "species 'Setosa' is not one of setosa, versicolor, virginica"),
-    (["5.1", "wide", "1.4", "0.2", "setosa"], "a measurement is not a number"),
-    (["5.1", "", "1.4", "0.2", "setosa"], "a measurement is not a number"),
+    (["5.1", "wide", "1.4", "0.2", "setosa"], "sepal_width 'wide' is not a number"),
+    (["5.1", "3.5", "1.4", "", "setosa"], "petal_width '' is not a number"),
+    (["5.1", "3.5", "1.4", "0.2", "setosa", "extra"], "6 fields, the header names 5"),
+    (["5.1", "3.5", "1.4", "setosa"], "4 fields, the header names 5"),
     (["5.1", "3.5", "nan", "0.2", "setosa"], "petal_length is not a finite number: nan"),
     (["inf", "3.5", "1.4", "0.2", "setosa"], "sepal_length is not a finite number: inf"),
 ])
@@ -92,6 +94,36 @@ def test_read_csv_error_names_file_and_line(tmp_path: Path, iris, bad_row: list[
     with pytest.raises(ValueError) as caught:
         iris.load_splits(data=path)
     assert f"{path}:4: {message}" in str(caught.value), f"expected '{path}:4: {message}' in: {caught.value}"
+
+
+def test_a_field_over_the_csv_limit_names_file_line_and_field(tmp_path: Path, iris) -> None:
+    """csv's own error is `_csv.Error: field larger than field limit (131072)`, naming nothing."""
+    path = write_csv(tmp_path / "iris.csv", [GOOD, ["5.1", "3.5", "1.4", "0.2", "x" * (csv.field_size_limit() + 1)]])
+    with pytest.raises(ValueError, match=rf"{path}:3: field 5 \(species\) is longer than csv's limit of "
+                                         rf"{csv.field_size_limit()} characters; a quote left open"):
+        iris.load_splits(data=path)
+
+
+def test_other_csv_errors_are_named_too() -> None:
+    """Python 3.10's csv refuses a NUL byte; whatever else csv raises is reported with its own words."""
+    assert csv_problem(csv.Error("line contains NUL"), "5.1,\0", HEADER) == "not valid CSV (line contains NUL)"
+
+
+def test_a_quote_left_open_is_named_where_its_record_starts(tmp_path: Path, iris) -> None:
+    path = tmp_path / "iris.csv"
+    row = ",".join(GOOD) + "\n"
+    path.write_text(",".join(HEADER) + "\n" + row + '5.1,3.5,1.4,0.2,"setosa\n' + row * (csv.field_size_limit() // 10))
+    with pytest.raises(ValueError, match=rf"{path}:3: field 5 \(species\) is longer than csv's limit"):
+        iris.load_splits(data=path)
+
+
+def test_columns_the_task_does_not_read_are_a_stated_warning(tmp_path: Path, iris) -> None:
+    path = tmp_path / "iris.csv"
+    rows = every_species(5)
+    path.write_text("\n".join(",".join(row) for row in [["Id", *HEADER]] + [[str(i), *r] for i, r in enumerate(rows)]))
+    with pytest.warns(UserWarning, match=rf"{path}:1: columns \['Id'\] are not read"):
+        splits = iris.load_splits(data=path)
+    assert len(splits.test) == 3
 
 
 def test_read_csv_line_number_counts_blank_lines(tmp_path: Path, iris) -> None:

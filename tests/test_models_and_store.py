@@ -7,19 +7,29 @@ import json
 import pickle
 import re
 import shutil
+import socket
+import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
+import loragate.models as models
 from loragate.card import LoraSettings, TrainSettings
-from loragate.models import ModelLoadError, build_tiny_causal, fingerprint, load_causal, state_fingerprint, train_tokenizer
+from loragate.models import (ModelLoadError, build_tiny_causal, fingerprint, load_causal, load_encoder,
+                             state_fingerprint, train_tokenizer)
+from loragate.run import RunOptions, prepare_adapter
 from loragate.store import (ADAPTER_FILES, AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest,
                             read_weights)
+from manifests import stub_manifest
 from loragate.store import safe_name
 
 
@@ -86,6 +96,54 @@ def test_a_base_that_cannot_be_loaded_names_itself_and_the_fix(tmp_path: Path) -
     assert str(tmp_path / "no-such-model") in str(error.value)
 
 
+@pytest.mark.parametrize("loader, what", [
+    (lambda name: load_causal(name, "cpu", torch.float32), "base model"),
+    (lambda name: load_encoder(name, "sequence_classification", ["a", "b"], "cpu", torch.float32), "encoder"),
+])
+def test_a_hub_id_fails_fast_without_network_when_hf_hub_offline_is_unset(monkeypatch: pytest.MonkeyPatch, loader,
+                                                                         what: str) -> None:
+    """HF_HUB_OFFLINE unset and no network: a hub id cost ~50 s of retries before the error. The probe says at once
+    that the hub does not answer (replaced here: no test touches the network) and only the cache is read."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(models, "hub_reachable", lambda: False)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the load tried the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    started = time.perf_counter()
+    with pytest.raises(ModelLoadError, match=rf"cannot load {what} 'nobody/no-such-model'.*\("
+                                             rf"{re.escape(huggingface_hub.constants.ENDPOINT)} did not answer within 3 s, "
+                                             rf"so only the local cache was read\)"):
+        loader("nobody/no-such-model")
+    assert time.perf_counter() - started < 5
+
+
+def test_a_path_is_never_probed_on_the_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a valid hub id costs the probe: a missing local path fails at once, with no request."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(models, "hub_reachable", lambda: pytest.fail("a local path was probed on the hub"))
+    with pytest.raises(ModelLoadError, match="cannot load base model"):
+        load(tmp_path / "no-such-model")
+
+
+@pytest.mark.parametrize("answers", [True, False])
+def test_the_hub_probe_is_one_quick_request_through_huggingface_hubs_session(monkeypatch: pytest.MonkeyPatch,
+                                                                            answers: bool) -> None:
+    requests = []
+
+    class Session:  # huggingface_hub's session, which carries its endpoint, proxy and certificate settings
+        def head(self, url: str, timeout: float) -> None:
+            requests.append((url, timeout))
+            if not answers:
+                raise ConnectionError("no route to host")
+
+    monkeypatch.setattr(huggingface_hub.utils, "get_session", Session)
+    assert models.hub_reachable() is answers
+    assert requests == [(huggingface_hub.constants.ENDPOINT, models.HUB_PROBE_TIMEOUT_S)]
+
+
 def test_a_pickle_only_base_is_not_loaded(tmp_path: Path, tiny_dir: Path) -> None:
     pickled = tmp_path / "pickled"
     shutil.copytree(tiny_dir, pickled)
@@ -128,7 +186,7 @@ def test_modules_to_save_unset_keeps_the_keys_of_adapters_stored_before_it_exist
 @pytest.fixture
 def stored(tmp_path: Path, tuned) -> Path:
     _, model = tuned
-    return AdapterStore(tmp_path / "adapters").save(model, {"task": "iris"}, "iris", "tiny", "k1")
+    return AdapterStore(tmp_path / "adapters").save(model, stub_manifest(), "iris", "tiny", "k1")
 
 
 def test_save_writes_the_files_atomically(stored: Path, tuned) -> None:
@@ -137,10 +195,63 @@ def test_save_writes_the_files_atomically(stored: Path, tuned) -> None:
     leftovers = [p.name for p in stored.parents[2].rglob(".tmp-*")]
     assert not leftovers, f"temp dirs left behind: {leftovers}"
     manifest = read_manifest(stored, "k1")
-    assert manifest["task"] == "iris" and manifest["key"] == "k1", manifest
-    AdapterStore(stored.parents[2]).save(tuned[1], {"task": "iris", "retrained": True}, "iris", "tiny", "k1")
-    assert read_manifest(stored, "k1")["retrained"] is True, "--retrain did not replace the entry"
+    assert manifest.task == "iris" and manifest.key == "k1", manifest
+    AdapterStore(stored.parents[2]).save(tuned[1], stub_manifest("retrained"), "iris", "tiny", "k1")
+    assert read_manifest(stored, "k1").data_hash == "retrained", "--retrain did not replace the entry"
     assert not list(stored.parents[2].rglob(".tmp-*")), "temp dirs left behind by the replacing save"
+
+
+class UnsortedSet(set):
+    """A set that iterates in reverse name order, as a process's hash seed may make it."""
+
+    def __iter__(self):
+        return iter(sorted(set.__iter__(self), reverse=True))
+
+
+def test_adapter_config_lists_set_fields_in_sorted_order(tmp_path: Path, tuned, monkeypatch: pytest.MonkeyPatch) -> None:
+    """peft wrote target_modules in set order, so a retrain rewrote adapter_config.json in another order."""
+    config = tuned[1].peft_config["default"]
+    monkeypatch.setattr(config, "target_modules", UnsortedSet(config.target_modules))
+    entry = AdapterStore(tmp_path).save(tuned[1], stub_manifest(), "iris", "tiny", "k1")
+    text = (entry / "adapter_config.json").read_text()
+    assert json.loads(text)["target_modules"] == sorted(config.target_modules)
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True), "not in peft's own layout"
+
+
+def test_a_retrain_that_writes_other_bytes_names_what_the_manifests_record_differently(tmp_path: Path, tuned) -> None:
+    _, model = tuned
+    store = AdapterStore(tmp_path)
+    store.save(model, stub_manifest(versions={"torch": "2.13.0"}), "iris", "tiny", "k1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same bytes again: no warning
+        store.save(model, stub_manifest(versions={"torch": "2.13.0"}, machine={"cpu_capability": "AVX2"}), "iris", "tiny", "k1")
+    weight = next(p for n, p in model.named_parameters() if "lora_B" in n)
+    with torch.no_grad():
+        weight[0, 0] += 1.0
+    try:
+        with pytest.warns(UserWarning, match=r"k1: the retrained adapter's bytes differ from the stored one's .* the "
+                                             r"manifests differ in: versions.torch 2.13.0 -> 2.14.0; "
+                                             r"machine.cpu_capability AVX2 -> AVX512"):
+            store.save(model, stub_manifest(versions={"torch": "2.14.0"}, machine={"cpu_capability": "AVX512"}),
+                       "iris", "tiny", "k1")
+    finally:
+        with torch.no_grad():
+            weight[0, 0] -= 1.0
+
+
+def test_retraining_on_this_machine_writes_the_same_bytes_and_records_the_machine(tmp_path: Path, iris, iris_splits,
+                                                                                   tiny_dir: Path) -> None:
+    """`--retrain` of a stored adapter on the machine that trained it reproduces every file but the timing; the
+    manifest records the CPU instruction set and threads, which change the bytes elsewhere."""
+    options = RunOptions(store_root=tmp_path / "adapters", cache=tmp_path / "cache", progress=False)
+    _, entry, first, _ = prepare_adapter(iris, "tiny", load(tiny_dir), iris_splits, options)
+    files = {name: (entry / name).read_bytes() for name in ("adapter_model.safetensors", "adapter_config.json")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a retrain with other bytes would warn
+        _, _, again, _ = prepare_adapter(iris, "tiny", load(tiny_dir), iris_splits, replace(options, retrain=True))
+    assert files == {name: (entry / name).read_bytes() for name in files}
+    assert first["loss_curve"] == again["loss_curve"] and first["adapter_sha256"] == again["adapter_sha256"]
+    assert again["machine"] == {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": 1}
 
 
 def flip_byte(path: Path) -> None:
@@ -153,7 +264,7 @@ def flip_byte(path: Path) -> None:
     (lambda e: flip_byte(e / "adapter_model.safetensors"), "does not match the manifest's"),
     (lambda e: (e / "adapter_config.json").unlink(), "missing ['adapter_config.json']"),
     (lambda e: (e / "adapter_model.bin").write_bytes(b"pickle"), "holds ['adapter_model.bin']: pickle formats"),
-    (lambda e: (e / "manifest.json").write_text("{not json"), "not valid JSON"),
+    (lambda e: (e / "manifest.json").write_text("{not json"), "not a loragate manifest .*Invalid JSON"),
 ])
 def test_read_manifest_refuses_a_damaged_entry(stored: Path, damage, message: str) -> None:
     damage(stored)
@@ -200,6 +311,68 @@ def test_load_adapter_refuses_an_adapter_for_other_modules(tmp_path: Path, store
         load_adapter(load(tiny_dir).model, stored)
 
 
+def test_load_adapter_refuses_a_config_whose_rank_differs_from_the_tensors(stored: Path, tiny_dir: Path) -> None:
+    """r=4 in adapter_config.json beside r=8 tensors: torch's size mismatch listed every tensor, naming no file."""
+    config = json.loads((stored / "adapter_config.json").read_text())
+    config["r"] = 4
+    (stored / "adapter_config.json").write_text(json.dumps(config))
+    weights = stored / "adapter_model.safetensors"
+    name, tensor = next((n, t) for n, t in sorted(load_file(weights).items()) if n.endswith("lora_A.weight"))
+    columns = tensor.shape[1]
+    with pytest.raises(AdapterStoreError, match=rf"{weights}: {re.escape(name)} has shape \[8, {columns}\] \(rank 8\), "
+                                                rf"but {stored / 'adapter_config.json'} gives r=4 \(shape \[4, {columns}\]\); "
+                                                rf"28 tensors disagree"):
+        load_adapter(load(tiny_dir).model, stored)
+
+
+def test_load_adapter_reads_each_modules_rank_from_rank_pattern(tmp_path: Path, tiny_dir: Path) -> None:
+    """An adapter whose modules have different ranks (rank_pattern) loads; a pattern edited afterwards is refused."""
+    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], rank_pattern={"q_proj": 4})
+    get_peft_model(load(tiny_dir).model, config).save_pretrained(tmp_path / "mixed")
+    assert load_adapter(load(tiny_dir).model, tmp_path / "mixed")
+    saved = json.loads((tmp_path / "mixed" / "adapter_config.json").read_text())
+    saved["rank_pattern"] = {"v_proj": 4}
+    (tmp_path / "mixed" / "adapter_config.json").write_text(json.dumps(saved))
+    with pytest.raises(AdapterStoreError, match=r"q_proj.lora_A.weight has shape \[4, 128\] \(rank 4\), but .* gives r=8"):
+        load_adapter(load(tiny_dir).model, tmp_path / "mixed")
+
+
+REPO = Path(__file__).parent.parent
+
+
+def test_an_adapter_for_another_task_and_base_is_refused_naming_both(iris, iris_splits, fresh_base) -> None:
+    """`--adapter adapters/sst2/tiny/<key> --task iris` loaded the SST-2 adapter and failed on quality."""
+    (sst2_adapter,) = (REPO / "adapters" / "sst2" / "tiny").iterdir()
+    recorded = json.loads((sst2_adapter / "manifest.json").read_text())["base"]["fingerprint"]
+    with pytest.raises(AdapterStoreError, match=rf"{sst2_adapter}: its manifest.json says it was trained for task "
+                                                rf"'sst2', not 'iris' and base 'tiny:sst2' \(fingerprint {recorded[:12]}\), "
+                                                rf"not '{re.escape(fresh_base.name)}' \(fingerprint "
+                                                rf"{fresh_base.fingerprint[:12]}\).*--allow-foreign-adapter"):
+        prepare_adapter(iris, "tiny", fresh_base, iris_splits, RunOptions(adapter=sst2_adapter))
+    assert not any("lora_" in name for name, _ in fresh_base.model.named_parameters()), "the base was modified"
+
+
+def test_an_adapter_manifest_that_is_not_json_is_named(stored: Path, iris, iris_splits, fresh_base) -> None:
+    (stored / "manifest.json").write_text("{not json")
+    with pytest.raises(AdapterStoreError, match=rf"{stored / 'manifest.json'}: not a loragate manifest"):
+        prepare_adapter(iris, "tiny", fresh_base, iris_splits, RunOptions(adapter=stored))
+
+
+def test_allow_foreign_adapter_gates_an_adapter_whose_manifest_names_another_base(stored: Path, iris, iris_splits,
+                                                                                 fresh_base) -> None:
+    manifest = json.loads((stored / "manifest.json").read_text())
+    manifest["base"] = {"name": "tiny:iris", "fingerprint": "f" * 64}
+    (stored / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(AdapterStoreError, match=r"trained for base 'tiny:iris' \(fingerprint ffffffffffff\)"):
+        prepare_adapter(iris, "tiny", fresh_base, iris_splits, RunOptions(adapter=stored))
+    model, entry, _, _ = prepare_adapter(iris, "tiny", fresh_base, iris_splits,
+                                         RunOptions(adapter=stored, allow_foreign_adapter=True))
+    assert entry == stored and any("lora_" in name for name, _ in model.named_parameters())
+    manifest["base"]["fingerprint"] = fresh_base.fingerprint  # the base it names: loads without the flag
+    (stored / "manifest.json").write_text(json.dumps(manifest))
+    prepare_adapter(iris, "tiny", load(Path(fresh_base.name)), iris_splits, RunOptions(adapter=stored))  # no error
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_load_adapter_refuses_non_finite_weights(stored: Path, tiny_dir: Path, bad: float) -> None:
     """safetensors stores NaN and inf without complaint; an adapter holding them is refused by name."""
@@ -242,7 +415,7 @@ def test_a_symlink_inside_the_store_cannot_lead_a_write_outside_it(tmp_path: Pat
     root.mkdir()
     (root / "iris").symlink_to(outside, target_is_directory=True)
     with pytest.raises(AdapterStoreError, match=r"outside the store .*a symlink inside the store points elsewhere"):
-        AdapterStore(root).save(tuned[1], {}, "iris", "tiny", "0123456789abcdef")
+        AdapterStore(root).save(tuned[1], stub_manifest(), "iris", "tiny", "0123456789abcdef")
     assert not any(outside.iterdir()), "something was written through the link"
     linked_root = tmp_path / "big-disk-link"
     linked_root.symlink_to(root, target_is_directory=True)  # the whole store on another disk is fine
@@ -257,5 +430,5 @@ def test_an_unwritable_store_is_a_named_error(tmp_path: Path, tuned) -> None:
     blocked = tmp_path / "adapters"
     blocked.write_text("a file where the store's directory should be")
     with pytest.raises(AdapterStoreError, match=r"cannot write adapter .*adapters/iris/tiny/0123456789abcdef"):
-        AdapterStore(blocked).save(tuned, {}, "iris", "tiny", "0123456789abcdef")
+        AdapterStore(blocked).save(tuned, stub_manifest(), "iris", "tiny", "0123456789abcdef")
     assert blocked.read_text().startswith("a file"), "the blocking file was changed"

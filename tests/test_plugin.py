@@ -7,10 +7,13 @@ directory take only `gate_case` / `pytestconfig` and assert on values.
 
 from __future__ import annotations
 
+import argparse
 import json
+import re
 
 import pytest
 
+from loragate.plugin import parse_base_model
 from loragate.tasks import TASKS
 
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR  # 4
@@ -45,6 +48,7 @@ def test_help_lists_the_options(gate_dir: pytest.Pytester) -> None:
         "  --task=NAME *",
         "  --base-model=ID|PATH *",
         "  --adapter=PATH *",
+        "  --allow-foreign-adapter",
         "  --data=PATH|ID *",
         "  --retrain *",
         "  --report-dir=DIR *",
@@ -203,8 +207,31 @@ def test_adapter_that_does_not_exist_names_the_path(gate_dir: pytest.Pytester) -
 def test_base_model_path_that_does_not_exist(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "--task", "iris", "--base-model", "./notadir-with-config")
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines(["*argument --base-model: './notadir-with-config' is neither an existing "
-                                 "directory nor a hub id*"])
+    result.stderr.fnmatch_lines(["*argument --base-model: ./notadir-with-config: no such directory (a path, not a "
+                                 "hub id: it starts with '.')*"])
+
+
+def test_a_mistyped_path_whose_directory_exists_is_not_taken_for_a_hub_id(gate_dir: pytest.Pytester) -> None:
+    """`--base-model=bases/tiny-iris` with bases/ present was tried on the hub: 57 s of retries, then a message about
+    connectivity."""
+    gate_dir.mkdir("bases")
+    result = run(gate_dir, "--task", "iris", "--base-model=bases/tiny-iris")
+    assert result.ret == USAGE_ERROR
+    result.stderr.fnmatch_lines(["*argument --base-model: bases/tiny-iris: no such directory (a path, not a hub id: "
+                                 "its directory 'bases' exists)*"])
+
+
+@pytest.mark.parametrize("value, reason", [("~/no-such-model-dir", "it starts with '~'"),
+                                           ("/no-such-dir/model", "it starts with '/'"),
+                                           ("models/no-such-model", "its directory 'models' exists")])
+def test_a_value_that_looks_like_a_path_is_refused_as_one(value: str, reason: str, tmp_path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(f"{value}: no such directory (a path, not a hub id: "
+                                                                   f"{reason})")):
+        parse_base_model(value)
+    assert parse_base_model("no-such-org/model") == "no-such-org/model"  # a hub id where no directory says otherwise
 
 
 def test_base_model_dir_without_config(gate_dir: pytest.Pytester) -> None:
@@ -244,13 +271,14 @@ def test_accepted_paths_reach_the_session_resolved(gate_dir: pytest.Pytester) ->
     adapter = gate_dir.mkdir("adapter")
     (adapter / "adapter_config.json").write_text("{}")
     result = run(gate_dir, "--task", "iris", "--base-model", "model", "--adapter", "adapter", "--retrain",
-                 "--report-dir", "out", "-s")
+                 "--allow-foreign-adapter", "--report-dir", "out", "-s")
     result.assert_outcomes(passed=1)
     options = session_options(result)
     root = gate_dir.path.resolve()
     assert options["base_model"] == str(model.resolve())
     assert options["adapter"] == str(adapter.resolve())
     assert options["retrain"] == "True" and options["device"] == "cpu"
+    assert options["allow_foreign_adapter"] == "True"
     assert options["store_root"] == str(root / "adapters")
     assert options["tasks"] == ["iris"]
     assert options["report_dir"] == str(root / "out")

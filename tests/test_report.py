@@ -91,8 +91,8 @@ def test_the_same_seed_gives_the_same_adapter_and_report_numbers(two_runs, tmp_p
     assert first.adapter_dir != second.adapter_dir
     files = [hashlib.sha256((run.adapter_dir / "adapter_model.safetensors").read_bytes()).hexdigest()
              for run in two_runs]
-    assert files[0] == files[1] == first.manifest["adapter_sha256"] == second.manifest["adapter_sha256"]
-    assert first.manifest["loss_curve"] == second.manifest["loss_curve"]
+    assert files[0] == files[1] == first.manifest.adapter_sha256 == second.manifest.adapter_sha256
+    assert first.manifest.loss_curve == second.manifest.loss_curve
     numbers = [report_numbers(write_report([run], tmp_path / name)) for run, name in zip(two_runs, ("a", "b"))]
     assert numbers[0] == numbers[1]
     assert numbers[0]["metrics"]["tuned"]["accuracy"] > 0.5  # a trained adapter, not two identical failures

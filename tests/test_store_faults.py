@@ -21,11 +21,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 import loragate.store as store_module
 from loragate.card import LoraSettings, TinyBase
 from loragate.models import load_causal, tiny_base_dir
+from loragate.run import acquire
 from loragate.store import ADAPTER_FILES, AdapterStore, AdapterStoreError, read_manifest
+from manifests import stub_manifest
 from loragate.training import attach_lora
 
 TASK, TIER, KEY = "faults", "tiny", "0123456789abcdef"
@@ -79,7 +82,7 @@ SAVER = textwrap.dedent('''
         Path.write_text = slowed(Path.write_text)
 
     def save(root, generation):
-        AdapterStore(root).save(model, {"generation": generation}, TASK, TIER, KEY)
+        AdapterStore(root).save(model, stub_manifest(generation), TASK, TIER, KEY)
 
     def prepare(root, path):
         if path == "overwrite":
@@ -163,7 +166,7 @@ def test_killed_new_save_leaves_a_whole_entry_or_none(kills: list[dict]) -> None
         entry = AdapterStore(Path(kill["root"])).entry_dir(TASK, TIER, KEY)
         if entry.exists():
             assert sorted(p.name for p in entry.iterdir() if p.name in ADAPTER_FILES) == sorted(ADAPTER_FILES), kill
-            assert read_manifest(entry, KEY)["generation"] == "new", kill
+            assert read_manifest(entry, KEY).data_hash == "new", kill
         outcomes.append(entry.exists())
     assert False in outcomes, "no kill landed before the entry was in place"
 
@@ -174,7 +177,7 @@ def test_killed_overwrite_leaves_the_old_or_the_new_entry(kills: list[dict]) -> 
     for kill in (k for k in kills if k["path"] == "overwrite"):
         entry = AdapterStore(Path(kill["root"])).entry_dir(TASK, TIER, KEY)
         assert entry.is_dir(), f"the kill at {kill['fraction']:.2f} of the save left no entry: {kill}"
-        generations.append(read_manifest(entry, KEY)["generation"])
+        generations.append(read_manifest(entry, KEY).data_hash)
     assert set(generations) <= {"old", "new"} and "old" in generations, generations
 
 
@@ -195,10 +198,31 @@ def test_save_after_a_kill_succeeds(kills: list[dict], model) -> None:
     assert with_leftovers, kills
     for root in with_leftovers[:2] + roots[-1:]:
         leftovers = tmp_leftovers(root)
-        entry = AdapterStore(root).save(model, {"generation": "parent"}, TASK, TIER, KEY)
-        assert read_manifest(entry, KEY)["generation"] == "parent"
+        entry = AdapterStore(root).save(model, stub_manifest("parent"), TASK, TIER, KEY)
+        assert read_manifest(entry, KEY).data_hash == "parent"
         assert AdapterStore(root).find(TASK, TIER, KEY) == entry
         assert tmp_leftovers(root) == leftovers  # other runs' temp dirs are not touched (they may be live)
+
+
+def test_the_next_run_removes_what_killed_saves_left_but_not_a_save_in_progress(kills: list[dict],
+                                                                              tmp_path: Path) -> None:
+    """A kill -9 during a save left `.tmp-<key>-*` in the store and nothing removed it. The next run's `acquire`
+    does, with a warning; a temp dir whose key another process holds locked may be a live save and stays."""
+    source = next(Path(k["root"]) for k in kills if k["path"] == "new" and tmp_leftovers(Path(k["root"])))
+    root = tmp_path / "store"
+    shutil.copytree(source, root)
+    stale = tmp_leftovers(root)
+    tier_dir = root / TASK / TIER
+    live = tier_dir / ".tmp-fedcba9876543210-abcd_123"
+    live.mkdir()
+    saving = FileLock(tier_dir / ".lock-fedcba9876543210")  # another run saving that key
+    saving.acquire()
+    try:
+        with pytest.warns(UserWarning, match=rf"{tier_dir}: removed {len(stale)} temp dirs left by interrupted saves"):
+            acquire(AdapterStore(root), TASK, TIER, KEY).release()
+    finally:
+        saving.release()
+    assert stale and tmp_leftovers(root) == [live]
 
 
 def atomic_exchange_supported(directory: Path) -> bool:
@@ -217,12 +241,12 @@ def test_overwrite_is_never_observed_missing(model, tmp_path: Path, monkeypatch:
     if not atomic_exchange_supported(tmp_path):
         pytest.skip("no atomic directory exchange on this filesystem: the entry is briefly missing by design")
     store = AdapterStore(tmp_path / "adapters")
-    entry = store.save(model, {"generation": 0}, TASK, TIER, KEY)
+    entry = store.save(model, stub_manifest(0), TASK, TIER, KEY)
     seen: list[object] = []
 
     def look() -> None:
         try:
-            seen.append(read_manifest(entry, KEY)["generation"])
+            seen.append(read_manifest(entry, KEY).data_hash)
         except (OSError, AdapterStoreError) as exc:
             seen.append(f"{type(exc).__name__}: {exc}")
 
@@ -237,10 +261,10 @@ def test_overwrite_is_never_observed_missing(model, tmp_path: Path, monkeypatch:
     monkeypatch.setattr(store_module.os, "replace", observed(os.replace))
     monkeypatch.setattr(store_module.shutil, "rmtree", observed(shutil.rmtree))
     for generation in (1, 2, 3):
-        assert store.save(model, {"generation": generation}, TASK, TIER, KEY) == entry
+        assert store.save(model, stub_manifest(generation), TASK, TIER, KEY) == entry
     monkeypatch.undo()
     assert seen and all(isinstance(s, int) for s in seen), seen
-    assert read_manifest(entry, KEY)["generation"] == 3
+    assert read_manifest(entry, KEY).data_hash == "3"
     assert tmp_leftovers(store.root) == []  # neither .tmp-<key>- nor .tmp-old- dirs remain
 
 
@@ -249,10 +273,10 @@ def test_overwrite_without_atomic_exchange_falls_back_to_two_renames(model, tmp_
     """Where the filesystem cannot exchange (exchange() -> False), --retrain still replaces the entry and
     cleans up its .tmp-old- dir."""
     store = AdapterStore(tmp_path / "adapters")
-    entry = store.save(model, {"generation": 0}, TASK, TIER, KEY)
+    entry = store.save(model, stub_manifest(0), TASK, TIER, KEY)
     monkeypatch.setattr(store_module, "exchange", lambda a, b: False)
-    assert store.save(model, {"generation": 1}, TASK, TIER, KEY) == entry
-    assert read_manifest(entry, KEY)["generation"] == 1
+    assert store.save(model, stub_manifest(1), TASK, TIER, KEY) == entry
+    assert read_manifest(entry, KEY).data_hash == "1"
     assert tmp_leftovers(store.root) == []
 
 
@@ -261,7 +285,7 @@ def test_overwrite_under_a_concurrent_reader_process(model, tmp_path: Path) -> N
     if not atomic_exchange_supported(tmp_path):
         pytest.skip("no atomic directory exchange on this filesystem: the entry is briefly missing by design")
     store = AdapterStore(tmp_path / "adapters")
-    entry = store.save(model, {"generation": 0}, TASK, TIER, KEY)
+    entry = store.save(model, stub_manifest(0), TASK, TIER, KEY)
     stop = tmp_path / "stop"
     reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import os, sys
@@ -276,7 +300,7 @@ def test_overwrite_under_a_concurrent_reader_process(model, tmp_path: Path) -> N
     try:
         assert reader.stdout.readline().strip() == "ready"
         for generation in range(1, 31):
-            store.save(model, {"generation": generation}, TASK, TIER, KEY)
+            store.save(model, stub_manifest(generation), TASK, TIER, KEY)
             time.sleep(0.002)
     finally:
         stop.touch()
@@ -284,7 +308,7 @@ def test_overwrite_under_a_concurrent_reader_process(model, tmp_path: Path) -> N
     looks, misses = map(int, out.split())
     assert looks > 100, out
     assert misses == 0, f"a reader found the entry missing or partial {misses} times in {looks} looks"
-    assert read_manifest(entry, KEY)["generation"] == 30
+    assert read_manifest(entry, KEY).data_hash == "30"
     assert tmp_leftovers(store.root) == []
 
 
@@ -300,12 +324,12 @@ def test_concurrent_save_of_the_same_key_is_not_an_error(model, tmp_path: Path,
     def other_run_stores_first(src, dst):
         if Path(dst) == entry and not other_run_done:  # our rename into place is next; the other run wins the race
             other_run_done.append(True)
-            AdapterStore(root).save(model, {"generation": "other run"}, TASK, TIER, KEY)
+            AdapterStore(root).save(model, stub_manifest("other run"), TASK, TIER, KEY)
         return real_replace(src, dst)
 
     monkeypatch.setattr(store_module.os, "replace", other_run_stores_first)
-    assert AdapterStore(root).save(model, {"generation": "this run"}, TASK, TIER, KEY) == entry
+    assert AdapterStore(root).save(model, stub_manifest("this run"), TASK, TIER, KEY) == entry
     monkeypatch.undo()
     assert other_run_done
-    assert read_manifest(entry, KEY)["generation"] == "this run"
+    assert read_manifest(entry, KEY).data_hash == "this run"
     assert tmp_leftovers(root) == []

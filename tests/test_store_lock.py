@@ -24,7 +24,7 @@ splits = task.load_splits()
 base = prepare_base(task, "tiny", splits, options)
 time.sleep(max(0.0, start - time.time()))  # both workers ask for the adapter at the same instant
 _, entry, manifest, trained = prepare_adapter(task, "tiny", base, splits, options)
-print(json.dumps({"trained": trained is not None, "entry": str(entry), "sha": manifest["adapter_sha256"]}))
+print(json.dumps({"trained": trained is not None, "entry": str(entry), "sha": manifest.adapter_sha256}))
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from collections import Counter
 from pathlib import Path
@@ -61,6 +62,18 @@ def test_ag_news_csv_maps_class_indices_to_topics(tmp_path: Path, topics) -> Non
 def test_ag_news_csv_errors_name_the_line_and_the_fix(tmp_path: Path, topics, line: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         topics.load_splits(ag_news(tmp_path, [line]))
+
+
+def test_ag_news_errors_name_the_line_a_multi_line_record_starts_on(tmp_path: Path, topics) -> None:
+    path = ag_news(tmp_path, ['"1","t","line one\nline two"', '"7","t","d"'])
+    with pytest.raises(ValueError, match=rf"{path}:3: class index '7'"):
+        topics.load_splits(path)
+
+
+def test_an_ag_news_field_over_the_csv_limit_names_file_line_and_field(tmp_path: Path, topics) -> None:
+    path = ag_news(tmp_path, ['"1","t","d"', '"2","t","' + "x" * (csv.field_size_limit() + 1) + '"'])
+    with pytest.raises(ValueError, match=rf"{path}:2: field 3 \(description\) is longer than csv's limit"):
+        topics.load_splits(path)
 
 
 def test_too_few_rows_of_a_topic_is_an_error(tmp_path: Path, topics) -> None:

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
 from loragate.card import TaskCard
-from loragate.data import Example, Splits, stratified_split
+from loragate.data import Example, Splits, csv_records, stratified_split
 from loragate.hub_data import missing_columns
 from loragate.parsing import ParsedOutput, parse_label
 from loragate.tasks import CARDS_DIR, TASKS
 
 FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+COLUMNS = (*FEATURES, "species")
 LEVELS = ("low", "medium", "high")
 # feature -> (lo, hi) per level, in LEVELS order; a value on a shared edge belongs to the upper bin.
 BINS: dict[str, tuple[tuple[float, float], ...]] = {
@@ -72,7 +74,7 @@ def read_csv(path: Path, labels: list[str]) -> list[tuple[str, dict[str, float],
     """Rows of a CSV with header sepal_length,sepal_width,petal_length,petal_width,species."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is not part of the header
-            rows = _read_rows(path, csv.DictReader(handle), labels)
+            rows = _read_rows(path, csv_records(path, handle), labels)
     except UnicodeDecodeError as exc:
         raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
     except OSError as exc:
@@ -82,19 +84,31 @@ def read_csv(path: Path, labels: list[str]) -> list[tuple[str, dict[str, float],
     return rows
 
 
-def _read_rows(path: Path, reader: csv.DictReader, labels: list[str]) -> list[tuple[str, dict[str, float], str]]:
-    missing = [name for name in (*FEATURES, "species") if name not in (reader.fieldnames or [])]
+def _read_rows(path: Path, records: Iterator[tuple[int, list[str]]],
+               labels: list[str]) -> list[tuple[str, dict[str, float], str]]:
+    header_line, header = next(records, (1, []))
+    missing = [name for name in COLUMNS if name not in header]
     if missing:
-        raise ValueError(f"{path}: header lacks {missing}; expected {', '.join((*FEATURES, 'species'))}")
+        raise ValueError(f"{path}: header lacks {missing}; expected {', '.join(COLUMNS)}")
+    unread = [name for name in header if name not in COLUMNS]
+    if unread:
+        warnings.warn(f"{path}:{header_line}: columns {unread} are not read; the Iris task reads {', '.join(COLUMNS)}",
+                      stacklevel=2)
     rows = []
-    for index, row in enumerate(reader):
-        line = reader.line_num  # the physical line: DictReader skips blank lines
+    for index, (line, cells) in enumerate(record for record in records if record[1]):  # skip blank lines
+        if len(cells) != len(header):
+            raise ValueError(f"{path}:{line}: {len(cells)} fields, the header names {len(header)}; quote a value that "
+                             f"holds a comma, or add the missing ones")
+        row = dict(zip(header, cells))
         if row["species"] not in labels:
             raise ValueError(f"{path}:{line}: species {row['species']!r} is not one of {', '.join(labels)}")
-        try:
-            measurements = {feature: float(row[feature]) for feature in FEATURES}
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}:{line}: a measurement is not a number: {exc}") from exc
+        measurements = {}
+        for feature in FEATURES:
+            try:
+                measurements[feature] = float(row[feature])
+            except ValueError as exc:
+                raise ValueError(f"{path}:{line}: {feature} {row[feature]!r} is not a number; write the measurement "
+                                 f"in cm, like 5.1") from exc
         bad = [feature for feature, value in measurements.items() if not math.isfinite(value)]
         if bad:
             raise ValueError(f"{path}:{line}: {', '.join(bad)} is not a finite number: "
@@ -125,10 +139,10 @@ class IrisTask:
         "Iris-setosa"; or this task's own column names."""
         kaggle = {"SepalLengthCm": "sepal_length", "SepalWidthCm": "sepal_width", "PetalLengthCm": "petal_length",
                   "PetalWidthCm": "petal_width", "Species": "species"}
-        names = kaggle if "Species" in columns else {name: name for name in (*FEATURES, "species")}
+        names = kaggle if "Species" in columns else {name: name for name in COLUMNS}
         missing_columns(columns, names, source, "iris", "four measurements in cm and the species")
         with out.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=[*FEATURES, "species"])
+            writer = csv.DictWriter(handle, fieldnames=list(COLUMNS))
             writer.writeheader()
             for row in rows:
                 record = {ours: row[theirs] for theirs, ours in names.items()}

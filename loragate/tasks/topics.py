@@ -17,12 +17,13 @@ from typing import Literal
 from pydantic import BaseModel
 
 from loragate.card import TaskCard
-from loragate.data import Example, Splits, stratified_split
+from loragate.data import Example, Splits, csv_records, stratified_split
 from loragate.hub_data import missing_columns
 from loragate.parsing import ParsedOutput, parse_label
 from loragate.tasks import CARDS_DIR, TASKS
 
 AG_NEWS_CLASSES = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}  # AG News class index -> label
+AG_NEWS_COLUMNS = ("class index", "title", "description")  # the CSV has no header
 PER_TOPIC = 100
 TEST_FRACTION = 0.2
 EVAL_FRACTION_OF_REST = 0.2
@@ -99,7 +100,7 @@ def read_ag_news_csv(path: Path) -> list[tuple[str, str, str, str]]:
     """AG News CSV rows: class index 1-4, title, description; no header."""
     rows = []
     with open_text(path) as handle:
-        for line, record in enumerate(csv.reader(handle), start=1):
+        for line, record in csv_records(path, handle, AG_NEWS_COLUMNS):
             if not record:
                 continue
             if len(record) != 3:

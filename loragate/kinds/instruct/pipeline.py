@@ -67,7 +67,8 @@ class Instruct(TextReport, CausalKind):
     def check_adapter(self, task: Task, base: LoadedBase, adapter_dir: Path) -> None:
         """An adapter evaluated under another chat template than it was trained with would be gated on prompts it
         never saw; refused when its loragate manifest recorded its template."""
-        trained = (manifest_of(adapter_dir) or {}).get("chat_template_sha256")
+        manifest = manifest_of(adapter_dir)
+        trained = manifest.chat_template_sha256 if manifest else None
         current = chat_template_sha256(base)
         if trained and trained != current:
             raise AdapterStoreError(
