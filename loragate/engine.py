@@ -3,8 +3,8 @@
 Prompts are tokenized once, sorted by length into batches (little padding) and left-padded; each batch goes
 through `model.generate` (greedy, KV cache) with `RowStop`, which stops a row at EOS or as soon as its text can
 no longer parse as a label; the budget defaults to what the longest label needs. A hand-written decode loop
-was 1.06-1.17x faster on CPU (docs/speed-generation.md), short of the 1.5x that would pay for keeping one. A
-seed-style loop (`model.generate` per example) spends most of its time in per-call overhead:
+was at most 1.25x faster on CPU (0.95-1.25x, docs/speed-generation.md), short of the 1.5x that would pay for
+keeping one. A seed-style loop (`model.generate` per example) spends most of its time in per-call overhead:
 benchmarks/compare.py measures all three.
 """
 
