@@ -5,8 +5,9 @@ are compared; prints a table and writes JSON.
     python -m benchmarks.compare --out speed.json                                   # CPU, the card's tiny model
     python -m benchmarks.compare --device cuda --dtype bf16 --model-size 100m --out speed-gpu.json
 
-Workloads: generation (all 150 Iris prompts) by the engine vs a per-example `model.generate` loop and vs
-batched `model.generate`; label scoring vs the engine; LoRA training on Iris prompts behind a free-text
+Workloads: generation (all 150 Iris prompts) by the engine (batched `model.generate` with the per-row label
+stop) vs a per-example `model.generate` loop, vs batched `model.generate` without the stop, and vs the previous
+engine's hand-written decode loop; label scoring vs the engine; LoRA training on Iris prompts behind a free-text
 preamble of 0-80 words (Iris prompts alone are all ~14 tokens: grouping would have nothing to remove),
 length-grouped vs padded to the batch's longest vs padded to 128; validation loss batched vs one at a time.
 On CUDA also training MFU and batch-1 decode speed against the memory-bandwidth bound.
@@ -22,16 +23,19 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.workloads import (SIZES, TRAIN_MAX_LENGTH, Data, alternate, build_base, hf_batched_generate,
-                                  linear_flops_per_token, load_data, naive_generate, real_lengths, reset_lora,
-                                  train_settings, training_flops, tuned_model)
-from loragate.engine import answer_budget, generate, greedy, left_pad
+from benchmarks.workloads import (SIZES, TRAIN_MAX_LENGTH, Data, alternate, build_base, hand_loop_generate,
+                                  hf_batched_generate, linear_flops_per_token, load_data, naive_generate, real_lengths,
+                                  reset_lora, train_settings, training_flops, tuned_model)
+from loragate.engine import answer_budget, generate
 from loragate.predictions import label_of
 from loragate.scoring import label_log_likelihoods, likeliest
 from loragate.tasks import get_task
 from loragate.training import TrainResult, eval_loss, train_lora
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+NAIVE, BATCHED, HAND, ENGINE, SCORING = ("naive per-example generate", "batched model.generate",
+                                         "hand-written loop (previous engine)", "engine: generate + RowStop",
+                                         "label scoring")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -67,36 +71,40 @@ def labels_of(texts: list[str]) -> list[str | None]:
 
 
 def generation(model: torch.nn.Module, tokenizer, data: Data, args: argparse.Namespace) -> dict:
-    """Engine vs per-example and batched `model.generate`, and label scoring, on every Iris prompt."""
+    """Engine vs per-example and batched `model.generate` and the hand-written loop, and label scoring, on every
+    Iris prompt."""
     card = get_task("iris").card
     prompts, gold = [ex.prompt for ex in data.rows], [ex.label for ex in data.rows]
     targets = [card.target_template.format(label=label) for label in card.labels]
     budget = answer_budget(tokenizer, targets)
     size = args.eval_batch_size
     timings = alternate({
-        "naive per-example generate": lambda _: naive_generate(model, tokenizer, prompts, budget),
-        "batched model.generate": lambda _: hf_batched_generate(model, tokenizer, prompts, budget, size),
-        "engine": lambda _: generate(model, tokenizer, prompts, budget, size, labels=card.labels).texts,
-        "label scoring": lambda _: likeliest(label_log_likelihoods(model, tokenizer, prompts, targets, size),
-                                             card.labels),
+        NAIVE: lambda _: naive_generate(model, tokenizer, prompts, budget),
+        BATCHED: lambda _: hf_batched_generate(model, tokenizer, prompts, budget, size),
+        HAND: lambda _: hand_loop_generate(model, tokenizer, prompts, budget, size, card.labels),
+        ENGINE: lambda _: generate(model, tokenizer, prompts, budget, size, labels=card.labels).texts,
+        SCORING: lambda _: likeliest(label_log_likelihoods(model, tokenizer, prompts, targets, size), card.labels),
     }, args.rounds)
-    naive, batched, engine, scored = (timings.results[name][-1] for name in timings.seconds)
+    naive, batched, hand, engine, scored = (timings.results[name][-1] for name in (NAIVE, BATCHED, HAND, ENGINE,
+                                                                                   SCORING))
     naive_labels, engine_labels = labels_of(naive), labels_of(engine)
     valid = [i for i, label in enumerate(engine_labels) if label is not None]
     rates = {name: len(prompts) / timings.median(name) for name in timings.seconds}
     return {
         "examples": len(prompts), "max_new_tokens": budget, "batch_size": size,
         "median_s": {name: timings.median(name) for name in timings.seconds}, "examples_per_s": rates,
-        "engine_vs_naive": rates["engine"] / rates["naive per-example generate"],
-        "engine_vs_batched_generate": rates["engine"] / rates["batched model.generate"],
-        "scoring_vs_engine": rates["label scoring"] / rates["engine"],
+        "engine_vs_naive": rates[ENGINE] / rates[NAIVE],
+        "engine_vs_batched_generate": rates[ENGINE] / rates[BATCHED],
+        "engine_vs_hand_loop": rates[ENGINE] / rates[HAND],
+        "scoring_vs_engine": rates[SCORING] / rates[ENGINE],
         "same_prediction_engine_naive": sum(a == b for a, b in zip(engine_labels, naive_labels)),
+        "same_text_engine_hand_loop": sum(a == b for a, b in zip(engine, hand)),
         "engine_text_prefix_of_naive": sum(b.startswith(a) for a, b in zip(engine, naive)),
         "same_text_engine_batched_generate": sum(a == b for a, b in zip(engine, batched)),
         "valid_engine_outputs": len(valid),
         "scored_equals_generated": sum(scored[i] == engine_labels[i] for i in valid),
-        "accuracy": {"engine": sum(p == g for p, g in zip(engine_labels, gold)) / len(gold),
-                     "label scoring": sum(p == g for p, g in zip(scored, gold)) / len(gold)},
+        "accuracy": {ENGINE: sum(p == g for p, g in zip(engine_labels, gold)) / len(gold),
+                     SCORING: sum(p == g for p, g in zip(scored, gold)) / len(gold)},
     }
 
 
@@ -170,12 +178,16 @@ def validation_loss(model: torch.nn.Module, tokenizer, data: Data, args: argpars
 
 
 def decode_bound(model: torch.nn.Module, tokenizer, data: Data, args: argparse.Namespace) -> dict:
-    """Batch-1 greedy decode speed (no stop) against the HBM bound: every step reads every weight once."""
-    device = next(model.parameters()).device
-    batch = left_pad([tokenizer(data.rows[0].prompt).input_ids], tokenizer.pad_token_id, device)
+    """Batch-1 greedy decode speed (no stop: EOS is held off) against the HBM bound: every step reads every
+    weight once."""
+    enc = tokenizer(data.rows[0].prompt, return_tensors="pt").to(next(model.parameters()).device)
     steps = args.decode_tokens
-    timings = alternate({"prefill": lambda _: greedy(model, batch, 1, never_stop),
-                         "prefill + decode": lambda _: greedy(model, batch, steps + 1, never_stop)}, args.rounds)
+
+    def decode(tokens: int) -> torch.Tensor:
+        return model.generate(**enc, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                              pad_token_id=tokenizer.pad_token_id)
+
+    timings = alternate({"prefill": lambda _: decode(1), "prefill + decode": lambda _: decode(steps + 1)}, args.rounds)
     seconds = timings.median("prefill + decode") - timings.median("prefill")
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bound = args.hbm_tbps * 1e12 / weight_bytes
@@ -183,20 +195,18 @@ def decode_bound(model: torch.nn.Module, tokenizer, data: Data, args: argparse.N
             "fraction_of_bound": steps / seconds / bound, "weight_bytes": weight_bytes}
 
 
-def never_stop(tokens: list[int]) -> bool:
-    return False
-
-
 def table(result: dict) -> str:
     """The comparison as aligned text: one row per contender, its rate, its ratio to the baseline, checks."""
     gen, train, val = result["generation"], result["training"], result["val_loss"]
-    naive = gen["examples_per_s"]["naive per-example generate"]
-    checks = {"engine": f"same prediction as naive {gen['same_prediction_engine_naive']}/{gen['examples']}",
-              "label scoring": f"= generated label {gen['scored_equals_generated']}/{gen['valid_engine_outputs']}, "
-                               f"{gen['scoring_vs_engine']:.2f}x engine"}
+    naive = gen["examples_per_s"][NAIVE]
+    checks = {ENGINE: f"same prediction as naive {gen['same_prediction_engine_naive']}/{gen['examples']}, same text "
+                      f"as hand loop {gen['same_text_engine_hand_loop']}/{gen['examples']}, "
+                      f"{gen['engine_vs_hand_loop']:.2f}x hand loop",
+              SCORING: f"= generated label {gen['scored_equals_generated']}/{gen['valid_engine_outputs']}, "
+                       f"{gen['scoring_vs_engine']:.2f}x engine"}
     rows = [("workload", "contender", "median s", "rate", "ratio", "check")]
     for name, rate in gen["examples_per_s"].items():
-        rows.append(("scoring" if name == "label scoring" else "generation", name, f"{gen['median_s'][name]:.3f}",
+        rows.append(("scoring" if name == SCORING else "generation", name, f"{gen['median_s'][name]:.3f}",
                      f"{rate:,.0f} ex/s", f"{rate / naive:.1f}x", checks.get(name, "")))
     padded = train["real_tokens_per_s"][TRAIN_CONTENDERS["max"]]
     for name, rate in train["real_tokens_per_s"].items():

@@ -18,6 +18,7 @@ import torch
 
 from loragate.card import TinyBase, TrainSettings
 from loragate.data import Example
+from loragate.engine import left_pad, length_batches, stops
 from loragate.models import LoadedBase, load_causal, tiny_base_dir
 from loragate.tasks import get_task
 from loragate.training import attach_lora, encode_all, train_lora
@@ -120,6 +121,38 @@ def hf_batched_generate(model: torch.nn.Module, tokenizer, prompts: list[str], m
         for row, ids in zip(rows, out[:, enc["input_ids"].shape[1] :].tolist()):
             if tokenizer.eos_token_id in ids:
                 ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
+            texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
+    return texts
+
+
+@torch.inference_mode()
+def hand_loop_generate(model: torch.nn.Module, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
+                       labels: list[str]) -> list[str]:
+    """The previous engine: length-sorted, left-padded batches decoded by a hand-written greedy loop over the
+    KV cache, a row stopping at EOS or once its text can no longer parse as a label (`loragate.engine.stops`)."""
+    model.eval()
+    device = next(model.parameters()).device
+    encoded = tokenizer(prompts).input_ids
+    texts = [""] * len(prompts)
+    for rows in length_batches([len(ids) for ids in encoded], batch_size):
+        batch = left_pad([encoded[row] for row in rows], tokenizer.pad_token_id, device)
+        out = model(**batch, use_cache=True, logits_to_keep=1)
+        attention, positions = batch["attention_mask"], batch["position_ids"][:, -1:]
+        tokens: list[list[int]] = [[] for _ in rows]
+        done = [False] * len(rows)
+        for step in range(max_new_tokens):
+            chosen = out.logits[:, -1].argmax(-1)
+            for row, token in enumerate(chosen.tolist()):
+                if not done[row]:
+                    tokens[row].append(token)
+                    done[row] = stops(tokenizer, tokens[row], labels)
+            if all(done) or step + 1 == max_new_tokens:
+                break
+            attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=1)
+            positions = positions + 1
+            out = model(input_ids=chosen[:, None], attention_mask=attention, position_ids=positions, cache=out.cache,
+                        use_cache=True)
+        for row, ids in zip(rows, tokens):
             texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
     return texts
 

@@ -1,20 +1,22 @@
-"""Batched greedy generation with a KV cache, and next-token logits: the predictions every suite reads.
+"""Batched greedy generation and next-token logits: the predictions every suite reads.
 
-Prompts are tokenized once, sorted by length into batches (little padding) and left-padded; one prefill, then
-one token per step for the whole batch. A row stops at EOS, or as soon as its text can no longer parse as a
-label, and the budget defaults to what the longest label needs. A seed-style loop (`model.generate` per
-example) spends most of its time in per-call overhead: benchmarks/compare.py measures the difference.
+Prompts are tokenized once, sorted by length into batches (little padding) and left-padded; each batch goes
+through `model.generate` (greedy, KV cache) with `RowStop`, which stops a row at EOS or as soon as its text can
+no longer parse as a label; the budget defaults to what the longest label needs. A hand-written decode loop
+was at most 1.25x faster on CPU (0.95-1.25x, docs/speed-generation.md), short of the 1.5x that would pay for
+keeping one. A seed-style loop (`model.generate` per example) spends most of its time in per-call overhead:
+benchmarks/compare.py measures all three.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 
 @dataclass(frozen=True)
@@ -70,28 +72,39 @@ def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> dict[s
             "position_ids": positions.to(device)}
 
 
-@torch.inference_mode()
-def greedy(model: torch.nn.Module, batch: dict[str, torch.Tensor], max_new_tokens: int,
-           stop: Callable[[list[int]], bool]) -> list[list[int]]:
-    """Greedy continuations of one left-padded batch (`left_pad`) with a KV cache. A row stops once
-    `stop(its tokens)` holds; the batch once every row has stopped or the budget is spent."""
-    out = model(**batch, use_cache=True, logits_to_keep=1)
-    attention, positions = batch["attention_mask"], batch["position_ids"][:, -1:]
-    tokens: list[list[int]] = [[] for _ in range(len(attention))]
-    done = [False] * len(attention)
-    for step in range(max_new_tokens):
-        chosen = out.logits[:, -1].argmax(-1)
-        for row, token in enumerate(chosen.tolist()):
-            if not done[row]:
-                tokens[row].append(token)
-                done[row] = stop(tokens[row])
-        if all(done) or step + 1 == max_new_tokens:
-            break
-        attention = torch.cat([attention, attention.new_ones((len(attention), 1))], dim=1)
-        positions = positions + 1
-        out = model(input_ids=chosen[:, None], attention_mask=attention, position_ids=positions,
-                    past_key_values=out.past_key_values, use_cache=True)
-    return tokens
+def stops(tokenizer: PreTrainedTokenizerBase, tokens: list[int], labels: Sequence[str] | None) -> bool:
+    """A row's new `tokens` end it: the last is EOS or, given `labels`, their text can no longer parse as one."""
+    return tokens[-1] == tokenizer.eos_token_id or (
+        labels is not None and cannot_parse(tokenizer.decode(tokens, skip_special_tokens=True), labels))
+
+
+class RowStop(StoppingCriteria):
+    """`model.generate`'s stop with one flag per row (`stops`). Remembers how many new tokens each row had when
+    it stopped; generate pads a stopped row after that."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str] | None, prompt_width: int,
+                 rows: int):
+        self.tokenizer, self.labels, self.prompt_width = tokenizer, labels, prompt_width
+        self.lengths: list[int | None] = [None] * rows  # None: still running
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor | None, **kwargs) -> torch.BoolTensor:
+        for row, tokens in enumerate(input_ids[:, self.prompt_width :].tolist()):
+            if self.lengths[row] is None and stops(self.tokenizer, tokens, self.labels):
+                self.lengths[row] = len(tokens)
+        return torch.tensor([length is not None for length in self.lengths], device=input_ids.device)
+
+
+def greedy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: list[list[int]], max_new_tokens: int,
+           labels: Sequence[str] | None) -> list[list[int]]:
+    """The new tokens of each of `rows` (prompt token ids, one batch), up to and including the one that
+    stopped it (`RowStop`), else `max_new_tokens` of them."""
+    batch = left_pad(rows, tokenizer.pad_token_id, next(model.parameters()).device)
+    width = batch["input_ids"].shape[1]
+    stop = RowStop(tokenizer, labels, width, len(rows))
+    out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, stopping_criteria=StoppingCriteriaList([stop]))
+    return [tokens[:length] for tokens, length in zip(out[:, width:].tolist(), stop.lengths)]
 
 
 @torch.inference_mode()
@@ -102,13 +115,7 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
     as its text can no longer parse as one of them."""
     require_left_padding(tokenizer)
     model.eval()
-    device = next(model.parameters()).device
     eos = tokenizer.eos_token_id
-
-    def stop(tokens: list[int]) -> bool:
-        return tokens[-1] == eos or (
-            labels is not None and cannot_parse(tokenizer.decode(tokens, skip_special_tokens=True), labels))
-
     encoded = tokenizer(prompts).input_ids if prompts else []
     texts: list[str] = [""] * len(prompts)
     terminated = [False] * len(prompts)
@@ -116,8 +123,7 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
     started = time.perf_counter()
     batches = length_batches([len(ids) for ids in encoded], batch_size)
     for rows in tqdm(batches, desc=desc, disable=not progress, leave=False):
-        batch = left_pad([encoded[row] for row in rows], tokenizer.pad_token_id, device)
-        for row, ids in zip(rows, greedy(model, batch, max_new_tokens, stop)):
+        for row, ids in zip(rows, greedy(model, tokenizer, [encoded[row] for row in rows], max_new_tokens, labels)):
             new_tokens += len(ids)
             texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
             terminated[row] = bool(ids) and ids[-1] == eos

@@ -47,12 +47,12 @@ def label_log_likelihoods(model: torch.nn.Module, tokenizer: PreTrainedTokenizer
         batch = left_pad([encoded[row] for row in rows], tokenizer.pad_token_id, device)
         out = model(**batch, use_cache=True, logits_to_keep=1)
         head = out.logits[:, -1].float().log_softmax(-1)[:, first]  # (rows, labels): each answer's first token
-        cache = out.past_key_values
+        cache = out.cache
         cache.batch_repeat_interleave(count)  # prompt r, label j -> row r * count + j
         attention = torch.cat([batch["attention_mask"].repeat_interleave(count, 0), fed_mask.repeat(len(rows), 1)], 1)
         start = batch["position_ids"][:, -1:].repeat_interleave(count, 0) + 1
         logits = model(input_ids=fed.repeat(len(rows), 1), attention_mask=attention, position_ids=start + steps,
-                       past_key_values=cache, use_cache=True).logits
+                       cache=cache, use_cache=True).logits
         tail = logits.float().log_softmax(-1).gather(-1, read.repeat(len(rows), 1)[..., None])[..., 0]
         tail = torch.where(fed_mask.repeat(len(rows), 1).bool(), tail, 0.0).sum(-1).view(len(rows), count)
         scores[rows] = (head + tail).cpu()

@@ -16,7 +16,7 @@ from loragate.card import LoraSettings, TrainSettings
 from loragate.data import Example
 from loragate.models import load_causal
 from loragate.scoring import label_log_likelihoods, likeliest
-from loragate.engine import answer_budget, cannot_parse, generate
+from loragate.engine import answer_budget, cannot_parse, generate, greedy, stops
 from loragate.training import (IGNORE, TrainResult, attach_lora, collate, encode, epoch_batches, eval_loss,
                                train_lora)
 
@@ -61,6 +61,23 @@ def test_engine_with_labels_keeps_every_verdict_of_model_generate(tuned, iris_sp
     assert all(a == b for a, b in verdicts), [(i, o, t) for i, (o, t) in enumerate(zip(ours, theirs)) if o != t][:3]
     assert all(t.startswith(o) for o, t in zip(ours, theirs)), "the engine's text must be a prefix of generate's"
     assert sum(v[0] is not None for v in verdicts) >= len(prompts) // 2, "the check needs valid outputs"
+
+
+def test_each_row_stops_at_the_first_token_that_ends_it(fresh_base, iris_splits) -> None:
+    """`model.generate` runs a batch until its last row has stopped: each row's tokens are cut at its own stop."""
+    tok = fresh_base.tokenizer
+    rows = [tok(prompt).input_ids for prompt in prompts_of_several_lengths(iris_splits)]
+    free = greedy(fresh_base.model, tok, rows, 6, labels=None)
+    forwards = []
+    hook = fresh_base.model.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        stopped = greedy(fresh_base.model, tok, rows, 6, labels=LABELS)
+    finally:
+        hook.remove()
+    expected = [next((ids[:k] for k in range(1, len(ids) + 1) if stops(tok, ids[:k], LABELS)), ids) for ids in free]
+    assert stopped == expected
+    assert len(forwards) == max(len(ids) for ids in stopped), "the batch ran on after its last row had stopped"
+    assert len({len(ids) for ids in stopped}) > 1 and stopped != free, "the check needs rows stopped at several steps"
 
 
 @pytest.mark.parametrize(("text", "expected"), [

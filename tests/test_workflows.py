@@ -1,9 +1,14 @@
-"""The GitHub Actions workflows: valid against GitHub's schema, and the release gate safe for a GPU runner."""
+"""The GitHub Actions workflows: valid against GitHub's schema, free of zizmor findings of medium severity or
+more, free of what loragate.workflows checks beyond zizmor, and the release gate safe for a GPU runner."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,16 +18,35 @@ from loragate.workflows import findings, load_workflow, self_hosted_jobs, trigge
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / ".github" / "workflows"
 SMOKE, RELEASE = WORKFLOWS / "smoke.yml", WORKFLOWS / "release-gate.yml"
+EVERY_WORKFLOW = sorted([*WORKFLOWS.glob("*.yml"), *WORKFLOWS.glob("*.yaml")])  # reusable ones included
+README_COMMANDS = ("python3 -m venv .venv && . .venv/bin/activate",
+                   'pip install torch==2.13.0 && pip install -e ".[test]"', "pytest -m smoke", "pytest tests")
 
 
-@pytest.mark.parametrize("path", [SMOKE, RELEASE], ids=lambda p: p.name)
+def zizmor(path: Path) -> subprocess.CompletedProcess[str]:
+    """zizmor offline on `path`: exit status 0 only without a finding of medium severity or more."""
+    search = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH", "")])
+    executable = shutil.which("zizmor", path=search)
+    if executable is None:
+        pytest.fail("zizmor is not installed: it is in the test extra, `pip install -e '.[test]'`")
+    return subprocess.run([executable, "--offline", "--min-severity", "medium", "--no-progress", "--color", "never",
+                           str(path)], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("path", EVERY_WORKFLOW, ids=lambda p: p.name)
 def test_workflow_is_valid_against_githubs_schema(path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
                              str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("path", [SMOKE, RELEASE], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EVERY_WORKFLOW, ids=lambda p: p.name)
+def test_zizmor_finds_nothing_of_medium_severity_or_more(path: Path) -> None:
+    result = zizmor(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", EVERY_WORKFLOW, ids=lambda p: p.name)
 def test_workflow_has_no_unsafe_pattern(path: Path) -> None:
     assert findings(path) == []
 
@@ -47,38 +71,76 @@ def test_release_gate_runs_the_full_tier_on_the_gpu_runner_only_for_releases() -
 def test_smoke_workflow_runs_the_readme_commands() -> None:
     readme = (WORKFLOWS.parents[1] / "README.md").read_text()
     runs = "\n".join(step.get("run", "") for step in load_workflow(SMOKE)["jobs"]["smoke"]["steps"])
-    for command in ("pytest -m smoke", "pytest tests"):
+    for command in README_COMMANDS:
         assert command in readme and command in runs, command
     assert not self_hosted_jobs(load_workflow(SMOKE))
 
 
-def add_trigger(workflow: dict, name: str) -> None:
-    workflow["on"][name] = {}
+def gate_step(workflow: dict, uses: str) -> dict:
+    return next(step for step in workflow["jobs"]["gate"]["steps"] if str(step.get("uses", "")).startswith(uses))
 
 
-def echo_token(workflow: dict, name: str) -> None:
-    workflow["jobs"]["gate"]["steps"][-2]["run"] += "echo $HF_TOKEN\n"
+def append_to_gate_script(line: str) -> Callable[[dict], None]:
+    def mutate(workflow: dict) -> None:
+        workflow["jobs"]["gate"]["steps"][-2]["run"] += line + "\n"
+    return mutate
 
 
-def splice_input(workflow: dict, name: str) -> None:
-    workflow["jobs"]["gate"]["steps"][-2]["run"] += "pytest -m full --gpu --data ${{ inputs.data }}\n"
+def add_trigger(name: str) -> Callable[[dict], None]:
+    return lambda workflow: workflow["on"].update({name: {}})
 
 
-def checkout_pr_head(workflow: dict, name: str) -> None:
+def checkout_pr_head(workflow: dict) -> None:
     workflow["on"]["pull_request_target"] = {}
-    workflow["jobs"]["gate"]["steps"][0]["with"] = {"ref": "${{ github.event.pull_request.head.sha }}"}
+    gate_step(workflow, "actions/checkout")["with"]["ref"] = "${{ github.event.pull_request.head.sha }}"
 
 
-@pytest.mark.parametrize("mutate, name, message", [
-    (add_trigger, "pull_request", "a fork's pull request would run on it"),
-    (add_trigger, "pull_request_target", "a fork's pull request would run on it"),
-    (echo_token, "", "prints a secret"),
-    (checkout_pr_head, "", "checks out the PR head under pull_request_target"),
-    (splice_input, "", "pastes user-controlled text into its script"),
-])
-def test_lint_catches_unsafe_release_workflows(tmp_path: Path, mutate, name: str, message: str) -> None:
+def unpin_checkout(workflow: dict) -> None:
+    gate_step(workflow, "actions/checkout")["uses"] = "actions/checkout@v4"
+
+
+def persist_credentials(workflow: dict) -> None:
+    del gate_step(workflow, "actions/checkout")["with"]
+
+
+def mutated_release(tmp_path: Path, mutate: Callable[[dict], None]) -> Path:
     workflow = load_workflow(RELEASE)
-    mutate(workflow, name)
-    bad = tmp_path / "release-gate.yml"
-    bad.write_text(yaml.safe_dump(workflow))
-    assert any(message in finding for finding in findings(bad)), findings(bad)
+    mutate(workflow)
+    path = tmp_path / "release-gate.yml"
+    path.write_text(yaml.safe_dump(workflow, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize("mutate, audit", [
+    (add_trigger("pull_request_target"), "dangerous-triggers"),
+    (checkout_pr_head, "dangerous-triggers"),
+    (append_to_gate_script("pytest -m full --gpu --data ${{ inputs.data }}"), "template-injection"),
+    (lambda workflow: workflow.pop("permissions"), "excessive-permissions"),
+    (unpin_checkout, "unpinned-uses"),
+    (persist_credentials, "artipacked"),
+], ids=["pull_request_target", "pr-head-checkout", "spliced-input", "no-permissions", "unpinned", "credentials"])
+def test_zizmor_fails_unsafe_release_workflows(tmp_path: Path, mutate, audit: str) -> None:
+    """What loragate.workflows leaves to zizmor, zizmor catches at medium severity or more."""
+    result = zizmor(mutated_release(tmp_path, mutate))
+    assert result.returncode != 0 and f"[{audit}]" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (add_trigger("pull_request"), "a fork's pull request would run on it"),
+    (add_trigger("pull_request_review"), "a fork's pull request would run on it"),
+    (append_to_gate_script("echo $HF_TOKEN"), "prints a secret"),
+    (append_to_gate_script("printf '%s' '${{ secrets.HF_TOKEN }}'"), "prints a secret"),
+    (lambda workflow: workflow.update(permissions="write-all"), "self-hosted job gate gets write permissions"),
+    (lambda workflow: workflow["jobs"]["gate"].update(permissions={"contents": "write"}),
+     "self-hosted job gate gets write permissions"),
+], ids=["pull_request", "pull_request_review", "echo", "printf", "write-all", "job-write"])
+def test_lint_catches_what_zizmor_misses(tmp_path: Path, mutate, message: str) -> None:
+    bad = findings(mutated_release(tmp_path, mutate))
+    assert any(message in finding for finding in bad), bad
+
+
+def test_lint_wants_the_release_of_a_pinned_action_in_a_comment(tmp_path: Path) -> None:
+    bare = tmp_path / "release-gate.yml"
+    bare.write_text(RELEASE.read_text().replace("  # v4.4.0", ""))
+    assert [finding.split(": ", 1)[1] for finding in findings(bare)] == [
+        "actions/checkout@11d5960a326750d5838078e36cf38b85af677262 needs its release in a comment, e.g. `  # v4.4.0`"]
