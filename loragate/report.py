@@ -7,7 +7,6 @@ pytest-xdist the workers render their runs and the controller writes one report 
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import subprocess
@@ -19,119 +18,14 @@ from typing import TYPE_CHECKING, Any
 from loragate import plots
 from loragate.plots import Plot
 from loragate.atomic import atomic_dir
-from loragate.gates import DeltaNumbers, GateResult
 from loragate.kinds import kind_of
-from loragate.metrics import METRICS
 from loragate.redact import redact
+from loragate.report_html import badge, html_page, html_run
+from loragate.rows import (GatedMetric, base_label, gate_text, gated_metrics, headline, notes,
+                           partial_reasons, requirement, shown, table_rows, text_table)
 
 if TYPE_CHECKING:  # loragate.run loads torch and transformers: an xdist controller only assembles renderings
     from loragate.run import TaskRun
-
-def table_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
-    """(metric, base, tuned, delta) rows: each registered metric the run computed, in the registry's order, with
-    the rows the metrics add under it (per class under accuracy); an unavailable metric as n/a (its reason is a
-    note); then the empty outputs. A sub-row's title starts with two spaces."""
-    base, tuned = run.base_metrics, run.tuned_metrics
-    rows = []
-    for spec in METRICS.entries():
-        if not spec.shown:
-            continue
-        title = ("  " if spec.sub else "") + spec.title
-        if spec.name in tuned.unavailable:
-            rows.append((title, "n/a", "n/a", "n/a"))
-        elif tuned.has(spec.name):
-            before, after = base.value(spec.name), tuned.value(spec.name)
-            rows.append((title, spec.cell(before), spec.cell(after), f"{after - before:+.3f}"))
-            rows += [(f"  {sub}", *cells) for sub, *cells in tuned.sub_rows(spec.name, base)]
-    rows.append(("empty outputs", str(base.empty_outputs), str(tuned.empty_outputs),
-                 f"{tuned.empty_outputs - base.empty_outputs:+d}"))
-    return rows
-
-
-def shown(path: Path | None) -> str:
-    """A path as the user would type it: relative to the working directory when it is below it."""
-    if path is None:
-        return "(none)"
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def base_label(run: TaskRun) -> str:
-    """The base's name, and its quantization when --quantize loaded it: the gate judged that model."""
-    return run.base.name + (f" ({run.base.quantization})" if run.base.quantization else "")
-
-
-def headline(run: TaskRun) -> str:
-    adapter = shown(run.adapter_dir)
-    ceiling = f", ceiling {run.ceiling:.3f}" if run.ceiling is not None else ""
-    return f"{run.name}: {run.verdict.status}  base {base_label(run)}, adapter {adapter}, n={run.tuned_metrics.n}{ceiling}"
-
-
-def gate_text(result: GateResult) -> str | None:
-    """A failure's finding (which carries its evidence), else the evidence of the pass."""
-    return result.finding or result.evidence
-
-
-def unavailable_notes(run: TaskRun) -> list[str]:
-    """Each metric this machine could not compute, with the reason (METEOR without WordNet): shown as n/a in
-    every table, and why, never computed some other way."""
-    missing = {**run.base_metrics.unavailable, **run.tuned_metrics.unavailable}
-    return [f"{METRICS.get(metric).title} unavailable: {reason}" for metric, reason in missing.items()]
-
-
-def notes(run: TaskRun) -> list[str]:
-    return [*unavailable_notes(run), *batch_notes(run)]
-
-
-def batch_notes(run: TaskRun) -> list[str]:
-    """What ran at a smaller eval batch than the card's after the GPU ran out of memory."""
-    notes = []
-    for who, predictions in (("base", run.base_predictions), ("tuned", run.tuned_predictions)):
-        if predictions.batch_size is not None and predictions.batch_size < (predictions.card_batch_size or 0):
-            notes.append(f"{who} predictions ran at eval batch {predictions.batch_size}, halved from the card's "
-                         f"{predictions.card_batch_size} after running out of GPU memory")
-    return notes
-
-
-def text_table(run: TaskRun) -> str:
-    header = ("metric", "base", "tuned", "delta")
-    rows = [header, *table_rows(run)]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [headline(run)]
-    for row in rows:
-        lines.append("  " + row[0].ljust(widths[0]) + "".join("  " + cell.rjust(w) for cell, w in zip(row[1:], widths[1:])))
-    lines += [f"  gate {'ok  ' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
-              for r in run.gates]
-    lines += [f"  note: {note}" for note in notes(run)]
-    lines += [f"  {run.verdict.status}: {reason}" for reason in partial_reasons(run)]
-    return "\n".join(lines)
-
-
-def partial_reasons(run: TaskRun) -> list[str]:
-    """Why a run is PARTIAL: which gate tests did not run (a FAIL's reasons are its failed gates, shown already)."""
-    return list(run.verdict.reasons) if run.verdict.status == "PARTIAL" else []
-
-
-@dataclass(frozen=True)
-class GatedMetric(DeltaNumbers):
-    """A gated metric's numbers with its gate's name and verdict, for tables and JSON."""
-
-    check: str = ""  # the gate's name: "accuracy delta", or "accuracy vs baseline"
-    passed: bool = False
-
-
-def gated_metrics(run: TaskRun) -> list[GatedMetric]:
-    """The metric gates' numbers as the gates computed them (nothing is judged again here); a gate on an
-    unavailable metric has none and shows as a failed gate with its reason."""
-    return [GatedMetric(**asdict(r.numbers), check=r.check, passed=r.passed) for r in run.gates if r.numbers]
-
-
-def requirement(row: GatedMetric) -> str:
-    what = "CI lower bound" if row.judged_on == "lower_bound" else "delta"
-    return f"{what} >= {row.required + 0.0:+.3f}"  # + 0.0: a max_regression of 0 reads +0.000, not -0.000
-
 
 def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
     """The run's part of report.md, with its figures (PNG file names beside it) as images."""
@@ -224,157 +118,6 @@ def run_plots(run: TaskRun) -> list[Plot]:
                            "perplexity on the right axis; the dots are the eval split's loss while and after training.",
                            plots.loss_png(curve, eval_loss, run.manifest.eval_curve)))
     return result
-
-
-MAX_EXAMPLES = 200  # rows per example table in report.html; report.json holds every example
-# Inline CSS only, and a policy that forbids scripts and any request: the page is one file that works offline,
-# and model output, even if it were not escaped, could not run or fetch anything.
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1a202c; max-width: 1100px;
-       margin: 24px auto; padding: 0 16px; }
-h1 { font-size: 22px; } h3 { font-size: 15px; margin: 22px 0 6px; }
-h2 { font-size: 18px; border-bottom: 1px solid #cbd5e0; padding-bottom: 4px; margin-top: 36px; }
-table { border-collapse: collapse; margin: 6px 0; }
-th, td { border: 1px solid #e2e8f0; padding: 3px 10px; text-align: left; vertical-align: top; }
-th { background: #f7fafc; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tr.sub td:first-child { padding-left: 28px; color: #4a5568; }
-.badge { display: inline-block; padding: 0 8px; border-radius: 4px; color: #fff; font-weight: 600; font-size: 13px; }
-.pass { background: #2f855a; } .fail { background: #c53030; } .partial { background: #b7791f; }
-.up { color: #2f855a; } .down { color: #c53030; }
-dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; margin: 8px 0; }
-dt { color: #4a5568; } dd { margin: 0; }
-code { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; white-space: pre-wrap; word-break: break-all; }
-figure { margin: 10px 0 22px; } figure img { max-width: 100%; height: auto; border: 1px solid #e2e8f0; }
-figcaption { color: #4a5568; font-size: 13px; }
-"""
-
-
-NUMERIC = ' class="num"'
-
-
-def badge(verdict: bool | str) -> str:
-    """PASS, FAIL or PARTIAL (a verdict), or a gate's pass/fail (a bool)."""
-    status = verdict if isinstance(verdict, str) else "PASS" if verdict else "FAIL"
-    return f'<span class="badge {status.lower()}">{status}</span>'
-
-
-def code(text: str) -> str:
-    """Model output as its Python repr, so whitespace and newlines show; escaped, never interpreted."""
-    return f"<code>{html.escape(repr(text))}</code>"
-
-
-def html_table(header: list[str], rows: list[list[str]], numeric: frozenset[int] = frozenset(),
-               trusted: frozenset[int] = frozenset(), row_classes: list[str] | None = None) -> str:
-    """Every cell is escaped except the `trusted` columns, which hold markup this module built (badge, code)."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = []
-    for index, row in enumerate(rows):
-        cells = "".join(f"<td{NUMERIC if col in numeric else ''}>{cell if col in trusted else html.escape(cell)}</td>"
-                        for col, cell in enumerate(row))
-        css = f' class="{row_classes[index]}"' if row_classes and row_classes[index] else ""
-        body.append(f"<tr{css}>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def delta_cell(delta: str) -> str:
-    """A delta coloured by its sign; a cell that is no number ("n/a": the metric is unavailable) as it is."""
-    try:
-        value = float(delta)
-    except ValueError:
-        return html.escape(delta)
-    direction = "up" if value > 0 else "down" if value < 0 else ""
-    return f'<span class="{direction}">{html.escape(delta)}</span>' if direction else html.escape(delta)
-
-
-def capped(rows: list[list[str]], what: str) -> tuple[list[list[str]], str]:
-    if len(rows) <= MAX_EXAMPLES:
-        return rows, ""
-    return rows[:MAX_EXAMPLES], f"<p>First {MAX_EXAMPLES} of {len(rows)} {what}; report.json lists them all.</p>"
-
-
-def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str:
-    """One task run: headline, base-vs-tuned table, gates with their evidence, figures, failing examples."""
-    e = html.escape
-    manifest = run.manifest
-    facts = [("base", f"{base_label(run)} (fingerprint {run.base.fingerprint[:12]}, {run.base.parameters:,} parameters)"),
-             ("adapter", shown(run.adapter_dir) + (f" (key {manifest.key}, seed {manifest.seed}, "
-                                                   f"sha256 {manifest.adapter_sha256[:12]})" if manifest else "")),
-             ("trained this run", "yes" if run.trained is not None else "no"),
-             ("test examples", str(run.tuned_metrics.n)),
-             ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a"),
-             *(("note", note) for note in notes(run))]
-    rows = table_rows(run)
-    metrics = html_table(["metric", "base", "tuned", "delta"],
-                         [[m.strip(), b, t, delta_cell(d)] for m, b, t, d in rows], numeric=frozenset({1, 2, 3}),
-                         trusted=frozenset({3}), row_classes=["sub" if m.startswith("  ") else "" for m, *_ in rows])
-    intervals = html_table(
-        ["gate", "reference", "tuned", "delta", "CI", "required", "result"],
-        [[g.check, f"{g.reference:.3f}", f"{g.tuned:.3f}", f"{g.delta:+.3f}",
-          f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}]", requirement(g), badge(g.passed)] for g in gated],
-        numeric=frozenset({1, 2, 3, 4}), trusted=frozenset({6}))
-    gates = html_table(["result", "gate", "finding or evidence"],
-                       [[badge(r.passed), r.check, gate_text(r) or "-"] for r in run.gates], trusted=frozenset({0}))
-    images = "".join(f'<figure><img src="data:image/png;base64,{base64.b64encode(p.png).decode("ascii")}" '
-                     f'alt="{e(p.file)}"><figcaption>{e(p.file)}: {e(p.caption)}</figcaption></figure>'
-                     for p in figures)
-    all_invalid = [[i, code(out), reason] for i, out, reason in run.tuned_predictions.invalid()]
-    invalid, invalid_note = capped(all_invalid, "invalid outputs")
-    return f"""
-<section>
-<h2>{e(run.name)} {badge(run.verdict.status)}</h2>
-{"".join(f"<p>{e(reason)}</p>" for reason in partial_reasons(run))}
-<dl>{''.join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)}</dl>
-<h3>Base vs tuned</h3>
-{metrics}
-<h3>Gated metrics: paired-bootstrap confidence intervals</h3>
-{intervals}
-<h3>Gates</h3>
-{gates}
-<h3>Figures</h3>
-{images}{"" if manifest and manifest.loss_curve else "<p>No loss curve: the adapter has no loragate manifest.</p>"}
-<h3>Tuned outputs that did not parse ({len(all_invalid)})</h3>
-{html_table(["id", "raw output", "reason"], invalid, trusted=frozenset({1})) + invalid_note if invalid
- else "<p>Every tuned output parsed.</p>"}
-{wrong_examples(run)}
-</section>"""
-
-
-def wrong_examples(run: TaskRun) -> str:
-    """The kind's table of examples to read: the misclassified ones, or the tuned answers worst first beside
-    base's and the references. Raw model text is shown escaped, as code."""
-    table = kind_of(run.task.card.kind).examples_table(run)
-    rows = [[code(cell) if col in table.text_columns else cell for col, cell in enumerate(row)] for row in table.rows]
-    shown_rows, note = capped(rows, "examples")
-    if not shown_rows:
-        return f"<h3>{html.escape(table.title)}</h3>\n<p>{html.escape(table.empty)}</p>"
-    return (f"<h3>{html.escape(table.title)}</h3>\n"
-            + html_table(table.header, shown_rows, numeric=table.numeric_columns, trusted=table.text_columns) + note)
-
-
-def html_page(runs: list[RenderedRun], stamp: str) -> str:
-    """report.html: one self-contained file (inline CSS, PNGs as data URIs, no script, no external request)."""
-    overall = "PASS" if all(run.passed for run in runs) else "FAIL" if any(run.verdict == "FAIL" for run in runs) \
-        else "PARTIAL"
-    body = "".join(run.html for run in runs)
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{CSP}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>loragate report {html.escape(stamp)}</title>
-<style>{CSS}</style>
-</head>
-<body>
-<h1>loragate report {badge(overall)}</h1>
-<p>Run {html.escape(stamp)}: {len(runs)} task run{'s' if len(runs) != 1 else ''},
-{', '.join(html.escape(run.name) for run in runs)}.</p>
-{body}
-</body>
-</html>
-"""
 
 
 def junit_properties(run: TaskRun) -> list[tuple[str, object]]:

@@ -1,0 +1,120 @@
+"""What every renderer of a run shows (the terminal table, report.md, report.html, summary.md): the base-vs-tuned
+rows read from the metric registry, the headline with the verdict, the notes, and the metric gates' numbers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loragate.gates import DeltaNumbers, GateResult
+from loragate.metrics import METRICS
+
+if TYPE_CHECKING:  # loragate.run loads torch and transformers
+    from loragate.run import TaskRun
+
+
+def table_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
+    """(metric, base, tuned, delta) rows: each registered metric the run computed, in the registry's order, with
+    the rows the metrics add under it (per class under accuracy); an unavailable metric as n/a (its reason is a
+    note); then the empty outputs. A sub-row's title starts with two spaces."""
+    base, tuned = run.base_metrics, run.tuned_metrics
+    rows = []
+    for spec in METRICS.entries():
+        if not spec.shown:
+            continue
+        title = ("  " if spec.sub else "") + spec.title
+        if spec.name in tuned.unavailable:
+            rows.append((title, "n/a", "n/a", "n/a"))
+        elif tuned.has(spec.name):
+            before, after = base.value(spec.name), tuned.value(spec.name)
+            rows.append((title, spec.cell(before), spec.cell(after), f"{after - before:+.3f}"))
+            rows += [(f"  {sub}", *cells) for sub, *cells in tuned.sub_rows(spec.name, base)]
+    rows.append(("empty outputs", str(base.empty_outputs), str(tuned.empty_outputs),
+                 f"{tuned.empty_outputs - base.empty_outputs:+d}"))
+    return rows
+
+
+def shown(path: Path | None) -> str:
+    """A path as the user would type it: relative to the working directory when it is below it."""
+    if path is None:
+        return "(none)"
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def base_label(run: TaskRun) -> str:
+    """The base's name, and its quantization when --quantize loaded it: the gate judged that model."""
+    return run.base.name + (f" ({run.base.quantization})" if run.base.quantization else "")
+
+
+def headline(run: TaskRun) -> str:
+    adapter = shown(run.adapter_dir)
+    ceiling = f", ceiling {run.ceiling:.3f}" if run.ceiling is not None else ""
+    return f"{run.name}: {run.verdict.status}  base {base_label(run)}, adapter {adapter}, n={run.tuned_metrics.n}{ceiling}"
+
+
+def gate_text(result: GateResult) -> str | None:
+    """A failure's finding (which carries its evidence), else the evidence of the pass."""
+    return result.finding or result.evidence
+
+
+def unavailable_notes(run: TaskRun) -> list[str]:
+    """Each metric this machine could not compute, with the reason (METEOR without WordNet): shown as n/a in
+    every table, and why, never computed some other way."""
+    missing = {**run.base_metrics.unavailable, **run.tuned_metrics.unavailable}
+    return [f"{METRICS.get(metric).title} unavailable: {reason}" for metric, reason in missing.items()]
+
+
+def notes(run: TaskRun) -> list[str]:
+    return [*unavailable_notes(run), *batch_notes(run)]
+
+
+def batch_notes(run: TaskRun) -> list[str]:
+    """What ran at a smaller eval batch than the card's after the GPU ran out of memory."""
+    notes = []
+    for who, predictions in (("base", run.base_predictions), ("tuned", run.tuned_predictions)):
+        if predictions.batch_size is not None and predictions.batch_size < (predictions.card_batch_size or 0):
+            notes.append(f"{who} predictions ran at eval batch {predictions.batch_size}, halved from the card's "
+                         f"{predictions.card_batch_size} after running out of GPU memory")
+    return notes
+
+
+def text_table(run: TaskRun) -> str:
+    header = ("metric", "base", "tuned", "delta")
+    rows = [header, *table_rows(run)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [headline(run)]
+    for row in rows:
+        lines.append("  " + row[0].ljust(widths[0]) + "".join("  " + cell.rjust(w) for cell, w in zip(row[1:], widths[1:])))
+    lines += [f"  gate {'ok  ' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
+              for r in run.gates]
+    lines += [f"  note: {note}" for note in notes(run)]
+    lines += [f"  {run.verdict.status}: {reason}" for reason in partial_reasons(run)]
+    return "\n".join(lines)
+
+
+def partial_reasons(run: TaskRun) -> list[str]:
+    """Why a run is PARTIAL: which gate tests did not run (a FAIL's reasons are its failed gates, shown already)."""
+    return list(run.verdict.reasons) if run.verdict.status == "PARTIAL" else []
+
+
+@dataclass(frozen=True)
+class GatedMetric(DeltaNumbers):
+    """A gated metric's numbers with its gate's name and verdict, for tables and JSON."""
+
+    check: str = ""  # the gate's name: "accuracy delta", or "accuracy vs baseline"
+    passed: bool = False
+
+
+def gated_metrics(run: TaskRun) -> list[GatedMetric]:
+    """The metric gates' numbers as the gates computed them (nothing is judged again here); a gate on an
+    unavailable metric has none and shows as a failed gate with its reason."""
+    return [GatedMetric(**asdict(r.numbers), check=r.check, passed=r.passed) for r in run.gates if r.numbers]
+
+
+def requirement(row: GatedMetric) -> str:
+    what = "CI lower bound" if row.judged_on == "lower_bound" else "delta"
+    return f"{what} >= {row.required + 0.0:+.3f}"  # + 0.0: a max_regression of 0 reads +0.000, not -0.000
