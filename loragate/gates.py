@@ -78,18 +78,88 @@ class MetricDelta:
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         return self.finding(*self.judged(tuned, base), tuned)
 
+    @property
+    def what(self) -> str:
+        """What a finding calls the delta."""
+        return f"{self.metric} delta"
+
     def finding(self, delta: float, interval: DeltaInterval, text: str, tuned: Metrics) -> str | None:
         if self.settings.judge_on == "lower_bound":
             if interval.low >= self.min_delta - 1e-12:
                 return None
-            return f"{self.metric} delta lower bound {interval.low:+.3f} < required {self.min_delta:+.3f} (delta {delta:+.3f}, {text})"
+            return f"{self.what} lower bound {interval.low:+.3f} < required {self.min_delta:+.3f} (delta {delta:+.3f}, {text})"
         if delta < self.min_delta - 1e-12:  # tuned - base of k/n fractions is not exact in floats
-            return f"{self.metric} delta {delta:+.3f} < required {self.min_delta:+.3f} ({text})"
+            return f"{self.what} {delta:+.3f} < required {self.min_delta:+.3f} ({text})"
         mde = minimum_detectable_effect(interval.standard_error, 1 - self.settings.confidence, self.settings.power)
         if interval.low < self.min_delta and mde > self.min_delta:
-            return (f"{self.metric} delta {delta:+.3f} is not evidence of +{self.min_delta:.3f}: n={tuned.n} is too "
+            return (f"{self.what} {delta:+.3f} is not evidence of +{self.min_delta:.3f}: n={tuned.n} is too "
                     f"small to detect it (minimum detectable {mde:.3f}) and the interval reaches below it ({text})")
         return None
+
+
+@dataclass(frozen=True)
+class BeatsTrivial(MetricDelta):
+    """tuned - the best constant predictor of the test split (`reference`: "always abstain", "majority class
+    'a'") on `metric` must reach `min_delta`, judged as tuned - base is: beating a weak base proves nothing when a
+    model that ignores its input scores as well (an adapter that learned to abstain, or the majority label)."""
+
+    @property
+    def what(self) -> str:
+        return f"{self.metric} delta over {self.reference}"
+
+
+def trivial_gates(settings: GateSettings, predictor: str, tuned: Metrics, trivial: Metrics) -> list[GateResult]:
+    """Tuned against the trivial predictor on each metric of `settings.over_trivial()`; a metric the constant
+    predictor has no value for (perplexity: a constant response has no likelihood) is not compared, and says so."""
+    results = []
+    for metric, margin in settings.over_trivial().items():
+        check = BeatsTrivial(metric, margin, settings, reference=predictor)
+        if metric in trivial.unavailable:
+            results.append(GateResult(check.name, None, f"not compared: {trivial.unavailable[metric]}"))
+        else:
+            results.append(judge(check, tuned, trivial))
+    return results
+
+
+@dataclass(frozen=True)
+class Subgroup:
+    """One subgroup of the test split (QA's has-answer questions, or one value of the card's `subgroups` field),
+    scored for base and tuned by the kind's own metrics."""
+
+    name: str
+    n: int
+    base: Metrics
+    tuned: Metrics
+
+
+def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[GateResult]:
+    """No subgroup may lose more than `max_subgroup_drop` against base, and each must reach `min_subgroup_score`,
+    per metric: a gain on the whole split can hide a subgroup the adapter gave up on (QA: never answering)."""
+    results = []
+    for name, limits in (("subgroup regression", settings.max_subgroup_drop),
+                         ("subgroup floor", settings.min_subgroup_score)):
+        if not limits:
+            continue
+        if not subgroups:
+            results.append(GateResult(name, f"gates.{'max_subgroup_drop' if name == 'subgroup regression' else 'min_subgroup_score'} "
+                                            f"is set but the test split has no subgroups: name an example field in the "
+                                            f"card's `subgroups`"))
+            continue
+        findings = []
+        for metric, limit in limits.items():
+            higher = METRICS.get(metric).higher_is_better
+            for group in subgroups:
+                before, after = group.base.value(metric), group.tuned.value(metric)
+                if name == "subgroup regression":
+                    if (before - after if higher else after - before) > limit + 1e-12:
+                        findings.append(f"subgroup {group.name!r} {metric} fell {before:.3f} -> {after:.3f} "
+                                        f"({after - before:+.3f}, tolerance {limit:.3f}, n={group.n})")
+                elif (after < limit - 1e-12) if higher else (after > limit + 1e-12):
+                    findings.append(f"subgroup {group.name!r} {metric} {after:.3f} {'<' if higher else '>'} "
+                                    f"{'floor' if higher else 'ceiling'} {limit:.3f} (base {before:.3f}, n={group.n})")
+        evidence = ", ".join(f"{group.name} n={group.n}" for group in subgroups)
+        results.append(GateResult(name, "; ".join(findings) or None, evidence))
+    return results
 
 
 @dataclass(frozen=True)
@@ -217,7 +287,10 @@ class GateResult:
 def checks_from(gates: GateSettings, kind_checks: Sequence[Check] = ()) -> list[Check]:
     """The card's gates as checks, with the kind's own (per class, for classification kinds); an unknown metric
     name is an error with a did-you-mean."""
-    for where, metrics in (("gates.min_delta", gates.min_delta), ("gates.floors", gates.floors)):
+    for where, metrics in (("gates.min_delta", gates.min_delta), ("gates.floors", gates.floors),
+                           ("gates.min_delta_over_trivial", gates.over_trivial()),
+                           ("gates.max_subgroup_drop", gates.max_subgroup_drop),
+                           ("gates.min_subgroup_score", gates.min_subgroup_score)):
         for metric in metrics:
             if metric not in METRICS:
                 raise ValueError(f"{where}: {METRICS.unknown_message(metric)}")

@@ -21,7 +21,7 @@ from loragate.plots import Plot
 from loragate.atomic import atomic_dir
 from loragate.gates import DeltaNumbers, GateResult
 from loragate.kinds import kind_of
-from loragate.metrics import METRICS
+from loragate.metrics import METRICS, Metrics
 from loragate.redact import redact
 
 if TYPE_CHECKING:  # loragate.run loads torch and transformers: an xdist controller only assembles renderings
@@ -45,7 +45,39 @@ def table_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
             rows += [(f"  {sub}", *cells) for sub, *cells in tuned.sub_rows(spec.name, base)]
     rows.append(("empty outputs", str(base.empty_outputs), str(tuned.empty_outputs),
                  f"{tuned.empty_outputs - base.empty_outputs:+d}"))
+    return rows + subgroup_rows(run)
+
+
+def subgroup_metrics(run: TaskRun) -> list[str]:
+    """The metrics shown per subgroup: those the card's subgroup gates name, else its gated metrics."""
+    gates = run.task.card.gates
+    return list(dict.fromkeys([*gates.max_subgroup_drop, *gates.min_subgroup_score])) or list(gates.min_delta)
+
+
+def subgroup_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
+    """One row per subgroup and shown metric: "has answer (n=40): F1"."""
+    rows = []
+    for group in run.subgroups:
+        for metric in subgroup_metrics(run):
+            if metric in group.tuned.unavailable or not group.tuned.has(metric):
+                continue
+            spec, before, after = METRICS.get(metric), group.base.value(metric), group.tuned.value(metric)
+            rows.append((f"{group.name} (n={group.n}): {spec.title}", spec.cell(before), spec.cell(after),
+                         f"{after - before:+.3f}"))
     return rows
+
+
+def constant_line(run: TaskRun) -> str:
+    """The trivial predictor's numbers on the metrics tuned must beat it on, shown under base and tuned."""
+    values = [f"{METRICS.get(metric).title} {run.constant_metrics.value(metric):.3f}"
+              for metric in run.task.card.gates.over_trivial() if metric not in run.constant_metrics.unavailable]
+    return f"trivial predictor, {run.constant.name}: {', '.join(values) or 'no comparable metric'}"
+
+
+def metric_values(metrics: Metrics) -> dict[str, float]:
+    """Every registered metric `metrics` computed, by name."""
+    return {spec.name: metrics.value(spec.name) for spec in METRICS.entries()
+            if metrics.has(spec.name) and spec.name not in metrics.unavailable}
 
 
 def shown(path: Path | None) -> str:
@@ -102,6 +134,7 @@ def text_table(run: TaskRun) -> str:
     lines = [headline(run)]
     for row in rows:
         lines.append("  " + row[0].ljust(widths[0]) + "".join("  " + cell.rjust(w) for cell, w in zip(row[1:], widths[1:])))
+    lines.append(f"  {constant_line(run)}")
     lines += [f"  gate {'ok  ' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
               for r in run.gates]
     lines += [f"  note: {note}" for note in notes(run)]
@@ -137,6 +170,7 @@ def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
     """The run's part of report.md, with its figures (PNG file names beside it) as images."""
     parts = [f"## {headline(run)}", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
     parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d in table_rows(run)]
+    parts += ["", constant_line(run)]
     parts += ["", *[f"- {'PASS' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
                     for r in run.gates]]
     parts += [f"- note: {note}" for note in notes(run)]
@@ -156,6 +190,7 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
     failed = [r for r in run.gates if not r.passed]
     parts = [f"### {run.name}: {run.verdict.status}", "",
              f"base `{base_label(run)}`, adapter `{shown(run.adapter_dir)}`, n={run.tuned_metrics.n}", "",
+             constant_line(run), "",
              "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
     parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "
               f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}] | {requirement(g)} | "
@@ -199,6 +234,9 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "data_hash": run.splits.data_hash(),
         "ceiling": run.ceiling,
         "metrics": {"base": run.base_metrics.to_json(), "tuned": run.tuned_metrics.to_json()},
+        "trivial_predictor": {"name": run.constant.name, "metrics": metric_values(run.constant_metrics)},
+        "subgroups": [{"name": group.name, "n": group.n, "base": metric_values(group.base),
+                       "tuned": metric_values(group.tuned)} for group in run.subgroups],
         "gated": [asdict(row) for row in intervals],
         "gates": [{"check": r.check, "passed": r.passed, "finding": r.finding, "evidence": r.evidence}
                   for r in run.gates],
@@ -304,6 +342,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
              ("trained this run", "yes" if run.trained is not None else "no"),
              ("test examples", str(run.tuned_metrics.n)),
              ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a"),
+             ("trivial predictor", constant_line(run).removeprefix("trivial predictor, ")),
              *(("note", note) for note in notes(run))]
     rows = table_rows(run)
     metrics = html_table(["metric", "base", "tuned", "delta"],
