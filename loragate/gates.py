@@ -132,31 +132,44 @@ class Subgroup:
     tuned: Metrics
 
 
+def subgroup_drop(metric: str, tolerance: float, group: Subgroup) -> str | None:
+    """The subgroup's loss against base on `metric` beyond `tolerance` (a rise, for lower-is-better)."""
+    before, after = group.base.value(metric), group.tuned.value(metric)
+    loss = before - after if METRICS.get(metric).higher_is_better else after - before
+    if loss <= tolerance + 1e-12:
+        return None
+    return (f"subgroup {group.name!r} {metric} fell {before:.3f} -> {after:.3f} ({after - before:+.3f}, "
+            f"tolerance {tolerance:.3f}, n={group.n})")
+
+
+def subgroup_below_floor(metric: str, floor: float, group: Subgroup) -> str | None:
+    """The subgroup's tuned `metric` short of `floor` (above it, as a ceiling, for lower-is-better)."""
+    value = group.tuned.value(metric)
+    higher = METRICS.get(metric).higher_is_better
+    if (value >= floor - 1e-12) if higher else (value <= floor + 1e-12):
+        return None
+    bound = "< floor" if higher else "> ceiling"
+    return (f"subgroup {group.name!r} {metric} {value:.3f} {bound} {floor:.3f} "
+            f"(base {group.base.value(metric):.3f}, n={group.n})")
+
+
 def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[GateResult]:
     """No subgroup may lose more than `max_subgroup_drop` against base, and each must reach `min_subgroup_score`,
-    per metric: a gain on the whole split can hide a subgroup the adapter gave up on (QA: never answering)."""
+    per metric, as classes are gated: a gain on the whole split can hide a subgroup the adapter gave up on (QA:
+    never answering). A card that sets either with no subgroups to gate fails, naming the fix."""
     results = []
-    for name, limits in (("subgroup regression", settings.max_subgroup_drop),
-                         ("subgroup floor", settings.min_subgroup_score)):
+    for name, field, limits, rule in (("subgroup regression", "max_subgroup_drop", settings.max_subgroup_drop,
+                                       subgroup_drop),
+                                      ("subgroup floor", "min_subgroup_score", settings.min_subgroup_score,
+                                       subgroup_below_floor)):
         if not limits:
             continue
         if not subgroups:
-            results.append(GateResult(name, f"gates.{'max_subgroup_drop' if name == 'subgroup regression' else 'min_subgroup_score'} "
-                                            f"is set but the test split has no subgroups: name an example field in the "
-                                            f"card's `subgroups`"))
+            results.append(GateResult(name, f"gates.{field} is set but the test split has no subgroups: name an "
+                                            f"example field in the card's `subgroups`"))
             continue
-        findings = []
-        for metric, limit in limits.items():
-            higher = METRICS.get(metric).higher_is_better
-            for group in subgroups:
-                before, after = group.base.value(metric), group.tuned.value(metric)
-                if name == "subgroup regression":
-                    if (before - after if higher else after - before) > limit + 1e-12:
-                        findings.append(f"subgroup {group.name!r} {metric} fell {before:.3f} -> {after:.3f} "
-                                        f"({after - before:+.3f}, tolerance {limit:.3f}, n={group.n})")
-                elif (after < limit - 1e-12) if higher else (after > limit + 1e-12):
-                    findings.append(f"subgroup {group.name!r} {metric} {after:.3f} {'<' if higher else '>'} "
-                                    f"{'floor' if higher else 'ceiling'} {limit:.3f} (base {before:.3f}, n={group.n})")
+        findings = [finding for metric, limit in limits.items() for group in subgroups
+                    if (finding := rule(metric, limit, group))]
         evidence = ", ".join(f"{group.name} n={group.n}" for group in subgroups)
         results.append(GateResult(name, "; ".join(findings) or None, evidence))
     return results
