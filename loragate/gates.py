@@ -168,8 +168,11 @@ def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[Ga
             results.append(GateResult(name, f"gates.{field} is set but the test split has no subgroups: name an "
                                             f"example field in the card's `subgroups`"))
             continue
-        findings = [finding for metric, limit in limits.items() for group in subgroups
-                    if (finding := rule(metric, limit, group))]
+        try:
+            findings = [finding for metric, limit in limits.items() for group in subgroups
+                        if (finding := rule(metric, limit, group))]
+        except MetricUnavailable as exc:
+            findings = [f"{name}: not judged, {exc}. Make it computable, or take it out of gates.{field}"]
         evidence = ", ".join(f"{group.name} n={group.n}" for group in subgroups)
         results.append(GateResult(name, "; ".join(findings) or None, evidence))
     return results

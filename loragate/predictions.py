@@ -30,8 +30,8 @@ class Predictions:
     card_batch_size: int | None = None
 
     def subset(self, rows: list[int]) -> Predictions:
-        """The predictions of the examples at `rows`, for scoring a subgroup with the kind's own `score`; token
-        counts and seconds stay those of the whole split."""
+        """The predictions of the examples at `rows`, for scoring a subgroup with the kind's own `score`; the
+        generations' token totals and the seconds stay those of the whole split."""
         def pick(values: list | None) -> list | None:
             return None if values is None else [values[row] for row in rows]
 

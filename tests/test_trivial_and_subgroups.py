@@ -128,3 +128,10 @@ def test_predictions_subset_keeps_rows_aligned() -> None:
     metrics = classification_metrics(part.gold, [p.value and p.value.sentiment for p in part.parsed],
                                      task.card.labels, part.outputs)
     assert metrics.accuracy == 0.5 and metrics.validity_rate == 0.5
+
+
+def test_a_subgroup_gate_on_an_unavailable_metric_fails_saying_why() -> None:
+    ids, ones = ["p-0"], [True]
+    metrics = instruct_metrics(ids, ["a"], ["a"], ones, ones, None, None)  # no perplexity
+    (result,) = subgroup_gates(GateSettings(min_subgroup_score={"perplexity": 5.0}), [group("all", metrics, metrics)])
+    assert not result.passed and "perplexity is unavailable: a constant response has no likelihood" in result.finding
