@@ -111,6 +111,17 @@ class GateSettings(Strict):
     floors: dict[str, float] = Field(
         default_factory=dict, description="metric -> value the tuned model must reach (at most, if lower is better)"
     )
+    min_delta_over_trivial: dict[str, float] | None = Field(
+        None, description="metric -> smallest tuned - trivial delta, against the best constant predictor of the test "
+        "split (majority class, always abstain, most common response); null: min_delta's margins"
+    )
+    max_subgroup_drop: dict[str, float] = Field(
+        default_factory=dict, description="metric -> largest loss vs base in any subgroup (QA: has/no answer; the "
+        "card's `subgroups` field)"
+    )
+    min_subgroup_score: dict[str, float] = Field(
+        default_factory=dict, description="metric -> value every subgroup must reach (at most, if lower is better)"
+    )
     max_regression: float = Field(
         0.0, ge=0.0, description="with --baseline-adapter: largest drop of a gated metric against the last release"
     )
@@ -123,6 +134,10 @@ class GateSettings(Strict):
     power: float = Field(0.8, gt=0.0, lt=1.0, description="for the minimum detectable effect")
     bootstrap_resamples: int = Field(10_000, ge=1_000)
     bootstrap_seed: int = 0
+
+    def over_trivial(self) -> dict[str, float]:
+        """The margins tuned must show over the trivial predictor: the card's, else min_delta's."""
+        return self.min_delta if self.min_delta_over_trivial is None else self.min_delta_over_trivial
 
 
 class QASettings(Strict):
@@ -149,6 +164,10 @@ class TaskCard(Strict):
     target_template: str = Field(" {label}", description="what the model should generate after the prompt")
     tiers: dict[Tier, TierSettings]
     gates: GateSettings
+    subgroups: str | None = Field(
+        None, description="an example field (e.g. domain) whose values split the test set into subgroups, each "
+        "scored, reported and gated by gates.max_subgroup_drop and gates.min_subgroup_score"
+    )
     qa: QASettings | None = None  # kind extractive_qa
     instruct: InstructSettings | None = None  # kind instruct
 

@@ -58,6 +58,18 @@ class Splits:
         return {name: [asdict(ex) for ex in getattr(self, name)] for name in ("train", "eval", "test")}
 
 
+def field_subgroups(examples: list[Example], name: str) -> dict[str, list[int]]:
+    """Rows of `examples` by the value of their field `name` ("domain=news": [0, 3, ...]), in first-seen order.
+    An example without the field is an error naming it and the fields it has."""
+    groups: dict[str, list[int]] = {}
+    for row, ex in enumerate(examples):
+        if name not in ex.fields:
+            raise ValueError(f"subgroups: example {ex.id} has no field {name!r}; its fields are "
+                             f"{sorted(ex.fields)}: name one of them in the card's `subgroups`")
+        groups.setdefault(f"{name}={ex.fields[name]}", []).append(row)
+    return groups
+
+
 def stratified_split(rows: list, labels: list[str], classes: list[str], test_fraction: float,
                      eval_fraction_of_rest: float, seed: int, min_per_class: int, source: object,
                      noun: str = "label") -> tuple[list, list, list]:

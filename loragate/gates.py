@@ -78,18 +78,104 @@ class MetricDelta:
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         return self.finding(*self.judged(tuned, base), tuned)
 
+    @property
+    def what(self) -> str:
+        """What a finding calls the delta."""
+        return f"{self.metric} delta"
+
     def finding(self, delta: float, interval: DeltaInterval, text: str, tuned: Metrics) -> str | None:
         if self.settings.judge_on == "lower_bound":
             if interval.low >= self.min_delta - 1e-12:
                 return None
-            return f"{self.metric} delta lower bound {interval.low:+.3f} < required {self.min_delta:+.3f} (delta {delta:+.3f}, {text})"
+            return f"{self.what} lower bound {interval.low:+.3f} < required {self.min_delta:+.3f} (delta {delta:+.3f}, {text})"
         if delta < self.min_delta - 1e-12:  # tuned - base of k/n fractions is not exact in floats
-            return f"{self.metric} delta {delta:+.3f} < required {self.min_delta:+.3f} ({text})"
+            return f"{self.what} {delta:+.3f} < required {self.min_delta:+.3f} ({text})"
         mde = minimum_detectable_effect(interval.standard_error, 1 - self.settings.confidence, self.settings.power)
         if interval.low < self.min_delta and mde > self.min_delta:
-            return (f"{self.metric} delta {delta:+.3f} is not evidence of +{self.min_delta:.3f}: n={tuned.n} is too "
+            return (f"{self.what} {delta:+.3f} is not evidence of +{self.min_delta:.3f}: n={tuned.n} is too "
                     f"small to detect it (minimum detectable {mde:.3f}) and the interval reaches below it ({text})")
         return None
+
+
+@dataclass(frozen=True)
+class BeatsTrivial(MetricDelta):
+    """tuned - the best constant predictor of the test split (`reference`: "always abstain", "majority class
+    'a'") on `metric` must reach `min_delta`, judged as tuned - base is: beating a weak base proves nothing when a
+    model that ignores its input scores as well (an adapter that learned to abstain, or the majority label)."""
+
+    @property
+    def what(self) -> str:
+        return f"{self.metric} delta over {self.reference}"
+
+
+def trivial_gates(settings: GateSettings, predictor: str, tuned: Metrics, trivial: Metrics) -> list[GateResult]:
+    """Tuned against the trivial predictor on each metric of `settings.over_trivial()`; a metric the constant
+    predictor has no value for (perplexity: a constant response has no likelihood) is not compared, and says so."""
+    results = []
+    for metric, margin in settings.over_trivial().items():
+        check = BeatsTrivial(metric, margin, settings, reference=predictor)
+        if metric in trivial.unavailable:
+            results.append(GateResult(check.name, None, f"not compared: {trivial.unavailable[metric]}"))
+        else:
+            results.append(judge(check, tuned, trivial))
+    return results
+
+
+@dataclass(frozen=True)
+class Subgroup:
+    """One subgroup of the test split (QA's has-answer questions, or one value of the card's `subgroups` field),
+    scored for base and tuned by the kind's own metrics."""
+
+    name: str
+    n: int
+    base: Metrics
+    tuned: Metrics
+
+
+def subgroup_drop(metric: str, tolerance: float, group: Subgroup) -> str | None:
+    """The subgroup's loss against base on `metric` beyond `tolerance` (a rise, for lower-is-better)."""
+    before, after = group.base.value(metric), group.tuned.value(metric)
+    loss = before - after if METRICS.get(metric).higher_is_better else after - before
+    if loss <= tolerance + 1e-12:
+        return None
+    return (f"subgroup {group.name!r} {metric} fell {before:.3f} -> {after:.3f} ({after - before:+.3f}, "
+            f"tolerance {tolerance:.3f}, n={group.n})")
+
+
+def subgroup_below_floor(metric: str, floor: float, group: Subgroup) -> str | None:
+    """The subgroup's tuned `metric` short of `floor` (above it, as a ceiling, for lower-is-better)."""
+    value = group.tuned.value(metric)
+    higher = METRICS.get(metric).higher_is_better
+    if (value >= floor - 1e-12) if higher else (value <= floor + 1e-12):
+        return None
+    bound = "< floor" if higher else "> ceiling"
+    return (f"subgroup {group.name!r} {metric} {value:.3f} {bound} {floor:.3f} "
+            f"(base {group.base.value(metric):.3f}, n={group.n})")
+
+
+def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[GateResult]:
+    """No subgroup may lose more than `max_subgroup_drop` against base, and each must reach `min_subgroup_score`,
+    per metric, as classes are gated: a gain on the whole split can hide a subgroup the adapter gave up on (QA:
+    never answering). A card that sets either with no subgroups to gate fails, naming the fix."""
+    results = []
+    for name, field, limits, rule in (("subgroup regression", "max_subgroup_drop", settings.max_subgroup_drop,
+                                       subgroup_drop),
+                                      ("subgroup floor", "min_subgroup_score", settings.min_subgroup_score,
+                                       subgroup_below_floor)):
+        if not limits:
+            continue
+        if not subgroups:
+            results.append(GateResult(name, f"gates.{field} is set but the test split has no subgroups: name an "
+                                            f"example field in the card's `subgroups`"))
+            continue
+        try:
+            findings = [finding for metric, limit in limits.items() for group in subgroups
+                        if (finding := rule(metric, limit, group))]
+        except MetricUnavailable as exc:
+            findings = [f"{name}: not judged, {exc}. Make it computable, or take it out of gates.{field}"]
+        evidence = ", ".join(f"{group.name} n={group.n}" for group in subgroups)
+        results.append(GateResult(name, "; ".join(findings) or None, evidence))
+    return results
 
 
 @dataclass(frozen=True)
@@ -217,7 +303,10 @@ class GateResult:
 def checks_from(gates: GateSettings, kind_checks: Sequence[Check] = ()) -> list[Check]:
     """The card's gates as checks, with the kind's own (per class, for classification kinds); an unknown metric
     name is an error with a did-you-mean."""
-    for where, metrics in (("gates.min_delta", gates.min_delta), ("gates.floors", gates.floors)):
+    for where, metrics in (("gates.min_delta", gates.min_delta), ("gates.floors", gates.floors),
+                           ("gates.min_delta_over_trivial", gates.over_trivial()),
+                           ("gates.max_subgroup_drop", gates.max_subgroup_drop),
+                           ("gates.min_subgroup_score", gates.min_subgroup_score)):
         for metric in metrics:
             if metric not in METRICS:
                 raise ValueError(f"{where}: {METRICS.unknown_message(metric)}")

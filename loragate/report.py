@@ -21,8 +21,8 @@ from loragate.atomic import atomic_dir
 from loragate.kinds import kind_of
 from loragate.redact import redact
 from loragate.report_html import badge, html_page, html_run
-from loragate.rows import (GatedMetric, base_label, gate_text, gated_metrics, headline, notes,
-                           partial_reasons, requirement, shown, table_rows, text_table)
+from loragate.rows import (GatedMetric, base_label, constant_line, gate_text, gated_metrics, headline, metric_values,
+                           notes, partial_reasons, requirement, shown, table_rows, text_table)
 
 if TYPE_CHECKING:  # loragate.run loads torch and transformers: an xdist controller only assembles renderings
     from loragate.run import TaskRun
@@ -31,6 +31,7 @@ def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
     """The run's part of report.md, with its figures (PNG file names beside it) as images."""
     parts = [f"## {headline(run)}", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
     parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d in table_rows(run)]
+    parts += ["", constant_line(run)]
     parts += ["", *[f"- {'PASS' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
                     for r in run.gates]]
     parts += [f"- note: {note}" for note in notes(run)]
@@ -50,6 +51,7 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
     failed = [r for r in run.gates if not r.passed]
     parts = [f"### {run.name}: {run.verdict.status}", "",
              f"base `{base_label(run)}`, adapter `{shown(run.adapter_dir)}`, n={run.tuned_metrics.n}", "",
+             constant_line(run), "",
              "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
     parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "
               f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}] | {requirement(g)} | "
@@ -93,6 +95,9 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "data_hash": run.splits.data_hash(),
         "ceiling": run.ceiling,
         "metrics": {"base": run.base_metrics.to_json(), "tuned": run.tuned_metrics.to_json()},
+        "trivial_predictor": {"name": run.constant.name, "metrics": metric_values(run.constant_metrics)},
+        "subgroups": [{"name": group.name, "n": group.n, "base": metric_values(group.base),
+                       "tuned": metric_values(group.tuned)} for group in run.subgroups],
         "gated": [asdict(row) for row in intervals],
         "gates": [{"check": r.check, "passed": r.passed, "finding": r.finding, "evidence": r.evidence}
                   for r in run.gates],

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from loragate.kinds import kind_of
 from loragate.plots import Plot
-from loragate.rows import (GatedMetric, base_label, gate_text, notes, partial_reasons, requirement, shown,
-                           table_rows)
+from loragate.rows import (GatedMetric, base_label, constant_line, gate_text, notes, partial_reasons, requirement,
+                           shown, table_rows)
 
 if TYPE_CHECKING:
     from loragate.report import RenderedRun
@@ -95,6 +95,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
              ("trained this run", "yes" if run.trained is not None else "no"),
              ("test examples", str(run.tuned_metrics.n)),
              ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a"),
+             ("trivial predictor", constant_line(run).removeprefix("trivial predictor, ")),
              *(("note", note) for note in notes(run))]
     rows = table_rows(run)
     metrics = html_table(["metric", "base", "tuned", "delta"],

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loragate.gates import DeltaNumbers, GateResult
-from loragate.metrics import METRICS
+from loragate.metrics import METRICS, Metrics
 
 if TYPE_CHECKING:  # loragate.run loads torch and transformers
     from loragate.run import TaskRun
@@ -32,7 +32,39 @@ def table_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
             rows += [(f"  {sub}", *cells) for sub, *cells in tuned.sub_rows(spec.name, base)]
     rows.append(("empty outputs", str(base.empty_outputs), str(tuned.empty_outputs),
                  f"{tuned.empty_outputs - base.empty_outputs:+d}"))
+    return rows + subgroup_rows(run)
+
+
+def subgroup_metrics(run: TaskRun) -> list[str]:
+    """The metrics shown per subgroup: those the card's subgroup gates name, else its gated metrics."""
+    gates = run.task.card.gates
+    return list(dict.fromkeys([*gates.max_subgroup_drop, *gates.min_subgroup_score])) or list(gates.min_delta)
+
+
+def subgroup_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
+    """One row per subgroup and shown metric: "has answer (n=40): F1"."""
+    rows = []
+    for group in run.subgroups:
+        for metric in subgroup_metrics(run):
+            if metric in group.tuned.unavailable or not group.tuned.has(metric):
+                continue
+            spec, before, after = METRICS.get(metric), group.base.value(metric), group.tuned.value(metric)
+            rows.append((f"{group.name} (n={group.n}): {spec.title}", spec.cell(before), spec.cell(after),
+                         f"{after - before:+.3f}"))
     return rows
+
+
+def constant_line(run: TaskRun) -> str:
+    """The trivial predictor's numbers on the metrics tuned must beat it on, shown under base and tuned."""
+    values = [f"{METRICS.get(metric).title} {run.constant_metrics.value(metric):.3f}"
+              for metric in run.task.card.gates.over_trivial() if metric not in run.constant_metrics.unavailable]
+    return f"trivial predictor, {run.constant.name}: {', '.join(values) or 'no comparable metric'}"
+
+
+def metric_values(metrics: Metrics) -> dict[str, float]:
+    """Every registered metric `metrics` computed, by name."""
+    return {spec.name: metrics.value(spec.name) for spec in METRICS.entries()
+            if metrics.has(spec.name) and spec.name not in metrics.unavailable}
 
 
 def shown(path: Path | None) -> str:
@@ -89,6 +121,7 @@ def text_table(run: TaskRun) -> str:
     lines = [headline(run)]
     for row in rows:
         lines.append("  " + row[0].ljust(widths[0]) + "".join("  " + cell.rjust(w) for cell, w in zip(row[1:], widths[1:])))
+    lines.append(f"  {constant_line(run)}")
     lines += [f"  gate {'ok  ' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
               for r in run.gates]
     lines += [f"  note: {note}" for note in notes(run)]

@@ -23,16 +23,17 @@ from peft import LoraConfig, PeftModel
 import loragate
 from loragate.baseline import baseline_from_report
 from loragate.card import CardError, Tier
-from loragate.data import Example, Splits
+from loragate.data import Example, Splits, field_subgroups
 from loragate.distributed import current
-from loragate.gates import GateResult, curve_gates, leakage_gate, regression_checks, run_gates
+from loragate.gates import (GateResult, Subgroup, curve_gates, leakage_gate, regression_checks, run_gates,
+                            subgroup_gates, trivial_gates)
 from loragate.hub_data import is_dataset, materialize
 from loragate.kinds import KINDS, Kind, card_checks, kind_of
 from loragate.metrics import Metrics
 from loragate.models import LoadedBase, fingerprint
 from loragate.options import RunOptions
 from loragate.parameters import expected_lora_parameters
-from loragate.predictions import Predictions
+from loragate.predictions import Constant, Predictions
 from loragate.store import (AdapterStore, AdapterStoreError, BaseRecord, Manifest, adapter_key, check_origin,
                             load_adapter, manifest_of, read_manifest)
 from loragate.tasks import Task, get_task
@@ -60,6 +61,9 @@ class TaskRun:
     tuned_metrics: Metrics
     gates: list[GateResult]
     ceiling: float | None
+    constant: Constant  # the best constant predictor of the test split, which tuned must beat
+    constant_metrics: Metrics
+    subgroups: list[Subgroup]  # the kind's (QA: has/no answer) and the card's `subgroups` field's
     baseline_metrics: Metrics | None = None  # the last release's adapter, with --baseline-adapter
     trained: TrainResult | None = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -131,6 +135,44 @@ def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list
 def score(task: Task, predictions: Predictions) -> Metrics:
     """The kind's metrics of `predictions`."""
     return kind(task).score(task, predictions)
+
+
+def score_subgroups(task: Task, examples: list[Example], base: Predictions, tuned: Predictions) -> list[Subgroup]:
+    """Base and tuned scored by the kind on each subgroup of the test split: the kind's own, then one per value of
+    the card's `subgroups` field."""
+    groups = kind(task).subgroups(task, examples)
+    if task.card.subgroups is not None:
+        groups |= field_subgroups(examples, task.card.subgroups)
+    return [Subgroup(name, len(rows), score(task, base.subset(rows)), score(task, tuned.subset(rows)))
+            for name, rows in groups.items()]
+
+
+@dataclass(frozen=True)
+class Judged:
+    """Base and tuned predictions on the test split scored and gated: against base (the card's checks), against
+    the trivial predictor, and per subgroup."""
+
+    base_metrics: Metrics
+    tuned_metrics: Metrics
+    constant: Constant
+    constant_metrics: Metrics
+    subgroups: list[Subgroup]
+    gates: list[GateResult]
+
+
+def judge_predictions(task: Task, test: list[Example], base: Predictions, tuned: Predictions) -> Judged:
+    """Every gate that reads only the test split's predictions; tests feed it constructed predictions (an adapter
+    that always abstains) to prove the gate refuses them without a model."""
+    gates = task.card.gates
+    base_metrics, tuned_metrics = score(task, base), score(task, tuned)
+    constant = kind(task).constant(task, test)
+    constant_metrics = score(task, constant.predictions)
+    subgroups = score_subgroups(task, test, base, tuned)
+    return Judged(base_metrics, tuned_metrics, constant, constant_metrics, subgroups, [
+        *run_gates(card_checks(task.card), tuned_metrics, base_metrics),
+        *trivial_gates(gates, constant.name, tuned_metrics, constant_metrics),
+        *subgroup_gates(gates, subgroups),
+    ])
 
 
 def load_splits(task: Task, options: RunOptions) -> Splits:
@@ -302,7 +344,7 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     if options.baseline_report is not None and not KINDS.get(task.card.kind).labels:
         raise CardError(f"--baseline-report: {name} is a {task.card.kind} task; a stored report pairs labels, "
                         f"not text scores. Pass the last release's adapter with --baseline-adapter instead")
-    checks = card_checks(task.card)
+    card_checks(task.card)  # an unknown metric in the card fails before any model loads
     splits = load_splits(task, options)
     base = prepare_base(task, tier, splits, options)
     splits = for_base(task, splits, base)
@@ -322,9 +364,9 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
                                 splits.eval)
     tuned_logits = probe_of(task, tier, model, base, splits.test, tuned_predictions)
     lap("tuned predictions")
-    base_metrics, tuned_metrics = score(task, base_predictions), score(task, tuned_predictions)
-    gates = [*run_gates(checks, tuned_metrics, base_metrics),
-             leakage_gate(splits.leaked(), len(splits.test), task.card.gates.max_leakage)]
+    judged = judge_predictions(task, splits.test, base_predictions, tuned_predictions)
+    base_metrics, tuned_metrics = judged.base_metrics, judged.tuned_metrics
+    gates = [*judged.gates, leakage_gate(splits.leaked(), len(splits.test), task.card.gates.max_leakage)]
     baseline_metrics = None
     if baseline_predictions is not None:
         baseline_metrics = score(task, baseline_predictions)
@@ -337,6 +379,7 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         task=task, tier=tier, splits=splits, base=base, model=model, adapter_dir=adapter_dir, manifest=manifest,
         expected_lora_parameters=expected, base_logits=base_logits, tuned_logits=tuned_logits, base_predictions=base_predictions,
         tuned_predictions=tuned_predictions, base_metrics=base_metrics, tuned_metrics=tuned_metrics,
-        baseline_metrics=baseline_metrics, gates=gates, ceiling=task.ceiling(splits.test),
+        baseline_metrics=baseline_metrics, gates=gates, ceiling=task.ceiling(splits.test), constant=judged.constant,
+        constant_metrics=judged.constant_metrics, subgroups=judged.subgroups,
         trained=trained, seconds=seconds,
     )

@@ -21,6 +21,21 @@ def test_metric_deltas_meet_card_minimums(task_run) -> None:
     assert not failed, "\n".join(failed)
 
 
+def test_tuned_beats_the_trivial_predictor(task_run) -> None:
+    """An adapter that learned the split's base rate (one label, always abstain) beats a weak base, not this."""
+    failed = [f"{task_run.name}: {r.finding}" for r in task_run.gates
+              if r.check.endswith(f" vs {task_run.constant.name}") and not r.passed]
+    assert not failed, "\n".join(failed)
+
+
+def test_every_subgroup_holds(task_run) -> None:
+    gates = task_run.task.card.gates
+    if not (gates.max_subgroup_drop or gates.min_subgroup_score):
+        pytest.skip(f"{task_run.name}: the card gates no subgroups")
+    failed = [f"{task_run.name}: {r.finding}" for r in task_run.gates if r.check.startswith("subgroup ") and not r.passed]
+    assert not failed, "\n".join(failed)
+
+
 def per_class(task_run) -> None:
     if not KINDS.get(task_run.task.card.kind).labels:
         pytest.skip(f"{task_run.name}: {task_run.task.card.kind} has no classes")

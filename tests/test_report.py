@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from loragate import plots
-from loragate.gates import checks_from, run_gates
+from loragate.gates import Subgroup, checks_from, run_gates
 from loragate.kinds import card_checks
 from loragate.plugin import SESSION, pytest_runtest_teardown, pytest_terminal_summary
 from loragate.report import render, write_report
@@ -294,3 +294,22 @@ def test_a_report_that_cannot_be_written_is_an_error_after_the_tables(hostile_ru
     assert finished.report is None and len(finished.runs) == 1
     (error,) = finished.errors
     assert f"the report could not be written to {blocker / 'reports'}" in error
+
+
+def test_the_trivial_predictor_and_subgroups_are_in_every_table(instruct_run: TaskRun, tmp_path: Path) -> None:
+    """The constant predictor's numbers sit under base and tuned, and each subgroup has its rows, in the terminal
+    table, report.md, summary.md and report.json."""
+    run = replace(instruct_run, subgroups=[Subgroup("domain=geo", instruct_run.tuned_metrics.n,
+                                                    instruct_run.base_metrics, instruct_run.tuned_metrics)])
+    rouge = run.constant_metrics.value("rougeL")
+    line = f"trivial predictor, {run.constant.name}: ROUGE-L {rouge:.3f}"
+    table = render(run).table
+    assert line in table and "perplexity" not in line, table
+    assert re.search(rf"domain=geo \(n={run.tuned_metrics.n}\): ROUGE-L\s+{run.base_metrics.value('rougeL'):.3f}", table)
+    report_dir = write_report([run], tmp_path)
+    for name in ("report.md", "summary.md"):
+        assert line in (report_dir / name).read_text(), name
+    (entry,) = json.loads((report_dir / "report.json").read_text())["runs"]
+    assert entry["trivial_predictor"]["name"] == run.constant.name
+    assert entry["trivial_predictor"]["metrics"]["rougeL"] == pytest.approx(rouge)
+    assert [g["name"] for g in entry["subgroups"]] == ["domain=geo"]

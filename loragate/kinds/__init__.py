@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from loragate.models import LoadedBase
     from loragate.options import RunOptions
     from loragate.plots import Plot
-    from loragate.predictions import Predictions
+    from loragate.predictions import Constant, Predictions
     from loragate.run import TaskRun
     from loragate.tasks import Task
     from loragate.training import TrainResult
@@ -60,6 +60,14 @@ class Kind(Protocol):
 
     def score(self, task: Task, predictions: Predictions) -> Metrics:
         """The kind's metrics of `predictions`."""
+
+    def constant(self, task: Task, examples: list[Example]) -> Constant:
+        """The best constant predictor of `examples` (the test split), which `score` scores as it scores a model:
+        the majority class, always abstain, or the most common response."""
+
+    def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
+        """The kind's own subgroups of `examples` by row (QA: has answer, no answer), beside the card's
+        `subgroups` field."""
 
     def checks(self, gates: GateSettings) -> list[Check]:
         """The kind's own gates beyond the card's metric gates (per class, for classification kinds)."""

@@ -12,11 +12,12 @@ from loragate.answers import qa_metrics
 from loragate.card import Tier
 from loragate.data import Example
 from loragate.kinds import KINDS
+from loragate.kinds.constants import always_abstain
 from loragate.kinds.texts import TextReport
 from loragate.kinds.encoders import EncoderKind
 from loragate.metrics import TextMetrics
 from loragate.models import LoadedBase
-from loragate.predictions import Predictions
+from loragate.predictions import Constant, Predictions
 from loragate.qa import SpanPrediction, answers, choose_null_threshold, predict_spans, qa_features, qa_logits
 from loragate.tasks import Task
 
@@ -57,6 +58,15 @@ class ExtractiveQA(TextReport, EncoderKind):
     def score(self, task: Task, predictions: Predictions) -> TextMetrics:
         return qa_metrics(predictions.ids, predictions.outputs, predictions.references,
                           [p.valid for p in predictions.parsed])
+
+    def constant(self, task: Task, examples: list[Example]) -> Constant:
+        return always_abstain(task, examples)
+
+    def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
+        """Answerable and unanswerable questions (no reference), each gated like a class."""
+        answerable = [row for row, ex in enumerate(examples) if any(ref.strip() for ref in ex.references)]
+        unanswerable = sorted(set(range(len(examples))) - set(answerable))
+        return {name: rows for name, rows in (("has answer", answerable), ("no answer", unanswerable)) if rows}
 
 
 KIND = ExtractiveQA()

@@ -11,11 +11,12 @@ from loragate.data import Example
 from loragate.engine import answer_budget
 from loragate.gates import Check, ClassDrop, ClassFloor
 from loragate.kinds import KINDS
+from loragate.kinds.constants import majority_class
 from loragate.kinds.labels import LabelsReport
 from loragate.kinds.causal import CausalKind
 from loragate.metrics import ClassificationMetrics, classification_metrics
 from loragate.models import LoadedBase
-from loragate.predictions import Predictions, label_of
+from loragate.predictions import Constant, Predictions, label_of
 from loragate.scoring import label_log_likelihoods, likeliest
 from loragate.tasks import Task
 
@@ -52,6 +53,12 @@ class GenerativeClassification(LabelsReport, CausalKind):
 
     def checks(self, gates: GateSettings) -> list[Check]:
         return [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)]
+
+    def constant(self, task: Task, examples: list[Example]) -> Constant:
+        return majority_class(task, examples)
+
+    def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
+        return {}
 
 
 KIND = GenerativeClassification()

@@ -14,11 +14,12 @@ from loragate.card import CardError, Tier
 from loragate.chat import TINY_CHAT_TEMPLATE, format_splits, render_tiny_splits
 from loragate.data import Example, Splits
 from loragate.kinds import KINDS
+from loragate.kinds.constants import most_common_response
 from loragate.kinds.texts import TextReport
 from loragate.kinds.causal import CausalKind
 from loragate.metrics import TextMetrics
 from loragate.models import LoadedBase
-from loragate.predictions import Predictions
+from loragate.predictions import Constant, Predictions
 from loragate.store import AdapterStoreError, manifest_of
 from loragate.tasks import Task
 from loragate.training import example_losses
@@ -57,9 +58,11 @@ class Instruct(TextReport, CausalKind):
         return replace(predictions, references=[list(ex.references) for ex in examples], nll=nll, tokens=tokens)
 
     def score(self, task: Task, predictions: Predictions) -> TextMetrics:
+        """A constant response (no generations) counts as terminated and has no perplexity."""
+        generations = predictions.generations
+        terminated = generations.terminated if generations else [True] * len(predictions.ids)
         return instruct_metrics(predictions.ids, predictions.outputs, [refs[0] for refs in predictions.references],
-                                [p.valid for p in predictions.parsed], predictions.generations.terminated,
-                                predictions.nll, predictions.tokens)
+                                [p.valid for p in predictions.parsed], terminated, predictions.nll, predictions.tokens)
 
     def manifest_facts(self, base: LoadedBase) -> dict:
         return {"chat_template_sha256": chat_template_sha256(base)}
@@ -74,6 +77,12 @@ class Instruct(TextReport, CausalKind):
             raise AdapterStoreError(
                 f"{adapter_dir}: trained under chat template {trained[:12]}, but the base's tokenizer ({base.name}) "
                 f"has {(current or 'none')[:12]}: evaluate with the tokenizer it was trained with, or retrain (--retrain)")
+
+    def constant(self, task: Task, examples: list[Example]) -> Constant:
+        return most_common_response(task, examples)
+
+    def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
+        return {}
 
 
 KIND = Instruct()

@@ -11,11 +11,12 @@ from loragate.data import Example
 from loragate.encoder import classification_features, classifier_head, classify_logits
 from loragate.gates import Check, ClassDrop, ClassFloor
 from loragate.kinds import KINDS
+from loragate.kinds.constants import majority_class
 from loragate.kinds.labels import LabelsReport
 from loragate.kinds.encoders import EncoderKind
 from loragate.metrics import ClassificationMetrics, classification_metrics
 from loragate.models import LoadedBase
-from loragate.predictions import Predictions, label_of
+from loragate.predictions import Constant, Predictions, label_of
 from loragate.tasks import Task
 
 
@@ -49,6 +50,12 @@ class SequenceClassification(LabelsReport, EncoderKind):
 
     def checks(self, gates: GateSettings) -> list[Check]:
         return [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)]
+
+    def constant(self, task: Task, examples: list[Example]) -> Constant:
+        return majority_class(task, examples)
+
+    def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
+        return {}
 
 
 KIND = SequenceClassification()
