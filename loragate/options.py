@@ -28,12 +28,12 @@ def require_one_task(flags: Mapping[str, object], chosen: list[str], registered:
 
 def require_quantizable(quantize: str | None, tasks: list[str]) -> None:
     """--quantize loads causal bases through bitsandbytes: it must import, and no task may run on an encoder."""
+    if quantize is None:  # before the imports: loragate.models loads torch, which `pytest --help` must not wait for
+        return
     from loragate.kinds import KINDS
     from loragate.models import ModelLoadError, require_bitsandbytes
     from loragate.tasks import TASKS, get_task
 
-    if quantize is None:
-        return
     try:
         require_bitsandbytes(quantize)
     except ModelLoadError as exc:
