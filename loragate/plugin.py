@@ -334,8 +334,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """`pytest -m smoke` or `-m full` runs the gate in any project: the suites shipped in loragate/suites join the
     tests collected from testpaths or the current directory. Collected from the session, not added as a path: pytest
     ignores paths inside a virtualenv, where loragate is usually installed, and names files outside the rootdir
-    oddly. Explicit paths (`pytest tests`) run as given, and a run that reached the suites itself
-    (`pytest -m smoke loragate/suites` here) does not collect them twice."""
+    oddly. Explicit paths (`pytest tests`) run as given, and a run that reached the suites itself (`pytest -m smoke`
+    started inside this repository's loragate/) does not collect them twice."""
     if config.args_source == pytest.Config.ArgsSource.ARGS or not GATE_SELECTED.search(config.option.markexpr or ""):
         return
     if any(item.path.is_relative_to(SUITES) for item in items):
