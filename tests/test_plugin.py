@@ -46,6 +46,7 @@ def test_help_lists_the_options(gate_dir: pytest.Pytester) -> None:
         "loragate release gate:",
         "  --gpu *run on CUDA*",
         "  --task=NAME *",
+        "  --task-dir=DIR *",
         "  --base-model=ID|PATH *",
         "  --adapter=PATH *",
         "  --allow-foreign-adapter",
