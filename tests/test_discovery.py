@@ -113,9 +113,12 @@ def test_an_entry_point_that_fails_names_itself(monkeypatch: pytest.MonkeyPatch)
         load_entry_points([point])
 
 
-def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess:
-    """pytest in `project`, as its user runs it: loragate loaded by its entry point, nothing cached."""
+def pytest_in(project: Path, *args: str, site: Path | None = None) -> subprocess.CompletedProcess:
+    """pytest in `project`, as its user runs it: loragate loaded by its entry point, nothing cached; `site` holds
+    more installed packages."""
     env = {key: value for key, value in os.environ.items() if key != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+    if site is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=project,
                           env={**env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
 
@@ -149,3 +152,18 @@ def test_a_duplicate_task_name_stops_the_run_naming_both_files(tmp_path: Path) -
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout[-3000:]
     assert (f"ERROR: {copy.resolve()}: cannot load the task module: ValueError: task 'flowers' is registered twice: "
             f"by {module.resolve()} and by {copy.resolve()}") in result.stderr, result.stderr
+
+
+def test_an_installed_package_adds_its_tasks_through_the_entry_point_group(tmp_path: Path) -> None:
+    """A package installed with `[project.entry-points."loragate.tasks"] flowers = "flowers_package"`: its module is
+    imported before --task is checked."""
+    site = tmp_path / "site"
+    write_flowers(site, module="flowers_package")
+    info = site / "flowers_package-0.1.dist-info"  # what pip writes for the entry point
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: flowers-package\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[loragate.tasks]\nflowers = flowers_package\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    result = pytest_in(tmp_path, "--task", "flowers", "-m", "smoke", "--collect-only", "-q", site=site)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "loragate/suites/test_schema.py::test_tuned_outputs_parse[flowers-tiny]" in result.stdout
