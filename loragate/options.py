@@ -28,7 +28,7 @@ def require_one_task(flags: Mapping[str, object], chosen: list[str], registered:
 
 def require_quantizable(quantize: str | None, tasks: list[str]) -> None:
     """--quantize loads causal bases through bitsandbytes: it must import, and no task may run on an encoder."""
-    if quantize is None:
+    if quantize is None:  # before the imports: loragate.models loads torch, which `pytest --help` must not wait for
         return
     from loragate.kinds import KINDS
     from loragate.models import ModelLoadError, require_bitsandbytes

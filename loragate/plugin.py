@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from loragate.card import TIERS
+from loragate.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
 from loragate.options import OptionError, require_cuda, require_one_task, require_quantizable
 from loragate.redact import redact
 from loragate.session import GateSession
@@ -27,9 +28,13 @@ if TYPE_CHECKING:
 
     from xdist.workermanage import WorkerController
 
+pytest_plugins = ["loragate.fixtures"]  # the fixtures the suites ask for, in any project that installs loragate
+
 SESSION = pytest.StashKey[GateSession]()
 HANDOVER = "loragate"  # a worker's GateSession.handover() in xdist's workeroutput
 GATE_MARKERS = {"smoke", "full"}
+SUITES = Path(__file__).parent / "suites"  # the gate's test modules, shipped in the package
+GATE_SELECTED = re.compile(r"\b(smoke|full)\b")  # a -m expression naming a gate marker
 
 
 class GateTally:
@@ -68,6 +73,8 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def parse_task(value: str) -> str:
+    """train_fixtures.py's --task, checked as parsed against the built-in tasks. The plugin's --task is checked in
+    pytest_configure instead, once the project's tasks are loaded (loragate.discovery)."""
     from loragate.tasks import TASKS
 
     if value not in TASKS:
@@ -133,8 +140,11 @@ def parse_existing_path(value: str) -> Path:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("loragate", "loragate release gate")
     group.addoption("--gpu", action="store_true", help="run on CUDA in bf16 and enable the full tier")
-    group.addoption("--task", action="append", type=parse_task, metavar="NAME",
+    group.addoption("--task", action="append", metavar="NAME",
                     help="gate only this task (repeatable); default: every registered task")
+    group.addoption("--task-dir", action="append", type=Path, metavar="DIR",
+                    help="a directory of task modules to load (repeatable); default: the ini option loragate_tasks, "
+                         "else [tool.loragate] tasks in pyproject.toml")
     group.addoption("--base-model", type=parse_base_model, metavar="ID|PATH",
                     help="base model hub id or local directory instead of the card's")
     group.addoption("--adapter", type=parse_adapter, metavar="PATH",
@@ -157,6 +167,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--retrain", action="store_true", help="train adapters even when the store has them")
     group.addoption("--report-dir", type=Path, default=Path("reports"), metavar="DIR",
                     help="where reports/<run>/report.json and report.md go (default: reports)")
+    parser.addini("loragate_tasks", "the project's directory of task modules (like --task-dir), relative to the "
+                  "config file", default="")
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
@@ -190,7 +202,15 @@ def pytest_configure(config: pytest.Config) -> None:
             "accelerate launch, which would run every test once per process. Train the adapter data-parallel with "
             "`torchrun --nproc_per_node N train_fixtures.py --task NAME --tier full --gpu`, then run pytest: it "
             "loads that adapter from the store.")
+    rootdir = project_root(config)
+    try:
+        load_project_tasks(config, rootdir)
+    except DiscoveryError as exc:
+        raise pytest.UsageError(str(exc)) from exc
     chosen = list(dict.fromkeys(config.getoption("task") or []))  # `--task iris --task iris` is one task
+    unknown = [name for name in chosen if name not in TASKS]
+    if unknown:
+        raise pytest.UsageError(f"--task: {TASKS.unknown_message(unknown[0])}")
     tasks = chosen or TASKS.names()
     if config.getoption("baseline_adapter") and config.getoption("baseline_report"):
         raise pytest.UsageError("--baseline-adapter and --baseline-report name the same thing: pass one")
@@ -206,7 +226,6 @@ def pytest_configure(config: pytest.Config) -> None:
         require_quantizable(quantize, tasks)
     except OptionError as exc:
         raise pytest.UsageError(str(exc)) from exc
-    rootdir = project_root(config)
     if not hasattr(config, "workerinput") and not config.getoption("help") and not config.getoption("collectonly"):
         check_outputs(config, rootdir)
     options = dict(  # RunOptions(**options), built on the first run: importing loragate.run loads torch
@@ -225,6 +244,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION] = session = GateSession(options, list(tasks), rootdir / config.getoption("report_dir"))
     config.stash[GATE_TALLY] = tally = GateTally(session)
     config.pluginmanager.register(tally, "loragate-gate-tally")
+
+
+def load_project_tasks(config: pytest.Config, rootdir: Path) -> None:
+    """The project's tasks beside the built-in ones, before --task is checked: the modules of --task-dir (else of the
+    ini option loragate_tasks, else of [tool.loragate] tasks), and the `loragate.tasks` entry points."""
+    load_entry_points()
+    dirs = config.getoption("task_dir")
+    if dirs:
+        for directory in dirs:
+            load_task_dir(Path(config.invocation_params.dir) / directory, "--task-dir")
+        return
+    configured = configured_task_dir(rootdir, config.getini("loragate_tasks"))
+    if configured is not None:
+        load_task_dir(*configured)
 
 
 def check_outputs(config: pytest.Config, rootdir: Path) -> None:
@@ -294,6 +327,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("gate_case", cases, scope="session")
     if "task_name" in metafunc.fixturenames:
         metafunc.parametrize("task_name", tasks, scope="session")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m, -k, --deselect and --lf: they filter the gate's tests like any other
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`pytest -m smoke` or `-m full` runs the gate in any project: the suites shipped in loragate/suites join the
+    tests collected from testpaths or the current directory. Collected from the session, not added as a path: pytest
+    ignores paths inside a virtualenv, where loragate is usually installed, and names files outside the rootdir
+    oddly. Explicit paths (`pytest tests`) run as given, and a run that reached the suites itself (`pytest -m smoke`
+    started inside this repository's loragate/) does not collect them twice."""
+    if config.args_source == pytest.Config.ArgsSource.ARGS or not GATE_SELECTED.search(config.option.markexpr or ""):
+        return
+    if any(item.path.is_relative_to(SUITES) for item in items):
+        return
+    for path in sorted(SUITES.glob("test_*.py")):  # ids as in this repository's tree, wherever loragate is installed
+        module = pytest.Module.from_parent(session, path=path, nodeid=f"loragate/suites/{path.name}")
+        items.extend(session.genitems(module))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -17,7 +18,8 @@ class Registry(Generic[T]):
 
     def register(self, name: str, entry: T) -> T:
         if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is already registered")
+            raise ValueError(f"{self.kind} {name!r} is registered twice: by {source_of(self._entries[name])} and by "
+                             f"{source_of(entry)}; rename one of them")
         self._entries[name] = entry
         return entry
 
@@ -40,3 +42,11 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+
+def source_of(entry: object) -> str:
+    """The file that defines `entry` where it is a class or function (a task's class), else the entry itself."""
+    try:
+        return inspect.getsourcefile(entry) or repr(entry)  # type: ignore[arg-type]
+    except TypeError:  # an instance (a KindSpec, a MetricSpec) has no source file of its own
+        return repr(entry)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-# The suite modules that make up the gate of each case; one never collected (`pytest suites/test_quality.py`,
-# or --lf skipping files without failures) left part of the gate unrun.
+# The modules of loragate/suites that make up the gate of each case; one never collected (`pytest -m smoke
+# loragate/suites/test_quality.py`, or --lf skipping files without failures) left part of the gate unrun.
 GATE_SUITES = ("test_schema", "test_quality", "test_parameters", "test_gguf_export", "test_throughput")
 
 Status = Literal["PASS", "FAIL", "PARTIAL"]

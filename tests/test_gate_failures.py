@@ -27,11 +27,11 @@ def gate(*args: str, report_dir: Path) -> subprocess.CompletedProcess:
 
 def test_an_adapter_with_no_effect_fails_the_gate(tmp_path: Path) -> None:
     noop = zeroed_copy(committed_adapter(), tmp_path / "noop")
-    result = gate("suites/test_parameters.py", "suites/test_quality.py", "--task", "iris", "--adapter", str(noop),
+    result = gate("loragate/suites/test_parameters.py", "loragate/suites/test_quality.py", "--task", "iris", "--adapter", str(noop),
                   report_dir=tmp_path / "reports")
     assert result.returncode == 1, result.stdout[-3000:]
     assert "adapter has no effect: max logit change 0.00e+00" in result.stdout, result.stdout[-3000:]
-    assert "FAILED suites/test_quality.py::test_metric_deltas_meet_card_minimums[iris-tiny]" in result.stdout
+    assert "FAILED loragate/suites/test_quality.py::test_metric_deltas_meet_card_minimums[iris-tiny]" in result.stdout
     assert "iris/tiny: FAIL" in result.stdout
 
 

@@ -46,6 +46,7 @@ def test_help_lists_the_options(gate_dir: pytest.Pytester) -> None:
         "loragate release gate:",
         "  --gpu *run on CUDA*",
         "  --task=NAME *",
+        "  --task-dir=DIR *",
         "  --base-model=ID|PATH *",
         "  --adapter=PATH *",
         "  --allow-foreign-adapter",
@@ -116,13 +117,13 @@ def test_strict_markers_rejects_an_unknown_marker(gate_dir: pytest.Pytester) -> 
 def test_unknown_task_suggests_the_close_name(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "--task", "iros")
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*argument --task: Unknown task 'iros'. Did you mean 'iris'? Available: {', '.join(TASKS.names())}"])
+    result.stderr.fnmatch_lines([f"ERROR: --task: Unknown task 'iros'. Did you mean 'iris'? Available: {', '.join(TASKS.names())}"])
 
 
 def test_unknown_task_lists_the_available_tasks(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "--task", "nope")
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*argument --task: Unknown task 'nope'. Available: {', '.join(TASKS.names())}"])
+    result.stderr.fnmatch_lines([f"ERROR: --task: Unknown task 'nope'. Available: {', '.join(TASKS.names())}"])
     assert "Did you mean" not in result.stderr.str()
 
 
@@ -141,7 +142,7 @@ def test_gpu_without_cuda_is_a_usage_error_at_start(gate_dir: pytest.Pytester) -
 
 def test_full_tier_without_gpu_is_skipped_with_the_reason(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
-    result = run(gate_dir, "-m", "full", "-rs", "--task", "iris")
+    result = run(gate_dir, "test_cases.py", "-m", "full", "-rs", "--task", "iris")
     result.assert_outcomes(skipped=1, deselected=1)
     result.stdout.fnmatch_lines(["SKIPPED ?1? *: the full tier runs on a GPU: add --gpu (pytest -m full --gpu)"])
 
@@ -149,7 +150,7 @@ def test_full_tier_without_gpu_is_skipped_with_the_reason(gate_dir: pytest.Pytes
 def test_a_run_whose_every_gate_test_was_skipped_fails(gate_dir: pytest.Pytester) -> None:
     """`pytest -m full` without --gpu checks nothing: a release job must not read that as a pass."""
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
-    result = run(gate_dir, "-m", "full", "--task", "iris")
+    result = run(gate_dir, "test_cases.py", "-m", "full", "--task", "iris")
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
     result.stdout.fnmatch_lines(["loragate: FAILED: all 1 selected gate tests were skipped, so nothing was checked*"
                                  "add --gpu*"])
@@ -158,7 +159,7 @@ def test_a_run_whose_every_gate_test_was_skipped_fails(gate_dir: pytest.Pytester
 
 def test_smoke_selects_only_the_tiny_case(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
-    result = run(gate_dir, "-m", "smoke", "--collect-only", "-q")
+    result = run(gate_dir, "test_cases.py", "-m", "smoke", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
     ids = [line for line in result.outlines if "::" in line]
     assert ids == [f"test_cases.py::test_case[{name}-tiny]" for name in TASKS.names()], result.outlines

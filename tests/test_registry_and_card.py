@@ -28,12 +28,18 @@ def test_registry_suggests_close_names_and_lists_all() -> None:
     assert "Did you mean" not in registry.unknown_message("zzzzzz"), "no hint expected for a name close to nothing"
 
 
-def test_registry_refuses_a_second_entry_of_the_same_name() -> None:
-    registry: Registry[int] = Registry("task")
-    registry.register("iris", 1)
-    with pytest.raises(ValueError, match="task 'iris' is already registered"):
-        registry.register("iris", 2)
-    assert registry.get("iris") == 1, "the first registration must be kept"
+def test_registry_refuses_a_second_entry_of_the_same_name_naming_both_files() -> None:
+    from loragate.tasks.iris import IrisTask
+    from loragate.tasks.sst2 import Sst2Task
+
+    registry: Registry[type] = Registry("task")
+    registry.register("iris", IrisTask)
+    with pytest.raises(ValueError) as raised:
+        registry.register("iris", Sst2Task)
+    message = str(raised.value)
+    assert message.startswith("task 'iris' is registered twice: by ") and message.endswith("; rename one of them")
+    assert str(CARDS_DIR / "iris.py") in message and str(CARDS_DIR / "sst2.py") in message, message
+    assert registry.get("iris") is IrisTask, "the first registration must be kept"
 
 
 def test_shipped_card_loads() -> None:

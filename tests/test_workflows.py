@@ -53,7 +53,7 @@ def test_workflow_has_no_unsafe_pattern(path: Path) -> None:
 
 def test_release_gate_runs_the_full_tier_on_the_gpu_runner_only_for_releases() -> None:
     workflow = load_workflow(RELEASE)
-    assert triggers(workflow) == {"release", "push", "workflow_dispatch"}
+    assert triggers(workflow) == {"release", "push", "workflow_dispatch", "workflow_call"}
     assert set(workflow["on"]["push"]) == {"tags"}, "a branch push must not start the GPU gate"
     assert self_hosted_jobs(workflow) == ["gate"]
     job = workflow["jobs"]["gate"]
@@ -144,3 +144,16 @@ def test_lint_wants_the_release_of_a_pinned_action_in_a_comment(tmp_path: Path) 
     bare.write_text(RELEASE.read_text().replace("  # v4.4.0", ""))
     assert [finding.split(": ", 1)[1] for finding in findings(bare)] == [
         "actions/checkout@11d5960a326750d5838078e36cf38b85af677262 needs its release in a comment, e.g. `  # v4.4.0`"]
+
+
+@pytest.mark.parametrize("path, job", [(SMOKE, "smoke"), (RELEASE, "gate")], ids=["smoke.yml", "release-gate.yml"])
+def test_a_project_calls_the_gate_with_its_own_tasks_directory(path: Path, job: str) -> None:
+    """Reusable: a project's workflow calls the gate (workflow_call) with its tasks directory and its install
+    command, which reach the scripts through the environment and the gate as --task-dir."""
+    workflow = load_workflow(path)
+    inputs = workflow["on"]["workflow_call"]["inputs"]
+    assert {"install", "tasks-dir"} <= set(inputs) and inputs["install"]["default"] == ""
+    env = workflow["jobs"][job]["env"]
+    assert env["TASKS_DIR"] == "${{ inputs.tasks-dir }}" and env["INSTALL"] == "${{ inputs.install }}"
+    runs = "\n".join(step.get("run", "") for step in workflow["jobs"][job]["steps"])
+    assert '${TASKS_DIR:+--task-dir "$TASKS_DIR"}' in runs and 'pip install "${install_args[@]}"' in runs
