@@ -4,16 +4,15 @@ hub id or directory), completion-only training, greedy generation, next-token lo
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 from peft import PeftModel
 
-from loragate.card import GateSettings, Tier
+from loragate.card import Tier
 from loragate.data import Example, Splits
 from loragate.distributed import current
 from loragate.engine import Generations, generate, next_token_logits
-from loragate.gates import Check
+from loragate.kinds.defaults import KindDefaults
 from loragate.models import LoadedBase, load_causal, tiny_base_dir
 from loragate.options import RunOptions
 from loragate.predictions import Predictions
@@ -21,7 +20,7 @@ from loragate.tasks import Task
 from loragate.training import TrainResult, train_lora
 
 
-class CausalKind:
+class CausalKind(KindDefaults):
     """Defaults of a causal kind; each kind overrides what it does differently."""
 
     eval_every_block: str | None = None  # the card block whose `eval_every` logs a validation curve
@@ -39,9 +38,6 @@ class CausalKind:
         path = current().from_main(lambda: tiny_base_dir(options.cache, task.card.name, spec, texts, template))
         return load_causal(str(path), options.device, options.dtype, display_name=f"tiny:{task.card.name}",
                            quantize=options.quantize)
-
-    def for_base(self, task: Task, splits: Splits, base: LoadedBase) -> Splits:
-        return splits
 
     def train(self, task: Task, tier: Tier, model: PeftModel, base: LoadedBase, splits: Splits,
               options: RunOptions) -> TrainResult:
@@ -74,12 +70,3 @@ class CausalKind:
                      examples: list[Example]) -> torch.Tensor:
         return next_token_logits(model, base.tokenizer, [ex.prompt for ex in examples],
                                  task.card.tier(tier).eval.batch_size)
-
-    def checks(self, gates: GateSettings) -> list[Check]:
-        return []
-
-    def manifest_facts(self, base: LoadedBase) -> dict:
-        return {}
-
-    def check_adapter(self, task: Task, base: LoadedBase, adapter_dir: Path) -> None:
-        return None

@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from peft import PeftModel
 
-from loragate.card import CardError, GateSettings, Tier
+from loragate.card import CardError, Tier
 from loragate.data import Example, Splits
 from loragate.encoder import features_loss
-from loragate.gates import Check
+from loragate.kinds.defaults import KindDefaults
 from loragate.models import LoadedBase, load_encoder
 from loragate.options import RunOptions
 from loragate.tasks import Task
 from loragate.training import TrainResult, train_features
 
 
-class EncoderKind:
+class EncoderKind(KindDefaults):
     """Defaults of an encoder kind; each kind says how its examples become features."""
 
     name: str
@@ -35,9 +34,6 @@ class EncoderKind:
         return load_encoder(name, head, head_config, options.device, options.dtype,
                             head_seed=task.card.tier(tier).train.seed)
 
-    def for_base(self, task: Task, splits: Splits, base: LoadedBase) -> Splits:
-        return splits
-
     def features(self, task: Task, base: LoadedBase, examples: list[Example], max_length: int) -> list[dict]:
         """Tokenized training features with the head's targets."""
         raise NotImplementedError
@@ -51,12 +47,3 @@ class EncoderKind:
                                 f"train {task.card.name}/{tier}")
         result.eval_loss = features_loss(model, eval_features, base.tokenizer.pad_token_id)
         return result
-
-    def checks(self, gates: GateSettings) -> list[Check]:
-        return []
-
-    def manifest_facts(self, base: LoadedBase) -> dict:
-        return {}
-
-    def check_adapter(self, task: Task, base: LoadedBase, adapter_dir: Path) -> None:
-        return None

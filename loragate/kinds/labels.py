@@ -1,19 +1,36 @@
-"""What the kinds whose predictions are labels (generative and sequence classification) add to the report:
-each example's gold, base and tuned label, confusion matrices and per-class bars, the misclassified examples."""
+"""What the kinds whose predictions are labels (generative and sequence classification) share: per-class gates,
+the majority class as their trivial predictor, and what they add to the report (each example's gold, base and
+tuned label, confusion matrices and per-class bars, the misclassified examples)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from loragate import plots
+from loragate.card import GateSettings
+from loragate.data import Example
+from loragate.gates import Check, ClassDrop, ClassFloor
 from loragate.kinds import ExampleTable
+from loragate.kinds.constants import majority_class
 from loragate.plots import Plot
+from loragate.predictions import Constant
 
 if TYPE_CHECKING:
     from loragate.run import TaskRun
+    from loragate.tasks import Task
 
 
-class LabelsReport:
+class LabelKind:
+    def checks(self, gates: GateSettings) -> list[Check]:
+        """No class may lose more than the card allows against base, and every class must reach its floor."""
+        return [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)]
+
+    def constant(self, task: Task, examples: list[Example]) -> Constant:
+        return majority_class(task, examples)
+
+    def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
+        return {}
+
     def example_records(self, run: TaskRun) -> list[dict]:
         """Gold, base and tuned label (None where the output did not parse) of each test example."""
         return [{"gold": gold, "base": base, "tuned": tuned} for gold, base, tuned

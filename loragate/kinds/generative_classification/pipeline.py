@@ -6,17 +6,15 @@ from dataclasses import replace
 
 import torch
 
-from loragate.card import GateSettings, Tier
+from loragate.card import Tier
 from loragate.data import Example
 from loragate.engine import answer_budget
-from loragate.gates import Check, ClassDrop, ClassFloor
 from loragate.kinds import KINDS
-from loragate.kinds.constants import majority_class
-from loragate.kinds.labels import LabelsReport
+from loragate.kinds.labels import LabelKind
 from loragate.kinds.causal import CausalKind
 from loragate.metrics import ClassificationMetrics, classification_metrics
 from loragate.models import LoadedBase
-from loragate.predictions import Constant, Predictions, label_of
+from loragate.predictions import Predictions, label_of
 from loragate.scoring import label_log_likelihoods, likeliest
 from loragate.tasks import Task
 
@@ -26,7 +24,7 @@ def targets(task: Task) -> list[str]:
     return [task.card.target_template.format(label=label) for label in task.card.labels]
 
 
-class GenerativeClassification(LabelsReport, CausalKind):
+class GenerativeClassification(LabelKind, CausalKind):
     spec = KINDS.get("generative_classification")
 
     def budget(self, task: Task, tier: Tier, base: LoadedBase) -> tuple[int, list[str] | None]:
@@ -51,14 +49,6 @@ class GenerativeClassification(LabelsReport, CausalKind):
             predicted = [s if p is not None else None for p, s in zip(predicted, predictions.scored)]
         return classification_metrics(predictions.gold, predicted, task.card.labels, predictions.outputs)
 
-    def checks(self, gates: GateSettings) -> list[Check]:
-        return [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)]
-
-    def constant(self, task: Task, examples: list[Example]) -> Constant:
-        return majority_class(task, examples)
-
-    def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
-        return {}
 
 
 KIND = GenerativeClassification()

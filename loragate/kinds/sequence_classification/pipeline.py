@@ -6,21 +6,19 @@ import time
 
 import torch
 
-from loragate.card import GateSettings, Tier
+from loragate.card import Tier
 from loragate.data import Example
 from loragate.encoder import classification_features, classifier_head, classify_logits
-from loragate.gates import Check, ClassDrop, ClassFloor
 from loragate.kinds import KINDS
-from loragate.kinds.constants import majority_class
-from loragate.kinds.labels import LabelsReport
+from loragate.kinds.labels import LabelKind
 from loragate.kinds.encoders import EncoderKind
 from loragate.metrics import ClassificationMetrics, classification_metrics
 from loragate.models import LoadedBase
-from loragate.predictions import Constant, Predictions, label_of
+from loragate.predictions import Predictions, label_of
 from loragate.tasks import Task
 
 
-class SequenceClassification(LabelsReport, EncoderKind):
+class SequenceClassification(LabelKind, EncoderKind):
     spec = KINDS.get("sequence_classification")
     name = "sequence_classification"
 
@@ -48,14 +46,6 @@ class SequenceClassification(LabelsReport, EncoderKind):
         return classification_metrics(predictions.gold, [label_of(p) for p in predictions.parsed], task.card.labels,
                                       predictions.outputs)
 
-    def checks(self, gates: GateSettings) -> list[Check]:
-        return [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)]
-
-    def constant(self, task: Task, examples: list[Example]) -> Constant:
-        return majority_class(task, examples)
-
-    def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
-        return {}
 
 
 KIND = SequenceClassification()
