@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 Tier = Literal["tiny", "full"]
 TIERS: tuple[Tier, ...] = ("tiny", "full")
@@ -117,6 +117,12 @@ class GateSettings(Strict):
         None, description="metric -> smallest tuned - trivial delta, against the best constant predictor of the test "
         "split (majority class, always abstain, most common response); null: min_delta's margins"
     )
+    max_field_drop: float = Field(
+        0.0, ge=0.0, description="structured output: largest per-field exact-match loss vs base"
+    )
+    min_field_score: float = Field(
+        0.0, ge=0.0, le=1.0, description="structured output: exact match every field must reach"
+    )
     max_subgroup_drop: dict[str, float] = Field(
         default_factory=dict, description="metric -> largest loss vs base in any subgroup (QA: has/no answer; the "
         "card's `subgroups` field)"
@@ -157,6 +163,16 @@ class InstructSettings(Strict):
     max_examples: int = Field(1000, gt=0, description="rows kept from a --data file (seeded shuffle)")
 
 
+class StructuredSettings(Strict):
+    """Structured output: the pydantic model the generated JSON must validate against."""
+
+    output_schema: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:Class of a pydantic model; the module is looked up beside the card first (module.py "
+        "or package/module.py), then imported from the project",
+    )
+
+
 class TaskCard(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
@@ -172,6 +188,12 @@ class TaskCard(Strict):
     )
     qa: QASettings | None = None  # kind extractive_qa
     instruct: InstructSettings | None = None  # kind instruct
+    structured: StructuredSettings | None = None  # kind structured_output
+    _path: Path | None = PrivateAttr(None)  # the YAML file the card was read from, where it was read from one
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
 
     @field_validator("labels")
     @classmethod
@@ -213,9 +235,11 @@ class TaskCard(Strict):
         except (OSError, yaml.YAMLError) as exc:
             raise CardError(f"{path}: cannot read the card: {exc}") from exc
         try:
-            return cls.model_validate(raw)
+            card = cls.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
                 f"field '{'.'.join(str(part) for part in err['loc'])}': {err['msg']}" for err in exc.errors()
             )
             raise CardError(f"{path}: {problems}. Fix the card and run again.") from exc
+        card._path = path
+        return card

@@ -131,4 +131,4 @@ def card_checks(card: TaskCard) -> list[Check]:
 
 
 from loragate.kinds import (  # noqa: E402,F401  (each kind package registers itself)
-    extractive_qa, generative_classification, instruct, sequence_classification)
+    extractive_qa, generative_classification, instruct, sequence_classification, structured_output)
