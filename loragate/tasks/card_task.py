@@ -50,7 +50,7 @@ class CardTask:
         assert self.card.data is not None
         read = template_fields(self.card.prompt_template) + template_fields(self.card.target_template)
         missing_columns(columns, [self.card.data.columns.get(name, name) for name in dict.fromkeys(read)], source,
-                        self.card.name, f"the fields the card's templates read, after data.columns")
+                        self.card.name, "the fields the card's templates read, after data.columns")
         with out.open("w", encoding="utf-8") as handle:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
