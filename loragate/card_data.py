@@ -9,6 +9,7 @@ otherwise. Every error names the file (and the row), the card field and the fix.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import random
@@ -121,7 +122,7 @@ def read_tsv(path: Path, text: str) -> list[Row]:
 
 def read_delimited(path: Path, text: str, delimiter: str, quoting: int, fix: str) -> list[Row]:
     """Rows of a CSV or TSV whose first record is the header; blank lines are skipped."""
-    records = csv_records(path, text.splitlines(keepends=True), delimiter=delimiter, quoting=quoting)
+    records = csv_records(path, io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
     header_line, header = next(records, (1, []))
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from loragate.card import CardError, TaskCard
 from loragate.discovery import DiscoveryError, load_task_dir
@@ -129,6 +131,18 @@ def test_every_format_gives_the_same_examples(tmp_path: Path, fmt: str) -> None:
     assert len(splits.train) + len(splits.eval) == len(records)
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(), min_size=3, max_size=3))
+def test_any_text_round_trips_through_a_csv_file(tmp_path: Path, texts: list[str]) -> None:
+    """Quotes, commas, line breaks of every kind (CR, U+2028), BOM-like characters: a cell csv wrote is the text the
+    prompt gets."""
+    records = [{"body": text, "team": label} for text, label in zip(texts, LABELS)]
+    write_csv(tmp_path / "train.csv", rows(5))
+    write_csv(tmp_path / "test.csv", records)
+    path = write_card(tmp_path, {"train": "train.csv", "test": "test.csv", "columns": MAPPING})
+    assert [ex.fields["text"] for ex in CardTask(path).load_splits().test] == texts
+
+
 def test_the_format_can_be_named_when_the_suffix_does_not_tell_it(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "train.txt", rows(5))
     write_jsonl(tmp_path / "test.txt", rows(1))
@@ -163,9 +177,11 @@ def test_a_kind_without_labels_is_cut_by_a_seeded_shuffle(tmp_path: Path) -> Non
     assert CardTask(path).parse("  an answer ").valid and not CardTask(path).parse(" ").valid
 
 
-def test_the_label_parser_accepts_exactly_the_card_labels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["generative_classification", "sequence_classification"])
+def test_the_label_parser_accepts_exactly_the_card_labels(tmp_path: Path, kind: str) -> None:
     write_jsonl(tmp_path / "all.jsonl", rows(5))
-    task = CardTask(write_card(tmp_path, {"file": "all.jsonl", "split": {"test": 0.2}, "columns": MAPPING}))
+    task = CardTask(write_card(tmp_path, {"file": "all.jsonl", "split": {"test": 0.2}, "columns": MAPPING}, kind=kind))
+    assert len(task.load_splits().test) == 3
     assert task.parse(" shipping\n").value.label == "shipping"
     assert task.parse("Shipping").reason == ("unknown label 'Shipping' (labels are case-sensitive: did you mean "
                                              "'shipping'?); expected one of billing, technical, shipping")
