@@ -216,6 +216,14 @@ def test_an_unknown_label_names_the_row_and_the_card_labels(tmp_path: Path) -> N
                        f"row, or add the label to the card's labels")
 
 
+def test_a_label_kind_target_reads_only_the_label(tmp_path: Path) -> None:
+    write_csv(tmp_path / "all.csv", rows(5))
+    message = load_error(tmp_path, {"file": "all.csv", "split": {"test": 0.2}, "columns": MAPPING},
+                         target_template=" {team}: {label}")
+    assert message == ("task 'tickets': target_template ' {team}: {label}' reads ['team']; a label kind's target reads "
+                       "only {label}, e.g. \" {label}\"")
+
+
 @pytest.mark.parametrize("content", ["", "body,team\n", "body,team\n\n\n"])
 def test_an_empty_file_is_an_error_naming_it_and_the_field(tmp_path: Path, content: str) -> None:
     write_csv(tmp_path / "train.csv", rows(5))

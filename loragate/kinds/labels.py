@@ -11,7 +11,7 @@ from pydantic import BaseModel, create_model
 
 from loragate import plots
 from loragate.card import CardError, GateSettings, TaskCard
-from loragate.card_data import prompt_fields, text_value
+from loragate.card_data import prompt_fields, template_fields, text_value
 from loragate.data import Example
 from loragate.gates import Check, ClassDrop, ClassFloor
 from loragate.kinds import ExampleTable
@@ -34,6 +34,10 @@ def label_schema(labels: tuple[str, ...]) -> type[BaseModel]:
 class LabelKind:
     def card_example(self, card: TaskCard, row_id: str, row: dict[str, object], source: str) -> Example:
         """The prompt template over the row's fields; the gold is the row's `label` field, one of the card's labels."""
+        other = [name for name in template_fields(card.target_template) if name != "label"]
+        if other:
+            raise CardError(f"task {card.name!r}: target_template {card.target_template!r} reads {other}; a label "
+                            f"kind's target reads only {{label}}, e.g. \" {{label}}\"")
         fields = prompt_fields(card, row, source)
         label = text_value(row, "label", source, "the gold label")
         if label not in card.labels:
