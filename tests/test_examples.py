@@ -84,6 +84,12 @@ def venv_with(wheel: Path, venv: Path) -> str:
     return python
 
 
+def package_files(package: Path) -> set[str]:
+    """Every file of the package directory, relative to it, bytecode left out."""
+    return {str(path.relative_to(package)) for path in package.rglob("*")
+            if path.is_file() and "__pycache__" not in path.parts}
+
+
 def test_the_built_wheel_gates_the_csv_example(tmp_path: Path) -> None:
     wheel = build_wheel(tmp_path / "build")
     venv = tmp_path / "venv"
@@ -92,6 +98,8 @@ def test_the_built_wheel_gates_the_csv_example(tmp_path: Path) -> None:
                               env={key: value for key, value in os.environ.items() if key != "PYTHONPATH"},
                               check=True, capture_output=True, text=True).stdout.strip()
     assert Path(imported).is_relative_to(venv), f"loragate came from {imported}, not the wheel in {venv}"
+    missing = package_files(ROOT / "loragate") - package_files(Path(imported).parent)
+    assert not missing, f"the wheel lacks {sorted(missing)}: add them to [tool.setuptools.package-data]"
     project = tmp_path / "csv_classification"
     result = gate_example("csv_classification", "tickets", project, python=python)
     assert_gated(result, project, "tickets")
