@@ -194,7 +194,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
-    from loragate.tasks import TASKS
+    from loragate.tasks import TASKS, default_tasks
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # as loragate.distributed.launched(), without importing torch
         raise pytest.UsageError(
@@ -211,7 +211,7 @@ def pytest_configure(config: pytest.Config) -> None:
     unknown = [name for name in chosen if name not in TASKS]
     if unknown:
         raise pytest.UsageError(f"--task: {TASKS.unknown_message(unknown[0])}")
-    tasks = chosen or TASKS.names()
+    tasks = chosen or default_tasks()
     if config.getoption("baseline_adapter") and config.getoption("baseline_report"):
         raise pytest.UsageError("--baseline-adapter and --baseline-report name the same thing: pass one")
     quantize = config.getoption("quantize")

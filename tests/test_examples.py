@@ -19,24 +19,27 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-def gate_example(name: str, task: str, project: Path, python: str = sys.executable,
+def gate_example(name: str, project: Path, python: str = sys.executable,
                  pythonpath: str | None = None) -> subprocess.CompletedProcess:
-    """Copy examples/`name` to `project` and run `pytest -m smoke` there for its task `task` with `python`; its
-    PYTHONPATH is `pythonpath` (None: none, so loragate comes from what `python` has installed)."""
+    """Copy examples/`name` to `project` and run `pytest -m smoke` there with `python`, as its README says (no --task:
+    a project's own tasks replace the built-in ones by default); its PYTHONPATH is `pythonpath` (None: none, so
+    loragate comes from what `python` has installed)."""
     shutil.copytree(EXAMPLES / name, project, ignore=shutil.ignore_patterns("reports", ".loragate", "__pycache__"))
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTHONPATH")}
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
-    return subprocess.run([python, "-m", "pytest", "-m", "smoke", "-p", "no:cacheprovider", "-rA", "--task", task],
+    return subprocess.run([python, "-m", "pytest", "-m", "smoke", "-p", "no:cacheprovider", "-rA"],
                           cwd=project, env={**env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
                           capture_output=True, text=True)
 
 
 def assert_gated(result: subprocess.CompletedProcess, project: Path, task: str) -> None:
-    """Exit 0, the PASS verdict and the base-vs-tuned table, and report.json and report.md in the project's reports/."""
+    """Exit 0, the PASS verdict and the base-vs-tuned table of the project's task and no built-in task's, and
+    report.json and report.md in the project's reports/."""
     output = result.stdout[-4000:] + result.stderr[-3000:]
     assert result.returncode == 0, output
+    assert "iris/tiny" not in result.stdout and "[iris-tiny]" not in result.stdout, "a built-in task was gated"
     assert f"{task}/tiny: PASS  base tiny:{task}, adapter adapters/{task}/tiny/" in result.stdout, output
     assert "loragate: base vs tuned" in result.stdout and "  accuracy  " in result.stdout, output
     assert "gate ok   accuracy delta: base " in result.stdout, output
@@ -54,7 +57,7 @@ def ran_suites_from(suites: Path, project: Path, result: subprocess.CompletedPro
 def test_the_csv_example_gates_in_its_own_directory(tmp_path: Path) -> None:
     """The editable checkout's loragate (this venv's), pointed at by PYTHONPATH as this test run is."""
     project = tmp_path / "csv_classification"
-    result = gate_example("csv_classification", "tickets", project, pythonpath=str(ROOT))
+    result = gate_example("csv_classification", project, pythonpath=str(ROOT))
     assert_gated(result, project, "tickets")
     assert ran_suites_from(ROOT / "loragate" / "suites", project, result), result.stdout[-3000:]
 
@@ -101,6 +104,6 @@ def test_the_built_wheel_gates_the_csv_example(tmp_path: Path) -> None:
     missing = package_files(ROOT / "loragate") - package_files(Path(imported).parent)
     assert not missing, f"the wheel lacks {sorted(missing)}: add them to [tool.setuptools.package-data]"
     project = tmp_path / "csv_classification"
-    result = gate_example("csv_classification", "tickets", project, python=python)
+    result = gate_example("csv_classification", project, python=python)
     assert_gated(result, project, "tickets")
     assert ran_suites_from(Path(imported).parent / "suites", project, result), result.stdout[-3000:]

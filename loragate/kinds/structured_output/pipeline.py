@@ -18,7 +18,8 @@ from loragate.gates import Check
 from loragate.kinds import KINDS, ExampleTable
 from loragate.kinds.causal import CausalKind
 from loragate.kinds.structured_output.checks import FieldDrop, FieldFloor
-from loragate.kinds.structured_output.schema import canonical, output_schema, parse_object
+from loragate.card_data import prompt_fields, template_fields
+from loragate.kinds.structured_output.schema import canonical, location, output_schema, parse_object
 from loragate.kinds.structured_output.scoring import StructuredMetrics, error_keys, structured_metrics
 from loragate.models import LoadedBase
 from loragate.parsing import ParsedOutput
@@ -67,28 +68,28 @@ class StructuredOutput(CausalKind):
 
     def card_example(self, card: TaskCard, row_id: str, row: dict[str, object], source: str) -> Example:
         """A row's `output` (an object, or its JSON text) validated against the schema and written canonically as
-        the target; the other fields fill the prompt. A gold object that does not validate is an error naming the
-        row: the gate would score against an answer the schema forbids."""
-        fields = {name: value for name, value in row.items() if name != "output"}
+        the target; the fields the prompt reads fill it. A gold object that does not validate is an error naming
+        the row: the gate would score against an answer the schema forbids."""
         if "output" not in row:
-            raise CardError(f"{source}: no 'output' field (the gold object); it has {sorted(row)}: add it, or map a "
-                            f"column to it with data.columns: {{output: <column>}}")
-        schema = output_schema(card)
+            raise CardError(f"{source}: no field 'output' (the gold object); the row has the columns {sorted(row)}: "
+                            f"add it, or map a column to it with data.columns: {{output: <column>}}")
+        other = [name for name in template_fields(card.target_template) if name != "output"]
+        if other:
+            raise CardError(f"task {card.name!r}: target_template {card.target_template!r} reads {other}; a structured "
+                            f"output's target reads only {{output}}, e.g. \" {{output}}\"")
         gold = row["output"]
         try:
-            value = (schema.model_validate_json(gold) if isinstance(gold, str) else schema.model_validate(gold))
+            value = output_schema(card).model_validate_json(gold) if isinstance(gold, str) else \
+                output_schema(card).model_validate(gold)
         except ValidationError as exc:
-            raise CardError(f"{source}: the gold output does not validate against {card.structured.output_schema}: "
-                            f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}; fix the row or the schema") from exc
+            error = exc.errors()[0]
+            raise CardError(f"{source}: the gold output does not validate against {card.structured.output_schema} "
+                            f"({location(error['loc'])}: {error['msg']}); fix the row or the schema") from exc
         text = canonical(value)
-        try:
-            prompt = card.prompt_template.format(**fields)
-            target = card.target_template.format(output=text, **fields)
-        except KeyError as exc:
-            raise CardError(f"{source}: the card's templates name {exc} but the row has {sorted(fields)}; map a column "
-                            f"to it with data.columns") from exc
-        return Example(id=row_id, prompt=prompt, target=target, label=text,
-                       fields={name: str(value) for name, value in fields.items()}, references=(text,))
+        fields = prompt_fields(card, row, source)
+        return Example(id=row_id, prompt=card.prompt_template.format(**fields),
+                       target=card.target_template.format(**fields, output=text), label=text, fields=fields,
+                       references=(text,))
 
     def card_parse(self, card: TaskCard, text: str) -> ParsedOutput:
         return parse_object(text, output_schema(card))
