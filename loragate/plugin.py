@@ -141,7 +141,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("loragate", "loragate release gate")
     group.addoption("--gpu", action="store_true", help="run on CUDA in bf16 and enable the full tier")
     group.addoption("--task", action="append", metavar="NAME",
-                    help="gate only this task (repeatable); default: every registered task")
+                    help="gate only this task (repeatable); default: the project's own tasks (its tasks directory, the "
+                    "loragate.tasks entry points), else the built-in ones")
     group.addoption("--task-dir", action="append", type=Path, metavar="DIR",
                     help="a directory of task modules to load (repeatable); default: the ini option loragate_tasks, "
                          "else [tool.loragate] tasks in pyproject.toml")
