@@ -106,12 +106,10 @@ class Case:
 class Progress:
     """The reporter: cases, their phases and the phases' steps, shown as `mode` says on `terminal`."""
 
-    def __init__(self, terminal: Terminal | None, mode: Mode, clock: Callable[[], float] = time.monotonic,
-                 interval: float = INTERVAL_S) -> None:
+    def __init__(self, terminal: Terminal | None, mode: Mode, clock: Callable[[], float] = time.monotonic) -> None:
         self.terminal = terminal
         self.mode: Mode = mode if terminal is not None else "silent"
         self.clock = clock
-        self.interval = interval
         self.case_now: Case | None = None
         self.phase_now: Phase | None = None
         self.drawn_at = -float("inf")  # when the live line was last drawn
@@ -164,11 +162,11 @@ class Progress:
         self.draw(force=False)
 
     def draw(self, force: bool) -> None:
-        """The live line, now if `force` (a phase began), else unless it was drawn less than `interval` ago."""
+        """The live line, now if `force` (a phase began), else unless it was drawn less than INTERVAL_S ago."""
         if self.mode != "live" or self.phase_now is None:
             return
         now = self.clock()
-        if not force and now - self.drawn_at < self.interval:
+        if not force and now - self.drawn_at < INTERVAL_S:
             return
         self.drawn_at = now
         text = self.prefixed(self.phase_now.status(now), " ")
@@ -280,7 +278,7 @@ def terminal_progress(config: pytest.Config) -> Progress:
     if hasattr(config, "workerinput"):
         capture = config.pluginmanager.get_plugin("capturemanager")
         suspend = capture.global_and_fixture_disabled if capture is not None else nullcontext
-        return Progress(StderrTerminal(suspend), "silent" if verbosity <= -2 else "lines")
+        return Progress(StderrTerminal(suspend), mode_for(verbosity, tty=False))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None:  # -p no:terminal
         return SILENT

@@ -14,13 +14,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from transformers import AutoModelForQuestionAnswering
+
 from loragate.card import TrainSettings
+from loragate.encoder import classifier_head, classify_logits
 from loragate.engine import generate
-from loragate.models import LoadedBase
+from loragate.models import LoadedBase, load_encoder
 from loragate.progress import (SILENT, Progress, StderrTerminal, duration, mode_for, reporter, reporting,
                                terminal_progress)
-from loragate.tasks import CARDS_DIR
+from loragate.qa import predict_spans, qa_windows
+from loragate.tasks import CARDS_DIR, get_task
 from loragate.tasks.iris import IrisTask
+from loragate.tasks.squad_v2 import generated_splits
 from loragate.training import attach_lora, train_lora
 from test_discovery import FLOWERS, pytest_in
 
@@ -187,6 +192,25 @@ def test_training_and_generation_count_their_steps_in_the_current_phase(fresh_ba
     assert [text.split(" in ")[0] for _, text in terminal.calls] == \
         ["iris/tiny: trained 6 steps", "iris/tiny: predicted tuned 10 examples", "iris/tiny: predicted eval"]
     assert torch.isfinite(torch.tensor(result.loss_curve)).all()
+
+
+def test_encoder_predictions_count_examples_and_qa_windows() -> None:
+    """Sequence classification counts examples; extractive QA counts the windows it scores (a long context is
+    several), here calibration and test split in one phase."""
+    progress, terminal, _ = reporter_on("lines")
+    topics = get_task("topics").load_splits().test[:6]
+    classifier = load_encoder("minilm", *classifier_head(get_task("topics").card.labels), "cpu", torch.float32)
+    questions = generated_splits().test[:5]
+    reader = load_encoder("minilm", AutoModelForQuestionAnswering, {}, "cpu", torch.float32)
+    windows = len(qa_windows(reader.tokenizer, questions, 64, 16, with_positions=False))
+    with reporting(progress), progress.case("eval"):
+        with progress.phase("classify", "classified"):
+            classify_logits(classifier.model, classifier.tokenizer, topics, batch_size=4, progress=True)
+        with progress.phase("read", "read"):
+            for part in (questions[:2], questions[2:]):
+                predict_spans(reader.model, reader.tokenizer, part, 64, 16, 4, 5, progress=True)
+    assert [text.split(" in ")[0] for _, text in terminal.calls] == ["eval: classified 6 examples",
+                                                                     f"eval: read {windows} windows"]
 
 
 def write_project(root: Path) -> Path:
