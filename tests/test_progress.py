@@ -214,13 +214,13 @@ def test_encoder_predictions_count_examples_and_qa_windows() -> None:
 
 
 def write_project(root: Path) -> Path:
-    """A project whose task `flowers` is Iris trained for 2 epochs (24 steps, seconds), and a test that asks for
-    the session's run of each case, as the gate's suites do."""
+    """A project whose task `flowers` is Iris trained for 6 epochs (72 steps: seconds, yet several live updates on a
+    fast CPU), and a test that asks for the session's run of each case, as the gate's suites do."""
     tasks = root / "tasks"
     tasks.mkdir(parents=True)
     card = (CARDS_DIR / "iris.yaml").read_text().replace("\nname: iris\n", "\nname: flowers\n")
-    card = card.replace("train: {epochs: 12, batch_size: 8,", "train: {epochs: 2, batch_size: 8,")
-    assert "epochs: 2," in card, "the iris card's tiny training settings changed: update this test"
+    card = card.replace("train: {epochs: 12, batch_size: 8,", "train: {epochs: 6, batch_size: 8,")
+    assert "epochs: 6," in card, "the iris card's tiny training settings changed: update this test"
     (tasks / "flowers.yaml").write_text(card)
     (tasks / "flowers.py").write_text(FLOWERS)
     (root / "pyproject.toml").write_text('[tool.loragate]\ntasks = "tasks"\n')
@@ -262,7 +262,7 @@ def test_a_captured_run_shows_its_phases_on_the_terminal(tmp_path: Path) -> None
     live = on_terminal(project, "-m", "smoke", "--task", "flowers", "test_run.py")
     assert "1 passed" in live, live[-3000:]
     assert "\rflowers/tiny train " in live and " steps " in live and " left, loss " in live, live[-3000:]
-    assert ("\rflowers/tiny: loaded data in " in live and ", trained 24 steps in " in live
+    assert ("\rflowers/tiny: loaded data in " in live and ", trained 72 steps in " in live
             and ", predicted tuned 30 examples in " in live), live[-3000:]
 
     logged = pytest_in(project, "-m", "smoke", "--task", "flowers", "test_run.py", "-q", "-rA", "--retrain")
@@ -271,7 +271,7 @@ def test_a_captured_run_shows_its_phases_on_the_terminal(tmp_path: Path) -> None
     phases = [line for line in shown.splitlines() if line.startswith("flowers/tiny: ")]
     assert [line.split(" in ")[0] for line in phases] == [
         "flowers/tiny: loaded data", "flowers/tiny: loaded base", "flowers/tiny: predicted base 30 examples",
-        "flowers/tiny: trained 24 steps", "flowers/tiny: predicted tuned 30 examples"], logged.stdout[-3000:]
+        "flowers/tiny: trained 72 steps", "flowers/tiny: predicted tuned 30 examples"], logged.stdout[-3000:]
     assert "\r" not in logged.stdout and " left" not in logged.stdout
     assert "flowers/tiny: loaded" not in passes, "the phase lines went to pytest's capture, not the terminal"
 
