@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+
+from loragate.progress import SILENT, reporter
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,10 @@ def greedy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: lis
 
 @torch.inference_mode()
 def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
-             batch_size: int, labels: Sequence[str] | None = None, progress: bool = False,
-             desc: str = "generate") -> Generations:
+             batch_size: int, labels: Sequence[str] | None = None, progress: bool = False) -> Generations:
     """Greedy continuations of `prompts`, in prompt order. A row stops at EOS and, given `labels`, as soon
-    as its text can no longer parse as one of them."""
+    as its text can no longer parse as one of them. With `progress`, each batch's examples are counted as steps
+    of the current phase (loragate.progress)."""
     require_left_padding(tokenizer)
     model.eval()
     eos = tokenizer.eos_token_id
@@ -121,12 +122,13 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
     terminated = [False] * len(prompts)
     new_tokens = 0
     started = time.perf_counter()
-    batches = length_batches([len(ids) for ids in encoded], batch_size)
-    for rows in tqdm(batches, desc=desc, disable=not progress, leave=False):
+    counter = (reporter() if progress else SILENT).steps(len(prompts), "examples")
+    for rows in length_batches([len(ids) for ids in encoded], batch_size):
         for row, ids in zip(rows, greedy(model, tokenizer, [encoded[row] for row in rows], max_new_tokens, labels)):
             new_tokens += len(ids)
             texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
             terminated[row] = bool(ids) and ids[-1] == eos
+        counter.advance(len(rows))
     return Generations(texts, sum(len(ids) for ids in encoded), new_tokens, time.perf_counter() - started,
                        terminated)
 

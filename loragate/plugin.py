@@ -20,6 +20,7 @@ import pytest
 from loragate.card import TIERS
 from loragate.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
 from loragate.options import OptionError, require_cuda, require_one_task, require_quantizable
+from loragate.progress import terminal_progress
 from loragate.redact import redact
 from loragate.session import GateSession
 
@@ -245,6 +246,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION] = session = GateSession(options, list(tasks), rootdir / config.getoption("report_dir"))
     config.stash[GATE_TALLY] = tally = GateTally(session)
     config.pluginmanager.register(tally, "loragate-gate-tally")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The runs' progress goes to pytest's terminal, which exists from here on (loragate.progress)."""
+    gate = session.config.stash.get(SESSION, None)
+    if gate is not None:
+        gate.progress = terminal_progress(session.config)
 
 
 def load_project_tasks(config: pytest.Config, rootdir: Path) -> None:
