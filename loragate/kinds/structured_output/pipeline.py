@@ -44,7 +44,7 @@ class StructuredOutput(CausalKind):
         budget = task.card.tier(tier).eval.max_new_tokens or int(
             answer_budget(base.tokenizer, [ex.target for ex in examples]) * BUDGET_SLACK) + 1
         generations = generate(model, base.tokenizer, [ex.prompt for ex in examples], budget, batch_size,
-                               progress=progress, desc=desc)
+                               progress=progress)
         return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples],
                            outputs=generations.texts, parsed=[task.parse(text) for text in generations.texts],
                            seconds=time.perf_counter() - started, generations=generations)
