@@ -58,11 +58,11 @@ def apply_overrides(card: TaskCard, overrides: Sequence[str]) -> TaskCard:
     if not overrides:
         return card
     data = card.model_dump()
-    paths = {}
+    paths, values = {}, {}
     for text in overrides:
         parts, value = parse_override(text)
         set_path(data, parts, value, text)
-        paths[text] = parts
+        paths[text], values[text] = parts, value
     try:
         return TaskCard.model_validate(data)
     except ValidationError as exc:
@@ -70,5 +70,7 @@ def apply_overrides(card: TaskCard, overrides: Sequence[str]) -> TaskCard:
         for err in exc.errors():
             field = [str(part) for part in err["loc"]]
             named = [text for text, parts in paths.items() if field[: len(parts)] == parts or parts[: len(field)] == field]
-            problems.append(f"--set {' --set '.join(named or paths)}: field '{'.'.join(field) or 'card'}': {err['msg']}")
+            read = "; ".join(f"{values[text]!r}" for text in named)
+            problems.append(f"--set {' --set '.join(named or paths)}: field '{'.'.join(field) or 'card'}': {err['msg']}"
+                            + (f" (the value read as YAML: {read}; quote it to pass a string)" if read else ""))
         raise OverrideError(f"task {card.name!r}: {'; '.join(problems)}. Fix the value or drop the --set.") from exc
