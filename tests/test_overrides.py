@@ -152,3 +152,35 @@ def test_the_table_and_every_report_show_the_overrides_and_the_cut_prompts(overr
     for name in ("report.md", "report.html", "summary.md"):
         text = (report / name).read_text()
         assert "card overrides: --set tiers.tiny.train.epochs=4" in text and "truncation left" in text, name
+
+
+@pytest.fixture
+def gate_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A user's directory with its own ini; the plugin is loaded by its entry point."""
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    pytester.makeini("[pytest]\n")
+    return pytester
+
+
+def test_the_plugin_refuses_a_bad_override_at_start_naming_the_set(gate_dir: pytest.Pytester) -> None:
+    result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "--task", "iris", "--set",
+                                           "tiers.tiny.train.lr=-1", "--set", "gates.min_delta.accuracy=0.1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--set tiers.tiny.train.lr=-1: field 'tiers.tiny.train.lr': Input should be "
+                                 "greater than 0*"])
+    malformed = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "--set", "lr")
+    assert malformed.ret == pytest.ExitCode.USAGE_ERROR
+    malformed.stderr.fnmatch_lines(["*argument --set: --set lr: write it as path.to.key=value*"])
+
+
+def test_the_plugin_hands_the_overrides_to_the_run(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makepyfile(test_options="""
+from loragate.plugin import gate_session
+
+def test_options(pytestconfig):
+    print("OVERRIDES=" + repr(gate_session(pytestconfig).option_values["overrides"]))
+""")
+    result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--task", "iris", "--set",
+                                           "tiers.tiny.train.lr=1e-3", "--set=gates.min_delta.accuracy=0.1")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*OVERRIDES=('tiers.tiny.train.lr=1e-3', 'gates.min_delta.accuracy=0.1')"])
