@@ -15,7 +15,7 @@ from loragate.data import Splits
 from loragate.encoder import classification_features
 from loragate.models import load_causal, resolve_encoder
 from loragate.overrides import apply_overrides
-from loragate.run import RunOptions, fit_inputs, kind, load_splits
+from loragate.run import RunOptions, fit_inputs, kind, load_splits, load_task
 from loragate.tasks import get_task
 from loragate.tasks.iris import IrisTask
 from loragate.truncation import SPLITS, cut_prompt, fit_splits, position_cap
@@ -142,3 +142,17 @@ def test_the_cap_is_the_bases_max_position_embeddings(tiny_dir: Path) -> None:
 
     base = load_causal(str(tiny_dir), "cpu", torch.float32)
     assert position_cap(base.model) == base.model.config.max_position_embeddings == 256
+
+
+def test_auto_is_resolved_in_the_card_before_the_key_and_the_key_is_that_of_the_number(tiny_dir: Path) -> None:
+    import torch
+
+    from loragate.store import adapter_key
+
+    task = load_task("iris", RunOptions(overrides=("tiers.tiny.train.max_length=auto",)))
+    base = load_causal(str(tiny_dir), "cpu", torch.float32)
+    card, splits, fit = fit_inputs(task, "tiny", task.load_splits(), base)
+    assert fit is not None and fit.auto and card.tier("tiny").train.max_length == fit.max_length == fit.longest
+    numbered = load_task("iris", RunOptions(overrides=(f"tiers.tiny.train.max_length={fit.max_length}",))).card
+    assert adapter_key("f" * 64, "d" * 64, card.tier("tiny").lora, card.tier("tiny").train) == \
+        adapter_key("f" * 64, "d" * 64, numbered.tier("tiny").lora, numbered.tier("tiny").train)
