@@ -216,11 +216,14 @@ def fit_inputs(task: Task, tier: Tier, splits: Splits, base: LoadedBase) -> tupl
     """The card with an `auto` max_length resolved, and the splits with every example fitted to it (refused, or its
     prompt cut, as train.truncation says: loragate.truncation); the card and splits as they are for a kind that
     windows long inputs."""
-    answers = {name: kind(task).answer_tokens(task, base, getattr(splits, name)) for name in SPLITS}
-    if any(tokens is None for tokens in answers.values()):
-        return task.card, splits, None
-    fitted, fit = fit_splits(splits, base.tokenizer, answers, task.card.tier(tier).train,  # type: ignore[arg-type]
-                             position_cap(base.model), f"tiers.{tier}")
+    answers = {}
+    for name in SPLITS:
+        tokens = kind(task).answer_tokens(task, base, getattr(splits, name))
+        if tokens is None:
+            return task.card, splits, None
+        answers[name] = tokens
+    fitted, fit = fit_splits(splits, base.tokenizer, answers, task.card.tier(tier).train, position_cap(base.model),
+                             f"tiers.{tier}")
     return with_max_length(task.card, tier, fit.max_length), fitted, fit
 
 
