@@ -30,7 +30,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise OverrideError(f"--set {text}: the value {raw!r} is not YAML ({getattr(exc, 'problem', None) or exc}); quote it as a string") from exc
+        problem = getattr(exc, "problem", None) or exc
+        raise OverrideError(f"--set {text}: the value {raw!r} is not YAML ({problem}); quote it as a string") from exc
     return [part.strip() for part in parts], value
 
 
@@ -69,7 +70,8 @@ def apply_overrides(card: TaskCard, overrides: Sequence[str]) -> TaskCard:
         problems = []
         for err in exc.errors():
             field = [str(part) for part in err["loc"]]
-            named = [text for text, parts in paths.items() if field[: len(parts)] == parts or parts[: len(field)] == field]
+            named = [text for text, parts in paths.items()  # the --set at the field, or below it
+                     if field[: len(parts)] == parts or parts[: len(field)] == field]
             read = "; ".join(f"{values[text]!r}" for text in named)
             problems.append(f"--set {' --set '.join(named or paths)}: field '{'.'.join(field) or 'card'}': {err['msg']}"
                             + (f" (the value read as YAML: {read}; quote it to pass a string)" if read else ""))
