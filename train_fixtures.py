@@ -3,6 +3,7 @@
 Usage:
     python train_fixtures.py                          # every task, tiny tier, on CPU
     python train_fixtures.py --task iris --retrain    # train again even if the store has the key
+    python train_fixtures.py --task iris --set tiers.tiny.train.lr=1e-3   # a card value changed for this run
     python train_fixtures.py --task iris --tier full --gpu --base-model google/gemma-3-1b-it --data iris.csv
     python train_fixtures.py --task instruct --sweep-ranks 4,8,16   # a rank comparison table, nothing stored
     torchrun --nproc_per_node 4 train_fixtures.py --task sst2 --tier full --gpu   # data-parallel on 4 GPUs
@@ -25,9 +26,10 @@ from pathlib import Path
 from loragate import distributed
 from loragate.kinds import KINDS
 from loragate.options import OptionError, require_cuda, require_one_task, require_quantizable
-from loragate.plugin import parse_base_model, parse_data, parse_task
+from loragate.overrides import OverrideError, apply_overrides
+from loragate.plugin import parse_base_model, parse_data, parse_set, parse_task
 from loragate.progress import Progress, StderrTerminal, mode_for, reporter, reporting
-from loragate.run import RunOptions, for_base, load_splits, prepare_adapter, prepare_base
+from loragate.run import RunOptions, fit_inputs, for_base, load_splits, load_task, prepare_adapter, prepare_base
 from loragate.tasks import TASKS, get_task
 from loragate.training import seed_everything
 
@@ -43,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quantize", choices=["4bit", "8bit"],
                         help="train on the base loaded through bitsandbytes (QLoRA with 4bit), as the gate's --quantize")
     parser.add_argument("--retrain", action="store_true")
+    parser.add_argument("--set", action="append", type=parse_set, default=[], dest="overrides",
+                        metavar="PATH=VALUE", help="change a card value for this run, e.g. tiers.tiny.train.lr=1e-3 "
+                                                   "(repeatable; the value is read as YAML)")
     parser.add_argument("--store", type=Path, default=Path(__file__).parent / "adapters")
     parser.add_argument("--sweep-ranks", type=ranks, metavar="R,R,...",
                         help="train the task once per LoRA rank (alpha scaled to keep alpha/r) and write a comparison "
@@ -56,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         require_quantizable(args.quantize, tasks)
         if args.gpu:
             require_cuda()
-    except OptionError as exc:
+        for name in tasks:
+            apply_overrides(get_task(name).card, args.overrides)
+    except (OptionError, OverrideError) as exc:
         parser.error(str(exc))
     if args.sweep_ranks and distributed.launched():
         parser.error("--sweep-ranks runs in one process: start it with python, not torchrun or accelerate launch")
@@ -74,26 +81,30 @@ def train_tasks(args: argparse.Namespace, tasks: list[str], device: str) -> int:
     main = ranks.main  # data-parallel: one copy of the log and the progress bars, from rank 0
     where = f"{device}" + (f", {ranks.world} data-parallel processes" if ranks.world > 1 else "")
     options = RunOptions(device=device, base_model=args.base_model, data=args.data, retrain=args.retrain,
-                         quantize=args.quantize, store_root=args.store, cache=Path(__file__).parent / ".loragate",
+                         quantize=args.quantize, overrides=tuple(args.overrides), store_root=args.store,
+                         cache=Path(__file__).parent / ".loragate",
                          progress=main)
     say = print if main else lambda *_: None
     progress = Progress(StderrTerminal(), mode_for(0, sys.stderr.isatty()) if main else "silent")
     if args.sweep_ranks:
         with reporting(progress), progress.case(f"{tasks[0]}/{args.tier} sweep"):
-            table = sweep(get_task(tasks[0]), args.tier, args.sweep_ranks, options)
+            table = sweep(load_task(tasks[0], options), args.tier, args.sweep_ranks, options)
         print(table)
         return 0
     for name in tasks:
-        task = get_task(name)
+        task = load_task(name, options)
         settings = task.card.tier(args.tier)
         seed_everything(settings.train.seed)
         say(f"== {name}/{args.tier}: base {options.base_model or settings.base_model}, device {where}")
-        say(json.dumps({"lora": settings.lora.model_dump(), "train": settings.train.model_dump()}, indent=2))
+        say(json.dumps({"lora": settings.lora.model_dump(), "train": settings.train.model_dump(),
+                        "overrides": args.overrides}, indent=2))
         with reporting(progress), progress.case(f"{name}/{args.tier}"):
             splits = load_splits(task, options)
             base = prepare_base(task, args.tier, splits, options)
-            splits = for_base(task, splits, base)
-            _, entry, manifest, trained = prepare_adapter(task, args.tier, base, splits, options)
+            task.card, splits, inputs = fit_inputs(task, args.tier, for_base(task, splits, base), base)
+            if inputs is not None:
+                say(f"  inputs: {json.dumps(inputs.to_json())}")
+            _, entry, manifest, trained = prepare_adapter(task, args.tier, base, splits, options, inputs)
         state = "trained" if trained else "up to date (use --retrain to train again)"
         curve = manifest.loss_curve if manifest else []
         say(f"{entry}: {state}")
@@ -131,7 +142,7 @@ def sweep(task, tier: str, rank_list: list[int], options: RunOptions) -> str:
         lora = settings.lora.model_copy(update={"r": rank, "alpha": settings.lora.alpha * rank / settings.lora.r})
         task.card = card.model_copy(update={"tiers": {**card.tiers, tier: settings.model_copy(update={"lora": lora})}})
         base = prepare_base(task, tier, splits, options)
-        ready = for_base(task, splits, base)
+        task.card, ready, _ = fit_inputs(task, tier, for_base(task, splits, base), base)
         model = attach_lora(base.model, lora, settings.train.seed, KINDS.get(card.kind).peft_task_type,
                             lora.modules_to_save or None)
         started = time.perf_counter()

@@ -65,7 +65,13 @@ class TrainSettings(Strict):
     lr: float = Field(gt=0)
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_steps: int = Field(0, ge=0)
-    max_length: int = Field(256, gt=0, description="prompt + answer tokens; longer examples are an error")
+    max_length: int | Literal["auto"] = Field(
+        "auto", description="prompt + answer tokens of one example; auto: the longest tokenized example of train, eval "
+        "and test, capped at the base's max position embeddings (loragate.truncation); the resolved value is recorded "
+        "in the adapter's manifest")
+    truncation: Literal["refuse", "left", "right"] = Field(
+        "refuse", description="an example longer than max_length: refuse (an error naming the --set that lifts it), "
+        "or drop prompt tokens from the left or right until prompt + answer fit; the answer is never cut")
     batching: Literal["grouped", "dynamic", "max"] = Field(
         "dynamic",
         description="dynamic: shuffled batches padded to their longest (the trajectory of max, 1.5x its tokens/s on "
@@ -77,6 +83,21 @@ class TrainSettings(Strict):
         False, description="recompute activations in the backward pass: less GPU memory, about 30% more time"
     )
     seed: int = 0
+
+    @field_validator("max_length", mode="before")
+    @classmethod
+    def tokens_or_auto(cls, value: object) -> object:
+        """One message for both forms, instead of one per member of the union."""
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{value!r} is neither a positive number of tokens nor 'auto'")
+        return value
+
+    def resolved_max_length(self) -> int:
+        """max_length as a number; `auto` is resolved from the data once the base's tokenizer is loaded."""
+        if self.max_length == "auto":
+            raise CardError("train.max_length is still 'auto': resolve it with loragate.truncation.fit_inputs "
+                            "before training")
+        return self.max_length
 
 
 class EvalSettings(Strict):
@@ -278,6 +299,11 @@ class TaskCard(Strict):
             raise ValueError(f"kind {self.kind} needs at least two labels; list them under 'labels'")
         if spec.block is not None and getattr(self, spec.block) is None:
             raise ValueError(f"kind {self.kind} needs a '{spec.block}' block; add '{spec.block}: {{}}' for its defaults")
+        cutting = [tier for tier, settings in self.tiers.items() if settings.train.truncation != "refuse"]
+        if spec.windows and cutting:
+            raise ValueError(f"tiers.{cutting[0]}.train.truncation: kind {self.kind} reads long inputs in strided "
+                             f"windows ({spec.block}.max_length, {spec.block}.stride) and cuts nothing; remove "
+                             f"train.truncation")
         return self
 
     def tier(self, tier: Tier) -> TierSettings:

@@ -33,7 +33,8 @@ def classification_features(tokenizer: PreTrainedTokenizerBase, examples: list[E
         ids = encoded["input_ids"][row]
         if len(ids) > max_length:
             raise ValueError(f"example {example.id}: {len(ids)} tokens > train.max_length {max_length}; raise "
-                             f"train.max_length in the card or shorten the text")
+                             f"train.max_length in the card, or set train.truncation to left or right (examples are "
+                             f"fitted by loragate.truncation.fit_splits before training)")
         feature = {name: encoded[name][row] for name in encoded.keys()}
         features.append({**feature, "labels": index[example.label]})
     return features

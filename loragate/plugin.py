@@ -21,6 +21,7 @@ from loragate.card import TIERS
 from loragate.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
 from loragate.options import OptionError, require_cuda, require_one_task, require_quantizable
 from loragate.progress import terminal_progress
+from loragate.overrides import OverrideError, apply_overrides, parse_override
 from loragate.redact import redact
 from loragate.session import GateSession
 
@@ -131,6 +132,16 @@ def parse_adapter(value: str) -> Path:
     return path.resolve()
 
 
+def parse_set(value: str) -> str:
+    """A --set's form (path.to.key=value, the value YAML), checked as parsed; its path and value are checked against
+    each task's card in pytest_configure, once the project's tasks are loaded."""
+    try:
+        parse_override(value)
+    except OverrideError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return value
+
+
 def parse_existing_path(value: str) -> Path:
     path = Path(value)
     if not path.exists():
@@ -166,6 +177,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--export", type=Path, metavar="DIR",
                     help="keep what the export checks wrote: DIR/<task>-<tier>/merged/ (merged safetensors) and, for "
                          "Llama-architecture bases, DIR/<task>-<tier>/model.q8_0.gguf")
+    group.addoption("--set", action="append", type=parse_set, default=[], dest="overrides", metavar="PATH=VALUE",
+                    help="change a card value for this run, e.g. --set tiers.tiny.train.lr=1e-3 (repeatable; the value "
+                         "is read as YAML); it enters the adapter key where it decides the weights, and every report")
     group.addoption("--retrain", action="store_true", help="train adapters even when the store has them")
     group.addoption("--report-dir", type=Path, default=Path("reports"), metavar="DIR",
                     help="where reports/<run>/report.json and report.md go (default: reports)")
@@ -196,7 +210,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
-    from loragate.tasks import TASKS, default_tasks
+    from loragate.tasks import TASKS, default_tasks, get_task
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # as loragate.distributed.launched(), without importing torch
         raise pytest.UsageError(
@@ -226,7 +240,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
             device = worker_device(getattr(config, "workerinput", {}).get("workerid"), torch.cuda.device_count())
         require_quantizable(quantize, tasks)
-    except OptionError as exc:
+        overrides = tuple(config.getoption("overrides"))
+        if overrides:  # each selected task's card must take them: a bad path or value stops the run here
+            for name in tasks:
+                apply_overrides(get_task(name).card, overrides)
+    except (OptionError, OverrideError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     if not hasattr(config, "workerinput") and not config.getoption("help") and not config.getoption("collectonly"):
         check_outputs(config, rootdir)
@@ -240,6 +258,7 @@ def pytest_configure(config: pytest.Config) -> None:
         retrain=config.getoption("retrain"),
         allow_foreign_adapter=config.getoption("allow_foreign_adapter"),
         quantize=quantize,
+        overrides=overrides,
         store_root=rootdir / "adapters",
         cache=rootdir / ".loragate",
     )

@@ -93,6 +93,8 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
                     "key": run.manifest.key if run.manifest else None, "trained_this_run": run.trained is not None,
                     "sha256": run.manifest.adapter_sha256 if run.manifest else None},
         "data_hash": run.splits.data_hash(),
+        "overrides": list(run.overrides),
+        "inputs": run.inputs.to_json() if run.inputs else None,
         "ceiling": run.ceiling,
         "metrics": {"base": run.base_metrics.to_json(), "tuned": run.tuned_metrics.to_json()},
         "trivial_predictor": {"name": run.constant.name, "metrics": metric_values(run.constant_metrics)},

@@ -101,7 +101,15 @@ def unavailable_notes(run: TaskRun) -> list[str]:
 
 
 def notes(run: TaskRun) -> list[str]:
-    return [*unavailable_notes(run), *batch_notes(run)]
+    return [*card_notes(run), *unavailable_notes(run), *batch_notes(run)]
+
+
+def card_notes(run: TaskRun) -> list[str]:
+    """The --set overrides the card was run with, and how its examples were fitted to train.max_length where the
+    card left it to the data (auto) or cut prompts."""
+    notes = [f"card overrides: {' '.join(f'--set {text}' for text in run.overrides)}"] if run.overrides else []
+    fitted = run.inputs.note() if run.inputs else None
+    return notes + ([f"inputs: {fitted}"] if fitted else [])
 
 
 def batch_notes(run: TaskRun) -> list[str]:

@@ -22,7 +22,7 @@ from peft import LoraConfig, PeftModel
 
 import loragate
 from loragate.baseline import baseline_from_report
-from loragate.card import CardError, Tier
+from loragate.card import CardError, TaskCard, Tier
 from loragate.data import Example, Splits, field_subgroups
 from loragate.distributed import current
 from loragate.gates import (GateResult, Subgroup, curve_gates, leakage_gate, regression_checks, run_gates,
@@ -32,6 +32,7 @@ from loragate.kinds import KINDS, Kind, card_checks, kind_of
 from loragate.metrics import Metrics
 from loragate.models import LoadedBase, fingerprint
 from loragate.options import RunOptions
+from loragate.overrides import apply_overrides
 from loragate.parameters import expected_lora_parameters
 from loragate.predictions import Constant, Predictions
 from loragate.progress import reporter
@@ -39,6 +40,7 @@ from loragate.store import (AdapterStore, AdapterStoreError, BaseRecord, Manifes
                             load_adapter, manifest_of, read_manifest)
 from loragate.tasks import Task, get_task
 from loragate.training import TrainingDiverged, TrainResult, attach_lora, training_machine
+from loragate.truncation import SPLITS, InputFit, fit_splits, position_cap
 from loragate.verdict import CaseTests, Verdict, judge_case
 
 __all__ = ["Predictions", "RunOptions", "TaskRun", "run_task"]
@@ -67,6 +69,8 @@ class TaskRun:
     subgroups: list[Subgroup]  # the kind's (QA: has/no answer) and the card's `subgroups` field's
     baseline_metrics: Metrics | None = None  # the last release's adapter, with --baseline-adapter
     trained: TrainResult | None = None
+    inputs: InputFit | None = None  # how the examples were fitted to train.max_length; None: the kind windows them
+    overrides: tuple[str, ...] = ()  # the run's --set path=value, applied to the card
     seconds: dict[str, float] = field(default_factory=dict)
     tests: CaseTests | None = None  # this case's gate tests and their outcomes, filled in by the plugin
 
@@ -197,6 +201,35 @@ def for_base(task: Task, splits: Splits, base: LoadedBase) -> Splits:
     return kind(task).for_base(task, splits, base)
 
 
+def load_task(name: str, options: RunOptions) -> Task:
+    """The registered task with the run's --set overrides applied to its card."""
+    task = get_task(name)
+    task.card = apply_overrides(task.card, options.overrides)
+    return task
+
+
+def with_max_length(card: TaskCard, tier: Tier, max_length: int) -> TaskCard:
+    """`card` with tiers.<tier>.train.max_length set (`auto` resolved)."""
+    settings = card.tier(tier)
+    train = settings.train.model_copy(update={"max_length": max_length})
+    return card.model_copy(update={"tiers": {**card.tiers, tier: settings.model_copy(update={"train": train})}})
+
+
+def fit_inputs(task: Task, tier: Tier, splits: Splits, base: LoadedBase) -> tuple[TaskCard, Splits, InputFit | None]:
+    """The card with an `auto` max_length resolved, and the splits with every example fitted to it (refused, or its
+    prompt cut, as train.truncation says: loragate.truncation); the card and splits as they are for a kind that
+    windows long inputs."""
+    answers = {}
+    for name in SPLITS:
+        tokens = kind(task).answer_tokens(task, base, getattr(splits, name))
+        if tokens is None:
+            return task.card, splits, None
+        answers[name] = tokens
+    fitted, fit = fit_splits(splits, base.tokenizer, answers, task.card.tier(tier).train, position_cap(base.model),
+                             f"tiers.{tier}")
+    return with_max_length(task.card, tier, fit.max_length), fitted, fit
+
+
 def versions() -> dict[str, str]:
     import peft
     import transformers
@@ -206,7 +239,7 @@ def versions() -> dict[str, str]:
 
 
 def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
-                    key: str) -> tuple[PeftModel, Path, Manifest, TrainResult]:
+                    key: str, inputs: InputFit | None) -> tuple[PeftModel, Path, Manifest, TrainResult]:
     settings = task.card.tier(tier)
     model = attach_lora(base.model, settings.lora, settings.train.seed, KINDS.get(task.card.kind).peft_task_type,
                         settings.lora.modules_to_save or None)
@@ -225,6 +258,7 @@ def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
         eval_curve=[(step, round(loss, 6)) for step, loss in result.eval_curve],
         metrics_at_train={"eval_loss": round(result.eval_loss, 6), **at_train,
                           "eval_validity": eval_metrics.validity_rate},
+        overrides=list(options.overrides), inputs=inputs.to_json() if inputs else None,
         **kind(task).manifest_facts(base),
     )
     entry = current().from_main(lambda: AdapterStore(options.store_root).save(model, manifest, task.card.name, tier, key))
@@ -242,8 +276,8 @@ def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
     where = f"canary {task.card.name}/tiny"
     try:
         base = prepare_base(task, "tiny", splits, tiny)
-        splits = for_base(task, splits, base)
-        model, entry, manifest, _ = prepare_adapter(task, "tiny", base, splits, tiny)
+        task.card, splits, inputs = fit_inputs(task, "tiny", for_base(task, splits, base), base)
+        model, entry, manifest, _ = prepare_adapter(task, "tiny", base, splits, tiny, inputs)
     except TrainingDiverged as exc:
         raise CanaryFailed(f"{where}: {exc}; the full run was not started") from exc
     curve = manifest.loss_curve if manifest else []
@@ -261,9 +295,10 @@ def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
                            f"data, the card's prompt or its training settings first.")
 
 
-def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
-                    options: RunOptions) -> tuple[PeftModel, Path, Manifest | None, TrainResult | None]:
-    """--adapter if given; else the store's entry for this key; else train one and store it."""
+def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
+                    inputs: InputFit | None = None) -> tuple[PeftModel, Path, Manifest | None, TrainResult | None]:
+    """--adapter if given; else the store's entry for this key; else train one and store it (its manifest records
+    how the examples were fitted, `inputs`)."""
     if options.adapter is not None:
         if not options.allow_foreign_adapter:
             check_origin(options.adapter, task.card.name, base.name, base.fingerprint)
@@ -295,7 +330,7 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
             with reporter().case(f"{task.card.name}/tiny canary"):
                 run_canary(task, splits, options)
         with reporter().phase("train", "trained"):
-            return train_and_store(task, tier, base, splits, options, key)
+            return train_and_store(task, tier, base, splits, options, key, inputs)
     finally:
         if lock is not None:
             lock.release()
@@ -348,14 +383,14 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         seconds[stage] = round(now - clock, 3)
         clock = now
 
-    task = get_task(name)
+    task = load_task(name, options)
     if options.baseline_report is not None and not KINDS.get(task.card.kind).labels:
         raise CardError(f"--baseline-report: {name} is a {task.card.kind} task; a stored report pairs labels, "
                         f"not text scores. Pass the last release's adapter with --baseline-adapter instead")
     card_checks(task.card)  # an unknown metric in the card fails before any model loads
     splits = load_splits(task, options)
     base = prepare_base(task, tier, splits, options)
-    splits = for_base(task, splits, base)
+    task.card, splits, inputs = fit_inputs(task, tier, for_base(task, splits, base), base)
     lap("load base")
     with reporter().phase("predict base", "predicted base"):
         base_predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}",
@@ -367,7 +402,7 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         baseline_predictions = predict_with_baseline(task, tier, base, splits, options)
         lap("baseline predictions")
     expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
-    model, adapter_dir, manifest, trained = prepare_adapter(task, tier, base, splits, options)
+    model, adapter_dir, manifest, trained = prepare_adapter(task, tier, base, splits, options, inputs)
     lap("train adapter" if trained else "load adapter")
     with reporter().phase("predict tuned", "predicted tuned"):
         tuned_predictions = predict(task, model, base, splits.test, tier, options.progress, f"tuned {name}/{tier}",
@@ -391,5 +426,5 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         tuned_predictions=tuned_predictions, base_metrics=base_metrics, tuned_metrics=tuned_metrics,
         baseline_metrics=baseline_metrics, gates=gates, ceiling=task.ceiling(splits.test), constant=judged.constant,
         constant_metrics=judged.constant_metrics, subgroups=judged.subgroups,
-        trained=trained, seconds=seconds,
+        trained=trained, inputs=inputs, overrides=options.overrides, seconds=seconds,
     )

@@ -67,6 +67,8 @@ class Manifest(BaseModel):
     eval_curve: list[tuple[int, float]] | None = None  # (optimizer step, validation loss)
     chat_template_sha256: str | None = None  # instruct: the template the prompts were rendered with
     metrics_at_train: dict[str, float]
+    overrides: list[str] | None = None  # the run's --set path=value on the card
+    inputs: dict[str, Any] | None = None  # train.max_length as resolved and the prompts cut (loragate.truncation)
     key: str = ""  # set by the store when it writes the entry
     adapter_sha256: str = ""
 
@@ -88,10 +90,11 @@ class AdapterStoreError(RuntimeError):
 
 
 def adapter_key(base_fingerprint: str, data_hash: str, lora: LoraSettings, train: TrainSettings) -> str:
-    """Everything that decides the adapter's weights. modules_to_save enters only when set, so adapters
-    stored before the field existed keep their key."""
+    """Everything that decides the adapter's weights. modules_to_save and train.truncation enter only when not
+    their defaults, so adapters stored before the fields existed keep their key; max_length enters as resolved."""
     lora_inputs = lora.model_dump(exclude=set() if lora.modules_to_save else {"modules_to_save"})
-    inputs = {"base": base_fingerprint, "data": data_hash, "lora": lora_inputs, "train": train.model_dump()}
+    train_inputs = train.model_dump(exclude=set() if train.truncation != "refuse" else {"truncation"})
+    inputs = {"base": base_fingerprint, "data": data_hash, "lora": lora_inputs, "train": train_inputs}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -79,7 +79,8 @@ def encode_all(tokenizer: PreTrainedTokenizerBase, examples: list[Example],
         if len(ids) > max_length:
             raise ValueError(
                 f"example {example.id}: {len(ids)} tokens > train.max_length {max_length}; the answer would be "
-                f"cut. Raise train.max_length in the card or shorten the prompt template."
+                f"cut. Raise train.max_length in the card, or set train.truncation to left or right (examples are "
+                f"fitted by loragate.truncation.fit_splits before training)."
             )
         encoded.append((ids, [IGNORE] * len(prompt) + answer + [tokenizer.eos_token_id]))
     return encoded
@@ -217,16 +218,17 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
                settings: TrainSettings, progress: bool = True, desc: str = "train", eval_every: int = 0) -> TrainResult:
     """Train the LoRA weights of a causal LM in place on completion-only loss; raise TrainingDiverged at the
     first non-finite loss. With `eval_every`, the eval split's loss is recorded every that many steps."""
-    encoded = encode_all(tokenizer, train, settings.max_length)
+    max_length = settings.resolved_max_length()
+    encoded = encode_all(tokenizer, train, max_length)
     lengths = [len(ids) for ids, _ in encoded]
-    width = settings.max_length if settings.batching == "max" else None
+    width = max_length if settings.batching == "max" else None
 
     def step_groups(order: torch.Generator, ranks: Ranks) -> list[list[dict[str, torch.Tensor]]]:
         return [[collate([encoded[i] for i in rows], tokenizer.pad_token_id, width) for rows in step]
                 for step in epoch_steps(lengths, settings, order, ranks)]
 
     def evaluate() -> float:
-        return eval_loss(model, tokenizer, eval_, settings.max_length)
+        return eval_loss(model, tokenizer, eval_, max_length)
 
     result = optimize(model, step_groups, summed_loss, len(encoded), settings, progress, desc, eval_every, evaluate)
     result.eval_loss = result.eval_curve[-1][1] if result.eval_curve else evaluate()

@@ -160,7 +160,7 @@ CHANGES = [("base", "f" * 64), ("data", "d" * 64)] + \
     [("lora", {k: v}) for k, v in {"r": 4, "alpha": 8.0, "dropout": 0.1, "target_modules": ["q_proj"],
                                     "modules_to_save": ["classifier"]}.items()] + \
     [("train", {k: v}) for k, v in {"epochs": 3, "batch_size": 4, "grad_accum": 2, "lr": 2e-3, "weight_decay": 0.1,
-                                     "warmup_steps": 5, "max_length": 128, "seed": 1}.items()]
+                                     "warmup_steps": 5, "max_length": 128, "truncation": "left", "seed": 1}.items()]
 
 
 @pytest.mark.parametrize("part, change", CHANGES, ids=[f"{p}-{next(iter(c)) if isinstance(c, dict) else p}"
@@ -174,10 +174,10 @@ def test_adapter_key_changes_with_every_input(part: str, change) -> None:
     assert adapter_key(args["base"], args["data"], args["lora"], args["train"]) != key, f"{part} {change} ignored"
 
 
-def test_modules_to_save_unset_keeps_the_keys_of_adapters_stored_before_it_existed() -> None:
-    """The field came after adapters were committed; unset, it must not change their key (a changed key
+def test_modules_to_save_and_truncation_unset_keep_the_keys_of_adapters_stored_before_they_existed() -> None:
+    """The fields came after adapters were committed; unset, they must not change their key (a changed key
     silently retrains the committed adapter on every warm run)."""
-    before = {"base": "e" * 64, "data": "a" * 64, "train": TRAIN.model_dump(),
+    before = {"base": "e" * 64, "data": "a" * 64, "train": TRAIN.model_dump(exclude={"truncation"}),
               "lora": {"r": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
     expected = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
     assert adapter_key("e" * 64, "a" * 64, LORA, TRAIN) == expected

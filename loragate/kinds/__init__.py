@@ -46,6 +46,10 @@ class Kind(Protocol):
     def for_base(self, task: Task, splits: Splits, base: LoadedBase) -> Splits:
         """The splits as this base reads them (instruct: prompts in the base's chat template)."""
 
+    def answer_tokens(self, task: Task, base: LoadedBase, examples: list[Example]) -> list[int] | None:
+        """Per example, the tokens its answer needs after the prompt within train.max_length (loragate.truncation);
+        None where the kind reads long inputs in windows and fits nothing to max_length."""
+
     def train(self, task: Task, tier: Tier, model: PeftModel, base: LoadedBase, splits: Splits,
               options: RunOptions) -> TrainResult:
         """Train `model` in place with the kind's loss and collation."""
@@ -119,6 +123,7 @@ class KindSpec:
     encoder: bool  # an encoder with a new head: no quantization, no GGUF export
     labels: bool  # predictions are labels from the card's list: per-class gates, confusion matrices
     block: str | None = None  # the card's block this kind needs ("qa", "instruct")
+    windows: bool = False  # reads long inputs in strided windows (its block's max_length, stride): no truncation
 
     def pipeline(self) -> Kind:
         return importlib.import_module(f"loragate.kinds.{self.name}.pipeline").KIND

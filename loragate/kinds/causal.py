@@ -39,6 +39,11 @@ class CausalKind(KindDefaults):
         return load_causal(str(path), options.device, options.dtype, display_name=f"tiny:{task.card.name}",
                            quantize=options.quantize)
 
+    def answer_tokens(self, task: Task, base: LoadedBase, examples: list[Example]) -> list[int] | None:
+        """Each example's own target and EOS, as training and the reference's perplexity read them."""
+        targets = base.tokenizer([ex.target for ex in examples], add_special_tokens=False).input_ids if examples else []
+        return [len(ids) + 1 for ids in targets]
+
     def train(self, task: Task, tier: Tier, model: PeftModel, base: LoadedBase, splits: Splits,
               options: RunOptions) -> TrainResult:
         eval_every = task.card.instruct.eval_every if task.card.instruct else 0

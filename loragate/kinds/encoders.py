@@ -34,6 +34,10 @@ class EncoderKind(KindDefaults):
         return load_encoder(name, head, head_config, options.device, options.dtype,
                             head_seed=task.card.tier(tier).train.seed)
 
+    def answer_tokens(self, task: Task, base: LoadedBase, examples: list[Example]) -> list[int] | None:
+        """Nothing: the head reads the prompt alone."""
+        return [0] * len(examples)
+
     def features(self, task: Task, base: LoadedBase, examples: list[Example], max_length: int) -> list[dict]:
         """Tokenized training features with the head's targets."""
         raise NotImplementedError

@@ -2,4 +2,5 @@
 
 from loragate.kinds import KINDS, KindSpec
 
-KINDS.register("extractive_qa", KindSpec("extractive_qa", "QUESTION_ANS", encoder=True, labels=False, block="qa"))
+KINDS.register("extractive_qa", KindSpec("extractive_qa", "QUESTION_ANS", encoder=True, labels=False, block="qa",
+                                           windows=True))

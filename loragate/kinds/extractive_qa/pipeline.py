@@ -29,6 +29,10 @@ class ExtractiveQA(TextReport, EncoderKind):
     def head(self, task: Task) -> tuple[type, dict]:
         return AutoModelForQuestionAnswering, {}
 
+    def answer_tokens(self, task: Task, base: LoadedBase, examples: list[Example]) -> list[int] | None:
+        """None: long contexts are read in windows (qa.max_length, qa.stride), nothing is fitted to train.max_length."""
+        return None
+
     def features(self, task: Task, base: LoadedBase, examples: list[Example], max_length: int) -> list[dict]:
         qa = task.card.qa
         return qa_features(base.tokenizer, examples, qa.max_length, qa.stride, with_positions=True)

@@ -32,6 +32,11 @@ class GenerativeClassification(LabelKind, CausalKind):
         settings = task.card.tier(tier).eval
         return settings.max_new_tokens or answer_budget(base.tokenizer, targets(task)), task.card.labels
 
+    def answer_tokens(self, task: Task, base: LoadedBase, examples: list[Example]) -> list[int] | None:
+        """The longest label's target and EOS for every example, whatever its own label: a prompt cut to make room
+        for its own label would be shorter for a longer label, and its length would tell the label."""
+        return [answer_budget(base.tokenizer, targets(task))] * len(examples)
+
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
                 progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
         """Free generations (the schema gate reads them) and, with decode: score, each example's likeliest label."""

@@ -56,7 +56,7 @@ class Instruct(TextReport, CausalKind):
                 progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
         """Greedy responses, and each reference response's NLL given its prompt (for perplexity)."""
         predictions = super().predict(task, model, base, examples, tier, progress, desc, calibration, batch_size)
-        nll, tokens = example_losses(model, base.tokenizer, examples, task.card.tier(tier).train.max_length,
+        nll, tokens = example_losses(model, base.tokenizer, examples, task.card.tier(tier).train.resolved_max_length(),
                                      batch_size)
         return replace(predictions, references=[list(ex.references) for ex in examples], nll=nll, tokens=tokens)
 
