@@ -105,8 +105,9 @@ def vocabulary(tokenizer: PreTrainedTokenizerBase) -> llguidance.LLTokenizer:
 
 def allowed_tokens(bitmask: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """llguidance's packed mask (int32 words, bit j of word i: token 32*i + j) as booleans, shape (rows, vocab_size).
-    Unpacked here rather than with llguidance.torch, whose kernel needs torch.compile (a C compiler on CPU)."""
-    bits = (bitmask.unsqueeze(-1) >> torch.arange(32, dtype=torch.int32)) & 1
+    Unpacked here rather than with llguidance.torch, whose kernel needs torch.compile (a C compiler on CPU), and on
+    the logits' device: a hub vocabulary is (rows, 256k) booleans per step."""
+    bits = (bitmask.unsqueeze(-1) >> torch.arange(32, dtype=torch.int32, device=bitmask.device)) & 1
     return bits.flatten(1)[:, :vocab_size].bool()
 
 
@@ -134,7 +135,7 @@ class RowGrammars(LogitsProcessor):
                 raise RuntimeError(f"constrained decoding ({self.what}): row {row} produced token {newest[row]} "
                                    f"that its grammar refuses: {matcher.get_error()}")
             matcher.unsafe_compute_mask_ptr(self.bitmask[row].data_ptr(), self.bitmask.shape[1] * 4)
-        allowed = allowed_tokens(self.bitmask, self.vocab_size).to(scores.device)
+        allowed = allowed_tokens(self.bitmask.to(scores.device), self.vocab_size)
         masked = torch.full_like(scores, float("-inf"))  # ids past the tokenizer's (padded embeddings) never allowed
         masked[:, : self.vocab_size] = scores[:, : self.vocab_size].masked_fill(~allowed, float("-inf"))
         return masked
