@@ -39,9 +39,9 @@ class Constraint:
 
 def checked(grammar: str, what: str, fix: str) -> Constraint:
     """`grammar` as a Constraint, or UnenforceableConstraint with llguidance's reason and `fix`."""
-    error = llguidance.LLMatcher.validate_grammar(grammar)
-    if error:
-        raise UnenforceableConstraint(f"{what}: llguidance cannot enforce it: {error.strip()}. {fix}")
+    is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(grammar)
+    if is_error:
+        raise UnenforceableConstraint(f"{what}: llguidance cannot enforce it: {messages[0].strip()}. {fix}")
     return Constraint(grammar, what)
 
 
@@ -49,7 +49,7 @@ def one_of(targets: Sequence[str]) -> Constraint:
     """The continuation is exactly one of `targets` (optionally after one space: LEADING_SPACE), then EOS."""
     if not targets or any(not target.strip() for target in targets):
         raise UnenforceableConstraint(f"targets {list(targets)!r}: constrained decoding needs non-blank targets")
-    choices = " | ".join(json.dumps(target) for target in sorted(set(targets)))
+    choices = " | ".join(json.dumps(target, ensure_ascii=False) for target in sorted(set(targets)))
     return checked(llguidance.LLMatcher.grammar_from_lark(f"start: {LEADING_SPACE} ({choices})"),
                    f"one of {len(set(targets))} targets", "Check the card's labels and target_template.")
 

@@ -66,6 +66,15 @@ def test_a_random_model_under_one_of_says_only_targets(random_base, prompts, iri
     assert all(bound.terminated), "a constrained row did not end with EOS within one_of_budget"
 
 
+def test_targets_are_matched_literally(random_base, prompts) -> None:
+    """Quotes, backslashes and regex characters in a target are text, not grammar."""
+    targets = [' say "hi"', " C:\\temp", " a.*b"]
+    out = generate(random_base.model, random_base.tokenizer, prompts, one_of_budget(targets), 8,
+                   constraint=one_of(targets))
+    assert all(text.strip() in [t.strip() for t in targets] for text in out.texts), out.texts[:3]
+    assert all(out.terminated)
+
+
 def test_a_random_model_under_json_of_says_valid_compact_json(random_base, prompts) -> None:
     tokenizer = random_base.tokenizer
     free = generate(random_base.model, tokenizer, prompts, JSON_BUDGET, 8)
