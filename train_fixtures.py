@@ -9,6 +9,8 @@ Usage:
 
 An adapter is stored under adapters/<task>/<tier>/<key>/, the key hashing the base fingerprint, the data,
 and the LoRA and training settings; an entry whose key already exists is reused unless --retrain.
+Progress goes to stderr (loragate.progress): on a terminal one line per task rewritten in place with the steps
+done and the time left, else (a CI log, a file) one line per phase when it ends.
 Under torchrun or accelerate launch each optimizer step is split over the processes (loragate.distributed):
 the same adapter, under the same key, as one process would train.
 """
@@ -24,6 +26,7 @@ from loragate import distributed
 from loragate.kinds import KINDS
 from loragate.options import OptionError, require_cuda, require_one_task, require_quantizable
 from loragate.plugin import parse_base_model, parse_data, parse_task
+from loragate.progress import Progress, StderrTerminal, mode_for, reporter, reporting
 from loragate.run import RunOptions, for_base, load_splits, prepare_adapter, prepare_base
 from loragate.tasks import TASKS, get_task
 from loragate.training import seed_everything
@@ -74,8 +77,10 @@ def train_tasks(args: argparse.Namespace, tasks: list[str], device: str) -> int:
                          quantize=args.quantize, store_root=args.store, cache=Path(__file__).parent / ".loragate",
                          progress=main)
     say = print if main else lambda *_: None
+    progress = Progress(StderrTerminal(), mode_for(0, sys.stderr.isatty()) if main else "silent")
     if args.sweep_ranks:
-        table = sweep(get_task(tasks[0]), args.tier, args.sweep_ranks, options)
+        with reporting(progress), progress.case(f"{tasks[0]}/{args.tier} sweep"):
+            table = sweep(get_task(tasks[0]), args.tier, args.sweep_ranks, options)
         print(table)
         return 0
     for name in tasks:
@@ -84,10 +89,11 @@ def train_tasks(args: argparse.Namespace, tasks: list[str], device: str) -> int:
         seed_everything(settings.train.seed)
         say(f"== {name}/{args.tier}: base {options.base_model or settings.base_model}, device {where}")
         say(json.dumps({"lora": settings.lora.model_dump(), "train": settings.train.model_dump()}, indent=2))
-        splits = load_splits(task, options)
-        base = prepare_base(task, args.tier, splits, options)
-        splits = for_base(task, splits, base)
-        _, entry, manifest, trained = prepare_adapter(task, args.tier, base, splits, options)
+        with reporting(progress), progress.case(f"{name}/{args.tier}"):
+            splits = load_splits(task, options)
+            base = prepare_base(task, args.tier, splits, options)
+            splits = for_base(task, splits, base)
+            _, entry, manifest, trained = prepare_adapter(task, args.tier, base, splits, options)
         state = "trained" if trained else "up to date (use --retrain to train again)"
         curve = manifest.loss_curve if manifest else []
         say(f"{entry}: {state}")
@@ -129,7 +135,8 @@ def sweep(task, tier: str, rank_list: list[int], options: RunOptions) -> str:
         model = attach_lora(base.model, lora, settings.train.seed, KINDS.get(card.kind).peft_task_type,
                             lora.modules_to_save or None)
         started = time.perf_counter()
-        result = kind(task).train(task, tier, model, base, ready, options)
+        with reporter().phase(f"train r={rank}", f"trained r={rank}"):
+            result = kind(task).train(task, tier, model, base, ready, options)
         best = min([loss for _, loss in result.eval_curve] or [result.eval_loss])
         rows.append({"rank": rank, "alpha": lora.alpha, "trainable_parameters": trainable_parameters(model),
                      "best_val_loss": round(best, 6), "perplexity": round(math.exp(best), 4),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 Tier = Literal["tiny", "full"]
 TIERS: tuple[Tier, ...] = ("tiny", "full")
@@ -117,6 +117,12 @@ class GateSettings(Strict):
         None, description="metric -> smallest tuned - trivial delta, against the best constant predictor of the test "
         "split (majority class, always abstain, most common response); null: min_delta's margins"
     )
+    max_field_drop: float = Field(
+        0.0, ge=0.0, description="structured output: largest per-field exact-match loss vs base"
+    )
+    min_field_score: float = Field(
+        0.0, ge=0.0, le=1.0, description="structured output: exact match every field must reach"
+    )
     max_subgroup_drop: dict[str, float] = Field(
         default_factory=dict, description="metric -> largest loss vs base in any subgroup (QA: has/no answer; the "
         "card's `subgroups` field)"
@@ -157,6 +163,70 @@ class InstructSettings(Strict):
     max_examples: int = Field(1000, gt=0, description="rows kept from a --data file (seeded shuffle)")
 
 
+class StructuredSettings(Strict):
+    """Structured output: the pydantic model the generated JSON must validate against."""
+
+    output_schema: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:Class of a pydantic model; the module is looked up beside the card first (module.py "
+        "or package/module.py), then imported from the project",
+    )
+
+
+DataFormat = Literal["jsonl", "csv", "tsv", "json", "hf"]
+
+
+class SplitFractions(Strict):
+    """How a card's data file is cut: shares of all its rows (a test file the card names is never cut)."""
+
+    test: float | None = Field(
+        None, gt=0, lt=1, description="share of the file's rows for test; only with data.file (a named test file is "
+        "used as it is)"
+    )
+    eval: float = Field(0.2, gt=0, lt=1, description="share of the rows for eval (of data.file, or of data.train)")
+    seed: int = Field(0, description="same seed, same cut")
+
+
+class DataSettings(Strict):
+    """A card-only task's data: one file cut by `split`, or train and test files (and eval, else cut from train).
+    Paths are relative to the card file; a directory is a Hugging Face dataset saved with `save_to_disk`."""
+
+    file: str | None = Field(None, description="one file holding every row, cut into train/eval/test by `split`")
+    train: str | None = None
+    eval: str | None = Field(None, description="optional: without it, split.eval of the train rows become eval")
+    test: str | None = Field(None, description="used as it is, never re-split")
+    split: SplitFractions | None = None
+    format: DataFormat | None = Field(
+        None, description="jsonl, csv, tsv, json (a list of objects) or hf; default: told by each path's suffix, a "
+        "directory is hf"
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="card field -> the file's column holding it (e.g. label: category)"
+    )
+
+    @model_validator(mode="after")
+    def one_layout(self) -> DataSettings:
+        named = [name for name in ("train", "eval", "test") if getattr(self, name) is not None]
+        if self.file is not None:
+            if named:
+                raise ValueError(f"data names both 'file' and {named}: give one file to cut (file + split) or the "
+                                 f"split files (train, test, optionally eval), not both")
+            if self.split is None or self.split.test is None:
+                raise ValueError("data.file needs the shares to cut it: add split: {test: 0.2, eval: 0.2, seed: 0}")
+            if self.split.test + self.split.eval >= 1:
+                raise ValueError(f"data.split: test {self.split.test} + eval {self.split.eval} leave no rows for "
+                                 f"train; make their sum less than 1")
+            return self
+        if self.train is None or self.test is None:
+            raise ValueError("data needs either 'file' (with split: {test: 0.2, eval: 0.2}) or both 'train' and "
+                             "'test' (eval optional)")
+        if self.split is not None and self.split.test is not None:
+            raise ValueError("data.split.test: the test file data.test is used as it is, never re-split; remove "
+                             "split.test")
+        if self.eval is not None and self.split is not None:
+            raise ValueError("data.split: every split is a named file, so nothing is cut; remove split")
+        return self
+
 class TaskCard(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
@@ -172,6 +242,15 @@ class TaskCard(Strict):
     )
     qa: QASettings | None = None  # kind extractive_qa
     instruct: InstructSettings | None = None  # kind instruct
+    structured: StructuredSettings | None = None  # kind structured_output
+    data: DataSettings | None = Field(
+        None, description="a card-only task's data files (loragate.tasks.card_task); a task module loads its own"
+    )
+    _path: Path | None = PrivateAttr(None)  # the YAML file the card was read from, where it was read from one
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
 
     @field_validator("labels")
     @classmethod
@@ -213,9 +292,11 @@ class TaskCard(Strict):
         except (OSError, yaml.YAMLError) as exc:
             raise CardError(f"{path}: cannot read the card: {exc}") from exc
         try:
-            return cls.model_validate(raw)
+            card = cls.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
                 f"field '{'.'.join(str(part) for part in err['loc'])}': {err['msg']}" for err in exc.errors()
             )
             raise CardError(f"{path}: {problems}. Fix the card and run again.") from exc
+        card._path = path
+        return card

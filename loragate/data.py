@@ -88,10 +88,12 @@ def stratified_split(rows: list, labels: list[str], classes: list[str], test_fra
     return train, eval_, test
 
 
-def csv_records(path: Path, handle: TextIO, names: Sequence[str] | None = None) -> Iterator[tuple[int, list[str]]]:
+def csv_records(path: Path, handle: TextIO, names: Sequence[str] | None = None, delimiter: str = ",",
+                quoting: int = csv.QUOTE_MINIMAL) -> Iterator[tuple[int, list[str]]]:
     """(line, cells) of each CSV record, `line` where the record starts (a quoted field may span lines); a blank
     line is a record of no cells. `names` label the columns in errors; None: the first record is the header and
-    labels them. csv's own errors (a field over its size limit) name neither file nor line nor field: these do."""
+    labels them. csv's own errors (a field over its size limit) name neither file nor line nor field: these do.
+    A TSV is `delimiter="\t", quoting=csv.QUOTE_NONE`: a quote is text there, and a tab always splits a field."""
     record: list[str] = []  # the physical lines of the record being read
 
     def lines() -> Iterator[str]:
@@ -99,7 +101,7 @@ def csv_records(path: Path, handle: TextIO, names: Sequence[str] | None = None) 
             record.append(line)
             yield line
 
-    reader = csv.reader(lines())
+    reader = csv.reader(lines(), delimiter=delimiter, quoting=quoting)
     while True:
         start = reader.line_num + 1
         record.clear()

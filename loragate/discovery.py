@@ -1,7 +1,8 @@
 """The tasks a project adds to the built-in ones, found before `--task` is checked against them.
 
 Two sources: a tasks directory of the project (`--task-dir DIR`, else the ini option `loragate_tasks`, else
-`[tool.loragate] tasks` in the project's pyproject.toml), whose Python modules are imported; and the `loragate.tasks`
+`[tool.loragate] tasks` in the project's pyproject.toml), whose Python modules are imported and whose card-only
+cards (YAML with a `data:` block, loragate.tasks.card_task) are registered; and the `loragate.tasks`
 entry-point group, for tasks shipped as packages, whose modules are imported. A module registers its tasks when
 imported, as the built-in ones do (`TASKS.register("iris", IrisTask)`, its card read from beside it); a name
 registered twice is an error naming both files.
@@ -51,13 +52,49 @@ def configured_task_dir(project: Path, ini_value: str) -> tuple[Path, str] | Non
 
 def load_task_dir(directory: Path, setting: str) -> None:
     """Import every task module of `directory` (its *.py files, in name order, except those starting with "_");
-    each registers its tasks. `setting` names where the directory came from, for the error."""
+    each registers its tasks. Then register a CardTask for each card-only task: a *.yaml or *.yml card with a
+    `data:` block and no module of the same stem beside it (that module loads it). `setting` names where the
+    directory came from, for the error."""
     if not directory.is_dir():
         raise DiscoveryError(f"{setting}: {directory} is not a directory; create it with the project's task modules "
                              f"or point {setting} at the directory that holds them")
     for path in sorted(directory.glob("*.py")):
         if not path.name.startswith("_"):
             import_task_module(path.resolve())
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        if not path.with_suffix(".py").exists() and has_data_block(path):
+            register_card_task(path.resolve())
+
+
+def has_data_block(path: Path) -> bool:
+    """Whether the YAML file `path` is a card-only task's card (a mapping with a `data` key)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise DiscoveryError(f"{path}: cannot read the card: {exc}; fix its YAML") from exc
+    return isinstance(raw, dict) and "data" in raw
+
+
+def register_card_task(path: Path) -> None:
+    """Register the card at `path` (validated now, so a broken card stops the run naming it) under its name; the
+    same file registered again (an in-process pytest run) is a no-op."""
+    from loragate.card import CardError
+    from loragate.tasks import TASKS
+    from loragate.tasks.card_task import CardTask, CardTaskEntry
+
+    try:
+        name = CardTask(path).card.name
+    except CardError as exc:
+        raise DiscoveryError(str(exc)) from exc
+    registered = TASKS.get(name) if name in TASKS else None
+    if isinstance(registered, CardTaskEntry) and registered.card_path == path:
+        return
+    try:
+        TASKS.register(name, CardTaskEntry(path))
+    except ValueError as exc:
+        raise DiscoveryError(f"{path}: cannot register the card-only task: {exc}") from exc
 
 
 def import_task_module(path: Path) -> None:

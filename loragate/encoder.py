@@ -12,6 +12,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedTokenizer
 
 from loragate.data import Example
 from loragate.engine import length_batches
+from loragate.progress import SILENT, reporter
 from loragate.training import model_loss, pad_features
 
 
@@ -40,18 +41,21 @@ def classification_features(tokenizer: PreTrainedTokenizerBase, examples: list[E
 
 @torch.no_grad()
 def classify_logits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
-                    batch_size: int) -> torch.Tensor:
-    """Head logits (examples x labels) in example order, from length-sorted batches."""
+                    batch_size: int, progress: bool = False) -> torch.Tensor:
+    """Head logits (examples x labels) in example order, from length-sorted batches; with `progress`, each batch's
+    examples are counted as steps of the current phase."""
     model.eval()
     device = next(model.parameters()).device
     encoded = tokenizer([ex.prompt for ex in examples])
     rows = [{name: encoded[name][i] for name in encoded.keys()} for i in range(len(examples))]
     logits: list[torch.Tensor | None] = [None] * len(examples)
+    counter = (reporter() if progress else SILENT).steps(len(examples), "examples")
     for batch_rows in length_batches([len(row["input_ids"]) for row in rows], batch_size):
         batch = pad_features([rows[i] for i in batch_rows], tokenizer.pad_token_id)
         out = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
         for i, row_logits in zip(batch_rows, out):
             logits[i] = row_logits
+        counter.advance(len(batch_rows))
     return torch.stack(logits)  # type: ignore[arg-type]
 
 

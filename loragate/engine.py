@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from loragate.constrain import CompiledConstraint, Constraint
+from loragate.progress import SILENT, reporter
 
 
 @dataclass(frozen=True)
@@ -115,10 +115,11 @@ def greedy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: lis
 @torch.inference_mode()
 def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
              batch_size: int, labels: Sequence[str] | None = None, progress: bool = False,
-             desc: str = "generate", constraint: Constraint | None = None) -> Generations:
+             constraint: Constraint | None = None) -> Generations:
     """Greedy continuations of `prompts`, in prompt order. A row stops at EOS and, given `labels`, as soon
     as its text can no longer parse as one of them. Given `constraint`, every token is one its grammar allows
-    (the time to read the tokenizer's vocabulary for it is counted in `seconds`)."""
+    (the time to read the tokenizer's vocabulary for it is counted in `seconds`). With `progress`, each batch's
+    examples are counted as steps of the current phase (loragate.progress)."""
     require_left_padding(tokenizer)
     model.eval()
     eos = tokenizer.eos_token_id
@@ -128,13 +129,14 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
     new_tokens = 0
     started = time.perf_counter()
     compiled = CompiledConstraint(constraint, tokenizer) if constraint is not None else None
-    batches = length_batches([len(ids) for ids in encoded], batch_size)
-    for rows in tqdm(batches, desc=desc, disable=not progress, leave=False):
+    counter = (reporter() if progress else SILENT).steps(len(prompts), "examples")
+    for rows in length_batches([len(ids) for ids in encoded], batch_size):
         batch = [encoded[row] for row in rows]
         for row, ids in zip(rows, greedy(model, tokenizer, batch, max_new_tokens, labels, compiled)):
             new_tokens += len(ids)
             texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
             terminated[row] = bool(ids) and ids[-1] == eos
+        counter.advance(len(rows))
     return Generations(texts, sum(len(ids) for ids in encoded), new_tokens, time.perf_counter() - started,
                        terminated)
 

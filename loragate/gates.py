@@ -233,8 +233,10 @@ class Validity:
         if tuned.validity_rate >= self.min_rate:
             return None
         invalid = round((1 - tuned.validity_rate) * tuned.n)
+        lenient = round(getattr(tuned, "lenient_validity_rate", 0.0) * tuned.n)  # structured output only
+        stripped = f", {lenient} of them valid only once a code fence or prose is stripped" if lenient else ""
         return (f"validity rate {tuned.validity_rate:.3f} < required {self.min_rate:.3f} "
-                f"({invalid} of {tuned.n} outputs did not parse; base {base.validity_rate:.3f})")
+                f"({invalid} of {tuned.n} outputs did not parse{stripped}; base {base.validity_rate:.3f})")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from loragate.text_metrics import MetricUnavailable
 
 INVALID = "<invalid>"  # the predicted "class" of an output that did not parse; always wrong
 
-Statistic = Literal["labels", "mean", "token_weighted_nll", "pooled_ngrams"]
+Statistic = Literal["labels", "mean", "token_weighted_nll", "pooled_ngrams", "pooled_counts"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class MetricSpec:
     higher_is_better: bool  # gates read the direction from here, never assume it
     statistic: Statistic  # what its paired bootstrap resamples: label pairs (the metric recomputed from them),
     # per-example scores (their mean), per-example NLL weighted by tokens (exp of it: perplexity), or per-example
-    # n-gram counts pooled into one corpus score (BLEU)
+    # n-gram counts pooled into one corpus score (BLEU), or per-example field counts pooled into an F1
     scale: str = "0-1"  # the range its values are on
     right_or_wrong: bool = False  # each example scores 0 or 1: McNemar's exact test applies
     sub: bool = False  # shown indented under the row before it (a subset of the examples)
@@ -61,7 +61,11 @@ for _spec in (
     MetricSpec("meteor", "METEOR", True, "mean"),
     MetricSpec("bleu", "BLEU (0-100)", True, "pooled_ngrams", scale="0-100"),  # sacrebleu's scale
     MetricSpec("terminated_rate", "terminated", True, "mean"),
+    MetricSpec("object_exact", "whole-object exact match", True, "mean", right_or_wrong=True),
+    MetricSpec("field_micro_f1", "field micro F1", True, "pooled_counts"),
+    MetricSpec("field_macro_f1", "field macro F1", True, "pooled_counts"),
     MetricSpec("validity_rate", "validity", True, "labels"),
+    MetricSpec("lenient_validity_rate", "valid only once a fence or prose is stripped (not valid)", False, "mean"),
 ):
     METRICS.register(_spec.name, _spec)
 

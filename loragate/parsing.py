@@ -15,9 +15,20 @@ _SHOWN = 40  # characters of a bad output quoted in a reason
 
 
 @dataclass(frozen=True)
+class SchemaError:
+    """One way an output failed its schema: where (a field path, "(root)" for the whole output) and pydantic's
+    error type ("json_invalid", "missing", "int_parsing", ...)."""
+
+    loc: str
+    type: str
+
+
+@dataclass(frozen=True)
 class ParsedOutput:
     value: BaseModel | None
     reason: str | None  # None when valid
+    errors: tuple[SchemaError, ...] = ()  # structured output: why it did not validate
+    lenient: bool = False  # structured output: validates only once a code fence or surrounding prose is stripped
 
     @property
     def valid(self) -> bool:

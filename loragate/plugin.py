@@ -20,6 +20,7 @@ import pytest
 from loragate.card import TIERS
 from loragate.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
 from loragate.options import OptionError, require_cuda, require_one_task, require_quantizable
+from loragate.progress import terminal_progress
 from loragate.redact import redact
 from loragate.session import GateSession
 
@@ -141,7 +142,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("loragate", "loragate release gate")
     group.addoption("--gpu", action="store_true", help="run on CUDA in bf16 and enable the full tier")
     group.addoption("--task", action="append", metavar="NAME",
-                    help="gate only this task (repeatable); default: every registered task")
+                    help="gate only this task (repeatable); default: the project's own tasks (its tasks directory, the "
+                    "loragate.tasks entry points), else the built-in ones")
     group.addoption("--task-dir", action="append", type=Path, metavar="DIR",
                     help="a directory of task modules to load (repeatable); default: the ini option loragate_tasks, "
                          "else [tool.loragate] tasks in pyproject.toml")
@@ -194,7 +196,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
-    from loragate.tasks import TASKS
+    from loragate.tasks import TASKS, default_tasks
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # as loragate.distributed.launched(), without importing torch
         raise pytest.UsageError(
@@ -211,7 +213,7 @@ def pytest_configure(config: pytest.Config) -> None:
     unknown = [name for name in chosen if name not in TASKS]
     if unknown:
         raise pytest.UsageError(f"--task: {TASKS.unknown_message(unknown[0])}")
-    tasks = chosen or TASKS.names()
+    tasks = chosen or default_tasks()
     if config.getoption("baseline_adapter") and config.getoption("baseline_report"):
         raise pytest.UsageError("--baseline-adapter and --baseline-report name the same thing: pass one")
     quantize = config.getoption("quantize")
@@ -244,6 +246,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION] = session = GateSession(options, list(tasks), rootdir / config.getoption("report_dir"))
     config.stash[GATE_TALLY] = tally = GateTally(session)
     config.pluginmanager.register(tally, "loragate-gate-tally")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The runs' progress goes to pytest's terminal, which exists from here on (loragate.progress)."""
+    gate = session.config.stash.get(SESSION, None)
+    if gate is not None:
+        gate.progress = terminal_progress(session.config)
 
 
 def load_project_tasks(config: pytest.Config, rootdir: Path) -> None:

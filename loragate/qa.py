@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from loragate.data import Example
 from loragate.engine import length_batches
+from loragate.progress import SILENT, reporter
 from loragate.text_metrics import squad_v2_scores
 from loragate.training import pad_features
 
@@ -139,30 +140,34 @@ def qa_features(tokenizer: PreTrainedTokenizerBase, examples: list[Example], max
     return [window.inputs for window in qa_windows(tokenizer, examples, max_length, stride, with_positions)]
 
 
-def _window_logits(model: torch.nn.Module, windows: list[Window], pad_id: int,
-                   batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(start, end) logits of each window, unpadded, in window order, from length-sorted batches."""
+def _window_logits(model: torch.nn.Module, windows: list[Window], pad_id: int, batch_size: int,
+                   progress: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(start, end) logits of each window, unpadded, in window order, from length-sorted batches; with `progress`,
+    each batch's windows are counted as steps of the current phase."""
     model.eval()
     device = next(model.parameters()).device
     lengths = [len(w.inputs["input_ids"]) for w in windows]  # type: ignore[arg-type]
     out: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(windows)
+    counter = (reporter() if progress else SILENT).steps(len(windows), "windows")
     for rows in length_batches(lengths, batch_size):
         batch = pad_features([windows[i].inputs for i in rows], pad_id)
         result = model(**{k: v.to(device) for k, v in batch.items()})
         starts, ends = result.start_logits.float().cpu(), result.end_logits.float().cpu()
         for j, i in enumerate(rows):
             out[i] = (starts[j, : lengths[i]], ends[j, : lengths[i]])
+        counter.advance(len(rows))
     return out  # type: ignore[return-value]
 
 
 @torch.no_grad()
 def predict_spans(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
-                  max_length: int, stride: int, batch_size: int, max_answer_tokens: int) -> list[SpanPrediction]:
+                  max_length: int, stride: int, batch_size: int, max_answer_tokens: int,
+                  progress: bool = False) -> list[SpanPrediction]:
     """Each example's best span over all its windows: start <= end, at most `max_answer_tokens` tokens, both
     ends on context tokens (never the question or a special token), scored start + end logit; and its null
     score. The text is cut from the context by character offsets, so it is exactly a span of the context."""
     windows = qa_windows(tokenizer, examples, max_length, stride, with_positions=False)
-    logits = _window_logits(model, windows, tokenizer.pad_token_id, batch_size)
+    logits = _window_logits(model, windows, tokenizer.pad_token_id, batch_size, progress)
     best: list[tuple[float, int, int]] = [(-math.inf, -1, -1) for _ in examples]
     null = [math.inf for _ in examples]
     for window, (start_logits, end_logits) in zip(windows, logits):

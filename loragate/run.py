@@ -34,6 +34,7 @@ from loragate.models import LoadedBase, fingerprint
 from loragate.options import RunOptions
 from loragate.parameters import expected_lora_parameters
 from loragate.predictions import Constant, Predictions
+from loragate.progress import reporter
 from loragate.store import (AdapterStore, AdapterStoreError, BaseRecord, Manifest, adapter_key, check_origin,
                             load_adapter, manifest_of, read_manifest)
 from loragate.tasks import Task, get_task
@@ -179,14 +180,16 @@ def load_splits(task: Task, options: RunOptions) -> Splits:
     """The task's shipped data, a --data file in its real format, or a Hugging Face dataset (hub id or local
     directory) written once in that format: the task's loader and its checks read all three."""
     data = options.data
-    if is_dataset(data):  # data-parallel: rank 0 downloads and converts, the others read its file
-        data = current().from_main(lambda: materialize(task.card.name, task, options.data, options.cache))
-    return task.load_splits(data)
+    with reporter().phase("load data", "loaded data"):
+        if is_dataset(data):  # data-parallel: rank 0 downloads and converts, the others read its file
+            data = current().from_main(lambda: materialize(task.card.name, task, options.data, options.cache))
+        return task.load_splits(data)
 
 
 def prepare_base(task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:
     """The card's base for `tier` (or --base-model), as the task's kind loads it ('tiny': built offline)."""
-    return kind(task).load_base(task, tier, splits, options)
+    with reporter().phase("load base", "loaded base"):
+        return kind(task).load_base(task, tier, splits, options)
 
 
 def for_base(task: Task, splits: Splits, base: LoadedBase) -> Splits:
@@ -265,7 +268,8 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
         if not options.allow_foreign_adapter:
             check_origin(options.adapter, task.card.name, base.name, base.fingerprint)
         kind(task).check_adapter(task, base, options.adapter)
-        return load_adapter(base.model, options.adapter), options.adapter, None, None
+        with reporter().phase("load adapter", "loaded adapter"):
+            return load_adapter(base.model, options.adapter), options.adapter, None, None
     settings = task.card.tier(tier)
     key = adapter_key(base.fingerprint, splits.data_hash(), settings.lora, settings.train)
     store = AdapterStore(options.store_root)
@@ -285,10 +289,13 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
                 raise AdapterStoreError(f"{entry}: trained on base {manifest.base.fingerprint[:12]}, "
                                         f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
             kind(task).check_adapter(task, base, entry)
-            return load_adapter(base.model, entry), entry, manifest, None
+            with reporter().phase("load adapter", "loaded adapter"):
+                return load_adapter(base.model, entry), entry, manifest, None
         if tier == "full":
-            run_canary(task, splits, options)
-        return train_and_store(task, tier, base, splits, options, key)
+            with reporter().case(f"{task.card.name}/tiny canary"):
+                run_canary(task, splits, options)
+        with reporter().phase("train", "trained"):
+            return train_and_store(task, tier, base, splits, options, key)
     finally:
         if lock is not None:
             lock.release()
@@ -314,7 +321,8 @@ def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Spli
     if not options.allow_foreign_adapter:
         check_origin(options.baseline_adapter, task.card.name, base.name, base.fingerprint)
     baseline = load_adapter(base.model, options.baseline_adapter)
-    predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline", splits.eval)
+    with reporter().phase("predict baseline", "predicted baseline"):
+        predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline", splits.eval)
     base.model = baseline.unload()
     if fingerprint(base.model) != base.fingerprint:
         raise RuntimeError(f"unloading the baseline adapter {options.baseline_adapter} changed the base weights")
@@ -349,9 +357,10 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     base = prepare_base(task, tier, splits, options)
     splits = for_base(task, splits, base)
     lap("load base")
-    base_predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}",
-                               splits.eval)
-    base_logits = probe_of(task, tier, base.model, base, splits.test, base_predictions)
+    with reporter().phase("predict base", "predicted base"):
+        base_predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}",
+                                   splits.eval)
+        base_logits = probe_of(task, tier, base.model, base, splits.test, base_predictions)
     lap("base predictions")
     baseline_predictions = None
     if options.baseline_adapter is not None:
@@ -360,9 +369,10 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
     model, adapter_dir, manifest, trained = prepare_adapter(task, tier, base, splits, options)
     lap("train adapter" if trained else "load adapter")
-    tuned_predictions = predict(task, model, base, splits.test, tier, options.progress, f"tuned {name}/{tier}",
-                                splits.eval)
-    tuned_logits = probe_of(task, tier, model, base, splits.test, tuned_predictions)
+    with reporter().phase("predict tuned", "predicted tuned"):
+        tuned_predictions = predict(task, model, base, splits.test, tier, options.progress, f"tuned {name}/{tier}",
+                                    splits.eval)
+        tuned_logits = probe_of(task, tier, model, base, splits.test, tuned_predictions)
     lap("tuned predictions")
     judged = judge_predictions(task, splits.test, base_predictions, tuned_predictions)
     base_metrics, tuned_metrics = judged.base_metrics, judged.tuned_metrics

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loragate.card import TIERS
+from loragate.progress import SILENT, Progress, reporting
 from loragate.redact import redact
 from loragate.verdict import CaseTests
 
@@ -32,6 +33,7 @@ class GateSession:
     finished: Finished | None = None  # what finish() wrote, once
     tests: dict[tuple[str, str], CaseTests] = field(default_factory=dict)  # each case's gate tests (this process)
     case_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # gate test node id -> its case
+    progress: Progress = SILENT  # what each run shows while it runs; the plugin sets pytest's at session start
 
     def collected(self, nodeid: str, case: tuple[str, str]) -> None:
         """A gate test of `case` was collected: the case's verdict needs it to run."""
@@ -62,7 +64,8 @@ class GateSession:
             from loragate.run import run_task
 
             try:
-                self.runs[key] = run_task(task, tier, self.options)  # type: ignore[arg-type]
+                with reporting(self.progress), self.progress.case(f"{task}/{tier}"):
+                    self.runs[key] = run_task(task, tier, self.options)  # type: ignore[arg-type]
             except Exception as exc:
                 self.failures[key] = exc
                 raise

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from loragate.card import LoraSettings, TrainSettings
 from loragate.data import Example
 from loragate.distributed import Ranks, current
 from loragate.engine import length_batches
+from loragate.progress import SILENT, reporter
 
 IGNORE = -100  # label id that cross-entropy skips: prompt and padding positions
 MEGA_BATCH = 32  # batches per mega-batch that `grouped` sorts by length: more is less padding, less shuffling
@@ -310,32 +310,31 @@ def optimize(model: PeftModel, step_groups: StepGroups, loss_fn: LossFn, example
     if settings.gradient_checkpointing:
         checkpointing(model, "enable")
     started = time.perf_counter()
+    counter = (reporter() if progress and ranks.main else SILENT).steps(total_steps, "steps")
     model.train()
     try:
-        with tqdm(total=total_steps, desc=desc, disable=not progress or not ranks.main, leave=False) as bar:
-            for _epoch in range(settings.epochs):
-                for group in step_groups(order, ranks):
-                    step_loss = train_step(model, params, group, loss_fn, device, ranks, result)
-                    if not math.isfinite(step_loss):
-                        raise TrainingDiverged(
-                            f"{desc}: loss became {step_loss} at optimizer step {result.steps + 1}; "
-                            f"no adapter was stored. Lower train.lr or check the data."
-                        )
-                    optimizer.step()
-                    if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
-                        raise TrainingDiverged(
-                            f"{desc}: LoRA weights became non-finite at optimizer step {result.steps + 1} (loss "
-                            f"{step_loss}); no adapter was stored. Lower train.lr or check the data."
-                        )
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    result.steps += 1
-                    result.loss_curve.append(step_loss)
-                    if evaluate is not None and eval_every and result.steps % eval_every == 0:
-                        result.eval_curve.append((result.steps, evaluate()))
-                        model.train()
-                    bar.set_postfix(loss=f"{step_loss:.4f}")
-                    bar.update()
+        for _epoch in range(settings.epochs):
+            for group in step_groups(order, ranks):
+                step_loss = train_step(model, params, group, loss_fn, device, ranks, result)
+                if not math.isfinite(step_loss):
+                    raise TrainingDiverged(
+                        f"{desc}: loss became {step_loss} at optimizer step {result.steps + 1}; "
+                        f"no adapter was stored. Lower train.lr or check the data."
+                    )
+                optimizer.step()
+                if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+                    raise TrainingDiverged(
+                        f"{desc}: LoRA weights became non-finite at optimizer step {result.steps + 1} (loss "
+                        f"{step_loss}); no adapter was stored. Lower train.lr or check the data."
+                    )
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                result.steps += 1
+                result.loss_curve.append(step_loss)
+                if evaluate is not None and eval_every and result.steps % eval_every == 0:
+                    result.eval_curve.append((result.steps, evaluate()))
+                    model.train()
+                counter.advance(note=f"loss {step_loss:.4f}")
     finally:
         if settings.gradient_checkpointing:
             checkpointing(model, "disable")

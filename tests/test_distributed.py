@@ -103,6 +103,7 @@ def test_train_fixtures_under_torchrun_stores_the_one_process_adapter_once(tmp_p
     result = launch(["train_fixtures.py", "--task", "iris", "--store", str(parallel), "--data", str(dataset)])
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("== iris/tiny") == 1, f"the log should come from rank 0 only:\n{result.stdout}"
+    assert result.stderr.count("iris/tiny: trained ") == 1, f"progress should come from rank 0 only:\n{result.stderr}"
     assert "2 data-parallel processes" in result.stdout
     alone = launch(["train_fixtures.py", "--task", "iris", "--store", str(single)], launcher=(sys.executable,))
     assert alone.returncode == 0, alone.stderr[-3000:]

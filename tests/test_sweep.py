@@ -29,7 +29,11 @@ def test_rank_sweep_writes_one_row_per_rank_and_stores_nothing(tmp_path: Path, m
     assert all(row["best_val_loss"] > 0 and row["wall_seconds"] > 0 for row in rows)
     assert "| 2 | 4 | " in (tmp_path / "reports" / "sweep-iris-tiny.md").read_text()
     assert not store.exists(), "a sweep must not write adapters"
-    assert "written to reports/sweep-iris-tiny.md" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "written to reports/sweep-iris-tiny.md" in printed.out
+    trained = [line.split(" in ")[0] for line in printed.err.splitlines() if " trained " in line]
+    assert trained == ["iris/tiny sweep: trained r=1 144 steps", "iris/tiny sweep: trained r=2 144 steps"], \
+        f"train_fixtures.py's progress on stderr, one line per phase off a terminal:\n{printed.err}"
 
 
 def test_rank_sweep_needs_one_task(capsys: pytest.CaptureFixture) -> None:

@@ -48,6 +48,8 @@ def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path
     assert "computed by" not in out, out[-3000:]
     for task in ("iris", "sst2"):
         assert out.count(f"{task}/tiny: PARTIAL  base") == 1, f"the controller prints {task}'s table once:\n{out[-3000:]}"
+        assert result.stderr.count(f"{task}/tiny: loaded adapter in ") == 1, (
+            f"{task}'s worker writes its phase lines to stderr (its stdout is not the terminal):\n{result.stderr[-3000:]}")
 
     (report,) = (tmp_path / "reports").iterdir()  # one report, written by the controller, none by the workers
     assert f"report: {report / 'report.md'}" in out

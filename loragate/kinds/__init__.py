@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from loragate.metrics import Metrics
     from loragate.models import LoadedBase
     from loragate.options import RunOptions
+    from loragate.parsing import ParsedOutput
     from loragate.plots import Plot
     from loragate.predictions import Constant, Predictions
     from loragate.run import TaskRun
@@ -87,6 +88,14 @@ class Kind(Protocol):
     def examples_table(self, run: TaskRun) -> ExampleTable:
         """The examples a reader should look at (misclassified ones, or the worst answers)."""
 
+    def card_example(self, card: TaskCard, row_id: str, row: dict[str, object], source: str) -> Example:
+        """One data row of a card-only task (loragate.card_data), columns already renamed to the card's field names,
+        as an Example; `source` is 'file:row' for errors."""
+
+    def card_parse(self, card: TaskCard, text: str) -> ParsedOutput:
+        """Raw generated text -> the card's output schema, or the reason it is invalid (a card-only task's parser).
+        Never raises."""
+
 
 @dataclass(frozen=True)
 class ExampleTable:
@@ -131,4 +140,4 @@ def card_checks(card: TaskCard) -> list[Check]:
 
 
 from loragate.kinds import (  # noqa: E402,F401  (each kind package registers itself)
-    extractive_qa, generative_classification, instruct, sequence_classification)
+    extractive_qa, generative_classification, instruct, sequence_classification, structured_output)

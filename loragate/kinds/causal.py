@@ -50,18 +50,17 @@ class CausalKind(KindDefaults):
         raise NotImplementedError
 
     def generations(self, task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase, prompts: list[str],
-                    progress: bool = False, desc: str = "generate", batch_size: int | None = None) -> Generations:
+                    progress: bool = False, batch_size: int | None = None) -> Generations:
         """Greedy outputs under the card's eval settings."""
         budget, labels = self.budget(task, tier, base)
         return generate(model, base.tokenizer, prompts, budget, batch_size or task.card.tier(tier).eval.batch_size,
-                        labels=labels, progress=progress, desc=desc)
+                        labels=labels, progress=progress)
 
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
                 progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
         """Free generations, parsed: the schema gate reads them."""
         started = time.perf_counter()
-        generations = self.generations(task, tier, model, base, [ex.prompt for ex in examples], progress, desc,
-                                       batch_size)
+        generations = self.generations(task, tier, model, base, [ex.prompt for ex in examples], progress, batch_size)
         return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples],
                            outputs=generations.texts, parsed=[task.parse(text) for text in generations.texts],
                            seconds=time.perf_counter() - started, generations=generations)

@@ -4,14 +4,19 @@ tuned label, confusion matrices and per-class bars, the misclassified examples).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import lru_cache
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, create_model
 
 from loragate import plots
-from loragate.card import GateSettings
+from loragate.card import CardError, GateSettings, TaskCard
+from loragate.card_data import prompt_fields, template_fields, text_value
 from loragate.data import Example
 from loragate.gates import Check, ClassDrop, ClassFloor
 from loragate.kinds import ExampleTable
 from loragate.kinds.constants import majority_class
+from loragate.parsing import ParsedOutput, parse_label
 from loragate.plots import Plot
 from loragate.predictions import Constant
 
@@ -20,7 +25,30 @@ if TYPE_CHECKING:
     from loragate.tasks import Task
 
 
+@lru_cache(maxsize=None)
+def label_schema(labels: tuple[str, ...]) -> type[BaseModel]:
+    """A card-only task's output schema: `label`, one of the card's labels."""
+    return create_model("CardLabel", label=(Literal[labels], ...))
+
+
 class LabelKind:
+    def card_example(self, card: TaskCard, row_id: str, row: dict[str, object], source: str) -> Example:
+        """The prompt template over the row's fields; the gold is the row's `label` field, one of the card's labels."""
+        other = [name for name in template_fields(card.target_template) if name != "label"]
+        if other:
+            raise CardError(f"task {card.name!r}: target_template {card.target_template!r} reads {other}; a label "
+                            f"kind's target reads only {{label}}, e.g. \" {{label}}\"")
+        fields = prompt_fields(card, row, source)
+        label = text_value(row, "label", source, "the gold label")
+        if label not in card.labels:
+            raise CardError(f"{source}: label {label!r} is not one of the card's labels {card.labels}; fix the row, "
+                            f"or add the label to the card's labels")
+        return Example(id=row_id, prompt=card.prompt_template.format(**fields),
+                       target=card.target_template.format(label=label), label=label, fields=fields)
+
+    def card_parse(self, card: TaskCard, text: str) -> ParsedOutput:
+        return parse_label(text, card.labels, label_schema(tuple(card.labels)), "label")
+
     def checks(self, gates: GateSettings) -> list[Check]:
         """No class may lose more than the card allows against base, and every class must reach its floor."""
         return [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)]

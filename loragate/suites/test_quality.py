@@ -7,6 +7,7 @@ import pytest
 from loragate.kinds import KINDS
 from loragate.gates import ClassDrop, ClassFloor, Floor, MetricDelta, run_gates
 from loragate.kinds import card_checks
+from loragate.kinds.structured_output.checks import FieldDrop, FieldFloor
 from loragate.metrics import metrics_from_confusion
 from loragate.tasks import get_task
 
@@ -50,6 +51,23 @@ def test_no_class_regresses_against_base(task_run) -> None:
 def test_every_class_reaches_its_floor(task_run) -> None:
     per_class(task_run)
     failed = findings(task_run, ClassFloor)
+    assert not failed, "\n".join(failed)
+
+
+def per_field(task_run) -> None:
+    if task_run.task.card.kind != "structured_output":
+        pytest.skip(f"{task_run.name}: {task_run.task.card.kind} writes no structured fields")
+
+
+def test_no_field_regresses_against_base(task_run) -> None:
+    per_field(task_run)
+    failed = findings(task_run, FieldDrop)
+    assert not failed, "\n".join(failed)
+
+
+def test_every_field_reaches_its_floor(task_run) -> None:
+    per_field(task_run)
+    failed = findings(task_run, FieldFloor)
     assert not failed, "\n".join(failed)
 
 

@@ -39,3 +39,11 @@ def get_task(name: str) -> Task:
 
 
 from loragate.tasks import instruct, iris, squad_v2, sst2, topics  # noqa: E402,F401  (each task module registers itself)
+
+BUILT_IN = frozenset(TASKS.names())  # the examples and regression suite; a project's own tasks replace them by default
+
+
+def default_tasks() -> list[str]:
+    """What runs without --task: a project's own tasks (its tasks directory, the loragate.tasks entry points) where
+    it has any, else the built-in ones. A built-in task still runs in a project when named with --task."""
+    return [name for name in TASKS.names() if name not in BUILT_IN] or TASKS.names()

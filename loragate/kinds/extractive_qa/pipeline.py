@@ -41,7 +41,8 @@ class ExtractiveQA(TextReport, EncoderKind):
         qa = task.card.qa
 
         def spans(part: list[Example]) -> list[SpanPrediction]:
-            return predict_spans(model, base.tokenizer, part, qa.max_length, qa.stride, batch_size, qa.max_answer_tokens)
+            return predict_spans(model, base.tokenizer, part, qa.max_length, qa.stride, batch_size,
+                                 qa.max_answer_tokens, progress)
 
         threshold = choose_null_threshold(spans(calibration), calibration)
         outputs = answers(spans(examples), threshold)

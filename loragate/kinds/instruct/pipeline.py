@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from loragate.answers import instruct_metrics
-from loragate.card import CardError, Tier
-from loragate.chat import TINY_CHAT_TEMPLATE, format_splits, render_tiny_splits
+from loragate.card import CardError, TaskCard, Tier
+from loragate.card_data import prompt_fields, template_fields, text_value
+from loragate.chat import TINY_CHAT_TEMPLATE, example_messages, format_splits, render_tiny, render_tiny_splits
 from loragate.data import Example, Splits
 from loragate.kinds import KINDS
 from loragate.kinds.constants import most_common_response
@@ -19,9 +20,11 @@ from loragate.kinds.texts import TextReport
 from loragate.kinds.causal import CausalKind
 from loragate.metrics import TextMetrics
 from loragate.models import LoadedBase
+from loragate.parsing import ParsedOutput
 from loragate.predictions import Constant, Predictions
 from loragate.store import AdapterStoreError, manifest_of
 from loragate.tasks import Task
+from loragate.tasks.instruct import parse_response
 from loragate.training import example_losses
 
 
@@ -83,6 +86,20 @@ class Instruct(TextReport, CausalKind):
 
     def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
         return {}
+
+    def card_example(self, card: TaskCard, row_id: str, row: dict[str, object], source: str) -> Example:
+        """The user turn is the prompt template over the row's fields (a `system` field, if any, a system turn),
+        rendered with the tiny chat template until a base is loaded; the reference is the target template."""
+        fields = prompt_fields(card, row, source)
+        if "system" in row:
+            fields["system"] = text_value(row, "system", source, "the system turn")
+        target = card.target_template.format(**{name: text_value(row, name, source, "read by target_template")
+                                                 for name in template_fields(card.target_template)})
+        return Example(id=row_id, prompt=render_tiny(example_messages(fields, card.prompt_template)), target=target,
+                       label="", fields=fields, references=(target.strip(),))
+
+    def card_parse(self, card: TaskCard, text: str) -> ParsedOutput:
+        return parse_response(text)
 
 
 KIND = Instruct()

@@ -32,7 +32,7 @@ class SequenceClassification(LabelKind, EncoderKind):
                 progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
         """The head's argmax label per example: always in the schema, so validity is 1 by construction."""
         started = time.perf_counter()
-        logits = classify_logits(model, base.tokenizer, examples, batch_size)
+        logits = classify_logits(model, base.tokenizer, examples, batch_size, progress)
         outputs = [task.card.labels[int(i)] for i in logits.argmax(-1)]
         return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples], outputs=outputs,
                            parsed=[task.parse(text) for text in outputs], seconds=time.perf_counter() - started,

@@ -1,0 +1,136 @@
+"""The card's output schema (a pydantic model named `module:Class`) and how raw model text is read against it.
+
+Validity is strict: the whole output (surrounding whitespace aside) is JSON that validates. An output that validates
+only once a Markdown code fence or the prose around the outermost braces is stripped is "lenient-valid": counted and
+reported, never counted as valid, and scored as an invalid output."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import re
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from loragate.card import CardError, TaskCard
+from loragate.parsing import ParsedOutput, SchemaError
+
+FENCE = re.compile(r"^\s*```[A-Za-z]*[ \t]*\n?(.*?)\n?```\s*$", re.DOTALL)
+_SHOWN = 60  # characters of a bad output quoted in a reason
+
+
+def output_schema(card: TaskCard) -> type[BaseModel]:
+    """The card's pydantic model (`structured.output_schema`), loaded once per card file."""
+    if card.structured is None:
+        raise CardError(f"task {card.name}: kind structured_output needs 'structured: {{output_schema: module:Class}}'")
+    return load_schema(card.structured.output_schema, card.path.parent if card.path else None, card.name)
+
+
+@functools.lru_cache(maxsize=None)
+def load_schema(spec: str, card_dir: Path | None, task: str) -> type[BaseModel]:
+    """`module:Class`: the module is `module.py` (dots as folders) beside the card or in a folder above it, up to the
+    project's root (the first folder with a pyproject.toml); else it is imported (an installed package). Every
+    failure names the card field and the fix."""
+    module_name, class_name = spec.split(":")
+    where = f"task {task}: structured.output_schema {spec!r}"
+    candidates = project_files(card_dir, module_name.replace(".", "/") + ".py") if card_dir else []
+    found = next((path for path in candidates if path.is_file()), None)
+    try:
+        module = import_file(found) if found else importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        looked = f"none of {', '.join(str(path) for path in candidates)} exists and " if candidates else ""
+        raise CardError(f"{where}: {looked}module {module_name!r} is not importable ({exc}); put {module_name}.py "
+                        f"beside the card or at the project's root, or install the package that holds it") from exc
+    except Exception as exc:
+        raise CardError(f"{where}: importing {module_name} failed: {type(exc).__name__}: {exc}") from exc
+    schema = getattr(module, class_name, None)
+    if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        raise CardError(f"{where}: {module_name}.{class_name} is {'missing' if schema is None else repr(schema)}; "
+                        f"name a pydantic BaseModel subclass defined in {module.__file__}")
+    return schema
+
+
+def project_files(card_dir: Path, relative: str) -> list[Path]:
+    """`relative` beside the card and in each folder above it, up to the first that holds a pyproject.toml (only
+    beside the card when none does)."""
+    paths = []
+    for folder in [card_dir, *card_dir.resolve().parents]:
+        paths.append(folder / relative)
+        if (folder / "pyproject.toml").is_file():
+            return paths
+    return paths[:1]
+
+
+def import_file(path: Path) -> object:
+    """The module at `path`, under a name of its own so two projects' `schema.py` never collide."""
+    import importlib.util
+
+    name = f"loragate_schema_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]}_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None  # a *.py file always has a source loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # pydantic resolves forward references through the module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def canonical(value: BaseModel) -> str:
+    """One JSON text per object: compact, fields in the schema's order. Gold targets are written this way."""
+    return value.model_dump_json()
+
+
+def parse_object(text: str, schema: type[BaseModel]) -> ParsedOutput:
+    """`text` read strictly against `schema`; where that fails, whether it validates once a code fence or surrounding
+    prose is stripped (lenient-valid, still invalid). Never raises."""
+    try:
+        return ParsedOutput(schema.model_validate_json(text), None)
+    except ValidationError as exc:
+        errors = tuple(SchemaError(location(err["loc"]), err["type"]) for err in exc.errors())
+        first = exc.errors()[0]
+    reason = (f"{'empty output' if not text.strip() else 'not JSON'}: {quote(text)}" if errors[0].type == "json_invalid"
+              else f"{location(first['loc'])}: {first['msg']} ({len(errors)} error{'s' * (len(errors) > 1)})")
+    for stripped, how in ((fenced(text), "a code fence"), (braced(text), "the text around the JSON object")):
+        if stripped is None:
+            continue
+        try:
+            schema.model_validate_json(stripped)
+        except ValidationError:
+            continue
+        return ParsedOutput(None, f"valid only after stripping {how} (lenient-valid, not valid): {quote(text)}", errors,
+                            lenient=True)
+    return ParsedOutput(None, reason, errors)
+
+
+def fenced(text: str) -> str | None:
+    """The inside of a Markdown code fence that is the whole output, else None."""
+    match = FENCE.match(text)
+    return match.group(1) if match else None
+
+
+def braced(text: str) -> str | None:
+    """From the first "{" to the last "}", where there is text around them, else None."""
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start or (start == 0 and end == len(text.rstrip()) - 1):
+        return None
+    return text[start : end + 1]
+
+
+def location(loc: tuple) -> str:
+    """A pydantic error location as a path: ("items", 0, "qty") -> "items[0].qty"; () -> "(root)"."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or "(root)"
+
+
+def quote(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")

@@ -1,0 +1,154 @@
+"""The structured-output kind: strict vs lenient validity, field scores (lists as multisets), pooled F1 intervals,
+per-field gates, and the degenerate adapters the gate must fail (one constant object, one field always wrong,
+valid only once a code fence is stripped)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from loragate.card import CardError, GateSettings
+from loragate.gates import MetricDelta, run_gates
+from loragate.kinds.structured_output.checks import FieldDrop, FieldFloor
+from loragate.kinds.structured_output.schema import load_schema, location, parse_object
+from loragate.kinds.structured_output.scoring import field_counts, macro_f1, micro_f1, structured_metrics
+from loragate.rows import table_rows
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    qty: int
+    tags: list[str]
+
+
+GOLD = Item(name="mug", qty=2, tags=["gift", "fragile"]).model_dump_json()
+
+
+def test_strict_validity_accepts_only_the_whole_output_as_json() -> None:
+    assert parse_object(GOLD, Item).valid
+    assert parse_object(f"  {GOLD}\n", Item).valid, "surrounding whitespace is still the whole output"
+    fenced = parse_object(f"```json\n{GOLD}\n```", Item)
+    assert not fenced.valid and fenced.lenient and "code fence" in fenced.reason
+    chatty = parse_object(f"Sure! Here it is: {GOLD} Anything else?", Item)
+    assert not chatty.valid and chatty.lenient and "text around" in chatty.reason
+    broken = parse_object('{"name": "mug", "qty": "two", "tags": []}', Item)
+    assert not broken.valid and not broken.lenient
+    assert [(e.loc, e.type) for e in broken.errors] == [("qty", "int_parsing")], broken.errors
+    assert parse_object("", Item).reason.startswith("empty output")
+    assert [(e.loc, e.type) for e in parse_object("nope", Item).errors] == [("(root)", "json_invalid")]
+
+
+def test_error_locations_read_as_paths() -> None:
+    assert location(()) == "(root)"
+    assert location(("items", 0, "qty")) == "items[0].qty"
+
+
+def test_list_fields_compare_as_multisets() -> None:
+    assert field_counts(["a", "b", "b"], ["b", "a", "b"]) == (3, 0, 0)
+    assert field_counts(["a", "b"], ["a", "c", "c"]) == (1, 2, 1)
+    assert field_counts("x", "y") == (0, 1, 1)
+    assert field_counts(None, None) == (0, 0, 0)
+
+
+def score(outputs: list[str], gold: list[str] | None = None):
+    gold = gold or [GOLD] * len(outputs)
+    return structured_metrics([f"e{i}" for i in range(len(outputs))], gold, [parse_object(o, Item) for o in outputs],
+                              outputs, list(Item.model_fields))
+
+
+def test_field_scores_and_pooled_f1() -> None:
+    reordered = Item(name="mug", qty=2, tags=["fragile", "gift"]).model_dump_json()
+    wrong_qty = Item(name="mug", qty=3, tags=["gift"]).model_dump_json()
+    metrics = score([reordered, wrong_qty, "not json"])
+    assert metrics.object_exact == pytest.approx(1 / 3), "tags in another order are the same multiset"
+    assert metrics.field_exact == {"name": pytest.approx(2 / 3), "qty": pytest.approx(1 / 3),
+                                   "tags": pytest.approx(1 / 3)}
+    # tp/fp/fn: name 2/0/1, qty 1/1/2, tags 3/0/3 -> micro 2*6/(12+1+6); macro mean(4/5, 2/5, 6/9)
+    assert metrics.field_micro_f1 == pytest.approx(12 / 19)
+    assert metrics.field_macro_f1 == pytest.approx((4 / 5 + 2 / 5 + 6 / 9) / 3)
+    assert metrics.validity_rate == pytest.approx(2 / 3)
+    assert metrics.schema_errors == {"(root)": {"json_invalid": 1}}
+    pooled = np.array(metrics.counts, dtype=float).sum(axis=0)
+    assert micro_f1(pooled) == pytest.approx(metrics.field_micro_f1) and macro_f1(pooled[None])[0] == \
+        pytest.approx(metrics.field_macro_f1), "the bootstrap statistic recomputes the reported value"
+
+
+def test_a_pooled_f1_delta_has_an_interval_around_it() -> None:
+    base = score(["{}"] * 30)
+    tuned = score([GOLD] * 25 + ["{}"] * 5)
+    interval = tuned.paired_interval(base, "field_micro_f1", 2000, 0.95, 0)
+    assert interval.low <= interval.delta <= interval.high and interval.delta == pytest.approx(
+        tuned.field_micro_f1 - base.field_micro_f1)
+    assert interval.low > 0.5
+
+
+def one_field_wrong(n: int) -> list[str]:
+    return [Item(name="mug", qty=9, tags=["gift", "fragile"]).model_dump_json()] * n
+
+
+@pytest.mark.parametrize("n", [30, 400])
+def test_valid_json_with_one_field_always_wrong_fails_naming_the_field(n: int) -> None:
+    base, tuned = score(["{}"] * n), score(one_field_wrong(n))
+    assert tuned.validity_rate == 1.0 and tuned.field_micro_f1 == pytest.approx(0.75)  # 3 of 4 items right
+    results = run_gates([FieldDrop(0.05), FieldFloor(0.8)], tuned, base)
+    floor = next(r for r in results if r.check == "per-field floor")
+    assert floor.finding and "field 'qty' exact match 0.000 < floor 0.800" in floor.finding, floor.finding
+    assert "'name'" not in floor.finding
+
+
+def test_a_field_that_loses_exact_matches_against_base_fails() -> None:
+    base, tuned = score([GOLD] * 20), score([GOLD] * 10 + one_field_wrong(10))
+    finding = FieldDrop(0.05).fails(tuned, base)
+    assert finding == "field 'qty' exact match fell 1.000 -> 0.500 (-0.500, tolerance 0.050, n=20)"
+
+
+def test_valid_only_once_a_fence_is_stripped_fails_validity_and_every_metric() -> None:
+    from loragate.gates import Validity
+
+    tuned = score([f"```json\n{GOLD}\n```"] * 40)
+    assert tuned.validity_rate == 0 and tuned.lenient_validity_rate == 1 and tuned.object_exact == 0
+    finding = Validity(0.95).fails(tuned, score(["{}"] * 40))
+    assert finding == ("validity rate 0.000 < required 0.950 (40 of 40 outputs did not parse, 40 of them valid only "
+                       "once a code fence or prose is stripped; base 0.000)"), finding
+
+
+def test_sub_rows_show_each_field_and_each_schema_error() -> None:
+    base, tuned = score(["nope", "{}"]), score([GOLD, GOLD])
+    fields = tuned.sub_rows("object_exact", base)
+    assert [row[0] for row in fields] == ["field 'name' exact", "field 'qty' exact", "field 'tags' exact"]
+    errors = tuned.sub_rows("validity_rate", base)
+    assert ("error at name: missing", "0.500", "0.000", "-0.500") in errors, errors
+    assert ("error at (root): json_invalid", "0.500", "0.000", "-0.500") in errors, errors
+
+
+def test_the_schema_module_is_found_beside_the_card_or_at_the_project_root(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "shop_schema.py").write_text("from pydantic import BaseModel\nclass Order(BaseModel):\n    n: int\n")
+    assert load_schema("shop_schema:Order", tmp_path / "tasks", "t").model_validate({"n": 1}).n == 1
+    with pytest.raises(CardError, match=r"shop_schema\.Nope is missing; name a pydantic BaseModel"):
+        load_schema("shop_schema:Nope", tmp_path / "tasks", "t")
+    with pytest.raises(CardError, match=r"module 'no_such_schema_mod' is not importable .* put no_such_schema_mod\.py"):
+        load_schema("no_such_schema_mod:Order", tmp_path / "tasks", "t")
+
+
+@pytest.mark.parametrize("n", [30, 400])
+def test_always_the_same_object_fails_against_the_constant_predictor(n: int) -> None:
+    """An adapter that learned the most common object beats a base that writes nothing valid, by a lot; the trivial
+    predictor (that same object for every example) is where it fails, at any split size."""
+    from loragate.gates import trivial_gates
+
+    other = Item(name="lamp", qty=1, tags=[]).model_dump_json()
+    gold = [GOLD] * (n // 3) + [other] * (n - n // 3)
+    base, tuned, trivial = score(["{}"] * n, gold), score([other] * n, gold), score([other] * n, gold)
+    settings = GateSettings(min_delta={"object_exact": 0.1, "field_micro_f1": 0.1}, judge_on="lower_bound")
+    assert all(r.passed for r in run_gates([MetricDelta(m, v, settings) for m, v in settings.min_delta.items()],
+                                           tuned, base)), "over base alone it would pass"
+    results = trivial_gates(settings, f"constant object {other}", tuned, trivial)
+    assert [r.passed for r in results] == [False, False]
+    assert results[0].finding and "object_exact" in results[0].finding and "constant object" in results[0].finding
