@@ -4,8 +4,9 @@ slow way it replaces runs by hand before every round (the two alternate, so nois
 They assert correctness (same predictions, same losses) and record the speed ratios in extra_info. A speed
 floor is asserted only far below what was measured (engine ~10x naive, floor 2x; engine ~0.9-1.1x the previous
 hand-written loop, floor 0.5x, where the loop would be worth keeping again; grouped ~1.9x pad-to-max, floor 1.2x;
-batched eval loss ~4.7x batch 1, floor 1.5x), so a noisy machine does not fail them.
-`python -m benchmarks.compare` measures the same workloads with more rounds.
+batched eval loss ~4.7x batch 1, floor 1.5x; constrained decoding ~0.75x free, floor 0.25x), so a noisy machine
+does not fail them. `python -m benchmarks.compare` (and `benchmarks.constrained`) measures the same workloads with
+more rounds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 from benchmarks.compare import TRAIN_CONTENDERS, labels_of
 from benchmarks.workloads import (TRAIN_MAX_LENGTH, hand_loop_generate, hf_batched_generate, naive_generate,
                                   reset_lora, train_settings)
+from loragate.constrain import one_of, one_of_budget
 from loragate.engine import answer_budget, generate
 from loragate.scoring import label_log_likelihoods, likeliest
 from loragate.tasks import get_task
@@ -127,3 +129,24 @@ def test_batched_validation_loss_vs_batch_1(benchmark, bench, data) -> None:
     batched, one = race.results["batched"], race.results["batch 1"]
     assert abs(batched - one) <= 1e-5, f"batched eval loss {batched} != batch-1 {one}"
     assert race.ratio("batch 1") > 1.5, f"batched only {race.ratio('batch 1'):.1f}x batch 1 (measured ~4x)"
+
+
+@pytest.mark.benchmark(group="constrained decoding")
+def test_constrained_vs_free_generation(benchmark, bench, data) -> None:
+    """The tuned model's free answers are labels, so under `one_of` it must say the same: the time is the cost."""
+    base, model, _ = bench
+    prompts = [ex.prompt for ex in data.rows]
+    budget, constraint = one_of_budget(TARGETS), one_of(TARGETS)
+    race = Race(benchmark, "constrained", {
+        "constrained": lambda: generate(model, base.tokenizer, prompts, budget, 32, labels=CARD.labels,
+                                        constraint=constraint).texts,
+        "free": lambda: generate(model, base.tokenizer, prompts, budget, 32, labels=CARD.labels).texts,
+    })
+    free, constrained = race.results["free"], race.results["constrained"]
+    answered = [i for i, text in enumerate(free) if text.strip() in CARD.labels]
+    assert len(answered) >= 0.9 * len(prompts), f"only {len(answered)} of {len(prompts)} free outputs are labels"
+    differ = [(i, free[i], constrained[i]) for i in answered if free[i] != constrained[i]]
+    assert not differ, f"the constraint changed answers that were already labels: {differ[:3]}"
+    ratio = race.ratio("free")  # free seconds / constrained seconds: the constrained throughput relative to free
+    print(f"constrained decoding: {ratio:.2f}x free throughput ({len(prompts)} Iris prompts, batch 32)")
+    assert ratio > 0.25, f"constrained decoding only {ratio:.2f}x free throughput (measured ~0.75x)"
