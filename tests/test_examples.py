@@ -8,6 +8,7 @@ change to the card, the data or the training code changes the adapter's key and 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -34,18 +35,20 @@ def gate_example(name: str, project: Path, python: str = sys.executable,
                           capture_output=True, text=True)
 
 
-def assert_gated(result: subprocess.CompletedProcess, project: Path, task: str) -> None:
-    """Exit 0, the PASS verdict and the base-vs-tuned table of the project's task and no built-in task's, and
-    report.json and report.md in the project's reports/."""
+def assert_gated(result: subprocess.CompletedProcess, project: Path, task: str, metric: str = "accuracy",
+                 title: str = "accuracy") -> Path:
+    """Exit 0, the PASS verdict and the base-vs-tuned table (its `title` row, the `metric` delta gate) of the project's
+    task and no built-in task's, and report.json and report.md in the project's reports/. The report directory."""
     output = result.stdout[-4000:] + result.stderr[-3000:]
     assert result.returncode == 0, output
     assert "iris/tiny" not in result.stdout and "[iris-tiny]" not in result.stdout, "a built-in task was gated"
     assert f"{task}/tiny: PASS  base tiny:{task}, adapter adapters/{task}/tiny/" in result.stdout, output
-    assert "loragate: base vs tuned" in result.stdout and "  accuracy  " in result.stdout, output
-    assert "gate ok   accuracy delta: base " in result.stdout, output
+    assert "loragate: base vs tuned" in result.stdout and f"  {title}  " in result.stdout, output
+    assert f"gate ok   {metric} delta: base " in result.stdout, output
     (report,) = (project / "reports").iterdir()
     assert (report / "report.json").is_file() and (report / "report.md").is_file()
     assert f"report: {report / 'report.md'}" in result.stdout, output
+    return report
 
 
 def ran_suites_from(suites: Path, project: Path, result: subprocess.CompletedProcess) -> bool:
@@ -60,6 +63,22 @@ def test_the_csv_example_gates_in_its_own_directory(tmp_path: Path) -> None:
     result = gate_example("csv_classification", project, pythonpath=str(ROOT))
     assert_gated(result, project, "tickets")
     assert ran_suites_from(ROOT / "loragate" / "suites", project, result), result.stdout[-3000:]
+
+
+def test_the_json_example_gates_in_its_own_directory(tmp_path: Path) -> None:
+    """A structured-output card and its pydantic schema at the project's root: strict validity, every field's exact
+    match and the schema errors reach the table and report.json."""
+    project = tmp_path / "json_extraction"
+    result = gate_example("json_extraction", project, pythonpath=str(ROOT))
+    report = assert_gated(result, project, "orders", "object_exact", "whole-object exact match")
+    for row in ("  field 'city' exact  ", "  field micro F1  ", "  validity  "):
+        assert row in result.stdout, result.stdout[-3000:]
+    (run,) = json.loads((report / "report.json").read_text())["runs"]
+    tuned, base = run["metrics"]["tuned"], run["metrics"]["base"]
+    assert tuned["validity_rate"] >= 0.95 and set(tuned["field_exact"]) == {"customer", "item", "quantity", "city",
+                                                                          "express", "tags"}
+    assert base["schema_errors"], "the untrained base's outputs fail the schema, and the report says where"
+    assert run["trivial_predictor"]["name"].startswith("constant object {")
 
 
 def build_wheel(out: Path) -> Path:
