@@ -306,7 +306,7 @@ class CanaryFailed(RuntimeError):
 
 def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
     """Tiny-then-full: before GPU hours go into the full adapter, the tiny adapter of the same task and data
-    must train with a falling, finite loss and produce outputs that parse."""
+    must train with a falling, finite loss and produce outputs that parse (in the tiny tier's declared decoding)."""
     tiny = replace(options, base_model=None, adapter=None, baseline_adapter=None, baseline_report=None)
     where = f"canary {task.card.name}/tiny"
     try:
@@ -319,7 +319,8 @@ def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
     problems = []
     if len(curve) < 2 or not curve[-1] < curve[0]:
         problems.append(f"loss did not fall ({curve[:1]} -> {curve[-1:]}, {len(curve)} steps)")
-    predictions = predict(task, model, base, splits.eval, "tiny", False, where)
+    declared = task_constraint(task.card) if declared_mode(task.card, "tiny") == CONSTRAINED else None
+    predictions = predict(task, model, base, splits.eval, "tiny", False, where, constraint=declared)
     invalid = predictions.invalid()
     validity = 1 - len(invalid) / len(predictions.ids)
     if validity < task.card.gates.min_validity:

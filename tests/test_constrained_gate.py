@@ -20,7 +20,7 @@ from loragate.plugin import require_constrainable
 from loragate.predictions import Predictions, constant_predictions
 from loragate.report import write_report
 from loragate.rows import text_table
-from loragate.run import Judged, judge_predictions, run_task
+from loragate.run import CanaryFailed, Judged, judge_predictions, run_canary, run_task
 from loragate.tasks import get_task
 
 REPO = Path(__file__).parent.parent
@@ -197,3 +197,18 @@ def test_a_real_run_with_constrain_shows_both_modes_in_the_table_and_report(iris
         text = (report / name).read_text()
         assert "Free vs constrained decoding" in text and "tuned delta free -&gt; constrained" in text.replace(
             "->", "-&gt;"), name
+
+
+def test_the_canary_reads_outputs_in_the_tiny_tier_s_declared_decoding(tmp_path: Path) -> None:
+    """An iris tiny tier that cannot learn writes free text that is no label; declared constrained, its outputs are
+    labels, so the canary judges no parse failure (only, where it did not fall, the loss)."""
+    task = get_task("iris")
+    tiny = task.card.tiers["tiny"]
+    frozen = tiny.model_copy(update={"train": tiny.train.model_copy(update={"lr": 1e-12, "epochs": 1}),
+                                     "eval": tiny.eval.model_copy(update={"constrain": "schema"})})
+    task.card = task.card.model_copy(update={"tiers": {**task.card.tiers, "tiny": frozen}})
+    options = RunOptions(store_root=tmp_path / "adapters", cache=tmp_path / "cache", progress=False)
+    try:
+        run_canary(task, task.load_splits(), options)
+    except CanaryFailed as exc:
+        assert "do not parse" not in str(exc), exc
