@@ -208,10 +208,10 @@ def judge_predictions(task: Task, test: list[Example], base: Predictions, tuned:
         return Judged(base_metrics, tuned_metrics, constant, constant_metrics, subgroups, results, gated)
     other = CONSTRAINED if decoding == FREE else FREE
     reported = Decoded(other, *modes[other], score(task, modes[other][0]), score(task, modes[other][1]))
-    free, held = (gated, reported) if decoding == FREE else (reported, gated)
+    free, under_grammar = (gated, reported) if decoding == FREE else (reported, gated)
     if decoding == FREE:
-        results = name_the_gap(results, free.tuned_metrics, held.tuned_metrics, gates.min_validity)
-    deltas = mode_deltas(free.tuned_metrics, held.tuned_metrics, list(gates.min_delta), gates)
+        results = name_the_gap(results, free.tuned_metrics, under_grammar.tuned_metrics, gates.min_validity)
+    deltas = mode_deltas(free.tuned_metrics, under_grammar.tuned_metrics, list(gates.min_delta), gates)
     return Judged(base_metrics, tuned_metrics, constant, constant_metrics, subgroups, results, gated, reported, deltas)
 
 

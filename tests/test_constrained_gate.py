@@ -212,3 +212,18 @@ def test_the_canary_reads_outputs_in_the_tiny_tier_s_declared_decoding(tmp_path:
         run_canary(task, task.load_splits(), options)
     except CanaryFailed as exc:
         assert "do not parse" not in str(exc), exc
+
+
+def test_a_card_declaring_schema_gates_the_constrained_outputs_and_reports_the_free_ones(tmp_path: Path) -> None:
+    """--set tiers.tiny.eval.constrain=schema (eval settings stay out of the adapter key: the committed adapter
+    loads): the run's predictions and gates are the constrained ones, the free ones are reported, and the throughput
+    suite's re-prediction decodes under the grammar too."""
+    shutil.copytree(REPO / "adapters" / "iris", tmp_path / "adapters" / "iris")
+    run = run_task("iris", "tiny", RunOptions(store_root=tmp_path / "adapters", cache=REPO / ".loragate",
+                                              overrides=("tiers.tiny.eval.constrain=schema",), progress=False))
+    assert run.trained is None and run.decoding == CONSTRAINED
+    assert run.reported is not None and run.reported.mode == FREE and run.reported.base_metrics.validity_rate < 1.0
+    assert run.base_metrics.validity_rate == 1.0, "the base's constrained outputs are labels, and they are gated"
+    assert "Free vs constrained decoding (one of 3 targets; the gates read constrained)" in text_table(run)
+    assert "base constrained (gated)" in text_table(run)
+    assert run.predict(run.model).outputs == run.tuned_predictions.outputs
