@@ -110,6 +110,12 @@ class EvalSettings(Strict):
         description="generate: the parsed greedy output is the prediction; score: where that output parses, the "
         "label whose continuation the model finds likeliest (one batched forward pass) is the prediction",
     )
+    constrain: Literal["none", "schema"] = Field(
+        "none",
+        description="the deployment's decoding, which the gates read: none (free greedy text), or schema (greedy "
+        "under the output's grammar: one of the labels, or JSON of the structured output's pydantic model); with "
+        "schema, or with --constrain, both are computed and reported side by side",
+    )
 
 
 class TierSettings(Strict):

@@ -66,6 +66,7 @@ class RunOptions:
     allow_foreign_adapter: bool = False  # gate --adapter/--baseline-adapter whose manifest names another task or base
     quantize: str | None = None  # "4bit" (QLoRA: NF4, double quantization) or "8bit" through bitsandbytes
     overrides: tuple[str, ...] = ()  # --set path.to.key=value, applied to each task's card (loragate.overrides)
+    constrain: bool = False  # --constrain: decode under the output's grammar too, beside free (loragate.decoding)
     store_root: Path = Path("adapters")
     cache: Path = Path(".loragate")
     progress: bool = True

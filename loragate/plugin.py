@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from loragate.card import TIERS
+from loragate.card import TIERS, TaskCard
 from loragate.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
 from loragate.options import OptionError, require_cuda, require_one_task, require_quantizable
 from loragate.progress import terminal_progress
@@ -180,6 +180,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--set", action="append", type=parse_set, default=[], dest="overrides", metavar="PATH=VALUE",
                     help="change a card value for this run, e.g. --set tiers.tiny.train.lr=1e-3 (repeatable; the value "
                          "is read as YAML); it enters the adapter key where it decides the weights, and every report")
+    group.addoption("--constrain", action="store_true",
+                    help="decode under the output's grammar too (one of the labels, or JSON of the output schema), "
+                         "beside free decoding: both are reported side by side; the gates read the mode the card's "
+                         "eval.constrain declares")
     group.addoption("--retrain", action="store_true", help="train adapters even when the store has them")
     group.addoption("--report-dir", type=Path, default=Path("reports"), metavar="DIR",
                     help="where reports/<run>/report.json and report.md go (default: reports)")
@@ -241,9 +245,9 @@ def pytest_configure(config: pytest.Config) -> None:
             device = worker_device(getattr(config, "workerinput", {}).get("workerid"), torch.cuda.device_count())
         require_quantizable(quantize, tasks)
         overrides = tuple(config.getoption("overrides"))
-        if overrides:  # each selected task's card must take them: a bad path or value stops the run here
-            for name in tasks:
-                apply_overrides(get_task(name).card, overrides)
+        # each selected task's card must take them: a bad path or value stops the run here
+        cards = [apply_overrides(get_task(name).card, overrides) for name in tasks]
+        require_constrainable(cards, config.getoption("constrain"))
     except (OptionError, OverrideError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     if not hasattr(config, "workerinput") and not config.getoption("help") and not config.getoption("collectonly"):
@@ -259,12 +263,32 @@ def pytest_configure(config: pytest.Config) -> None:
         allow_foreign_adapter=config.getoption("allow_foreign_adapter"),
         quantize=quantize,
         overrides=overrides,
+        constrain=config.getoption("constrain"),
         store_root=rootdir / "adapters",
         cache=rootdir / ".loragate",
     )
     config.stash[SESSION] = session = GateSession(options, list(tasks), rootdir / config.getoption("report_dir"))
     config.stash[GATE_TALLY] = tally = GateTally(session)
     config.pluginmanager.register(tally, "loragate-gate-tally")
+
+
+def require_constrainable(cards: list[TaskCard], flag: bool) -> None:
+    """Each card that will decode under its grammar (--constrain, or eval.constrain: schema in a tier) has a kind
+    that supports it and a grammar llguidance can enforce, checked before any model loads: an OptionError names
+    the task and kind, or gives the library's reason. Nothing is ever decoded free in a refused grammar's place."""
+    from loragate.decoding import constrains
+
+    if not any(constrains(card, list(card.tiers), flag) for card in cards):
+        return  # before the imports: loragate.constrain loads torch and llguidance
+    from loragate.constrain import UnenforceableConstraint
+    from loragate.decoding import task_constraint
+
+    for card in cards:
+        if constrains(card, list(card.tiers), flag):
+            try:
+                task_constraint(card)
+            except UnenforceableConstraint as exc:
+                raise OptionError(f"task {card.name}: constrained decoding refused: {exc}") from exc
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -21,8 +21,9 @@ from loragate.atomic import atomic_dir
 from loragate.kinds import kind_of
 from loragate.redact import redact
 from loragate.report_html import badge, html_page, html_run
-from loragate.rows import (GatedMetric, base_label, constant_line, gate_text, gated_metrics, headline, metric_values,
-                           notes, partial_reasons, requirement, shown, table_rows, text_table)
+from loragate.rows import (GatedMetric, base_label, constant_line, gate_text, gated_metrics, gated_mode, headline,
+                           metric_values, mode_section, notes, partial_reasons, requirement, shown, table_rows,
+                           text_table)
 
 if TYPE_CHECKING:  # loragate.run loads torch and transformers: an xdist controller only assembles renderings
     from loragate.run import TaskRun
@@ -32,6 +33,11 @@ def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
     parts = [f"## {headline(run)}", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
     parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d in table_rows(run)]
     parts += ["", constant_line(run)]
+    section = mode_section(run)
+    if section is not None:
+        title, header, rows = section
+        parts += ["", f"**{title}**", "", f"| {' | '.join(header)} |", "|---|" + "---:|" * (len(header) - 1)]
+        parts += [f"| {' | '.join(row)} |" for row in rows]
     parts += ["", *[f"- {'PASS' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
                     for r in run.gates]]
     parts += [f"- note: {note}" for note in notes(run)]
@@ -96,7 +102,9 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "overrides": list(run.overrides),
         "inputs": run.inputs.to_json() if run.inputs else None,
         "ceiling": run.ceiling,
+        "decoding": run.decoding,
         "metrics": {"base": run.base_metrics.to_json(), "tuned": run.tuned_metrics.to_json()},
+        "constrained": constrained_json(run),
         "trivial_predictor": {"name": run.constant.name, "metrics": metric_values(run.constant_metrics)},
         "subgroups": [{"name": group.name, "n": group.n, "base": metric_values(group.base),
                        "tuned": metric_values(group.tuned)} for group in run.subgroups],
@@ -110,6 +118,27 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
                             "tuned": run.tuned_predictions.batch_size},
         "notes": notes(run),
         "seconds": run.seconds,
+    }
+
+
+def constrained_json(run: TaskRun) -> dict | None:
+    """Where the run decoded both ways: every metric of base and tuned in each mode, which mode the gates read, the
+    tuned model's paired deltas free -> constrained, and the reported mode's per-example outputs (the gated mode's
+    are under "predictions"). None where the run decoded free only."""
+    if run.reported is None:
+        return None
+    reported = run.reported
+    modes = {mode.mode: mode for mode in (gated_mode(run), reported)}
+    return {
+        "constraint": run.constraint.what,
+        "gated": run.decoding,
+        **{name: {"base": metric_values(mode.base_metrics), "tuned": metric_values(mode.tuned_metrics)}
+           for name, mode in sorted(modes.items())},
+        "tuned_deltas": [asdict(row) for row in run.mode_deltas],
+        "reported_metrics": {"base": reported.base_metrics.to_json(), "tuned": reported.tuned_metrics.to_json()},
+        "reported_outputs": [{"id": i, "base_output": b, "tuned_output": t, "tuned_valid": p.valid} for i, b, t, p in
+                             zip(reported.tuned_predictions.ids, reported.base_predictions.outputs,
+                                 reported.tuned_predictions.outputs, reported.tuned_predictions.parsed)],
     }
 
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from loragate.kinds import kind_of
 from loragate.plots import Plot
-from loragate.rows import (GatedMetric, base_label, constant_line, gate_text, notes, partial_reasons, requirement,
-                           shown, table_rows)
+from loragate.rows import (GatedMetric, base_label, constant_line, gate_text, mode_section, notes, partial_reasons,
+                           requirement, shown, table_rows)
 
 if TYPE_CHECKING:
     from loragate.report import RenderedRun
@@ -120,6 +120,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
 <dl>{''.join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)}</dl>
 <h3>Base vs tuned</h3>
 {metrics}
+{modes_html(run)}
 <h3>Gated metrics: paired-bootstrap confidence intervals</h3>
 {intervals}
 <h3>Gates</h3>
@@ -131,6 +132,15 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
  else "<p>Every tuned output parsed.</p>"}
 {wrong_examples(run)}
 </section>"""
+
+
+def modes_html(run: TaskRun) -> str:
+    """The free-vs-constrained table, where the run decoded both ways."""
+    section = mode_section(run)
+    if section is None:
+        return ""
+    title, header, rows = section
+    return f"<h3>{html.escape(title)}</h3>\n" + html_table(header, rows, numeric=frozenset(range(1, len(header))))
 
 
 def wrong_examples(run: TaskRun) -> str:

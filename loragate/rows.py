@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loragate.decoding import CONSTRAINED, FREE, Decoded, ModeDelta
 from loragate.gates import DeltaNumbers, GateResult
 from loragate.metrics import METRICS, Metrics
 
@@ -101,7 +102,35 @@ def unavailable_notes(run: TaskRun) -> list[str]:
 
 
 def notes(run: TaskRun) -> list[str]:
-    return [*card_notes(run), *unavailable_notes(run), *batch_notes(run)]
+    return [*card_notes(run), *decoding_notes(run), *unavailable_notes(run), *batch_notes(run)]
+
+
+def decoding_notes(run: TaskRun) -> list[str]:
+    """Which decoding the gates read, where the run decoded both ways."""
+    if run.reported is None:
+        return []
+    return [f"decoding: the gates read the {run.decoding} outputs (the card's eval.constrain); the {run.reported.mode} "
+            f"outputs ({run.constraint.what}) are reported beside them, not gated"]
+
+
+def gated_mode(run: TaskRun) -> Decoded:
+    """The run's predictions and metrics in the mode the gates read."""
+    return Decoded(run.decoding, run.base_predictions, run.tuned_predictions, run.base_metrics, run.tuned_metrics)
+
+
+def mode_section(run: TaskRun) -> tuple[str, list[str], list[list[str]]] | None:
+    """(title, header, rows) of the free-vs-constrained table, where the run decoded both ways; else None."""
+    if run.reported is None:
+        return None
+    header, rows = mode_table(gated_mode(run), run.reported, run.mode_deltas)
+    return f"Free vs constrained decoding ({run.constraint.what}; the gates read {run.decoding})", header, rows
+
+
+def aligned(rows: list[list[str]] | list[tuple[str, ...]]) -> list[str]:
+    """Rows as text lines: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [row[0].ljust(widths[0]) + "".join("  " + cell.rjust(w) for cell, w in zip(row[1:], widths[1:]))
+            for row in rows]
 
 
 def card_notes(run: TaskRun) -> list[str]:
@@ -124,12 +153,12 @@ def batch_notes(run: TaskRun) -> list[str]:
 
 def text_table(run: TaskRun) -> str:
     header = ("metric", "base", "tuned", "delta")
-    rows = [header, *table_rows(run)]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [headline(run)]
-    for row in rows:
-        lines.append("  " + row[0].ljust(widths[0]) + "".join("  " + cell.rjust(w) for cell, w in zip(row[1:], widths[1:])))
+    lines = [headline(run), *("  " + line for line in aligned([header, *table_rows(run)]))]
     lines.append(f"  {constant_line(run)}")
+    section = mode_section(run)
+    if section is not None:
+        title, mode_header, mode_rows = section
+        lines += [f"  {title}", *("    " + line for line in aligned([mode_header, *mode_rows]))]
     lines += [f"  gate {'ok  ' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
               for r in run.gates]
     lines += [f"  note: {note}" for note in notes(run)]
@@ -159,3 +188,31 @@ def gated_metrics(run: TaskRun) -> list[GatedMetric]:
 def requirement(row: GatedMetric) -> str:
     what = "CI lower bound" if row.judged_on == "lower_bound" else "delta"
     return f"{what} >= {row.required + 0.0:+.3f}"  # + 0.0: a max_regression of 0 reads +0.000, not -0.000
+
+
+def delta_cell(row: ModeDelta) -> str:
+    """The delta, with its paired interval where there is one."""
+    interval = f" [{row.low:+.3f}, {row.high:+.3f}]" if row.low is not None else ""
+    return f"{row.delta:+.3f}{interval}"
+
+
+def mode_table(gated: Decoded, reported: Decoded, deltas: list[ModeDelta]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the free-vs-constrained table: every registered metric both modes computed, for base and
+    tuned in each mode, and the tuned model's paired delta free -> constrained (gated metrics with their interval)."""
+    free, constrained = (gated, reported) if gated.mode == FREE else (reported, gated)
+    by_metric = {row.metric: row for row in deltas}
+    rows = []
+    for spec in METRICS.entries():
+        if spec.sub or not spec.shown or any(spec.name in m.unavailable or not m.has(spec.name)
+                                              for m in (free.tuned_metrics, constrained.tuned_metrics)):
+            continue
+        values = [m.value(spec.name) for m in (free.base_metrics, constrained.base_metrics, free.tuned_metrics,
+                                                constrained.tuned_metrics)]
+        delta = delta_cell(by_metric[spec.name]) if spec.name in by_metric else f"{values[3] - values[2]:+.3f}"
+        rows.append([spec.title, *(spec.cell(value) for value in values), delta])
+    rows.append(["empty outputs", *(str(m.empty_outputs) for m in (free.base_metrics, constrained.base_metrics,
+                                                                   free.tuned_metrics, constrained.tuned_metrics)),
+                 f"{constrained.tuned_metrics.empty_outputs - free.tuned_metrics.empty_outputs:+d}"])
+    free_title, constrained_title = (f"{mode} (gated)" if mode == gated.mode else mode for mode in (FREE, CONSTRAINED))
+    return ["metric", f"base {free_title}", f"base {constrained_title}", f"tuned {free_title}",
+            f"tuned {constrained_title}", "tuned delta free -> constrained"], rows

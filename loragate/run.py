@@ -23,7 +23,10 @@ from peft import LoraConfig, PeftModel
 import loragate
 from loragate.baseline import baseline_from_report
 from loragate.card import CardError, TaskCard, Tier
+from loragate.constrain import Constraint
 from loragate.data import Example, Splits, field_subgroups
+from loragate.decoding import (CONSTRAINED, FREE, Decoded, ModeDelta, constrains, declared_mode, mode_deltas,
+                               name_the_gap, task_constraint)
 from loragate.distributed import current
 from loragate.gates import (GateResult, Subgroup, curve_gates, leakage_gate, regression_checks, run_gates,
                             subgroup_gates, trivial_gates)
@@ -73,6 +76,10 @@ class TaskRun:
     overrides: tuple[str, ...] = ()  # the run's --set path=value, applied to the card
     seconds: dict[str, float] = field(default_factory=dict)
     tests: CaseTests | None = None  # this case's gate tests and their outcomes, filled in by the plugin
+    decoding: str = FREE  # the mode of base/tuned predictions and metrics above: the card's, which the gates read
+    reported: Decoded | None = None  # the other mode (--constrain, or a card declaring schema): reported, not gated
+    mode_deltas: list[ModeDelta] = field(default_factory=list)  # the tuned model's free -> constrained deltas
+    constraint: Constraint | None = None  # the output's grammar, where the run decoded under it
 
     @property
     def name(self) -> str:
@@ -92,9 +99,11 @@ class TaskRun:
         return probe_logits(self.task, self.tier, model, self.base, self.splits.test)
 
     def predict(self, model: torch.nn.Module) -> Predictions:
-        """Test predictions of `model`, as the gate made them (the throughput benchmark repeats this)."""
+        """Test predictions of `model`, as the gate made them, in the mode it gated (the throughput benchmark
+        repeats this)."""
         return predict(self.task, model, self.base, self.splits.test, self.tier, False, f"predict {self.name}",
-                       calibration=self.splits.eval)
+                       calibration=self.splits.eval,
+                       constraint=self.constraint if self.decoding == CONSTRAINED else None)
 
 
 def kind(task: Task) -> Kind:
@@ -117,15 +126,21 @@ def probe_of(task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase, e
 
 
 def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-            progress: bool, desc: str, calibration: list[Example] | None = None) -> Predictions:
-    """The model's answer to each example, as the task's kind makes it, at the card's eval batch size; when the
-    GPU runs out of memory the batch is halved and the whole prediction redone (the report says so). Batching
-    changes no greedy output, so a smaller batch gives the same predictions, only slower."""
+            progress: bool, desc: str, calibration: list[Example] | None = None,
+            constraint: Constraint | None = None) -> Predictions:
+    """The model's answer to each example, as the task's kind makes it (under `constraint`, the kind's grammar,
+    where given), at the card's eval batch size; when the GPU runs out of memory the batch is halved and the whole
+    prediction redone (the report says so). Batching changes no greedy output, so a smaller batch gives the same
+    predictions, only slower."""
     card_batch = batch_size = task.card.tier(tier).eval.batch_size
     while True:
         try:
-            predictions = kind(task).predict(task, model, base, examples, tier, progress, desc,
-                                             calibration or examples, batch_size)
+            if constraint is None:
+                predictions = kind(task).predict(task, model, base, examples, tier, progress, desc,
+                                                 calibration or examples, batch_size)
+            else:
+                predictions = kind(task).predict_constrained(task, model, base, examples, tier, progress, desc,
+                                                             batch_size, constraint)
             return replace(predictions, batch_size=batch_size, card_batch_size=card_batch)
         except torch.OutOfMemoryError as exc:
             if batch_size == 1:
@@ -155,7 +170,7 @@ def score_subgroups(task: Task, examples: list[Example], base: Predictions, tune
 @dataclass(frozen=True)
 class Judged:
     """Base and tuned predictions on the test split scored and gated: against base (the card's checks), against
-    the trivial predictor, and per subgroup."""
+    the trivial predictor, and per subgroup; in the mode the card declares (`gated`), with the other reported."""
 
     base_metrics: Metrics
     tuned_metrics: Metrics
@@ -163,21 +178,41 @@ class Judged:
     constant_metrics: Metrics
     subgroups: list[Subgroup]
     gates: list[GateResult]
+    gated: Decoded
+    reported: Decoded | None = None
+    mode_deltas: list[ModeDelta] = field(default_factory=list)
 
 
-def judge_predictions(task: Task, test: list[Example], base: Predictions, tuned: Predictions) -> Judged:
+def judge_predictions(task: Task, test: list[Example], base: Predictions, tuned: Predictions,
+                      constrained: tuple[Predictions, Predictions] | None = None, decoding: str = FREE) -> Judged:
     """Every gate that reads only the test split's predictions; tests feed it constructed predictions (an adapter
-    that always abstains) to prove the gate refuses them without a model."""
+    that always abstains) to prove the gate refuses them without a model. `base` and `tuned` are free outputs,
+    `constrained` the (base, tuned) outputs under the grammar where computed; the gates read the `decoding` mode
+    and the other is scored and reported. Where the gates read free outputs, a failed validity gate names the gap
+    to the constrained outputs' validity."""
+    if decoding == CONSTRAINED and constrained is None:
+        raise ValueError(f"task {task.card.name}: the card declares constrained decoding, but only free predictions "
+                         f"were given")
     gates = task.card.gates
-    base_metrics, tuned_metrics = score(task, base), score(task, tuned)
+    modes = {FREE: (base, tuned), CONSTRAINED: constrained}
+    gated_base, gated_tuned = modes[decoding]
+    base_metrics, tuned_metrics = score(task, gated_base), score(task, gated_tuned)
+    gated = Decoded(decoding, gated_base, gated_tuned, base_metrics, tuned_metrics)
     constant = kind(task).constant(task, test)
     constant_metrics = score(task, constant.predictions)
-    subgroups = score_subgroups(task, test, base, tuned)
-    return Judged(base_metrics, tuned_metrics, constant, constant_metrics, subgroups, [
-        *run_gates(card_checks(task.card), tuned_metrics, base_metrics),
-        *trivial_gates(gates, constant.name, tuned_metrics, constant_metrics),
-        *subgroup_gates(gates, subgroups),
-    ])
+    subgroups = score_subgroups(task, test, gated_base, gated_tuned)
+    results = [*run_gates(card_checks(task.card), tuned_metrics, base_metrics),
+               *trivial_gates(gates, constant.name, tuned_metrics, constant_metrics),
+               *subgroup_gates(gates, subgroups)]
+    if constrained is None:
+        return Judged(base_metrics, tuned_metrics, constant, constant_metrics, subgroups, results, gated)
+    other = CONSTRAINED if decoding == FREE else FREE
+    reported = Decoded(other, *modes[other], score(task, modes[other][0]), score(task, modes[other][1]))
+    free, under_grammar = (gated, reported) if decoding == FREE else (reported, gated)
+    if decoding == FREE:
+        results = name_the_gap(results, free.tuned_metrics, under_grammar.tuned_metrics, gates.min_validity)
+    deltas = mode_deltas(free.tuned_metrics, under_grammar.tuned_metrics, list(gates.min_delta), gates)
+    return Judged(base_metrics, tuned_metrics, constant, constant_metrics, subgroups, results, gated, reported, deltas)
 
 
 def load_splits(task: Task, options: RunOptions) -> Splits:
@@ -271,7 +306,7 @@ class CanaryFailed(RuntimeError):
 
 def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
     """Tiny-then-full: before GPU hours go into the full adapter, the tiny adapter of the same task and data
-    must train with a falling, finite loss and produce outputs that parse."""
+    must train with a falling, finite loss and produce outputs that parse (in the tiny tier's declared decoding)."""
     tiny = replace(options, base_model=None, adapter=None, baseline_adapter=None, baseline_report=None)
     where = f"canary {task.card.name}/tiny"
     try:
@@ -284,7 +319,8 @@ def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
     problems = []
     if len(curve) < 2 or not curve[-1] < curve[0]:
         problems.append(f"loss did not fall ({curve[:1]} -> {curve[-1:]}, {len(curve)} steps)")
-    predictions = predict(task, model, base, splits.eval, "tiny", False, where)
+    declared = task_constraint(task.card) if declared_mode(task.card, "tiny") == CONSTRAINED else None
+    predictions = predict(task, model, base, splits.eval, "tiny", False, where, constraint=declared)
     invalid = predictions.invalid()
     validity = 1 - len(invalid) / len(predictions.ids)
     if validity < task.card.gates.min_validity:
@@ -349,15 +385,16 @@ def acquire(store: AdapterStore, task: str, tier: Tier, key: str) -> FileLock:
     return lock
 
 
-def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
-                          options: RunOptions) -> Predictions:
-    """Test predictions of the last release's adapter, which is then unloaded: the base is left bit-identical
-    (checked) for the adapter under test."""
+def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
+                          constraint: Constraint | None) -> Predictions:
+    """Test predictions of the last release's adapter (under `constraint`, the gated mode's grammar, where given),
+    which is then unloaded: the base is left bit-identical (checked) for the adapter under test."""
     if not options.allow_foreign_adapter:
         check_origin(options.baseline_adapter, task.card.name, base.name, base.fingerprint)
     baseline = load_adapter(base.model, options.baseline_adapter)
     with reporter().phase("predict baseline", "predicted baseline"):
-        predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline", splits.eval)
+        predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline", splits.eval,
+                              constraint)
     base.model = baseline.unload()
     if fingerprint(base.model) != base.fingerprint:
         raise RuntimeError(f"unloading the baseline adapter {options.baseline_adapter} changed the base weights")
@@ -388,6 +425,8 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         raise CardError(f"--baseline-report: {name} is a {task.card.kind} task; a stored report pairs labels, "
                         f"not text scores. Pass the last release's adapter with --baseline-adapter instead")
     card_checks(task.card)  # an unknown metric in the card fails before any model loads
+    decoding = declared_mode(task.card, tier)  # so does a grammar llguidance cannot enforce
+    constraint = task_constraint(task.card) if constrains(task.card, [tier], options.constrain) else None
     splits = load_splits(task, options)
     base = prepare_base(task, tier, splits, options)
     task.card, splits, inputs = fit_inputs(task, tier, for_base(task, splits, base), base)
@@ -397,9 +436,16 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
                                    splits.eval)
         base_logits = probe_of(task, tier, base.model, base, splits.test, base_predictions)
     lap("base predictions")
+    base_constrained = None
+    if constraint is not None:
+        with reporter().phase("predict base constrained", "predicted base constrained"):
+            base_constrained = predict(task, base.model, base, splits.test, tier, options.progress,
+                                       f"base {name}/{tier} constrained", constraint=constraint)
+        lap("base constrained predictions")
     baseline_predictions = None
     if options.baseline_adapter is not None:
-        baseline_predictions = predict_with_baseline(task, tier, base, splits, options)
+        baseline_predictions = predict_with_baseline(task, tier, base, splits, options,
+                                                     constraint if decoding == CONSTRAINED else None)
         lap("baseline predictions")
     expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
     model, adapter_dir, manifest, trained = prepare_adapter(task, tier, base, splits, options, inputs)
@@ -409,7 +455,13 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
                                     splits.eval)
         tuned_logits = probe_of(task, tier, model, base, splits.test, tuned_predictions)
     lap("tuned predictions")
-    judged = judge_predictions(task, splits.test, base_predictions, tuned_predictions)
+    constrained = None
+    if constraint is not None:
+        with reporter().phase("predict tuned constrained", "predicted tuned constrained"):
+            constrained = (base_constrained, predict(task, model, base, splits.test, tier, options.progress,
+                                                     f"tuned {name}/{tier} constrained", constraint=constraint))
+        lap("tuned constrained predictions")
+    judged = judge_predictions(task, splits.test, base_predictions, tuned_predictions, constrained, decoding)
     base_metrics, tuned_metrics = judged.base_metrics, judged.tuned_metrics
     gates = [*judged.gates, leakage_gate(splits.leaked(), len(splits.test), task.card.gates.max_leakage)]
     baseline_metrics = None
@@ -422,9 +474,11 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         gates += run_gates(regression_checks(task.card.gates), tuned_metrics, baseline_metrics)
     return TaskRun(
         task=task, tier=tier, splits=splits, base=base, model=model, adapter_dir=adapter_dir, manifest=manifest,
-        expected_lora_parameters=expected, base_logits=base_logits, tuned_logits=tuned_logits, base_predictions=base_predictions,
-        tuned_predictions=tuned_predictions, base_metrics=base_metrics, tuned_metrics=tuned_metrics,
+        expected_lora_parameters=expected, base_logits=base_logits, tuned_logits=tuned_logits,
+        base_predictions=judged.gated.base_predictions, tuned_predictions=judged.gated.tuned_predictions,
+        base_metrics=base_metrics, tuned_metrics=tuned_metrics,
         baseline_metrics=baseline_metrics, gates=gates, ceiling=task.ceiling(splits.test), constant=judged.constant,
         constant_metrics=judged.constant_metrics, subgroups=judged.subgroups,
-        trained=trained, inputs=inputs, overrides=options.overrides, seconds=seconds,
+        trained=trained, inputs=inputs, overrides=options.overrides, seconds=seconds, decoding=decoding,
+        reported=judged.reported, mode_deltas=judged.mode_deltas, constraint=constraint,
     )

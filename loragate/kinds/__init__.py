@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from peft import PeftModel
 
     from loragate.card import GateSettings, TaskCard, Tier
+    from loragate.constrain import Constraint
     from loragate.data import Example, Splits
     from loragate.gates import Check
     from loragate.metrics import Metrics
@@ -100,6 +101,14 @@ class Kind(Protocol):
         """Raw generated text -> the card's output schema, or the reason it is invalid (a card-only task's parser).
         Never raises."""
 
+    def constraint(self, card: TaskCard) -> Constraint:
+        """The grammar its outputs may be held to (loragate.constrain); only kinds whose spec `constrains`."""
+
+    def predict_constrained(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example],
+                            tier: Tier, progress: bool, desc: str, batch_size: int,
+                            constraint: Constraint) -> Predictions:
+        """Greedy outputs under `constraint`, parsed as free ones are; only kinds whose spec `constrains`."""
+
 
 @dataclass(frozen=True)
 class ExampleTable:
@@ -124,6 +133,7 @@ class KindSpec:
     labels: bool  # predictions are labels from the card's list: per-class gates, confusion matrices
     block: str | None = None  # the card's block this kind needs ("qa", "instruct")
     windows: bool = False  # reads long inputs in strided windows (its block's max_length, stride): no truncation
+    constrains: bool = False  # generates a label or JSON that a grammar can hold it to (eval.constrain, --constrain)
 
     def pipeline(self) -> Kind:
         return importlib.import_module(f"loragate.kinds.{self.name}.pipeline").KIND

@@ -9,6 +9,7 @@ import torch
 from peft import PeftModel
 
 from loragate.card import Tier
+from loragate.constrain import Constraint
 from loragate.data import Example, Splits
 from loragate.distributed import current
 from loragate.engine import Generations, generate, next_token_logits
@@ -66,11 +67,30 @@ class CausalKind(KindDefaults):
         """Free generations, parsed: the schema gate reads them."""
         started = time.perf_counter()
         generations = self.generations(task, tier, model, base, [ex.prompt for ex in examples], progress, batch_size)
-        return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples],
-                           outputs=generations.texts, parsed=[task.parse(text) for text in generations.texts],
-                           seconds=time.perf_counter() - started, generations=generations)
+        return parsed_predictions(task, examples, generations, started)
+
+    def constrained_budget(self, task: Task, tier: Tier, base: LoadedBase, examples: list[Example]) -> int:
+        """max_new_tokens under the kind's grammar (kinds whose spec `constrains`)."""
+        raise NotImplementedError
+
+    def predict_constrained(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example],
+                            tier: Tier, progress: bool, desc: str, batch_size: int,
+                            constraint: Constraint) -> Predictions:
+        """Greedy generations under `constraint`, parsed as free ones are: the same parser decides validity."""
+        started = time.perf_counter()
+        generations = generate(model, base.tokenizer, [ex.prompt for ex in examples],
+                               self.constrained_budget(task, tier, base, examples), batch_size, progress=progress,
+                               constraint=constraint)
+        return parsed_predictions(task, examples, generations, started)
 
     def probe_logits(self, task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase,
                      examples: list[Example]) -> torch.Tensor:
         return next_token_logits(model, base.tokenizer, [ex.prompt for ex in examples],
                                  task.card.tier(tier).eval.batch_size)
+
+
+def parsed_predictions(task: Task, examples: list[Example], generations: Generations, started: float) -> Predictions:
+    """`generations` of `examples`, each parsed by the task; seconds counted from `started`."""
+    return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples], outputs=generations.texts,
+                       parsed=[task.parse(text) for text in generations.texts],
+                       seconds=time.perf_counter() - started, generations=generations)

@@ -3,4 +3,5 @@ label it finds likeliest counts where its free output parses)."""
 
 from loragate.kinds import KINDS, KindSpec
 
-KINDS.register("generative_classification", KindSpec("generative_classification", "CAUSAL_LM", encoder=False, labels=True))
+KINDS.register("generative_classification", KindSpec("generative_classification", "CAUSAL_LM", encoder=False, labels=True,
+                                                                             constrains=True))

@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import torch
 
-from loragate.card import Tier
+from loragate.card import TaskCard, Tier
+from loragate.constrain import Constraint, one_of, one_of_budget
 from loragate.data import Example
 from loragate.engine import answer_budget
 from loragate.kinds import KINDS
@@ -21,7 +22,11 @@ from loragate.tasks import Task
 
 def targets(task: Task) -> list[str]:
     """What the model should write for each label, in label order."""
-    return [task.card.target_template.format(label=label) for label in task.card.labels]
+    return label_targets(task.card)
+
+
+def label_targets(card: TaskCard) -> list[str]:
+    return [card.target_template.format(label=label) for label in card.labels]
 
 
 class GenerativeClassification(LabelKind, CausalKind):
@@ -46,6 +51,14 @@ class GenerativeClassification(LabelKind, CausalKind):
         scores = label_log_likelihoods(model, base.tokenizer, [ex.prompt for ex in examples], targets(task), batch_size)
         return replace(predictions, scored=likeliest(scores, task.card.labels))
 
+    def constraint(self, card: TaskCard) -> Constraint:
+        """Exactly one of the label targets, then EOS."""
+        return one_of(label_targets(card))
+
+    def constrained_budget(self, task: Task, tier: Tier, base: LoadedBase, examples: list[Example]) -> int:
+        """Enough for every row to finish its label whatever tokens the model picks (constrain.one_of_budget)."""
+        return one_of_budget(targets(task))
+
     def score(self, task: Task, predictions: Predictions) -> ClassificationMetrics:
         """An output that parsed counts as its label, or with scored labels as its likeliest one; an output that
         did not parse stays invalid either way (the validity gate reads free generation)."""
@@ -53,7 +66,6 @@ class GenerativeClassification(LabelKind, CausalKind):
         if predictions.scored is not None:
             predicted = [s if p is not None else None for p, s in zip(predicted, predictions.scored)]
         return classification_metrics(predictions.gold, predicted, task.card.labels, predictions.outputs)
-
 
 
 KIND = GenerativeClassification()

@@ -4,4 +4,4 @@ objects, per field and over fields, with the schema errors of the outputs that d
 from loragate.kinds import KINDS, KindSpec
 
 KINDS.register("structured_output", KindSpec("structured_output", "CAUSAL_LM", encoder=False, labels=False,
-                                             block="structured"))
+                                             block="structured", constrains=True))

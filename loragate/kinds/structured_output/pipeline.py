@@ -12,11 +12,12 @@ import torch
 from pydantic import ValidationError
 
 from loragate.card import CardError, GateSettings, TaskCard, Tier
+from loragate.constrain import Constraint, json_of
 from loragate.data import Example
 from loragate.engine import answer_budget, generate
 from loragate.gates import Check
 from loragate.kinds import KINDS, ExampleTable
-from loragate.kinds.causal import CausalKind
+from loragate.kinds.causal import CausalKind, parsed_predictions
 from loragate.kinds.structured_output.checks import FieldDrop, FieldFloor
 from loragate.card_data import prompt_fields, template_fields
 from loragate.kinds.structured_output.schema import canonical, location, output_schema, parse_object
@@ -33,6 +34,12 @@ if TYPE_CHECKING:
 BUDGET_SLACK = 1.25  # generation budget: the longest gold object of the split, in tokens, times this, + 1 for EOS
 
 
+def object_budget(task: Task, tier: Tier, base: LoadedBase, examples: list[Example]) -> int:
+    """The card's max_new_tokens, else the longest gold object's tokens x BUDGET_SLACK + 1 for EOS."""
+    return task.card.tier(tier).eval.max_new_tokens or int(
+        answer_budget(base.tokenizer, [ex.target for ex in examples]) * BUDGET_SLACK) + 1
+
+
 class StructuredOutput(CausalKind):
     spec = KINDS.get("structured_output")
 
@@ -41,13 +48,17 @@ class StructuredOutput(CausalKind):
         """Free greedy outputs, read strictly against the schema. The budget is the card's max_new_tokens, else the
         longest gold object's tokens x 1.25 + 1: room for a longer wrong object, not for rambling."""
         started = time.perf_counter()
-        budget = task.card.tier(tier).eval.max_new_tokens or int(
-            answer_budget(base.tokenizer, [ex.target for ex in examples]) * BUDGET_SLACK) + 1
-        generations = generate(model, base.tokenizer, [ex.prompt for ex in examples], budget, batch_size,
-                               progress=progress)
-        return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples],
-                           outputs=generations.texts, parsed=[task.parse(text) for text in generations.texts],
-                           seconds=time.perf_counter() - started, generations=generations)
+        generations = generate(model, base.tokenizer, [ex.prompt for ex in examples],
+                               object_budget(task, tier, base, examples), batch_size, progress=progress)
+        return parsed_predictions(task, examples, generations, started)
+
+    def constraint(self, card: TaskCard) -> Constraint:
+        """Compact JSON valid under the card's output schema, then EOS."""
+        return json_of(output_schema(card))
+
+    def constrained_budget(self, task: Task, tier: Tier, base: LoadedBase, examples: list[Example]) -> int:
+        """The free budget: a constrained object needs no more tokens than a free one."""
+        return object_budget(task, tier, base, examples)
 
     def score(self, task: Task, predictions: Predictions) -> StructuredMetrics:
         return structured_metrics(predictions.ids, predictions.gold, predictions.parsed, predictions.outputs,
