@@ -97,6 +97,11 @@ class TierSettings(Strict):
     lora: LoraSettings
     train: TrainSettings
     eval: EvalSettings = EvalSettings()
+    pooling: Literal["cls", "mean"] = Field(
+        "cls", description="sequence classification: what the new head reads. cls: the first token through the "
+        "checkpoint's pooler (AutoModelForSequenceClassification); mean: the token states averaged over the "
+        "attention mask (loragate.mean_pooling), how sentence-embedding models such as all-MiniLM-L6-v2 were trained",
+    )
 
 
 class GateSettings(Strict):
@@ -199,6 +204,10 @@ class TaskCard(Strict):
             raise ValueError(f"kind {self.kind} needs at least two labels; list them under 'labels'")
         if spec.block is not None and getattr(self, spec.block) is None:
             raise ValueError(f"kind {self.kind} needs a '{spec.block}' block; add '{spec.block}: {{}}' for its defaults")
+        pooled = sorted(tier for tier, settings in self.tiers.items() if settings.pooling != "cls")
+        if pooled and self.kind != "sequence_classification":
+            raise ValueError(f"tiers {pooled}: pooling is a sequence_classification setting, and this card's kind is "
+                             f"{self.kind}; remove 'pooling' from those tiers")
         return self
 
     def tier(self, tier: Tier) -> TierSettings:
