@@ -2,8 +2,8 @@
 
 AutoModelForSequenceClassification reads the first token ([CLS]) through the checkpoint's pooler. A sentence
 embedding model such as all-MiniLM-L6-v2 was trained to represent a sentence by the mean of its token states
-instead; its [CLS] state and pooler were never trained for that. On a few hundred real SST-2 sentences the
-[CLS] head reached 0.74 test accuracy, this one 0.8x (docs/real-data.md).
+instead; its [CLS] state and pooler were never trained for that. Trained on 522 real SST-2 sentences, the [CLS]
+head reached 0.743 test accuracy and this one 0.823 (docs/real-data.md).
 """
 
 from __future__ import annotations
