@@ -124,6 +124,11 @@ class TierSettings(Strict):
     lora: LoraSettings
     train: TrainSettings
     eval: EvalSettings = EvalSettings()
+    pooling: Literal["cls", "mean"] = Field(
+        "cls", description="sequence classification: what the new head reads. cls: the first token through the "
+        "checkpoint's pooler (AutoModelForSequenceClassification); mean: the token states averaged over the "
+        "attention mask (loragate.mean_pooling), how sentence-embedding models such as all-MiniLM-L6-v2 were trained",
+    )
 
 
 class GateSettings(Strict):
@@ -310,6 +315,10 @@ class TaskCard(Strict):
             raise ValueError(f"tiers.{cutting[0]}.train.truncation: kind {self.kind} reads long inputs in strided "
                              f"windows ({spec.block}.max_length, {spec.block}.stride) and cuts nothing; remove "
                              f"train.truncation")
+        pooled = sorted(tier for tier, settings in self.tiers.items() if settings.pooling != "cls")
+        if pooled and self.kind != "sequence_classification":
+            raise ValueError(f"tiers {pooled}: pooling is a sequence_classification setting, and this card's kind is "
+                             f"{self.kind}; remove 'pooling' from those tiers")
         return self
 
     def tier(self, tier: Tier) -> TierSettings:

@@ -13,12 +13,15 @@ from transformers import AutoModelForSequenceClassification, PreTrainedTokenizer
 from loragate.data import Example
 from loragate.engine import length_batches
 from loragate.progress import SILENT, reporter
+from loragate.mean_pooling import MeanPooledClassifier
 from loragate.training import model_loss, pad_features
 
 
-def classifier_head(labels: list[str]) -> tuple[type, dict]:
-    """The head class and config of a classifier over `labels`, in the card's order."""
-    return AutoModelForSequenceClassification, {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+def classifier_head(labels: list[str], pooling: str = "cls") -> tuple[type, dict]:
+    """The head class and config of a classifier over `labels`, in the card's order: the model's own
+    ([CLS]) head, or with `pooling` "mean" a linear layer over the mean of the token states."""
+    head = MeanPooledClassifier if pooling == "mean" else AutoModelForSequenceClassification
+    return head, {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                                                 "label2id": {label: i for i, label in enumerate(labels)}}
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
+    AutoModel,
     AutoModelForCausalLM,
     AutoTokenizer,
     LlamaConfig,
@@ -26,6 +27,7 @@ from transformers import (
 
 from loragate.atomic import atomic_dir
 from loragate.card import TinyBase
+from loragate.mean_pooling import MeanPooledClassifier
 from loragate.redact import redact
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
@@ -282,7 +284,8 @@ def resolve_encoder(name_or_path: str) -> str:
 
 def load_encoder(name_or_path: str, head: type[PreTrainedModel], head_config: dict, device: str, dtype: torch.dtype,
                  head_seed: int = 0) -> LoadedBase:
-    """A pretrained encoder with a new task head (`head`, an AutoModelFor... class, built with `head_config`).
+    """A pretrained encoder with a new task head (`head`, an AutoModelFor... class or MeanPooledClassifier, built
+    with `head_config`).
 
     The head does not exist in the checkpoint: it is initialised under `head_seed`, so the same base loads
     bit-identical (same fingerprint) every time, and the adapter trains it as a module to save."""
@@ -290,9 +293,13 @@ def load_encoder(name_or_path: str, head: type[PreTrainedModel], head_config: di
     unreachable = hub_unreachable(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=unreachable is not None)
+        load = {"dtype": dtype, "trust_remote_code": False, "use_safetensors": True,
+                "local_files_only": unreachable is not None}
         torch.manual_seed(head_seed)
-        model = head.from_pretrained(path, dtype=dtype, trust_remote_code=False, use_safetensors=True,
-                                      local_files_only=unreachable is not None, **head_config).to(device)
+        if head is MeanPooledClassifier:  # the checkpoint is the encoder alone: load it, then put the head on it
+            model = MeanPooledClassifier.around(AutoModel.from_pretrained(path, **load), **head_config).to(device)
+        else:
+            model = head.from_pretrained(path, **load, **head_config).to(device)
     except (OSError, ValueError) as exc:
         why = f" ({unreachable})" if unreachable else ""
         raise ModelLoadError(redact(

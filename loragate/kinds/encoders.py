@@ -21,8 +21,9 @@ class EncoderKind(KindDefaults):
 
     name: str
 
-    def head(self, task: Task) -> tuple[type, dict]:
-        """The AutoModelFor... class of the kind's head and its config (labels, for a classifier)."""
+    def head(self, task: Task, tier: Tier) -> tuple[type, dict]:
+        """The head's model class (AutoModelFor..., or MeanPooledClassifier) and its config (labels, for a
+        classifier)."""
         raise NotImplementedError
 
     def load_base(self, task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:
@@ -30,7 +31,7 @@ class EncoderKind(KindDefaults):
             raise CardError(f"--quantize {options.quantize}: {task.card.name} is a {task.card.kind} task on an encoder; "
                             f"quantization is for causal bases. Drop --quantize or choose causal tasks with --task")
         name = options.base_model or task.card.tier(tier).base_model
-        head, head_config = self.head(task)
+        head, head_config = self.head(task, tier)
         return load_encoder(name, head, head_config, options.device, options.dtype,
                             head_seed=task.card.tier(tier).train.seed)
 

@@ -26,7 +26,7 @@ class ExtractiveQA(TextReport, EncoderKind):
     spec = KINDS.get("extractive_qa")
     name = "extractive_qa"
 
-    def head(self, task: Task) -> tuple[type, dict]:
+    def head(self, task: Task, tier: Tier) -> tuple[type, dict]:
         return AutoModelForQuestionAnswering, {}
 
     def answer_tokens(self, task: Task, base: LoadedBase, examples: list[Example]) -> list[int] | None:

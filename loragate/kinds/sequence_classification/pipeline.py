@@ -22,8 +22,8 @@ class SequenceClassification(LabelKind, EncoderKind):
     spec = KINDS.get("sequence_classification")
     name = "sequence_classification"
 
-    def head(self, task: Task) -> tuple[type, dict]:
-        return classifier_head(task.card.labels)
+    def head(self, task: Task, tier: Tier) -> tuple[type, dict]:
+        return classifier_head(task.card.labels, task.card.tier(tier).pooling)
 
     def features(self, task: Task, base: LoadedBase, examples: list[Example], max_length: int) -> list[dict]:
         return classification_features(base.tokenizer, examples, task.card.labels, max_length)
