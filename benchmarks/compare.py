@@ -20,6 +20,7 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -50,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-lr", type=float, default=1e-3)
     parser.add_argument("--train-batch-size", type=int, default=8)
     parser.add_argument("--train-variants", type=int, default=3, help="preamble variants of each Iris train row")
+    parser.add_argument("--examples", type=int, help="only the first N rows of every workload's data (default: all); "
+                        "for a quick run that checks the script, as benchmarks/gpu_check.py --dry-run does")
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (a busy 2-core box: 1)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="GPU peak, for MFU (H100 bf16 dense)")
@@ -235,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = load_data(args.train_variants)
+    if args.examples:
+        data = replace(data, rows=data.rows[: args.examples], train=data.train[: args.examples],
+                       eval=data.eval[: args.examples])
     base = build_base(args.model_size, data, args.device, DTYPES[args.dtype], args.cache)
     model, init = tuned_model(base, data)
     frozen, lora = linear_flops_per_token(model)

@@ -198,7 +198,8 @@ def speed(args: argparse.Namespace) -> dict:
     from benchmarks import compare
 
     out = args.out / "steps" / "speed-compare.json"
-    size = ["--model-size", "tiny", "--train-variants", "1"] if args.dry_run else ["--model-size", "1b"]
+    size = (["--model-size", "tiny", "--train-variants", "1", "--examples", "24"] if args.dry_run
+            else ["--model-size", "1b"])
     argv = ["--device", device_of(args), *size, "--rounds", "5", "--train-epochs", "1", "--decode-tokens", "64",
             "--cache", str(args.out / "cache"), "--out", str(out)]
     compare.main(argv)
