@@ -13,7 +13,7 @@ from loragate.card import LoraSettings, TrainSettings
 from loragate.distributed import Ranks
 from loragate.store import adapter_key
 from loragate.training import (attach_lora, collate, collate_packed, encode_all, packed_batches, require_packable,
-                               summed_loss, train_lora)
+                               summed_loss, train_features, train_lora)
 
 LORA = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
 
@@ -97,3 +97,9 @@ def test_tokens_per_batch_needs_packing_and_enters_the_key_when_set() -> None:
     lora = LoraSettings(r=4, alpha=8, target_modules=["q_proj"])
     assert adapter_key("b", "d", lora, packed) != adapter_key(
         "b", "d", lora, packed.model_copy(update={"tokens_per_batch": 256})), "the budget does not enter the key"
+
+
+def test_packing_is_refused_for_a_model_with_its_own_head() -> None:
+    settings = TrainSettings(epochs=1, batch_size=8, lr=1e-3, max_length=64, batching="packed")
+    with pytest.raises(ValueError, match="packed is for causal LMs"):
+        train_features(None, [], settings, pad_id=0, desc="train topics/tiny")  # type: ignore[arg-type]
