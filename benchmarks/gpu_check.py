@@ -281,7 +281,7 @@ STEPS = [
     *[Step(f"full-bf16-{task}", 150, gate_step(task)) for task in CAUSAL_TASKS[:1]],
     Step(f"full-4bit-{QUANTIZED_TASK}", 150, gate_step(QUANTIZED_TASK, "4bit")),
     Step("eval-oom", 90, eval_oom),
-    Step("speed", 180, speed),
+    Step("speed", 240, speed),
     *[Step(f"full-bf16-{task}", 150, gate_step(task)) for task in CAUSAL_TASKS[1:]],
 ]
 
