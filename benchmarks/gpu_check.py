@@ -6,14 +6,14 @@ comparison at 1B, and a real CUDA out-of-memory in evaluation; one JSON and one 
 
 On the GPU each step runs in its own process under its own time limit (the GPU's memory is freed between steps, a
 crash or a timeout costs that step only) and writes its result, or its error with the log's tail, into
-gpu-check.json; the table (gpu-check.md) has one row per step. The steps, in order: versions (torch, transformers, peft, bitsandbytes,
-the GPU), base (a ~1.1B-parameter Llama with random weights and a BPE tokenizer trained on the causal tasks' text,
-saved with save_pretrained), full-bf16-<task> (`pytest -m full --gpu --task <task> --base-model <base>` for each
-causal task: wall time, peak GPU memory, verdict, the gate's table), full-4bit-sst2 (the same with --quantize 4bit:
-parameter counts, the merge check on the dequantized base, peak memory against bf16), speed (benchmarks/compare.py at
-1B: engine vs the seeds' per-example loop, label scoring, training tokens/s and MFU per batching, batch-1 decode
-against the HBM bound), eval-oom (evaluation under a memory cap that the card's eval batch exceeds: the halving
-fallback on the real error).
+gpu-check.json; the table (gpu-check.md) has one row per step. The steps (STEPS): versions (torch, transformers,
+peft, bitsandbytes, the GPU), base (a ~1.1B-parameter Llama with random weights and a BPE tokenizer trained on the
+causal tasks' text, saved with save_pretrained), full-bf16-<task> (`pytest -m full --gpu --task <task> --base-model
+<base>` for each causal task: wall time, peak GPU memory, verdict, the gate's table), full-4bit-sst2 (the same with
+--quantize 4bit: parameter counts, the merge check on the dequantized base, peak memory against bf16), eval-oom
+(evaluation under a memory cap that the card's eval batch exceeds: the halving fallback on the real error), speed
+(benchmarks/compare.py at 1B: engine vs the seeds' per-example loop, label scoring, training tokens/s and MFU per
+batching, batch-1 decode against the HBM bound).
 
 `--dry-run` runs every step on CPU at tiny sizes in fp32, in one process (importing torch and loragate once
 per step would take most of its minute on a busy 2-core machine; an error is still recorded per step, with its
@@ -165,7 +165,8 @@ def gate(args: argparse.Namespace, task: str, quantize: str | None) -> dict:
                        if "test_parameters" in test}
     return {
         "command": "pytest " + " ".join(argv), "exit_code": int(exit_code), "wall_s": round(wall, 1),
-        "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None,
+        "peak_gpu_memory_gib": (round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available()
+                                else None),
         "verdict": run.get("verdict"), "verdict_reasons": run.get("verdict_reasons"),
         "base_parameters": (run.get("base") or {}).get("parameters"),
         "quantization": (run.get("base") or {}).get("quantization"),
@@ -363,7 +364,8 @@ def headline(name: str, entry: dict) -> str:
     if name == "speed":
         mfu = result["mfu"] or {}
         decode = result["decode"] or {}
-        return (f"engine {result['engine_vs_naive']:.1f}x seed loop, scoring {result['scoring_vs_engine']:.2f}x engine, "
+        return (f"engine {result['engine_vs_naive']:.1f}x seed loop, "
+                f"scoring {result['scoring_vs_engine']:.2f}x engine, "
                 f"packed {result['packed_vs_dynamic']:.2f}x dynamic tokens/s"
                 + (f", MFU {max(mfu.values()):.1%} best" if mfu else "")
                 + (f", decode {decode['fraction_of_bound']:.1%} of HBM bound" if decode else ""))

@@ -109,7 +109,8 @@ def collate_packed(batch: list[tuple[list[int], list[int]]]) -> dict[str, torch.
     ids = [token for row, _ in batch for token in row]
     labels = [label for _, row in batch for label in row]
     positions = [position for row, _ in batch for position in range(len(row))]
-    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]), "position_ids": torch.tensor([positions])}
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions])}
 
 
 def packed_batches(lengths: Sequence[int], tokens_per_batch: int, generator: torch.Generator) -> list[list[int]]:

@@ -45,7 +45,8 @@ def test_dry_run_writes_every_step_to_the_json_and_the_table(dry_run) -> None:
         entry = summary["steps"][step.name]
         assert entry["status"] in ("ok", "skipped"), f"{step.name}: {entry}"
         assert f"| {step.name} | {entry['status']} |" in table, f"{step.name} has no row in the table"
-    skipped = {name: entry["result"]["skipped"] for name, entry in summary["steps"].items() if entry["status"] == "skipped"}
+    skipped = {name: entry["result"]["skipped"] for name, entry in summary["steps"].items()
+               if entry["status"] == "skipped"}
     assert "CUDA" in skipped["full-4bit-sst2"], skipped
     assert not {"versions", "base", "eval-oom", "speed", "full-bf16-iris"} & set(skipped), skipped
 
