@@ -9,7 +9,8 @@ Workloads: generation (all 150 Iris prompts) by the engine (batched `model.gener
 stop) vs a per-example `model.generate` loop, vs batched `model.generate` without the stop, and vs the previous
 engine's hand-written decode loop; label scoring vs the engine; LoRA training on Iris prompts behind a free-text
 preamble of 0-80 words (Iris prompts alone are all ~14 tokens: grouping would have nothing to remove),
-length-grouped vs padded to the batch's longest vs padded to 128; validation loss batched vs one at a time.
+length-grouped vs padded to the batch's longest vs padded to 128 vs packed without padding; validation loss
+batched vs one at a time.
 On CUDA also training MFU and batch-1 decode speed against the memory-bandwidth bound.
 """
 
@@ -19,13 +20,14 @@ import argparse
 import json
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from benchmarks.workloads import (SIZES, TRAIN_MAX_LENGTH, Data, alternate, build_base, hand_loop_generate,
-                                  hf_batched_generate, linear_flops_per_token, load_data, naive_generate, real_lengths,
-                                  reset_lora, train_settings, training_flops, tuned_model)
+                                  hf_batched_generate, linear_flops_per_token, load_data, naive_generate, packed_budget,
+                                  real_lengths, reset_lora, train_settings, training_flops, tuned_model)
 from loragate.engine import answer_budget, generate
 from loragate.predictions import label_of
 from loragate.scoring import label_log_likelihoods, likeliest
@@ -49,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-lr", type=float, default=1e-3)
     parser.add_argument("--train-batch-size", type=int, default=8)
     parser.add_argument("--train-variants", type=int, default=3, help="preamble variants of each Iris train row")
+    parser.add_argument("--examples", type=int, help="only the first N rows of every workload's data (default: all); "
+                        "for a quick run that checks the script, as benchmarks/gpu_check.py --dry-run does")
     parser.add_argument("--eval-batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (a busy 2-core box: 1)")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="GPU peak, for MFU (H100 bf16 dense)")
@@ -109,7 +113,7 @@ def generation(model: torch.nn.Module, tokenizer, data: Data, args: argparse.Nam
 
 
 TRAIN_CONTENDERS = {"max": f"pad to max_length {TRAIN_MAX_LENGTH}", "dynamic": "pad to batch's longest",
-                    "grouped": "length-grouped"}
+                    "grouped": "length-grouped", "packed": "packed, no padding"}
 
 
 def training(model: torch.nn.Module, init: dict[str, torch.Tensor], base, data: Data,
@@ -117,18 +121,21 @@ def training(model: torch.nn.Module, init: dict[str, torch.Tensor], base, data: 
     """Each round, every contender trains the same LoRA init for the same epochs on the same examples with
     the same data-order seed (the round's number); only the batching differs. `max` and `dynamic` see the
     same batches in the same order, so their loss curves must agree step by step; `grouped` composes its
-    batches by length, so it is compared on the eval loss after the same epochs, averaged over the seeds."""
+    batches by length, and `packed` its rows by a token budget (`packed_budget`: the batch size's worth of mean-length
+    examples), so both are compared on the eval loss after the same epochs, averaged over the seeds."""
     tokenizer = base.tokenizer
+    budget = packed_budget(real_lengths(tokenizer, data.train), args.train_batch_size)
 
     def train(batching: str, seed: int) -> TrainResult:
         reset_lora(model, init)
-        settings = train_settings(batching, args.train_epochs, args.train_batch_size, args.train_lr, seed)
+        settings = train_settings(batching, args.train_epochs, args.train_batch_size, args.train_lr, seed,
+                                  budget if batching == "packed" else None)
         return train_lora(model, tokenizer, data.train, data.eval, settings, progress=False)
 
     contenders = {name: (lambda seed, b=batching: train(b, seed)) for batching, name in TRAIN_CONTENDERS.items()}
     timings = alternate(contenders, args.rounds, warmup=False)
     runs: dict[str, list[TrainResult]] = timings.results  # type: ignore[assignment]
-    grouped, dynamic, padded = (TRAIN_CONTENDERS[b] for b in ("grouped", "dynamic", "max"))
+    grouped, dynamic, padded, packed = (TRAIN_CONTENDERS[b] for b in ("grouped", "dynamic", "max", "packed"))
     rates = {name: statistics.median(r.tokens / r.seconds for r in results) for name, results in runs.items()}
     losses = {name: statistics.mean(r.eval_loss for r in results) for name, results in runs.items()}
     # per step, relative to the run's first loss: a late loss near 0 makes a plain relative gap meaningless in bf16
@@ -136,18 +143,22 @@ def training(model: torch.nn.Module, init: dict[str, torch.Tensor], base, data: 
                     for a, b in zip(d.loss_curve, m.loss_curve))
     out = {
         "examples": len(data.train), "epochs": args.train_epochs, "batch_size": args.train_batch_size,
-        "lr": args.train_lr, "seeds": list(range(args.rounds)),
+        "lr": args.train_lr, "seeds": list(range(args.rounds)), "packed_tokens_per_batch": budget,
+        "steps_per_epoch": {name: results[0].steps // args.train_epochs for name, results in runs.items()},
         "real_tokens_per_epoch": sum(real_lengths(tokenizer, data.train)),
         "padding_share": {name: 1 - results[0].tokens / results[0].positions for name, results in runs.items()},
         "real_tokens_per_s": rates,
         "grouped_vs_max": rates[grouped] / rates[padded],
         "grouped_vs_dynamic": rates[grouped] / rates[dynamic],
+        "packed_vs_dynamic": rates[packed] / rates[dynamic],
+        "packed_vs_max": rates[packed] / rates[padded],
         "eval_loss_mean": losses,
         "eval_loss_by_seed": {name: [r.eval_loss for r in results] for name, results in runs.items()},
         "eval_loss_seed_cv": {name: statistics.stdev(r.eval_loss for r in results) / losses[name]
                               for name, results in runs.items()},
         "eval_loss_rel_diff_grouped_vs_max": abs(losses[grouped] - losses[padded]) / losses[padded],
         "eval_loss_rel_diff_grouped_vs_dynamic": abs(losses[grouped] - losses[dynamic]) / losses[dynamic],
+        "eval_loss_rel_diff_packed_vs_dynamic": (losses[packed] - losses[dynamic]) / losses[dynamic],
         "loss_curve_max_diff_dynamic_vs_max": curve_gap,
     }
     if args.device.startswith("cuda"):
@@ -227,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     data = load_data(args.train_variants)
+    if args.examples:
+        data = replace(data, rows=data.rows[: args.examples], train=data.train[: args.examples],
+                       eval=data.eval[: args.examples])
     base = build_base(args.model_size, data, args.device, DTYPES[args.dtype], args.cache)
     model, init = tuned_model(base, data)
     frozen, lora = linear_flops_per_token(model)
@@ -249,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{train['eval_loss_rel_diff_grouped_vs_max']:.2%}, "
           f"vs dynamic {train['eval_loss_rel_diff_grouped_vs_dynamic']:.2%}; "
           f"dynamic vs max loss curves within {train['loss_curve_max_diff_dynamic_vs_max']:.1e} of the first loss")
+    steps = train["steps_per_epoch"]
+    print(f"packed ({train['packed_tokens_per_batch']} tokens a row, {steps[TRAIN_CONTENDERS['packed']]} steps an epoch "
+          f"vs dynamic's {steps[TRAIN_CONTENDERS['dynamic']]}): "
+          f"{train['packed_vs_dynamic']:.2f}x dynamic, {train['packed_vs_max']:.2f}x pad-to-max tokens/s; eval loss "
+          f"{train['eval_loss_rel_diff_packed_vs_dynamic']:+.2%} vs dynamic")
     if "decode" in result:
         print(json.dumps({"decode": result["decode"], "mfu": result["training"]["mfu"]}, indent=1))
     if args.out:

@@ -18,8 +18,8 @@ from collections.abc import Callable
 import pytest
 
 from benchmarks.compare import TRAIN_CONTENDERS, labels_of
-from benchmarks.workloads import (TRAIN_MAX_LENGTH, hand_loop_generate, hf_batched_generate, naive_generate,
-                                  reset_lora, train_settings)
+from benchmarks.workloads import (TRAIN_MAX_LENGTH, hand_loop_generate, hf_batched_generate, lora_state,
+                                  naive_generate, reset_lora, train_settings)
 from loragate.constrain import one_of, one_of_budget
 from loragate.engine import answer_budget, generate
 from loragate.scoring import label_log_likelihoods, likeliest
@@ -100,6 +100,7 @@ def test_label_scoring_vs_engine(benchmark, bench, data) -> None:
 @pytest.mark.benchmark(group="training")
 def test_length_grouped_training_vs_padding(benchmark, bench, data) -> None:
     base, model, init = bench
+    tuned = lora_state(model)  # put back at the end: later tests generate with the shared tuned model
 
     def train(batching: str):
         reset_lora(model, init)
@@ -112,10 +113,12 @@ def test_length_grouped_training_vs_padding(benchmark, bench, data) -> None:
     gap = max(abs(a - b) / b for a, b in zip(dynamic.loss_curve, padded.loss_curve))
     assert gap <= 1e-5, f"padding to {TRAIN_MAX_LENGTH} changed the loss curve by {gap:.2e} (same batches, same order)"
     assert grouped.positions < dynamic.positions < padded.positions
+    assert race.results["packed"].positions == race.results["packed"].tokens == dynamic.tokens, "packing padded"
     for name, result in race.results.items():
         benchmark.extra_info[f"padding_share_{name}"] = round(1 - result.tokens / result.positions, 3)
         benchmark.extra_info[f"eval_loss_{name}"] = round(result.eval_loss, 5)
     race.ratio("dynamic")
+    reset_lora(model, tuned)
     assert race.ratio("max") > 1.2, f"grouped only {race.ratio('max'):.2f}x pad-to-max tokens/s (measured ~2x)"
 
 

@@ -86,9 +86,16 @@ def tuned_model(base: LoadedBase, data: Data, epochs: int = 4) -> tuple[torch.nn
     return model, init
 
 
-def train_settings(batching: str, epochs: int, batch_size: int, lr: float, seed: int) -> TrainSettings:
+def train_settings(batching: str, epochs: int, batch_size: int, lr: float, seed: int,
+                   tokens_per_batch: int | None = None) -> TrainSettings:
     return TrainSettings(batching=batching, epochs=epochs, batch_size=batch_size, lr=lr,
-                         max_length=TRAIN_MAX_LENGTH, seed=seed)
+                         max_length=TRAIN_MAX_LENGTH, seed=seed, tokens_per_batch=tokens_per_batch)
+
+
+def packed_budget(lengths: list[int], batch_size: int) -> int:
+    """A packed row's token budget that holds `batch_size` examples of mean length, as the other contenders' batches
+    do, so all of them take about as many optimizer steps per epoch (the longest example must fit)."""
+    return max(max(lengths), round(batch_size * statistics.mean(lengths)))
 
 
 @torch.no_grad()

@@ -72,17 +72,28 @@ class TrainSettings(Strict):
     truncation: Literal["refuse", "left", "right"] = Field(
         "refuse", description="an example longer than max_length: refuse (an error naming the --set that lifts it), "
         "or drop prompt tokens from the left or right until prompt + answer fit; the answer is never cut")
-    batching: Literal["grouped", "dynamic", "max"] = Field(
+    batching: Literal["grouped", "dynamic", "max", "packed"] = Field(
         "dynamic",
         description="dynamic: shuffled batches padded to their longest (the trajectory of max, 1.5x its tokens/s on "
         "CPU); grouped: batches of similar length (sorted within seeded, shuffled mega-batches), least padding and "
         "about 2.2x max's tokens/s, but 7-14% higher eval loss after the same epochs on the benchmark's data; max: "
-        "every batch padded to max_length",
+        "every batch padded to max_length; packed: no padding at all, the shuffled examples concatenated into one row "
+        "of at most tokens_per_batch tokens, position ids restarting per example (causal kinds only)",
     )
+    tokens_per_batch: int | None = Field(
+        None, gt=0, description="packed only: the token budget of one micro-batch (one packed row) instead of a "
+        "count of examples; default batch_size x max_length, the tensor size of a max batch")
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass: less GPU memory, about 30% more time"
     )
     seed: int = 0
+
+    @model_validator(mode="after")
+    def budget_needs_packing(self) -> TrainSettings:
+        if self.tokens_per_batch is not None and self.batching != "packed":
+            raise ValueError(f"tokens_per_batch {self.tokens_per_batch} applies only to batching: packed (this card "
+                             f"has batching: {self.batching}): set batching: packed or remove tokens_per_batch")
+        return self
 
     @field_validator("max_length", mode="before")
     @classmethod

@@ -90,10 +90,12 @@ class AdapterStoreError(RuntimeError):
 
 
 def adapter_key(base_fingerprint: str, data_hash: str, lora: LoraSettings, train: TrainSettings) -> str:
-    """Everything that decides the adapter's weights. modules_to_save and train.truncation enter only when not
-    their defaults, so adapters stored before the fields existed keep their key; max_length enters as resolved."""
+    """Everything that decides the adapter's weights. modules_to_save, train.truncation and train.tokens_per_batch
+    enter only when not their defaults, so adapters stored before the fields existed keep their key; max_length
+    enters as resolved."""
     lora_inputs = lora.model_dump(exclude=set() if lora.modules_to_save else {"modules_to_save"})
-    train_inputs = train.model_dump(exclude=set() if train.truncation != "refuse" else {"truncation"})
+    defaults = {"truncation": "refuse", "tokens_per_batch": None}
+    train_inputs = train.model_dump(exclude={name for name, value in defaults.items() if getattr(train, name) == value})
     inputs = {"base": base_fingerprint, "data": data_hash, "lora": lora_inputs, "train": train_inputs}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -1,8 +1,9 @@
-"""LoRA training with peft: completion-only loss, seeded, length-grouped batches, a hard stop on NaN.
+"""LoRA training with peft: completion-only loss, seeded batches, a hard stop on NaN.
 
-Batches are grouped by length by default: padding is computed and thrown away, so on varied-length data
-grouping is the cheapest speed-up there is (benchmarks/compare.py measures it against padding to the batch's
-longest and to max_length). fp32 on CPU; bf16 autocast on CUDA, optional gradient checkpointing.
+Batches are padded to their longest by default; `grouped` sorts them by length, `max` pads to max_length, and
+`packed` removes padding altogether: examples concatenated into one row per micro-batch, position ids restarting
+per example, which transformers (5.x) turns into a block-diagonal attention mask (benchmarks/compare.py measures
+them against each other). fp32 on CPU; bf16 autocast on CUDA, optional gradient checkpointing.
 """
 
 from __future__ import annotations
@@ -100,6 +101,38 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int, width: int | 
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
+def collate_packed(batch: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    """One row, no padding: the examples end to end, position ids restarting at 0 for each. Without an attention
+    mask transformers reads the restarts as separate sequences and masks attention block-diagonally (sdpa, eager),
+    or passes them to flash attention's variable-length kernel; an example's first token is a prompt token, so no
+    loss crosses from one example into the next."""
+    ids = [token for row, _ in batch for token in row]
+    labels = [label for _, row in batch for label in row]
+    positions = [position for row, _ in batch for position in range(len(row))]
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions])}
+
+
+def packed_batches(lengths: Sequence[int], tokens_per_batch: int, generator: torch.Generator) -> list[list[int]]:
+    """One epoch's packed rows of example indices: a seeded shuffle cut, in its order, into runs whose lengths add
+    up to at most `tokens_per_batch`. Each example exactly once; none may be longer than the budget."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    batches: list[list[int]] = []
+    used = 0
+    for index in order:
+        if not batches or used + lengths[index] > tokens_per_batch:
+            batches.append([])
+            used = 0
+        batches[-1].append(index)
+        used += lengths[index]
+    return batches
+
+
+def token_budget(settings: TrainSettings) -> int:
+    """The tokens of one packed row: the card's tokens_per_batch, else what a `max` batch holds."""
+    return settings.tokens_per_batch or settings.batch_size * settings.resolved_max_length()
+
+
 def epoch_batches(lengths: Sequence[int], batch_size: int, grouped: bool,
                   generator: torch.Generator) -> list[list[int]]:
     """One epoch's batches of example indices, each example exactly once, from a seeded shuffle.
@@ -124,8 +157,12 @@ def epoch_batches(lengths: Sequence[int], batch_size: int, grouped: bool,
 def epoch_steps(lengths: Sequence[int], settings: TrainSettings, generator: torch.Generator,
                 ranks: Ranks) -> list[list[list[int]]]:
     """One epoch's optimizer steps, each this rank's micro-batches of example indices: grad_accum batches
-    per step, dealt over the data-parallel ranks (all of them in a single process)."""
-    batches = epoch_batches(lengths, settings.batch_size, settings.batching == "grouped", generator)
+    per step, dealt over the data-parallel ranks (all of them in a single process). Packed micro-batches are
+    one row each, of at most `token_budget` tokens."""
+    if settings.batching == "packed":
+        batches = packed_batches(lengths, token_budget(settings), generator)
+    else:
+        batches = epoch_batches(lengths, settings.batch_size, settings.batching == "grouped", generator)
     return [ranks.share(batches[first : first + settings.grad_accum], settings.batch_size)
             for first in range(0, len(batches), settings.grad_accum)]
 
@@ -137,13 +174,14 @@ def autocast(device: torch.device) -> torch.autocast:
 
 
 def row_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: the sum of answer-token cross-entropies and the number of answer tokens."""
+    """Per row: the sum of answer-token cross-entropies and the number of answer tokens. A packed batch (position
+    ids, no attention mask: `collate_packed`) is one row holding several examples."""
     labels = batch["labels"]
     first = int((labels != IGNORE).int().argmax(-1).min())
     keep = labels.shape[1] - first + 1
+    inputs = {name: batch[name] for name in ("input_ids", "attention_mask", "position_ids") if name in batch}
     with autocast(labels.device):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
-                       logits_to_keep=keep).logits
+        logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
     targets = labels[:, labels.shape[1] - keep + 1 :]
     losses = torch.nn.functional.cross_entropy(
         logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=IGNORE, reduction="none"
@@ -222,17 +260,32 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
     encoded = encode_all(tokenizer, train, max_length)
     lengths = [len(ids) for ids, _ in encoded]
     width = max_length if settings.batching == "max" else None
+    if settings.batching == "packed":
+        require_packable(lengths, settings, current())
 
-    def step_groups(order: torch.Generator, ranks: Ranks) -> list[list[dict[str, torch.Tensor]]]:
-        return [[collate([encoded[i] for i in rows], tokenizer.pad_token_id, width) for rows in step]
-                for step in epoch_steps(lengths, settings, order, ranks)]
+    def make_batch(rows: list[int]) -> dict[str, torch.Tensor]:
+        if settings.batching == "packed":
+            return collate_packed([encoded[i] for i in rows])
+        return collate([encoded[i] for i in rows], tokenizer.pad_token_id, width)
 
     def evaluate() -> float:
         return eval_loss(model, tokenizer, eval_, max_length)
 
-    result = optimize(model, step_groups, summed_loss, len(encoded), settings, progress, desc, eval_every, evaluate)
+    result = optimize(model, lengths, make_batch, summed_loss, settings, progress, desc, eval_every, evaluate)
     result.eval_loss = result.eval_curve[-1][1] if result.eval_curve else evaluate()
     return result
+
+
+def require_packable(lengths: Sequence[int], settings: TrainSettings, ranks: Ranks) -> None:
+    """Packing needs every example to fit one row, and one process: data-parallel ranks deal rows by example
+    count, which would break the token budget."""
+    budget = token_budget(settings)
+    if max(lengths) > budget:
+        raise ValueError(f"train.tokens_per_batch {budget} is less than the longest training example ({max(lengths)} "
+                         f"tokens): raise train.tokens_per_batch to at least {max(lengths)}")
+    if ranks.world > 1:
+        raise ValueError(f"train.batching: packed runs in one process ({ranks.world} data-parallel processes here): "
+                         f"use batching: dynamic under torchrun, or train in one process")
 
 
 def model_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -262,13 +315,15 @@ def train_features(model: PeftModel, features: list[dict[str, list[int] | int]],
                    pad_id: int, progress: bool = True, desc: str = "train") -> TrainResult:
     """Train the LoRA weights (and modules_to_save) of a model with its own head and loss, on tokenized
     features, in length-grouped batches; raise TrainingDiverged at the first non-finite loss."""
+    if settings.batching == "packed":
+        raise ValueError(f"{desc}: train.batching: packed is for causal LMs; a model with its own head (sequence "
+                         f"classification, extractive QA) takes one example per row: use batching: dynamic")
     lengths = [len(row["input_ids"]) for row in features]  # type: ignore[arg-type]
 
-    def step_groups(order: torch.Generator, ranks: Ranks) -> list[list[dict[str, torch.Tensor]]]:
-        return [[pad_features([features[i] for i in rows], pad_id) for rows in step]
-                for step in epoch_steps(lengths, settings, order, ranks)]
+    def make_batch(rows: list[int]) -> dict[str, torch.Tensor]:
+        return pad_features([features[i] for i in rows], pad_id)
 
-    return optimize(model, step_groups, model_loss, len(features), settings, progress, desc)
+    return optimize(model, lengths, make_batch, model_loss, settings, progress, desc)
 
 
 def checkpointing(model: PeftModel, action: str) -> None:
@@ -286,28 +341,27 @@ def checkpointing(model: PeftModel, action: str) -> None:
 LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int]]
 
 
-StepGroups = Callable[[torch.Generator, Ranks], list[list[dict[str, torch.Tensor]]]]
-
-
-def optimize(model: PeftModel, step_groups: StepGroups, loss_fn: LossFn, examples: int, settings: TrainSettings,
-             progress: bool, desc: str, eval_every: int = 0, evaluate: Callable[[], float] | None = None) -> TrainResult:
+def optimize(model: PeftModel, lengths: Sequence[int], make_batch: Callable[[list[int]], dict[str, torch.Tensor]],
+             loss_fn: LossFn, settings: TrainSettings, progress: bool, desc: str, eval_every: int = 0,
+             evaluate: Callable[[], float] | None = None) -> TrainResult:
     """The optimizer loop every kind shares: AdamW with warmup and linear decay, seeded epoch order, a hard
-    stop on a non-finite loss or weight. `step_groups(order, ranks)` gives one epoch's optimizer steps, each
-    this rank's list of micro-batches; `loss_fn` returns a summed loss and its count, so micro-batches (and
-    data-parallel ranks) are weighted by count. With `eval_every`, `evaluate()` (the eval split's loss) is
-    recorded every that many steps and at the end."""
+    stop on a non-finite loss or weight. Every epoch's optimizer steps (this rank's micro-batches of example
+    indices, `epoch_steps`) are planned first, so the schedule knows the step count also where packing decides it;
+    `make_batch(indices)` collates one micro-batch when it is needed. `loss_fn` returns a summed loss and its count,
+    so micro-batches (and data-parallel ranks) are weighted by count. With `eval_every`, `evaluate()` (the eval
+    split's loss) is recorded every that many steps and at the end."""
     seed_everything(settings.seed)
     ranks = current()
     device = next(model.parameters()).device
-    steps_per_epoch = math.ceil(math.ceil(examples / settings.batch_size) / settings.grad_accum)
-    total_steps = steps_per_epoch * settings.epochs
+    order = torch.Generator().manual_seed(settings.seed)
+    plan = [epoch_steps(lengths, settings, order, ranks) for _epoch in range(settings.epochs)]
+    total_steps = sum(len(steps) for steps in plan)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda step: min(1.0, (step + 1) / max(1, settings.warmup_steps)) * max(0.0, 1 - step / total_steps),
     )
-    order = torch.Generator().manual_seed(settings.seed)
     result = TrainResult()
     if settings.gradient_checkpointing:
         checkpointing(model, "enable")
@@ -315,8 +369,9 @@ def optimize(model: PeftModel, step_groups: StepGroups, loss_fn: LossFn, example
     counter = (reporter() if progress and ranks.main else SILENT).steps(total_steps, "steps")
     model.train()
     try:
-        for _epoch in range(settings.epochs):
-            for group in step_groups(order, ranks):
+        for steps in plan:
+            for step in steps:
+                group = [make_batch(rows) for rows in step]
                 step_loss = train_step(model, params, group, loss_fn, device, ranks, result)
                 if not math.isfinite(step_loss):
                     raise TrainingDiverged(
@@ -359,8 +414,9 @@ def train_step(model: PeftModel, params: list[torch.nn.Parameter], group: list[d
     for batch in group:
         loss, count = loss_fn(model, {k: v.to(device) for k, v in batch.items()})
         total, step_loss = total + count, step_loss + float(loss.detach())
-        tokens += int(batch["attention_mask"].sum())
-        positions += batch["attention_mask"].numel()
+        real = batch.get("attention_mask", torch.ones_like(batch["input_ids"]))  # packed rows: no padding, no mask
+        tokens += int(real.sum())
+        positions += real.numel()
         if not math.isfinite(step_loss):
             break
         loss.backward()

@@ -174,10 +174,11 @@ def test_adapter_key_changes_with_every_input(part: str, change) -> None:
     assert adapter_key(args["base"], args["data"], args["lora"], args["train"]) != key, f"{part} {change} ignored"
 
 
-def test_modules_to_save_and_truncation_unset_keep_the_keys_of_adapters_stored_before_they_existed() -> None:
+def test_modules_to_save_truncation_and_token_budget_unset_keep_the_keys_of_adapters_stored_before_they_existed(
+) -> None:
     """The fields came after adapters were committed; unset, they must not change their key (a changed key
     silently retrains the committed adapter on every warm run)."""
-    before = {"base": "e" * 64, "data": "a" * 64, "train": TRAIN.model_dump(exclude={"truncation"}),
+    before = {"base": "e" * 64, "data": "a" * 64, "train": TRAIN.model_dump(exclude={"truncation", "tokens_per_batch"}),
               "lora": {"r": 8, "alpha": 16.0, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}}
     expected = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:16]
     assert adapter_key("e" * 64, "a" * 64, LORA, TRAIN) == expected

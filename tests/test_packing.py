@@ -1,0 +1,105 @@
+"""Padding-free packing (`train.batching: packed`): one row of examples end to end, position ids restarting per
+example, under a token budget; the same loss and gradients as padded batches, and no adapter key changes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from loragate.card import LoraSettings, TrainSettings
+from loragate.distributed import Ranks
+from loragate.store import adapter_key
+from loragate.training import (attach_lora, collate, collate_packed, encode_all, packed_batches, require_packable,
+                               summed_loss, train_features, train_lora)
+
+LORA = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
+
+
+def varied(examples):
+    """Iris examples made 1 to 3 prompts long, so rows differ in length and padding would matter."""
+    return [replace(ex, prompt=" ".join([ex.prompt] * (1 + i % 3))) for i, ex in enumerate(examples)]
+
+
+def lora_with_effect(base):
+    """A LoRA whose B is not zero, so its weights reach the loss and have gradients worth comparing."""
+    model = attach_lora(base.model, LORA, seed=0)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)
+    return model
+
+
+def loss_and_grads(model, batch):
+    model.zero_grad(set_to_none=True)
+    loss, count = summed_loss(model, batch)
+    (loss / count).backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+    return float(loss.detach()) / count, count, grads
+
+
+def test_packed_loss_and_gradients_equal_padded(fresh_base, iris_splits) -> None:
+    encoded = encode_all(fresh_base.tokenizer, varied(iris_splits.train[:12]), 128)
+    assert len({len(ids) for ids, _ in encoded}) > 2, "the check needs rows of different lengths"
+    model = lora_with_effect(fresh_base)
+    padded = loss_and_grads(model, collate(encoded, fresh_base.tokenizer.pad_token_id))
+    packed_batch = collate_packed(encoded)
+    assert packed_batch["input_ids"].shape == (1, sum(len(ids) for ids, _ in encoded)), "one row, no padding"
+    packed = loss_and_grads(model, packed_batch)
+    assert packed[1] == padded[1], "packing changed which tokens carry loss"
+    assert abs(packed[0] - padded[0]) < 1e-5, f"packed loss {packed[0]} != padded {padded[0]}"
+    for name, grad in padded[2].items():
+        assert torch.allclose(packed[2][name], grad, atol=1e-5, rtol=1e-4), f"{name}: gradient differs when packed"
+    # the same row with an attention mask is one long sequence: examples attend to each other and the loss moves
+    leaky = dict(packed_batch, attention_mask=torch.ones_like(packed_batch["input_ids"]))
+    assert abs(loss_and_grads(model, leaky)[0] - padded[0]) > 1e-3, "the check cannot tell packed from leaked"
+
+
+def test_packed_batches_hold_every_example_once_within_the_budget() -> None:
+    lengths = [5, 30, 12, 7, 40, 3, 22, 18, 9, 16] * 4
+    batches = packed_batches(lengths, 64, torch.Generator().manual_seed(0))
+    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in batch) <= 64 for batch in batches)
+    assert sum(lengths) / (64 * len(batches)) > 0.7, "greedy packing left most of each row empty"
+    assert batches == packed_batches(lengths, 64, torch.Generator().manual_seed(0)), "same seed, other rows"
+    assert batches != packed_batches(lengths, 64, torch.Generator().manual_seed(1)), "the seed has no effect"
+
+
+def test_packed_training_has_no_padding_and_learns(fresh_base, iris_splits) -> None:
+    train = varied(iris_splits.train)
+    settings = TrainSettings(epochs=3, batch_size=8, lr=3e-3, max_length=128, batching="packed", tokens_per_batch=256)
+    model = attach_lora(fresh_base.model, LORA, seed=0)
+    result = train_lora(model, fresh_base.tokenizer, train, iris_splits.eval, settings, progress=False)
+    lengths = [len(ids) for ids, _ in encode_all(fresh_base.tokenizer, train, 128)]
+    assert result.tokens == result.positions == 3 * sum(lengths), "a packed row computed padding"
+    assert result.steps == 3 * len(packed_batches(lengths, 256, torch.Generator())), "steps are not packed rows"
+    assert result.steps < 3 * len(train) / 8, "a 256-token row should hold more than 8 of these examples"
+    assert sum(result.loss_curve[-5:]) < sum(result.loss_curve[:5]) / 2, f"loss did not fall: {result.loss_curve}"
+
+
+def test_a_budget_below_the_longest_example_is_refused() -> None:
+    settings = TrainSettings(epochs=1, batch_size=8, lr=1e-3, max_length=64, batching="packed", tokens_per_batch=32)
+    with pytest.raises(ValueError, match=r"train.tokens_per_batch 32 is less than the longest .* \(40 tokens\)"):
+        require_packable([10, 40], settings, Ranks())
+    with pytest.raises(ValueError, match="packed runs in one process"):
+        require_packable([10, 20], settings, Ranks(rank=0, world=2))
+
+
+def test_tokens_per_batch_needs_packing_and_enters_the_key_when_set() -> None:
+    """Unset, it keeps every stored key (tests/test_models_and_store.py); set, it decides the rows, so the key."""
+    with pytest.raises(ValidationError, match="tokens_per_batch 512 applies only to batching: packed"):
+        TrainSettings(epochs=1, batch_size=8, lr=1e-3, tokens_per_batch=512)
+    packed = TrainSettings(epochs=1, batch_size=8, lr=1e-3, max_length=64, batching="packed")
+    lora = LoraSettings(r=4, alpha=8, target_modules=["q_proj"])
+    assert adapter_key("b", "d", lora, packed) != adapter_key(
+        "b", "d", lora, packed.model_copy(update={"tokens_per_batch": 256})), "the budget does not enter the key"
+
+
+def test_packing_is_refused_for_a_model_with_its_own_head() -> None:
+    settings = TrainSettings(epochs=1, batch_size=8, lr=1e-3, max_length=64, batching="packed")
+    with pytest.raises(ValueError, match="packed is for causal LMs"):
+        train_features(None, [], settings, pad_id=0, desc="train topics/tiny")  # type: ignore[arg-type]
