@@ -101,15 +101,19 @@ def venv_with(wheel: Path, venv: Path) -> str:
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True,
                           capture_output=True, text=True).stdout.strip()
     Path(site, "test_venv_packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", "-q",
-                    str(wheel)], check=True, capture_output=True, text=True)
+    # --ignore-installed: pip would otherwise count the checkout's loragate (its loragate.egg-info, on sys.path from
+    # the working directory or PYTHONPATH) as installed and install nothing
+    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
+                    "--ignore-installed", "-q", str(wheel)], check=True, capture_output=True, text=True)
     return python
 
 
 def package_files(package: Path) -> set[str]:
-    """Every file of the package directory, relative to it, bytecode left out."""
+    """Every file of the package directory, relative to it; bytecode and hidden folders (a .hypothesis database that a
+    test run started inside loragate/ leaves there) left out."""
     return {str(path.relative_to(package)) for path in package.rglob("*")
-            if path.is_file() and "__pycache__" not in path.parts}
+            if path.is_file() and not any(part == "__pycache__" or part.startswith(".")
+                                          for part in path.relative_to(package).parts)}
 
 
 def test_the_built_wheel_gates_the_csv_example(tmp_path: Path) -> None:
