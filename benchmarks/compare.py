@@ -60,7 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--decode-tokens", type=int, default=128, help="batch-1 decode length on CUDA")
     parser.add_argument("--cache", type=Path, default=Path(".loragate"), help="where the built bases are kept")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    args = parser.parse_args(argv)
+    return checked(parser, parser.parse_args(argv))
+
+
+def checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The options every speed script shares, checked (rounds, device) and defaulted (dtype by device)."""
     if args.rounds < 5:
         parser.error(f"--rounds {args.rounds}: medians need at least 5 rounds")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

@@ -23,7 +23,7 @@ from typing import Annotated
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from benchmarks.compare import DTYPES
+from benchmarks.compare import DTYPES, checked
 from benchmarks.workloads import SIZES, alternate, build_base, load_data, tuned_model
 from loragate.constrain import Constraint, json_of, one_of, one_of_budget
 from loragate.engine import Generations, generate
@@ -51,13 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for torch (a busy 2-core box: 1)")
     parser.add_argument("--cache", type=Path, default=Path(".loragate"), help="where the built bases are kept")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    args = parser.parse_args(argv)
-    if args.rounds < 5:
-        parser.error(f"--rounds {args.rounds}: medians need at least 5 rounds")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: CUDA is not available to torch {torch.__version__}")
-    args.dtype = args.dtype or ("bf16" if args.device.startswith("cuda") else "fp32")
-    return args
+    return checked(parser, parser.parse_args(argv))
 
 
 def race(model: torch.nn.Module, tokenizer, prompts: list[str], budget: int, batch_size: int, rounds: int,
