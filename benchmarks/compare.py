@@ -233,6 +233,11 @@ def table(result: dict) -> str:
             rows.append((f"val loss {data_name}", name if name == "batch 1" else f"batch {part['batch_size']}",
                          f"{seconds:.3f}", "", f"{part['median_s']['batch 1'] / seconds:.1f}x",
                          f"loss {part['loss'][name]:.6f}"))
+    return aligned(rows)
+
+
+def aligned(rows: list[tuple[str, ...]]) -> str:
+    """Rows of cells as text columns, each as wide as its widest cell."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 

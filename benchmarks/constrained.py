@@ -23,7 +23,7 @@ from typing import Annotated
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from benchmarks.compare import DTYPES, checked
+from benchmarks.compare import DTYPES, aligned, checked
 from benchmarks.workloads import SIZES, alternate, build_base, load_data, tuned_model
 from loragate.constrain import Constraint, json_of, one_of, one_of_budget
 from loragate.engine import Generations, generate
@@ -89,8 +89,7 @@ def table(result: dict) -> str:
                      f"{part['median_s']['constrained']:.3f}", f"{part['tokens_per_s']['free']:,.0f}",
                      f"{part['tokens_per_s']['constrained']:,.0f}",
                      f"{part['constrained_vs_free_tokens_per_s']:.2f}x", check))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return aligned(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

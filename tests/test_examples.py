@@ -78,7 +78,7 @@ def test_the_json_example_gates_in_its_own_directory(tmp_path: Path) -> None:
     assert tuned["validity_rate"] >= 0.95 and set(tuned["field_exact"]) == {"customer", "item", "quantity", "city",
                                                                           "express", "tags"}
     assert base["schema_errors"], "the untrained base's outputs fail the schema, and the report says where"
-    assert run["trivial_predictor"]["name"].startswith("constant object {")
+    assert run["trivial_predictor"]["name"].startswith("constant object '{")
 
 
 def build_wheel(out: Path) -> Path:

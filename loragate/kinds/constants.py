@@ -24,11 +24,12 @@ def always_abstain(task: Task, examples: list[Example]) -> Constant:
     return Constant("always abstain", constant_predictions(examples, [""] * len(examples), task.parse))
 
 
-def most_common_response(task: Task, examples: list[Example]) -> Constant:
+def most_common_response(task: Task, examples: list[Example], noun: str = "response") -> Constant:
     """The test split's most common reference response for every prompt (the first one when none repeats). The
-    empty response scores 0 on every overlap metric, so this is the stronger of the two constants."""
+    empty response scores 0 on every overlap metric, so this is the stronger of the two constants. `noun` names it in
+    findings ("constant object" for structured output, whose reference is the gold object's JSON)."""
     counts = Counter(ex.references[0] for ex in examples)
     response = max(counts, key=lambda text: counts[text])  # Counter keeps first-seen order; max keeps the first
     shown = response if len(response) <= 40 else response[:37] + "..."
-    return Constant(f"constant response {shown!r}", constant_predictions(examples, [response] * len(examples),
+    return Constant(f"constant {noun} {shown!r}", constant_predictions(examples, [response] * len(examples),
                                                                          task.parse))

@@ -5,27 +5,27 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from typing import TYPE_CHECKING
 
 import torch
 from pydantic import ValidationError
 
 from loragate.card import CardError, GateSettings, TaskCard, Tier
+from loragate.card_data import prompt_fields, template_fields
 from loragate.constrain import Constraint, json_of
 from loragate.data import Example
 from loragate.engine import answer_budget, generate
 from loragate.gates import Check
 from loragate.kinds import KINDS, ExampleTable
 from loragate.kinds.causal import CausalKind, parsed_predictions
+from loragate.kinds.constants import most_common_response
 from loragate.kinds.structured_output.checks import FieldDrop, FieldFloor
-from loragate.card_data import prompt_fields, template_fields
 from loragate.kinds.structured_output.schema import canonical, location, output_schema, parse_object
 from loragate.kinds.structured_output.scoring import StructuredMetrics, error_keys, structured_metrics
 from loragate.models import LoadedBase
 from loragate.parsing import ParsedOutput
 from loragate.plots import Plot
-from loragate.predictions import Constant, Predictions, constant_predictions
+from loragate.predictions import Constant, Predictions
 from loragate.tasks import Task
 
 if TYPE_CHECKING:
@@ -69,10 +69,7 @@ class StructuredOutput(CausalKind):
 
     def constant(self, task: Task, examples: list[Example]) -> Constant:
         """The split's most common gold object for every example (the first one when none repeats)."""
-        counts = Counter(ex.label for ex in examples)
-        value = max(counts, key=lambda text: counts[text])  # Counter keeps first-seen order; max keeps the first
-        shown = value if len(value) <= 40 else value[:37] + "..."
-        return Constant(f"constant object {shown}", constant_predictions(examples, [value] * len(examples), task.parse))
+        return most_common_response(task, examples, "object")
 
     def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
         return {}
