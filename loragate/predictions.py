@@ -25,7 +25,7 @@ class Predictions:
     nll: list[float] | None = None  # instruct: summed NLL of each reference response given its prompt
     tokens: list[int] | None = None  # instruct: tokens of each reference response (+ EOS)
     threshold: float | None = None  # extractive QA: the no-answer threshold chosen on the eval split
-    logits: torch.Tensor | None = None  # sequence classification: the head's logits, which are also its probe
+    logits: torch.Tensor | None = None  # the probe logits where predicting computed them (classifier, one-window QA)
     batch_size: int | None = None  # the eval batch size that ran: below the card's after an out-of-memory retry
     card_batch_size: int | None = None
 

@@ -160,14 +160,20 @@ def _window_logits(model: torch.nn.Module, windows: list[Window], pad_id: int, b
 
 
 @torch.no_grad()
-def predict_spans(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
-                  max_length: int, stride: int, batch_size: int, max_answer_tokens: int,
-                  progress: bool = False) -> list[SpanPrediction]:
+def window_logits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
+                  max_length: int, stride: int, batch_size: int,
+                  progress: bool = False) -> tuple[list[Window], list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Every window of every example and its (start, end) logits: what `best_spans` and `first_window_logits`
+    read."""
+    windows = qa_windows(tokenizer, examples, max_length, stride, with_positions=False)
+    return windows, _window_logits(model, windows, tokenizer.pad_token_id, batch_size, progress)
+
+
+def best_spans(examples: list[Example], windows: list[Window], logits: list[tuple[torch.Tensor, torch.Tensor]],
+               max_answer_tokens: int) -> list[SpanPrediction]:
     """Each example's best span over all its windows: start <= end, at most `max_answer_tokens` tokens, both
     ends on context tokens (never the question or a special token), scored start + end logit; and its null
     score. The text is cut from the context by character offsets, so it is exactly a span of the context."""
-    windows = qa_windows(tokenizer, examples, max_length, stride, with_positions=False)
-    logits = _window_logits(model, windows, tokenizer.pad_token_id, batch_size, progress)
     best: list[tuple[float, int, int]] = [(-math.inf, -1, -1) for _ in examples]
     null = [math.inf for _ in examples]
     for window, (start_logits, end_logits) in zip(windows, logits):
@@ -186,6 +192,14 @@ def predict_spans(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, ex
             best[window.example] = (score, window.offsets[first][0], window.offsets[last][1])  # type: ignore[index]
     return [SpanPrediction(example.fields["context"][start:end] if start >= 0 else "", score, null_score, start, end)
             for example, (score, start, end), null_score in zip(examples, best, null)]
+
+
+def predict_spans(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
+                  max_length: int, stride: int, batch_size: int, max_answer_tokens: int,
+                  progress: bool = False) -> list[SpanPrediction]:
+    """`best_spans` of the model's window logits."""
+    windows, logits = window_logits(model, tokenizer, examples, max_length, stride, batch_size, progress)
+    return best_spans(examples, windows, logits, max_answer_tokens)
 
 
 def answers(predictions: list[SpanPrediction], threshold: float) -> list[str]:
@@ -243,8 +257,23 @@ def qa_logits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, exampl
     for window in windows:
         firsts.setdefault(window.example, window)
     first = [firsts[i] for i in range(len(examples))]
-    out = torch.zeros(len(examples), 2, max_length)
-    for i, (start_logits, end_logits) in enumerate(_window_logits(model, first, tokenizer.pad_token_id, batch_size)):
+    return padded_logits(_window_logits(model, first, tokenizer.pad_token_id, batch_size), max_length)
+
+
+def padded_logits(logits: list[tuple[torch.Tensor, torch.Tensor]], max_length: int) -> torch.Tensor:
+    """One window's logits per example, zero-padded: examples x 2 x max_length."""
+    out = torch.zeros(len(logits), 2, max_length)
+    for i, (start_logits, end_logits) in enumerate(logits):
         out[i, 0, : len(start_logits)] = start_logits
         out[i, 1, : len(end_logits)] = end_logits
     return out
+
+
+def first_window_logits(examples: list[Example], windows: list[Window],
+                        logits: list[tuple[torch.Tensor, torch.Tensor]], max_length: int) -> torch.Tensor | None:
+    """`qa_logits` from a prediction's own window logits, where every example fits one window: its windows are
+    then qa_logits' windows, in the same length-sorted batches, so the bits are the same. None where a long context
+    made more windows (their batches differ): qa_logits computes the probe then."""
+    if len(windows) != len(examples):
+        return None
+    return padded_logits(logits, max_length)

@@ -19,10 +19,12 @@ from loragate.qa import (
     SpanPrediction,
     answers,
     choose_null_threshold,
+    first_window_logits,
     predict_spans,
     qa_features,
     qa_logits,
     qa_windows,
+    window_logits,
 )
 from loragate.tasks.squad_v2 import (
     MIN_UNANSWERABLE,
@@ -295,6 +297,18 @@ def test_predict_spans_stay_inside_the_context(minilm: LoadedBase) -> None:
         assert math.isfinite(pred.score) and math.isfinite(pred.null_score)
     again = predict_spans(minilm.model, minilm.tokenizer, examples, 64, 16, batch_size=3, max_answer_tokens=5)
     assert [p.text for p in again] == [p.text for p in preds], "the batch size changed the answers"
+
+
+def test_a_predictions_first_window_logits_are_qa_logits_bit_for_bit(minilm: LoadedBase) -> None:
+    """The probe taken from the prediction's own pass (one window per question) is what qa_logits computes, so
+    the parameter checks compare like with like; a long context (several windows) leaves it to qa_logits."""
+    short = generated_splits().test[:7]
+    windows, logits = window_logits(minilm.model, minilm.tokenizer, short, 128, 16, batch_size=3)
+    probe = first_window_logits(short, windows, logits, 128)
+    assert probe is not None and torch.equal(probe, qa_logits(minilm.model, minilm.tokenizer, short, 128, 16, 3))
+    with_long = [long_example(), *short]
+    windows, logits = window_logits(minilm.model, minilm.tokenizer, with_long, 64, 16, batch_size=3)
+    assert len(windows) > len(with_long) and first_window_logits(with_long, windows, logits, 64) is None
 
 
 def test_qa_logits_are_deterministic_and_a_disabled_adapter_is_the_base() -> None:

@@ -18,7 +18,8 @@ from loragate.kinds.encoders import EncoderKind
 from loragate.metrics import TextMetrics
 from loragate.models import LoadedBase
 from loragate.predictions import Constant, Predictions
-from loragate.qa import SpanPrediction, answers, choose_null_threshold, predict_spans, qa_features, qa_logits
+from loragate.qa import (answers, best_spans, choose_null_threshold, first_window_logits, predict_spans,
+                         qa_features, qa_logits, window_logits)
 from loragate.tasks import Task
 
 
@@ -40,19 +41,18 @@ class ExtractiveQA(TextReport, EncoderKind):
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
                 progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
         """The best span of each question, or no answer where the null score beats it by more than the threshold
-        that maximises exact match on `calibration`."""
+        that maximises exact match on `calibration`; with the first windows' logits as the probe where every
+        question fits one window (the parameter checks then need no second pass over the test split)."""
         started = time.perf_counter()
         qa = task.card.qa
-
-        def spans(part: list[Example]) -> list[SpanPrediction]:
-            return predict_spans(model, base.tokenizer, part, qa.max_length, qa.stride, batch_size,
-                                 qa.max_answer_tokens, progress)
-
-        threshold = choose_null_threshold(spans(calibration), calibration)
-        outputs = answers(spans(examples), threshold)
+        threshold = choose_null_threshold(predict_spans(model, base.tokenizer, calibration, qa.max_length, qa.stride,
+                                                        batch_size, qa.max_answer_tokens, progress), calibration)
+        windows, logits = window_logits(model, base.tokenizer, examples, qa.max_length, qa.stride, batch_size, progress)
+        outputs = answers(best_spans(examples, windows, logits, qa.max_answer_tokens), threshold)
         return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples], outputs=outputs,
                            parsed=[task.parse(text) for text in outputs], seconds=time.perf_counter() - started,
-                           references=[list(ex.references) for ex in examples], threshold=threshold)
+                           references=[list(ex.references) for ex in examples], threshold=threshold,
+                           logits=first_window_logits(examples, windows, logits, qa.max_length))
 
     def probe_logits(self, task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase,
                      examples: list[Example]) -> torch.Tensor:
