@@ -30,9 +30,11 @@ class Plot:
 
 
 def png_bytes(figure: Figure) -> bytes:
-    """The figure as PNG; no metadata that varies between runs, so the same data gives the same bytes."""
+    """The figure as PNG; no metadata that varies between runs, so the same data gives the same bytes. zlib level 1,
+    not 6: 15% less time per figure (the report's 14 figures took 6 s of a 55 s smoke gate) for slightly larger
+    files."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
     return buffer.getvalue()
 
 
