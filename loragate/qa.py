@@ -211,9 +211,12 @@ def choose_null_threshold(predictions: list[SpanPrediction], examples: list[Exam
                           metric: Literal["exact", "f1"] = "exact") -> float:
     """The threshold on null_score - span score that maximises `metric` over `examples` (the eval split).
 
-    Candidates lie between consecutive observed margins (midpoints), plus one below all (always "no answer")
-    and one above all (never): a midpoint is the threshold least tied to one example. Ties go to the other
-    metric, then to the threshold nearest 0 (the raw comparison of null and span score)."""
+    Candidates lie between consecutive observed margins (midpoints), plus -inf (always "no answer") and +inf
+    (never): a midpoint is the threshold least tied to one example, and where eval is best served by abstaining
+    on every question, so is test, wherever its margins lie. Ties go to the other metric, then to the lowest
+    threshold, which answers fewest: answering questions whose spans score nothing on eval is no evidence that
+    the reader can answer them. (A nearest-0 tie-break and a finite "below all" let an adapter whose spans were
+    all wrong on real SQuAD v2 eval answer 577 of 706 test questions: docs/real-data.md.)"""
     if len(predictions) != len(examples):
         raise ValueError(f"{len(predictions)} predictions for {len(examples)} examples")
     if not examples:
@@ -226,7 +229,7 @@ def choose_null_threshold(predictions: list[SpanPrediction], examples: list[Exam
     finite = sorted({m for m in margins if math.isfinite(m)})
     if not finite:
         return 0.0
-    candidates = [finite[0] - 1.0, *((a + b) / 2 for a, b in zip(finite, finite[1:])), finite[-1] + 1.0]
+    candidates = [-math.inf, *((a + b) / 2 for a, b in zip(finite, finite[1:])), math.inf]
 
     # Sweep the candidates upwards: an example switches from "no answer" to its span once the threshold
     # reaches its margin. totals[k]: (metric, other) summed with the first k examples (by margin) on their span.
@@ -240,7 +243,7 @@ def choose_null_threshold(predictions: list[SpanPrediction], examples: list[Exam
         while k < len(order) and margins[order[k]] <= threshold:
             totals = (totals[0] + gain[k][0], totals[1] + gain[k][1])
             k += 1
-        key = (round(totals[0], 9), round(totals[1], 9), -abs(threshold))
+        key = (round(totals[0], 9), round(totals[1], 9), -threshold)
         if best is None or key > best[0]:
             best = (key, threshold)
     return best[1]  # type: ignore[index]

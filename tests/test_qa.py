@@ -263,13 +263,28 @@ def test_choose_null_threshold_maximises_exact_match() -> None:
     preds = predictions([(-3.0, "1742"), (1.0, "1750"), (2.0, "1742"), (-1.0, "Tarn"), (4.0, "Velmora")])
     threshold = choose_null_threshold(preds, examples)
     chosen = answers(preds, threshold)
-    # right: span for 0 and 1 (margins -3, 1), null for 2 (margin 2); 3 (margin -1 < 1) is then a wrong span,
-    # 4 (margin 4) a wrong null. Best EM is 3/5, reached by any threshold in [1, 2): the midpoint is 1.5.
-    assert threshold == 1.5, threshold
-    assert chosen == ["1742", "1750", "", "Tarn", ""], chosen
+    # Best EM is 3/5, reached by any threshold in [-3, -1) (span for 0 only) or in [1, 2) (spans for 0, 1 and the
+    # unanswerable 3). The tie goes to the one answering fewer: the midpoint of -3 and -1.
+    assert threshold == -2.0, threshold
+    assert chosen == ["1742", "", "", "", ""], chosen
     refs = [list(ex.references) for ex in examples]
     best = max(squad_v2_scores(answers(preds, t / 4), refs)["exact"] for t in range(-30, 30))
     assert squad_v2_scores(chosen, refs)["exact"] == best == 0.6
+
+
+def test_choose_null_threshold_abstains_where_answering_gained_nothing_on_eval() -> None:
+    """Real SQuAD v2 (docs/real-data.md): every eval span was wrong, so answering or not tied on eval, and the
+    old tie-break (the threshold nearest 0) answered most test questions, and a finite "below all" (-3, the
+    lowest margin - 1) still answered 511 of 706: test margins sat lower than eval's. Ties now go to answering fewest,
+    and abstaining on all is -inf."""
+    context = "Odile Marsk founded Velmora in 1742."
+    examples = [qa_example(0, context, "a?", "1742"), make_example(QARow("n1", context, "b?", ()))]
+    preds = predictions([(-2.0, "Velmora"), (3.0, "1742")])  # a wrong span, then an unanswerable question
+    threshold = choose_null_threshold(preds, examples)
+    assert threshold == -math.inf, threshold  # abstain on all, wherever test margins lie
+    assert answers(preds, threshold) == ["", ""]
+    assert answers(predictions([(-1.0, "Marsk"), (-9.0, "1742")]), threshold) == ["", ""], \
+        "test questions the old tie-break (0.5) or a finite 'below all' (-3) answered"
 
 
 def test_choose_null_threshold_extremes_and_no_span() -> None:
