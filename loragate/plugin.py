@@ -457,7 +457,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if gate is None or not gate.has_results():
         return
     # The interpreter's exit runs a cyclic collection over the millions of objects torch, transformers and peft
-    # made (2.2 s of a 55 s smoke gate); frozen, they are left to the OS, as they are anyway (0.4 s).
+    # made (2.2 s of a 55 s smoke gate); frozen, they are left to the OS, as they are anyway (0.4 s). Once per
+    # process, however many sessions it runs (pytester's in-process runs).
+    atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
     finished = gate.finish()
     xml = next((plugin for plugin in session.config.pluginmanager.get_plugins()  # --junitxml's LogXML
