@@ -100,11 +100,11 @@ def fit_splits(splits: Splits, tokenizer: PreTrainedTokenizerBase, answers: dict
                 f"never the answer: raise it with --set {where}.train.max_length={answers[name][row] + specials + 1}")
     if over and train.truncation == "refuse":
         need, name, row = max(over)
-        lift = (f"--set {where}.train.max_length={need} or " if cap is None or need <= cap else
+        lift = (f"lift it with --set {where}.train.max_length={need} or " if cap is None or need <= cap else
                 f"the base reads at most {cap} positions, so ")
         raise CardError(
             f"{len(over)} examples take more than train.max_length {max_length} tokens (prompt + answer; the longest, "
-            f"example {parts[name][row].id} of the {name} split, takes {need}): lift it with {lift}cut their prompts "
+            f"example {parts[name][row].id} of the {name} split, takes {need}): {lift}cut their prompts "
             f"with --set {where}.train.truncation=right (or =left)")
     fitted = {name: list(examples) for name, examples in parts.items()}
     for need, name, row in over:

@@ -4,10 +4,12 @@ positions."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from loragate.card import CardError, TrainSettings
@@ -71,7 +73,8 @@ def test_refusing_names_the_sets_that_lift_it(iris: IrisTask, tokenizer, iris_sp
     assert f"take more than train.max_length {longest - 1} tokens" in str(error.value)
     assert (f"lift it with --set tiers.tiny.train.max_length={longest} or cut their prompts with "
             f"--set tiers.tiny.train.truncation=right (or =left)") in str(error.value)
-    with pytest.raises(CardError, match=f"the base reads at most {longest - 2} positions, so cut their prompts with "
+    with pytest.raises(CardError, match=rf"takes {longest}\): the base reads at most {longest - 2} positions, so cut "
+                                        r"their prompts with "
                                         r"--set tiers.full.train.truncation=right"):
         fit_splits(iris_splits, tokenizer, answers, AUTO, longest - 2, "tiers.full")
 
@@ -156,3 +159,32 @@ def test_auto_is_resolved_in_the_card_before_the_key_and_the_key_is_that_of_the_
     numbered = load_task("iris", RunOptions(overrides=(f"tiers.tiny.train.max_length={fit.max_length}",))).card
     assert adapter_key("f" * 64, "d" * 64, card.tier("tiny").lora, card.tier("tiny").train) == \
         adapter_key("f" * 64, "d" * 64, numbered.tier("tiny").lora, numbered.tier("tiny").train)
+
+
+def test_a_built_in_card_takes_a_users_longer_text_without_a_refusal(tiny_dir: Path) -> None:
+    """Real reviews and news items are longer than the generated ones (#17): the shipped cards let the data choose
+    max_length, so a --data file of longer text trains as it is instead of stopping at a fixed 64."""
+    import torch
+
+    task = load_task("iris", RunOptions())
+    base = load_causal(str(tiny_dir), "cpu", torch.float32)
+    splits = task.load_splits()
+    long = replace(splits.test[0], prompt=splits.test[0].prompt + " measured again" * 15)
+    splits = replace(splits, test=[long, *splits.test[1:]])
+    card, fitted, fit = fit_inputs(task, "tiny", splits, base)
+    assert fit is not None and fit.longest > 64 and fit.max_length == fit.longest and fit.auto
+    assert fitted == splits and card.tier("tiny").train.max_length == fit.longest
+
+
+CARDS = sorted(Path(__file__).parents[1].glob("loragate/tasks/*.yaml")) + \
+    sorted(Path(__file__).parents[1].glob("examples/*/tasks/*.yaml"))
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda path: path.stem)
+def test_every_shipped_card_lets_the_data_choose_max_length(path: Path) -> None:
+    """A number in a shipped card refuses a user's longer text by default; only extractive QA, which windows long
+    passages (qa.max_length), keeps one."""
+    card = yaml.safe_load(path.read_text())
+    for tier, settings in card["tiers"].items():
+        if card["kind"] != "extractive_qa":
+            assert settings["train"].get("max_length", "auto") == "auto", f"{path.name}: tiers.{tier}.train.max_length"
