@@ -408,8 +408,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item,
                                call: pytest.CallInfo) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A failure's traceback and captured output with Hugging Face tokens masked, before anything prints them
-    or writes them to JUnit XML."""
+    or writes them to JUnit XML; a case that did not run shows its traceback once, then one line per test."""
     report = yield
+    session = item.config.stash.get(SESSION, None)
+    if call.when == "setup" and call.excinfo is not None and session is not None:
+        line = session.repeated_failure(call.excinfo.value)
+        if line is not None:
+            report.longrepr = line
     if report.longrepr is not None:
         text = str(report.longrepr)
         if redact(text) != text:

@@ -34,6 +34,7 @@ class GateSession:
     tests: dict[tuple[str, str], CaseTests] = field(default_factory=dict)  # each case's gate tests (this process)
     case_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # gate test node id -> its case
     progress: Progress = SILENT  # what each run shows while it runs; the plugin sets pytest's at session start
+    failures_shown: set[tuple[str, str]] = field(default_factory=set)  # cases whose failure's traceback was printed
 
     def collected(self, nodeid: str, case: tuple[str, str]) -> None:
         """A gate test of `case` was collected: the case's verdict needs it to run."""
@@ -70,6 +71,19 @@ class GateSession:
                 self.failures[key] = exc
                 raise
         return self.runs[key]
+
+    def repeated_failure(self, error: BaseException) -> str | None:
+        """One line for a gate test whose case did not run, where an earlier test already showed the traceback:
+        pytest re-raises a session fixture's error in every test that uses it, so a bad --data file printed the same
+        traceback 18 times. None for the first test of the case, and for an error that is not a run's failure."""
+        for case, failure in self.failures.items():
+            if failure is error:
+                if case not in self.failures_shown:
+                    self.failures_shown.add(case)
+                    return None
+                return (f"{case[0]}/{case[1]} did not run: {type(error).__name__}: {error} (the traceback is under "
+                        f"this case's first error)")
+        return None
 
     def failure_lines(self) -> list[str]:
         return [f"{task}/{tier}: did not run: {type(exc).__name__}: {exc}"

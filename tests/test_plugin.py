@@ -312,6 +312,21 @@ def test_summary_names_a_case_that_did_not_run(gate_dir: pytest.Pytester) -> Non
     assert not (gate_dir.path / "reports").exists()  # nothing ran, so there is no report to write
 
 
+def test_a_case_that_did_not_run_shows_its_traceback_once(gate_dir: pytest.Pytester) -> None:
+    """pytest re-raises a session fixture's error in every test that uses it: a bad --data file printed the same
+    traceback under each of the case's gate tests (1,163 lines for one wrong label). Now the first shows it and
+    every other names the error in one line."""
+    gate_dir.path.joinpath("iris.csv").write_text("sepal_length,sepal_width,petal_length,petal_width,species\n"
+                                                  "5.1,3.5,1.4,0.2,rose\n")
+    result = run(gate_dir, "-m", "smoke", "--task", "iris", "--data", "iris.csv", "-k", "parameters")
+    errors = result.parseoutcomes()["errors"]
+    assert errors > 2
+    assert sum(line.startswith("E   ") for line in result.outlines) == 1  # one traceback
+    assert sum(line.startswith("iris/tiny did not run: ValueError: ") for line in result.outlines) == errors - 1
+    result.stdout.fnmatch_lines(["iris/tiny did not run: ValueError: *iris.csv:2: species 'rose' is not one of "
+                                 "*(the traceback is under this case's first error)"])
+
+
 def test_quantize_without_bitsandbytes_is_a_usage_error_at_start(gate_dir: pytest.Pytester) -> None:
     """A bitsandbytes that does not import (missing, or built without a backend for this machine)."""
     gate_dir.mkpydir("bitsandbytes").joinpath("__init__.py").write_text("raise ImportError('no backend here')\n")
