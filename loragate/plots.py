@@ -1,166 +1,240 @@
-"""The report's figures as PNG bytes: confusion matrices, per-class accuracy bars, the training loss curve.
+"""The report's figures as SVG: confusion matrices, per-class accuracy bars, the training loss curve.
 
-Pure functions of plain data (lists, dicts), never of a TaskRun, so each is testable without a model. They
-draw on a bare `Figure` (the Agg canvas, no pyplot): no global state, no display needed.
+Written as SVG text, not drawn by a plotting library: rectangles, lines and text need no layout engine, and
+matplotlib's took 5 s of a 60 s smoke gate (0.3-0.5 s a figure) plus 1 s to import. Pure functions of plain data
+(lists, dicts), never of a TaskRun, so each is testable without a model. Every text is XML-escaped (labels come
+from users' cards and data) and the same data gives the same bytes.
 """
 
 from __future__ import annotations
 
-import io
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from xml.sax.saxutils import escape
 
 from loragate.metrics import INVALID
 
 COLORS = {"base": "#9aa5b1", "tuned": "#2b6cb0", "baseline": "#dd8452"}  # the same model, the same colour
 OTHER_COLORS = ["#55a868", "#8172b3", "#937860"]
+RED = "#c53030"
+GRID = "#e2e8f0"
 PERPLEXITY_TICKS = [1.001, 1.002, 1.005, 1.01, 1.02, 1.05, 1.1, 1.2, 1.5, 2, 3, 5, 10, 20, 50, 100, 200, 500,
                     1_000, 10_000, 100_000]
+CHAR_WIDTH = 0.6  # an average character's width in ems, to leave room for labels
+SIN_35 = math.sin(math.radians(35))  # slanted tick labels
 
 
 @dataclass(frozen=True)
 class Plot:
-    file: str  # the PNG's name in the report directory
+    file: str  # the SVG's name in the report directory
     caption: str
-    png: bytes
+    svg: str
 
 
-def png_bytes(figure: Figure) -> bytes:
-    """The figure as PNG; no metadata that varies between runs, so the same data gives the same bytes. zlib level 1,
-    not 6: 15% less time per figure (the report's 14 figures took 6 s of a 55 s smoke gate) for slightly larger
-    files."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
-    return buffer.getvalue()
+def text_width(text: str, size: float) -> float:
+    return len(text) * size * CHAR_WIDTH
 
 
-def confusion_png(labels: list[str], matrices: dict[str, list[list[int]]]) -> bytes:
+def document(width: float, height: float, body: list[str]) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+            f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="DejaVu Sans, Arial, sans-serif">\n'
+            f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(body) + "\n</svg>\n")
+
+
+def label(x: float, y: float, content: str, size: float = 11, anchor: str = "middle", fill: str = "black",
+          rotate: float | None = None) -> str:
+    """A text whose baseline starts, ends or is centred (`anchor`) at (x, y), turned `rotate` degrees about it."""
+    turn = f' transform="rotate({rotate:g} {x:.1f} {y:.1f})"' if rotate else ""
+    return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size:g}" text-anchor="{anchor}" fill="{fill}"{turn}>'
+            f'{escape(content)}</text>')
+
+
+def line(x1: float, y1: float, x2: float, y2: float, stroke: str = "black", dashed: bool = False) -> str:
+    dash = ' stroke-dasharray="5 3"' if dashed else ""
+    return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}"{dash}/>'
+
+
+def rect(x: float, y: float, width: float, height: float, fill: str) -> str:
+    return f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}" fill="{fill}"/>'
+
+
+def shade(fraction: float) -> str:
+    """White (0) to dark blue (1), as matplotlib's Blues."""
+    light, dark = (247, 251, 255), (8, 48, 107)
+    return "#" + "".join(f"{round(a + (b - a) * fraction):02x}" for a, b in zip(light, dark))
+
+
+def confusion_svg(labels: list[str], matrices: dict[str, list[list[int]]]) -> str:
     """One panel per matrix (e.g. base, tuned): rows gold labels, columns labels then <invalid>, every cell's
     count written in it, each panel shaded from 0 to its own largest cell. Side by side for a few labels;
     stacked for many, so a cell stays readable when the page scales the image to its width."""
     columns = [*labels, INVALID]
     stacked = len(columns) > 7
-    cell = 0.75 if not stacked else 0.5  # inches per matrix cell
-    side = max(3.2, cell * len(columns) + 1.8)  # one panel's width, tick labels included
-    height = (side - 1.4) * len(labels) / len(columns) + 1.8  # the matrix is wider than tall by one column
-    rows, cols = (len(matrices), 1) if stacked else (1, len(matrices))
-    figure = Figure(figsize=(side * cols, height * rows), layout="constrained")
-    font = 10 if not stacked else 8
-    for position, (title, matrix) in enumerate(matrices.items(), start=1):
-        counts = np.array(matrix, dtype=int)
-        if counts.shape != (len(labels), len(columns)):
-            raise ValueError(f"{title}: confusion matrix has shape {counts.shape}; expected {len(labels)} rows "
+    cell, size = (46.0, 12.0) if not stacked else (32.0, 10.0)
+    left = max(text_width(name, size) for name in labels) + 34  # row labels and the turned "gold"
+    top = 30.0  # the title
+    bottom = max(text_width(name, size) for name in columns) * SIN_35 + size + 34  # slanted labels, "predicted"
+    grid_width, grid_height = cell * len(columns), cell * len(labels)
+    panel_width = max(left + grid_width + 16, text_width("tuned: accuracy 0.000 (000/000)", size + 1) + 16)
+    panel_height = top + grid_height + bottom
+    body = []
+    for index, (title, matrix) in enumerate(matrices.items()):
+        if len(matrix) != len(labels) or any(len(row) != len(columns) for row in matrix):
+            shape = f"{len(matrix)}x{','.join(str(len(row)) for row in matrix)}"
+            raise ValueError(f"{title}: confusion matrix has shape {shape}; expected {len(labels)} rows "
                              f"(gold labels) of {len(columns)} columns (labels, then {INVALID})")
-        ax = figure.add_subplot(rows, cols, position)
-        peak = max(int(counts.max()), 1)
-        ax.imshow(counts, cmap="Blues", vmin=0, vmax=peak)
-        for row in range(counts.shape[0]):
-            for col in range(counts.shape[1]):
-                value = counts[row, col]
-                ax.text(col, row, str(value), ha="center", va="center", fontsize=font,
-                        color="white" if value > peak / 2 else "black")
-        correct, total = int(np.trace(counts[:, : len(labels)])), int(counts.sum())
+        x0, y0 = (0.0, index * panel_height) if stacked else (index * panel_width, 0.0)
+        peak = max(max(max(row) for row in matrix), 1)
+        correct, total = sum(matrix[i][i] for i in range(len(labels))), sum(map(sum, matrix))
         accuracy = f"{correct / total:.3f}" if total else "n/a"
-        ax.set_title(f"{title}: accuracy {accuracy} ({correct}/{total})", fontsize=font + 1)
-        ax.set_xticks(range(len(columns)), columns, rotation=35, ha="right", fontsize=font)
-        ax.set_yticks(range(len(labels)), labels, fontsize=font)
-        ax.set_xlabel("predicted", fontsize=font)
-        ax.set_ylabel("gold", fontsize=font)
-    return png_bytes(figure)
+        body.append(label(x0 + left + grid_width / 2, y0 + 20, f"{title}: accuracy {accuracy} ({correct}/{total})",
+                          size + 1))
+        for row, counts in enumerate(matrix):
+            y = y0 + top + row * cell
+            body.append(label(x0 + left - 6, y + cell / 2 + size * 0.35, labels[row], size, anchor="end"))
+            for column, value in enumerate(counts):
+                x = x0 + left + column * cell
+                body.append(rect(x, y, cell, cell, shade(value / peak)))
+                body.append(label(x + cell / 2, y + cell / 2 + size * 0.35, str(value), size,
+                                  fill="white" if value > peak / 2 else "black"))
+        for column, name in enumerate(columns):
+            x = x0 + left + column * cell + cell / 2 + size * 0.3
+            body.append(label(x, y0 + top + grid_height + size + 2, name, size, anchor="end", rotate=-35))
+        body.append(label(x0 + left + grid_width / 2, y0 + panel_height - 8, "predicted", size))
+        body.append(label(x0 + 12, y0 + top + grid_height / 2, "gold", size, rotate=-90))
+    count = len(matrices)
+    return document(panel_width * (1 if stacked else count), panel_height * (count if stacked else 1), body)
 
 
-def per_class_png(labels: list[str], accuracy: dict[str, dict[str, float]], support: dict[str, int],
-                  floor: float | None = None) -> bytes:
+def per_class_svg(labels: list[str], accuracy: dict[str, dict[str, float]], support: dict[str, int],
+                  floor: float | None = None) -> str:
     """Grouped bars of each class's accuracy, one bar per model in `accuracy` (e.g. base, tuned), the value on
     each bar, and the card's per-class floor as a dashed line when given."""
-    width = 0.8 / max(len(accuracy), 1)
-    positions = np.arange(len(labels))
-    rotate = len(labels) > 6
-    bars_wide = 0.8 * len(labels) * max(len(accuracy), 1)  # inches for all bars
-    figure = Figure(figsize=(min(12.0, max(5.0, bars_wide + 1.5)), 4.4 if rotate else 3.8), layout="constrained")
-    ax = figure.add_subplot()
-    handles = []  # in drawing order, so the legend reads base, tuned, floor
-    for index, (name, values) in enumerate(accuracy.items()):
-        heights = [values[label] for label in labels]
-        offsets = positions + (index - (len(accuracy) - 1) / 2) * width
-        color = COLORS.get(name, OTHER_COLORS[index % len(OTHER_COLORS)])
-        bars = ax.bar(offsets, heights, width, label=name, color=color)
-        ax.bar_label(bars, [f"{h:.2f}" for h in heights], fontsize=8, padding=2)
-        handles.append(bars)
+    bar, gap, size = 26.0, 20.0, 10.0
+    group = bar * max(len(accuracy), 1) + gap
+    names = [f"{name} (n={support[name]})" for name in labels]
+    rotate = len(labels) > 6 or any(text_width(name, size) > group for name in names)
+    left, top, height = 58.0, 52.0, 220.0  # the title and the legend above the axes
+    bottom = (max(text_width(name, size) for name in names) * SIN_35 if rotate else size) + 20
+    width = max(left + group * len(labels) + 20, 420.0)
+    y_of = lambda value: top + height * (1 - value)  # noqa: E731
+    body = [label(width / 2, 18, "per-class accuracy", 13)]
+    for tick in [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]:
+        body.append(line(left, y_of(tick), width - 10, y_of(tick), GRID))
+        body.append(label(left - 6, y_of(tick) + 4, f"{tick:.1f}", size, anchor="end"))
+    body.append(label(14, top + height / 2, "accuracy (recall of the gold class)", size, rotate=-90))
+    legend_x = left
+    for index, (model, values) in enumerate(accuracy.items()):
+        color = COLORS.get(model, OTHER_COLORS[index % len(OTHER_COLORS)])
+        body += [rect(legend_x, 30, 10, 10, color), label(legend_x + 14, 39, model, size, anchor="start")]
+        legend_x += text_width(model, size) + 34
+        for position, name in enumerate(labels):
+            value = values[name]
+            x = left + position * group + gap / 2 + index * bar
+            body.append(rect(x, y_of(value), bar - 2, height * value, color))
+            body.append(label(x + (bar - 2) / 2, y_of(value) - 3, f"{value:.2f}", 8))
     if floor is not None:
-        handles.append(ax.axhline(floor, color="#c53030", linestyle="--", linewidth=1, label=f"floor {floor:.2f}"))
-    ax.set_xticks(positions, [f"{label}\n(n={support[label]})" for label in labels],
-                  rotation=35 if rotate else 0, ha="right" if rotate else "center", fontsize=9)
-    ax.set_ylim(0, 1.25)  # headroom above the value labels of a 1.0 bar for the legend
-    ax.set_yticks(np.linspace(0, 1, 6))
-    ax.set_ylabel("accuracy (recall of the gold class)")
-    ax.set_title("per-class accuracy")
-    ax.legend(handles=handles, loc="upper left", fontsize=8, ncols=len(handles), frameon=False)
-    return png_bytes(figure)
+        body.append(line(left, y_of(floor), width - 10, y_of(floor), RED, dashed=True))
+        body += [line(legend_x, 35, legend_x + 18, 35, RED, dashed=True),
+                 label(legend_x + 22, 39, f"floor {floor:.2f}", size, anchor="start")]
+    body.append(line(left, top + height, width - 10, top + height))
+    for position, name in enumerate(names):
+        x = left + position * group + group / 2
+        if rotate:
+            body.append(label(x + size * 0.3, top + height + size + 4, name, size, anchor="end", rotate=-35))
+        else:
+            body.append(label(x, top + height + size + 6, name, size))
+    return document(width, top + height + bottom, body)
 
 
-def loss_to_perplexity(loss: np.ndarray) -> np.ndarray:
-    """exp, clipped so the axis' far limits do not overflow."""
-    return np.exp(np.clip(loss, -700, 700))
+def linear_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round values (1, 2 or 5 times a power of ten apart) from low to high, about `count` of them."""
+    raw = (high - low) / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(multiple * power for multiple in (1, 2, 5, 10) if multiple * power >= raw)
+    first = math.ceil(low / step - 1e-9) * step
+    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
 
 
-def perplexity_to_loss(perplexity: np.ndarray) -> np.ndarray:
-    """log, clipped at the smallest positive float so a limit at 0 does not divide by zero."""
-    return np.log(np.clip(perplexity, np.finfo(float).tiny, None))
+def log_ticks(low: float, high: float) -> list[float]:
+    """1, 2 and 5 times each power of ten from low to high; the powers of ten alone where that makes too many."""
+    ticks = [multiple * 10.0 ** power for power in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+             for multiple in (1, 2, 5) if low <= multiple * 10.0 ** power <= high]
+    return ticks if len(ticks) <= 8 else [tick for tick in ticks if f"{tick:g}".lstrip("0.").startswith("1")]
 
 
-def perplexity_ticks(low: float, high: float) -> list[float]:
-    """Round perplexities inside the loss axis' limits, at least 1/12 of its (log) height apart so their
-    labels never overlap: exp packs large perplexities into the top of a log-loss axis."""
+def perplexity_ticks(low: float, high: float, spread: Callable[[float], float] = math.log10) -> list[float]:
+    """Round perplexities inside the loss axis' limits, at least 1/12 of its height apart (measured by `spread`,
+    the axis' scale) so their labels never overlap: exp packs large perplexities into the top of a loss axis."""
     low = max(low, 1e-12)  # a linear axis may start at or below 0
-    span = math.log10(high) - math.log10(low)
+    span = spread(high) - spread(low)
     chosen: list[float] = []
     for tick in PERPLEXITY_TICKS:
         loss = math.log(tick)
         if not low <= loss <= high:
             continue
-        if chosen and math.log10(loss) - math.log10(math.log(chosen[-1])) < span / 12:
+        if chosen and spread(loss) - spread(math.log(chosen[-1])) < span / 12:
             continue
         chosen.append(tick)
     return chosen
 
 
-def loss_png(loss_curve: list[float], eval_loss: float | None = None,
-             eval_curve: list[list[float]] | None = None) -> bytes:
-    """Training loss per optimizer step on a log scale, perplexity (exp of the loss) on the right axis, the
-    eval split's loss every few steps while training (`eval_curve`: [step, loss] pairs) or after it."""
+def loss_svg(loss_curve: list[float], eval_loss: float | None = None,
+             eval_curve: list[list[float]] | None = None) -> str:
+    """Training loss per optimizer step (a log scale where it spans a decade or more), perplexity (exp of the loss)
+    on the right axis, the eval split's loss every few steps while training (`eval_curve`: [step, loss] pairs) or
+    after it. Steps whose loss is not finite are left out of the line."""
     if not loss_curve:
         raise ValueError("no loss curve to plot: the manifest's loss_curve is empty")
-    steps = np.arange(1, len(loss_curve) + 1)
-    figure = Figure(figsize=(7.0, 3.8), layout="constrained")
-    ax = figure.add_subplot()
-    ax.plot(steps, loss_curve, color=COLORS["tuned"], linewidth=1, label="train loss (per step)")
-    if eval_curve:
-        ax.plot([step for step, _ in eval_curve], [loss for _, loss in eval_curve], "o-", color="#c53030",
-                markersize=4, linewidth=1, label=f"eval loss (last {eval_curve[-1][1]:.4f}, perplexity "
-                                                  f"{math.exp(eval_curve[-1][1]):.3f})")
-    elif eval_loss is not None and math.isfinite(eval_loss):
-        ax.plot([steps[-1]], [eval_loss], "o", color="#c53030",
-                label=f"eval loss {eval_loss:.4f} (perplexity {math.exp(eval_loss):.3f})")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.01, not 10^-2
-    if max(loss_curve) >= 10 * min(loss_curve) > 0:  # a log scale only pays off over a decade or more
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (nats per answer token)")
-    perplexity = ax.secondary_yaxis("right", functions=(loss_to_perplexity, perplexity_to_loss))
-    ticks = perplexity_ticks(*ax.get_ylim())
-    if len(ticks) >= 2:
-        perplexity.set_yticks(ticks)
-    perplexity.yaxis.set_major_formatter(plain)
-    perplexity.yaxis.set_minor_formatter(NullFormatter())
-    perplexity.set_ylabel("perplexity = exp(loss)")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(f"training loss, {len(loss_curve)} steps")
-    ax.legend(fontsize=8, frameon=False)
-    return png_bytes(figure)
+    steps = len(loss_curve)
+    evals = ([(step, loss) for step, loss in eval_curve] if eval_curve else
+             [(steps, eval_loss)] if eval_loss is not None and math.isfinite(eval_loss) else [])
+    values = [value for value in [*loss_curve, *(loss for _, loss in evals)] if math.isfinite(value)] or [1.0]
+    log = min(values) > 0 and max(values) >= 10 * min(values)  # a log scale only pays off over a decade or more
+    scale = math.log10 if log else (lambda value: value)
+    low, high = scale(min(values)), scale(max(values))
+    pad = (high - low) * 0.06 or 0.5
+    low, high = low - pad, high + pad
+    left, right, top, height, width = 62.0, 70.0, 48.0, 230.0, 700.0
+    plot_width = width - left - right
+    x_of = lambda step: left + plot_width * ((step - 1) / max(steps - 1, 1))  # noqa: E731
+    y_of = lambda loss: top + height * (1 - (scale(loss) - low) / (high - low))  # noqa: E731
+    lowest, highest = (10 ** low, 10 ** high) if log else (low, high)
+    body = [label(width / 2, 18, f"training loss, {steps} steps", 13)]
+    for tick in (log_ticks(lowest, highest) if log else linear_ticks(lowest, highest)):
+        body.append(line(left, y_of(tick), left + plot_width, y_of(tick), GRID))
+        body.append(label(left - 6, y_of(tick) + 4, f"{tick:g}", 10, anchor="end"))
+    for tick in perplexity_ticks(lowest, highest, scale):
+        body.append(line(left + plot_width, y_of(math.log(tick)), left + plot_width + 4, y_of(math.log(tick))))
+        body.append(label(left + plot_width + 7, y_of(math.log(tick)) + 4, f"{tick:g}", 10, anchor="start"))
+    for tick in linear_ticks(1, max(steps, 2)):
+        if tick == int(tick) and 1 <= tick <= steps:
+            body.append(label(x_of(tick), top + height + 16, f"{tick:g}", 10))
+    body += [f'<rect x="{left:.1f}" y="{top:.1f}" width="{plot_width:.1f}" height="{height:.1f}" fill="none" '
+             f'stroke="black"/>',
+             label(left + plot_width / 2, top + height + 36, "optimizer step", 11),
+             label(14, top + height / 2, "loss (nats per answer token)", 11, rotate=-90),
+             label(width - 12, top + height / 2, "perplexity = exp(loss)", 11, rotate=90)]
+    segment: list[str] = []
+    for step, loss in enumerate([*loss_curve, math.nan], start=1):
+        if math.isfinite(loss):
+            segment.append(f"{x_of(step):.1f},{y_of(loss):.1f}")
+        elif segment:
+            body.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{COLORS["tuned"]}"/>')
+            segment = []
+    legend = [(COLORS["tuned"], "train loss (per step)")]
+    if evals:
+        points = [(x_of(step), y_of(loss)) for step, loss in evals if math.isfinite(loss)]
+        if len(points) > 1:
+            body.append(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}" fill="none" '
+                        f'stroke="{RED}"/>')
+        body += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{RED}"/>' for x, y in points]
+        last = evals[-1][1]
+        legend.append((RED, f"eval loss {'(last) ' if eval_curve else ''}{last:.4f} (perplexity "
+                            f"{math.exp(min(last, 700)):.3f})"))
+    x = left
+    for color, name in legend:
+        body += [line(x, 34, x + 18, 34, color), label(x + 22, 38, name, 10, anchor="start")]
+        x += text_width(name, 10) + 40
+    return document(width, top + height + 46, body)

@@ -1,6 +1,6 @@
 """The base-vs-tuned table people read, and reports/<run>/ written atomically: report.json (numbers and
 per-example predictions, reusable as a baseline), report.md, report.html (self-contained), summary.md (for a
-GitHub job summary) and the figures as PNG files.
+GitHub job summary) and the figures as SVG files.
 
 Each run is first rendered into plain data (RenderedRun), then the files are assembled from the renderings: under
 pytest-xdist the workers render their runs and the controller writes one report of all of them."""
@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # loragate.run loads torch and transformers: an xdist control
     from loragate.run import TaskRun
 
 def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
-    """The run's part of report.md, with its figures (PNG file names beside it) as images."""
+    """The run's part of report.md, with its figures (SVG file names beside it) as images."""
     parts = [f"## {headline(run)}", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
     parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d in table_rows(run)]
     parts += ["", constant_line(run)]
@@ -150,9 +150,9 @@ def run_plots(run: TaskRun) -> list[Plot]:
     curve = run.manifest.loss_curve if run.manifest else None
     if curve:
         eval_loss = run.manifest.metrics_at_train.get("eval_loss")
-        result.append(Plot(f"{prefix}-loss.png", "Training loss per optimizer step (from the adapter's manifest), "
+        result.append(Plot(f"{prefix}-loss.svg", "Training loss per optimizer step (from the adapter's manifest), "
                            "perplexity on the right axis; the dots are the eval split's loss while and after training.",
-                           plots.loss_png(curve, eval_loss, run.manifest.eval_curve)))
+                           plots.loss_svg(curve, eval_loss, run.manifest.eval_curve)))
     return result
 
 
@@ -249,13 +249,13 @@ def source_state() -> dict[str, str | bool | None]:
 
 
 def write_rendered(runs: list[RenderedRun], report_dir: Path) -> Path:
-    """reports/<UTC time>/ with report.json, report.md, report.html, summary.md and the PNGs, renamed into
+    """reports/<UTC time>/ with report.json, report.md, report.html, summary.md and the SVG figures, renamed into
     place together."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     with atomic_dir(report_dir / stamp) as staged:
         tmp = staged.path
         for plot in (plot for run in runs for plot in run.plots):
-            (tmp / plot.file).write_bytes(plot.png)
+            (tmp / plot.file).write_text(plot.svg)
         report = {"source": source_state(), "runs": [run.json for run in runs]}
         (tmp / "report.json").write_text(redact(json.dumps(report, indent=2) + "\n"))
         (tmp / "report.md").write_text(redact("\n".join(["# loragate report", "", *(run.markdown for run in runs)])))

@@ -1,4 +1,4 @@
-"""report.html: one self-contained page (inline CSS, PNGs as data URIs, no script, nothing fetched) whose every
+"""report.html: one self-contained page (inline CSS, SVG figures as data URIs, no script, nothing fetched) whose every
 cell of model output is escaped."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
         numeric=frozenset({1, 2, 3, 4}), trusted=frozenset({6}))
     gates = html_table(["result", "gate", "finding or evidence"],
                        [[badge(r.passed), r.check, gate_text(r) or "-"] for r in run.gates], trusted=frozenset({0}))
-    images = "".join(f'<figure><img src="data:image/png;base64,{base64.b64encode(p.png).decode("ascii")}" '
+    images = "".join(f'<figure><img src="data:image/svg+xml;base64,{base64.b64encode(p.svg.encode()).decode()}" '
                      f'alt="{e(p.file)}"><figcaption>{e(p.file)}: {e(p.caption)}</figcaption></figure>'
                      for p in figures)
     all_invalid = [[i, code(out), reason] for i, out, reason in run.tuned_predictions.invalid()]
@@ -156,7 +156,7 @@ def wrong_examples(run: TaskRun) -> str:
 
 
 def html_page(runs: list[RenderedRun], stamp: str) -> str:
-    """report.html: one self-contained file (inline CSS, PNGs as data URIs, no script, no external request)."""
+    """report.html: one self-contained file (inline CSS, SVG figures as data URIs, no script, no external request)."""
     overall = "PASS" if all(run.passed for run in runs) else "FAIL" if any(run.verdict == "FAIL" for run in runs) \
         else "PARTIAL"
     body = "".join(run.html for run in runs)

@@ -1,4 +1,4 @@
-"""Reports: the figures are real PNGs, report.html is one self-contained file that escapes model output and
+"""Reports: the figures are well-formed SVG, report.html is one self-contained file that escapes model output and
 shows every gate, summary.md carries the gated metrics, the JUnit XML gets the numbers, and the same seed on
 CPU gives the same adapter bytes and the same report numbers."""
 
@@ -7,16 +7,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import io
 import json
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from xml.etree import ElementTree
 
 import pytest
 import torch
-from PIL import Image
 
 from loragate import plots
 from loragate.gates import Subgroup, checks_from, run_gates
@@ -26,42 +26,79 @@ from loragate.report import render, write_report
 from loragate.run import RunOptions, TaskRun, run_task, score
 from loragate.session import GateSession
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MALICIOUS = "<script>alert(1)</script>"
 LABELS = ["setosa", "versicolor", "virginica"]
+SVG = "{http://www.w3.org/2000/svg}"
 
 
-def png_size(png: bytes) -> tuple[int, int]:
-    """Width and height of a PNG after decoding every pixel: a truncated or corrupt file raises."""
-    assert png[:8] == PNG_MAGIC
-    image = Image.open(io.BytesIO(png))
-    image.load()
-    return image.size
+def svg_texts(svg: str) -> list[str]:
+    """Every text an SVG draws, after parsing it as XML: a malformed figure raises."""
+    root = ElementTree.fromstring(svg)
+    assert root.tag == f"{SVG}svg" and float(root.get("width")) > 100 and float(root.get("height")) > 100
+    return [element.text for element in root.iter(f"{SVG}text")]
 
 
-def test_confusion_png_is_a_png() -> None:
-    png = plots.confusion_png(LABELS, {"base": [[0, 0, 0, 10], [0, 0, 0, 10], [0, 0, 0, 10]],
+def test_confusion_svg_writes_every_count_and_each_panels_accuracy() -> None:
+    svg = plots.confusion_svg(LABELS, {"base": [[0, 0, 0, 10], [0, 0, 0, 10], [0, 0, 0, 10]],
                                        "tuned": [[10, 0, 0, 0], [0, 10, 0, 0], [0, 1, 9, 0]]})
-    width, height = png_size(png)
-    assert width > height > 100
+    texts = svg_texts(svg)
+    assert "base: accuracy 0.000 (0/30)" in texts and "tuned: accuracy 0.967 (29/30)" in texts
+    assert texts.count("10") == 5 and texts.count("9") == 1 and texts.count("<invalid>") == 2
+    assert texts.count("setosa") == 4  # a row and a column label in each panel
+    root = ElementTree.fromstring(svg)
+    assert float(root.get("width")) > float(root.get("height"))  # side by side
 
 
-def test_per_class_png_is_a_png() -> None:
-    png = plots.per_class_png(["a", "b"], {"base": {"a": 0.0, "b": 0.5}, "tuned": {"a": 1.0, "b": 0.9}},
+def test_confusion_svg_refuses_a_matrix_of_the_wrong_shape() -> None:
+    with pytest.raises(ValueError, match=r"tuned: confusion matrix has shape 3x3,3,3; expected 3 rows"):
+        plots.confusion_svg(LABELS, {"tuned": [[1, 0, 0], [0, 1, 0], [0, 0, 1]]})
+
+
+def test_per_class_svg_draws_each_bar_its_value_and_the_floor() -> None:
+    svg = plots.per_class_svg(["a", "b"], {"base": {"a": 0.0, "b": 0.5}, "tuned": {"a": 1.0, "b": 0.9}},
                               {"a": 3, "b": 4}, floor=0.5)
-    assert min(png_size(png)) > 100
+    texts = svg_texts(svg)
+    assert {"0.00", "0.50", "1.00", "0.90", "a (n=3)", "b (n=4)", "floor 0.50", "base", "tuned"} <= set(texts)
+    assert svg.count('stroke-dasharray') == 2  # the floor and its legend entry
 
 
-@pytest.mark.parametrize(("curve", "eval_loss"), [([5.3, 0.4, 0.01], 0.03), ([2.0, 1.9], None), ([0.7], float("nan"))])
-def test_loss_png_is_a_png_and_the_same_data_gives_the_same_bytes(curve: list[float], eval_loss: float | None) -> None:
-    png = plots.loss_png(curve, eval_loss)
-    assert min(png_size(png)) > 100
-    assert plots.loss_png(curve, eval_loss) == png
+def test_figures_escape_what_users_name() -> None:
+    labels = [MALICIOUS, "b&c"]
+    figures = [plots.confusion_svg(labels, {"tuned": [[1, 0, 0], [0, 1, 0]]}),
+               plots.per_class_svg(labels, {"tuned": {MALICIOUS: 1.0, "b&c": 0.5}}, {MALICIOUS: 1, "b&c": 1})]
+    for svg in figures:
+        assert MALICIOUS not in svg and "<script" not in svg
+        assert any(text.startswith(MALICIOUS) for text in svg_texts(svg))
 
 
-def test_loss_png_refuses_an_empty_curve() -> None:
+@pytest.mark.parametrize(("curve", "eval_loss"), [([5.3, 0.4, 0.01], 0.03), ([2.0, 1.9], None), ([0.7], float("nan")),
+                                                  ([1.2, float("nan"), 0.9, float("inf"), 0.8], 0.85)])
+def test_loss_svg_is_well_formed_and_the_same_data_gives_the_same_text(curve: list[float],
+                                                                        eval_loss: float | None) -> None:
+    svg = plots.loss_svg(curve, eval_loss)
+    texts = svg_texts(svg)
+    assert f"training loss, {len(curve)} steps" in texts
+    assert ("eval loss" in svg) == (eval_loss is not None and math.isfinite(eval_loss))
+    assert "nan" not in svg.replace("eval loss nan", "") and "inf" not in svg
+    assert plots.loss_svg(curve, eval_loss) == svg
+
+
+def test_loss_svg_scales_a_decade_logarithmically_with_perplexity_on_the_right() -> None:
+    texts = svg_texts(plots.loss_svg([5.3, 0.4, 0.01], 0.03))
+    assert {"0.01", "0.1", "1"} <= set(texts)  # log ticks
+    assert {"1.01", "1.1", "2", "10", "100"} <= set(texts)  # perplexities at exp(loss)
+    linear = svg_texts(plots.loss_svg([2.0, 1.9, 1.5]))
+    assert "1.6" in linear and "0.01" not in linear
+
+
+def test_loss_svg_shows_the_eval_curve() -> None:
+    svg = plots.loss_svg([3.0, 2.0, 1.0, 0.5], eval_curve=[[2, 1.5], [4, 0.7]])
+    assert svg.count("<circle") == 2 and "eval loss (last) 0.7000 (perplexity 2.014)" in svg_texts(svg)
+
+
+def test_loss_svg_refuses_an_empty_curve() -> None:
     with pytest.raises(ValueError, match="loss_curve is empty"):
-        plots.loss_png([])
+        plots.loss_svg([])
 
 
 @pytest.fixture(scope="module")
@@ -116,23 +153,23 @@ def hostile_report(hostile_run: TaskRun, tmp_path_factory: pytest.TempPathFactor
 
 def test_report_dir_holds_every_file(hostile_report: Path) -> None:
     assert sorted(p.name for p in hostile_report.iterdir()) == [
-        "iris-tiny-confusion.png", "iris-tiny-loss.png", "iris-tiny-per-class.png",
+        "iris-tiny-confusion.svg", "iris-tiny-loss.svg", "iris-tiny-per-class.svg",
         "report.html", "report.json", "report.md", "summary.md"]
     assert not [p for p in hostile_report.parent.iterdir() if p.name.startswith(".tmp-")]
 
 
-def test_html_is_self_contained_and_embeds_the_pngs(hostile_report: Path) -> None:
+def test_html_is_self_contained_and_embeds_the_figures(hostile_report: Path) -> None:
     page = (hostile_report / "report.html").read_text()
     assert not re.search(r"""(?:src|href|action)\s*=\s*["']?\s*(?:[a-z]+:)?//""", page, re.I), "external reference"
     assert "url(" not in page and "@import" not in page and "<link" not in page and "<script" not in page
     sources = re.findall(r'<img src="([^"]*)"', page)
-    assert len(sources) == len(list(hostile_report.glob("*.png"))) == 3
+    assert len(sources) == len(list(hostile_report.glob("*.svg"))) == 3
     embedded = []
     for source in sources:
-        assert source.startswith("data:image/png;base64,")
-        embedded.append(base64.b64decode(source.split(",", 1)[1], validate=True))
-        png_size(embedded[-1])
-    assert sorted(embedded) == sorted(p.read_bytes() for p in hostile_report.glob("*.png"))
+        assert source.startswith("data:image/svg+xml;base64,")
+        embedded.append(base64.b64decode(source.split(",", 1)[1], validate=True).decode())
+        svg_texts(embedded[-1])
+    assert sorted(embedded) == sorted(p.read_text() for p in hostile_report.glob("*.svg"))
 
 
 def test_html_escapes_model_output(hostile_report: Path) -> None:
@@ -220,7 +257,7 @@ def instruct_run(tmp_path_factory: pytest.TempPathFactory) -> TaskRun:
 def test_a_text_task_report_shows_its_metrics_samples_and_eval_curve(instruct_run: TaskRun, tmp_path: Path) -> None:
     report_dir = write_report([instruct_run], tmp_path)
     assert sorted(p.name for p in report_dir.iterdir()) == [
-        "instruct-tiny-loss.png", "report.html", "report.json", "report.md", "summary.md"]
+        "instruct-tiny-loss.svg", "report.html", "report.json", "report.md", "summary.md"]
     (run,) = json.loads((report_dir / "report.json").read_text())["runs"]
     first = run["predictions"][0]
     assert first["references"] == list(instruct_run.splits.test[0].references)

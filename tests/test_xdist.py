@@ -60,7 +60,7 @@ def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path
     for name in ("report.md", "report.html", "summary.md"):
         text = (report / name).read_text()
         assert "iris/tiny" in text and "sst2/tiny" in text, name
-    assert {"iris-tiny-confusion.png", "sst2-tiny-confusion.png"} <= {path.name for path in report.iterdir()}
+    assert {"iris-tiny-confusion.svg", "sst2-tiny-confusion.svg"} <= {path.name for path in report.iterdir()}
     assert step_summary.read_text() == (report / "summary.md").read_text(), "the job summary is appended once"
 
 
@@ -97,7 +97,7 @@ def test_without_xdist_the_arguments_stay() -> None:
 
 def rendered(task: str) -> dict:
     """A worker's handed-over run, as builtins."""
-    plot = Plot(f"{task}-tiny-loss.png", "loss", b"png")
+    plot = Plot(f"{task}-tiny-loss.svg", "loss", "<svg/>")
     return RenderedRun(task=task, tier="tiny", verdict="PASS", table=f"{task}/tiny: PASS", json={"task": task},
                        markdown="", html="", summary="", plots=(plot,)).to_builtins()
 
@@ -111,7 +111,7 @@ def test_controller_orders_runs_by_task_and_names_a_run_two_workers_computed(tmp
                             "failures": ["topics/tiny: did not run: RuntimeError: no base"]})
     runs, lines = session.results()
     assert [run.name for run in runs] == ["iris/tiny", "sst2/tiny"]
-    assert runs[0].plots == (Plot("iris-tiny-loss.png", "loss", b"png"),)
+    assert runs[0].plots == (Plot("iris-tiny-loss.svg", "loss", "<svg/>"),)
     assert lines == ["topics/tiny: did not run: RuntimeError: no base",
                      "iris/tiny: computed by 2 workers (gw1, gw0), the report keeps gw1's; keep each task on one "
                      "worker with --dist loadgroup (loragate's default with -n)"]

@@ -72,11 +72,11 @@ class LabelKind:
             compared["baseline"] = run.baseline_metrics
         compared["tuned"] = run.tuned_metrics
         return [
-            Plot(f"{prefix}-confusion.png", "Confusion matrices: rows are gold labels, columns predictions; "
+            Plot(f"{prefix}-confusion.svg", "Confusion matrices: rows are gold labels, columns predictions; "
                  "<invalid> counts outputs that did not parse.",
-                 plots.confusion_png(labels, {name: m.confusion for name, m in compared.items()})),
-            Plot(f"{prefix}-per-class.png", "Accuracy of each class; the dashed line is the card's per-class floor.",
-                 plots.per_class_png(labels, {name: m.per_class_accuracy for name, m in compared.items()},
+                 plots.confusion_svg(labels, {name: m.confusion for name, m in compared.items()})),
+            Plot(f"{prefix}-per-class.svg", "Accuracy of each class; the dashed line is the card's per-class floor.",
+                 plots.per_class_svg(labels, {name: m.per_class_accuracy for name, m in compared.items()},
                                      run.tuned_metrics.per_class_support, run.task.card.gates.min_class_accuracy)),
         ]
 
