@@ -81,8 +81,8 @@ def tuned_model(base: LoadedBase, data: Data, epochs: int = 4) -> tuple[torch.nn
     card = get_task("iris").card.tier("tiny")
     model = attach_lora(base.model, card.lora, card.train.seed)
     init = lora_state(model)
-    train_lora(model, base.tokenizer, data.tune, data.tune[:8], card.train.model_copy(update={"epochs": epochs}),
-               progress=False)
+    settings = card.train.model_copy(update={"epochs": epochs, "max_length": TRAIN_MAX_LENGTH})  # the card: auto
+    train_lora(model, base.tokenizer, data.tune, data.tune[:8], settings, progress=False)
     return model, init
 
 

@@ -39,8 +39,9 @@ class InputFit:
                 "truncated": dict(self.truncated), "examples": dict(self.examples)}
 
     def note(self) -> str | None:
-        """One line for the tables; None where the card's number held every example as it was."""
-        if not self.auto and self.truncation == "refuse":
+        """One line for the tables where prompts were cut; None where every example was kept as it was (the
+        resolved number of an `auto` is in the manifest and report.json, not on every table)."""
+        if not any(self.truncated.values()):
             return None
         source = (f"auto: the longest example's {self.longest} tokens" if self.auto else "the card's")
         if self.auto and self.cap is not None and self.longest > self.cap:

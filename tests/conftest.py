@@ -11,6 +11,7 @@ import torch
 
 from loragate.data import Splits
 from loragate.models import LoadedBase, load_causal, tiny_base_dir
+from loragate.overrides import apply_overrides
 from loragate.tasks import get_task
 from loragate.tasks.iris import IrisTask
 from loragate.training import attach_lora, train_lora
@@ -36,7 +37,11 @@ def _one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def iris() -> IrisTask:
-    return get_task("iris")
+    """The Iris task with the tiny tier's max_length as a number (64, room for every shipped example), as the
+    library's tests that train straight from the card need; the card says `auto`, which a run resolves."""
+    task = get_task("iris")
+    task.card = apply_overrides(task.card, ("tiers.tiny.train.max_length=64",))
+    return task
 
 
 @pytest.fixture(scope="session")

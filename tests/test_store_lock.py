@@ -14,7 +14,7 @@ import json, sys, time
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
-from loragate.run import RunOptions, prepare_adapter, prepare_base
+from loragate.run import RunOptions, fit_inputs, prepare_adapter, prepare_base
 from loragate.tasks import get_task
 
 root, start = Path(sys.argv[1]), float(sys.argv[2])
@@ -22,8 +22,9 @@ options = RunOptions(store_root=root / "adapters", cache=root / "cache", progres
 task = get_task("iris")
 splits = task.load_splits()
 base = prepare_base(task, "tiny", splits, options)
+task.card, splits, inputs = fit_inputs(task, "tiny", splits, base)  # the card's max_length: auto, resolved
 time.sleep(max(0.0, start - time.time()))  # both workers ask for the adapter at the same instant
-_, entry, manifest, trained = prepare_adapter(task, "tiny", base, splits, options)
+_, entry, manifest, trained = prepare_adapter(task, "tiny", base, splits, options, inputs)
 print(json.dumps({"trained": trained is not None, "entry": str(entry), "sha": manifest.adapter_sha256}))
 """
 
