@@ -9,6 +9,7 @@ from users' cards and data) and the same data gives the same bytes.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -22,7 +23,8 @@ GRID = "#e2e8f0"
 PERPLEXITY_TICKS = [1.001, 1.002, 1.005, 1.01, 1.02, 1.05, 1.1, 1.2, 1.5, 2, 3, 5, 10, 20, 50, 100, 200, 500,
                     1_000, 10_000, 100_000]
 CHAR_WIDTH = 0.6  # an average character's width in ems, to leave room for labels
-SIN_35 = math.sin(math.radians(35))  # slanted tick labels
+SIN_35, COS_35 = math.sin(math.radians(35)), math.cos(math.radians(35))  # slanted tick labels
+FORBIDDEN_IN_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -44,10 +46,11 @@ def document(width: float, height: float, body: list[str]) -> str:
 
 def label(x: float, y: float, content: str, size: float = 11, anchor: str = "middle", fill: str = "black",
           rotate: float | None = None) -> str:
-    """A text whose baseline starts, ends or is centred (`anchor`) at (x, y), turned `rotate` degrees about it."""
+    """A text whose baseline starts, ends or is centred (`anchor`) at (x, y), turned `rotate` degrees about it.
+    Escaped, and the control characters XML forbids shown as U+FFFD, so no label breaks the figure."""
     turn = f' transform="rotate({rotate:g} {x:.1f} {y:.1f})"' if rotate else ""
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size:g}" text-anchor="{anchor}" fill="{fill}"{turn}>'
-            f'{escape(content)}</text>')
+            f'{FORBIDDEN_IN_XML.sub(chr(0xFFFD), escape(content))}</text>')
 
 
 def line(x1: float, y1: float, x2: float, y2: float, stroke: str = "black", dashed: bool = False) -> str:
@@ -76,7 +79,9 @@ def confusion_svg(labels: list[str], matrices: dict[str, list[list[int]]]) -> st
     top = 30.0  # the title
     bottom = max(text_width(name, size) for name in columns) * SIN_35 + size + 34  # slanted labels, "predicted"
     grid_width, grid_height = cell * len(columns), cell * len(labels)
-    panel_width = max(left + grid_width + 16, text_width("tuned: accuracy 0.000 (000/000)", size + 1) + 16)
+    most = max((sum(map(sum, matrix)) for matrix in matrices.values()), default=0)
+    title = max((text_width(f"{name}: accuracy 0.000 ({most}/{most})", size + 1) for name in matrices), default=0)
+    panel_width = max(left + grid_width + 16, title + 16)
     panel_height = top + grid_height + bottom
     body = []
     for index, (title, matrix) in enumerate(matrices.items()):
@@ -88,8 +93,7 @@ def confusion_svg(labels: list[str], matrices: dict[str, list[list[int]]]) -> st
         peak = max(max(max(row) for row in matrix), 1)
         correct, total = sum(matrix[i][i] for i in range(len(labels))), sum(map(sum, matrix))
         accuracy = f"{correct / total:.3f}" if total else "n/a"
-        body.append(label(x0 + left + grid_width / 2, y0 + 20, f"{title}: accuracy {accuracy} ({correct}/{total})",
-                          size + 1))
+        body.append(label(x0 + panel_width / 2, y0 + 20, f"{title}: accuracy {accuracy} ({correct}/{total})", size + 1))
         for row, counts in enumerate(matrix):
             y = y0 + top + row * cell
             body.append(label(x0 + left - 6, y + cell / 2 + size * 0.35, labels[row], size, anchor="end"))
@@ -115,7 +119,9 @@ def per_class_svg(labels: list[str], accuracy: dict[str, dict[str, float]], supp
     group = bar * max(len(accuracy), 1) + gap
     names = [f"{name} (n={support[name]})" for name in labels]
     rotate = len(labels) > 6 or any(text_width(name, size) > group for name in names)
-    left, top, height = 58.0, 52.0, 220.0  # the title and the legend above the axes
+    top, height = 52.0, 220.0  # the title and the legend above the axes
+    first = text_width(names[0], size) * COS_35 - group / 2 + 24 if rotate and names else 0.0
+    left = max(58.0, first)  # a slanted first name reaches left of its bars
     bottom = (max(text_width(name, size) for name in names) * SIN_35 if rotate else size) + 20
     width = max(left + group * len(labels) + 20, 420.0)
     y_of = lambda value: top + height * (1 - value)  # noqa: E731
@@ -194,7 +200,7 @@ def loss_svg(loss_curve: list[float], eval_loss: float | None = None,
     log = min(values) > 0 and max(values) >= 10 * min(values)  # a log scale only pays off over a decade or more
     scale = math.log10 if log else (lambda value: value)
     low, high = scale(min(values)), scale(max(values))
-    pad = (high - low) * 0.06 or 0.5
+    pad = max((high - low) * 0.06, abs(high) * 1e-3) or 0.5  # a flat curve stays flat, not a full-height swing
     low, high = low - pad, high + pad
     left, right, top, height, width = 62.0, 70.0, 48.0, 230.0, 700.0
     plot_width = width - left - right
@@ -220,6 +226,9 @@ def loss_svg(loss_curve: list[float], eval_loss: float | None = None,
     for step, loss in enumerate([*loss_curve, math.nan], start=1):
         if math.isfinite(loss):
             segment.append(f"{x_of(step):.1f},{y_of(loss):.1f}")
+        elif len(segment) == 1:  # a polyline of one point draws nothing
+            x, y = segment.pop().split(",")
+            body.append(f'<circle cx="{x}" cy="{y}" r="1.5" fill="{COLORS["tuned"]}"/>')
         elif segment:
             body.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{COLORS["tuned"]}"/>')
             segment = []

@@ -63,9 +63,9 @@ def test_per_class_svg_draws_each_bar_its_value_and_the_floor() -> None:
 
 
 def test_figures_escape_what_users_name() -> None:
-    labels = [MALICIOUS, "b&c"]
+    labels = [MALICIOUS, "b&c\x1b"]  # and a control character, which XML forbids even escaped
     figures = [plots.confusion_svg(labels, {"tuned": [[1, 0, 0], [0, 1, 0]]}),
-               plots.per_class_svg(labels, {"tuned": {MALICIOUS: 1.0, "b&c": 0.5}}, {MALICIOUS: 1, "b&c": 1})]
+               plots.per_class_svg(labels, {"tuned": {MALICIOUS: 1.0, labels[1]: 0.5}}, {MALICIOUS: 1, labels[1]: 1})]
     for svg in figures:
         assert MALICIOUS not in svg and "<script" not in svg
         assert any(text.startswith(MALICIOUS) for text in svg_texts(svg))
@@ -89,6 +89,38 @@ def test_loss_svg_scales_a_decade_logarithmically_with_perplexity_on_the_right()
     assert {"1.01", "1.1", "2", "10", "100"} <= set(texts)  # perplexities at exp(loss)
     linear = svg_texts(plots.loss_svg([2.0, 1.9, 1.5]))
     assert "1.6" in linear and "0.01" not in linear
+
+
+def drawn_inside(svg: str) -> bool:
+    """Every text's anchor inside the figure, with room for a slanted or centred label to reach no further left
+    than 0 or right than the width (estimated from the text's length, as plots.text_width does)."""
+    root = ElementTree.fromstring(svg)
+    width = float(root.get("width"))
+    for element in root.iter(f"{SVG}text"):
+        x, size, anchor = float(element.get("x")), float(element.get("font-size")), element.get("text-anchor")
+        extent = plots.text_width(element.text, size) * (plots.COS_35 if element.get("transform") else 1)
+        low, high = {"start": (x, x + extent), "end": (x - extent, x), "middle": (x - extent / 2, x + extent / 2)}[anchor]
+        if "rotate(-90" in (element.get("transform") or "") or "rotate(90" in (element.get("transform") or ""):
+            low, high = x - size, x + size
+        if low < -1 or high > width + 1:
+            return False
+    return True
+
+
+def test_titles_and_slanted_names_stay_inside_the_figure() -> None:
+    labels = ["positive", "negative"]
+    matrix = [[400, 36, 0], [40, 396, 0]]
+    assert drawn_inside(plots.confusion_svg(labels, {"base": matrix, "baseline": matrix, "tuned": matrix}))
+    names = ["billing_and_payments", *(f"class {i}" for i in range(7))]
+    assert drawn_inside(plots.per_class_svg(names, {"tuned": {name: 0.5 for name in names}},
+                                            {name: 120 for name in names}))
+
+
+def test_a_flat_loss_curve_is_drawn_flat() -> None:
+    root = ElementTree.fromstring(plots.loss_svg([1.0, 1.0 + 1e-12]))
+    (line,) = root.iter(f"{SVG}polyline")
+    heights = [float(point.split(",")[1]) for point in line.get("points").split()]
+    assert max(heights) - min(heights) < 1
 
 
 def test_loss_svg_shows_the_eval_curve() -> None:
