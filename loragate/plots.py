@@ -58,8 +58,27 @@ def line(x1: float, y1: float, x2: float, y2: float, stroke: str = "black", dash
     return f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{stroke}"{dash}/>'
 
 
-def rect(x: float, y: float, width: float, height: float, fill: str) -> str:
-    return f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}" fill="{fill}"/>'
+def rect(x: float, y: float, width: float, height: float, fill: str, stroke: str | None = None) -> str:
+    outline = f' stroke="{stroke}"' if stroke else ""
+    return f'<rect x="{x:.1f}" y="{y:.1f}" width="{width:.1f}" height="{height:.1f}" fill="{fill}"{outline}/>'
+
+
+def polyline(points: list[tuple[float, float]], stroke: str) -> str:
+    """The points joined by a line; one point, which a polyline would not draw, as a dot."""
+    if len(points) == 1:
+        return dot(*points[0], 1.5, stroke)
+    return f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}" fill="none" stroke="{stroke}"/>'
+
+
+def dot(x: float, y: float, radius: float, fill: str) -> str:
+    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius:g}" fill="{fill}"/>'
+
+
+def y_grid(ticks: list[float], y_of: Callable[[float], float], left: float, right: float, size: float,
+           text: Callable[[float], str]) -> list[str]:
+    """A light line across the axes at each tick, and its value left of the axis."""
+    return [part for tick in ticks for part in (line(left, y_of(tick), right, y_of(tick), GRID),
+                                                label(left - 6, y_of(tick) + 4, text(tick), size, anchor="end"))]
 
 
 def shade(fraction: float) -> str:
@@ -126,9 +145,7 @@ def per_class_svg(labels: list[str], accuracy: dict[str, dict[str, float]], supp
     width = max(left + group * len(labels) + 20, 420.0)
     y_of = lambda value: top + height * (1 - value)  # noqa: E731
     body = [label(width / 2, 18, "per-class accuracy", 13)]
-    for tick in [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]:
-        body.append(line(left, y_of(tick), width - 10, y_of(tick), GRID))
-        body.append(label(left - 6, y_of(tick) + 4, f"{tick:.1f}", size, anchor="end"))
+    body += y_grid([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], y_of, left, width - 10, size, lambda tick: f"{tick:.1f}")
     body.append(label(14, top + height / 2, "accuracy (recall of the gold class)", size, rotate=-90))
     legend_x = left
     for index, (model, values) in enumerate(accuracy.items()):
@@ -208,37 +225,31 @@ def loss_svg(loss_curve: list[float], eval_loss: float | None = None,
     y_of = lambda loss: top + height * (1 - (scale(loss) - low) / (high - low))  # noqa: E731
     lowest, highest = (10 ** low, 10 ** high) if log else (low, high)
     body = [label(width / 2, 18, f"training loss, {steps} steps", 13)]
-    for tick in (log_ticks(lowest, highest) if log else linear_ticks(lowest, highest)):
-        body.append(line(left, y_of(tick), left + plot_width, y_of(tick), GRID))
-        body.append(label(left - 6, y_of(tick) + 4, f"{tick:g}", 10, anchor="end"))
+    body += y_grid(log_ticks(lowest, highest) if log else linear_ticks(lowest, highest), y_of, left, left + plot_width,
+                   10, lambda tick: f"{tick:g}")
     for tick in perplexity_ticks(lowest, highest, scale):
         body.append(line(left + plot_width, y_of(math.log(tick)), left + plot_width + 4, y_of(math.log(tick))))
         body.append(label(left + plot_width + 7, y_of(math.log(tick)) + 4, f"{tick:g}", 10, anchor="start"))
     for tick in linear_ticks(1, max(steps, 2)):
         if tick == int(tick) and 1 <= tick <= steps:
             body.append(label(x_of(tick), top + height + 16, f"{tick:g}", 10))
-    body += [f'<rect x="{left:.1f}" y="{top:.1f}" width="{plot_width:.1f}" height="{height:.1f}" fill="none" '
-             f'stroke="black"/>',
+    body += [rect(left, top, plot_width, height, "none", stroke="black"),
              label(left + plot_width / 2, top + height + 36, "optimizer step", 11),
              label(14, top + height / 2, "loss (nats per answer token)", 11, rotate=-90),
              label(width - 12, top + height / 2, "perplexity = exp(loss)", 11, rotate=90)]
-    segment: list[str] = []
+    segment: list[tuple[float, float]] = []  # a run of finite losses, drawn as one line
     for step, loss in enumerate([*loss_curve, math.nan], start=1):
         if math.isfinite(loss):
-            segment.append(f"{x_of(step):.1f},{y_of(loss):.1f}")
-        elif len(segment) == 1:  # a polyline of one point draws nothing
-            x, y = segment.pop().split(",")
-            body.append(f'<circle cx="{x}" cy="{y}" r="1.5" fill="{COLORS["tuned"]}"/>')
+            segment.append((x_of(step), y_of(loss)))
         elif segment:
-            body.append(f'<polyline points="{" ".join(segment)}" fill="none" stroke="{COLORS["tuned"]}"/>')
+            body.append(polyline(segment, COLORS["tuned"]))
             segment = []
     legend = [(COLORS["tuned"], "train loss (per step)")]
     if evals:
         points = [(x_of(step), y_of(loss)) for step, loss in evals if math.isfinite(loss)]
         if len(points) > 1:
-            body.append(f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in points)}" fill="none" '
-                        f'stroke="{RED}"/>')
-        body += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{RED}"/>' for x, y in points]
+            body.append(polyline(points, RED))
+        body += [dot(x, y, 3.5, RED) for x, y in points]
         last = evals[-1][1]
         legend.append((RED, f"eval loss {'(last) ' if eval_curve else ''}{last:.4f} (perplexity "
                             f"{math.exp(min(last, 700)):.3f})"))
