@@ -76,6 +76,26 @@ def save_merged(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_
     return out_dir
 
 
+def reload_mismatch(reloaded: torch.nn.Module, merged: torch.nn.Module) -> str | None:
+    """None when a model read back from merged safetensors holds the merged model's tensors bit for bit and its
+    config field for field (the path it was read from aside); else the first difference, by name."""
+    expected, actual = merged.state_dict(), reloaded.state_dict()
+    if expected.keys() != actual.keys():
+        return (f"tensors missing {sorted(expected.keys() - actual.keys())[:5]}, "
+                f"unexpected {sorted(actual.keys() - expected.keys())[:5]}")
+    for name, tensor in expected.items():
+        other = actual[name]
+        if other.dtype != tensor.dtype or other.shape != tensor.shape:
+            return f"tensor {name}: {other.dtype} {tuple(other.shape)} instead of {tensor.dtype} {tuple(tensor.shape)}"
+        if not torch.equal(other, tensor):
+            return f"tensor {name}: up to {(other.float() - tensor.float()).abs().max().item():.2e} away"
+    was, now = (dict(model.config.to_dict(), _name_or_path=None) for model in (merged, reloaded))
+    changed = sorted(key for key in was.keys() | now.keys() if was.get(key) != now.get(key))
+    if changed:
+        return "config " + "; ".join(f"{key}: {now.get(key)!r} instead of {was.get(key)!r}" for key in changed[:5])
+    return None
+
+
 def gguf_unsupported(model: torch.nn.Module) -> str | None:
     """Why this exporter cannot write `model` as a GGUF that reads back as the same model, or None if it can."""
     config = getattr(model, "config", None)

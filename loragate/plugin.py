@@ -39,6 +39,7 @@ HANDOVER = "loragate"  # a worker's GateSession.handover() in xdist's workeroutp
 GATE_MARKERS = {"smoke", "full"}
 SUITES = Path(__file__).parent / "suites"  # the gate's test modules, shipped in the package
 GATE_SELECTED = re.compile(r"\b(smoke|full)\b")  # a -m expression naming a gate marker
+OPEN_SESSIONS: list[pytest.Session] = []  # this process's sessions not yet finished: pytester runs some inside a test
 
 
 class GateTally:
@@ -295,6 +296,7 @@ def require_constrainable(cards: list[TaskCard], flag: bool) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """The runs' progress goes to pytest's terminal, which exists from here on (loragate.progress)."""
+    OPEN_SESSIONS.append(session)
     gate = session.config.stash.get(SESSION, None)
     if gate is not None:
         gate.progress = terminal_progress(session.config)
@@ -383,6 +385,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("task_name", tasks, scope="session")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, object, object]:
+    """Collecting the gate imports torch, transformers and peft: millions of objects that live as long as the
+    process. The collector's full passes over them while they load took 2-3 s of the smoke gate, and once more each
+    time the heap grew by a quarter. In a gate run (-m smoke or full) that is not inside another session
+    (pytester's in-process runs), the collector waits until collection ends, then leaves what exists by then to the
+    OS (gc.freeze) and goes on with what the run creates."""
+    quiet = (OPEN_SESSIONS == [session] and gc.isenabled()
+             and GATE_SELECTED.search(session.config.option.markexpr or "") is not None)
+    if quiet:
+        gc.disable()
+    try:
+        return (yield)
+    finally:
+        if quiet:
+            gc.freeze()
+            gc.enable()
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m, -k, --deselect and --lf: they filter the gate's tests like any other
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """`pytest -m smoke` or `-m full` runs the gate in any project: the suites shipped in loragate/suites join the
@@ -452,6 +473,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """On an xdist worker: hand the runs to the controller, which prints them and writes the one report.
     Elsewhere: a run whose every gate test was skipped (`pytest -m full` without --gpu, say) checked nothing,
     so it fails instead of passing with skips."""
+    outermost = OPEN_SESSIONS[:1] == [session]
+    if session in OPEN_SESSIONS:
+        OPEN_SESSIONS.remove(session)
     gate = session.config.stash.get(SESSION, None)
     if gate is not None and hasattr(session.config, "workeroutput"):
         session.config.workeroutput[HANDOVER] = gate.handover()
@@ -461,12 +485,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if gate is None or not gate.has_results():
         return
-    # The interpreter's exit runs a cyclic collection over the millions of objects torch, transformers and peft
-    # made (2.2 s of a 55 s smoke gate); frozen, they are left to the OS, as they are anyway (0.4 s). Once per
-    # process, however many sessions it runs (pytester's in-process runs).
-    atexit.unregister(gc.freeze)
-    atexit.register(gc.freeze)
     finished = gate.finish()
+    # pytest's last collections (unraisableexception's, at unconfigure: 1.3 s) and the interpreter's exit (2.2 s)
+    # walk the millions of objects torch, transformers and peft made; frozen once the report is written, they are
+    # left to the OS, as they are anyway. A session run inside another (pytester's in-process runs) freezes only at
+    # exit, once: freezing now would keep the garbage the outer test process makes later.
+    if outermost:
+        gc.freeze()
+    else:
+        atexit.unregister(gc.freeze)
+        atexit.register(gc.freeze)
     xml = next((plugin for plugin in session.config.pluginmanager.get_plugins()  # --junitxml's LogXML
                 if hasattr(plugin, "add_global_property") and hasattr(plugin, "node_reporters")), None)
     for run in finished.runs:

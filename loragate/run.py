@@ -94,15 +94,17 @@ class TaskRun:
     def verdict(self) -> Verdict:
         return judge_case([f"{r.check}: {r.finding}" for r in self.gates if not r.passed], self.tests)
 
-    def test_logits(self, model: torch.nn.Module) -> torch.Tensor:
-        """The logits of `model` on the test split, batched exactly as base_logits was."""
-        return probe_logits(self.task, self.tier, model, self.base, self.splits.test)
+    def test_logits(self, model: torch.nn.Module, first: int | None = None) -> torch.Tensor:
+        """The logits of `model` on the test split (its `first` examples), batched exactly as base_logits was."""
+        return probe_logits(self.task, self.tier, model, self.base, self.splits.test[:first])
 
     def predict(self, model: torch.nn.Module) -> Predictions:
-        """Test predictions of `model`, as the gate made them, in the mode it gated (the throughput benchmark
-        repeats this)."""
+        """Test predictions of `model`, as the gate made the tuned model's, in the mode it gated and at the
+        threshold it chose on eval, if the kind chose one (the throughput benchmark repeats this and times the
+        answers alone)."""
+        threshold = self.tuned_predictions.threshold
         return predict(self.task, model, self.base, self.splits.test, self.tier, False, f"predict {self.name}",
-                       calibration=self.splits.eval,
+                       calibration=self.splits.eval if threshold is None else threshold,
                        constraint=self.constraint if self.decoding == CONSTRAINED else None)
 
 
@@ -126,7 +128,7 @@ def probe_of(task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase, e
 
 
 def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-            progress: bool, desc: str, calibration: list[Example] | None = None,
+            progress: bool, desc: str, calibration: list[Example] | float | None = None,
             constraint: Constraint | None = None) -> Predictions:
     """The model's answer to each example, as the task's kind makes it (under `constraint`, the kind's grammar,
     where given), at the card's eval batch size; when the GPU runs out of memory the batch is halved and the whole
@@ -137,7 +139,7 @@ def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list
         try:
             if constraint is None:
                 predictions = kind(task).predict(task, model, base, examples, tier, progress, desc,
-                                                 calibration or examples, batch_size)
+                                                 examples if calibration is None else calibration, batch_size)
             else:
                 predictions = kind(task).predict_constrained(task, model, base, examples, tier, progress, desc,
                                                              batch_size, constraint)

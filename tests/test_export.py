@@ -15,8 +15,8 @@ from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKEN
 
 import loragate.export as export
 from loragate.engine import next_token_logits
-from loragate.export import (Q8_0_LOGIT_RTOL, Q8_0_MIN_TOP1_AGREEMENT, ExportError, agreement,
-                             compare_gguf, load_gguf, save_merged, tokenization_mismatches, write_gguf)
+from loragate.export import (Q8_0_LOGIT_RTOL, Q8_0_MIN_TOP1_AGREEMENT, ExportError, agreement, compare_gguf,
+                             load_gguf, reload_mismatch, save_merged, tokenization_mismatches, write_gguf)
 from loragate.models import load_causal
 from loragate.parameters import merged_copy
 
@@ -44,6 +44,21 @@ def test_merged_safetensors_reload_with_identical_logits(tuned, merged, iris_spl
     assert torch.equal(next_token_logits(reloaded.model, reloaded.tokenizer, prompts, 32), expected)
     assert tokenization_mismatches(reloaded.tokenizer, base.tokenizer, prompts) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"], "a temporary directory was left behind"
+
+
+def test_reload_mismatch_names_the_tensor_or_the_config_field_that_changed(tuned, merged, tmp_path: Path) -> None:
+    base, _ = tuned
+    out = save_merged(merged, base.tokenizer, tmp_path / "merged")
+    reloaded = type(merged).from_pretrained(out, dtype=torch.float32, use_safetensors=True)
+    assert reload_mismatch(reloaded, merged) is None
+    weight = reloaded.get_parameter("model.layers.0.mlp.down_proj.weight")
+    with torch.no_grad():
+        weight[0, 0] += 0.25
+    assert reload_mismatch(reloaded, merged) == "tensor model.layers.0.mlp.down_proj.weight: up to 2.50e-01 away"
+    with torch.no_grad():
+        weight[0, 0] -= 0.25
+    reloaded.config.rms_norm_eps = 0.5
+    assert reload_mismatch(reloaded, merged) == f"config rms_norm_eps: 0.5 instead of {merged.config.rms_norm_eps!r}"
 
 
 def test_save_merged_refuses_lora_layers_and_an_existing_directory(tuned, merged, tmp_path: Path) -> None:

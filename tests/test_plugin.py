@@ -8,6 +8,7 @@ directory take only `gate_case` / `pytestconfig` and assert on values.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import re
 
@@ -310,6 +311,52 @@ def test_summary_names_a_case_that_did_not_run(gate_dir: pytest.Pytester) -> Non
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*loragate: base vs tuned*", "iris/tiny: did not run: RuntimeError: no base"])
     assert not (gate_dir.path / "reports").exists()  # nothing ran, so there is no report to write
+
+
+def test_the_outermost_gate_session_freezes_its_objects_once_the_report_is_written(gate_dir: pytest.Pytester) -> None:
+    """pytest's last collections (unraisableexception's, at unconfigure) walked every object torch and transformers
+    made: 1.3 s of the smoke gate. The outermost session freezes them after its report; a session run inside a
+    test process (pytester's in-process runs) leaves that process's collector alone until exit."""
+    gate_dir.makeconftest("""
+        import gc
+
+        def pytest_unconfigure(config):
+            print(f"frozen at unconfigure: {gc.get_freeze_count() > 0}")
+    """)
+    gate_dir.makepyfile(test_failed_run="""
+        from loragate.plugin import gate_session
+
+        def test_record_failure(pytestconfig):
+            gate_session(pytestconfig).failures[("iris", "tiny")] = RuntimeError("no base")
+    """)
+    result = run(gate_dir)
+    result.assert_outcomes(passed=1)
+    assert "frozen at unconfigure: True" in result.outlines
+    gate_dir.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_gate_run_collects_without_the_garbage_collector_and_freezes_what_it_imported(
+        gate_dir: pytest.Pytester) -> None:
+    """The collector's full passes while collection imported torch, transformers and peft took 2-3 s of the smoke
+    gate. Only a gate run (-m smoke or full) that is not inside another session changes the collector."""
+    gate_dir.makepyfile(test_probe="""
+        import gc
+        import pytest
+
+        ENABLED_WHILE_COLLECTING = gc.isenabled()
+
+        @pytest.mark.smoke
+        def test_probe():
+            print(f"collector on while collecting: {ENABLED_WHILE_COLLECTING}, on now: {gc.isenabled()}, "
+                  f"frozen: {gc.get_freeze_count() > 0}")
+    """)
+    gate = run(gate_dir, "-s", "-m", "smoke", "test_probe.py")
+    assert "collector on while collecting: False, on now: True, frozen: True" in gate.stdout.str()
+    plain = run(gate_dir, "-s", "test_probe.py")
+    assert "collector on while collecting: True, on now: True, frozen: False" in plain.stdout.str()
+    inside = gate_dir.runpytest_inprocess("-p", "no:cacheprovider", "-s", "-m", "smoke", "test_probe.py")
+    assert "collector on while collecting: True, on now: True, frozen: False" in inside.stdout.str()
 
 
 def test_a_case_that_did_not_run_shows_its_traceback_once(gate_dir: pytest.Pytester) -> None:

@@ -11,8 +11,10 @@ import pytest
 import torch
 from transformers import AutoModelForQuestionAnswering
 
+import loragate.kinds.extractive_qa.pipeline as qa_pipeline
 from loragate.card import CardError, LoraSettings
 from loragate.data import Example
+from loragate.kinds import kind_of
 from loragate.models import LoadedBase, load_encoder
 from loragate.qa import (
     CLS,
@@ -37,6 +39,7 @@ from loragate.tasks.squad_v2 import (
     read_squad_json,
     span_start,
 )
+from loragate.tasks import get_task
 from loragate.text_metrics import squad_v2_scores
 from loragate.training import attach_lora
 
@@ -324,6 +327,22 @@ def test_a_predictions_first_window_logits_are_qa_logits_bit_for_bit(minilm: Loa
     with_long = [long_example(), *short]
     windows, logits = window_logits(minilm.model, minilm.tokenizer, with_long, 64, 16, batch_size=3)
     assert len(windows) > len(with_long) and first_window_logits(with_long, windows, logits, 64) is None
+
+
+def test_a_repeated_prediction_answers_at_the_threshold_chosen_before(minilm: LoadedBase,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The throughput benchmark repeats the tuned prediction at the gate's threshold: it times the answers, not
+    another pass over the eval split."""
+    task, qa_kind = get_task("squad_v2"), kind_of("extractive_qa")
+    test, calibration = generated_splits().test[:6], generated_splits().eval[:6]
+    first = qa_kind.predict(task, minilm.model, minilm, test, "tiny", False, "first", calibration, 4)
+
+    def calibrated_again(*args, **kwargs):
+        raise AssertionError("chose the threshold again")
+
+    monkeypatch.setattr(qa_pipeline, "choose_null_threshold", calibrated_again)
+    again = qa_kind.predict(task, minilm.model, minilm, test, "tiny", False, "again", first.threshold, 4)
+    assert (again.outputs, again.threshold) == (first.outputs, first.threshold)
 
 
 def test_qa_logits_are_deterministic_and_a_disabled_adapter_is_the_base() -> None:

@@ -56,9 +56,10 @@ class Kind(Protocol):
         """Train `model` in place with the kind's loss and collation."""
 
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+                progress: bool, desc: str, calibration: list[Example] | float, batch_size: int) -> Predictions:
         """The model's answer to each example at `batch_size`; `calibration` (the eval split) is where a kind
-        may choose a threshold, never on the examples it is scored on."""
+        may choose a threshold, never on the examples it is scored on, or the threshold already chosen there
+        (a repeated prediction, such as the throughput benchmark's, times the answers alone)."""
 
     def probe_logits(self, task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase,
                      examples: list[Example]) -> torch.Tensor:

@@ -63,7 +63,7 @@ class CausalKind(KindDefaults):
                         labels=labels, progress=progress)
 
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+                progress: bool, desc: str, calibration: list[Example] | float, batch_size: int) -> Predictions:
         """Free generations, parsed: the schema gate reads them."""
         started = time.perf_counter()
         generations = self.generations(task, tier, model, base, [ex.prompt for ex in examples], progress, batch_size)

@@ -39,14 +39,19 @@ class ExtractiveQA(TextReport, EncoderKind):
         return qa_features(base.tokenizer, examples, qa.max_length, qa.stride, with_positions=True)
 
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+                progress: bool, desc: str, calibration: list[Example] | float, batch_size: int) -> Predictions:
         """The best span of each question, or no answer where the null score beats it by more than the threshold
-        that maximises exact match on `calibration`; with the first windows' logits as the probe where every
-        question fits one window (the parameter checks then need no second pass over the test split)."""
+        that maximises exact match on `calibration` (or the threshold given there); with the first windows' logits
+        as the probe where every question fits one window (the parameter checks then need no second pass over the
+        test split)."""
         started = time.perf_counter()
         qa = task.card.qa
-        threshold = choose_null_threshold(predict_spans(model, base.tokenizer, calibration, qa.max_length, qa.stride,
-                                                        batch_size, qa.max_answer_tokens, progress), calibration)
+        if isinstance(calibration, float):
+            threshold = calibration
+        else:
+            threshold = choose_null_threshold(predict_spans(model, base.tokenizer, calibration, qa.max_length,
+                                                            qa.stride, batch_size, qa.max_answer_tokens, progress),
+                                              calibration)
         windows, logits = window_logits(model, base.tokenizer, examples, qa.max_length, qa.stride, batch_size, progress)
         outputs = answers(best_spans(examples, windows, logits, qa.max_answer_tokens), threshold)
         return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples], outputs=outputs,

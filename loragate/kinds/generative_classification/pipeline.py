@@ -43,7 +43,7 @@ class GenerativeClassification(LabelKind, CausalKind):
         return [answer_budget(base.tokenizer, targets(task))] * len(examples)
 
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+                progress: bool, desc: str, calibration: list[Example] | float, batch_size: int) -> Predictions:
         """Free generations (the schema gate reads them) and, with decode: score, each example's likeliest label."""
         predictions = super().predict(task, model, base, examples, tier, progress, desc, calibration, batch_size)
         if task.card.tier(tier).eval.decode != "score":

@@ -53,7 +53,7 @@ class Instruct(TextReport, CausalKind):
         return budget, None
 
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+                progress: bool, desc: str, calibration: list[Example] | float, batch_size: int) -> Predictions:
         """Greedy responses, and each reference response's NLL given its prompt (for perplexity)."""
         predictions = super().predict(task, model, base, examples, tier, progress, desc, calibration, batch_size)
         nll, tokens = example_losses(model, base.tokenizer, examples, task.card.tier(tier).train.resolved_max_length(),

@@ -29,7 +29,7 @@ class SequenceClassification(LabelKind, EncoderKind):
         return classification_features(base.tokenizer, examples, task.card.labels, max_length)
 
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+                progress: bool, desc: str, calibration: list[Example] | float, batch_size: int) -> Predictions:
         """The head's argmax label per example: always in the schema, so validity is 1 by construction."""
         started = time.perf_counter()
         logits = classify_logits(model, base.tokenizer, examples, batch_size, progress)

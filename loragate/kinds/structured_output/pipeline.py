@@ -44,7 +44,7 @@ class StructuredOutput(CausalKind):
     spec = KINDS.get("structured_output")
 
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
-                progress: bool, desc: str, calibration: list[Example], batch_size: int) -> Predictions:
+                progress: bool, desc: str, calibration: list[Example] | float, batch_size: int) -> Predictions:
         """Free greedy outputs, read strictly against the schema. The budget is the card's max_new_tokens, else the
         longest gold object's tokens x 1.25 + 1: room for a longer wrong object, not for rambling."""
         started = time.perf_counter()
