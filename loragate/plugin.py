@@ -74,6 +74,12 @@ MARKERS = {
     "gpu": "needs CUDA; runs only with --gpu",
     "benchmark": "throughput measurement with pytest-benchmark",
 }
+# Deprecations one library raises against another while the gate runs, which no user can act on: without these,
+# a user's gate printed 15 of them under every run
+THIRD_PARTY_WARNINGS = (
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",  # torch's own mkldnn module, via transformers
+    "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning",  # peft calling a renamed transformers 5 API
+)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -217,6 +223,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 def pytest_configure(config: pytest.Config) -> None:
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
+    for line in THIRD_PARTY_WARNINGS:
+        config.addinivalue_line("filterwarnings", line)
     from loragate.tasks import TASKS, default_tasks, get_task
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # as loragate.distributed.launched(), without importing torch

@@ -359,6 +359,24 @@ def test_a_gate_run_collects_without_the_garbage_collector_and_freezes_what_it_i
     assert "collector on while collecting: True, on now: True, frozen: False" in inside.stdout.str()
 
 
+def test_the_deprecations_libraries_raise_against_each_other_stay_out_of_a_users_run(gate_dir: pytest.Pytester) -> None:
+    """A user's gate printed 15 such warnings under every run (torch's mkldnn module via transformers, peft calling a
+    renamed transformers API); a user's own deprecations still show."""
+    gate_dir.makepyfile(test_warns="""
+        import warnings
+
+        def test_libraries():
+            warnings.warn("`torch.jit.script_method` is deprecated. Please switch to `torch.compile`", DeprecationWarning)
+            warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
+
+        def test_users_own():
+            warnings.warn("`my_helper` is deprecated", DeprecationWarning)
+    """)
+    result = run(gate_dir)
+    result.assert_outcomes(passed=2, warnings=1)
+    assert "my_helper" in result.stdout.str() and "script_method" not in result.stdout.str()
+
+
 def test_a_case_that_did_not_run_shows_its_traceback_once(gate_dir: pytest.Pytester) -> None:
     """pytest re-raises a session fixture's error in every test that uses it: a bad --data file printed the same
     traceback under each of the case's gate tests (1,163 lines for one wrong label). Now the first shows it and
