@@ -70,10 +70,8 @@ def has_data_block(path: Path) -> bool:
     """Whether the YAML file `path` is a card-only task's card (a mapping with a `data` key)."""
     import yaml
 
-    from loragate.card import read_yaml
-
     try:
-        raw = read_yaml(path)
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DiscoveryError(f"{path}: cannot read the card: {exc}; fix its YAML") from exc
     return isinstance(raw, dict) and "data" in raw

@@ -14,6 +14,7 @@ import atexit
 import gc
 import os
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +40,6 @@ HANDOVER = "loragate"  # a worker's GateSession.handover() in xdist's workeroutp
 GATE_MARKERS = {"smoke", "full"}
 SUITES = Path(__file__).parent / "suites"  # the gate's test modules, shipped in the package
 GATE_SELECTED = re.compile(r"\b(smoke|full)\b")  # a -m expression naming a gate marker
-OPEN_SESSIONS: list[pytest.Session] = []  # this process's sessions not yet finished: pytester runs some inside a test
 
 
 class GateTally:
@@ -304,7 +304,6 @@ def require_constrainable(cards: list[TaskCard], flag: bool) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """The runs' progress goes to pytest's terminal, which exists from here on (loragate.progress)."""
-    OPEN_SESSIONS.append(session)
     gate = session.config.stash.get(SESSION, None)
     if gate is not None:
         gate.progress = terminal_progress(session.config)
@@ -393,22 +392,34 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("task_name", tasks, scope="session")
 
 
+def inside_another_session() -> bool:
+    """Whether this session runs inside another one in this process (pytester's in-process runs): two of pytest's
+    session frames on the stack, whichever plugins the outer session loaded."""
+    frame, sessions = sys._getframe(), 0
+    while frame is not None:
+        sessions += frame.f_code.co_name == "wrap_session" and frame.f_globals.get("__name__") == "_pytest.main"
+        frame = frame.f_back
+    return sessions > 1
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_collection(session: pytest.Session) -> Generator[None, object, object]:
     """Collecting the gate imports torch, transformers and peft: millions of objects that live as long as the
     process. The collector's full passes over them while they load took 2-3 s of the smoke gate, and once more each
-    time the heap grew by a quarter. In a gate run (-m smoke or full) that is not inside another session
-    (pytester's in-process runs), the collector waits until collection ends, then leaves what exists by then to the
-    OS (gc.freeze) and goes on with what the run creates."""
-    quiet = (OPEN_SESSIONS == [session] and gc.isenabled()
-             and GATE_SELECTED.search(session.config.option.markexpr or "") is not None)
+    time the heap grew by a quarter. In a run whose -m names a gate marker, not inside another session, the collector
+    waits until collection ends; if gate tests were selected, what exists by then is left to the OS (gc.freeze), and
+    the collector goes on with what the run creates."""
+    quiet = (gc.isenabled() and GATE_SELECTED.search(session.config.option.markexpr or "") is not None
+             and not inside_another_session())
     if quiet:
         gc.disable()
     try:
         return (yield)
     finally:
         if quiet:
-            gc.freeze()
+            selected = getattr(session, "items", [])  # none where collection failed, or on xdist's controller
+            if any(item.get_closest_marker(marker) for item in selected for marker in GATE_MARKERS):
+                gc.freeze()
             gc.enable()
 
 
@@ -481,9 +492,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """On an xdist worker: hand the runs to the controller, which prints them and writes the one report.
     Elsewhere: a run whose every gate test was skipped (`pytest -m full` without --gpu, say) checked nothing,
     so it fails instead of passing with skips."""
-    outermost = OPEN_SESSIONS[:1] == [session]
-    if session in OPEN_SESSIONS:
-        OPEN_SESSIONS.remove(session)
     gate = session.config.stash.get(SESSION, None)
     if gate is not None and hasattr(session.config, "workeroutput"):
         session.config.workeroutput[HANDOVER] = gate.handover()
@@ -498,7 +506,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # walk the millions of objects torch, transformers and peft made; frozen once the report is written, they are
     # left to the OS, as they are anyway. A session run inside another (pytester's in-process runs) freezes only at
     # exit, once: freezing now would keep the garbage the outer test process makes later.
-    if outermost:
+    if not inside_another_session():
         gc.freeze()
     else:
         atexit.unregister(gc.freeze)

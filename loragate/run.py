@@ -95,7 +95,8 @@ class TaskRun:
         return judge_case([f"{r.check}: {r.finding}" for r in self.gates if not r.passed], self.tests)
 
     def test_logits(self, model: torch.nn.Module, first: int | None = None) -> torch.Tensor:
-        """The logits of `model` on the test split (its `first` examples), batched exactly as base_logits was."""
+        """The logits of `model` on the test split, batched exactly as base_logits was; or on its `first` examples,
+        batched among themselves (comparable with another model's on the same `first`, not with base_logits)."""
         return probe_logits(self.task, self.tier, model, self.base, self.splits.test[:first])
 
     def predict(self, model: torch.nn.Module) -> Predictions:

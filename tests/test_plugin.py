@@ -339,24 +339,29 @@ def test_the_outermost_gate_session_freezes_its_objects_once_the_report_is_writt
 def test_a_gate_run_collects_without_the_garbage_collector_and_freezes_what_it_imported(
         gate_dir: pytest.Pytester) -> None:
     """The collector's full passes while collection imported torch, transformers and peft took 2-3 s of the smoke
-    gate. Only a gate run (-m smoke or full) that is not inside another session changes the collector."""
+    gate. Only a run that selects gate tests (-m smoke or full), not inside another session, freezes the heap."""
     gate_dir.makepyfile(test_probe="""
         import gc
         import pytest
 
         ENABLED_WHILE_COLLECTING = gc.isenabled()
 
-        @pytest.mark.smoke
-        def test_probe():
+        def report():
             print(f"collector on while collecting: {ENABLED_WHILE_COLLECTING}, on now: {gc.isenabled()}, "
                   f"frozen: {gc.get_freeze_count() > 0}")
+
+        @pytest.mark.smoke
+        def test_gate_probe():
+            report()
+
+        def test_plain_probe():
+            report()
     """)
     gate = run(gate_dir, "-s", "-m", "smoke", "test_probe.py")
     assert "collector on while collecting: False, on now: True, frozen: True" in gate.stdout.str()
-    plain = run(gate_dir, "-s", "test_probe.py")
-    assert "collector on while collecting: True, on now: True, frozen: False" in plain.stdout.str()
-    inside = gate_dir.runpytest_inprocess("-p", "no:cacheprovider", "-s", "-m", "smoke", "test_probe.py")
-    assert "collector on while collecting: True, on now: True, frozen: False" in inside.stdout.str()
+    for plain in (run(gate_dir, "-s", "test_probe.py"), run(gate_dir, "-s", "-m", "not smoke", "test_probe.py"),
+                  gate_dir.runpytest_inprocess("-p", "no:cacheprovider", "-s", "-m", "smoke", "test_probe.py")):
+        assert "on now: True, frozen: False" in plain.stdout.str()
 
 
 def test_the_deprecations_libraries_raise_against_each_other_stay_out_of_a_users_run(gate_dir: pytest.Pytester) -> None:

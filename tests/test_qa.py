@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from transformers import AutoModelForQuestionAnswering
 
 import loragate.kinds.extractive_qa.pipeline as qa_pipeline
+import loragate.run as run_module
 from loragate.card import CardError, LoraSettings
 from loragate.data import Example
 from loragate.kinds import kind_of
@@ -28,6 +30,8 @@ from loragate.qa import (
     qa_windows,
     window_logits,
 )
+from loragate.run import TaskRun
+from loragate.tasks import get_task
 from loragate.tasks.squad_v2 import (
     MIN_UNANSWERABLE,
     QARow,
@@ -39,7 +43,6 @@ from loragate.tasks.squad_v2 import (
     read_squad_json,
     span_start,
 )
-from loragate.tasks import get_task
 from loragate.text_metrics import squad_v2_scores
 from loragate.training import attach_lora
 
@@ -343,6 +346,19 @@ def test_a_repeated_prediction_answers_at_the_threshold_chosen_before(minilm: Lo
     monkeypatch.setattr(qa_pipeline, "choose_null_threshold", calibrated_again)
     again = qa_kind.predict(task, minilm.model, minilm, test, "tiny", False, "again", first.threshold, 4)
     assert (again.outputs, again.threshold) == (first.outputs, first.threshold)
+
+
+def test_the_throughput_round_passes_the_gates_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TaskRun.predict, which the throughput benchmark times, hands the kind the tuned threshold where the gate chose
+    one, else the eval split to calibrate on."""
+    calibrations = []
+    monkeypatch.setattr(run_module, "predict", lambda *args, calibration, constraint: calibrations.append(calibration))
+    run = SimpleNamespace(task=None, base=None, tier="tiny", name="squad_v2/tiny", splits=generated_splits(),
+                          decoding=run_module.FREE, constraint=None, tuned_predictions=SimpleNamespace(threshold=-0.5))
+    TaskRun.predict(run, model=None)
+    run.tuned_predictions.threshold = None
+    TaskRun.predict(run, model=None)
+    assert calibrations == [-0.5, run.splits.eval]
 
 
 def test_qa_logits_are_deterministic_and_a_disabled_adapter_is_the_base() -> None:

@@ -46,7 +46,7 @@ class ExtractiveQA(TextReport, EncoderKind):
         test split)."""
         started = time.perf_counter()
         qa = task.card.qa
-        if isinstance(calibration, float):
+        if not isinstance(calibration, list):
             threshold = calibration
         else:
             threshold = choose_null_threshold(predict_spans(model, base.tokenizer, calibration, qa.max_length,
