@@ -92,7 +92,8 @@ def dequantize(model: PeftModel, merge: bool) -> None:
 
     Merging onto the dequantized base is the merge check for a quantized base: re-quantizing W + BA (what
     peft's merge does on a 4-bit base) rounds the update away, and LLM.int8() also rounds the activations,
-    so comparing with the quantized model would measure the rounding, not the merge."""
+    so comparing with the quantized model would measure the rounding, not the merge. The model's quantization
+    config goes with the quantized layers."""
     from peft.tuners.lora import LoraLayer
     from peft.utils.integrations import dequantize_module_weight
 
@@ -115,6 +116,10 @@ def dequantize(model: PeftModel, merge: bool) -> None:
                 raise ValueError(f"{name}: merging the adapter gives non-finite weights; the adapter is broken")
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, dequantized_linear(layer, weight, dtype))
+    base = model.get_base_model()
+    quantizer = getattr(base, "hf_quantizer", None)
+    if quantizer is not None:  # the config says so too: saved, a merged copy would reload quantized again
+        quantizer.remove_quantization_config(base)
 
 
 def is_quantized_model(model: torch.nn.Module) -> bool:

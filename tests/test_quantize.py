@@ -10,6 +10,7 @@ import torch
 from peft import PeftModel
 
 from loragate.card import CardError
+from loragate.export import reload_mismatch, save_merged
 from loragate.models import ModelLoadError, count_parameters, fingerprint, load_causal
 from loragate.parameters import (dequantized_copy, expected_lora_parameters, is_quantized_model, lora_parameters,
                                  merge_mismatch, merged_copy)
@@ -64,6 +65,18 @@ def test_merge_onto_the_dequantized_base_keeps_outputs_and_size(tiny_dir: Path, 
     if quantize == "4bit":
         requantized = logits(merged_copy_requantized(model))
         assert merge_mismatch(requantized, logits(dequantized_copy(model)), torch.float32) is not None
+
+
+@pytest.mark.parametrize("quantize", ["4bit", "8bit"])
+def test_a_merged_copy_of_a_quantized_base_saves_and_reloads_in_full_precision(tiny_dir: Path, iris, quantize: str,
+                                                                               tmp_path: Path) -> None:
+    """The merged copy kept the base's quantization_config: its merged safetensors reloaded as a 4-bit model, whose
+    forward on CPU failed (and which would not have been the merged model anyway)."""
+    merged = merged_copy(adapted(tiny_dir, quantize, iris))
+    out = save_merged(merged, load_causal(str(tiny_dir), "cpu", torch.float32).tokenizer, tmp_path / "merged")
+    reloaded = type(merged).from_pretrained(out, dtype=torch.float32, use_safetensors=True)
+    assert not is_quantized_model(reloaded) and reload_mismatch(reloaded, merged) is None
+    assert torch.equal(logits(reloaded), logits(merged))
 
 
 def merged_copy_requantized(model: PeftModel) -> torch.nn.Module:
