@@ -46,7 +46,12 @@ from loragate.training import TrainingDiverged, TrainResult, attach_lora, traini
 from loragate.truncation import SPLITS, InputFit, fit_splits, position_cap
 from loragate.verdict import CaseTests, Verdict, judge_case
 
-__all__ = ["Predictions", "RunOptions", "TaskRun", "run_task"]
+__all__ = ["PROBE", "Predictions", "RunOptions", "TaskRun", "run_task"]
+
+# Test examples on which the checks of structure compare logits bit for bit: the adapter disabled against the base,
+# the merged copy reloaded from its files against the merged model. The same weights make the same bits on any input,
+# so a few examples show it; each full pass over the test split would cost seconds of a CPU smoke run (squad_v2: 2.5).
+PROBE = 8
 
 
 @dataclass
@@ -60,6 +65,7 @@ class TaskRun:
     manifest: Manifest | None
     expected_lora_parameters: int
     base_logits: torch.Tensor  # next-token logits on test prompts, taken before the adapter was attached
+    base_probe_logits: torch.Tensor  # the same on the first PROBE test prompts, batched among themselves
     tuned_logits: torch.Tensor  # the same with the adapter applied
     base_predictions: Predictions
     tuned_predictions: Predictions
@@ -98,6 +104,10 @@ class TaskRun:
         """The logits of `model` on the test split, batched exactly as base_logits was; or on its `first` examples,
         batched among themselves (comparable with another model's on the same `first`, not with base_logits)."""
         return probe_logits(self.task, self.tier, model, self.base, self.splits.test[:first])
+
+    def probe(self, model: torch.nn.Module) -> torch.Tensor:
+        """The logits of `model` on the first PROBE test examples: comparable with base_probe_logits."""
+        return self.test_logits(model, first=PROBE)
 
     def predict(self, model: torch.nn.Module) -> Predictions:
         """Test predictions of `model`, as the gate made the tuned model's, in the mode it gated and at the
@@ -438,6 +448,7 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         base_predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}",
                                    splits.eval)
         base_logits = probe_of(task, tier, base.model, base, splits.test, base_predictions)
+        base_probe_logits = probe_logits(task, tier, base.model, base, splits.test[:PROBE])
     lap("base predictions")
     base_constrained = None
     if constraint is not None:
@@ -477,7 +488,8 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
         gates += run_gates(regression_checks(task.card.gates), tuned_metrics, baseline_metrics)
     return TaskRun(
         task=task, tier=tier, splits=splits, base=base, model=model, adapter_dir=adapter_dir, manifest=manifest,
-        expected_lora_parameters=expected, base_logits=base_logits, tuned_logits=tuned_logits,
+        expected_lora_parameters=expected, base_logits=base_logits, base_probe_logits=base_probe_logits,
+        tuned_logits=tuned_logits,
         base_predictions=judged.gated.base_predictions, tuned_predictions=judged.gated.tuned_predictions,
         base_metrics=base_metrics, tuned_metrics=tuned_metrics,
         baseline_metrics=baseline_metrics, gates=gates, ceiling=task.ceiling(splits.test), constant=judged.constant,

@@ -14,7 +14,8 @@ from loragate import run as run_module
 from loragate.data import Example, Splits
 from loragate.gates import leakage_gate
 from loragate.report import text_table
-from loragate.run import RunOptions, run_task
+from loragate.run import PROBE, RunOptions, run_task
+from loragate.suites.test_parameters import test_disable_adapter_reproduces_base_exactly as disabled_adapter_check
 from loragate.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,18 @@ def test_an_adapter_with_no_effect_fails_the_gate(tmp_path: Path) -> None:
     assert "adapter has no effect: max logit change 0.00e+00" in result.stdout, result.stdout[-3000:]
     assert "FAILED loragate/suites/test_quality.py::test_metric_deltas_meet_card_minimums[iris-tiny]" in result.stdout
     assert "iris/tiny: FAIL" in result.stdout
+
+
+def test_a_base_weight_changed_under_the_adapter_fails_the_disabled_adapter_check(tmp_path: Path) -> None:
+    """The check reads the first PROBE test examples only; a change to one base weight still shows there."""
+    run = run_task("iris", "tiny", RunOptions(store_root=ROOT / "adapters", cache=tmp_path / "cache", progress=False))
+    disabled_adapter_check(run)  # the committed adapter passes
+    base_weight = next(p for name, p in run.model.named_parameters() if name.endswith("base_layer.weight"))
+    with torch.no_grad():
+        base_weight[0, 0] += 1e-3
+    with pytest.raises(AssertionError, match=rf"iris/tiny: with the adapter disabled, logits on the first {PROBE} "
+                                             rf"test examples differ from base by up to \d"):
+        disabled_adapter_check(run)
 
 
 def test_leakage_is_found_through_case_and_spacing() -> None:

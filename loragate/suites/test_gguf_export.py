@@ -13,16 +13,13 @@ import torch
 from loragate.kinds import KINDS
 from loragate.export import (ExportError, agreement, gguf_unsupported, load_gguf, metric_tolerance, reload_mismatch,
                              save_merged, tokenization_mismatches, write_gguf)
-from loragate.run import score
+from loragate.run import PROBE, score
 from loragate.tasks import get_task
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from loragate.run import TaskRun
-
-RELOAD_PROBE = 8  # test examples the reloaded merged model must answer bit for bit as the merged model does
-
 
 def export_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, task: str, tier: str) -> Path:
     """DIR/<task>-<tier>/ under --export DIR, else a fresh temp dir."""
@@ -44,10 +41,10 @@ def test_merged_safetensors_reload_bit_identical(task_run: TaskRun, merged_model
     mismatch = reload_mismatch(reloaded, merged_model)
     assert mismatch is None, f"{task_run.name}: merged safetensors in {out} reload with {mismatch}"
     # the same tensors and config make the same forward: a few test examples show the files load into it
-    actual, expected = (task_run.test_logits(model, first=RELOAD_PROBE) for model in (reloaded.eval(), merged_model))
+    actual, expected = (task_run.probe(model) for model in (reloaded.eval(), merged_model))
     assert torch.equal(actual, expected), (
         f"{task_run.name}: merged safetensors in {out} reload with the same tensors and config, yet their logits on "
-        f"the first {RELOAD_PROBE} test examples are up to {(actual - expected).abs().max().item():.2e} away")
+        f"the first {PROBE} test examples are up to {(actual - expected).abs().max().item():.2e} away")
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from loragate.models import count_parameters
+from loragate.run import PROBE
 from loragate.parameters import (base_fingerprint_inside, dequantized_copy, is_quantized_model, lora_parameters,
                                  merge_mismatch)
 
@@ -42,10 +43,11 @@ def test_adapter_changes_outputs(task_run) -> None:
 
 def test_disable_adapter_reproduces_base_exactly(task_run) -> None:
     with task_run.model.disable_adapter():
-        disabled = task_run.test_logits(task_run.model)
-    diff = (disabled - task_run.base_logits).abs().max().item()
-    assert torch.equal(disabled, task_run.base_logits), (
-        f"{task_run.name}: with the adapter disabled, logits differ from base by up to {diff:.2e}"
+        disabled = task_run.probe(task_run.model)
+    diff = (disabled - task_run.base_probe_logits).abs().max().item()
+    assert torch.equal(disabled, task_run.base_probe_logits), (
+        f"{task_run.name}: with the adapter disabled, logits on the first {PROBE} test examples differ from base by "
+        f"up to {diff:.2e}"
     )
 
 
