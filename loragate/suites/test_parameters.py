@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from loragate.models import count_parameters
-from loragate.run import PROBE
 from loragate.parameters import (base_fingerprint_inside, dequantized_copy, is_quantized_model, lora_parameters,
                                  merge_mismatch)
+from loragate.run import PROBE
 
 
 def test_merge_keeps_total_parameter_count(task_run, merged_model) -> None:
