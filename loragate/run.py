@@ -100,14 +100,14 @@ class TaskRun:
     def verdict(self) -> Verdict:
         return judge_case([f"{r.check}: {r.finding}" for r in self.gates if not r.passed], self.tests)
 
-    def test_logits(self, model: torch.nn.Module, first: int | None = None) -> torch.Tensor:
-        """The logits of `model` on the test split, batched exactly as base_logits was; or on its `first` examples,
-        batched among themselves (comparable with another model's on the same `first`, not with base_logits)."""
-        return probe_logits(self.task, self.tier, model, self.base, self.splits.test[:first])
+    def test_logits(self, model: torch.nn.Module) -> torch.Tensor:
+        """The logits of `model` on the test split, batched exactly as base_logits was."""
+        return probe_logits(self.task, self.tier, model, self.base, self.splits.test)
 
     def probe(self, model: torch.nn.Module) -> torch.Tensor:
-        """The logits of `model` on the first PROBE test examples: comparable with base_probe_logits."""
-        return self.test_logits(model, first=PROBE)
+        """The logits of `model` on the first PROBE test examples, batched among themselves as base_probe_logits
+        was."""
+        return probe_logits(self.task, self.tier, model, self.base, self.splits.test[:PROBE])
 
     def predict(self, model: torch.nn.Module) -> Predictions:
         """Test predictions of `model`, as the gate made the tuned model's, in the mode it gated and at the

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from peft import PeftModel
+from transformers import AutoTokenizer
 
 from loragate.card import CardError
 from loragate.export import reload_mismatch, save_merged
@@ -73,7 +74,7 @@ def test_a_merged_copy_of_a_quantized_base_saves_and_reloads_in_full_precision(t
     """The merged copy kept the base's quantization_config: its merged safetensors reloaded as a 4-bit model, whose
     forward on CPU failed (and which would not have been the merged model anyway)."""
     merged = merged_copy(adapted(tiny_dir, quantize, iris))
-    out = save_merged(merged, load_causal(str(tiny_dir), "cpu", torch.float32).tokenizer, tmp_path / "merged")
+    out = save_merged(merged, AutoTokenizer.from_pretrained(tiny_dir), tmp_path / "merged")
     reloaded = type(merged).from_pretrained(out, dtype=torch.float32, use_safetensors=True)
     assert not is_quantized_model(reloaded) and reload_mismatch(reloaded, merged) is None
     assert torch.equal(logits(reloaded), logits(merged))
