@@ -2,6 +2,7 @@
 comparison at 1B, and a real CUDA out-of-memory in evaluation; one JSON and one markdown table.
 
     python -m benchmarks.gpu_check --out reports/gpu-check          # on the GPU machine, about 8 minutes
+    bash benchmarks/gpu_run.sh                                       # the same on a lent machine (gpu_bundle.py)
     python -m benchmarks.gpu_check --dry-run --out /tmp/gpu-check    # on CPU, tiny sizes (tests/test_gpu_check.py)
 
 On the GPU each step runs in its own process under its own time limit (the GPU's memory is freed between steps, a
@@ -13,7 +14,8 @@ causal tasks' text, saved with save_pretrained), full-bf16-<task> (`pytest -m fu
 --quantize 4bit: parameter counts, the merge check on the dequantized base, peak memory against bf16), eval-oom
 (evaluation under a memory cap that the card's eval batch exceeds: the halving fallback on the real error), speed
 (benchmarks/compare.py at 1B: engine vs the seeds' per-example loop, label scoring, training tokens/s and MFU per
-batching, batch-1 decode against the HBM bound).
+batching, batch-1 decode against the HBM bound), mfu (training MFU at 1B by tokens per optimizer step: eager,
+torch.compile'd, and with Liger's kernels).
 
 `--dry-run` runs every step on CPU at tiny sizes in fp32, in one process (importing torch and loragate once
 per step would take most of its minute on a busy 2-core machine; an error is still recorded per step, with its
@@ -33,15 +35,18 @@ import sys
 import time
 import traceback
 import warnings
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 CAUSAL_TASKS = ("sst2", "iris", "instruct")  # sst2 first: the 4-bit run of sst2 is compared with it
 DRY_RUN_TASK = "iris"  # the quickest smoke gate
 QUANTIZED_TASK = "sst2"
-PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "pytest")
+PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "pytest", "triton", "liger-kernel")
+PEAK_TFLOPS = 989.0  # H100 and H200 SXM, bf16 dense: what MFU is a fraction of
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,89 @@ def speed(args: argparse.Namespace) -> dict:
             "packed_vs_dynamic": train["packed_vs_dynamic"], "decode": result.get("decode"), "full": str(out)}
 
 
+@dataclass(frozen=True)
+class MfuRun:
+    name: str
+    batching: str  # grouped: batches of similar length; packed: one row of examples, no padding
+    size: int  # examples a grouped batch, or tokens a packed row (the dry run: a sixteenth)
+    kernels: str = "eager"  # eager; compiled: each decoder layer torch.compile'd; liger: Liger's Triton kernels
+
+
+# About 70 tokens an example: 16, 64 and 256 a batch are about 1k, 4.5k and 18k tokens an optimizer step
+MFU_RUNS = (MfuRun("grouped-16", "grouped", 16), MfuRun("grouped-64", "grouped", 64),
+            MfuRun("grouped-256", "grouped", 256), MfuRun("packed-4096", "packed", 4096),
+            MfuRun("grouped-256-compiled", "grouped", 256, "compiled"), MfuRun("grouped-256-liger", "grouped", 256, "liger"))
+
+
+def mfu(args: argparse.Namespace) -> dict:
+    """Training MFU on the 1B base by the tokens of an optimizer step, which the speed step (batch 8, about 500
+    tokens) leaves launch-bound: one epoch of loragate's own training (train_lora, sst2's full-tier LoRA: r 16 on
+    the attention projections) over 2,160 Iris rows behind free-text preambles, per MFU_RUNS entry, each on a fresh
+    load of the base after an untimed two-step warm-up (CUDA's libraries, torch.compile's compilation and its one
+    recompilation for dynamic shapes). A run that fails records its error and costs itself only. The dry run: the
+    tiny base, 48 rows, a sixteenth of each size, torch.compile with its eager backend (dynamo traces the layers,
+    nothing is code-generated), Liger skipped unless it imports."""
+    from benchmarks.workloads import load_data
+    from loragate.tasks import get_task
+
+    data = load_data(train_variants=1 if args.dry_run else 24)
+    train = data.train[:48] if args.dry_run else data.train
+    lora = get_task(QUANTIZED_TASK).card.tier("full").lora
+    runs: dict[str, dict] = {}
+    for run in MFU_RUNS:
+        try:
+            runs[run.name] = mfu_run(run, args, data, train, lora)
+        except Exception as exc:  # noqa: BLE001 - recorded in the step's result and table; the next run goes on
+            runs[run.name] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+    return {"examples": len(train), "peak_tflops": PEAK_TFLOPS, "lora": lora.model_dump(), "runs": runs}
+
+
+def mfu_run(run: MfuRun, args: argparse.Namespace, data, train: list, lora) -> dict:  # noqa: ANN001 - Data, LoraSettings
+    """One MFU_RUNS entry: warm up, then time one epoch."""
+    import torch
+
+    from benchmarks.workloads import build_base, real_lengths, train_settings, training_flops
+    from loragate.training import attach_lora, train_lora
+
+    if run.kernels == "liger":
+        try:
+            from liger_kernel.transformers import apply_liger_kernel_to_llama
+        except ImportError as exc:
+            return {"skipped": f"liger_kernel does not import ({exc}): bring its wheel (pip install liger-kernel)"}
+    device, dtype = device_of(args), torch.float32 if args.dry_run else torch.bfloat16
+    base = build_base("tiny" if args.dry_run else "1b", data, device, dtype, args.out / "cache")
+    if run.kernels == "liger":
+        apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                    fused_linear_cross_entropy=False, model=base.model)
+    model = attach_lora(base.model, lora, seed=0)
+    if run.kernels == "compiled":
+        for layer in model.get_base_model().model.layers:
+            layer.compile(backend="eager" if args.dry_run else "inductor")
+    size = run.size // 16 if args.dry_run else run.size
+    settings = train_settings(run.batching, 1, size if run.batching == "grouped" else 1, 2e-4, 0,
+                              size if run.batching == "packed" else None)
+    lengths = real_lengths(base.tokenizer, train)
+    warm_rows = 2 * size if run.batching == "grouped" else bisect_right(list(accumulate(lengths)), 2 * size)
+    train_lora(model, base.tokenizer, train[:warm_rows], data.eval[:4], settings, progress=False)  # two steps
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    result = train_lora(model, base.tokenizer, train, data.eval[:4], settings, progress=False)
+    config = base.model.config
+    flops = training_flops(model, lengths, config.num_hidden_layers, config.hidden_size)
+    compiled = {}
+    if run.kernels == "compiled":  # graphs dynamo built, and where it fell back to eager code
+        from torch._dynamo.utils import counters
+
+        compiled = {"dynamo_graphs": counters["stats"]["unique_graphs"],
+                    "dynamo_graph_breaks": sum(counters["graph_break"].values())}
+    return {**compiled, "steps": result.steps, "tokens_per_step": round(result.tokens / result.steps),
+            "padding_share": round(1 - result.tokens / result.positions, 3), "seconds": round(result.seconds, 2),
+            "tokens_per_s": round(result.tokens / result.seconds),
+            "mfu": None if device == "cpu" else round(flops / result.seconds / (PEAK_TFLOPS * 1e12), 4),
+            "peak_gpu_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else None}
+
+
 def eval_oom(args: argparse.Namespace) -> dict:
     """Evaluation at eval batch 256 where only a smaller batch fits: on CUDA the allocator is capped (per-process
     memory fraction) at what is allocated plus 4x what batch 8 took, so batch 256 raises CUDA's own
@@ -283,6 +371,7 @@ STEPS = [
     Step(f"full-4bit-{QUANTIZED_TASK}", 150, gate_step(QUANTIZED_TASK, "4bit")),
     Step("eval-oom", 90, eval_oom),
     Step("speed", 240, speed),
+    Step("mfu", 150, mfu),
     *[Step(f"full-bf16-{task}", 150, gate_step(task)) for task in CAUSAL_TASKS[1:]],
 ]
 
@@ -369,6 +458,13 @@ def headline(name: str, entry: dict) -> str:
                 f"packed {result['packed_vs_dynamic']:.2f}x dynamic tokens/s"
                 + (f", MFU {max(mfu.values()):.1%} best" if mfu else "")
                 + (f", decode {decode['fraction_of_bound']:.1%} of HBM bound" if decode else ""))
+    if name == "mfu":
+        done = {run: figures for run, figures in result["runs"].items() if "tokens_per_s" in figures}
+        cells = [f"{run} {figures['mfu']:.1%} MFU" if figures["mfu"] is not None
+                 else f"{run} {figures['tokens_per_s']:,} tokens/s" for run, figures in done.items()]
+        others = [f"{run}: {figures.get('skipped') or figures['error']}" for run, figures in result["runs"].items()
+                  if run not in done]
+        return "; ".join(cells + others)
     if name == "eval-oom":
         return (f"batch {result['card_batch_size']} -> {result['final_batch_size']}, same outputs as batch 8: "
                 f"{result['same_outputs_as_batch_8']}; {result['fallback_log'][0]}")

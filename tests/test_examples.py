@@ -16,6 +16,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from benchmarks.gpu_bundle import loragate_wheel
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
@@ -81,18 +83,6 @@ def test_the_json_example_gates_in_its_own_directory(tmp_path: Path) -> None:
     assert run["trivial_predictor"]["name"].startswith("constant object '{")
 
 
-def build_wheel(out: Path) -> Path:
-    """loragate's wheel, built offline from a copy of the checkout (the build writes build/ and *.egg-info there)."""
-    source = out / "source"
-    shutil.copytree(ROOT / "loragate", source / "loragate", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-                    str(source), "-w", str(out / "dist")], check=True, capture_output=True, text=True)
-    (wheel,) = (out / "dist").glob("loragate-*.whl")
-    return wheel
-
-
 def venv_with(wheel: Path, venv: Path) -> str:
     """A fresh venv holding `wheel` (no dependencies) that sees this venv's packages through a .pth line; that line
     runs none of this venv's .pth files, so the editable install's finder stays off. Its python."""
@@ -117,7 +107,7 @@ def package_files(package: Path) -> set[str]:
 
 
 def test_the_built_wheel_gates_the_csv_example(tmp_path: Path) -> None:
-    wheel = build_wheel(tmp_path / "build")
+    wheel = loragate_wheel(tmp_path / "build")
     venv = tmp_path / "venv"
     python = venv_with(wheel, venv)
     imported = subprocess.run([python, "-c", "import loragate; print(loragate.__file__)"], cwd=tmp_path,

@@ -48,7 +48,7 @@ def test_dry_run_writes_every_step_to_the_json_and_the_table(dry_run) -> None:
     skipped = {name: entry["result"]["skipped"] for name, entry in summary["steps"].items()
                if entry["status"] == "skipped"}
     assert "CUDA" in skipped["full-4bit-sst2"], skipped
-    assert not {"versions", "base", "eval-oom", "speed", "full-bf16-iris"} & set(skipped), skipped
+    assert not {"versions", "base", "eval-oom", "mfu", "speed", "full-bf16-iris"} & set(skipped), skipped
 
 
 def test_dry_run_shows_the_gate_the_fallback_and_the_speed_figures(dry_run) -> None:
@@ -63,6 +63,12 @@ def test_dry_run_shows_the_gate_the_fallback_and_the_speed_figures(dry_run) -> N
     assert "out of memory at eval batch size 256" in oom["fallback_log"][0]
     speed = steps["speed"]["result"]
     assert speed["engine_vs_naive"] > 0 and speed["packed_vs_dynamic"] > 0 and speed["training_tokens_per_s"]
+    runs = steps["mfu"]["result"]["runs"]
+    for name in ("grouped-16", "grouped-64", "grouped-256", "packed-4096", "grouped-256-compiled"):
+        assert runs[name].get("tokens_per_s", 0) > 0 and runs[name]["steps"] > 0, f"mfu run {name}: {runs[name]}"
+    assert runs["grouped-256-compiled"]["dynamo_graphs"] > 0, "torch.compile traced no decoder layer"
+    assert runs["grouped-16"]["steps"] > runs["grouped-256"]["steps"], "a larger batch took no fewer steps"
+    assert "tokens_per_s" in runs["grouped-256-liger"] or "liger_kernel" in runs["grouped-256-liger"]["skipped"]
     assert not added, f"the dry run wrote into this checkout: {sorted(added)}"
 
 
