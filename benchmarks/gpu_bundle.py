@@ -32,8 +32,10 @@ PLATFORMS = ("manylinux_2_35_x86_64", "manylinux_2_34_x86_64", "manylinux_2_31_x
              "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64")
 # what the image lacks, or has too old, for loragate and its GPU check
-CARRIED = ("transformers", "peft", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "llguidance",
-           "gguf", "evaluate", "datasets", "dill", "multiprocess", "nltk", "bitsandbytes", "liger-kernel")
+# (typing-extensions too: pydantic needs >= 4.16, and the image's version was never read)
+CARRIED = ("transformers", "peft", "pydantic", "pydantic-core", "annotated-types", "typing-inspection",
+           "typing-extensions", "llguidance", "gguf", "evaluate", "datasets", "dill", "multiprocess", "nltk",
+           "bitsandbytes", "liger-kernel")
 BUILT_HERE = ("rouge-score",)  # an sdist on PyPI: built into a wheel here (pure Python)
 NOT_INSTALLED_HERE = {"liger-kernel": "0.8.5"}  # the MFU step's Liger run: needs Triton, so no use on this CPU
 # loragate's dependencies the image has: carrying them again would only spend the carry limit

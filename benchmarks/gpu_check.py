@@ -45,7 +45,8 @@ REPO = Path(__file__).resolve().parent.parent
 CAUSAL_TASKS = ("sst2", "iris", "instruct")  # sst2 first: the 4-bit run of sst2 is compared with it
 DRY_RUN_TASK = "iris"  # the quickest smoke gate
 QUANTIZED_TASK = "sst2"
-PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "pytest", "triton", "liger-kernel")
+PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "pytest", "triton", "liger-kernel",
+            "pydantic", "datasets", "pyarrow")  # the last three: the carried pydantic and datasets, the image's pyarrow
 PEAK_TFLOPS = 989.0  # H100 and H200 SXM, bf16 dense: what MFU is a fraction of
 
 
@@ -228,7 +229,8 @@ class MfuRun:
 # About 70 tokens an example: 16, 64 and 256 a batch are about 1k, 4.5k and 18k tokens an optimizer step
 MFU_RUNS = (MfuRun("grouped-16", "grouped", 16), MfuRun("grouped-64", "grouped", 64),
             MfuRun("grouped-256", "grouped", 256), MfuRun("packed-4096", "packed", 4096),
-            MfuRun("grouped-256-compiled", "grouped", 256, "compiled"), MfuRun("grouped-256-liger", "grouped", 256, "liger"))
+            MfuRun("grouped-256-compiled", "grouped", 256, "compiled"),
+            MfuRun("grouped-256-liger", "grouped", 256, "liger"))
 
 
 def mfu(args: argparse.Namespace) -> dict:
@@ -239,6 +241,10 @@ def mfu(args: argparse.Namespace) -> dict:
     recompilation for dynamic shapes). A run that fails records its error and costs itself only. The dry run: the
     tiny base, 48 rows, a sixteenth of each size, torch.compile with its eager backend (dynamo traces the layers,
     nothing is code-generated), Liger skipped unless it imports."""
+    import gc
+
+    import torch
+
     from benchmarks.workloads import load_data
     from loragate.tasks import get_task
 
@@ -251,10 +257,13 @@ def mfu(args: argparse.Namespace) -> dict:
             runs[run.name] = mfu_run(run, args, data, train, lora)
         except Exception as exc:  # noqa: BLE001 - recorded in the step's result and table; the next run goes on
             runs[run.name] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+        gc.collect()  # the run's model goes before the next one loads: its peak memory is its own
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     return {"examples": len(train), "peak_tflops": PEAK_TFLOPS, "lora": lora.model_dump(), "runs": runs}
 
 
-def mfu_run(run: MfuRun, args: argparse.Namespace, data, train: list, lora) -> dict:  # noqa: ANN001 - Data, LoraSettings
+def mfu_run(run: MfuRun, args: argparse.Namespace, data, train: list, lora) -> dict:  # noqa: ANN001 - Data, Lora
     """One MFU_RUNS entry: warm up, then time one epoch."""
     import torch
 

@@ -27,14 +27,14 @@ def test_every_dependency_of_loragate_is_carried_on_the_image_or_left_behind_wit
     names = {normalized(re.match(r"[A-Za-z0-9_.-]+", requirement).group()) for requirement in requirements}
     accounted = {normalized(name) for name in (*CARRIED, *BUILT_HERE, *ON_THE_IMAGE, *LEFT_BEHIND)}
     missing = sorted(names - accounted)
-    assert not missing, (f"pyproject.toml's dependencies {missing} are in no list of benchmarks/gpu_bundle.py: add each "
-                         f"to CARRIED if the GPU image lacks it, else to ON_THE_IMAGE")
+    assert not missing, (f"pyproject.toml's dependencies {missing} are in no list of benchmarks/gpu_bundle.py: add "
+                         f"each to CARRIED if the GPU image lacks it, else to ON_THE_IMAGE")
 
 
 def test_bitsandbytes_keeps_its_python_and_the_cpu_and_cuda_13_libraries_only(tmp_path: Path) -> None:
     wheel = tmp_path / "bitsandbytes-0.50.2-py3-none-manylinux_2_24_x86_64.whl"
-    kept = ["bitsandbytes/__init__.py", "bitsandbytes/libbitsandbytes_cpu.so", "bitsandbytes/libbitsandbytes_cuda130.so",
-            "bitsandbytes/libbitsandbytes_cuda132.so"]
+    kept = ["bitsandbytes/__init__.py", "bitsandbytes/libbitsandbytes_cpu.so",
+            "bitsandbytes/libbitsandbytes_cuda130.so", "bitsandbytes/libbitsandbytes_cuda132.so"]
     dropped = ["bitsandbytes/libbitsandbytes_cuda118.so", "bitsandbytes/libbitsandbytes_cuda128.so",
                "bitsandbytes/libbitsandbytes_rocm72.so", "bitsandbytes/libbitsandbytes_xpu2025.so"]
     record = "bitsandbytes-0.50.2.dist-info/RECORD"
