@@ -117,7 +117,7 @@ def generation(model: torch.nn.Module, tokenizer, data: Data, args: argparse.Nam
 
 
 TRAIN_CONTENDERS = {"max": f"pad to max_length {TRAIN_MAX_LENGTH}", "dynamic": "pad to batch's longest",
-                    "grouped": "length-grouped", "packed": "packed, no padding"}
+                    "grouped": "length-grouped", "packed": "packed in rows of 128"}
 
 
 def training(model: torch.nn.Module, init: dict[str, torch.Tensor], base, data: Data,
@@ -125,8 +125,9 @@ def training(model: torch.nn.Module, init: dict[str, torch.Tensor], base, data: 
     """Each round, every contender trains the same LoRA init for the same epochs on the same examples with
     the same data-order seed (the round's number); only the batching differs. `max` and `dynamic` see the
     same batches in the same order, so their loss curves must agree step by step; `grouped` composes its
-    batches by length, and `packed` its rows by a token budget (`packed_budget`: the batch size's worth of mean-length
-    examples), so both are compared on the eval loss after the same epochs, averaged over the seeds."""
+    batches by length, and `packed` its micro-batches by a token budget (`packed_budget`: rows of 128 tokens for the
+    batch size's worth of mean-length examples), so both are compared on the eval loss after the same epochs,
+    averaged over the seeds."""
     tokenizer = base.tokenizer
     budget = packed_budget(real_lengths(tokenizer, data.train), args.train_batch_size)
 
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
           f"vs dynamic {train['eval_loss_rel_diff_grouped_vs_dynamic']:.2%}; "
           f"dynamic vs max loss curves within {train['loss_curve_max_diff_dynamic_vs_max']:.1e} of the first loss")
     steps = train["steps_per_epoch"]
-    print(f"packed ({train['packed_tokens_per_batch']} tokens a row, {steps[TRAIN_CONTENDERS['packed']]} steps an epoch "
+    print(f"packed ({train['packed_tokens_per_batch']} tokens a micro-batch, {steps[TRAIN_CONTENDERS['packed']]} steps an epoch "
           f"vs dynamic's {steps[TRAIN_CONTENDERS['dynamic']]}): "
           f"{train['packed_vs_dynamic']:.2f}x dynamic, {train['packed_vs_max']:.2f}x pad-to-max tokens/s; eval loss "
           f"{train['eval_loss_rel_diff_packed_vs_dynamic']:+.2%} vs dynamic")

@@ -221,8 +221,8 @@ def speed(args: argparse.Namespace) -> dict:
 @dataclass(frozen=True)
 class MfuRun:
     name: str
-    batching: str  # grouped: batches of similar length; packed: one row of examples, no padding
-    size: int  # examples a grouped batch, or tokens a packed row (the dry run: a sixteenth)
+    batching: str  # grouped: batches of similar length; packed: rows of examples end to end (128 tokens a row)
+    size: int  # examples a grouped batch, or tokens a packed micro-batch (the dry run: a sixteenth)
     kernels: str = "eager"  # eager; compiled: each decoder layer torch.compile'd; liger: Liger's Triton kernels
 
 

@@ -113,7 +113,8 @@ def test_length_grouped_training_vs_padding(benchmark, bench, data) -> None:
     gap = max(abs(a - b) / b for a, b in zip(dynamic.loss_curve, padded.loss_curve))
     assert gap <= 1e-5, f"padding to {TRAIN_MAX_LENGTH} changed the loss curve by {gap:.2e} (same batches, same order)"
     assert grouped.positions < dynamic.positions < padded.positions
-    assert race.results["packed"].positions == race.results["packed"].tokens == dynamic.tokens, "packing padded"
+    packed = race.results["packed"]
+    assert packed.tokens == dynamic.tokens and packed.positions < dynamic.positions, "packing padded as much as dynamic"
     for name, result in race.results.items():
         benchmark.extra_info[f"padding_share_{name}"] = round(1 - result.tokens / result.positions, 3)
         benchmark.extra_info[f"eval_loss_{name}"] = round(result.eval_loss, 5)

@@ -7,6 +7,7 @@ alternating within each round, so machine noise hits them alike and their median
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
@@ -93,9 +94,9 @@ def train_settings(batching: str, epochs: int, batch_size: int, lr: float, seed:
 
 
 def packed_budget(lengths: list[int], batch_size: int) -> int:
-    """A packed row's token budget that holds `batch_size` examples of mean length, as the other contenders' batches
-    do, so all of them take about as many optimizer steps per epoch (the longest example must fit)."""
-    return max(max(lengths), round(batch_size * statistics.mean(lengths)))
+    """A packed micro-batch's token budget: enough rows of TRAIN_MAX_LENGTH for `batch_size` examples of mean length,
+    as the other contenders' batches hold, so all of them take about as many optimizer steps per epoch."""
+    return math.ceil(batch_size * statistics.mean(lengths) / TRAIN_MAX_LENGTH) * TRAIN_MAX_LENGTH
 
 
 @torch.no_grad()

@@ -77,12 +77,14 @@ class TrainSettings(Strict):
         description="dynamic: shuffled batches padded to their longest (the trajectory of max, 1.5x its tokens/s on "
         "CPU); grouped: batches of similar length (sorted within seeded, shuffled mega-batches), least padding and "
         "about 2.2x max's tokens/s, but 7-14% higher eval loss after the same epochs on the benchmark's data; max: "
-        "every batch padded to max_length; packed: no padding at all, the shuffled examples concatenated into one row "
-        "of at most tokens_per_batch tokens, position ids restarting per example (causal kinds only)",
+        "every batch padded to max_length; packed: (almost) no padding, the shuffled examples end to end in rows of "
+        "up to max_length tokens, position ids restarting per example, as many rows a micro-batch as "
+        "tokens_per_batch holds (causal kinds only)",
     )
     tokens_per_batch: int | None = Field(
-        None, gt=0, description="packed only: the token budget of one micro-batch (one packed row) instead of a "
-        "count of examples; default batch_size x max_length, the tensor size of a max batch")
+        None, gt=0, description="packed only: the token budget of one micro-batch (tokens_per_batch // max_length "
+        "packed rows, or one row of tokens_per_batch tokens where that is less) instead of a count of examples; "
+        "default batch_size x max_length, the tensor size of a max batch")
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass: less GPU memory, about 30% more time"
     )

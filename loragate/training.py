@@ -1,9 +1,9 @@
 """LoRA training with peft: completion-only loss, seeded batches, a hard stop on NaN.
 
 Batches are padded to their longest by default; `grouped` sorts them by length, `max` pads to max_length, and
-`packed` removes padding altogether: examples concatenated into one row per micro-batch, position ids restarting
-per example, which transformers (5.x) turns into a block-diagonal attention mask (benchmarks/compare.py measures
-them against each other). fp32 on CPU; bf16 autocast on CUDA, optional gradient checkpointing.
+`packed` removes padding: examples end to end in rows of up to max_length tokens, position ids restarting per
+example, which transformers (5.x) turns into a block-diagonal attention mask, and as many rows a micro-batch as
+tokens_per_batch holds (benchmarks/compare.py measures them against each other). fp32 on CPU; bf16 autocast on CUDA, optional gradient checkpointing.
 """
 
 from __future__ import annotations
@@ -101,36 +101,61 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int, width: int | 
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def collate_packed(batch: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-    """One row, no padding: the examples end to end, position ids restarting at 0 for each. Without an attention
-    mask transformers reads the restarts as separate sequences and masks attention block-diagonally (sdpa, eager),
-    or passes them to flash attention's variable-length kernel; an example's first token is a prompt token, so no
-    loss crosses from one example into the next."""
-    ids = [token for row, _ in batch for token in row]
-    labels = [label for _, row in batch for label in row]
-    positions = [position for row, _ in batch for position in range(len(row))]
-    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-            "position_ids": torch.tensor([positions])}
+def collate_packed(batch: list[tuple[list[int], list[int]]], row_width: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Packed rows, no attention mask: the examples end to end, cut in order into rows of at most `row_width` tokens
+    (`rows_of`), position ids restarting at 0 for each. Without a mask transformers reads the restarts as separate
+    sequences and masks attention block-diagonally (sdpa, eager), or passes them to flash attention's variable-length
+    kernel; an example's first token is a prompt token, so no loss crosses from one example into the next. Rows
+    shorter than the longest end in a filler sequence (pad ids, positions from 0, no loss) that attends only to
+    itself; `real_tokens` marks the examples' tokens, for the count of what was trained on."""
+    rows = rows_of([len(ids) for ids, _ in batch], row_width)
+    width = max(sum(len(batch[index][0]) for index in row) for row in rows)
+    columns: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": [], "real_tokens": []}
+    for row in rows:
+        ids = [token for index in row for token in batch[index][0]]
+        filler = width - len(ids)
+        columns["input_ids"].append(ids + [pad_id] * filler)
+        columns["labels"].append([label for index in row for label in batch[index][1]] + [IGNORE] * filler)
+        columns["position_ids"].append([position for index in row for position in range(len(batch[index][0]))]
+                                       + list(range(filler)))
+        columns["real_tokens"].append([1] * len(ids) + [0] * filler)
+    return {name: torch.tensor(values) for name, values in columns.items()}
 
 
-def packed_batches(lengths: Sequence[int], tokens_per_batch: int, generator: torch.Generator) -> list[list[int]]:
-    """One epoch's packed rows of example indices: a seeded shuffle cut, in its order, into runs whose lengths add
-    up to at most `tokens_per_batch`. Each example exactly once; none may be longer than the budget."""
-    order = torch.randperm(len(lengths), generator=generator).tolist()
-    batches: list[list[int]] = []
+def rows_of(lengths: Sequence[int], row_width: int) -> list[list[int]]:
+    """Positions in `lengths`, cut in order into rows whose lengths add up to at most `row_width` (a row is closed
+    when the next one does not fit). None may be longer than a row."""
+    rows: list[list[int]] = []
     used = 0
-    for index in order:
-        if not batches or used + lengths[index] > tokens_per_batch:
-            batches.append([])
+    for index, length in enumerate(lengths):
+        if not rows or used + length > row_width:
+            rows.append([])
             used = 0
-        batches[-1].append(index)
-        used += lengths[index]
-    return batches
+        rows[-1].append(index)
+        used += length
+    return rows
+
+
+def packed_batches(lengths: Sequence[int], tokens_per_batch: int, row_width: int,
+                   generator: torch.Generator) -> list[list[int]]:
+    """One epoch's packed micro-batches of example indices: a seeded shuffle cut, in its order, into rows of at most
+    `row_width` tokens (`rows_of`, as `collate_packed` cuts them again), and the rows, in order, into micro-batches
+    of tokens_per_batch // row_width rows. Each example exactly once."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    rows = [[order[index] for index in row] for row in rows_of([lengths[index] for index in order], row_width)]
+    per_batch = max(1, tokens_per_batch // row_width)
+    return [[index for row in rows[first : first + per_batch] for index in row]
+            for first in range(0, len(rows), per_batch)]
 
 
 def token_budget(settings: TrainSettings) -> int:
-    """The tokens of one packed row: the card's tokens_per_batch, else what a `max` batch holds."""
+    """The positions of one packed micro-batch: the card's tokens_per_batch, else what a `max` batch holds."""
     return settings.tokens_per_batch or settings.batch_size * settings.resolved_max_length()
+
+
+def row_width(settings: TrainSettings) -> int:
+    """The tokens of one packed row: max_length, or the whole budget where that is less."""
+    return min(settings.resolved_max_length(), token_budget(settings))
 
 
 def epoch_batches(lengths: Sequence[int], batch_size: int, grouped: bool,
@@ -158,9 +183,9 @@ def epoch_steps(lengths: Sequence[int], settings: TrainSettings, generator: torc
                 ranks: Ranks) -> list[list[list[int]]]:
     """One epoch's optimizer steps, each this rank's micro-batches of example indices: grad_accum batches
     per step, dealt over the data-parallel ranks (all of them in a single process). Packed micro-batches are
-    one row each, of at most `token_budget` tokens."""
+    rows of at most `row_width` tokens, as many as `token_budget` holds."""
     if settings.batching == "packed":
-        batches = packed_batches(lengths, token_budget(settings), generator)
+        batches = packed_batches(lengths, token_budget(settings), row_width(settings), generator)
     else:
         batches = epoch_batches(lengths, settings.batch_size, settings.batching == "grouped", generator)
     return [ranks.share(batches[first : first + settings.grad_accum], settings.batch_size)
@@ -175,7 +200,7 @@ def autocast(device: torch.device) -> torch.autocast:
 
 def row_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row: the sum of answer-token cross-entropies and the number of answer tokens. A packed batch (position
-    ids, no attention mask: `collate_packed`) is one row holding several examples."""
+    ids, no attention mask: `collate_packed`) holds several examples a row."""
     labels = batch["labels"]
     first = int((labels != IGNORE).int().argmax(-1).min())
     keep = labels.shape[1] - first + 1
@@ -265,7 +290,7 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
 
     def make_batch(rows: list[int]) -> dict[str, torch.Tensor]:
         if settings.batching == "packed":
-            return collate_packed([encoded[i] for i in rows])
+            return collate_packed([encoded[i] for i in rows], row_width(settings), tokenizer.pad_token_id)
         return collate([encoded[i] for i in rows], tokenizer.pad_token_id, width)
 
     def evaluate() -> float:
@@ -414,7 +439,7 @@ def train_step(model: PeftModel, params: list[torch.nn.Parameter], group: list[d
     for batch in group:
         loss, count = loss_fn(model, {k: v.to(device) for k, v in batch.items()})
         total, step_loss = total + count, step_loss + float(loss.detach())
-        real = batch.get("attention_mask", torch.ones_like(batch["input_ids"]))  # packed rows: no padding, no mask
+        real = batch["attention_mask"] if "attention_mask" in batch else batch["real_tokens"]  # packed: no mask
         tokens += int(real.sum())
         positions += real.numel()
         if not math.isfinite(step_loss):

@@ -1,5 +1,6 @@
-"""Padding-free packing (`train.batching: packed`): one row of examples end to end, position ids restarting per
-example, under a token budget; the same loss and gradients as padded batches, and no adapter key changes."""
+"""Packing (`train.batching: packed`): examples end to end in rows of up to max_length tokens, position ids restarting
+per example, as many rows a micro-batch as the token budget holds; the same loss and gradients as padded batches, and
+no adapter key changes."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pydantic import ValidationError
 from loragate.card import LoraSettings, TrainSettings
 from loragate.distributed import Ranks
 from loragate.store import adapter_key
-from loragate.training import (attach_lora, collate, collate_packed, encode_all, packed_batches, require_packable,
-                               summed_loss, train_features, train_lora)
+from loragate.training import (IGNORE, attach_lora, collate, collate_packed, encode_all, packed_batches,
+                               require_packable, rows_of, summed_loss, train_features, train_lora)
 
 LORA = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
 
@@ -42,42 +43,56 @@ def loss_and_grads(model, batch):
     return float(loss.detach()) / count, count, grads
 
 
-def test_packed_loss_and_gradients_equal_padded(fresh_base, iris_splits) -> None:
-    encoded = encode_all(fresh_base.tokenizer, varied(iris_splits.train[:12]), 128)
+@pytest.mark.parametrize("row_width", [10_000, 64], ids=["one row", "rows of 64"])
+def test_packed_loss_and_gradients_equal_padded(fresh_base, iris_splits, row_width: int) -> None:
+    encoded = encode_all(fresh_base.tokenizer, varied(iris_splits.train[:12]), 64)
     assert len({len(ids) for ids, _ in encoded}) > 2, "the check needs rows of different lengths"
     model = lora_with_effect(fresh_base)
     padded = loss_and_grads(model, collate(encoded, fresh_base.tokenizer.pad_token_id))
-    packed_batch = collate_packed(encoded)
-    assert packed_batch["input_ids"].shape == (1, sum(len(ids) for ids, _ in encoded)), "one row, no padding"
+    packed_batch = collate_packed(encoded, row_width, fresh_base.tokenizer.pad_token_id)
+    tokens = sum(len(ids) for ids, _ in encoded)
+    if row_width > tokens:
+        assert packed_batch["input_ids"].shape == (1, tokens), "one row, no padding"
+    else:
+        rows, width = packed_batch["input_ids"].shape
+        assert rows > 1 and width <= row_width and int(packed_batch["real_tokens"].sum()) == tokens
+        assert (packed_batch["labels"][packed_batch["real_tokens"] == 0] == IGNORE).all(), "the filler carries loss"
     packed = loss_and_grads(model, packed_batch)
     assert packed[1] == padded[1], "packing changed which tokens carry loss"
     assert abs(packed[0] - padded[0]) < 1e-5, f"packed loss {packed[0]} != padded {padded[0]}"
     for name, grad in padded[2].items():
         assert torch.allclose(packed[2][name], grad, atol=1e-5, rtol=1e-4), f"{name}: gradient differs when packed"
-    # the same row with an attention mask is one long sequence: examples attend to each other and the loss moves
+    # the same rows with an attention mask are long sequences: examples attend to each other and the loss moves
     leaky = dict(packed_batch, attention_mask=torch.ones_like(packed_batch["input_ids"]))
     assert abs(loss_and_grads(model, leaky)[0] - padded[0]) > 1e-3, "the check cannot tell packed from leaked"
 
 
-def test_packed_batches_hold_every_example_once_within_the_budget() -> None:
+def test_packed_batches_hold_every_example_once_in_rows_within_the_budget() -> None:
     lengths = [5, 30, 12, 7, 40, 3, 22, 18, 9, 16] * 4
-    batches = packed_batches(lengths, 64, torch.Generator().manual_seed(0))
+    batches = packed_batches(lengths, 128, 64, torch.Generator().manual_seed(0))
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
-    assert all(sum(lengths[i] for i in batch) <= 64 for batch in batches)
-    assert sum(lengths) / (64 * len(batches)) > 0.7, "greedy packing left most of each row empty"
-    assert batches == packed_batches(lengths, 64, torch.Generator().manual_seed(0)), "same seed, other rows"
-    assert batches != packed_batches(lengths, 64, torch.Generator().manual_seed(1)), "the seed has no effect"
+    for batch in batches:
+        rows = rows_of([lengths[i] for i in batch], 64)  # as collate_packed cuts the micro-batch
+        assert len(rows) <= 2, f"{len(rows)} rows of 64 in a budget of 128"
+        assert all(sum(lengths[batch[i]] for i in row) <= 64 for row in rows)
+    assert sum(lengths) / (128 * len(batches)) > 0.7, "greedy packing left most of each micro-batch empty"
+    assert batches == packed_batches(lengths, 128, 64, torch.Generator().manual_seed(0)), "same seed, other rows"
+    assert batches != packed_batches(lengths, 128, 64, torch.Generator().manual_seed(1)), "the seed has no effect"
+    one_row = packed_batches(lengths, 64, 64, torch.Generator().manual_seed(0))
+    assert all(sum(lengths[i] for i in batch) <= 64 for batch in one_row), "a budget of one row overflowed"
 
 
-def test_packed_training_has_no_padding_and_learns(fresh_base, iris_splits) -> None:
+def test_packed_training_pads_only_row_ends_and_learns(fresh_base, iris_splits) -> None:
     train = varied(iris_splits.train)
-    settings = TrainSettings(epochs=3, batch_size=8, lr=3e-3, max_length=128, batching="packed", tokens_per_batch=256)
+    settings = TrainSettings(epochs=3, batch_size=8, lr=3e-3, max_length=64, batching="packed", tokens_per_batch=256)
     model = attach_lora(fresh_base.model, LORA, seed=0)
     result = train_lora(model, fresh_base.tokenizer, train, iris_splits.eval, settings, progress=False)
-    lengths = [len(ids) for ids, _ in encode_all(fresh_base.tokenizer, train, 128)]
-    assert result.tokens == result.positions == 3 * sum(lengths), "a packed row computed padding"
-    assert result.steps == 3 * len(packed_batches(lengths, 256, torch.Generator())), "steps are not packed rows"
-    assert result.steps < 3 * len(train) / 8, "a 256-token row should hold more than 8 of these examples"
+    lengths = [len(ids) for ids, _ in encode_all(fresh_base.tokenizer, train, 64)]
+    assert result.tokens == 3 * sum(lengths), "the count of trained tokens counts the filler"
+    assert result.tokens / result.positions > 0.8, f"rows of 64 left {1 - result.tokens / result.positions:.0%} empty"
+    order = torch.Generator().manual_seed(settings.seed)  # as the optimizer loop plans its three epochs
+    assert result.steps == sum(len(packed_batches(lengths, 256, 64, order)) for _ in range(3)), "steps are not batches"
+    assert result.steps < 3 * len(train) / 5, "four 64-token rows should hold more than 5 examples of 16-42 tokens"
     assert sum(result.loss_curve[-5:]) < sum(result.loss_curve[:5]) / 2, f"loss did not fall: {result.loss_curve}"
 
 
