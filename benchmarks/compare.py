@@ -117,7 +117,7 @@ def generation(model: torch.nn.Module, tokenizer, data: Data, args: argparse.Nam
 
 
 TRAIN_CONTENDERS = {"max": f"pad to max_length {TRAIN_MAX_LENGTH}", "dynamic": "pad to batch's longest",
-                    "grouped": "length-grouped", "packed": "packed in rows of 128"}
+                    "grouped": "length-grouped", "packed": f"packed in rows of {TRAIN_MAX_LENGTH}"}
 
 
 def training(model: torch.nn.Module, init: dict[str, torch.Tensor], base, data: Data,

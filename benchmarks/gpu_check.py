@@ -46,7 +46,8 @@ CAUSAL_TASKS = ("sst2", "iris", "instruct")  # sst2 first: the 4-bit run of sst2
 DRY_RUN_TASK = "iris"  # the quickest smoke gate
 QUANTIZED_TASK = "sst2"
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "pytest", "triton", "liger-kernel",
-            "pydantic", "datasets", "pyarrow")  # the last three: the carried pydantic and datasets, the image's pyarrow
+            "pydantic", "datasets", "pyarrow", "fsspec")  # the carried pydantic and datasets; the image's pyarrow and
+# fsspec, which datasets needs at >= 24 and <= 2026.9.0
 PEAK_TFLOPS = 989.0  # H100 and H200 SXM, bf16 dense: what MFU is a fraction of
 
 
@@ -226,11 +227,11 @@ class MfuRun:
     kernels: str = "eager"  # eager; compiled: each decoder layer torch.compile'd; liger: Liger's Triton kernels
 
 
-# About 70 tokens an example: 16, 64 and 256 a batch are about 1k, 4.5k and 18k tokens an optimizer step
-MFU_RUNS = (MfuRun("grouped-16", "grouped", 16), MfuRun("grouped-64", "grouped", 64),
-            MfuRun("grouped-256", "grouped", 256), MfuRun("packed-4096", "packed", 4096),
-            MfuRun("grouped-256-compiled", "grouped", 256, "compiled"),
-            MfuRun("grouped-256-liger", "grouped", 256, "liger"))
+# About 70 tokens an example: 16, 64 and 256 a batch are about 1k, 4.5k and 18k tokens an optimizer step. The likeliest
+# to matter first (a timeout keeps the runs done); Liger last: its RoPE patch holds for the rest of the process.
+MFU_RUNS = (MfuRun("grouped-256", "grouped", 256), MfuRun("grouped-256-compiled", "grouped", 256, "compiled"),
+            MfuRun("packed-4096", "packed", 4096), MfuRun("grouped-64", "grouped", 64),
+            MfuRun("grouped-16", "grouped", 16), MfuRun("grouped-256-liger", "grouped", 256, "liger"))
 
 
 def mfu(args: argparse.Namespace) -> dict:
@@ -252,15 +253,17 @@ def mfu(args: argparse.Namespace) -> dict:
     train = data.train[:48] if args.dry_run else data.train
     lora = get_task(QUANTIZED_TASK).card.tier("full").lora
     runs: dict[str, dict] = {}
+    result = {"examples": len(train), "peak_tflops": PEAK_TFLOPS, "lora": lora.model_dump(), "runs": runs}
     for run in MFU_RUNS:
         try:
             runs[run.name] = mfu_run(run, args, data, train, lora)
         except Exception as exc:  # noqa: BLE001 - recorded in the step's result and table; the next run goes on
             runs[run.name] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
+        write_result(args.out, "mfu", result)  # so far: what a timeout leaves
         gc.collect()  # the run's model goes before the next one loads: its peak memory is its own
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    return {"examples": len(train), "peak_tflops": PEAK_TFLOPS, "lora": lora.model_dump(), "runs": runs}
+    return result
 
 
 def mfu_run(run: MfuRun, args: argparse.Namespace, data, train: list, lora) -> dict:  # noqa: ANN001 - Data, Lora
@@ -270,6 +273,8 @@ def mfu_run(run: MfuRun, args: argparse.Namespace, data, train: list, lora) -> d
     from benchmarks.workloads import build_base, real_lengths, train_settings, training_flops
     from loragate.training import attach_lora, train_lora
 
+    if run.kernels == "liger" and args.dry_run:
+        return {"skipped": "Liger's kernels are Triton, for CUDA: not on the dry run"}
     if run.kernels == "liger":
         try:
             from liger_kernel.transformers import apply_liger_kernel_to_llama
@@ -388,12 +393,15 @@ STEPS = [
 # ---------------------------------------------------------------- the parent: runs the steps, writes JSON and table
 
 
-def execute(step: Step, args: argparse.Namespace) -> None:
-    """Run `step` here and write its result where `finished` reads it."""
-    result = step.run(args)
-    path = step_result_path(args.out, step.name)
+def write_result(out: Path, name: str, result: dict) -> None:
+    path = step_result_path(out, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def execute(step: Step, args: argparse.Namespace) -> None:
+    """Run `step` here and write its result where `finished` reads it."""
+    write_result(args.out, step.name, step.run(args))
 
 
 def finished(step: Step, args: argparse.Namespace, seconds: float, limit: float | None) -> dict:
@@ -424,6 +432,7 @@ def run_step(step: Step, args: argparse.Namespace, remaining_s: float) -> dict:
         command.append("--dry-run")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    step_result_path(args.out, step.name).unlink(missing_ok=True)  # a timeout must not report an older call's result
     started = time.perf_counter()
     with log.open("w") as handle:
         try:
@@ -433,8 +442,10 @@ def run_step(step: Step, args: argparse.Namespace, remaining_s: float) -> dict:
             code = None
     seconds = round(time.perf_counter() - started, 1)
     tail = log.read_text(errors="replace")[-3000:]
-    if code is None:
-        return {"status": "timeout", "limit_s": round(limit), "seconds": seconds, "log_tail": tail}
+    if code is None:  # with what the step wrote before it was stopped, if anything (mfu writes after every run)
+        partial = step_result_path(args.out, step.name)
+        return {"status": "timeout", "limit_s": round(limit), "seconds": seconds, "log_tail": tail,
+                **({"result": json.loads(partial.read_text())} if partial.exists() else {})}
     if code != 0 or not step_result_path(args.out, step.name).exists():
         return {"status": "error", "exit_code": code, "seconds": seconds, "log_tail": tail}
     return finished(step, args, seconds, limit)
@@ -447,6 +458,8 @@ def headline(name: str, entry: dict) -> str:
         return result["skipped"]
     if entry["status"] == "not run":
         return entry["why"]
+    if entry["status"] == "timeout" and result:
+        return f"stopped at {entry['limit_s']} s; so far: {headline(name, {'status': 'ok', 'result': result})}"
     if entry["status"] != "ok":  # error or timeout: the log's last line, usually the exception
         lines = entry["log_tail"].strip().splitlines()
         return lines[-1] if lines else "no output"

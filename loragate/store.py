@@ -35,6 +35,9 @@ from loragate.card import LoraSettings, TrainSettings
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "manifest.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 LOCK_TIMEOUT_S = 4 * 3600  # a full-tier run may train for hours while another worker waits
+# how `batching: packed` composes its micro-batches; a change here gives packed adapters new keys. Before 2 Dec 2026
+# (no marker): one row of the whole token budget
+PACKING = "rows of max_length, first fit"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _TEMP = re.compile(r"^\.tmp-(?:old-)?(?P<key>[a-z0-9][a-z0-9_-]{0,63})-[a-z0-9_]+$")  # save's mkdtemp names
 
@@ -92,10 +95,12 @@ class AdapterStoreError(RuntimeError):
 def adapter_key(base_fingerprint: str, data_hash: str, lora: LoraSettings, train: TrainSettings) -> str:
     """Everything that decides the adapter's weights. modules_to_save, train.truncation and train.tokens_per_batch
     enter only when not their defaults, so adapters stored before the fields existed keep their key; max_length
-    enters as resolved."""
+    enters as resolved; a packed adapter's key names how its rows were packed (PACKING)."""
     lora_inputs = lora.model_dump(exclude=set() if lora.modules_to_save else {"modules_to_save"})
     defaults = {"truncation": "refuse", "tokens_per_batch": None}
     train_inputs = train.model_dump(exclude={name for name, value in defaults.items() if getattr(train, name) == value})
+    if train.batching == "packed":
+        train_inputs["packing"] = PACKING
     inputs = {"base": base_fingerprint, "data": data_hash, "lora": lora_inputs, "train": train_inputs}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -3,7 +3,8 @@
 Batches are padded to their longest by default; `grouped` sorts them by length, `max` pads to max_length, and
 `packed` removes padding: examples end to end in rows of up to max_length tokens, position ids restarting per
 example, which transformers (5.x) turns into a block-diagonal attention mask, and as many rows a micro-batch as
-tokens_per_batch holds (benchmarks/compare.py measures them against each other). fp32 on CPU; bf16 autocast on CUDA, optional gradient checkpointing.
+tokens_per_batch holds (benchmarks/compare.py measures them against each other). fp32 on CPU; bf16 autocast on
+CUDA, optional gradient checkpointing.
 """
 
 from __future__ import annotations
@@ -102,19 +103,20 @@ def collate(batch: list[tuple[list[int], list[int]]], pad_id: int, width: int | 
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def collate_packed(batch: list[tuple[list[int], list[int]]], row_width: int, pad_id: int) -> dict[str, torch.Tensor]:
-    """Packed rows, no attention mask: the examples end to end, cut in order into rows of at most `row_width` tokens
-    (`rows_of`), position ids restarting at 0 for each. Without a mask transformers reads the restarts as separate
-    sequences and masks attention block-diagonally (sdpa, eager), or passes them to flash attention's variable-length
-    kernel; an example's first token is a prompt token, so no loss crosses from one example into the next. Rows
-    shorter than the longest end in a filler sequence (pad ids, positions from 0, no loss) that attends only to
-    itself; `real_tokens` marks the examples' tokens, for the count of what was trained on."""
-    rows = rows_of([len(ids) for ids, _ in batch], row_width)
-    width = max(sum(len(batch[index][0]) for index in row) for row in rows)
+def collate_packed(batch: list[tuple[list[int], list[int]]], width: int, pad_id: int) -> dict[str, torch.Tensor]:
+    """Packed rows, no attention mask: the examples end to end, cut in order into rows of at most `width` tokens
+    (`recut_rows`), position ids restarting at 0 for each. Without a mask transformers reads the restarts in each row
+    as separate sequences and masks attention block-diagonally (sdpa, eager; its flash-attention path reads them
+    only in a batch of one row, so `train_lora` refuses packing under flash attention); an example's first token is
+    a prompt token, so no loss crosses from one example into the next. Rows shorter than the longest end in a filler
+    sequence (pad ids, positions from 0, no loss) that attends only to itself; `real_tokens` marks the examples'
+    tokens, for the count of what was trained on."""
+    rows = recut_rows([len(ids) for ids, _ in batch], width)
+    span = max(sum(len(batch[index][0]) for index in row) for row in rows)
     columns: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": [], "real_tokens": []}
     for row in rows:
         ids = [token for index in row for token in batch[index][0]]
-        filler = width - len(ids)
+        filler = span - len(ids)
         columns["input_ids"].append(ids + [pad_id] * filler)
         columns["labels"].append([label for index in row for label in batch[index][1]] + [IGNORE] * filler)
         columns["position_ids"].append([position for index in row for position in range(len(batch[index][0]))]
@@ -123,14 +125,14 @@ def collate_packed(batch: list[tuple[list[int], list[int]]], row_width: int, pad
     return {name: torch.tensor(values) for name, values in columns.items()}
 
 
-def rows_of(lengths: Sequence[int], row_width: int) -> list[list[int]]:
-    """Positions in `lengths`, cut in order into rows whose lengths add up to at most `row_width` (a row is closed
-    when the next one does not fit): a packed micro-batch's rows again (`packed_rows`). None may be longer than a
-    row."""
+def recut_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
+    """Positions in `lengths`, cut in order into rows whose lengths add up to at most `width` (a row is closed when
+    the next one does not fit): a packed micro-batch's rows again, as `packed_rows` made them. None may be longer
+    than a row."""
     rows: list[list[int]] = []
     used = 0
     for index, length in enumerate(lengths):
-        if not rows or used + length > row_width:
+        if not rows or used + length > width:
             rows.append([])
             used = 0
         rows[-1].append(index)
@@ -138,16 +140,16 @@ def rows_of(lengths: Sequence[int], row_width: int) -> list[list[int]]:
     return rows
 
 
-def packed_rows(lengths: Sequence[int], row_width: int) -> list[list[int]]:
+def packed_rows(lengths: Sequence[int], width: int) -> list[list[int]]:
     """Positions in `lengths`, in order, each into the first of the last OPEN_ROWS rows that has room for it, else into
     a new row (first fit: rows of 128 on the speed benchmark's data are 94% full, against 73% when a row closes at the
     first example that does not fit). Rows come in the order they were opened; an example that opened a row fitted
-    in none before it, and rows only grow, so `rows_of` cuts the rows' concatenation into the same rows again."""
+    in none before it, and rows only grow, so `recut_rows` cuts the rows' concatenation into the same rows again."""
     rows: list[list[int]] = []
     used: list[int] = []
     for index, length in enumerate(lengths):
         room = next((row for row in range(max(0, len(rows) - OPEN_ROWS), len(rows))
-                     if used[row] + length <= row_width), None)
+                     if used[row] + length <= width), None)
         if room is None:
             rows.append([])
             used.append(0)
@@ -157,14 +159,14 @@ def packed_rows(lengths: Sequence[int], row_width: int) -> list[list[int]]:
     return rows
 
 
-def packed_batches(lengths: Sequence[int], tokens_per_batch: int, row_width: int,
+def packed_batches(lengths: Sequence[int], tokens_per_batch: int, width: int,
                    generator: torch.Generator) -> list[list[int]]:
     """One epoch's packed micro-batches of example indices: a seeded shuffle packed, in its order, into rows of at
-    most `row_width` tokens (`packed_rows`), and the rows, in order, into micro-batches of tokens_per_batch //
-    row_width rows, each the concatenation of its rows (which `collate_packed` cuts again). Each example once."""
+    most `width` tokens (`packed_rows`), and the rows, in order, into micro-batches of tokens_per_batch // width
+    rows, each the concatenation of its rows (which `collate_packed` cuts again). Each example once."""
     order = torch.randperm(len(lengths), generator=generator).tolist()
-    rows = [[order[index] for index in row] for row in packed_rows([lengths[index] for index in order], row_width)]
-    per_batch = max(1, tokens_per_batch // row_width)
+    rows = [[order[index] for index in row] for row in packed_rows([lengths[index] for index in order], width)]
+    per_batch = max(1, tokens_per_batch // width)
     return [[index for row in rows[first : first + per_batch] for index in row]
             for first in range(0, len(rows), per_batch)]
 
@@ -307,7 +309,7 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
     lengths = [len(ids) for ids, _ in encoded]
     width = max_length if settings.batching == "max" else None
     if settings.batching == "packed":
-        require_packable(lengths, settings, current())
+        require_packable(lengths, settings, current(), getattr(model.config, "_attn_implementation", None) or "")
 
     def make_batch(rows: list[int]) -> dict[str, torch.Tensor]:
         if settings.batching == "packed":
@@ -322,9 +324,11 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
     return result
 
 
-def require_packable(lengths: Sequence[int], settings: TrainSettings, ranks: Ranks) -> None:
-    """Packing needs every example to fit one row, and one process: data-parallel ranks deal rows by example
-    count, which would break the token budget."""
+def require_packable(lengths: Sequence[int], settings: TrainSettings, ranks: Ranks, attention: str) -> None:
+    """Packing needs every example to fit one row; one process (data-parallel ranks deal rows by example count,
+    which would break the token budget); and, with several rows a micro-batch, an attention that reads the restarts
+    in each row (`attention`: the model's attn_implementation; transformers' flash-attention path finds packed
+    sequences only in a batch of one row, and would let a row's examples attend to each other)."""
     budget = token_budget(settings)
     if max(lengths) > budget:
         raise ValueError(f"train.tokens_per_batch {budget} is less than the longest training example ({max(lengths)} "
@@ -332,6 +336,12 @@ def require_packable(lengths: Sequence[int], settings: TrainSettings, ranks: Ran
     if ranks.world > 1:
         raise ValueError(f"train.batching: packed runs in one process ({ranks.world} data-parallel processes here): "
                          f"use batching: dynamic under torchrun, or train in one process")
+    rows = budget // row_width(settings)
+    if attention.startswith("flash") and rows > 1:
+        raise ValueError(f"train.batching: packed puts {rows} rows in a micro-batch, and {attention} would read each "
+                         f"row as one sequence (its examples attending to each other): load the base with sdpa "
+                         f"attention (loragate's default), or set train.tokens_per_batch to at most "
+                         f"{row_width(settings)} (one row a micro-batch)")
 
 
 def model_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -460,7 +470,8 @@ def train_step(model: PeftModel, params: list[torch.nn.Parameter], group: list[d
     for batch in group:
         loss, count = loss_fn(model, {k: v.to(device) for k, v in batch.items()})
         total, step_loss = total + count, step_loss + float(loss.detach())
-        real = batch["attention_mask"] if "attention_mask" in batch else batch["real_tokens"]  # packed: no mask
+        # packed rows have no attention mask; a head model's tokenizer may return none either
+        real = batch.get("attention_mask", batch.get("real_tokens", torch.ones_like(batch["input_ids"])))
         tokens += int(real.sum())
         positions += real.numel()
         if not math.isfinite(step_loss):

@@ -13,9 +13,11 @@ from pydantic import ValidationError
 
 from loragate.card import LoraSettings, TrainSettings
 from loragate.distributed import Ranks
+from loragate import store
 from loragate.store import adapter_key
 from loragate.training import (IGNORE, attach_lora, collate, collate_packed, encode_all, packed_batches, packed_rows,
-                               require_packable, rows_of, summed_loss, train_features, train_lora)
+                               recut_rows, require_packable, row_width, summed_loss, token_budget, train_features,
+                               train_lora)
 
 LORA = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
 
@@ -57,6 +59,7 @@ def test_packed_loss_and_gradients_equal_padded(fresh_base, iris_splits, row_wid
     else:
         rows, width = packed_batch["input_ids"].shape
         assert rows > 1 and width <= row_width and int(packed_batch["real_tokens"].sum()) == tokens
+        assert (packed_batch["real_tokens"] == 0).any(), "rows of different lengths got no filler"
         assert (packed_batch["labels"][packed_batch["real_tokens"] == 0] == IGNORE).all(), "the filler carries loss"
     packed = loss_and_grads(model, packed_batch)
     assert packed[1] == padded[1], "packing changed which tokens carry loss"
@@ -73,7 +76,7 @@ def test_packed_batches_hold_every_example_once_in_rows_within_the_budget() -> N
     batches = packed_batches(lengths, 128, 64, torch.Generator().manual_seed(0))
     assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
     for batch in batches:
-        rows = rows_of([lengths[i] for i in batch], 64)  # as collate_packed cuts the micro-batch
+        rows = recut_rows([lengths[i] for i in batch], 64)  # as collate_packed cuts the micro-batch
         assert len(rows) <= 2, f"{len(rows)} rows of 64 in a budget of 128"
         assert all(sum(lengths[batch[i]] for i in row) <= 64 for row in rows)
     assert sum(lengths) / (128 * len(batches)) > 0.7, "greedy packing left most of each micro-batch empty"
@@ -89,10 +92,10 @@ def test_packed_rows_are_fuller_than_closing_a_row_at_the_first_misfit_and_cut_a
     rows = packed_rows(lengths, 128)
     assert sorted(i for row in rows for i in row) == list(range(500))
     assert all(sum(lengths[i] for i in row) <= 128 for row in rows)
-    fill, closing = (sum(lengths) / (128 * len(cut)) for cut in (rows, rows_of(lengths, 128)))
+    fill, closing = (sum(lengths) / (128 * len(cut)) for cut in (rows, recut_rows(lengths, 128)))
     assert fill > 0.9 and fill > closing + 0.1, f"first fit fills {fill:.0%} of each row, closing at a misfit {closing:.0%}"
     flat = [i for row in rows for i in row]  # what a micro-batch holds, and collate_packed cuts again
-    assert [[flat[j] for j in row] for row in rows_of([lengths[i] for i in flat], 128)] == rows
+    assert [[flat[j] for j in row] for row in recut_rows([lengths[i] for i in flat], 128)] == rows
 
 
 def test_packed_training_pads_only_row_ends_and_learns(fresh_base, iris_splits) -> None:
@@ -112,9 +115,27 @@ def test_packed_training_pads_only_row_ends_and_learns(fresh_base, iris_splits) 
 def test_a_budget_below_the_longest_example_is_refused() -> None:
     settings = TrainSettings(epochs=1, batch_size=8, lr=1e-3, max_length=64, batching="packed", tokens_per_batch=32)
     with pytest.raises(ValueError, match=r"train.tokens_per_batch 32 is less than the longest .* \(40 tokens\)"):
-        require_packable([10, 40], settings, Ranks())
+        require_packable([10, 40], settings, Ranks(), "sdpa")
     with pytest.raises(ValueError, match="packed runs in one process"):
-        require_packable([10, 20], settings, Ranks(rank=0, world=2))
+        require_packable([10, 20], settings, Ranks(rank=0, world=2), "sdpa")
+
+
+def test_several_packed_rows_are_refused_under_flash_attention_which_would_join_their_examples() -> None:
+    rows = TrainSettings(epochs=1, batch_size=8, lr=1e-3, max_length=64, batching="packed")  # 8 rows of 64
+    require_packable([10, 40], rows, Ranks(), "sdpa")
+    with pytest.raises(ValueError, match=r"puts 8 rows in a micro-batch, and flash_attention_2 .* at most 64"):
+        require_packable([10, 40], rows, Ranks(), "flash_attention_2")
+    one_row = rows.model_copy(update={"tokens_per_batch": 64})
+    require_packable([10, 40], one_row, Ranks(), "flash_attention_2")  # one row: flash attention reads it packed
+
+
+def test_a_budget_below_max_length_is_one_row_of_the_budget() -> None:
+    settings = TrainSettings(epochs=1, batch_size=8, lr=1e-3, max_length=128, batching="packed", tokens_per_batch=100)
+    assert (token_budget(settings), row_width(settings)) == (100, 100)
+    wide = settings.model_copy(update={"tokens_per_batch": 1000})
+    assert (token_budget(wide), row_width(wide)) == (1000, 128)
+    lengths = [30, 50, 20, 90, 10]
+    assert all(sum(lengths[i] for i in batch) <= 100 for batch in packed_batches(lengths, 100, 100, torch.Generator()))
 
 
 def test_tokens_per_batch_needs_packing_and_enters_the_key_when_set() -> None:
@@ -125,6 +146,17 @@ def test_tokens_per_batch_needs_packing_and_enters_the_key_when_set() -> None:
     lora = LoraSettings(r=4, alpha=8, target_modules=["q_proj"])
     assert adapter_key("b", "d", lora, packed) != adapter_key(
         "b", "d", lora, packed.model_copy(update={"tokens_per_batch": 256})), "the budget does not enter the key"
+
+
+def test_a_packed_key_names_how_rows_are_packed_and_no_other_key_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packing that composes its rows differently trains other weights: a stored packed adapter is not reused."""
+    lora = LoraSettings(r=4, alpha=8, target_modules=["q_proj"])
+    packed = TrainSettings(epochs=1, batch_size=8, lr=1e-3, max_length=64, batching="packed")
+    dynamic = packed.model_copy(update={"batching": "dynamic"})
+    before = adapter_key("b", "d", lora, packed), adapter_key("b", "d", lora, dynamic)
+    monkeypatch.setattr(store, "PACKING", "some other packing")
+    assert adapter_key("b", "d", lora, packed) != before[0], "the packing does not enter a packed adapter's key"
+    assert adapter_key("b", "d", lora, dynamic) == before[1], "the packing entered an unpacked adapter's key"
 
 
 def test_packing_is_refused_for_a_model_with_its_own_head() -> None:
