@@ -15,9 +15,9 @@ from loragate.card import LoraSettings, TrainSettings
 from loragate.distributed import Ranks
 from loragate import store
 from loragate.store import adapter_key
-from loragate.training import (IGNORE, attach_lora, collate, collate_packed, encode_all, packed_batches, packed_rows,
-                               recut_rows, require_packable, row_width, summed_loss, token_budget, train_features,
-                               train_lora)
+from loragate.training import (IGNORE, TrainResult, attach_lora, collate, collate_packed, encode_all, packed_batches,
+                               packed_rows, recut_rows, require_packable, row_width, summed_loss, token_budget,
+                               train_features, train_lora, train_step)
 
 LORA = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
 
@@ -157,6 +157,23 @@ def test_a_packed_key_names_how_rows_are_packed_and_no_other_key_does(monkeypatc
     monkeypatch.setattr(store, "PACKING", "some other packing")
     assert adapter_key("b", "d", lora, packed) != before[0], "the packing does not enter a packed adapter's key"
     assert adapter_key("b", "d", lora, dynamic) == before[1], "the packing entered an unpacked adapter's key"
+
+
+def test_trained_tokens_are_counted_by_the_mask_the_filler_marks_or_else_every_token() -> None:
+    """A padded batch counts its mask, a packed one leaves its filler out, and a batch with neither (a head model's
+    tokenizer that returns no mask) counts every token rather than failing."""
+    weight = torch.nn.Parameter(torch.ones(1))
+
+    def loss_fn(model, batch):  # one answer token a row, a loss that reaches the weight
+        return weight.sum() * batch["input_ids"].shape[0], batch["input_ids"].shape[0]
+
+    ids = torch.ones((2, 5), dtype=torch.long)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    for batch, tokens in (({"input_ids": ids, "attention_mask": mask}, 8), ({"input_ids": ids, "real_tokens": mask}, 8),
+                          ({"input_ids": ids}, 10)):
+        result = TrainResult()
+        train_step(None, [weight], [batch], loss_fn, torch.device("cpu"), Ranks(), result)  # type: ignore[arg-type]
+        assert (result.tokens, result.positions) == (tokens, 10), f"{sorted(batch)}: {result}"
 
 
 def test_packing_is_refused_for_a_model_with_its_own_head() -> None:
