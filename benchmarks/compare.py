@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
           f"vs dynamic {train['eval_loss_rel_diff_grouped_vs_dynamic']:.2%}; "
           f"dynamic vs max loss curves within {train['loss_curve_max_diff_dynamic_vs_max']:.1e} of the first loss")
     steps = train["steps_per_epoch"]
-    print(f"packed ({train['packed_tokens_per_batch']} tokens a micro-batch, {steps[TRAIN_CONTENDERS['packed']]} steps an epoch "
-          f"vs dynamic's {steps[TRAIN_CONTENDERS['dynamic']]}): "
+    print(f"packed ({train['packed_tokens_per_batch']} tokens a micro-batch, {steps[TRAIN_CONTENDERS['packed']]} steps "
+          f"an epoch vs dynamic's {steps[TRAIN_CONTENDERS['dynamic']]}): "
           f"{train['packed_vs_dynamic']:.2f}x dynamic, {train['packed_vs_max']:.2f}x pad-to-max tokens/s; eval loss "
           f"{train['eval_loss_rel_diff_packed_vs_dynamic']:+.2%} vs dynamic")
     if "decode" in result:

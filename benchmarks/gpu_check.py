@@ -239,9 +239,10 @@ def mfu(args: argparse.Namespace) -> dict:
     tokens) leaves launch-bound: one epoch of loragate's own training (train_lora, sst2's full-tier LoRA: r 16 on
     the attention projections) over 2,160 Iris rows behind free-text preambles, per MFU_RUNS entry, each on a fresh
     load of the base after an untimed two-step warm-up (CUDA's libraries, torch.compile's compilation and its one
-    recompilation for dynamic shapes). A run that fails records its error and costs itself only. The dry run: the
-    tiny base, 48 rows, a sixteenth of each size, torch.compile with its eager backend (dynamo traces the layers,
-    nothing is code-generated), Liger skipped unless it imports."""
+    recompilation for dynamic shapes). A run that fails records its error and costs itself only; the result is
+    written after every run, so a timeout keeps the runs done. The dry run: the tiny base, 48 rows, a sixteenth of
+    each size, torch.compile with its eager backend (dynamo traces the layers, nothing is code-generated), Liger
+    skipped (Triton kernels, for CUDA)."""
     import gc
 
     import torch
@@ -273,9 +274,9 @@ def mfu_run(run: MfuRun, args: argparse.Namespace, data, train: list, lora) -> d
     from benchmarks.workloads import build_base, real_lengths, train_settings, training_flops
     from loragate.training import attach_lora, train_lora
 
-    if run.kernels == "liger" and args.dry_run:
-        return {"skipped": "Liger's kernels are Triton, for CUDA: not on the dry run"}
     if run.kernels == "liger":
+        if args.dry_run:
+            return {"skipped": "Liger's kernels are Triton, for CUDA: not on the dry run"}
         try:
             from liger_kernel.transformers import apply_liger_kernel_to_llama
         except ImportError as exc:

@@ -307,13 +307,13 @@ def train_lora(model: PeftModel, tokenizer: PreTrainedTokenizerBase, train: list
     max_length = settings.resolved_max_length()
     encoded = encode_all(tokenizer, train, max_length)
     lengths = [len(ids) for ids, _ in encoded]
-    width = max_length if settings.batching == "max" else None
+    width = {"max": max_length, "packed": row_width(settings)}.get(settings.batching)  # else: the batch's longest
     if settings.batching == "packed":
         require_packable(lengths, settings, current(), getattr(model.config, "_attn_implementation", None) or "")
 
     def make_batch(rows: list[int]) -> dict[str, torch.Tensor]:
         if settings.batching == "packed":
-            return collate_packed([encoded[i] for i in rows], row_width(settings), tokenizer.pad_token_id)
+            return collate_packed([encoded[i] for i in rows], width, tokenizer.pad_token_id)
         return collate([encoded[i] for i in rows], tokenizer.pad_token_id, width)
 
     def evaluate() -> float:
