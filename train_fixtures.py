@@ -12,7 +12,7 @@ An adapter is stored under adapters/<task>/<tier>/<key>/, the key hashing the ba
 and the LoRA and training settings; an entry whose key already exists is reused unless --retrain.
 Progress goes to stderr (loragate.progress): on a terminal one line per task rewritten in place with the steps
 done and the time left, else (a CI log, a file) one line per phase when it ends.
-Under torchrun or accelerate launch each optimizer step is split over the processes (loragate.distributed):
+Under torchrun or accelerate launch each optimizer step is split over the processes (loragate.training.distributed):
 the same adapter, under the same key, as one process would train.
 """
 
@@ -23,15 +23,22 @@ import json
 import sys
 from pathlib import Path
 
-from loragate import distributed
+from loragate.card.options import OptionError, require_cuda, require_one_task, require_quantizable
+from loragate.card.overrides import OverrideError, apply_overrides
 from loragate.kinds import KINDS
-from loragate.options import OptionError, require_cuda, require_one_task, require_quantizable
-from loragate.overrides import OverrideError, apply_overrides
-from loragate.plugin import parse_base_model, parse_data, parse_set, parse_task
+from loragate.plugin.hooks import parse_base_model, parse_data, parse_set, parse_task
 from loragate.progress import Progress, StderrTerminal, mode_for, reporter, reporting
-from loragate.run import RunOptions, fit_inputs, for_base, load_splits, load_task, prepare_adapter, prepare_base
+from loragate.run.task_run import (
+    RunOptions,
+    fit_inputs,
+    for_base,
+    load_splits,
+    load_task,
+    prepare_adapter,
+    prepare_base,
+)
 from loragate.tasks import TASKS, get_task
-from loragate.training import seed_everything
+from loragate.training.lora import distributed, seed_everything
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = args.task or TASKS.names()
     if args.sweep_ranks and len(tasks) != 1:
         parser.error("--sweep-ranks applies to one task: add --task NAME")
-    try:  # the gate's own checks of these options (loragate.options)
+    try:  # the gate's own checks of these options (loragate.card.options)
         require_one_task({"base_model": args.base_model, "data": args.data}, args.task or [], TASKS.names())
         require_quantizable(args.quantize, tasks)
         if args.gpu:
@@ -130,9 +137,9 @@ def sweep(task, tier: str, rank_list: list[int], options: RunOptions) -> str:
     import math
     import time
 
-    from loragate.parameters import trainable_parameters
-    from loragate.run import kind
-    from loragate.training import attach_lora
+    from loragate.models.parameters import trainable_parameters
+    from loragate.run.task_run import kind
+    from loragate.training.lora import attach_lora
 
     card = task.card
     settings = card.tier(tier)

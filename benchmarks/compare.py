@@ -25,14 +25,29 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.workloads import (SIZES, TRAIN_MAX_LENGTH, Data, alternate, build_base, hand_loop_generate,
-                                  hf_batched_generate, linear_flops_per_token, load_data, naive_generate, packed_budget,
-                                  real_lengths, reset_lora, train_settings, training_flops, tuned_model)
-from loragate.engine import answer_budget, generate
-from loragate.predictions import label_of
-from loragate.scoring import label_log_likelihoods, likeliest
+from benchmarks.workloads import (
+    SIZES,
+    TRAIN_MAX_LENGTH,
+    Data,
+    alternate,
+    build_base,
+    hand_loop_generate,
+    hf_batched_generate,
+    linear_flops_per_token,
+    load_data,
+    naive_generate,
+    packed_budget,
+    real_lengths,
+    reset_lora,
+    train_settings,
+    training_flops,
+    tuned_model,
+)
+from loragate.inference.engine import answer_budget, generate
+from loragate.inference.label_scoring import label_log_likelihoods, likeliest
+from loragate.inference.predictions import label_of
 from loragate.tasks import get_task
-from loragate.training import TrainResult, eval_loss, train_lora
+from loragate.training.lora import TrainResult, eval_loss, train_lora
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 NAIVE, BATCHED, HAND, ENGINE, SCORING = ("naive per-example generate", "batched model.generate",

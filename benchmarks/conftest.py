@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from benchmarks.workloads import Data, build_base, load_data, tuned_model
-from loragate.models import LoadedBase
+from loragate.models.bases import LoadedBase
 
 
 @pytest.fixture(autouse=True)

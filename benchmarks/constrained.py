@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from benchmarks.compare import DTYPES, aligned, checked
 from benchmarks.workloads import SIZES, alternate, build_base, load_data, tuned_model
-from loragate.constrain import Constraint, json_of, one_of, one_of_budget
-from loragate.engine import Generations, generate
+from loragate.inference.engine import Generations, generate
+from loragate.inference.grammar import Constraint, json_of, one_of, one_of_budget
 from loragate.tasks import get_task
 
 

@@ -105,8 +105,8 @@ def build_base(args: argparse.Namespace) -> dict:
     from transformers import AutoConfig
 
     from benchmarks.workloads import SIZES
-    from loragate.models import tiny_base_dir
-    from loragate.run import kind
+    from loragate.models.bases import tiny_base_dir
+    from loragate.run.task_run import kind
     from loragate.tasks import get_task
 
     template, texts = None, []
@@ -272,7 +272,7 @@ def mfu_run(run: MfuRun, args: argparse.Namespace, data, train: list, lora) -> d
     import torch
 
     from benchmarks.workloads import build_base, real_lengths, train_settings, training_flops
-    from loragate.training import attach_lora, train_lora
+    from loragate.training.lora import attach_lora, train_lora
 
     if run.kernels == "liger":
         if args.dry_run:
@@ -318,13 +318,13 @@ def mfu_run(run: MfuRun, args: argparse.Namespace, data, train: list, lora) -> d
 def eval_oom(args: argparse.Namespace) -> dict:
     """Evaluation at eval batch 256 where only a smaller batch fits: on CUDA the allocator is capped (per-process
     memory fraction) at what is allocated plus 4x what batch 8 took, so batch 256 raises CUDA's own
-    OutOfMemoryError; on the dry run a wrapped forward raises it above 32 rows. loragate.run.predict must halve the
+    OutOfMemoryError; on the dry run a wrapped forward raises it above 32 rows. loragate.run.task_run.predict must halve the
     batch, warn, and give the predictions batch 8 gives."""
     base_dir = read_step(args.out, "base")["path"]  # before the imports: without a base this fails in a second
     import torch
 
-    from loragate.models import load_causal
-    from loragate.run import predict
+    from loragate.models.bases import load_causal
+    from loragate.run.task_run import predict
     from loragate.tasks import get_task
 
     tier = "tiny" if args.dry_run else "full"
@@ -372,7 +372,7 @@ def task_at_batch(task, tier: str, batch_size: int):  # noqa: ANN001, ANN201 - a
     """A copy of `task` whose card evaluates at `batch_size`."""
     from copy import copy
 
-    from loragate.overrides import apply_overrides
+    from loragate.card.overrides import apply_overrides
 
     other = copy(task)
     other.card = apply_overrides(task.card, (f"tiers.{tier}.eval.batch_size={batch_size}",))

@@ -18,13 +18,20 @@ from collections.abc import Callable
 import pytest
 
 from benchmarks.compare import TRAIN_CONTENDERS, labels_of
-from benchmarks.workloads import (TRAIN_MAX_LENGTH, hand_loop_generate, hf_batched_generate, lora_state,
-                                  naive_generate, reset_lora, train_settings)
-from loragate.constrain import one_of, one_of_budget
-from loragate.engine import answer_budget, generate
-from loragate.scoring import label_log_likelihoods, likeliest
+from benchmarks.workloads import (
+    TRAIN_MAX_LENGTH,
+    hand_loop_generate,
+    hf_batched_generate,
+    lora_state,
+    naive_generate,
+    reset_lora,
+    train_settings,
+)
+from loragate.inference.engine import answer_budget, generate
+from loragate.inference.grammar import one_of, one_of_budget
+from loragate.inference.label_scoring import label_log_likelihoods, likeliest
 from loragate.tasks import get_task
-from loragate.training import eval_loss, train_lora
+from loragate.training.lora import eval_loss, train_lora
 
 ROUNDS = 3
 CARD = get_task("iris").card

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
-from loragate.card import TinyBase, TrainSettings
-from loragate.data import Example
-from loragate.engine import left_pad, length_batches, stops
-from loragate.models import LoadedBase, load_causal, tiny_base_dir
+from loragate.card.settings import TinyBase, TrainSettings
+from loragate.data.examples import Example
+from loragate.inference.engine import left_pad, length_batches, stops
+from loragate.models.bases import LoadedBase, load_causal, tiny_base_dir
 from loragate.tasks import get_task
-from loragate.training import attach_lora, encode_all, train_lora
+from loragate.training.lora import attach_lora, encode_all, train_lora
 
 # tiny: the Iris card's tiny base (about 0.4M parameters); small: the size of the issue's probe (about 7M);
 # 100m and 1b: Llamas for GPU measurements (at batch 8 on an H100, 100m is bound by per-kernel overhead)
@@ -137,7 +137,7 @@ def hf_batched_generate(model: torch.nn.Module, tokenizer, prompts: list[str], m
 def hand_loop_generate(model: torch.nn.Module, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
                        labels: list[str]) -> list[str]:
     """The previous engine: length-sorted, left-padded batches decoded by a hand-written greedy loop over the
-    KV cache, a row stopping at EOS or once its text can no longer parse as a label (`loragate.engine.stops`)."""
+    KV cache, a row stopping at EOS or once its text can no longer parse as a label (`loragate.inference.engine.stops`)."""
     model.eval()
     device = next(model.parameters()).device
     encoded = tokenizer(prompts).input_ids

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from loragate.data import Splits
-from loragate.models import LoadedBase, load_causal, tiny_base_dir
-from loragate.overrides import apply_overrides
+from loragate.card.overrides import apply_overrides
+from loragate.data.examples import Splits
+from loragate.models.bases import LoadedBase, load_causal, tiny_base_dir
 from loragate.tasks import get_task
 from loragate.tasks.iris import IrisTask
-from loragate.training import attach_lora, train_lora
+from loragate.training.lora import attach_lora, train_lora
 
 
 @contextmanager

@@ -18,9 +18,8 @@ from types import SimpleNamespace
 import torch
 import torch.distributed as dist
 
-from loragate import distributed
-from loragate.card import TrainSettings
-from loragate.training import TrainingDiverged, train_features
+from loragate.card.settings import TrainSettings
+from loragate.training.lora import TrainingDiverged, distributed, train_features
 
 SETTINGS = TrainSettings(epochs=2, batch_size=1, grad_accum=4, lr=1e-2, seed=0)  # iris full: 1 row x 8 micro-batches
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loragate.store import BaseRecord, Manifest
+from loragate.store.adapters import BaseRecord, Manifest
 
 
 def stub_manifest(tag: object = "", **fields: object) -> Manifest:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from loragate.run import RunOptions, run_task
+from loragate.run.task_run import RunOptions, run_task
 
 COMMITTED = Path(__file__).resolve().parents[1] / "adapters" / "iris" / "tiny"
 
@@ -45,15 +45,15 @@ def test_a_regression_against_the_baseline_fails_the_gate(regressed) -> None:
 
 
 def test_the_baseline_leaves_the_base_untouched(regressed) -> None:
-    from loragate.parameters import base_fingerprint_inside
+    from loragate.models.parameters import base_fingerprint_inside
 
     assert base_fingerprint_inside(regressed.model) == regressed.base.fingerprint
     assert regressed.tuned_metrics.accuracy == regressed.base_metrics.accuracy, "a no-op adapter must act as base"
 
 
 def test_training_curve_is_compared_with_the_baselines(tmp_path: Path) -> None:
-    from loragate.gates import curve_gates
-    from loragate.store import Manifest
+    from loragate.gates.checks import curve_gates
+    from loragate.store.adapters import Manifest
     from loragate.tasks import get_task
 
     gates, baseline = get_task("iris").card.gates, committed_adapter()
@@ -69,8 +69,8 @@ def test_training_curve_is_compared_with_the_baselines(tmp_path: Path) -> None:
 
 def test_validation_curve_is_compared_with_the_baselines() -> None:
     """Instruct adapters log the eval loss every `eval_every` steps; a shifted validation curve fails."""
-    from loragate.gates import curve_gates
-    from loragate.store import Manifest
+    from loragate.gates.checks import curve_gates
+    from loragate.store.adapters import Manifest
     from loragate.tasks import get_task
 
     gates = get_task("instruct").card.gates

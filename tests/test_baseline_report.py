@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loragate.baseline import baseline_from_report
+from loragate.run.baseline import baseline_from_report
 
 
 def report(splits, predicted: dict[str, str | None], data_hash: str | None = None) -> dict:
@@ -49,7 +49,7 @@ def test_a_report_that_cannot_be_paired_is_refused(tmp_path: Path, iris, iris_sp
 
 
 def test_a_perfect_stored_release_fails_a_tuned_adapter_that_is_worse(tmp_path: Path, iris_splits) -> None:
-    from loragate.run import RunOptions, run_task
+    from loragate.run.task_run import RunOptions, run_task
 
     store = Path(__file__).resolve().parents[1] / "adapters"
     path = write(tmp_path, report(iris_splits, {}))  # the last release got every test example right
@@ -65,7 +65,7 @@ def test_a_report_records_its_commit_and_whether_tracked_files_were_edited(tmp_p
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """What the dirty-baseline refusal reads: a clean checkout, an edited tracked file, an untracked file (a
     freshly trained adapter must not make a release dirty), and no repository at all."""
-    from loragate.report import source_state
+    from loragate.report.writer import source_state
 
     monkeypatch.chdir(tmp_path)
     assert source_state() == {"commit": None, "dirty": None}

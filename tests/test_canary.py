@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from loragate.run import CanaryFailed, RunOptions, prepare_adapter, prepare_base, run_canary
+from loragate.run.task_run import CanaryFailed, RunOptions, prepare_adapter, prepare_base, run_canary
 from loragate.tasks import get_task
 
 

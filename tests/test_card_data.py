@@ -14,8 +14,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loragate.card import CardError, TaskCard
-from loragate.discovery import DiscoveryError, load_task_dir
+from loragate.card.settings import CardError, TaskCard
+from loragate.plugin.discovery import DiscoveryError, load_task_dir
 from loragate.tasks import TASKS, get_task
 from loragate.tasks.card_task import CardTask
 

@@ -1,4 +1,4 @@
-"""Constrained decoding (loragate/constrain.py) through the engine: a random model under a constraint says only
+"""Constrained decoding (loragate/inference/grammar.py) through the engine: a random model under a constraint says only
 what the constraint allows, a tuned one keeps its own answers, no constraint changes nothing, and what llguidance
 cannot enforce is refused when the constraint is made."""
 
@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from loragate.constrain import MetaspaceVocabulary, UnenforceableConstraint, json_of, one_of, one_of_budget
-from loragate.engine import generate
-from loragate.models import load_causal
+from loragate.inference.engine import generate
+from loragate.inference.grammar import MetaspaceVocabulary, UnenforceableConstraint, json_of, one_of, one_of_budget
+from loragate.models.bases import load_causal
 
 
 class Item(BaseModel):

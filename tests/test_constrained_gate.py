@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from loragate.card import TaskCard
-from loragate.constrain import UnenforceableConstraint
-from loragate.data import Example
-from loragate.decoding import CONSTRAINED, FREE
-from loragate.options import OptionError, RunOptions
-from loragate.plugin import require_constrainable
-from loragate.predictions import Predictions, constant_predictions
-from loragate.report import write_report
-from loragate.rows import text_table
-from loragate.run import CanaryFailed, Judged, judge_predictions, run_canary, run_task
+from loragate.card.options import OptionError, RunOptions
+from loragate.card.settings import TaskCard
+from loragate.data.examples import Example
+from loragate.inference.predictions import Predictions, constant_predictions
+from loragate.plugin.hooks import require_constrainable
+from loragate.report.rows import text_table
+from loragate.report.writer import write_report
+from loragate.run.decoding_modes import CONSTRAINED, FREE
+from loragate.run.task_run import CanaryFailed, Judged, judge_predictions, run_canary, run_task
 from loragate.tasks import get_task
 
 REPO = Path(__file__).parent.parent
@@ -141,7 +140,7 @@ def test_a_schema_llguidance_cannot_enforce_is_refused_at_start_up_with_its_reas
 
 
 CONSTRAIN_TEST = """
-from loragate.plugin import gate_session
+from loragate.plugin.hooks import gate_session
 
 def test_constrain(pytestconfig):
     print("CONSTRAIN", gate_session(pytestconfig).option_values["constrain"])

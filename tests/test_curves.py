@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loragate.curves import CurveCheck
-from loragate.stats import paired_bootstrap_means, sign_test
+from loragate.gates.curves import CurveCheck
+from loragate.metrics.stats import paired_bootstrap_means, sign_test
 
 REFERENCE = list(np.linspace(3.0, 0.5, 40))
 

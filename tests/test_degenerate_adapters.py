@@ -1,6 +1,6 @@
 """Adapters that ignore their input must fail the gate, naming the cause, at any test-split size: one label for
 everything, always abstaining, nothing at all, the same text every time. Predictions are constructed (no model)
-and go through the run's own scoring and gates (loragate.run.judge_predictions).
+and go through the run's own scoring and gates (loragate.run.task_run.judge_predictions).
 
 Each case has a large split (n=2000) where the gain over a weak base clears the card's interval gate, so only
 the trivial-predictor and subgroup gates stand between it and a release."""
@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import pytest
 
-from loragate.data import Example
-from loragate.predictions import Predictions, constant_predictions
-from loragate.run import Judged, judge_predictions
+from loragate.data.examples import Example
+from loragate.inference.predictions import Predictions, constant_predictions
+from loragate.run.task_run import Judged, judge_predictions
 from loragate.tasks import get_task
 
 SIZES = [40, 2000]

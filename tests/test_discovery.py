@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from loragate import discovery
-from loragate.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
+from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
+from loragate.plugin.hooks import discovery
 from loragate.tasks import CARDS_DIR, TASKS
 
 FLOWERS = '''
 from pathlib import Path
 
-from loragate.card import TaskCard
+from loragate.card.settings import TaskCard
 from loragate.tasks import TASKS
 from loragate.tasks.iris import IrisTask
 
@@ -128,7 +128,7 @@ def test_task_dir_is_loaded_before_task_is_checked(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     result = pytest_in(tmp_path, "--task-dir", "elsewhere", "--task", "flowers", "-m", "smoke", "--collect-only", "-q")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "loragate/suites/test_schema.py::test_tuned_outputs_parse[flowers-tiny]" in result.stdout
+    assert "suites/test_schema.py::test_tuned_outputs_parse[flowers-tiny]" in result.stdout
     typo = pytest_in(tmp_path, "--task-dir=elsewhere", "--task", "flowrs")
     assert typo.returncode == pytest.ExitCode.USAGE_ERROR
     assert "ERROR: --task: Unknown task 'flowrs'. Did you mean 'flowers'?" in typo.stderr, typo.stderr
@@ -166,4 +166,4 @@ def test_an_installed_package_adds_its_tasks_through_the_entry_point_group(tmp_p
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     result = pytest_in(tmp_path, "--task", "flowers", "-m", "smoke", "--collect-only", "-q", site=site)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "loragate/suites/test_schema.py::test_tuned_outputs_parse[flowers-tiny]" in result.stdout
+    assert "suites/test_schema.py::test_tuned_outputs_parse[flowers-tiny]" in result.stdout

@@ -1,4 +1,4 @@
-"""Data-parallel training (loragate.distributed): the same adapter as one process, one store entry, and every
+"""Data-parallel training (loragate.training.distributed): the same adapter as one process, one store entry, and every
 rank stopping together when one rank fails. Real torchrun runs of 2 processes on gloo (CPU)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from loragate.distributed import Ranks
 from loragate.tasks.iris import bundled_rows
+from loragate.training.distributed import Ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]

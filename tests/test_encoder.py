@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from loragate.card import LoraSettings, TaskCard, TrainSettings
-from loragate.encoder import classification_features, classifier_head, classify_logits
-from loragate.mean_pooling import MeanPooledClassifier
-from loragate.models import load_encoder
-from loragate.parameters import base_fingerprint_inside, merged_copy, targeted_linears
-from loragate.store import AdapterStore, load_adapter
 from manifests import stub_manifest
+
+from loragate.card.settings import LoraSettings, TaskCard, TrainSettings
+from loragate.kinds.sequence_classification.heads import classification_features, classifier_head, classify_logits
+from loragate.models.bases import load_encoder
+from loragate.models.mean_pooling import MeanPooledClassifier
+from loragate.models.parameters import base_fingerprint_inside, merged_copy, targeted_linears
+from loragate.store.adapters import AdapterStore, load_adapter
 from loragate.tasks import get_task
-from loragate.training import attach_lora, train_features
+from loragate.training.lora import attach_lora, train_features
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 LORA = LoraSettings(r=4, alpha=8, target_modules=["query", "value"], modules_to_save=["classifier"])

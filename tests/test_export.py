@@ -9,16 +9,33 @@ import gguf
 import pytest
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import (BertConfig, BertForSequenceClassification, Gemma3ForCausalLM, Gemma3TextConfig,
-                          LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast)
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
 from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_PRE_TOKENIZER_SPLITS
 
-import loragate.export as export
-from loragate.engine import next_token_logits
-from loragate.export import (Q8_0_LOGIT_RTOL, Q8_0_MIN_TOP1_AGREEMENT, ExportError, agreement, compare_gguf,
-                             load_gguf, reload_mismatch, save_merged, tokenization_mismatches, write_gguf)
-from loragate.models import load_causal
-from loragate.parameters import merged_copy
+import loragate.store.export as export
+from loragate.inference.engine import next_token_logits
+from loragate.models.bases import load_causal
+from loragate.models.parameters import merged_copy
+from loragate.store.export import (
+    Q8_0_LOGIT_RTOL,
+    Q8_0_MIN_TOP1_AGREEMENT,
+    ExportError,
+    agreement,
+    compare_gguf,
+    load_gguf,
+    reload_mismatch,
+    save_merged,
+    tokenization_mismatches,
+    write_gguf,
+)
 
 # An f32 GGUF holds the merged weights bit for bit; only the read-back model's summation order may differ.
 F32_MAX_LOGIT_DIFF = 1e-5

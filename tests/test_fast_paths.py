@@ -9,16 +9,24 @@ from dataclasses import replace
 import pytest
 import torch
 
-from loragate import run
+from loragate.card.settings import LoraSettings, TrainSettings
+from loragate.data.examples import Example
+from loragate.inference.engine import answer_budget, cannot_parse, generate, greedy, stops
+from loragate.inference.label_scoring import label_log_likelihoods, likeliest
 from loragate.kinds import causal
 from loragate.kinds.generative_classification.pipeline import targets
-from loragate.card import LoraSettings, TrainSettings
-from loragate.data import Example
-from loragate.models import load_causal
-from loragate.scoring import label_log_likelihoods, likeliest
-from loragate.engine import answer_budget, cannot_parse, generate, greedy, stops
-from loragate.training import (IGNORE, TrainResult, attach_lora, collate, encode, epoch_batches, eval_loss,
-                               train_lora)
+from loragate.models.bases import load_causal
+from loragate.run.task_run import task_run as run
+from loragate.training.lora import (
+    IGNORE,
+    TrainResult,
+    attach_lora,
+    collate,
+    encode,
+    epoch_batches,
+    eval_loss,
+    train_lora,
+)
 
 LABELS = ["setosa", "versicolor", "virginica"]
 LORA = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"])

@@ -10,11 +10,11 @@ import pytest
 import torch
 from test_baseline import committed_adapter, zeroed_copy
 
-from loragate import run as run_module
-from loragate.data import Example, Splits
-from loragate.gates import leakage_gate
-from loragate.report import text_table
-from loragate.run import PROBE, RunOptions, run_task
+from loragate.data.examples import Example, Splits
+from loragate.gates.checks import leakage_gate
+from loragate.report.writer import text_table
+from loragate.run.task_run import PROBE, RunOptions, run_task
+from loragate.run.task_run import task_run as run_module
 from loragate.suites.test_parameters import test_disable_adapter_reproduces_base_exactly as disabled_adapter_check
 from loragate.tasks import get_task
 
@@ -28,11 +28,11 @@ def gate(*args: str, report_dir: Path) -> subprocess.CompletedProcess:
 
 def test_an_adapter_with_no_effect_fails_the_gate(tmp_path: Path) -> None:
     noop = zeroed_copy(committed_adapter(), tmp_path / "noop")
-    result = gate("loragate/suites/test_parameters.py", "loragate/suites/test_quality.py", "--task", "iris", "--adapter", str(noop),
+    result = gate("suites/test_parameters.py", "suites/test_quality.py", "--task", "iris", "--adapter", str(noop),
                   report_dir=tmp_path / "reports")
     assert result.returncode == 1, result.stdout[-3000:]
     assert "adapter has no effect: max logit change 0.00e+00" in result.stdout, result.stdout[-3000:]
-    assert "FAILED loragate/suites/test_quality.py::test_metric_deltas_meet_card_minimums[iris-tiny]" in result.stdout
+    assert "FAILED suites/test_quality.py::test_metric_deltas_meet_card_minimums[iris-tiny]" in result.stdout
     assert "iris/tiny: FAIL" in result.stdout
 
 

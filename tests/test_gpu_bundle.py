@@ -13,9 +13,16 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from benchmarks.gpu_bundle import (BUILT_HERE, CARRIED, LEFT_BEHIND, ON_THE_IMAGE, REPO, loragate_wheel,
-                                   trim_bitsandbytes)
-from loragate.discovery import tomllib  # tomli before Python 3.11
+from benchmarks.gpu_bundle import (
+    BUILT_HERE,
+    CARRIED,
+    LEFT_BEHIND,
+    ON_THE_IMAGE,
+    REPO,
+    loragate_wheel,
+    trim_bitsandbytes,
+)
+from loragate.plugin.discovery import tomllib  # tomli before Python 3.11
 
 
 def normalized(name: str) -> str:

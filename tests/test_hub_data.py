@@ -1,4 +1,4 @@
-"""--data as a Hugging Face dataset (loragate.hub_data): each task's hub layout, read by `datasets.load_dataset`
+"""--data as a Hugging Face dataset (loragate.data.hf_dataset): each task's hub layout, read by `datasets.load_dataset`
 from a local directory (the same call a hub id takes), becomes the task's own file format and the same splits."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from loragate.plugin import parse_data
-from loragate.run import RunOptions, load_splits
+from loragate.plugin.hooks import parse_data
+from loragate.run.task_run import RunOptions, load_splits
 from loragate.tasks import get_task
 from loragate.tasks.instruct import generate_pairs
 from loragate.tasks.iris import bundled_rows

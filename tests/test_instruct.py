@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loragate.card import CardError, TinyBase
-from loragate.chat import (
+from loragate.card.settings import CardError, TinyBase
+from loragate.data.examples import Splits
+from loragate.models.bases import ModelLoadError, tiny_base_dir, train_tokenizer
+from loragate.models.chat import (
     TINY_CHAT_TEMPLATE,
     ChatTemplateError,
     drop_overlong,
@@ -20,8 +22,6 @@ from loragate.chat import (
     render_tiny,
     render_tiny_splits,
 )
-from loragate.data import Splits
-from loragate.models import ModelLoadError, tiny_base_dir, train_tokenizer
 from loragate.tasks.instruct import (
     MIN_EXAMPLES,
     Pair,
@@ -30,7 +30,7 @@ from loragate.tasks.instruct import (
     parse_response,
     read_pairs,
 )
-from loragate.training import IGNORE, encode_all
+from loragate.training.lora import IGNORE, encode_all
 
 CARD = Path(__file__).parents[1] / "loragate" / "tasks" / "instruct.yaml"
 
@@ -289,9 +289,10 @@ def test_task_parses_and_has_no_ceiling(splits: Splits) -> None:
 def test_an_adapter_trained_under_another_chat_template_is_refused(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from loragate.kinds.instruct.pipeline import KIND, chat_template_sha256
     from manifests import stub_manifest
-    from loragate.store import AdapterStoreError
+
+    from loragate.kinds.instruct.pipeline import KIND, chat_template_sha256
+    from loragate.store.adapters import AdapterStoreError
     from loragate.tasks import get_task
 
     task = get_task("instruct")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from loragate.data import Example, csv_problem
+from loragate.data.examples import Example, csv_problem
 from loragate.tasks.iris import FEATURES, LEVELS, bin_value, bundled_rows
 
 HEADER = [*FEATURES, "species"]

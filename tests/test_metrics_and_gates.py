@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from loragate.card import GateSettings
-from loragate.gates import ClassDrop, ClassFloor, MetricDelta, Validity, checks_from, run_gates
-from loragate.metrics import INVALID, classification_metrics, metrics_from_confusion
+from loragate.card.settings import GateSettings
+from loragate.gates.checks import ClassDrop, ClassFloor, MetricDelta, Validity, checks_from, run_gates
+from loragate.metrics.scores import INVALID, classification_metrics, metrics_from_confusion
 
 ABC = ["a", "b", "c"]
 IRIS = ["setosa", "versicolor", "virginica"]
@@ -144,7 +144,7 @@ def test_checks_from_rejects_an_unknown_metric() -> None:
 def test_text_metric_gates_pair_per_example_scores_and_pooled_bleu() -> None:
     """Instruct metrics: ROUGE-L and perplexity deltas from per-example scores, corpus BLEU from pooled counts;
     each interval is around the full-split delta and a worse tuned model fails with the metric named."""
-    from loragate.answers import instruct_metrics
+    from loragate.metrics.answers import instruct_metrics
     references = [f"the capital of land {i} is town {i}" for i in range(30)]
     good = list(references)
     bad = [f"capital {i}" for i in range(30)]
@@ -165,8 +165,8 @@ def test_text_metric_gates_pair_per_example_scores_and_pooled_bleu() -> None:
 
 
 def test_exact_match_evidence_carries_the_exact_mcnemar_p_value() -> None:
-    from loragate.answers import qa_metrics
-    from loragate.stats import mcnemar_exact
+    from loragate.metrics.answers import qa_metrics
+    from loragate.metrics.stats import mcnemar_exact
 
     references = [[f"answer {i}"] for i in range(20)]
     ids, valid = [f"q-{i}" for i in range(20)], [True] * 20

@@ -18,19 +18,33 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from manifests import stub_manifest
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-import loragate.models as models
-from loragate.card import LoraSettings, TrainSettings
-from loragate.models import (ModelLoadError, build_tiny_causal, fingerprint, load_causal, load_encoder,
-                             state_fingerprint, train_tokenizer)
-from loragate.run import RunOptions, prepare_adapter
-from loragate.store import (ADAPTER_FILES, AdapterStore, AdapterStoreError, adapter_key, load_adapter, read_manifest,
-                            read_weights)
-from manifests import stub_manifest
-from loragate.store import safe_name
+import loragate.models.bases as models
+from loragate.card.settings import LoraSettings, TrainSettings
+from loragate.models.bases import (
+    ModelLoadError,
+    build_tiny_causal,
+    fingerprint,
+    load_causal,
+    load_encoder,
+    state_fingerprint,
+    train_tokenizer,
+)
+from loragate.run.task_run import RunOptions, prepare_adapter
+from loragate.store.adapters import (
+    ADAPTER_FILES,
+    AdapterStore,
+    AdapterStoreError,
+    adapter_key,
+    load_adapter,
+    read_manifest,
+    read_weights,
+    safe_name,
+)
 
 
 def load(path: Path):

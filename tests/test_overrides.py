@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from loragate.overrides import OverrideError, apply_overrides, parse_override
-from loragate.report import write_report
-from loragate.rows import text_table
-from loragate.run import RunOptions, TaskRun, load_task, run_task
-from loragate.store import adapter_key, read_manifest
+from loragate.card.overrides import OverrideError, apply_overrides, parse_override
+from loragate.report.rows import text_table
+from loragate.report.writer import write_report
+from loragate.run.task_run import RunOptions, TaskRun, load_task, run_task
+from loragate.store.adapters import adapter_key, read_manifest
 from loragate.tasks import get_task
 from train_fixtures import main as train_fixtures_main
 
@@ -176,7 +176,7 @@ def test_the_plugin_refuses_a_bad_override_at_start_naming_the_set(gate_dir: pyt
 
 def test_the_plugin_hands_the_overrides_to_the_run(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_options="""
-from loragate.plugin import gate_session
+from loragate.plugin.hooks import gate_session
 
 def test_options(pytestconfig):
     print("OVERRIDES=" + repr(gate_session(pytestconfig).option_values["overrides"]))

@@ -1,4 +1,4 @@
-"""The gate ships with the package: `pytest -m smoke` collects loragate/suites in any project, with the plugin's
+"""The gate ships with the package: `pytest -m smoke` collects suites in any project, with the plugin's
 fixtures, and explicit paths run as given (`pytest tests` here runs no gate test)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def collected(cwd: Path, *args: str) -> list[str]:
 
 def test_explicit_paths_run_as_given_and_the_suites_are_collected_once() -> None:
     """`-m smoke tests/...` collects no gate test; `-m smoke` from inside loragate/ (no testpaths there: pytest walks
-    the current directory, reaching loragate/suites itself) collects each gate test once."""
+    the current directory, reaching suites itself) collects each gate test once."""
     explicit = collected(ROOT, "-m", "smoke", "tests/test_verdict.py")
     assert not [nodeid for nodeid in explicit if "suites/" in nodeid], explicit
     inside = collected(ROOT / "loragate", "-m", "smoke")
@@ -39,8 +39,8 @@ def test_a_project_outside_this_repository_gates_its_own_task(tmp_path: Path) ->
     (project / "pyproject.toml").write_text('[project]\nname = "flowers-project"\n\n[tool.loragate]\ntasks = "tasks"\n')
     result = pytest_in(project, "-m", "smoke", "--task", "flowers", "-rA")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "PASSED loragate/suites/test_schema.py::test_tuned_outputs_parse[flowers-tiny]" in result.stdout
-    assert "PASSED loragate/suites/test_quality.py::test_metric_deltas_meet_card_minimums[flowers-tiny]" in \
+    assert "PASSED suites/test_schema.py::test_tuned_outputs_parse[flowers-tiny]" in result.stdout
+    assert "PASSED suites/test_quality.py::test_metric_deltas_meet_card_minimums[flowers-tiny]" in \
         result.stdout
     assert "flowers/tiny: PASS  base" in result.stdout, result.stdout[-3000:]
     (report,) = (project / "reports").iterdir()

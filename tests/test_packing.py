@@ -11,13 +11,28 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from loragate.card import LoraSettings, TrainSettings
-from loragate.distributed import Ranks
-from loragate import store
-from loragate.store import adapter_key
-from loragate.training import (IGNORE, TrainResult, attach_lora, collate, collate_packed, encode_all, packed_batches,
-                               packed_rows, recut_rows, require_packable, row_width, summed_loss, token_budget,
-                               train_features, train_lora, train_step)
+from loragate.card.settings import LoraSettings, TrainSettings
+from loragate.store.adapters import adapter_key
+from loragate.store.adapters import adapters as store
+from loragate.training.distributed import Ranks
+from loragate.training.lora import (
+    IGNORE,
+    TrainResult,
+    attach_lora,
+    collate,
+    collate_packed,
+    encode_all,
+    packed_batches,
+    packed_rows,
+    recut_rows,
+    require_packable,
+    row_width,
+    summed_loss,
+    token_budget,
+    train_features,
+    train_lora,
+    train_step,
+)
 
 LORA = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
 

@@ -7,7 +7,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from loragate.parsing import parse_label
+from loragate.data.parsing import parse_label
 
 
 class FooAnswer(BaseModel):

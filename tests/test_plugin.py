@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from loragate.plugin import parse_base_model
+from loragate.plugin.hooks import parse_base_model
 from loragate.tasks import TASKS
 
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR  # 4
@@ -245,7 +245,7 @@ def test_base_model_dir_without_config(gate_dir: pytest.Pytester) -> None:
 
 OPTIONS_TEST = """
 import json
-from loragate.plugin import gate_session
+from loragate.plugin.hooks import gate_session
 
 def test_options(pytestconfig):
     session = gate_session(pytestconfig)
@@ -302,7 +302,7 @@ def test_no_summary_when_no_gate_ran(gate_dir: pytest.Pytester) -> None:
 def test_summary_names_a_case_that_did_not_run(gate_dir: pytest.Pytester) -> None:
     """The counterpart of the test above: the closing section does appear once the session holds a result."""
     gate_dir.makepyfile(test_failed_run="""
-        from loragate.plugin import gate_session
+        from loragate.plugin.hooks import gate_session
 
         def test_record_failure(pytestconfig):
             gate_session(pytestconfig).failures[("iris", "tiny")] = RuntimeError("no base")
@@ -324,7 +324,7 @@ def test_the_outermost_gate_session_freezes_its_objects_once_the_report_is_writt
             print(f"frozen at unconfigure: {gc.get_freeze_count() > 0}")
     """)
     gate_dir.makepyfile(test_failed_run="""
-        from loragate.plugin import gate_session
+        from loragate.plugin.hooks import gate_session
 
         def test_record_failure(pytestconfig):
             gate_session(pytestconfig).failures[("iris", "tiny")] = RuntimeError("no base")
@@ -428,7 +428,7 @@ def test_quantize_with_encoder_tasks_is_a_usage_error_naming_the_causal_ones(gat
 
 
 STORE_ROOT_TEST = """
-from loragate.plugin import gate_session
+from loragate.plugin.hooks import gate_session
 
 def test_store_root(pytestconfig):
     print("STORE", gate_session(pytestconfig).option_values["store_root"])
@@ -449,7 +449,7 @@ def test_a_path_option_outside_the_project_does_not_move_the_store(gate_dir: pyt
 
 
 def test_xdist_workers_take_one_gpu_each_round_robin() -> None:
-    from loragate.plugin import worker_device
+    from loragate.plugin.hooks import worker_device
 
     assert worker_device(None, 4) == "cuda"
     assert [worker_device(f"gw{k}", 2) for k in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]

@@ -13,21 +13,28 @@ from pathlib import Path
 
 import pytest
 import torch
-
+from test_discovery import FLOWERS, pytest_in
 from transformers import AutoModelForQuestionAnswering
 
-from loragate.card import TrainSettings
-from loragate.encoder import classifier_head, classify_logits
-from loragate.engine import generate
-from loragate.models import LoadedBase, load_encoder
-from loragate.progress import (SILENT, Progress, StderrTerminal, duration, mode_for, reporter, reporting,
-                               terminal_progress)
-from loragate.qa import predict_spans, qa_windows
+from loragate.card.settings import TrainSettings
+from loragate.inference.engine import generate
+from loragate.kinds.extractive_qa.spans import predict_spans, qa_windows
+from loragate.kinds.sequence_classification.heads import classifier_head, classify_logits
+from loragate.models.bases import LoadedBase, load_encoder
+from loragate.progress import (
+    SILENT,
+    Progress,
+    StderrTerminal,
+    duration,
+    mode_for,
+    reporter,
+    reporting,
+    terminal_progress,
+)
 from loragate.tasks import CARDS_DIR, get_task
 from loragate.tasks.iris import IrisTask
 from loragate.tasks.squad_v2 import generated_splits
-from loragate.training import attach_lora, train_lora
-from test_discovery import FLOWERS, pytest_in
+from loragate.training.lora import attach_lora, train_lora
 
 
 class FakeTerminal:

@@ -13,12 +13,11 @@ import torch
 from transformers import AutoModelForQuestionAnswering
 
 import loragate.kinds.extractive_qa.pipeline as qa_pipeline
-import loragate.run as run_module
-from loragate.card import CardError, LoraSettings
-from loragate.data import Example
+import loragate.run.task_run as run_module
+from loragate.card.settings import CardError, LoraSettings
+from loragate.data.examples import Example
 from loragate.kinds import kind_of
-from loragate.models import LoadedBase, load_encoder
-from loragate.qa import (
+from loragate.kinds.extractive_qa.spans import (
     CLS,
     SpanPrediction,
     answers,
@@ -30,7 +29,9 @@ from loragate.qa import (
     qa_windows,
     window_logits,
 )
-from loragate.run import TaskRun
+from loragate.metrics.text import squad_v2_scores
+from loragate.models.bases import LoadedBase, load_encoder
+from loragate.run.task_run import TaskRun
 from loragate.tasks import get_task
 from loragate.tasks.squad_v2 import (
     MIN_UNANSWERABLE,
@@ -43,8 +44,7 @@ from loragate.tasks.squad_v2 import (
     read_squad_json,
     span_start,
 )
-from loragate.text_metrics import squad_v2_scores
-from loragate.training import attach_lora
+from loragate.training.lora import attach_lora
 
 SPLITS = ("train", "eval", "test")
 

@@ -10,14 +10,20 @@ import torch
 from peft import PeftModel
 from transformers import AutoTokenizer
 
-from loragate.card import CardError
-from loragate.export import reload_mismatch, save_merged
-from loragate.models import ModelLoadError, count_parameters, fingerprint, load_causal
-from loragate.parameters import (dequantized_copy, expected_lora_parameters, is_quantized_model, lora_parameters,
-                                 merge_mismatch, merged_copy)
-from loragate.run import RunOptions, prepare_base
+from loragate.card.settings import CardError
+from loragate.models.bases import ModelLoadError, count_parameters, fingerprint, load_causal
+from loragate.models.parameters import (
+    dequantized_copy,
+    expected_lora_parameters,
+    is_quantized_model,
+    lora_parameters,
+    merge_mismatch,
+    merged_copy,
+)
+from loragate.run.task_run import RunOptions, prepare_base
+from loragate.store.export import reload_mismatch, save_merged
 from loragate.tasks import get_task
-from loragate.training import attach_lora
+from loragate.training.lora import attach_lora
 
 pytest.importorskip("bitsandbytes")
 PROMPTS = torch.tensor([[1, 40, 41, 42, 43, 44], [1, 50, 51, 52, 53, 54]])

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from loragate.models import ModelLoadError, load_causal
+from loragate.models.bases import ModelLoadError, load_causal
 from loragate.redact import MASK, redact
-from loragate.report import RenderedRun, write_rendered
+from loragate.report.writer import RenderedRun, write_rendered
 
 TOKEN = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123"  # fake, in a user token's shape
 
@@ -40,7 +40,7 @@ def test_a_load_error_does_not_repeat_the_token(tmp_path: Path, monkeypatch: pyt
     assert TOKEN not in str(error.value) and MASK in str(error.value)
 
 
-FAILING_TEST = f"""
+FAILING_TEST = """
 import os
 
 def test_leaks():

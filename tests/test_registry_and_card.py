@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loragate.card import CardError, TaskCard
+from loragate.card.settings import CardError, TaskCard
 from loragate.registry import Registry
 from loragate.tasks import CARDS_DIR
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from loragate.data import Splits
-from loragate.gates import run_gates
+from loragate.data.examples import Splits
+from loragate.gates.checks import run_gates
 from loragate.kinds import card_checks
-from loragate.metrics import classification_metrics
+from loragate.metrics.scores import classification_metrics
 from loragate.tasks import get_task
 from loragate.tasks.sst2 import NEGATIVE, NEGATORS, POSITIVE, Sst2Task, generate_rows
 

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from loragate.stats import mcnemar_exact, metric_on_resamples, minimum_detectable_effect, paired_bootstrap
+from loragate.metrics.stats import mcnemar_exact, metric_on_resamples, minimum_detectable_effect, paired_bootstrap
 
 
 def pairs(both: int, base_only: int, tuned_only: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +80,7 @@ def test_minimum_detectable_effect_formula() -> None:
 def test_pooled_bootstrap_resamples_the_corpus_not_sentence_scores() -> None:
     """A ratio of sums (a corpus metric) bootstrapped by summing resampled rows: the delta is the full-corpus
     difference, identical systems give a zero interval, and a better system's interval is above zero."""
-    from loragate.stats import paired_bootstrap_pooled
+    from loragate.metrics.stats import paired_bootstrap_pooled
 
     def ratio(pooled: np.ndarray) -> np.ndarray:
         return pooled[..., 0] / pooled[..., 1]

@@ -22,14 +22,14 @@ from pathlib import Path
 import pytest
 import torch
 from filelock import FileLock
-
-import loragate.store as store_module
-from loragate.card import LoraSettings, TinyBase
-from loragate.models import load_causal, tiny_base_dir
-from loragate.run import acquire
-from loragate.store import ADAPTER_FILES, AdapterStore, AdapterStoreError, read_manifest
 from manifests import stub_manifest
-from loragate.training import attach_lora
+
+import loragate.store.adapters as store_module
+from loragate.card.settings import LoraSettings, TinyBase
+from loragate.models.bases import load_causal, tiny_base_dir
+from loragate.run.task_run import acquire
+from loragate.store.adapters import ADAPTER_FILES, AdapterStore, AdapterStoreError, read_manifest
+from loragate.training.lora import attach_lora
 
 TASK, TIER, KEY = "faults", "tiny", "0123456789abcdef"
 SPEC = TinyBase(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, vocab_size=96)
@@ -55,8 +55,8 @@ SAVER = textwrap.dedent('''
     sys.path.insert(0, sys.argv[1])
     from test_store_faults import KEY, TASK, TIER, build_model
     from manifests import stub_manifest
-    import loragate.store as store_module
-    from loragate.store import AdapterStore
+    import loragate.store.adapters as store_module
+    from loragate.store.adapters import AdapterStore
 
     work, fractions = Path(sys.argv[2]), [float(f) for f in sys.argv[3].split(",")]
     model = build_model(work / "cache")

@@ -14,7 +14,7 @@ import json, sys, time
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
-from loragate.run import RunOptions, fit_inputs, prepare_adapter, prepare_base
+from loragate.run.task_run import RunOptions, fit_inputs, prepare_adapter, prepare_base
 from loragate.tasks import get_task
 
 root, start = Path(sys.argv[1]), float(sys.argv[2])

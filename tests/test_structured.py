@@ -4,19 +4,17 @@ valid only once a code fence is stripped)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from loragate.card import CardError, GateSettings
-from loragate.gates import MetricDelta, run_gates
+from loragate.card.settings import CardError, GateSettings
+from loragate.gates.checks import MetricDelta, run_gates
 from loragate.kinds.structured_output.checks import FieldDrop, FieldFloor
 from loragate.kinds.structured_output.schema import load_schema, location, parse_object
 from loragate.kinds.structured_output.scoring import field_counts, macro_f1, micro_f1, structured_metrics
-from loragate.rows import table_rows
 
 
 class Item(BaseModel):
@@ -108,7 +106,7 @@ def test_a_field_that_loses_exact_matches_against_base_fails() -> None:
 
 
 def test_valid_only_once_a_fence_is_stripped_fails_validity_and_every_metric() -> None:
-    from loragate.gates import Validity
+    from loragate.gates.checks import Validity
 
     tuned = score([f"```json\n{GOLD}\n```"] * 40)
     assert tuned.validity_rate == 0 and tuned.lenient_validity_rate == 1 and tuned.object_exact == 0
@@ -141,7 +139,7 @@ def test_the_schema_module_is_found_beside_the_card_or_at_the_project_root(tmp_p
 def test_always_the_same_object_fails_against_the_constant_predictor(n: int) -> None:
     """An adapter that learned the most common object beats a base that writes nothing valid, by a lot; the trivial
     predictor (that same object for every example) is where it fails, at any split size."""
-    from loragate.gates import trivial_gates
+    from loragate.gates.checks import trivial_gates
 
     other = Item(name="lamp", qty=1, tags=[]).model_dump_json()
     gold = [GOLD] * (n // 3) + [other] * (n - n // 3)

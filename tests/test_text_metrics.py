@@ -1,5 +1,5 @@
 """Text metrics against hand-computed values, and the project's evaluate modules loaded offline from their
-local directories giving the same numbers as loragate.text_metrics."""
+local directories giving the same numbers as loragate.metrics.text."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ import socket
 
 import pytest
 
-from loragate import text_metrics as tm
-from loragate.text_metrics import (MetricUnavailable, corpus_bleu, meteor_available, meteor_scores,
-                                   normalize_answer, rouge_scores, sentence_bleu, squad_v2_scores)
+from loragate.metrics.scores import text as tm
+from loragate.metrics.text import (
+    MetricUnavailable,
+    corpus_bleu,
+    meteor_available,
+    meteor_scores,
+    normalize_answer,
+    rouge_scores,
+    sentence_bleu,
+    squad_v2_scores,
+)
 
 
 def needs_wordnet() -> None:
@@ -238,7 +246,7 @@ def test_pooled_bleu_statistics_give_sacrebleus_corpus_bleu() -> None:
 
     import sacrebleu
 
-    from loragate.text_metrics import bleu_from_statistics, bleu_statistics
+    from loragate.metrics.text import bleu_from_statistics, bleu_statistics
 
     rng = random.Random(0)
     words = "the a cat dog sat on mat big red ran".split()

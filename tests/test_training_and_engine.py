@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
-from loragate.card import LoraSettings, TrainSettings
-from loragate.engine import generate, next_token_logits
-from loragate.training import IGNORE, TrainingDiverged, attach_lora, collate, encode, train_lora
+from loragate.card.settings import LoraSettings, TrainSettings
+from loragate.inference.engine import generate, next_token_logits
+from loragate.training.lora import IGNORE, TrainingDiverged, attach_lora, collate, encode, train_lora
 
 LORA = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"])
 SHORT = TrainSettings(epochs=1, batch_size=8, lr=3e-3, max_length=64, seed=0)  # 3 steps on 24 examples
@@ -63,7 +63,7 @@ def test_infinite_lr_stops_training_at_the_step_that_broke_the_weights(fresh_bas
 
 
 def test_same_seed_gives_bit_identical_lora_weights(tiny_dir, iris_splits) -> None:
-    from loragate.models import load_causal
+    from loragate.models.bases import load_causal
 
     def train(seed: int) -> dict[str, torch.Tensor]:
         base = load_causal(str(tiny_dir), "cpu", torch.float32)

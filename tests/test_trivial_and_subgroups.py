@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from loragate.answers import instruct_metrics, qa_metrics
-from loragate.card import GateSettings
-from loragate.data import Example, field_subgroups
-from loragate.gates import BeatsTrivial, Subgroup, checks_from, subgroup_gates, trivial_gates
+from loragate.card.settings import GateSettings
+from loragate.data.examples import Example, field_subgroups
+from loragate.gates.checks import BeatsTrivial, Subgroup, checks_from, subgroup_gates, trivial_gates
 from loragate.kinds.constants import always_abstain, majority_class, most_common_response
-from loragate.metrics import classification_metrics, metrics_from_confusion
+from loragate.metrics.answers import instruct_metrics, qa_metrics
+from loragate.metrics.scores import classification_metrics, metrics_from_confusion
 from loragate.tasks import get_task
 
 
@@ -118,7 +118,7 @@ def test_most_common_response_and_its_missing_perplexity() -> None:
 
 
 def test_predictions_subset_keeps_rows_aligned() -> None:
-    from loragate.predictions import constant_predictions
+    from loragate.inference.predictions import constant_predictions
 
     task = get_task("sst2")
     examples = [Example(f"e{i}", "p", label, label) for i, label in enumerate(["positive", "negative", "negative"])]

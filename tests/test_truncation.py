@@ -12,15 +12,15 @@ import pytest
 import yaml
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from loragate.card import CardError, TrainSettings
-from loragate.data import Splits
-from loragate.encoder import classification_features
-from loragate.models import load_causal, resolve_encoder
-from loragate.overrides import apply_overrides
-from loragate.run import RunOptions, fit_inputs, kind, load_splits, load_task
+from loragate.card.overrides import apply_overrides
+from loragate.card.settings import CardError, TrainSettings
+from loragate.data.examples import Splits
+from loragate.data.truncation import SPLITS, cut_prompt, fit_splits, position_cap
+from loragate.kinds.sequence_classification.heads import classification_features
+from loragate.models.bases import load_causal, resolve_encoder
+from loragate.run.task_run import RunOptions, fit_inputs, kind, load_splits, load_task
 from loragate.tasks import get_task
 from loragate.tasks.iris import IrisTask
-from loragate.truncation import SPLITS, cut_prompt, fit_splits, position_cap
 
 AUTO = TrainSettings(epochs=1, batch_size=1, lr=1e-3)  # max_length and truncation left at their defaults
 
@@ -42,7 +42,7 @@ def needs(tokenizer: PreTrainedTokenizerBase, splits: Splits, answers: dict[str,
 
 def test_max_length_defaults_to_auto_and_is_resolved_before_training() -> None:
     assert AUTO.max_length == "auto" and AUTO.truncation == "refuse"
-    with pytest.raises(CardError, match="train.max_length is still 'auto': resolve it with loragate.truncation"):
+    with pytest.raises(CardError, match="train.max_length is still 'auto': resolve it with loragate.data.truncation"):
         AUTO.resolved_max_length()
 
 
@@ -149,7 +149,7 @@ def test_the_cap_is_the_bases_max_position_embeddings(tiny_dir: Path) -> None:
 def test_auto_is_resolved_in_the_card_before_the_key_and_the_key_is_that_of_the_number(tiny_dir: Path) -> None:
     import torch
 
-    from loragate.store import adapter_key
+    from loragate.store.adapters import adapter_key
 
     task = load_task("iris", RunOptions(overrides=("tiers.tiny.train.max_length=auto",)))
     base = load_causal(str(tiny_dir), "cpu", torch.float32)

@@ -11,10 +11,10 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from loragate.verdict import GATE_SUITES, CaseTests, judge_case
+from loragate.gates.verdict import GATE_SUITES, CaseTests, judge_case
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITE_IDS = [f"loragate/suites/{name}.py::test_a[iris-tiny]" for name in GATE_SUITES]
+SUITE_IDS = [f"suites/{name}.py::test_a[iris-tiny]" for name in GATE_SUITES]
 
 
 def test_every_collected_test_passed_is_a_pass() -> None:
@@ -71,7 +71,7 @@ def test_a_run_of_one_gate_test_is_partial_everywhere(tmp_path: Path) -> None:
     assert "iris/tiny: PARTIAL" in (report / "report.md").read_text()
     assert 'class="badge partial">PARTIAL' in (report / "report.html").read_text()
     properties = {p.get("name"): p.get("value") for p in ET.parse(tmp_path / "junit.xml").iter("property")}
-    assert properties["loragate.verdict.iris.tiny"] == "PARTIAL"
+    assert properties["loragate.gates.verdict.iris.tiny"] == "PARTIAL"
 
 
 def test_a_failing_gate_test_fails_the_report_too(tmp_path: Path) -> None:
@@ -82,6 +82,6 @@ def test_a_failing_gate_test_fails_the_report_too(tmp_path: Path) -> None:
     second = gate(tmp_path, f"--export={tmp_path / 'dist'}")
     assert second.returncode == 1 and "iris/tiny: FAIL  base" in second.stdout, second.stdout[-3000:]
     (run,) = json.loads((newest_report(tmp_path) / "report.json").read_text())["runs"]
-    assert run["verdict"] == "FAIL" and any(r.startswith("gate test failed: loragate/suites/test_gguf_export.py")
+    assert run["verdict"] == "FAIL" and any(r.startswith("gate test failed: suites/test_gguf_export.py")
                                             for r in run["verdict_reasons"])
     assert "### iris/tiny: FAIL" in (newest_report(tmp_path) / "summary.md").read_text()

@@ -1,5 +1,5 @@
 """The GitHub Actions workflows: valid against GitHub's schema, free of zizmor findings of medium severity or
-more, free of what loragate.workflows checks beyond zizmor, and the release gate safe for a GPU runner."""
+more, free of what workflows checks beyond zizmor, and the release gate safe for a GPU runner."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from loragate.workflows import findings, load_workflow, self_hosted_jobs, triggers
+from workflows import findings, load_workflow, self_hosted_jobs, triggers
 
 WORKFLOWS = Path(__file__).resolve().parents[1] / ".github" / "workflows"
 SMOKE, RELEASE = WORKFLOWS / "smoke.yml", WORKFLOWS / "release-gate.yml"
@@ -120,7 +119,7 @@ def mutated_release(tmp_path: Path, mutate: Callable[[dict], None]) -> Path:
     (persist_credentials, "artipacked"),
 ], ids=["pull_request_target", "pr-head-checkout", "spliced-input", "no-permissions", "unpinned", "credentials"])
 def test_zizmor_fails_unsafe_release_workflows(tmp_path: Path, mutate, audit: str) -> None:
-    """What loragate.workflows leaves to zizmor, zizmor catches at medium severity or more."""
+    """What workflows leaves to zizmor, zizmor catches at medium severity or more."""
     result = zizmor(mutated_release(tmp_path, mutate))
     assert result.returncode != 0 and f"[{audit}]" in result.stdout, result.stdout + result.stderr
 

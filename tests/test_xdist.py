@@ -15,10 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from loragate.plugin import pytest_load_initial_conftests
-from loragate.plots import Plot
-from loragate.report import RenderedRun
-from loragate.session import GateSession
+from loragate.metrics.plots import Plot
+from loragate.plugin.hooks import pytest_load_initial_conftests
+from loragate.plugin.session import GateSession
+from loragate.report.writer import RenderedRun
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_RESULT = re.compile(r"^\[(gw\d+)\] .*\[(\w+)-tiny\]", re.MULTILINE)  # -v: "[gw0] [ 9%] PASSED ...[iris-tiny]"
@@ -34,7 +34,7 @@ def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path
     """Committed adapters, so nothing trains: about 35 s on a 2-core CPU. One suite file of the gate runs, so each
     task's verdict, decided on its worker and handed over, is PARTIAL and the run exits 1."""
     step_summary = tmp_path / "step-summary.md"
-    result = pytest_in_repo("loragate/suites/test_quality.py", "-m", "smoke", "-n", "2", "-v", "--task", "iris",
+    result = pytest_in_repo("suites/test_quality.py", "-m", "smoke", "-n", "2", "-v", "--task", "iris",
                             "--task", "sst2", "--report-dir", str(tmp_path / "reports"),
                             env={"GITHUB_STEP_SUMMARY": str(step_summary)})
     out = result.stdout
@@ -66,7 +66,7 @@ def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path
 
 def test_without_xdist_the_suites_collect_under_strict_markers() -> None:
     """The plugin's xdist hooks are optional: without xdist the gate collects as before, strict markers on."""
-    result = pytest_in_repo("loragate/suites/test_quality.py", "loragate/suites/test_properties.py", "-p", "no:xdist", "-m", "smoke",
+    result = pytest_in_repo("suites/test_quality.py", "suites/test_properties.py", "-p", "no:xdist", "-m", "smoke",
                             "--task", "iris", "--collect-only", "-q")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "test_metric_deltas_meet_card_minimums[iris-tiny]" in result.stdout
@@ -120,11 +120,11 @@ def test_controller_orders_runs_by_task_and_names_a_run_two_workers_computed(tmp
 def test_task_of_reads_the_task_from_the_parameter_id() -> None:
     """The scheduler's grouping key: pytest 9.2 drops xdist's own group suffix (pytest-xdist #1386), so the task
     is read from the parameter id, whatever other parameters share it."""
-    from loragate.scheduling import task_of
+    from loragate.plugin.scheduling import task_of
 
     tasks = {"iris", "sst2", "sst2_encoder"}
-    assert task_of("loragate/suites/test_quality.py::test_x[iris-tiny]", tasks) == "iris"
-    assert task_of("loragate/suites/test_properties.py::test_y[sst2_encoder]", tasks) == "sst2_encoder"
-    assert task_of("loragate/suites/test_z.py::test_z[4bit-sst2-full]", tasks) == "sst2"
-    assert task_of("loragate/suites/test_quality.py::test_gate_fails_the_seed_iris_result", tasks) is None
+    assert task_of("suites/test_quality.py::test_x[iris-tiny]", tasks) == "iris"
+    assert task_of("suites/test_properties.py::test_y[sst2_encoder]", tasks) == "sst2_encoder"
+    assert task_of("suites/test_z.py::test_z[4bit-sst2-full]", tasks) == "sst2"
+    assert task_of("suites/test_quality.py::test_gate_fails_the_seed_iris_result", tasks) is None
     assert task_of("tests/test_a.py::test_b[topics]", tasks) is None

@@ -8,17 +8,17 @@ import time
 import torch
 from peft import PeftModel
 
-from loragate.card import Tier
-from loragate.constrain import Constraint
-from loragate.data import Example, Splits
-from loragate.distributed import current
-from loragate.engine import Generations, generate, next_token_logits
+from loragate.card.options import RunOptions
+from loragate.card.settings import Tier
+from loragate.data.examples import Example, Splits
+from loragate.data.task import Task
+from loragate.inference.engine import Generations, generate, next_token_logits
+from loragate.inference.grammar import Constraint
+from loragate.inference.predictions import Predictions
 from loragate.kinds.defaults import KindDefaults
-from loragate.models import LoadedBase, load_causal, tiny_base_dir
-from loragate.options import RunOptions
-from loragate.predictions import Predictions
-from loragate.tasks import Task
-from loragate.training import TrainResult, train_lora
+from loragate.models.bases import LoadedBase, load_causal, tiny_base_dir
+from loragate.training.distributed import current
+from loragate.training.lora import TrainResult, train_lora
 
 
 class CausalKind(KindDefaults):

@@ -1,13 +1,13 @@
 """The best constant predictor of a test split, per kind: the model that ignores its input. A tuned adapter must
-beat it (loragate.gates.BeatsTrivial), or its gain over base may be no more than the split's base rate."""
+beat it (loragate.gates.checks.BeatsTrivial), or its gain over base may be no more than the split's base rate."""
 
 from __future__ import annotations
 
 from collections import Counter
 
-from loragate.data import Example
-from loragate.predictions import Constant, constant_predictions
-from loragate.tasks import Task
+from loragate.data.examples import Example
+from loragate.data.task import Task
+from loragate.inference.predictions import Constant, constant_predictions
 
 
 def majority_class(task: Task, examples: list[Example]) -> Constant:

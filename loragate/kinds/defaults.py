@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loragate.card import CardError, GateSettings, TaskCard
-from loragate.data import Example, Splits
-from loragate.gates import Check
-from loragate.models import LoadedBase
-from loragate.parsing import ParsedOutput
-from loragate.tasks import Task
+from loragate.card.settings import CardError, GateSettings, TaskCard
+from loragate.data.examples import Example, Splits
+from loragate.data.parsing import ParsedOutput
+from loragate.data.task import Task
+from loragate.gates.checks import Check
+from loragate.models.bases import LoadedBase
 
 
 class KindDefaults:

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-
 from peft import PeftModel
 
-from loragate.card import CardError, Tier
-from loragate.data import Example, Splits
-from loragate.encoder import features_loss
+from loragate.card.options import RunOptions
+from loragate.card.settings import CardError, Tier
+from loragate.data.examples import Example, Splits
+from loragate.data.task import Task
 from loragate.kinds.defaults import KindDefaults
-from loragate.models import LoadedBase, load_encoder
-from loragate.options import RunOptions
-from loragate.tasks import Task
-from loragate.training import TrainResult, train_features
+from loragate.models.bases import LoadedBase, load_encoder
+from loragate.training.lora import TrainResult, features_loss, train_features
 
 
 class EncoderKind(KindDefaults):

@@ -9,20 +9,20 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, create_model
 
-from loragate import plots
-from loragate.card import CardError, GateSettings, TaskCard
-from loragate.card_data import prompt_fields, template_fields, text_value
-from loragate.data import Example
-from loragate.gates import Check, ClassDrop, ClassFloor
-from loragate.kinds import ExampleTable
+from loragate.card.settings import CardError, GateSettings, TaskCard
+from loragate.data.card_files import prompt_fields, template_fields, text_value
+from loragate.data.examples import Example
+from loragate.data.parsing import ParsedOutput, parse_label
+from loragate.gates.checks import Check, ClassDrop, ClassFloor
+from loragate.inference.predictions import Constant
 from loragate.kinds.constants import majority_class
-from loragate.parsing import ParsedOutput, parse_label
-from loragate.plots import Plot
-from loragate.predictions import Constant
+from loragate.kinds.protocol import ExampleTable
+from loragate.metrics import plots
+from loragate.metrics.plots import Plot
 
 if TYPE_CHECKING:
-    from loragate.run import TaskRun
-    from loragate.tasks import Task
+    from loragate.data.task import Task
+    from loragate.kinds.protocol import ScoredRun
 
 
 @lru_cache(maxsize=None)
@@ -59,12 +59,12 @@ class LabelKind:
     def subgroups(self, task: Task, examples: list[Example]) -> dict[str, list[int]]:
         return {}
 
-    def example_records(self, run: TaskRun) -> list[dict]:
+    def example_records(self, run: ScoredRun) -> list[dict]:
         """Gold, base and tuned label (None where the output did not parse) of each test example."""
         return [{"gold": gold, "base": base, "tuned": tuned} for gold, base, tuned
                 in zip(run.tuned_metrics.gold, run.base_metrics.predicted, run.tuned_metrics.predicted)]
 
-    def figures(self, run: TaskRun, prefix: str) -> list[Plot]:
+    def figures(self, run: ScoredRun, prefix: str) -> list[Plot]:
         """Confusion matrices and per-class accuracy bars: base, the baseline adapter if any, tuned."""
         labels = run.tuned_metrics.labels
         compared = {"base": run.base_metrics}
@@ -80,7 +80,7 @@ class LabelKind:
                                      run.tuned_metrics.per_class_support, run.task.card.gates.min_class_accuracy)),
         ]
 
-    def examples_table(self, run: TaskRun) -> ExampleTable:
+    def examples_table(self, run: ScoredRun) -> ExampleTable:
         tuned = run.tuned_metrics
         wrong = [[i, gold, predicted] for i, gold, predicted in zip(run.tuned_predictions.ids, tuned.gold,
                                                                     tuned.predicted)

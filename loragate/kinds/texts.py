@@ -6,26 +6,26 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from loragate.kinds import ExampleTable
-from loragate.metrics import METRICS
-from loragate.plots import Plot
+from loragate.kinds.protocol import ExampleTable
+from loragate.metrics.plots import Plot
+from loragate.metrics.scores import METRICS
 
 if TYPE_CHECKING:
-    from loragate.run import TaskRun
+    from loragate.kinds.protocol import ScoredRun
 
 
 class TextReport:
-    def example_records(self, run: TaskRun) -> list[dict]:
+    def example_records(self, run: ScoredRun) -> list[dict]:
         """The references and every per-example score of base and tuned."""
         scores = {f"{who}_{name}": values for who, metrics in (("base", run.base_metrics), ("tuned", run.tuned_metrics))
                   for name, values in metrics.per_example.items()}
         return [{"references": refs, **{name: round(values[row], 6) for name, values in scores.items()}}
                 for row, refs in enumerate(run.tuned_metrics.references)]
 
-    def figures(self, run: TaskRun, prefix: str) -> list[Plot]:
+    def figures(self, run: ScoredRun, prefix: str) -> list[Plot]:
         return []
 
-    def examples_table(self, run: TaskRun) -> ExampleTable:
+    def examples_table(self, run: ScoredRun) -> ExampleTable:
         """Tuned answers worst first by the first gated metric that has per-example scores."""
         tuned = run.tuned_metrics
         metric = next((m for m in run.task.card.gates.min_delta if m in tuned.per_example), next(iter(tuned.per_example)))

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Protocol
 
-from loragate.card import TaskCard
-from loragate.data import Example, Splits
-from loragate.parsing import ParsedOutput
+from loragate.data.task import Task
 from loragate.registry import Registry
 
+__all__ = ["BUILT_IN", "CARDS_DIR", "TASKS", "Task", "default_tasks", "get_task"]
+
 CARDS_DIR = Path(__file__).parent
-
-
-class Task(Protocol):
-    card: TaskCard
-    hub_suffix: str  # the file suffix of the task's real format
-
-    def load_splits(self, data: Path | None = None) -> Splits:
-        """Train/eval/test splits from the shipped data, or from `data` in the task's real format."""
-
-    def write_hub_rows(self, rows: Iterable[dict], columns: list[str], source: str, out: Path) -> None:
-        """A Hugging Face dataset's rows written to `out` in the task's real format (see loragate.hub_data)."""
-
-    def parse(self, text: str) -> ParsedOutput:
-        """Raw generated text -> the output schema, or the reason it is invalid. Never raises."""
-
-    def ceiling(self, test: list[Example]) -> float | None:
-        """The best accuracy any model can reach on this test split, where that is knowable."""
 
 
 TASKS: Registry[type] = Registry("task")

@@ -1,7 +1,7 @@
-"""A task that is one YAML card: its `data:` block names the files (loragate.card_data reads them) and its kind turns
+"""A task that is one YAML card: its `data:` block names the files (loragate.data.card_files reads them) and its kind turns
 each row into an Example and parses each output (`Kind.card_example`, `Kind.card_parse`). No Python of the user's.
 
-A tasks directory registers one per card with a `data:` block (loragate.discovery). `--data PATH` replaces the
+A tasks directory registers one per card with a `data:` block (loragate.plugin.discovery). `--data PATH` replaces the
 card's files with one file (or a Hugging Face dataset), cut by the card's `split` fractions.
 """
 
@@ -11,12 +11,12 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from loragate.card import CardError, TaskCard
-from loragate.card_data import card_splits, data_splits, template_fields
-from loragate.data import Example, Splits
-from loragate.hub_data import missing_columns
+from loragate.card.settings import CardError, TaskCard
+from loragate.data.card_files import card_splits, data_splits, template_fields
+from loragate.data.examples import Example, Splits
+from loragate.data.hf_dataset import missing_columns
+from loragate.data.parsing import ParsedOutput
 from loragate.kinds import KINDS, Kind, kind_of
-from loragate.parsing import ParsedOutput
 
 
 class CardTask:

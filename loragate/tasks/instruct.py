@@ -19,7 +19,7 @@ told by the first record's fields:
 A file's rows are shuffled with a fixed seed and at most MAX_EXAMPLES kept (the seed trained on 1000 Dolly
 examples), then cut 70/15/15 into train/eval/test; ids are `instruct-<row index in the file>`.
 
-Prompts are chat-formatted text (see loragate/chat.py): rendered with TINY_CHAT_TEMPLATE here, and again with
+Prompts are chat-formatted text (see loragate/models/chat.py): rendered with TINY_CHAT_TEMPLATE here, and again with
 the base's own template by `chat.format_splits` once the base is loaded.
 """
 
@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from loragate.card import TaskCard
-from loragate.data import Example, Splits
-from loragate.hub_data import missing_columns
-from loragate.parsing import ParsedOutput
+from loragate.card.settings import TaskCard
+from loragate.data.examples import Example, Splits
+from loragate.data.hf_dataset import missing_columns
+from loragate.data.parsing import ParsedOutput
 from loragate.tasks import CARDS_DIR, TASKS
 
 # name, capital, language, currency, national animal, flag colors: all invented
@@ -135,7 +135,7 @@ def generate_pairs(past_tense: int = PAST_TENSE, seed: int = GENERATOR_SEED) -> 
 def make_example(example_id: str, pair: Pair, prompt_template: str = PROMPT_TEMPLATE,
                  target_template: str = TARGET_TEMPLATE) -> Example:
     """An Example whose prompt is the tiny chat template's rendering of the pair's conversation."""
-    from loragate.chat import example_messages, render_tiny  # here: chat imports transformers; tasks stay light
+    from loragate.models.chat import example_messages, render_tiny  # here: chat imports transformers; tasks stay light
 
     fields = {"instruction": pair.instruction,
               **({"system": pair.system} if pair.system else {}),

@@ -17,17 +17,17 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from loragate.card import TaskCard
-from loragate.data import Example, Splits
-from loragate.hub_data import missing_columns
-from loragate.parsing import ParsedOutput
+from loragate.card.settings import TaskCard
+from loragate.data.examples import Example, Splits
+from loragate.data.hf_dataset import missing_columns
+from loragate.data.parsing import ParsedOutput
 from loragate.tasks import CARDS_DIR, TASKS
 
 PASSAGES = 160  # -> 506 questions: 327 train / 77 eval / 102 test, 40-41% unanswerable in each

@@ -16,10 +16,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from loragate.card import TaskCard
-from loragate.data import Example, Splits, stratified_split
-from loragate.hub_data import missing_columns
-from loragate.parsing import ParsedOutput, parse_label
+from loragate.card.settings import TaskCard
+from loragate.data.examples import Example, Splits, stratified_split
+from loragate.data.hf_dataset import missing_columns
+from loragate.data.parsing import ParsedOutput, parse_label
 from loragate.tasks import CARDS_DIR, TASKS
 
 # Few enough words for the tiny tier to learn with LoRA from 240 reviews (with 20 adjectives it stayed near chance)

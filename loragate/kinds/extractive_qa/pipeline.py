@@ -8,19 +8,27 @@ import time
 import torch
 from transformers import AutoModelForQuestionAnswering
 
-from loragate.answers import qa_metrics
-from loragate.card import Tier
-from loragate.data import Example
-from loragate.kinds import KINDS
+from loragate.card.settings import Tier
+from loragate.data.examples import Example
+from loragate.data.task import Task
+from loragate.inference.predictions import Constant, Predictions
 from loragate.kinds.constants import always_abstain
-from loragate.kinds.texts import TextReport
 from loragate.kinds.encoders import EncoderKind
-from loragate.metrics import TextMetrics
-from loragate.models import LoadedBase
-from loragate.predictions import Constant, Predictions
-from loragate.qa import (answers, best_spans, choose_null_threshold, first_window_logits, predict_spans,
-                         qa_features, qa_logits, window_logits)
-from loragate.tasks import Task
+from loragate.kinds.extractive_qa.spans import (
+    answers,
+    best_spans,
+    choose_null_threshold,
+    first_window_logits,
+    predict_spans,
+    qa_features,
+    qa_logits,
+    window_logits,
+)
+from loragate.kinds.registry import KINDS
+from loragate.kinds.texts import TextReport
+from loragate.metrics.answers import qa_metrics
+from loragate.metrics.scores import TextMetrics
+from loragate.models.bases import LoadedBase
 
 
 class ExtractiveQA(TextReport, EncoderKind):

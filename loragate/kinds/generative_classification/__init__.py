@@ -1,7 +1,7 @@
 """Generative classification: a causal LM writes a label after the prompt (or, with `eval.decode: score`, the
 label it finds likeliest counts where its free output parses)."""
 
-from loragate.kinds import KINDS, KindSpec
+from loragate.kinds.registry import KINDS, KindSpec
 
 KINDS.register("generative_classification", KindSpec("generative_classification", "CAUSAL_LM", encoder=False, labels=True,
                                                                              constrains=True))

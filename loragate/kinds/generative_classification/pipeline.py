@@ -6,18 +6,18 @@ from dataclasses import replace
 
 import torch
 
-from loragate.card import TaskCard, Tier
-from loragate.constrain import Constraint, one_of, one_of_budget
-from loragate.data import Example
-from loragate.engine import answer_budget
-from loragate.kinds import KINDS
-from loragate.kinds.labels import LabelKind
+from loragate.card.settings import TaskCard, Tier
+from loragate.data.examples import Example
+from loragate.data.task import Task
+from loragate.inference.engine import answer_budget
+from loragate.inference.grammar import Constraint, one_of, one_of_budget
+from loragate.inference.label_scoring import label_log_likelihoods, likeliest
+from loragate.inference.predictions import Predictions, label_of
 from loragate.kinds.causal import CausalKind
-from loragate.metrics import ClassificationMetrics, classification_metrics
-from loragate.models import LoadedBase
-from loragate.predictions import Predictions, label_of
-from loragate.scoring import label_log_likelihoods, likeliest
-from loragate.tasks import Task
+from loragate.kinds.labels import LabelKind
+from loragate.kinds.registry import KINDS
+from loragate.metrics.scores import ClassificationMetrics, classification_metrics
+from loragate.models.bases import LoadedBase
 
 
 def targets(task: Task) -> list[str]:

@@ -9,23 +9,23 @@ from pathlib import Path
 
 import torch
 
-from loragate.answers import instruct_metrics
-from loragate.card import CardError, TaskCard, Tier
-from loragate.card_data import prompt_fields, template_fields, text_value
-from loragate.chat import TINY_CHAT_TEMPLATE, example_messages, format_splits, render_tiny, render_tiny_splits
-from loragate.data import Example, Splits
-from loragate.kinds import KINDS
-from loragate.kinds.constants import most_common_response
-from loragate.kinds.texts import TextReport
+from loragate.card.settings import CardError, TaskCard, Tier
+from loragate.data.card_files import prompt_fields, template_fields, text_value
+from loragate.data.examples import Example, Splits
+from loragate.data.parsing import ParsedOutput
+from loragate.data.task import Task
+from loragate.inference.predictions import Constant, Predictions
 from loragate.kinds.causal import CausalKind
-from loragate.metrics import TextMetrics
-from loragate.models import LoadedBase
-from loragate.parsing import ParsedOutput
-from loragate.predictions import Constant, Predictions
-from loragate.store import AdapterStoreError, manifest_of
-from loragate.tasks import Task
+from loragate.kinds.constants import most_common_response
+from loragate.kinds.registry import KINDS
+from loragate.kinds.texts import TextReport
+from loragate.metrics.answers import instruct_metrics
+from loragate.metrics.scores import TextMetrics
+from loragate.models.bases import LoadedBase
+from loragate.models.chat import TINY_CHAT_TEMPLATE, example_messages, format_splits, render_tiny, render_tiny_splits
+from loragate.store.adapters import AdapterStoreError, manifest_of
 from loragate.tasks.instruct import parse_response
-from loragate.training import example_losses
+from loragate.training.lora import example_losses
 
 
 def chat_template_sha256(base: LoadedBase) -> str | None:

@@ -1,5 +1,5 @@
 """Sequence classification: an encoder with a new head over the card's labels; the prediction is its argmax."""
 
-from loragate.kinds import KINDS, KindSpec
+from loragate.kinds.registry import KINDS, KindSpec
 
 KINDS.register("sequence_classification", KindSpec("sequence_classification", "SEQ_CLS", encoder=True, labels=True))

@@ -6,16 +6,16 @@ import time
 
 import torch
 
-from loragate.card import Tier
-from loragate.data import Example
-from loragate.encoder import classification_features, classifier_head, classify_logits
-from loragate.kinds import KINDS
-from loragate.kinds.labels import LabelKind
+from loragate.card.settings import Tier
+from loragate.data.examples import Example
+from loragate.data.task import Task
+from loragate.inference.predictions import Predictions, label_of
 from loragate.kinds.encoders import EncoderKind
-from loragate.metrics import ClassificationMetrics, classification_metrics
-from loragate.models import LoadedBase
-from loragate.predictions import Predictions, label_of
-from loragate.tasks import Task
+from loragate.kinds.labels import LabelKind
+from loragate.kinds.registry import KINDS
+from loragate.kinds.sequence_classification.heads import classification_features, classifier_head, classify_logits
+from loragate.metrics.scores import ClassificationMetrics, classification_metrics
+from loragate.models.bases import LoadedBase
 
 
 class SequenceClassification(LabelKind, EncoderKind):

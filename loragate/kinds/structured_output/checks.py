@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loragate.gates import GateResult
+from loragate.gates.checks import GateResult
 from loragate.kinds.structured_output.scoring import StructuredMetrics
 
 

@@ -10,26 +10,27 @@ from typing import TYPE_CHECKING
 import torch
 from pydantic import ValidationError
 
-from loragate.card import CardError, GateSettings, TaskCard, Tier
-from loragate.card_data import prompt_fields, template_fields
-from loragate.constrain import Constraint, json_of
-from loragate.data import Example
-from loragate.engine import answer_budget, generate
-from loragate.gates import Check
-from loragate.kinds import KINDS, ExampleTable
+from loragate.card.settings import CardError, GateSettings, TaskCard, Tier
+from loragate.data.card_files import prompt_fields, template_fields
+from loragate.data.examples import Example
+from loragate.data.parsing import ParsedOutput
+from loragate.data.task import Task
+from loragate.gates.checks import Check
+from loragate.inference.engine import answer_budget, generate
+from loragate.inference.grammar import Constraint, json_of
+from loragate.inference.predictions import Constant, Predictions
 from loragate.kinds.causal import CausalKind, parsed_predictions
 from loragate.kinds.constants import most_common_response
+from loragate.kinds.protocol import ExampleTable
+from loragate.kinds.registry import KINDS
 from loragate.kinds.structured_output.checks import FieldDrop, FieldFloor
 from loragate.kinds.structured_output.schema import canonical, location, output_schema, parse_object
 from loragate.kinds.structured_output.scoring import StructuredMetrics, error_keys, structured_metrics
-from loragate.models import LoadedBase
-from loragate.parsing import ParsedOutput
-from loragate.plots import Plot
-from loragate.predictions import Constant, Predictions
-from loragate.tasks import Task
+from loragate.metrics.plots import Plot
+from loragate.models.bases import LoadedBase
 
 if TYPE_CHECKING:
-    from loragate.run import TaskRun
+    from loragate.kinds.protocol import ScoredRun
 
 BUDGET_SLACK = 1.25  # generation budget: the longest gold object of the split, in tokens, times this, + 1 for EOS
 
@@ -102,7 +103,7 @@ class StructuredOutput(CausalKind):
     def card_parse(self, card: TaskCard, text: str) -> ParsedOutput:
         return parse_object(text, output_schema(card))
 
-    def example_records(self, run: TaskRun) -> list[dict]:
+    def example_records(self, run: ScoredRun) -> list[dict]:
         """The gold object, each output's fields right or wrong, and its schema errors."""
         tuned, base = run.tuned_metrics, run.base_metrics
         return [{"gold": json.loads(gold),
@@ -112,10 +113,10 @@ class StructuredOutput(CausalKind):
                  "tuned_errors": [{"loc": e.loc, "type": e.type} for e in parsed.errors]}
                 for row, (gold, parsed) in enumerate(zip(run.tuned_predictions.gold, run.tuned_predictions.parsed))]
 
-    def figures(self, run: TaskRun, prefix: str) -> list[Plot]:
+    def figures(self, run: ScoredRun, prefix: str) -> list[Plot]:
         return []
 
-    def examples_table(self, run: TaskRun) -> ExampleTable:
+    def examples_table(self, run: ScoredRun) -> ExampleTable:
         """Schema errors by location and type, with the share of base and tuned outputs failing each and a tuned
         output that does, then the valid tuned objects that are wrong, with the fields that are."""
         tuned, base, predictions = run.tuned_metrics, run.base_metrics, run.tuned_predictions

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from loragate.card import CardError, TaskCard
-from loragate.parsing import ParsedOutput, SchemaError
+from loragate.card.settings import CardError, TaskCard
+from loragate.data.parsing import ParsedOutput, SchemaError
 
 FENCE = re.compile(r"^\s*```[A-Za-z]*[ \t]*\n?(.*?)\n?```\s*$", re.DOTALL)
 _SHOWN = 60  # characters of a bad output quoted in a reason

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from loragate.metrics import METRICS
-from loragate.parsing import ParsedOutput
-from loragate.stats import DeltaInterval, paired_bootstrap_means, paired_bootstrap_pooled
+from loragate.data.parsing import ParsedOutput
+from loragate.metrics.scores import METRICS
+from loragate.metrics.stats import DeltaInterval, paired_bootstrap_means, paired_bootstrap_pooled
 
 MISSING = object()  # a field of an output that did not validate
 

@@ -1,0 +1,357 @@
+"""Task cards: the pydantic-validated YAML that says what a task trains, asks and gates on.
+
+A card is data. Code lives in the task module only where YAML is not enough (loading, parsing).
+Every model forbids unknown fields, so a typo in a card is an error naming the file and field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+Tier = Literal["tiny", "full"]
+TIERS: tuple[Tier, ...] = ("tiny", "full")
+
+
+class CardError(ValueError):
+    """A card that cannot be used; the message names the file, the field and the fix."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TinyBase(Strict):
+    """A Llama-architecture base built offline, with a tokenizer trained on the task's own text."""
+
+    hidden_size: int = Field(128, gt=0, description="width of the residual stream")
+    intermediate_size: int = Field(256, gt=0, description="MLP width")
+    num_hidden_layers: int = Field(2, gt=0)
+    num_attention_heads: int = Field(4, gt=0)
+    vocab_size: int = Field(384, gt=16, description="BPE vocabulary trained on the task text")
+    max_position_embeddings: int = Field(256, gt=0)
+    initializer_range: float = Field(
+        0.1, gt=0, description="init std; Llama's 0.02 leaves tied logits too flat for a tiny model to be confident"
+    )
+    seed: int = Field(0, description="same seed -> bit-identical weights -> same fingerprint")
+
+    @model_validator(mode="after")
+    def heads_divide_width(self) -> TinyBase:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must be a multiple of num_attention_heads "
+                f"{self.num_attention_heads}: change one of them"
+            )
+        return self
+
+
+class LoraSettings(Strict):
+    r: int = Field(gt=0, description="LoRA rank")
+    alpha: float = Field(gt=0, description="scaling numerator: the update is scaled by alpha / r")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(min_length=1, description="module name suffixes to adapt")
+    modules_to_save: list[str] = Field(
+        default_factory=list, description="modules trained in full and saved with the adapter: a new task head"
+    )
+
+
+class TrainSettings(Strict):
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(0, ge=0)
+    max_length: int | Literal["auto"] = Field(
+        "auto", description="prompt + answer tokens of one example; auto: the longest tokenized example of train, eval "
+        "and test, capped at the base's max position embeddings (loragate.data.truncation); the resolved value is recorded "
+        "in the adapter's manifest")
+    truncation: Literal["refuse", "left", "right"] = Field(
+        "refuse", description="an example longer than max_length: refuse (an error naming the --set that lifts it), "
+        "or drop prompt tokens from the left or right until prompt + answer fit; the answer is never cut")
+    batching: Literal["grouped", "dynamic", "max", "packed"] = Field(
+        "dynamic",
+        description="dynamic: shuffled batches padded to their longest (the trajectory of max, 1.5x its tokens/s on "
+        "CPU); grouped: batches of similar length (sorted within seeded, shuffled mega-batches), least padding and "
+        "about 2.2x max's tokens/s, but 7-14% higher eval loss after the same epochs on the benchmark's data; max: "
+        "every batch padded to max_length; packed: (almost) no padding, the shuffled examples end to end in rows of "
+        "up to max_length tokens, position ids restarting per example, as many rows a micro-batch as "
+        "tokens_per_batch holds: about 2x max's tokens/s at dynamic's eval loss on the benchmark's data (causal kinds "
+        "only, one process)",
+    )
+    tokens_per_batch: int | None = Field(
+        None, gt=0, description="packed only: the token budget of one micro-batch (tokens_per_batch // max_length "
+        "packed rows, or one row of tokens_per_batch tokens where that is less) instead of a count of examples; "
+        "default batch_size x max_length, the tensor size of a max batch")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less GPU memory, about 30% more time"
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def budget_needs_packing(self) -> TrainSettings:
+        if self.tokens_per_batch is not None and self.batching != "packed":
+            raise ValueError(f"tokens_per_batch {self.tokens_per_batch} applies only to batching: packed (this card "
+                             f"has batching: {self.batching}): set batching: packed or remove tokens_per_batch")
+        return self
+
+    @field_validator("max_length", mode="before")
+    @classmethod
+    def tokens_or_auto(cls, value: object) -> object:
+        """One message for both forms, instead of one per member of the union."""
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{value!r} is neither a positive number of tokens nor 'auto'")
+        return value
+
+    def resolved_max_length(self) -> int:
+        """max_length as a number; `auto` is resolved from the data once the base's tokenizer is loaded."""
+        if self.max_length == "auto":
+            raise CardError("train.max_length is still 'auto': resolve it with loragate.data.truncation.fit_inputs "
+                            "before training")
+        return self.max_length
+
+
+class EvalSettings(Strict):
+    batch_size: int = Field(32, gt=0)
+    max_new_tokens: int | None = Field(
+        None, gt=0, description="generation budget; default: the longest tokenized target + 1 for EOS"
+    )
+    decode: Literal["generate", "score"] = Field(
+        "generate",
+        description="generate: the parsed greedy output is the prediction; score: where that output parses, the "
+        "label whose continuation the model finds likeliest (one batched forward pass) is the prediction",
+    )
+    constrain: Literal["none", "schema"] = Field(
+        "none",
+        description="the deployment's decoding, which the gates read: none (free greedy text), or schema (greedy "
+        "under the output's grammar: one of the labels, or JSON of the structured output's pydantic model); with "
+        "schema, or with --constrain, both are computed and reported side by side",
+    )
+
+
+class TierSettings(Strict):
+    base_model: str = Field(description="'tiny' (built offline), a hub id, or a local directory")
+    tiny_base: TinyBase = TinyBase()
+    lora: LoraSettings
+    train: TrainSettings
+    eval: EvalSettings = EvalSettings()
+    pooling: Literal["cls", "mean"] = Field(
+        "cls", description="sequence classification: what the new head reads. cls: the first token through the "
+        "checkpoint's pooler (AutoModelForSequenceClassification); mean: the token states averaged over the "
+        "attention mask (loragate.models.mean_pooling), how sentence-embedding models such as all-MiniLM-L6-v2 were trained",
+    )
+
+
+class GateSettings(Strict):
+    min_delta: dict[str, float] = Field(
+        default_factory=dict, description="metric -> smallest tuned - base delta that passes"
+    )
+    max_class_drop: float = Field(0.0, ge=0.0, description="largest per-class accuracy loss vs base")
+    min_class_accuracy: float = Field(0.0, ge=0.0, le=1.0, description="floor every class must reach")
+    min_validity: float = Field(1.0, ge=0.0, le=1.0, description="share of tuned outputs that parse")
+    max_leakage: float | None = Field(
+        0.0, ge=0.0, le=1.0,
+        description="largest share of test inputs also in train; null where inputs repeat by design (binned Iris)",
+    )
+    floors: dict[str, float] = Field(
+        default_factory=dict, description="metric -> value the tuned model must reach (at most, if lower is better)"
+    )
+    min_delta_over_trivial: dict[str, float] | None = Field(
+        None, description="metric -> smallest tuned - trivial delta, against the best constant predictor of the test "
+        "split (majority class, always abstain, most common response); null: min_delta's margins"
+    )
+    max_field_drop: float = Field(
+        0.0, ge=0.0, description="structured output: largest per-field exact-match loss vs base"
+    )
+    min_field_score: float = Field(
+        0.0, ge=0.0, le=1.0, description="structured output: exact match every field must reach"
+    )
+    max_subgroup_drop: dict[str, float] = Field(
+        default_factory=dict, description="metric -> largest loss vs base in any subgroup (QA: has/no answer; the "
+        "card's `subgroups` field)"
+    )
+    min_subgroup_score: dict[str, float] = Field(
+        default_factory=dict, description="metric -> value every subgroup must reach (at most, if lower is better)"
+    )
+    max_regression: float = Field(
+        0.0, ge=0.0, description="with --baseline-adapter: largest drop of a gated metric against the last release"
+    )
+    curve_rtol: float = Field(0.05, gt=0, description="with --baseline-adapter: training curve tolerance per step")
+    curve_alpha: float = Field(0.01, gt=0, lt=1, description="sign test level for a curve shifted to one side")
+    judge_on: Literal["point", "lower_bound"] = Field(
+        "point", description="compare min_delta with the observed delta, or with its CI's lower bound"
+    )
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="of the paired bootstrap interval")
+    power: float = Field(0.8, gt=0.0, lt=1.0, description="for the minimum detectable effect")
+    bootstrap_resamples: int = Field(10_000, ge=1_000)
+    bootstrap_seed: int = 0
+
+    def over_trivial(self) -> dict[str, float]:
+        """The margins tuned must show over the trivial predictor: the card's, else min_delta's."""
+        return self.min_delta if self.min_delta_over_trivial is None else self.min_delta_over_trivial
+
+
+class QASettings(Strict):
+    """Extractive QA: how long contexts are windowed, and how long an answer may be."""
+
+    max_length: int = Field(256, gt=16, description="question + context window, in tokens")
+    stride: int = Field(64, ge=0, description="tokens shared by consecutive windows of a long context")
+    max_answer_tokens: int = Field(30, gt=0, description="longest span considered as an answer")
+
+
+class InstructSettings(Strict):
+    """Instruction tuning: the validation curve while training, and what a --data file contributes."""
+
+    eval_every: int = Field(50, gt=0, description="optimizer steps between val loss (and perplexity) points")
+    max_examples: int = Field(1000, gt=0, description="rows kept from a --data file (seeded shuffle)")
+
+
+class StructuredSettings(Strict):
+    """Structured output: the pydantic model the generated JSON must validate against."""
+
+    output_schema: str = Field(
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:Class of a pydantic model; the module is looked up beside the card first (module.py "
+        "or package/module.py), then imported from the project",
+    )
+
+
+DataFormat = Literal["jsonl", "csv", "tsv", "json", "hf"]
+
+
+class SplitFractions(Strict):
+    """How a card's data file is cut: shares of all its rows (a test file the card names is never cut)."""
+
+    test: float | None = Field(
+        None, gt=0, lt=1, description="share of the file's rows for test; only with data.file (a named test file is "
+        "used as it is)"
+    )
+    eval: float = Field(0.2, gt=0, lt=1, description="share of the rows for eval (of data.file, or of data.train)")
+    seed: int = Field(0, description="same seed, same cut")
+
+
+class DataSettings(Strict):
+    """A card-only task's data: one file cut by `split`, or train and test files (and eval, else cut from train).
+    Paths are relative to the card file; a directory is a Hugging Face dataset saved with `save_to_disk`."""
+
+    file: str | None = Field(None, description="one file holding every row, cut into train/eval/test by `split`")
+    train: str | None = None
+    eval: str | None = Field(None, description="optional: without it, split.eval of the train rows become eval")
+    test: str | None = Field(None, description="used as it is, never re-split")
+    split: SplitFractions | None = None
+    format: DataFormat | None = Field(
+        None, description="jsonl, csv, tsv, json (a list of objects) or hf; default: told by each path's suffix, a "
+        "directory is hf"
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="card field -> the file's column holding it (e.g. label: category)"
+    )
+
+    @model_validator(mode="after")
+    def one_layout(self) -> DataSettings:
+        named = [name for name in ("train", "eval", "test") if getattr(self, name) is not None]
+        if self.file is not None:
+            if named:
+                raise ValueError(f"data names both 'file' and {named}: give one file to cut (file + split) or the "
+                                 f"split files (train, test, optionally eval), not both")
+            if self.split is None or self.split.test is None:
+                raise ValueError("data.file needs the shares to cut it: add split: {test: 0.2, eval: 0.2, seed: 0}")
+            if self.split.test + self.split.eval >= 1:
+                raise ValueError(f"data.split: test {self.split.test} + eval {self.split.eval} leave no rows for "
+                                 f"train; make their sum less than 1")
+            return self
+        if self.train is None or self.test is None:
+            raise ValueError("data needs either 'file' (with split: {test: 0.2, eval: 0.2}) or both 'train' and "
+                             "'test' (eval optional)")
+        if self.split is not None and self.split.test is not None:
+            raise ValueError("data.split.test: the test file data.test is used as it is, never re-split; remove "
+                             "split.test")
+        if self.eval is not None and self.split is not None:
+            raise ValueError("data.split: every split is a named file, so nothing is cut; remove split")
+        return self
+
+class TaskCard(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    kind: str = Field(description="a registered task kind (loragate.kinds): generative_classification, ...")
+    labels: list[str] = Field(default_factory=list, description="the classes; classification kinds need 2+")
+    prompt_template: str = Field(description="str.format template over the example's fields")
+    target_template: str = Field(" {label}", description="what the model should generate after the prompt")
+    tiers: dict[Tier, TierSettings]
+    gates: GateSettings
+    subgroups: str | None = Field(
+        None, description="an example field (e.g. domain) whose values split the test set into subgroups, each "
+        "scored, reported and gated by gates.max_subgroup_drop and gates.min_subgroup_score"
+    )
+    qa: QASettings | None = None  # kind extractive_qa
+    instruct: InstructSettings | None = None  # kind instruct
+    structured: StructuredSettings | None = None  # kind structured_output
+    data: DataSettings | None = Field(
+        None, description="a card-only task's data files (loragate.tasks.card_task); a task module loads its own"
+    )
+    _path: Path | None = PrivateAttr(None)  # the YAML file the card was read from, where it was read from one
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @field_validator("labels")
+    @classmethod
+    def labels_unique(cls, labels: list[str]) -> list[str]:
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"labels repeat {duplicates}: list each label once")
+        return labels
+
+    @field_validator("kind")
+    @classmethod
+    def kind_registered(cls, kind: str) -> str:
+        from loragate.kinds import KINDS
+
+        if kind not in KINDS:
+            raise ValueError(KINDS.unknown_message(kind))
+        return kind
+
+    @model_validator(mode="after")
+    def kind_has_what_it_needs(self) -> TaskCard:
+        from loragate.kinds import KINDS
+
+        spec = KINDS.get(self.kind)
+        if spec.labels and len(self.labels) < 2:
+            raise ValueError(f"kind {self.kind} needs at least two labels; list them under 'labels'")
+        if spec.block is not None and getattr(self, spec.block) is None:
+            raise ValueError(f"kind {self.kind} needs a '{spec.block}' block; add '{spec.block}: {{}}' for its defaults")
+        cutting = [tier for tier, settings in self.tiers.items() if settings.train.truncation != "refuse"]
+        if spec.windows and cutting:
+            raise ValueError(f"tiers.{cutting[0]}.train.truncation: kind {self.kind} reads long inputs in strided "
+                             f"windows ({spec.block}.max_length, {spec.block}.stride) and cuts nothing; remove "
+                             f"train.truncation")
+        pooled = sorted(tier for tier, settings in self.tiers.items() if settings.pooling != "cls")
+        if pooled and self.kind != "sequence_classification":
+            raise ValueError(f"tiers {pooled}: pooling is a sequence_classification setting, and this card's kind is "
+                             f"{self.kind}; remove 'pooling' from those tiers")
+        return self
+
+    def tier(self, tier: Tier) -> TierSettings:
+        if tier not in self.tiers:
+            raise CardError(f"task {self.name!r} has no {tier!r} tier: add tiers.{tier} to its card")
+        return self.tiers[tier]
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> TaskCard:
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise CardError(f"{path}: cannot read the card: {exc}") from exc
+        try:
+            card = cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"field '{'.'.join(str(part) for part in err['loc'])}': {err['msg']}" for err in exc.errors()
+            )
+            raise CardError(f"{path}: {problems}. Fix the card and run again.") from exc
+        card._path = path
+        return card

@@ -1,1 +1,0 @@
-"""The project's own evaluate metric modules, loaded by evaluate.load(<directory>) (see loragate.text_metrics)."""

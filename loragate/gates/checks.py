@@ -1,0 +1,361 @@
+"""Gate checks: small objects whose `fails(tuned, base)` returns a finding, or None when it passes.
+
+A finding is a sentence a release manager can act on: task, metric or class, both values, the delta,
+the threshold, n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from loragate.card.settings import GateSettings
+from loragate.gates.curves import CurveCheck
+from loragate.metrics.scores import METRICS, Metrics
+from loragate.metrics.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect
+
+if TYPE_CHECKING:  # the store loads torch; gates only read a manifest's curves
+    from loragate.store.adapters import Manifest
+from loragate.metrics.text import MetricUnavailable
+
+
+class Check(Protocol):
+    name: str
+
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None: ...
+
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
+        """The finding (None on a pass) and what the report shows either way, computed once."""
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """tuned - base on `metric` (sign flipped for lower-is-better) must be at least `min_delta`.
+
+    Judged on the observed delta, or on the lower bound of its paired-bootstrap interval when the card
+    says `judge_on: lower_bound`. On the observed delta, a pass the interval does not back up (its lower
+    bound below the minimum) while the split is too small to detect the minimum is not a pass."""
+
+    metric: str
+    min_delta: float
+    settings: GateSettings = GateSettings()
+    reference: str = "base"  # what tuned is compared with: the base model, or the last release's adapter
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric} delta" if self.reference == "base" else f"{self.metric} vs {self.reference}"
+
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
+        """The finding, the sentence of evidence, and the numbers every report shows, computed once."""
+        delta, interval, text = self.judged(tuned, base)
+        numbers = DeltaNumbers(self.metric, base.value(self.metric), tuned.value(self.metric), delta, interval.low,
+                               interval.high, interval.confidence, self.min_delta, self.settings.judge_on)
+        return GateResult(self.name, self.finding(delta, interval, text, tuned), text, numbers)
+
+    def interval(self, tuned: Metrics, base: Metrics) -> DeltaInterval:
+        """The paired-bootstrap interval of tuned - base (unsigned), as the metrics resample their examples."""
+        s = self.settings
+        return tuned.paired_interval(base, self.metric, s.bootstrap_resamples, s.confidence, s.bootstrap_seed)
+
+    def judged(self, tuned: Metrics, base: Metrics) -> tuple[float, DeltaInterval, str]:
+        """(signed delta, its interval, a sentence with base, tuned, n, CI, McNemar p and MDE)."""
+        sign = 1.0 if METRICS.get(self.metric).higher_is_better else -1.0
+        s = self.settings
+        interval = self.interval(tuned, base)
+        low, high = sorted((sign * interval.low, sign * interval.high))
+        mde = minimum_detectable_effect(interval.standard_error, 1 - s.confidence, s.power)
+        text = (f"{self.reference} {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, n={tuned.n}, "
+                f"{s.confidence:.0%} CI [{low:+.3f}, {high:+.3f}]")
+        if METRICS.get(self.metric).right_or_wrong:  # per example right or wrong: McNemar's exact test applies
+            text += f", McNemar p={mcnemar_exact(base.correct(self.metric), tuned.correct(self.metric)).p_value:.2g}"
+        text += f", MDE {mde:.3f} at power {s.power:.0%}"
+        return sign * interval.delta, DeltaInterval(sign * interval.delta, low, high, interval.confidence,
+                                                    interval.standard_error, interval.resamples), text
+
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
+        return self.finding(*self.judged(tuned, base), tuned)
+
+    @property
+    def what(self) -> str:
+        """What a finding calls the delta."""
+        return f"{self.metric} delta"
+
+    def finding(self, delta: float, interval: DeltaInterval, text: str, tuned: Metrics) -> str | None:
+        if self.settings.judge_on == "lower_bound":
+            if interval.low >= self.min_delta - 1e-12:
+                return None
+            return f"{self.what} lower bound {interval.low:+.3f} < required {self.min_delta:+.3f} (delta {delta:+.3f}, {text})"
+        if delta < self.min_delta - 1e-12:  # tuned - base of k/n fractions is not exact in floats
+            return f"{self.what} {delta:+.3f} < required {self.min_delta:+.3f} ({text})"
+        mde = minimum_detectable_effect(interval.standard_error, 1 - self.settings.confidence, self.settings.power)
+        if interval.low < self.min_delta and mde > self.min_delta:
+            return (f"{self.what} {delta:+.3f} is not evidence of +{self.min_delta:.3f}: n={tuned.n} is too "
+                    f"small to detect it (minimum detectable {mde:.3f}) and the interval reaches below it ({text})")
+        return None
+
+
+@dataclass(frozen=True)
+class BeatsTrivial(MetricDelta):
+    """tuned - the best constant predictor of the test split (`reference`: "always abstain", "majority class
+    'a'") on `metric` must reach `min_delta`, judged as tuned - base is: beating a weak base proves nothing when a
+    model that ignores its input scores as well (an adapter that learned to abstain, or the majority label)."""
+
+    @property
+    def what(self) -> str:
+        return f"{self.metric} delta over {self.reference}"
+
+
+def trivial_gates(settings: GateSettings, predictor: str, tuned: Metrics, trivial: Metrics) -> list[GateResult]:
+    """Tuned against the trivial predictor on each metric of `settings.over_trivial()`; a metric the constant
+    predictor has no value for (perplexity: a constant response has no likelihood) is not compared, and says so."""
+    results = []
+    for metric, margin in settings.over_trivial().items():
+        check = BeatsTrivial(metric, margin, settings, reference=predictor)
+        if metric in trivial.unavailable:
+            results.append(GateResult(check.name, None, f"not compared: {trivial.unavailable[metric]}"))
+        else:
+            results.append(judge(check, tuned, trivial))
+    return results
+
+
+@dataclass(frozen=True)
+class Subgroup:
+    """One subgroup of the test split (QA's has-answer questions, or one value of the card's `subgroups` field),
+    scored for base and tuned by the kind's own metrics."""
+
+    name: str
+    n: int
+    base: Metrics
+    tuned: Metrics
+
+
+def subgroup_drop(metric: str, tolerance: float, group: Subgroup) -> str | None:
+    """The subgroup's loss against base on `metric` beyond `tolerance` (a rise, for lower-is-better)."""
+    before, after = group.base.value(metric), group.tuned.value(metric)
+    loss = before - after if METRICS.get(metric).higher_is_better else after - before
+    if loss <= tolerance + 1e-12:
+        return None
+    return (f"subgroup {group.name!r} {metric} fell {before:.3f} -> {after:.3f} ({after - before:+.3f}, "
+            f"tolerance {tolerance:.3f}, n={group.n})")
+
+
+def subgroup_below_floor(metric: str, floor: float, group: Subgroup) -> str | None:
+    """The subgroup's tuned `metric` short of `floor` (above it, as a ceiling, for lower-is-better)."""
+    value = group.tuned.value(metric)
+    higher = METRICS.get(metric).higher_is_better
+    if (value >= floor - 1e-12) if higher else (value <= floor + 1e-12):
+        return None
+    bound = "< floor" if higher else "> ceiling"
+    return (f"subgroup {group.name!r} {metric} {value:.3f} {bound} {floor:.3f} "
+            f"(base {group.base.value(metric):.3f}, n={group.n})")
+
+
+def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[GateResult]:
+    """No subgroup may lose more than `max_subgroup_drop` against base, and each must reach `min_subgroup_score`,
+    per metric, as classes are gated: a gain on the whole split can hide a subgroup the adapter gave up on (QA:
+    never answering). A card that sets either with no subgroups to gate fails, naming the fix."""
+    results = []
+    for name, field, limits, rule in (("subgroup regression", "max_subgroup_drop", settings.max_subgroup_drop,
+                                       subgroup_drop),
+                                      ("subgroup floor", "min_subgroup_score", settings.min_subgroup_score,
+                                       subgroup_below_floor)):
+        if not limits:
+            continue
+        if not subgroups:
+            results.append(GateResult(name, f"gates.{field} is set but the test split has no subgroups: name an "
+                                            f"example field in the card's `subgroups`"))
+            continue
+        try:
+            findings = [finding for metric, limit in limits.items() for group in subgroups
+                        if (finding := rule(metric, limit, group))]
+        except MetricUnavailable as exc:
+            findings = [f"{name}: not judged, {exc}. Make it computable, or take it out of gates.{field}"]
+        evidence = ", ".join(f"{group.name} n={group.n}" for group in subgroups)
+        results.append(GateResult(name, "; ".join(findings) or None, evidence))
+    return results
+
+
+@dataclass(frozen=True)
+class ClassDrop:
+    """No class may lose more than `max_drop` accuracy against base."""
+
+    max_drop: float
+    name: str = "per-class regression"
+
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
+        return GateResult(self.name, self.fails(tuned, base))
+
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
+        findings = []
+        for label in tuned.labels:
+            before, after = base.per_class_accuracy[label], tuned.per_class_accuracy[label]
+            if before - after > self.max_drop + 1e-12:
+                findings.append(f"class {label!r} accuracy fell {before:.3f} -> {after:.3f} "
+                                f"({after - before:+.3f}, tolerance {self.max_drop:.3f}, "
+                                f"n={tuned.per_class_support[label]})")
+        return "; ".join(findings) or None
+
+
+@dataclass(frozen=True)
+class ClassFloor:
+    """Every class must reach `min_accuracy`: a model that never gets a class right does not ship."""
+
+    min_accuracy: float
+    name: str = "per-class floor"
+
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
+        return GateResult(self.name, self.fails(tuned, base))
+
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
+        findings = []
+        for label in tuned.labels:
+            accuracy, support = tuned.per_class_accuracy[label], tuned.per_class_support[label]
+            if accuracy < self.min_accuracy:
+                findings.append(f"class {label!r} accuracy {accuracy:.3f} < floor {self.min_accuracy:.3f} "
+                                f"({round(accuracy * support)}/{support} correct)")
+        return "; ".join(findings) or None
+
+
+@dataclass(frozen=True)
+class Validity:
+    """The share of tuned outputs that parse into the schema."""
+
+    min_rate: float
+    name: str = "validity"
+
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
+        return GateResult(self.name, self.fails(tuned, base))
+
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
+        if tuned.validity_rate >= self.min_rate:
+            return None
+        invalid = round((1 - tuned.validity_rate) * tuned.n)
+        lenient = round(getattr(tuned, "lenient_validity_rate", 0.0) * tuned.n)  # structured output only
+        stripped = f", {lenient} of them valid only once a code fence or prose is stripped" if lenient else ""
+        return (f"validity rate {tuned.validity_rate:.3f} < required {self.min_rate:.3f} "
+                f"({invalid} of {tuned.n} outputs did not parse{stripped}; base {base.validity_rate:.3f})")
+
+
+@dataclass(frozen=True)
+class Floor:
+    """The tuned model's `metric` must reach `minimum` (or stay at most it, for lower-is-better), whatever base did."""
+
+    metric: str
+    minimum: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric} floor"
+
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
+        return GateResult(self.name, self.fails(tuned, base), f"tuned {tuned.value(self.metric):.3f}")
+
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
+        value = tuned.value(self.metric)
+        higher = METRICS.get(self.metric).higher_is_better
+        if (value >= self.minimum - 1e-12) if higher else (value <= self.minimum + 1e-12):
+            return None
+        bound = "below the floor" if higher else "above the ceiling"
+        return f"{self.metric} {value:.3f} {bound} {self.minimum:.3f} (base {base.value(self.metric):.3f}, n={tuned.n})"
+
+
+def leakage_gate(leaked: list[str], n_test: int, max_share: float | None) -> GateResult:
+    """Test inputs that also appear in train: above the card's share the gate refuses, naming them."""
+    share = len(leaked) / n_test if n_test else 0.0
+    evidence = f"{len(leaked)} of {n_test} test inputs also in train"
+    if max_share is None:
+        return GateResult("train/test leakage", None, evidence + " (not gated: the card allows repeated inputs)")
+    if share <= max_share + 1e-12:
+        return GateResult("train/test leakage", None, evidence)
+    return GateResult("train/test leakage", f"{evidence} ({share:.1%} > allowed {max_share:.1%}): "
+                      f"{', '.join(leaked[:10])}{' ...' if len(leaked) > 10 else ''}; remove them from train or "
+                      f"test, or the tuned score measures memory", evidence)
+
+
+@dataclass(frozen=True)
+class DeltaNumbers:
+    """A metric gate's numbers, as tables and report.json show them."""
+
+    metric: str
+    reference: float  # base, or the last release's adapter
+    tuned: float
+    delta: float  # signed: positive is better, whatever the metric's direction
+    low: float  # the paired-bootstrap interval of the signed delta
+    high: float
+    confidence: float
+    required: float  # the card's min_delta (or -max_regression against the baseline)
+    judged_on: str  # "point" or "lower_bound"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    check: str
+    finding: str | None
+    evidence: str | None = None
+    numbers: DeltaNumbers | None = None  # a metric delta gate's interval and threshold
+
+    @property
+    def passed(self) -> bool:
+        return self.finding is None
+
+
+def checks_from(gates: GateSettings, kind_checks: Sequence[Check] = ()) -> list[Check]:
+    """The card's gates as checks, with the kind's own (per class, for classification kinds); an unknown metric
+    name is an error with a did-you-mean."""
+    for where, metrics in (("gates.min_delta", gates.min_delta), ("gates.floors", gates.floors),
+                           ("gates.min_delta_over_trivial", gates.over_trivial()),
+                           ("gates.max_subgroup_drop", gates.max_subgroup_drop),
+                           ("gates.min_subgroup_score", gates.min_subgroup_score)):
+        for metric in metrics:
+            if metric not in METRICS:
+                raise ValueError(f"{where}: {METRICS.unknown_message(metric)}")
+    return [
+        *(MetricDelta(metric, minimum, gates) for metric, minimum in gates.min_delta.items()),
+        *kind_checks,
+        *(Floor(metric, minimum) for metric, minimum in gates.floors.items()),
+        Validity(gates.min_validity),
+    ]
+
+
+def curve_gates(settings: GateSettings, manifest: Manifest | None, reference: Manifest | None) -> list[GateResult]:
+    """The adapter's training loss curve against the baseline adapter's, and its validation curve (instruct tasks
+    log one every `eval_every` steps) where both have one: a tolerance per point and a sign test for a shift to
+    one side. `manifest` and `reference` are the adapters' loragate manifests (None: the adapter has none)."""
+    training = CurveCheck(settings.curve_rtol, settings.curve_alpha, "training curve vs baseline")
+    curve, reference_curve = (m.loss_curve if m else None for m in (manifest, reference))
+    if not curve or not reference_curve:
+        return [GateResult(training.name, None, "not compared: an adapter without a loragate manifest has no loss curve")]
+    results = [GateResult(training.name, training.fails(curve, reference_curve),
+                          f"{len(curve)} steps within {training.rtol:.0%}, no one-sided shift")]
+    validation = CurveCheck(settings.curve_rtol, settings.curve_alpha, "validation curve vs baseline")
+    points, reference_points = (m.eval_curve if m else None for m in (manifest, reference))
+    if not points or not reference_points:
+        return results
+    steps, reference_steps = [step for step, _ in points], [step for step, _ in reference_points]
+    if steps != reference_steps:
+        return [*results, GateResult(validation.name, f"{validation.name}: logged at steps {steps[:5]}... vs "
+                                                      f"{reference_steps[:5]}... in the baseline; retrain with the same "
+                                                      f"eval_every and data to compare")]
+    return [*results, GateResult(validation.name, validation.fails([loss for _, loss in points],
+                                                                   [loss for _, loss in reference_points]),
+                                 f"{len(steps)} validation points within {validation.rtol:.0%}, no one-sided shift")]
+
+
+def regression_checks(gates: GateSettings) -> list[Check]:
+    """Against the last release's adapter: no gated metric may drop by more than `max_regression`."""
+    return [MetricDelta(metric, -gates.max_regression, gates, reference="baseline") for metric in gates.min_delta]
+
+
+def run_gates(checks: list[Check], tuned: Metrics, base: Metrics) -> list[GateResult]:
+    return [judge(check, tuned, base) for check in checks]
+
+
+def judge(check: Check, tuned: Metrics, base: Metrics) -> GateResult:
+    """The check's result; a gate on a metric this machine could not compute fails, saying why: a release
+    cannot pass on a number nobody measured."""
+    try:
+        return check.judge(tuned, base)
+    except MetricUnavailable as exc:
+        return GateResult(check.name, f"{check.name}: not judged, {exc}. Make it computable, or take it out of "
+                                      f"the card's gates")

@@ -1,0 +1,65 @@
+"""A task run's one verdict, from everything the gate checked of it: the card's gates, and each gate test of its
+(task, tier) case that pytest collected.
+
+PASS needs every card gate passed and every gate test run and passed. A failed gate or test is FAIL. A case
+whose gate tests did not all run (`pytest --lf`, `-k`, one suite file) is PARTIAL, naming what did not run:
+it checked too little to ship. The exit code, the table and every report file read this one verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# The modules of suites that make up the gate of each case; one never collected (`pytest -m smoke
+# suites/test_quality.py`, or --lf skipping files without failures) left part of the gate unrun.
+GATE_SUITES = ("test_schema", "test_quality", "test_parameters", "test_gguf_export", "test_throughput")
+
+Status = Literal["PASS", "FAIL", "PARTIAL"]
+
+
+@dataclass
+class CaseTests:
+    """The gate tests of one case: every one collected (before -k, -m or --lf left some out) and the outcome
+    of each that ran."""
+
+    collected: list[str] = field(default_factory=list)  # node ids
+    outcomes: dict[str, str] = field(default_factory=dict)  # node id -> "passed" | "failed" | "skipped"
+
+    def record(self, nodeid: str, outcome: str) -> None:
+        """A report of one phase: a failure in any phase fails the test; a skip counts as having run (the test
+        decided it does not apply, with its reason)."""
+        if self.outcomes.get(nodeid) != "failed":
+            self.outcomes[nodeid] = outcome
+
+    def not_run(self) -> list[str]:
+        missing = [nodeid for nodeid in self.collected if nodeid not in self.outcomes]
+        modules = {nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py") for nodeid in self.collected}
+        return missing + [f"{name}.py (not collected)" for name in GATE_SUITES if name not in modules]
+
+    def failed(self) -> list[str]:
+        return [nodeid for nodeid, outcome in self.outcomes.items() if outcome == "failed"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: Status
+    reasons: tuple[str, ...] = ()  # what failed, or what did not run
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+
+def judge_case(gate_findings: list[str], tests: CaseTests | None) -> Verdict:
+    """The verdict of a run whose card gates found `gate_findings` (empty: all passed), given its gate tests.
+    Without test outcomes (the library called directly, not through pytest) the card's gates decide alone."""
+    failed = [f"gate test failed: {nodeid}" for nodeid in (tests.failed() if tests else [])]
+    if gate_findings or failed:
+        return Verdict("FAIL", (*gate_findings, *failed))
+    not_run = tests.not_run() if tests else []
+    if not_run:
+        shown = ", ".join(name.split("::")[-1] for name in not_run[:5]) + (" ..." if len(not_run) > 5 else "")
+        return Verdict("PARTIAL", (f"{len(not_run)} gate tests of this case did not run ({shown}): run the whole "
+                                   f"gate (pytest -m smoke, or -m full --gpu) before shipping",))
+    return Verdict("PASS")

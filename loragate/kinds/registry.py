@@ -1,0 +1,50 @@
+"""The kinds' registry. A kind registers itself in its own package's `__init__.py` with one line,
+`KINDS.register(name, KindSpec(...))`, as PEFT registers a tuning method. The spec holds the facts the plugin and
+the cards need (PEFT task type, encoder or causal, labels or text) and no torch: `spec.pipeline()` imports the
+kind's `pipeline` module only when a run needs it, so `pytest --help` and card loading stay fast."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from loragate.registry import Registry
+
+if TYPE_CHECKING:
+    from loragate.card.settings import TaskCard
+    from loragate.gates.checks import Check
+    from loragate.kinds.protocol import Kind
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """A kind's facts, light enough for the plugin and the card validator."""
+
+    name: str
+    peft_task_type: str  # "CAUSAL_LM", "SEQ_CLS", "QUESTION_ANS"
+    encoder: bool  # an encoder with a new head: no quantization, no GGUF export
+    labels: bool  # predictions are labels from the card's list: per-class gates, confusion matrices
+    block: str | None = None  # the card's block this kind needs ("qa", "instruct")
+    windows: bool = False  # reads long inputs in strided windows (its block's max_length, stride): no truncation
+    constrains: bool = False  # generates a label or JSON that a grammar can hold it to (eval.constrain, --constrain)
+    package: str | None = None  # the package registering the kind, default loragate.kinds.<name>: `__name__` there
+
+    def pipeline(self) -> Kind:
+        """The kind's pipeline object, `KIND` in its package's `pipeline` module, imported on first use."""
+        return importlib.import_module(f"{self.package or 'loragate.kinds.' + self.name}.pipeline").KIND
+
+
+KINDS: Registry[KindSpec] = Registry("task kind")
+
+
+def kind_of(name: str) -> Kind:
+    """The pipeline of the kind `name`; an unknown name answers with the close ones."""
+    return KINDS.get(name).pipeline()
+
+
+def card_checks(card: TaskCard) -> list[Check]:
+    """Every check a card's gates make for its kind (the kind adds its own: per class, for labels)."""
+    from loragate.gates.checks import checks_from
+
+    return checks_from(card.gates, kind_of(card.kind).checks(card.gates))

@@ -1,0 +1,553 @@
+"""The pytest plugin: options, markers, per-task parametrization, the session, the closing table.
+
+Registered by the `pytest11` entry point. Nothing heavy (torch, transformers) is imported at load time.
+
+Under pytest-xdist (`-n N`) one task's tests run on one worker (loragate.plugin.scheduling, --dist loadgroup by default),
+so each run is computed once; the workers hand their runs to the controller, which prints them and writes one
+report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import gc
+import os
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+import loragate.suites
+from loragate.card.options import OptionError, require_cuda, require_one_task, require_quantizable
+from loragate.card.overrides import OverrideError, apply_overrides, parse_override
+from loragate.card.settings import TIERS, TaskCard
+from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
+from loragate.plugin.session import GateSession
+from loragate.progress import terminal_progress
+from loragate.redact import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from xdist.workermanage import WorkerController
+
+pytest_plugins = ["loragate.fixtures.gate"]  # the fixtures the suites ask for, in any project that installs loragate
+
+SESSION = pytest.StashKey[GateSession]()
+HANDOVER = "loragate"  # a worker's GateSession.handover() in xdist's workeroutput
+GATE_MARKERS = {"smoke", "full"}
+SUITES = Path(loragate.suites.__file__).parent  # the gate's test modules: suites/, shipped as loragate.suites
+GATE_SELECTED = re.compile(r"\b(smoke|full)\b")  # a -m expression naming a gate marker
+
+
+class GateTally:
+    """Which gate tests (marked smoke or full) ran and why the others were skipped; under xdist the controller
+    sees every worker's reports. A run in which every gate test was skipped checked nothing."""
+
+    def __init__(self, session: GateSession) -> None:
+        self.session = session
+        self.ran: list[str] = []
+        self.skipped: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed or report.skipped or report.when == "call":  # each case's tests, for its verdict
+            self.session.record(report.nodeid, "failed" if report.failed else "skipped" if report.skipped else "passed")
+        if not GATE_MARKERS & set(report.keywords):
+            return
+        if report.skipped:
+            self.skipped.append(report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr))
+        elif report.when == "call":
+            self.ran.append(report.nodeid)
+
+    @property
+    def checked_nothing(self) -> bool:
+        return bool(self.skipped) and not self.ran
+
+
+GATE_TALLY = pytest.StashKey[GateTally]()
+SINGLE_TASK_OPTIONS = ("adapter", "baseline_adapter", "baseline_report", "data", "base_model")
+MARKERS = {
+    "smoke": "tiny tier: offline models and data, any CPU, minutes",
+    "full": "full tier: real models and data; needs --gpu",
+    "gpu": "needs CUDA; runs only with --gpu",
+    "benchmark": "throughput measurement with pytest-benchmark",
+}
+# Deprecations one library raises against another while the gate runs, which no user can act on: without these,
+# a user's gate printed 15 of them under every run
+THIRD_PARTY_WARNINGS = (
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",  # torch's own mkldnn module, via transformers
+    "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning",  # peft calling a renamed transformers 5 API
+)
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def parse_task(value: str) -> str:
+    """train_fixtures.py's --task, checked as parsed against the built-in tasks. The plugin's --task is checked in
+    pytest_configure instead, once the project's tasks are loaded (loragate.plugin.discovery)."""
+    from loragate.tasks import TASKS
+
+    if value not in TASKS:
+        raise argparse.ArgumentTypeError(TASKS.unknown_message(value))
+    return value
+
+
+def parse_base_model(value: str) -> str:
+    """An existing model directory, or a hub id. A mistyped path that looks like `dir/name` is refused here rather
+    than tried on the hub, which costs a minute of retries and ends in a message about connectivity."""
+    path = Path(value).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise argparse.ArgumentTypeError(f"{value} has no config.json: point --base-model at a model directory "
+                                             f"saved with save_pretrained")
+        return str(path.resolve())
+    reason = path_reason(value)
+    if reason is not None:
+        raise argparse.ArgumentTypeError(f"{value}: no such directory (a path, not a hub id: {reason}); point "
+                                         f"--base-model at a model directory saved with save_pretrained")
+    if not HUB_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an existing directory nor a hub id like "
+                                         f"'google/gemma-3-1b-it'")
+    return value
+
+
+def path_reason(value: str) -> str | None:
+    """Why `value` must be a local path rather than a hub id, or None where it may be either."""
+    if value.startswith((".", "/", "~")):
+        return f"it starts with {value[0]!r}"
+    parent = Path(value).parent
+    if parent != Path(".") and parent.is_dir():
+        return f"its directory {str(parent)!r} exists"
+    return None
+
+
+def parse_data(value: str) -> Path | str:
+    """An existing file (the task's real format) or directory (a Hugging Face dataset), or a hub dataset id."""
+    path = Path(value)
+    if path.exists():
+        return path.resolve()
+    if not HUB_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an existing file or directory nor a hub dataset id "
+                                         f"like 'stanfordnlp/sst2'")
+    return value
+
+
+def parse_adapter(value: str) -> Path:
+    path = Path(value)
+    if not (path / "adapter_config.json").is_file():
+        raise argparse.ArgumentTypeError(f"{value} has no adapter_config.json: point --adapter at a directory "
+                                         f"written by peft's save_pretrained")
+    return path.resolve()
+
+
+def parse_set(value: str) -> str:
+    """A --set's form (path.to.key=value, the value YAML), checked as parsed; its path and value are checked against
+    each task's card in pytest_configure, once the project's tasks are loaded."""
+    try:
+        parse_override(value)
+    except OverrideError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return value
+
+
+def parse_existing_path(value: str) -> Path:
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value} does not exist")
+    return path.resolve()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("loragate", "loragate release gate")
+    group.addoption("--gpu", action="store_true", help="run on CUDA in bf16 and enable the full tier")
+    group.addoption("--task", action="append", metavar="NAME",
+                    help="gate only this task (repeatable); default: the project's own tasks (its tasks directory, the "
+                    "loragate.tasks entry points), else the built-in ones")
+    group.addoption("--task-dir", action="append", type=Path, metavar="DIR",
+                    help="a directory of task modules to load (repeatable); default: the ini option loragate_tasks, "
+                         "else [tool.loragate] tasks in pyproject.toml")
+    group.addoption("--base-model", type=parse_base_model, metavar="ID|PATH",
+                    help="base model hub id or local directory instead of the card's")
+    group.addoption("--adapter", type=parse_adapter, metavar="PATH",
+                    help="gate this peft adapter directory instead of training one (needs one --task)")
+    group.addoption("--allow-foreign-adapter", action="store_true",
+                    help="gate an --adapter or --baseline-adapter whose manifest.json names another task or base model")
+    group.addoption("--baseline-adapter", type=parse_adapter, metavar="PATH",
+                    help="the last release's adapter: fail if a gated metric drops against it (needs one --task)")
+    group.addoption("--baseline-report", type=parse_existing_path, metavar="PATH",
+                    help="the last release's report.json instead of its adapter (needs one --task)")
+    group.addoption("--data", type=parse_data, metavar="PATH|ID",
+                    help="the task's data instead of the shipped data: a file in its real format, or a Hugging Face "
+                         "dataset (hub id or directory) whose train split is converted to it (needs one --task)")
+    group.addoption("--quantize", choices=["4bit", "8bit"], metavar="4bit|8bit",
+                    help="load causal bases through bitsandbytes: 4bit is QLoRA (NF4, double quantization), "
+                         "8bit is LLM.int8(); needs pip install 'loragate[quantize]'")
+    group.addoption("--export", type=Path, metavar="DIR",
+                    help="keep what the export checks wrote: DIR/<task>-<tier>/merged/ (merged safetensors) and, for "
+                         "Llama-architecture bases, DIR/<task>-<tier>/model.q8_0.gguf")
+    group.addoption("--set", action="append", type=parse_set, default=[], dest="overrides", metavar="PATH=VALUE",
+                    help="change a card value for this run, e.g. --set tiers.tiny.train.lr=1e-3 (repeatable; the value "
+                         "is read as YAML); it enters the adapter key where it decides the weights, and every report")
+    group.addoption("--constrain", action="store_true",
+                    help="decode under the output's grammar too (one of the labels, or JSON of the output schema), "
+                         "beside free decoding: both are reported side by side; the gates read the mode the card's "
+                         "eval.constrain declares")
+    group.addoption("--retrain", action="store_true", help="train adapters even when the store has them")
+    group.addoption("--report-dir", type=Path, default=Path("reports"), metavar="DIR",
+                    help="where reports/<run>/report.json and report.md go (default: reports)")
+    parser.addini("loragate_tasks", "the project's directory of task modules (like --task-dir), relative to the "
+                  "config file", default="")
+
+
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """`-n N` without `--dist` means `--dist loadgroup`, which loragate schedules by task (pytest_xdist_make_scheduler):
+    one task's tests on one worker, so its run is computed once (xdist's default, load, spreads them and every
+    worker computes the run). Added to the arguments rather than set on config.option: each worker parses the
+    same arguments again."""
+    known = early_config.known_args_namespace
+    if getattr(known, "numprocesses", None) and known.dist == "no" and not known.distload:
+        args.insert(0, "--dist=loadgroup")
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist it is never called
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Under `--dist loadgroup`, whole tasks to workers (loragate.plugin.scheduling); any other --dist is xdist's."""
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from loragate.plugin.scheduling import TaskScheduling
+
+    return TaskScheduling(config, gate_session(config).tasks, log)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, help_text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {help_text}")
+    for line in THIRD_PARTY_WARNINGS:
+        config.addinivalue_line("filterwarnings", line)
+    from loragate.tasks import TASKS, default_tasks, get_task
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # as loragate.training.distributed.launched(), without importing torch
+        raise pytest.UsageError(
+            "the gate runs as one process (several GPUs: pytest -n N --gpu, one task per GPU), not under torchrun or "
+            "accelerate launch, which would run every test once per process. Train the adapter data-parallel with "
+            "`torchrun --nproc_per_node N train_fixtures.py --task NAME --tier full --gpu`, then run pytest: it "
+            "loads that adapter from the store.")
+    rootdir = project_root(config)
+    try:
+        load_project_tasks(config, rootdir)
+    except DiscoveryError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    chosen = list(dict.fromkeys(config.getoption("task") or []))  # `--task iris --task iris` is one task
+    unknown = [name for name in chosen if name not in TASKS]
+    if unknown:
+        raise pytest.UsageError(f"--task: {TASKS.unknown_message(unknown[0])}")
+    tasks = chosen or default_tasks()
+    if config.getoption("baseline_adapter") and config.getoption("baseline_report"):
+        raise pytest.UsageError("--baseline-adapter and --baseline-report name the same thing: pass one")
+    quantize = config.getoption("quantize")
+    device = "cpu"
+    try:
+        require_one_task({flag: config.getoption(flag) for flag in SINGLE_TASK_OPTIONS}, chosen, TASKS.names())
+        if config.getoption("gpu"):
+            require_cuda()
+            import torch
+
+            device = worker_device(getattr(config, "workerinput", {}).get("workerid"), torch.cuda.device_count())
+        require_quantizable(quantize, tasks)
+        overrides = tuple(config.getoption("overrides"))
+        # each selected task's card must take them: a bad path or value stops the run here
+        cards = [apply_overrides(get_task(name).card, overrides) for name in tasks]
+        require_constrainable(cards, config.getoption("constrain"))
+    except (OptionError, OverrideError) as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    if not hasattr(config, "workerinput") and not config.getoption("help") and not config.getoption("collectonly"):
+        check_outputs(config, rootdir)
+    options = dict(  # RunOptions(**options), built on the first run: importing loragate.run.task_run loads torch
+        device=device,
+        base_model=config.getoption("base_model"),
+        adapter=config.getoption("adapter"),
+        baseline_adapter=config.getoption("baseline_adapter"),
+        baseline_report=config.getoption("baseline_report"),
+        data=config.getoption("data"),
+        retrain=config.getoption("retrain"),
+        allow_foreign_adapter=config.getoption("allow_foreign_adapter"),
+        quantize=quantize,
+        overrides=overrides,
+        constrain=config.getoption("constrain"),
+        store_root=rootdir / "adapters",
+        cache=rootdir / ".loragate",
+    )
+    config.stash[SESSION] = session = GateSession(options, list(tasks), rootdir / config.getoption("report_dir"))
+    config.stash[GATE_TALLY] = tally = GateTally(session)
+    config.pluginmanager.register(tally, "loragate-gate-tally")
+
+
+def require_constrainable(cards: list[TaskCard], flag: bool) -> None:
+    """Each card that will decode under its grammar (--constrain, or eval.constrain: schema in a tier) has a kind
+    that supports it and a grammar llguidance can enforce, checked before any model loads: an OptionError names
+    the task and kind, or gives the library's reason. Nothing is ever decoded free in a refused grammar's place."""
+    from loragate.run.decoding_modes import constrains
+
+    if not any(constrains(card, list(card.tiers), flag) for card in cards):
+        return  # before the imports: loragate.inference.grammar loads torch and llguidance
+    from loragate.inference.grammar import UnenforceableConstraint
+    from loragate.run.decoding_modes import task_constraint
+
+    for card in cards:
+        if constrains(card, list(card.tiers), flag):
+            try:
+                task_constraint(card)
+            except UnenforceableConstraint as exc:
+                raise OptionError(f"task {card.name}: constrained decoding refused: {exc}") from exc
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The runs' progress goes to pytest's terminal, which exists from here on (loragate.progress)."""
+    gate = session.config.stash.get(SESSION, None)
+    if gate is not None:
+        gate.progress = terminal_progress(session.config)
+
+
+def load_project_tasks(config: pytest.Config, rootdir: Path) -> None:
+    """The project's tasks beside the built-in ones, before --task is checked: the modules of --task-dir (else of the
+    ini option loragate_tasks, else of [tool.loragate] tasks), and the `loragate.tasks` entry points."""
+    load_entry_points()
+    dirs = config.getoption("task_dir")
+    if dirs:
+        for directory in dirs:
+            load_task_dir(Path(config.invocation_params.dir) / directory, "--task-dir")
+        return
+    configured = configured_task_dir(rootdir, config.getini("loragate_tasks"))
+    if configured is not None:
+        load_task_dir(*configured)
+
+
+def check_outputs(config: pytest.Config, rootdir: Path) -> None:
+    """What the run will write (report, store, export, the job summary), before any model loads: a place that
+    cannot be written is a usage error naming it, not a traceback after every test passed."""
+    from loragate.plugin.preflight import directory_problem, file_problem
+
+    places = [("--report-dir", rootdir / config.getoption("report_dir"), "pass --report-dir DIR somewhere writable"),
+              ("the adapter store", rootdir / "adapters", "run from a writable checkout of the project")]
+    if config.getoption("export") is not None:
+        places.append(("--export", rootdir / config.getoption("export"), "pass --export DIR somewhere writable"))
+    for what, path, fix in places:
+        problem = directory_problem(path)
+        if problem is not None:
+            raise pytest.UsageError(f"{what} {path}: {problem}; {fix}")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        problem = file_problem(Path(step_summary))
+        if problem is not None:
+            raise pytest.UsageError(f"GITHUB_STEP_SUMMARY={step_summary}: {problem}; point it at a writable file "
+                                    f"or unset it")
+
+
+def worker_device(worker_id: str | None, gpus: int) -> str:
+    """The CUDA device of this process: under pytest-xdist (`--gpu -n N`) worker gwK takes GPU K mod the GPU
+    count, so N tasks gate in parallel on N GPUs instead of all on cuda:0; without xdist, cuda:0."""
+    if worker_id is None:
+        return "cuda"
+    return f"cuda:{int(worker_id.removeprefix('gw')) % gpus}"
+
+
+PATH_OPTIONS = ("--report-dir", "--data", "--adapter", "--baseline-adapter", "--baseline-report", "--base-model")
+
+
+def project_root(config: pytest.Config) -> Path:
+    """Where adapters/, .loragate/ and reports/ live: beside pytest's config file, else where pytest was started.
+
+    Not config.rootpath: pytest picks its rootdir before plugins are loaded, so `--data /data/sst2.tsv` (two
+    arguments) looks like a test path to it: it roots the run at the common ancestor and may skip the project's
+    config file, and the adapter store would follow. Warned about, since the config's markers and warning
+    filters are lost too; `--data=/data/sst2.tsv` (one argument) avoids it."""
+    invoked = Path(config.invocation_params.dir)
+    if config.inipath is not None:
+        return Path(config.inipath).parent
+    args = list(config.invocation_params.args)
+    outside = [f"{flag} {args[i + 1]}" for i, flag in enumerate(args[:-1]) if flag in PATH_OPTIONS
+               and not (invoked / args[i + 1]).resolve().is_relative_to(invoked.resolve())]
+    if outside:
+        config.issue_config_time_warning(pytest.PytestConfigWarning(
+            f"pytest read no config file and rooted the run at {config.rootpath}: it takes the value of "
+            f"{outside[0]} for a test path. Write it as one argument ({outside[0].replace(' ', '=', 1)}) so pytest "
+            f"finds the project's config; loragate keeps adapters/ and reports/ under {invoked}"), stacklevel=2)
+    return invoked
+
+
+def gate_session(config: pytest.Config) -> GateSession:
+    return config.stash[SESSION]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`gate_case` -> (task, tier) for every selected task and tier; `task_name` -> every selected task. The ids
+    ("iris-tiny", "iris") are what the xdist scheduler groups by."""
+    tasks = gate_session(metafunc.config).tasks
+    if "gate_case" in metafunc.fixturenames:
+        marks = {"tiny": [pytest.mark.smoke], "full": [pytest.mark.full, pytest.mark.gpu]}
+        cases = [pytest.param((task, tier), id=f"{task}-{tier}", marks=marks[tier]) for task in tasks for tier in TIERS]
+        metafunc.parametrize("gate_case", cases, scope="session")
+    if "task_name" in metafunc.fixturenames:
+        metafunc.parametrize("task_name", tasks, scope="session")
+
+
+def inside_another_session() -> bool:
+    """Whether this session runs inside another one in this process (pytester's in-process runs): two of pytest's
+    session frames on the stack, whichever plugins the outer session loaded."""
+    frame, sessions = sys._getframe(), 0
+    while frame is not None:
+        sessions += frame.f_code.co_name == "wrap_session" and frame.f_globals.get("__name__") == "_pytest.main"
+        frame = frame.f_back
+    return sessions > 1
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection(session: pytest.Session) -> Generator[None, object, object]:
+    """Collecting the gate imports torch, transformers and peft: millions of objects that live as long as the
+    process. The collector's full passes over them while they load took 2-3 s of the smoke gate, and once more each
+    time the heap grew by a quarter. In a run whose -m names a gate marker, not inside another session, the collector
+    waits until collection ends; if gate tests were selected, what exists by then is left to the OS (gc.freeze), and
+    the collector goes on with what the run creates."""
+    quiet = (gc.isenabled() and GATE_SELECTED.search(session.config.option.markexpr or "") is not None
+             and not inside_another_session())
+    if quiet:
+        gc.disable()
+    try:
+        return (yield)
+    finally:
+        if quiet:
+            selected = getattr(session, "items", [])  # none where collection failed, or on xdist's controller
+            if any(item.get_closest_marker(marker) for item in selected for marker in GATE_MARKERS):
+                gc.freeze()
+            gc.enable()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m, -k, --deselect and --lf: they filter the gate's tests like any other
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`pytest -m smoke` or `-m full` runs the gate in any project: the suites shipped in suites join the
+    tests collected from testpaths or the current directory. Collected from the session, not added as a path: pytest
+    ignores paths inside a virtualenv, where loragate is usually installed, and names files outside the rootdir
+    oddly. Explicit paths (`pytest tests`) run as given, and a run that reached the suites itself (`pytest -m smoke`
+    started inside this repository's loragate/) does not collect them twice."""
+    if config.args_source == pytest.Config.ArgsSource.ARGS or not GATE_SELECTED.search(config.option.markexpr or ""):
+        return
+    if any(item.path.is_relative_to(SUITES) for item in items):
+        return
+    for path in sorted(SUITES.glob("test_*.py")):  # ids as in this repository's tree, wherever loragate is installed
+        module = pytest.Module.from_parent(session, path=path, nodeid=f"suites/{path.name}")
+        items.extend(session.genitems(module))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if not item.config.getoption("gpu") and (item.get_closest_marker("full") or item.get_closest_marker("gpu")):
+        pytest.skip("the full tier runs on a GPU: add --gpu (pytest -m full --gpu)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                               call: pytest.CallInfo) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failure's traceback and captured output with Hugging Face tokens masked, before anything prints them
+    or writes them to JUnit XML; a case that did not run shows its traceback once, then one line per test."""
+    report = yield
+    session = item.config.stash.get(SESSION, None)
+    if call.when == "setup" and call.excinfo is not None and session is not None:
+        line = session.repeated_failure(call.excinfo.value)
+        if line is not None:
+            report.longrepr = line
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if redact(text) != text:
+            report.longrepr = redact(text)
+    report.sections = [(name, redact(content)) for name, content in report.sections]
+    return report
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A gate test's JUnit properties (what record_property adds): task, tier, verdict, accuracy and macro F1
+    base/tuned/delta, so CI dashboards read the numbers without opening the report. Added at teardown, when
+    the session-scoped run exists; junitxml reads them from the teardown report."""
+    callspec = getattr(item, "callspec", None)
+    session = item.config.stash.get(SESSION, None)
+    if callspec is None or session is None or "gate_case" not in callspec.params:
+        return
+    run = session.runs.get(tuple(callspec.params["gate_case"]))
+    if run is None:
+        return
+    from loragate.report.writer import junit_properties
+
+    item.user_properties.extend(junit_properties(run))
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every gate test of a case, before -k, -m or --lf leave some out: a case's verdict needs them all to run."""
+    callspec = getattr(item, "callspec", None)
+    session = item.config.stash.get(SESSION, None)
+    if callspec is not None and session is not None and "gate_case" in callspec.params:
+        session.collected(item.nodeid, tuple(callspec.params["gate_case"]))
+
+
+@pytest.hookimpl(tryfirst=True)  # before --junitxml writes its file: the verdicts go in as suite properties
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker: hand the runs to the controller, which prints them and writes the one report.
+    Elsewhere: a run whose every gate test was skipped (`pytest -m full` without --gpu, say) checked nothing,
+    so it fails instead of passing with skips."""
+    gate = session.config.stash.get(SESSION, None)
+    if gate is not None and hasattr(session.config, "workeroutput"):
+        session.config.workeroutput[HANDOVER] = gate.handover()
+        return
+    tally = session.config.stash.get(GATE_TALLY, None)
+    if tally is not None and tally.checked_nothing and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if gate is None or not gate.has_results():
+        return
+    finished = gate.finish()
+    # pytest's last collections (unraisableexception's, at unconfigure: 1.3 s) and the interpreter's exit (2.2 s)
+    # walk the millions of objects torch, transformers and peft made; frozen once the report is written, they are
+    # left to the OS, as they are anyway. A session run inside another (pytester's in-process runs) freezes only at
+    # exit, once: freezing now would keep the garbage the outer test process makes later.
+    if not inside_another_session():
+        gc.freeze()
+    else:
+        atexit.unregister(gc.freeze)
+        atexit.register(gc.freeze)
+    xml = next((plugin for plugin in session.config.pluginmanager.get_plugins()  # --junitxml's LogXML
+                if hasattr(plugin, "add_global_property") and hasattr(plugin, "node_reporters")), None)
+    for run in finished.runs:
+        if xml is not None:
+            xml.add_global_property(f"loragate.gates.verdict.{run.task}.{run.tier}", run.verdict)
+    not_passed = [run for run in finished.runs if not run.passed]
+    if (not_passed or finished.errors) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist it is never called
+def pytest_testnodedown(node: WorkerController, error: object | None) -> None:
+    """On the xdist controller: keep what a finished worker handed over. A worker that crashed hands nothing
+    over; xdist reports the crash and fails the test it was running."""
+    if error is None:
+        gate_session(node.config).receive(node.gateway.id, node.workeroutput[HANDOVER])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    tally = config.stash.get(GATE_TALLY, None)
+    if tally is not None and tally.checked_nothing and not hasattr(config, "workerinput"):
+        terminalreporter.write_line(
+            f"loragate: FAILED: all {len(tally.skipped)} selected gate tests were skipped, so nothing was checked and "
+            f"this run cannot pass a release ({'; '.join(sorted(set(tally.skipped))[:3])})", red=True, bold=True)
+    session = config.stash.get(SESSION, None)
+    # an xdist worker's runs are the controller's to show: a worker writing them would make a partial report
+    if session is None or hasattr(config, "workerinput") or not session.has_results():
+        return
+    finished = session.finish()  # written at sessionfinish; computed here when a caller skipped that hook
+    terminalreporter.section("loragate: base vs tuned")
+    for run in finished.runs:
+        terminalreporter.write_line(redact(run.table))
+        terminalreporter.write_line("")
+    for line in finished.lines:
+        terminalreporter.write_line(redact(line))
+    if finished.report is not None:
+        terminalreporter.write_line(f"report: {finished.report / 'report.md'}")
+    for error in finished.errors:
+        terminalreporter.write_line(f"loragate: FAILED: {error}", red=True, bold=True)

@@ -1,0 +1,162 @@
+"""The gate session: one per pytest run, kept in config.stash; runs each (task, tier) once.
+
+Under pytest-xdist every process has its own session: the workers compute the runs and hand them over rendered
+(handover), the controller collects them (receive) and prints and writes them all (results)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loragate.card.settings import TIERS
+from loragate.gates.verdict import CaseTests
+from loragate.progress import SILENT, Progress, reporting
+from loragate.redact import redact
+
+if TYPE_CHECKING:  # heavy imports wait until a test asks for a run, so `pytest --help` stays fast
+    from loragate.report.writer import RenderedRun
+    from loragate.run.task_run import RunOptions, TaskRun
+
+
+@dataclass
+class GateSession:
+    option_values: dict[str, Any]  # RunOptions' fields; RunOptions itself waits for the first run (it imports torch)
+    tasks: list[str]
+    report_dir: Path
+    runs: dict[tuple[str, str], TaskRun] = field(default_factory=dict)
+    failures: dict[tuple[str, str], BaseException] = field(default_factory=dict)
+    worker_runs: list[tuple[str, RenderedRun]] = field(default_factory=list)  # (xdist worker id, run it computed)
+    worker_failures: list[str] = field(default_factory=list)  # the workers' "did not run" lines
+    finished: Finished | None = None  # what finish() wrote, once
+    tests: dict[tuple[str, str], CaseTests] = field(default_factory=dict)  # each case's gate tests (this process)
+    case_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # gate test node id -> its case
+    progress: Progress = SILENT  # what each run shows while it runs; the plugin sets pytest's at session start
+    failures_shown: set[tuple[str, str]] = field(default_factory=set)  # cases whose failure's traceback was printed
+
+    def collected(self, nodeid: str, case: tuple[str, str]) -> None:
+        """A gate test of `case` was collected: the case's verdict needs it to run."""
+        self.tests.setdefault(case, CaseTests()).collected.append(nodeid)
+        self.case_of[nodeid] = case
+
+    def record(self, nodeid: str, outcome: str) -> None:
+        if nodeid in self.case_of:
+            self.tests[self.case_of[nodeid]].record(nodeid, outcome)
+
+    def with_tests(self, run: TaskRun) -> TaskRun:
+        """`run` with its case's gate tests attached, for the verdict, just before it is rendered."""
+        run.tests = self.tests.get((run.task.card.name, run.tier))
+        return run
+
+    @cached_property
+    def options(self) -> RunOptions:
+        from loragate.run.task_run import RunOptions
+
+        return RunOptions(**self.option_values)
+
+    def run(self, task: str, tier: str) -> TaskRun:
+        """The run of `task` at `tier`, computed on first request; a failure is re-raised, not retried."""
+        key = (task, tier)
+        if key in self.failures:
+            raise self.failures[key]
+        if key not in self.runs:
+            from loragate.run.task_run import run_task
+
+            try:
+                with reporting(self.progress), self.progress.case(f"{task}/{tier}"):
+                    self.runs[key] = run_task(task, tier, self.options)  # type: ignore[arg-type]
+            except Exception as exc:
+                self.failures[key] = exc
+                raise
+        return self.runs[key]
+
+    def repeated_failure(self, error: BaseException) -> str | None:
+        """One line for a gate test whose case did not run, where an earlier test already showed the traceback:
+        pytest re-raises a session fixture's error in every test that uses it, so a bad --data file printed the same
+        traceback 18 times. None for the first test of the case, and for an error that is not a run's failure."""
+        for case, failure in self.failures.items():
+            if failure is error:
+                if case not in self.failures_shown:
+                    self.failures_shown.add(case)
+                    return None
+                return (f"{case[0]}/{case[1]} did not run: {type(error).__name__}: {error} (the traceback is under "
+                        f"this case's first error)")
+        return None
+
+    def failure_lines(self) -> list[str]:
+        return [f"{task}/{tier}: did not run: {type(exc).__name__}: {exc}"
+                for (task, tier), exc in self.failures.items()]
+
+    def has_results(self) -> bool:
+        return bool(self.runs or self.failures or self.worker_runs or self.worker_failures)
+
+    def handover(self) -> dict[str, list]:
+        """On an xdist worker: its runs rendered and its failures as text, builtins only, for xdist's workeroutput
+        (exceptions and models do not cross processes)."""
+        from loragate.report.writer import render_or_explain
+
+        return {"runs": [render_or_explain(self.with_tests(run)).to_builtins() for run in self.runs.values()],
+                "failures": self.failure_lines()}
+
+    def receive(self, worker: str, handover: dict[str, list]) -> None:
+        """On the xdist controller: keep what `worker` handed over."""
+        from loragate.report.writer import RenderedRun
+
+        self.worker_runs += [(worker, RenderedRun.from_builtins(run)) for run in handover["runs"]]
+        self.worker_failures += handover["failures"]
+
+    def results(self) -> tuple[list[RenderedRun], list[str]]:
+        """Every run once, rendered (the workers' in task order), and the lines printed below their tables: what
+        did not run, and any run that more than one worker computed (the report keeps the first)."""
+        from loragate.report.writer import render_or_explain
+
+        rendered = [render_or_explain(self.with_tests(run)) for run in self.runs.values()]
+        workers: dict[str, list[str]] = {}  # run name -> the workers that computed it
+        order = [(task, tier) for task in self.tasks for tier in TIERS]
+        for worker, run in sorted(self.worker_runs, key=lambda pair: order.index((pair[1].task, pair[1].tier))):
+            if run.name not in workers:
+                rendered.append(run)
+            workers.setdefault(run.name, []).append(worker)
+        repeated = [f"{name}: computed by {len(ids)} workers ({', '.join(ids)}), the report keeps {ids[0]}'s; "
+                    f"keep each task on one worker with --dist loadgroup (loragate's default with -n)"
+                    for name, ids in workers.items() if len(ids) > 1]
+        return rendered, [*self.failure_lines(), *dict.fromkeys(self.worker_failures), *repeated]
+
+    def finish(self) -> Finished:
+        """Render every run, write reports/<run>/ and append to $GITHUB_STEP_SUMMARY, once. Nothing here raises:
+        a run that could not be rendered keeps its table line and fails; a report or summary that could not be
+        written is an error the plugin prints and fails the session on, after every table was shown."""
+        if self.finished is not None:
+            return self.finished
+        from loragate.report.writer import write_rendered
+
+        runs, lines = self.results()
+        errors = [run.render_error for run in runs if run.render_error]
+        report = None
+        if runs:
+            try:
+                report = write_rendered(runs, self.report_dir)
+            except Exception as exc:  # noqa: BLE001 - shown to the user and fails the run; the tables are kept
+                errors.append(f"the report could not be written to {self.report_dir}: {type(exc).__name__}: {exc}")
+        step_summary = os.environ.get("GITHUB_STEP_SUMMARY")  # set by GitHub Actions: the job's summary page
+        if report is not None and step_summary:
+            try:
+                with open(step_summary, "a", encoding="utf-8") as handle:
+                    handle.write((report / "summary.md").read_text(encoding="utf-8"))
+            except OSError as exc:
+                errors.append(f"GITHUB_STEP_SUMMARY={step_summary} could not be written: {exc}")
+        self.finished = Finished(runs, lines, report, [redact(error) for error in errors])
+        return self.finished
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The end of a gate session: every run rendered, the lines under the tables, where the report went, and
+    what could not be rendered or written (each fails the session)."""
+
+    runs: list[RenderedRun]
+    lines: list[str]
+    report: Path | None
+    errors: list[str]

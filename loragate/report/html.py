@@ -1,0 +1,189 @@
+"""report.html: one self-contained page (inline CSS, SVG figures as data URIs, no script, nothing fetched) whose every
+cell of model output is escaped."""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import TYPE_CHECKING
+
+from loragate.kinds import kind_of
+from loragate.metrics.plots import Plot
+from loragate.report.rows import (
+    GatedMetric,
+    base_label,
+    constant_line,
+    gate_text,
+    mode_section,
+    notes,
+    partial_reasons,
+    requirement,
+    shown,
+    table_rows,
+)
+
+if TYPE_CHECKING:
+    from loragate.report.writer import RenderedRun
+    from loragate.run.task_run import TaskRun
+
+
+MAX_EXAMPLES = 200  # rows per example table in report.html; report.json holds every example
+# Inline CSS only, and a policy that forbids scripts and any request: the page is one file that works offline,
+# and model output, even if it were not escaped, could not run or fetch anything.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+CSS = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1a202c; max-width: 1100px;
+       margin: 24px auto; padding: 0 16px; }
+h1 { font-size: 22px; } h3 { font-size: 15px; margin: 22px 0 6px; }
+h2 { font-size: 18px; border-bottom: 1px solid #cbd5e0; padding-bottom: 4px; margin-top: 36px; }
+table { border-collapse: collapse; margin: 6px 0; }
+th, td { border: 1px solid #e2e8f0; padding: 3px 10px; text-align: left; vertical-align: top; }
+th { background: #f7fafc; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.sub td:first-child { padding-left: 28px; color: #4a5568; }
+.badge { display: inline-block; padding: 0 8px; border-radius: 4px; color: #fff; font-weight: 600; font-size: 13px; }
+.pass { background: #2f855a; } .fail { background: #c53030; } .partial { background: #b7791f; }
+.up { color: #2f855a; } .down { color: #c53030; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; margin: 8px 0; }
+dt { color: #4a5568; } dd { margin: 0; }
+code { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; white-space: pre-wrap; word-break: break-all; }
+figure { margin: 10px 0 22px; } figure img { max-width: 100%; height: auto; border: 1px solid #e2e8f0; }
+figcaption { color: #4a5568; font-size: 13px; }
+"""
+
+
+NUMERIC = ' class="num"'
+
+
+def badge(verdict: bool | str) -> str:
+    """PASS, FAIL or PARTIAL (a verdict), or a gate's pass/fail (a bool)."""
+    status = verdict if isinstance(verdict, str) else "PASS" if verdict else "FAIL"
+    return f'<span class="badge {status.lower()}">{status}</span>'
+
+
+def code(text: str) -> str:
+    """Model output as its Python repr, so whitespace and newlines show; escaped, never interpreted."""
+    return f"<code>{html.escape(repr(text))}</code>"
+
+
+def html_table(header: list[str], rows: list[list[str]], numeric: frozenset[int] = frozenset(),
+               trusted: frozenset[int] = frozenset(), row_classes: list[str] | None = None) -> str:
+    """Every cell is escaped except the `trusted` columns, which hold markup this module built (badge, code)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for index, row in enumerate(rows):
+        cells = "".join(f"<td{NUMERIC if col in numeric else ''}>{cell if col in trusted else html.escape(cell)}</td>"
+                        for col, cell in enumerate(row))
+        css = f' class="{row_classes[index]}"' if row_classes and row_classes[index] else ""
+        body.append(f"<tr{css}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def delta_cell(delta: str) -> str:
+    """A delta coloured by its sign; a cell that is no number ("n/a": the metric is unavailable) as it is."""
+    try:
+        value = float(delta)
+    except ValueError:
+        return html.escape(delta)
+    direction = "up" if value > 0 else "down" if value < 0 else ""
+    return f'<span class="{direction}">{html.escape(delta)}</span>' if direction else html.escape(delta)
+
+
+def capped(rows: list[list[str]], what: str) -> tuple[list[list[str]], str]:
+    if len(rows) <= MAX_EXAMPLES:
+        return rows, ""
+    return rows[:MAX_EXAMPLES], f"<p>First {MAX_EXAMPLES} of {len(rows)} {what}; report.json lists them all.</p>"
+
+
+def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str:
+    """One task run: headline, base-vs-tuned table, gates with their evidence, figures, failing examples."""
+    e = html.escape
+    manifest = run.manifest
+    facts = [("base", f"{base_label(run)} (fingerprint {run.base.fingerprint[:12]}, {run.base.parameters:,} parameters)"),
+             ("adapter", shown(run.adapter_dir) + (f" (key {manifest.key}, seed {manifest.seed}, "
+                                                   f"sha256 {manifest.adapter_sha256[:12]})" if manifest else "")),
+             ("trained this run", "yes" if run.trained is not None else "no"),
+             ("test examples", str(run.tuned_metrics.n)),
+             ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a"),
+             ("trivial predictor", constant_line(run).removeprefix("trivial predictor, ")),
+             *(("note", note) for note in notes(run))]
+    rows = table_rows(run)
+    metrics = html_table(["metric", "base", "tuned", "delta"],
+                         [[m.strip(), b, t, delta_cell(d)] for m, b, t, d in rows], numeric=frozenset({1, 2, 3}),
+                         trusted=frozenset({3}), row_classes=["sub" if m.startswith("  ") else "" for m, *_ in rows])
+    intervals = html_table(
+        ["gate", "reference", "tuned", "delta", "CI", "required", "result"],
+        [[g.check, f"{g.reference:.3f}", f"{g.tuned:.3f}", f"{g.delta:+.3f}",
+          f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}]", requirement(g), badge(g.passed)] for g in gated],
+        numeric=frozenset({1, 2, 3, 4}), trusted=frozenset({6}))
+    gates = html_table(["result", "gate", "finding or evidence"],
+                       [[badge(r.passed), r.check, gate_text(r) or "-"] for r in run.gates], trusted=frozenset({0}))
+    images = "".join(f'<figure><img src="data:image/svg+xml;base64,{base64.b64encode(p.svg.encode()).decode()}" '
+                     f'alt="{e(p.file)}"><figcaption>{e(p.file)}: {e(p.caption)}</figcaption></figure>'
+                     for p in figures)
+    all_invalid = [[i, code(out), reason] for i, out, reason in run.tuned_predictions.invalid()]
+    invalid, invalid_note = capped(all_invalid, "invalid outputs")
+    return f"""
+<section>
+<h2>{e(run.name)} {badge(run.verdict.status)}</h2>
+{"".join(f"<p>{e(reason)}</p>" for reason in partial_reasons(run))}
+<dl>{''.join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)}</dl>
+<h3>Base vs tuned</h3>
+{metrics}
+{modes_html(run)}
+<h3>Gated metrics: paired-bootstrap confidence intervals</h3>
+{intervals}
+<h3>Gates</h3>
+{gates}
+<h3>Figures</h3>
+{images}{"" if manifest and manifest.loss_curve else "<p>No loss curve: the adapter has no loragate manifest.</p>"}
+<h3>Tuned outputs that did not parse ({len(all_invalid)})</h3>
+{html_table(["id", "raw output", "reason"], invalid, trusted=frozenset({1})) + invalid_note if invalid
+ else "<p>Every tuned output parsed.</p>"}
+{wrong_examples(run)}
+</section>"""
+
+
+def modes_html(run: TaskRun) -> str:
+    """The free-vs-constrained table, where the run decoded both ways."""
+    section = mode_section(run)
+    if section is None:
+        return ""
+    title, header, rows = section
+    return f"<h3>{html.escape(title)}</h3>\n" + html_table(header, rows, numeric=frozenset(range(1, len(header))))
+
+
+def wrong_examples(run: TaskRun) -> str:
+    """The kind's table of examples to read: the misclassified ones, or the tuned answers worst first beside
+    base's and the references. Raw model text is shown escaped, as code."""
+    table = kind_of(run.task.card.kind).examples_table(run)
+    rows = [[code(cell) if col in table.text_columns else cell for col, cell in enumerate(row)] for row in table.rows]
+    shown_rows, note = capped(rows, "examples")
+    if not shown_rows:
+        return f"<h3>{html.escape(table.title)}</h3>\n<p>{html.escape(table.empty)}</p>"
+    return (f"<h3>{html.escape(table.title)}</h3>\n"
+            + html_table(table.header, shown_rows, numeric=table.numeric_columns, trusted=table.text_columns) + note)
+
+
+def html_page(runs: list[RenderedRun], stamp: str) -> str:
+    """report.html: one self-contained file (inline CSS, SVG figures as data URIs, no script, no external request)."""
+    overall = "PASS" if all(run.passed for run in runs) else "FAIL" if any(run.verdict == "FAIL" for run in runs) \
+        else "PARTIAL"
+    body = "".join(run.html for run in runs)
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>loragate report {html.escape(stamp)}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<h1>loragate report {badge(overall)}</h1>
+<p>Run {html.escape(stamp)}: {len(runs)} task run{'s' if len(runs) != 1 else ''},
+{', '.join(html.escape(run.name) for run in runs)}.</p>
+{body}
+</body>
+</html>
+"""

@@ -1,0 +1,278 @@
+"""The base-vs-tuned table people read, and reports/<run>/ written atomically: report.json (numbers and
+per-example predictions, reusable as a baseline), report.md, report.html (self-contained), summary.md (for a
+GitHub job summary) and the figures as SVG files.
+
+Each run is first rendered into plain data (RenderedRun), then the files are assembled from the renderings: under
+pytest-xdist the workers render their runs and the controller writes one report of all of them."""
+
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loragate.atomic import atomic_dir
+from loragate.kinds import kind_of
+from loragate.metrics import plots
+from loragate.metrics.plots import Plot
+from loragate.redact import redact
+from loragate.report.html import badge, html_page, html_run
+from loragate.report.rows import (
+    GatedMetric,
+    base_label,
+    constant_line,
+    gate_text,
+    gated_metrics,
+    gated_mode,
+    headline,
+    metric_values,
+    mode_section,
+    notes,
+    partial_reasons,
+    requirement,
+    shown,
+    table_rows,
+    text_table,
+)
+
+if TYPE_CHECKING:  # loragate.run.task_run loads torch and transformers: an xdist controller only assembles renderings
+    from loragate.run.task_run import TaskRun
+
+def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
+    """The run's part of report.md, with its figures (SVG file names beside it) as images."""
+    parts = [f"## {headline(run)}", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
+    parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d in table_rows(run)]
+    parts += ["", constant_line(run)]
+    section = mode_section(run)
+    if section is not None:
+        title, header, rows = section
+        parts += ["", f"**{title}**", "", f"| {' | '.join(header)} |", "|---|" + "---:|" * (len(header) - 1)]
+        parts += [f"| {' | '.join(row)} |" for row in rows]
+    parts += ["", *[f"- {'PASS' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
+                    for r in run.gates]]
+    parts += [f"- note: {note}" for note in notes(run)]
+    parts += [f"- **PARTIAL**: {reason}" for reason in partial_reasons(run)]
+    invalid = run.tuned_predictions.invalid()
+    if invalid:
+        parts += ["", "Tuned outputs that did not parse:", ""]
+        parts += [f"- `{example_id}`: {output!r} ({reason})" for example_id, output, reason in invalid]
+    parts += ["", *[f"![{name}]({name})" for name in figure_files]]
+    parts.append("")
+    return "\n".join(parts)
+
+
+def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
+    """The run's compact table in summary.md (for $GITHUB_STEP_SUMMARY): verdict, gated metrics with CIs,
+    failed gates."""
+    failed = [r for r in run.gates if not r.passed]
+    parts = [f"### {run.name}: {run.verdict.status}", "",
+             f"base `{base_label(run)}`, adapter `{shown(run.adapter_dir)}`, n={run.tuned_metrics.n}", "",
+             constant_line(run), "",
+             "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
+    parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "
+              f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}] | {requirement(g)} | "
+              f"{'PASS' if g.passed else '**FAIL**'} |" for g in intervals]
+    parts.append("")
+    if failed:
+        parts += [f"- **FAIL** {r.check}: {r.finding}" for r in failed]
+    else:
+        parts.append(f"All {len(run.gates)} gates passed.")
+    parts += [f"- **{run.verdict.status}**: {reason}" for reason in run.verdict.reasons
+              if reason.startswith("gate test failed") or run.verdict.status == "PARTIAL"]
+    parts += [f"- note: {note}" for note in notes(run)]
+    parts.append("")
+    return "\n".join(parts)
+
+
+def predictions_json(run: TaskRun) -> list[dict]:
+    """Per example: what the kind records (gold, base and tuned label, None where the output did not parse; or the
+    references and each per-example score) and both raw outputs, so a later run can compare against this report."""
+    base, tuned = run.base_predictions, run.tuned_predictions
+    if base.ids != tuned.ids:
+        raise ValueError(f"{run.name}: base and tuned predictions cover different examples; cannot pair them")
+    return [{"id": i, **record, "base_output": base_out, "tuned_output": tuned_out}
+            for i, record, base_out, tuned_out in zip(tuned.ids, kind_of(run.task.card.kind).example_records(run),
+                                                      base.outputs, tuned.outputs)]
+
+
+def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
+    return {
+        "task": run.task.card.name,
+        "tier": run.tier,
+        "passed": run.verdict.passed,
+        "verdict": run.verdict.status,
+        "verdict_reasons": list(run.verdict.reasons),
+        "base": {"name": run.base.name, "quantization": run.base.quantization, "fingerprint": run.base.fingerprint,
+                 "parameters": run.base.parameters,
+                 "pad_policy": run.base.pad_policy},
+        "adapter": {"dir": str(run.adapter_dir) if run.adapter_dir else None,
+                    "key": run.manifest.key if run.manifest else None, "trained_this_run": run.trained is not None,
+                    "sha256": run.manifest.adapter_sha256 if run.manifest else None},
+        "data_hash": run.splits.data_hash(),
+        "overrides": list(run.overrides),
+        "inputs": run.inputs.to_json() if run.inputs else None,
+        "ceiling": run.ceiling,
+        "decoding": run.decoding,
+        "metrics": {"base": run.base_metrics.to_json(), "tuned": run.tuned_metrics.to_json()},
+        "constrained": constrained_json(run),
+        "trivial_predictor": {"name": run.constant.name, "metrics": metric_values(run.constant_metrics)},
+        "subgroups": [{"name": group.name, "n": group.n, "base": metric_values(group.base),
+                       "tuned": metric_values(group.tuned)} for group in run.subgroups],
+        "gated": [asdict(row) for row in intervals],
+        "gates": [{"check": r.check, "passed": r.passed, "finding": r.finding, "evidence": r.evidence}
+                  for r in run.gates],
+        "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
+        "predictions": predictions_json(run),
+        "throughput": {"tuned_examples_per_s": len(run.tuned_predictions.ids) / run.tuned_predictions.seconds},
+        "eval_batch_size": {"card": run.tuned_predictions.card_batch_size, "base": run.base_predictions.batch_size,
+                            "tuned": run.tuned_predictions.batch_size},
+        "notes": notes(run),
+        "seconds": run.seconds,
+    }
+
+
+def constrained_json(run: TaskRun) -> dict | None:
+    """Where the run decoded both ways: every metric of base and tuned in each mode, which mode the gates read, the
+    tuned model's paired deltas free -> constrained, and the reported mode's per-example outputs (the gated mode's
+    are under "predictions"). None where the run decoded free only."""
+    if run.reported is None:
+        return None
+    reported = run.reported
+    modes = {mode.mode: mode for mode in (gated_mode(run), reported)}
+    return {
+        "constraint": run.constraint.what,
+        "gated": run.decoding,
+        **{name: {"base": metric_values(mode.base_metrics), "tuned": metric_values(mode.tuned_metrics)}
+           for name, mode in sorted(modes.items())},
+        "tuned_deltas": [asdict(row) for row in run.mode_deltas],
+        "reported_metrics": {"base": reported.base_metrics.to_json(), "tuned": reported.tuned_metrics.to_json()},
+        "reported_outputs": [{"id": i, "base_output": b, "tuned_output": t, "tuned_valid": p.valid} for i, b, t, p in
+                             zip(reported.tuned_predictions.ids, reported.base_predictions.outputs,
+                                 reported.tuned_predictions.outputs, reported.tuned_predictions.parsed)],
+    }
+
+
+def run_plots(run: TaskRun) -> list[Plot]:
+    """The kind's figures (confusion matrices and per-class bars for labels) and, when the adapter has a loragate
+    manifest, the loss curve."""
+    prefix = f"{run.task.card.name}-{run.tier}"
+    result = kind_of(run.task.card.kind).figures(run, prefix)
+    curve = run.manifest.loss_curve if run.manifest else None
+    if curve:
+        eval_loss = run.manifest.metrics_at_train.get("eval_loss")
+        result.append(Plot(f"{prefix}-loss.svg", "Training loss per optimizer step (from the adapter's manifest), "
+                           "perplexity on the right axis; the dots are the eval split's loss while and after training.",
+                           plots.loss_svg(curve, eval_loss, run.manifest.eval_curve)))
+    return result
+
+
+def junit_properties(run: TaskRun) -> list[tuple[str, object]]:
+    """What the JUnit XML carries for each test of this run: task, tier, whether the card's gates passed, and the
+    card's gated metrics. The verdict, known only once every test ran, is a suite property (`loragate.gates.verdict.*`)."""
+    properties: list[tuple[str, object]] = [("loragate.task", run.task.card.name), ("loragate.tier", run.tier),
+                                            ("loragate.card_gates", "PASS" if run.passed else "FAIL")]
+    unavailable = run.tuned_metrics.unavailable
+    for metric in run.task.card.gates.min_delta:
+        if metric in unavailable:
+            properties.append((f"loragate.{metric}.unavailable", unavailable[metric]))
+            continue
+        base, tuned = run.base_metrics.value(metric), run.tuned_metrics.value(metric)
+        properties += [(f"loragate.{metric}.base", round(base, 6)), (f"loragate.{metric}.tuned", round(tuned, 6)),
+                       (f"loragate.{metric}.delta", round(tuned - base, 6))]
+    return properties
+
+
+@dataclass(frozen=True)
+class RenderedRun:
+    """One run's part of each report file and its terminal table, as plain data: a pytest-xdist worker renders
+    its runs and hands them to the controller (execnet carries only builtins), which writes one report of all."""
+
+    task: str
+    tier: str
+    verdict: str  # PASS, FAIL or PARTIAL (loragate.gates.verdict)
+    table: str  # text_table: what the terminal shows
+    json: dict[str, Any]  # the run's entry in report.json, through JSON and back: builtins only
+    markdown: str  # its section of report.md
+    html: str  # its section of report.html
+    summary: str  # its section of summary.md
+    plots: tuple[Plot, ...]
+    render_error: str | None = None  # why this run could not be rendered (then it fails)
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}/{self.tier}"
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "PASS"
+
+    def to_builtins(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_builtins(cls, data: dict[str, Any]) -> RenderedRun:
+        return cls(**{**data, "plots": tuple(Plot(**plot) for plot in data["plots"])})
+
+
+def render(run: TaskRun) -> RenderedRun:
+    """Everything the report files and the terminal need from `run`, computed once."""
+    intervals = gated_metrics(run)
+    figures = run_plots(run)
+    return RenderedRun(task=run.task.card.name, tier=run.tier, verdict=run.verdict.status, table=text_table(run),
+                       json=json.loads(json.dumps(run_json(run, intervals))),  # numpy floats become floats
+                       markdown=markdown_section(run, [plot.file for plot in figures]),
+                       html=html_run(run, intervals, figures), summary=summary_section(run, intervals),
+                       plots=tuple(figures))
+
+
+def render_or_explain(run: TaskRun) -> RenderedRun:
+    """`render(run)`, or where rendering raised, a FAIL entry that names the error: one run's broken rendering
+    must cost neither the other runs' reports nor the session's verdict."""
+    try:
+        return render(run)
+    except Exception as exc:  # noqa: BLE001 - reported in every file and failing the run, never swallowed
+        error = f"{run.name}: FAIL  its report could not be rendered: {type(exc).__name__}: {exc}"
+        section = f"## {run.name}: FAIL\n\n{error}\n"
+        return RenderedRun(task=run.task.card.name, tier=run.tier, verdict="FAIL", table=error,
+                           json={"task": run.task.card.name, "tier": run.tier, "passed": False, "render_error": error},
+                           markdown=section, html=f"<section><h2>{html.escape(run.name)} {badge(False)}</h2>"
+                                                  f"<p>{html.escape(error)}</p></section>",
+                           summary=section.replace("## ", "### ", 1), plots=(), render_error=error)
+
+
+def write_report(runs: list[TaskRun], report_dir: Path) -> Path:
+    """reports/<UTC time>/ for `runs`: see write_rendered."""
+    return write_rendered([render(run) for run in runs], report_dir)
+
+
+def source_state() -> dict[str, str | bool | None]:
+    """The git commit the run was made from, and whether tracked files differed from it (untracked files, such
+    as freshly trained adapters, do not count): a report made from uncommitted code cannot be a release's
+    baseline. None where this is not a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": git("status", "--porcelain", "--untracked-files=no") != ""}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def write_rendered(runs: list[RenderedRun], report_dir: Path) -> Path:
+    """reports/<UTC time>/ with report.json, report.md, report.html, summary.md and the SVG figures, renamed into
+    place together."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    with atomic_dir(report_dir / stamp) as staged:
+        tmp = staged.path
+        for plot in (plot for run in runs for plot in run.plots):
+            (tmp / plot.file).write_text(plot.svg)
+        report = {"source": source_state(), "runs": [run.json for run in runs]}
+        (tmp / "report.json").write_text(redact(json.dumps(report, indent=2) + "\n"))
+        (tmp / "report.md").write_text(redact("\n".join(["# loragate report", "", *(run.markdown for run in runs)])))
+        (tmp / "report.html").write_text(redact(html_page(runs, stamp)))
+        (tmp / "summary.md").write_text(redact("\n".join(["## loragate", "", *(run.summary for run in runs)])))
+    return report_dir / stamp
