@@ -38,7 +38,8 @@ from loragate.run.task_run import (
     prepare_base,
 )
 from loragate.tasks import TASKS, get_task
-from loragate.training.lora import distributed, seed_everything
+from loragate.training import distributed
+from loragate.training.lora import seed_everything
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ import torch
 import torch.distributed as dist
 
 from loragate.card.settings import TrainSettings
-from loragate.training.lora import TrainingDiverged, distributed, train_features
+from loragate.training import distributed
+from loragate.training.lora import TrainingDiverged, train_features
 
 SETTINGS = TrainSettings(epochs=2, batch_size=1, grad_accum=4, lr=1e-2, seed=0)  # iris full: 1 row x 8 micro-batches
 

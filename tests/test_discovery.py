@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from loragate.plugin import discovery
 from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
-from loragate.plugin.hooks import discovery
 from loragate.tasks import CARDS_DIR, TASKS
 
 FLOWERS = '''

@@ -13,8 +13,8 @@ from test_baseline import committed_adapter, zeroed_copy
 from loragate.data.examples import Example, Splits
 from loragate.gates.checks import leakage_gate
 from loragate.report.writer import text_table
+from loragate.run import task_run as run_module
 from loragate.run.task_run import PROBE, RunOptions, run_task
-from loragate.run.task_run import task_run as run_module
 from loragate.suites.test_parameters import test_disable_adapter_reproduces_base_exactly as disabled_adapter_check
 from loragate.tasks import get_task
 

@@ -12,8 +12,8 @@ import torch
 from pydantic import ValidationError
 
 from loragate.card.settings import LoraSettings, TrainSettings
+from loragate.store import adapters as store
 from loragate.store.adapters import adapter_key
-from loragate.store.adapters import adapters as store
 from loragate.training.distributed import Ranks
 from loragate.training.lora import (
     IGNORE,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loragate.plugin.hooks import preflight
+from loragate.plugin import preflight
 
 
 def test_a_missing_directory_under_a_writable_one_is_fine_and_nothing_is_created(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from loragate.metrics.scores import text as tm
+from loragate.metrics import text as tm
 from loragate.metrics.text import (
     MetricUnavailable,
     corpus_bleu,

@@ -71,7 +71,7 @@ def test_a_run_of_one_gate_test_is_partial_everywhere(tmp_path: Path) -> None:
     assert "iris/tiny: PARTIAL" in (report / "report.md").read_text()
     assert 'class="badge partial">PARTIAL' in (report / "report.html").read_text()
     properties = {p.get("name"): p.get("value") for p in ET.parse(tmp_path / "junit.xml").iter("property")}
-    assert properties["loragate.gates.verdict.iris.tiny"] == "PARTIAL"
+    assert properties["loragate.verdict.iris.tiny"] == "PARTIAL"
 
 
 def test_a_failing_gate_test_fails_the_report_too(tmp_path: Path) -> None:

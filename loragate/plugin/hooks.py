@@ -516,7 +516,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                 if hasattr(plugin, "add_global_property") and hasattr(plugin, "node_reporters")), None)
     for run in finished.runs:
         if xml is not None:
-            xml.add_global_property(f"loragate.gates.verdict.{run.task}.{run.tier}", run.verdict)
+            xml.add_global_property(f"loragate.verdict.{run.task}.{run.tier}", run.verdict)
     not_passed = [run for run in finished.runs if not run.passed]
     if (not_passed or finished.errors) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
