@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from loragate.gates.checks import ClassDrop, ClassFloor, Floor, MetricDelta, run_gates
-from loragate.kinds import KINDS, card_checks
-from loragate.kinds.structured_output.checks import FieldDrop, FieldFloor
+from loragate.gates.checks import Floor, MetricDelta, run_gates
+from loragate.gates.per_key import KeyDrop, KeyFloor
+from loragate.kinds import card_checks
 from loragate.metrics.scores import metrics_from_confusion
 from loragate.tasks import get_task
 
 
-def findings(task_run, kind: type) -> list[str]:
-    names = {check.name for check in card_checks(task_run.task.card) if isinstance(check, kind)}
+def findings(task_run, check_type: type) -> list[str]:
+    names = {check.name for check in card_checks(task_run.task.card) if isinstance(check, check_type)}
     return [f"{task_run.name}: {r.finding}" for r in task_run.gates if r.check in names and not r.passed]
 
 
@@ -36,38 +36,31 @@ def test_every_subgroup_holds(task_run) -> None:
     assert not failed, "\n".join(failed)
 
 
-def per_class(task_run) -> None:
-    if not KINDS.get(task_run.task.card.kind).labels:
-        pytest.skip(f"{task_run.name}: {task_run.task.card.kind} has no classes")
+def per_key(task_run, check: type, what: str) -> list[str]:
+    """The failed findings of the card's per-key `check` (KeyDrop, KeyFloor) over the kind's `what` keys (class,
+    field); the test does not apply where the kind has no such keys."""
+    if not any(isinstance(c, check) and c.what == what for c in card_checks(task_run.task.card)):
+        pytest.skip(f"{task_run.name}: {task_run.task.card.kind} has no {what} scores to gate")
+    return findings(task_run, check)
 
 
 def test_no_class_regresses_against_base(task_run) -> None:
-    per_class(task_run)
-    failed = findings(task_run, ClassDrop)
+    failed = per_key(task_run, KeyDrop, "class")
     assert not failed, "\n".join(failed)
 
 
 def test_every_class_reaches_its_floor(task_run) -> None:
-    per_class(task_run)
-    failed = findings(task_run, ClassFloor)
+    failed = per_key(task_run, KeyFloor, "class")
     assert not failed, "\n".join(failed)
 
 
-def per_field(task_run, check: type) -> None:
-    """The kind gates each field of its output (structured output), or the test does not apply."""
-    if not any(isinstance(c, check) for c in card_checks(task_run.task.card)):
-        pytest.skip(f"{task_run.name}: {task_run.task.card.kind} writes no structured fields")
-
-
 def test_no_field_regresses_against_base(task_run) -> None:
-    per_field(task_run, FieldDrop)
-    failed = findings(task_run, FieldDrop)
+    failed = per_key(task_run, KeyDrop, "field")
     assert not failed, "\n".join(failed)
 
 
 def test_every_field_reaches_its_floor(task_run) -> None:
-    per_field(task_run, FieldFloor)
-    failed = findings(task_run, FieldFloor)
+    failed = per_key(task_run, KeyFloor, "field")
     assert not failed, "\n".join(failed)
 
 

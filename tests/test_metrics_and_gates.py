@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from loragate.card.settings import GateSettings
-from loragate.gates.checks import ClassDrop, ClassFloor, MetricDelta, Validity, checks_from, run_gates
+from loragate.gates.checks import MetricDelta, Validity, checks_from, run_gates
+from loragate.gates.per_key import KeyDrop, KeyFloor
+from loragate.kinds.labels import class_scores
 from loragate.metrics.scores import INVALID, classification_metrics, metrics_from_confusion
 
 ABC = ["a", "b", "c"]
@@ -100,17 +102,17 @@ def test_metric_delta_judged_on_the_lower_bound() -> None:
 
 def test_class_drop_boundary() -> None:
     base, tuned = ab([9, 1], [5, 5]), ab([7, 3], [5, 5])  # class a 0.9 -> 0.7: 0.9 - 0.7 > 0.2 in floats
-    assert ClassDrop(0.2).fails(tuned, base) is None, "a drop of exactly 0.2 must be within 0.2"
-    finding = ClassDrop(0.1).fails(tuned, base)
+    assert KeyDrop("class", "accuracy", 0.2, class_scores).fails(tuned, base) is None, "a drop of exactly 0.2 must be within 0.2"
+    finding = KeyDrop("class", "accuracy", 0.1, class_scores).fails(tuned, base)
     assert finding == "class 'a' accuracy fell 0.900 -> 0.700 (-0.200, tolerance 0.100, n=10)", finding
-    assert ClassDrop(0.0).fails(base, tuned) is None, "an improving class must not count as a drop"
+    assert KeyDrop("class", "accuracy", 0.0, class_scores).fails(base, tuned) is None, "an improving class must not count as a drop"
 
 
 def test_class_floor_boundary() -> None:
     tuned = ab([10, 0], [3, 7])  # class b 7/10
-    assert ClassFloor(0.7).fails(tuned, tuned) is None, "7/10 must reach a floor of 0.7"
-    finding = ClassFloor(0.8).fails(tuned, tuned)
-    assert finding == "class 'b' accuracy 0.700 < floor 0.800 (7/10 correct)", finding
+    assert KeyFloor("class", "accuracy", 0.7, class_scores).fails(tuned, tuned) is None, "7/10 must reach a floor of 0.7"
+    finding = KeyFloor("class", "accuracy", 0.8, class_scores).fails(tuned, tuned)
+    assert finding == "class 'b' accuracy 0.700 < floor 0.800 (base 0.700, n=10)", finding
 
 
 def test_validity_boundary() -> None:
@@ -126,11 +128,13 @@ def test_checks_from_card_gates_on_the_seed() -> None:
     tuned = metrics_from_confusion([[9, 1, 0], [0, 10, 0], [2, 8, 0]], IRIS)
     gates = GateSettings(min_delta={"accuracy": 0.05, "macro_f1": 0.05}, max_class_drop=0.05,
                          min_class_accuracy=0.5, min_validity=1.0)
-    results = {r.check: r for r in run_gates(checks_from(gates, [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)]), tuned, base)}
+    checks = checks_from(gates, [KeyDrop("class", "accuracy", gates.max_class_drop, class_scores),
+                                 KeyFloor("class", "accuracy", gates.min_class_accuracy, class_scores)])
+    results = {r.check: r for r in run_gates(checks, tuned, base)}
     failed = sorted(name for name, r in results.items() if not r.passed)
     assert failed == ["per-class floor", "per-class regression"], {n: r.finding for n, r in results.items()}
     assert "class 'setosa' accuracy fell 1.000 -> 0.900" in results["per-class regression"].finding
-    assert "class 'virginica' accuracy 0.000 < floor 0.500 (0/10 correct)" in results["per-class floor"].finding
+    assert "class 'virginica' accuracy 0.000 < floor 0.500 (base 0.000, n=10)" in results["per-class floor"].finding
 
 
 def test_checks_from_rejects_an_unknown_metric() -> None:

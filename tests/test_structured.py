@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict
 
 from loragate.card.settings import CardError, GateSettings
 from loragate.gates.checks import MetricDelta, run_gates
-from loragate.kinds.structured_output.checks import FieldDrop, FieldFloor
+from loragate.gates.per_key import KeyDrop, KeyFloor
+from loragate.kinds.structured_output.checks import field_scores
 from loragate.kinds.structured_output.schema import load_schema, location, parse_object
 from loragate.kinds.structured_output.scoring import field_counts, macro_f1, micro_f1, structured_metrics
 
@@ -93,7 +94,8 @@ def one_field_wrong(n: int) -> list[str]:
 def test_valid_json_with_one_field_always_wrong_fails_naming_the_field(n: int) -> None:
     base, tuned = score(["{}"] * n), score(one_field_wrong(n))
     assert tuned.validity_rate == 1.0 and tuned.field_micro_f1 == pytest.approx(0.75)  # 3 of 4 items right
-    results = run_gates([FieldDrop(0.05), FieldFloor(0.8)], tuned, base)
+    results = run_gates([KeyDrop("field", "exact match", 0.05, field_scores),
+                         KeyFloor("field", "exact match", 0.8, field_scores)], tuned, base)
     floor = next(r for r in results if r.check == "per-field floor")
     assert floor.finding and "field 'qty' exact match 0.000 < floor 0.800" in floor.finding, floor.finding
     assert "'name'" not in floor.finding
@@ -101,7 +103,7 @@ def test_valid_json_with_one_field_always_wrong_fails_naming_the_field(n: int) -
 
 def test_a_field_that_loses_exact_matches_against_base_fails() -> None:
     base, tuned = score([GOLD] * 20), score([GOLD] * 10 + one_field_wrong(10))
-    finding = FieldDrop(0.05).fails(tuned, base)
+    finding = KeyDrop("field", "exact match", 0.05, field_scores).fails(tuned, base)
     assert finding == "field 'qty' exact match fell 1.000 -> 0.500 (-0.500, tolerance 0.050, n=20)"
 
 

@@ -7,10 +7,14 @@ Every model forbids unknown fields, so a typo in a card is an error naming the f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, PrivateAttr, SerializationInfo,
+                      SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer,
+                      model_validator)
+
+from loragate.registry import Registry
 
 Tier = Literal["tiny", "full"]
 TIERS: tuple[Tier, ...] = ("tiny", "full")
@@ -194,31 +198,6 @@ class GateSettings(Strict):
         return self.min_delta if self.min_delta_over_trivial is None else self.min_delta_over_trivial
 
 
-class QASettings(Strict):
-    """Extractive QA: how long contexts are windowed, and how long an answer may be."""
-
-    max_length: int = Field(256, gt=16, description="question + context window, in tokens")
-    stride: int = Field(64, ge=0, description="tokens shared by consecutive windows of a long context")
-    max_answer_tokens: int = Field(30, gt=0, description="longest span considered as an answer")
-
-
-class InstructSettings(Strict):
-    """Instruction tuning: the validation curve while training, and what a --data file contributes."""
-
-    eval_every: int = Field(50, gt=0, description="optimizer steps between val loss (and perplexity) points")
-    max_examples: int = Field(1000, gt=0, description="rows kept from a --data file (seeded shuffle)")
-
-
-class StructuredSettings(Strict):
-    """Structured output: the pydantic model the generated JSON must validate against."""
-
-    output_schema: str = Field(
-        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
-        description="module:Class of a pydantic model; the module is looked up beside the card first (module.py "
-        "or package/module.py), then imported from the project",
-    )
-
-
 DataFormat = Literal["jsonl", "csv", "tsv", "json", "hf"]
 
 
@@ -273,10 +252,32 @@ class DataSettings(Strict):
             raise ValueError("data.split: every split is a named file, so nothing is cut; remove split")
         return self
 
+def kinds() -> Registry[Any]:
+    """The kinds' registry (of loragate.kinds.registry.KindSpec): imported on first use, since each kind's package
+    imports this module to declare its card block."""
+    from loragate.kinds import KINDS  # registration by design: the kind packages import this module
+
+    return KINDS
+
+
+def block_models() -> dict[str, type[BaseModel]]:
+    """Each registered kind's card block: its name in the YAML -> the kind's pydantic model of it."""
+    return {spec.block: spec.block_model for spec in kinds().entries()
+            if spec.block is not None and spec.block_model is not None}
+
+
+def line_error(err: Any, prefix: tuple[str, ...] = ()) -> Any:
+    """One of pydantic's errors as ValidationError.from_exception_data takes it, its location under `prefix`."""
+    line = {"type": err["type"], "loc": (*prefix, *err["loc"]), "input": err["input"]}
+    if "ctx" in err:
+        line["ctx"] = err["ctx"]
+    return line
+
+
 class TaskCard(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
-    kind: str = Field(description="a registered task kind (loragate.kinds): generative_classification, ...")
+    kind: str = Field(description="a registered task kind (loragate.kinds), which may add a block of its own")
     labels: list[str] = Field(default_factory=list, description="the classes; classification kinds need 2+")
     prompt_template: str = Field(description="str.format template over the example's fields")
     target_template: str = Field(" {label}", description="what the model should generate after the prompt")
@@ -286,13 +287,11 @@ class TaskCard(Strict):
         None, description="an example field (e.g. domain) whose values split the test set into subgroups, each "
         "scored, reported and gated by gates.max_subgroup_drop and gates.min_subgroup_score"
     )
-    qa: QASettings | None = None  # kind extractive_qa
-    instruct: InstructSettings | None = None  # kind instruct
-    structured: StructuredSettings | None = None  # kind structured_output
     data: DataSettings | None = Field(
         None, description="a card-only task's data files (loragate.tasks.card_task); a task module loads its own"
     )
     _path: Path | None = PrivateAttr(None)  # the YAML file the card was read from, where it was read from one
+    _blocks: dict[str, BaseModel] = PrivateAttr(default_factory=dict)  # the kinds' blocks this card holds, validated
 
     @property
     def path(self) -> Path | None:
@@ -309,31 +308,68 @@ class TaskCard(Strict):
     @field_validator("kind")
     @classmethod
     def kind_registered(cls, kind: str) -> str:
-        from loragate.kinds import KINDS
-
-        if kind not in KINDS:
-            raise ValueError(KINDS.unknown_message(kind))
+        if kind not in kinds():
+            raise ValueError(kinds().unknown_message(kind))
         return kind
 
-    @model_validator(mode="after")
-    def kind_has_what_it_needs(self) -> TaskCard:
-        from loragate.kinds import KINDS
+    @model_validator(mode="wrap")
+    @classmethod
+    def kind_blocks(cls, data: Any, handler: ModelWrapValidatorHandler[TaskCard]) -> TaskCard:
+        """A kind's card block (`qa:`, `instruct:`, ...) is declared by the kind's own package (KindSpec.block), not
+        here: the blocks are taken out, the rest of the card is validated, then each block against its kind's model;
+        every problem is reported at once, each at its field."""
+        models = block_models()
+        if not isinstance(data, dict):
+            return handler(data)
+        errors: list[dict[str, Any]] = []
+        blocks: dict[str, BaseModel] = {}
+        for name, model in models.items():
+            if data.get(name) is not None:
+                try:
+                    blocks[name] = model.model_validate(data[name])
+                except ValidationError as exc:
+                    errors += [line_error(err, (name,)) for err in exc.errors()]
+        try:
+            card = handler({key: value for key, value in data.items() if key not in models})
+        except ValidationError as exc:
+            raise ValidationError.from_exception_data(cls.__name__, [*map(line_error, exc.errors()), *errors]) from None
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        card._blocks = blocks
+        card.kind_has_what_it_needs()
+        return card
 
-        spec = KINDS.get(self.kind)
+    @model_serializer(mode="wrap")
+    def with_blocks(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """The card as its YAML reads, every kind's block included (None where the card has none, so `--set
+        qa.stride=32` can fill an optional block that was left out)."""
+        data = handler(self)
+        for name in block_models():
+            block = self._blocks.get(name)
+            data[name] = None if block is None else block.model_dump(mode=info.mode)
+        return data
+
+    def block(self, name: str) -> Any:
+        """The card's `name` block (a kind's settings, validated by the kind's model), or None where it has none."""
+        return self._blocks.get(name)
+
+    def kind_has_what_it_needs(self) -> None:
+        spec = kinds().get(self.kind)
         if spec.labels and len(self.labels) < 2:
             raise ValueError(f"kind {self.kind} needs at least two labels; list them under 'labels'")
-        if spec.block is not None and getattr(self, spec.block) is None:
-            raise ValueError(f"kind {self.kind} needs a '{spec.block}' block; add '{spec.block}: {{}}' for its defaults")
+        if spec.block is not None and self.block(spec.block) is None:
+            raise ValueError(f"kind {self.kind} needs a '{spec.block}' block; add '{spec.block}: {{}}' for its "
+                             f"defaults")
         cutting = [tier for tier, settings in self.tiers.items() if settings.train.truncation != "refuse"]
         if spec.windows and cutting:
             raise ValueError(f"tiers.{cutting[0]}.train.truncation: kind {self.kind} reads long inputs in strided "
                              f"windows ({spec.block}.max_length, {spec.block}.stride) and cuts nothing; remove "
                              f"train.truncation")
         pooled = sorted(tier for tier, settings in self.tiers.items() if settings.pooling != "cls")
-        if pooled and self.kind != "sequence_classification":
-            raise ValueError(f"tiers {pooled}: pooling is a sequence_classification setting, and this card's kind is "
-                             f"{self.kind}; remove 'pooling' from those tiers")
-        return self
+        if pooled and not spec.pooling:
+            readers = [name for name in kinds().names() if kinds().get(name).pooling]
+            raise ValueError(f"tiers {pooled}: pooling is read only by the kinds {', '.join(readers)}, and this "
+                             f"card's kind is {self.kind}; remove 'pooling' from those tiers")
 
     def tier(self, tier: Tier) -> TierSettings:
         if tier not in self.tiers:

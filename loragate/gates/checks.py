@@ -8,25 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from loragate.card.settings import GateSettings
 from loragate.gates.curves import CurveCheck
+from loragate.gates.per_key import KeyScore, below_floor, drops
+from loragate.gates.result import EPSILON, Check, DeltaNumbers, GateResult
 from loragate.metrics.scores import METRICS, Metrics
 from loragate.metrics.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect
+from loragate.metrics.text import MetricUnavailable
 
 if TYPE_CHECKING:  # the store loads torch; gates only read a manifest's curves
     from loragate.store.adapters import Manifest
-from loragate.metrics.text import MetricUnavailable
-
-
-class Check(Protocol):
-    name: str
-
-    def fails(self, tuned: Metrics, base: Metrics) -> str | None: ...
-
-    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
-        """The finding (None on a pass) and what the report shows either way, computed once."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +76,11 @@ class MetricDelta:
 
     def finding(self, delta: float, interval: DeltaInterval, text: str, tuned: Metrics) -> str | None:
         if self.settings.judge_on == "lower_bound":
-            if interval.low >= self.min_delta - 1e-12:
+            if interval.low >= self.min_delta - EPSILON:
                 return None
-            return f"{self.what} lower bound {interval.low:+.3f} < required {self.min_delta:+.3f} (delta {delta:+.3f}, {text})"
-        if delta < self.min_delta - 1e-12:  # tuned - base of k/n fractions is not exact in floats
+            return (f"{self.what} lower bound {interval.low:+.3f} < required {self.min_delta:+.3f} "
+                    f"(delta {delta:+.3f}, {text})")
+        if delta < self.min_delta - EPSILON:
             return f"{self.what} {delta:+.3f} < required {self.min_delta:+.3f} ({text})"
         mde = minimum_detectable_effect(interval.standard_error, 1 - self.settings.confidence, self.settings.power)
         if interval.low < self.min_delta and mde > self.min_delta:
@@ -130,36 +124,15 @@ class Subgroup:
     tuned: Metrics
 
 
-def subgroup_drop(metric: str, tolerance: float, group: Subgroup) -> str | None:
-    """The subgroup's loss against base on `metric` beyond `tolerance` (a rise, for lower-is-better)."""
-    before, after = group.base.value(metric), group.tuned.value(metric)
-    loss = before - after if METRICS.get(metric).higher_is_better else after - before
-    if loss <= tolerance + 1e-12:
-        return None
-    return (f"subgroup {group.name!r} {metric} fell {before:.3f} -> {after:.3f} ({after - before:+.3f}, "
-            f"tolerance {tolerance:.3f}, n={group.n})")
-
-
-def subgroup_below_floor(metric: str, floor: float, group: Subgroup) -> str | None:
-    """The subgroup's tuned `metric` short of `floor` (above it, as a ceiling, for lower-is-better)."""
-    value = group.tuned.value(metric)
-    higher = METRICS.get(metric).higher_is_better
-    if (value >= floor - 1e-12) if higher else (value <= floor + 1e-12):
-        return None
-    bound = "< floor" if higher else "> ceiling"
-    return (f"subgroup {group.name!r} {metric} {value:.3f} {bound} {floor:.3f} "
-            f"(base {group.base.value(metric):.3f}, n={group.n})")
-
-
 def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[GateResult]:
     """No subgroup may lose more than `max_subgroup_drop` against base, and each must reach `min_subgroup_score`,
-    per metric, as classes are gated: a gain on the whole split can hide a subgroup the adapter gave up on (QA:
-    never answering). A card that sets either with no subgroups to gate fails, naming the fix."""
+    per metric, by the per-key rule classes and fields are gated by: a gain on the whole split can hide a subgroup
+    the adapter gave up on (QA: never answering). A card that sets either with no subgroups to gate fails, naming
+    the fix."""
     results = []
-    for name, field, limits, rule in (("subgroup regression", "max_subgroup_drop", settings.max_subgroup_drop,
-                                       subgroup_drop),
+    for name, field, limits, rule in (("subgroup regression", "max_subgroup_drop", settings.max_subgroup_drop, drops),
                                       ("subgroup floor", "min_subgroup_score", settings.min_subgroup_score,
-                                       subgroup_below_floor)):
+                                       below_floor)):
         if not limits:
             continue
         if not subgroups:
@@ -167,8 +140,9 @@ def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[Ga
                                             f"example field in the card's `subgroups`"))
             continue
         try:
-            findings = [finding for metric, limit in limits.items() for group in subgroups
-                        if (finding := rule(metric, limit, group))]
+            findings = [finding for metric, limit in limits.items()
+                        for finding in rule("subgroup", metric, METRICS.get(metric).higher_is_better,
+                                            subgroup_scores(metric, subgroups), limit)]
         except MetricUnavailable as exc:
             findings = [f"{name}: not judged, {exc}. Make it computable, or take it out of gates.{field}"]
         evidence = ", ".join(f"{group.name} n={group.n}" for group in subgroups)
@@ -176,45 +150,8 @@ def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[Ga
     return results
 
 
-@dataclass(frozen=True)
-class ClassDrop:
-    """No class may lose more than `max_drop` accuracy against base."""
-
-    max_drop: float
-    name: str = "per-class regression"
-
-    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
-        return GateResult(self.name, self.fails(tuned, base))
-
-    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
-        findings = []
-        for label in tuned.labels:
-            before, after = base.per_class_accuracy[label], tuned.per_class_accuracy[label]
-            if before - after > self.max_drop + 1e-12:
-                findings.append(f"class {label!r} accuracy fell {before:.3f} -> {after:.3f} "
-                                f"({after - before:+.3f}, tolerance {self.max_drop:.3f}, "
-                                f"n={tuned.per_class_support[label]})")
-        return "; ".join(findings) or None
-
-
-@dataclass(frozen=True)
-class ClassFloor:
-    """Every class must reach `min_accuracy`: a model that never gets a class right does not ship."""
-
-    min_accuracy: float
-    name: str = "per-class floor"
-
-    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
-        return GateResult(self.name, self.fails(tuned, base))
-
-    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
-        findings = []
-        for label in tuned.labels:
-            accuracy, support = tuned.per_class_accuracy[label], tuned.per_class_support[label]
-            if accuracy < self.min_accuracy:
-                findings.append(f"class {label!r} accuracy {accuracy:.3f} < floor {self.min_accuracy:.3f} "
-                                f"({round(accuracy * support)}/{support} correct)")
-        return "; ".join(findings) or None
+def subgroup_scores(metric: str, subgroups: list[Subgroup]) -> list[KeyScore]:
+    return [KeyScore(group.name, group.base.value(metric), group.tuned.value(metric), group.n) for group in subgroups]
 
 
 @dataclass(frozen=True)
@@ -254,7 +191,7 @@ class Floor:
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         value = tuned.value(self.metric)
         higher = METRICS.get(self.metric).higher_is_better
-        if (value >= self.minimum - 1e-12) if higher else (value <= self.minimum + 1e-12):
+        if (value >= self.minimum - EPSILON) if higher else (value <= self.minimum + EPSILON):
             return None
         bound = "below the floor" if higher else "above the ceiling"
         return f"{self.metric} {value:.3f} {bound} {self.minimum:.3f} (base {base.value(self.metric):.3f}, n={tuned.n})"
@@ -266,38 +203,11 @@ def leakage_gate(leaked: list[str], n_test: int, max_share: float | None) -> Gat
     evidence = f"{len(leaked)} of {n_test} test inputs also in train"
     if max_share is None:
         return GateResult("train/test leakage", None, evidence + " (not gated: the card allows repeated inputs)")
-    if share <= max_share + 1e-12:
+    if share <= max_share + EPSILON:
         return GateResult("train/test leakage", None, evidence)
     return GateResult("train/test leakage", f"{evidence} ({share:.1%} > allowed {max_share:.1%}): "
                       f"{', '.join(leaked[:10])}{' ...' if len(leaked) > 10 else ''}; remove them from train or "
                       f"test, or the tuned score measures memory", evidence)
-
-
-@dataclass(frozen=True)
-class DeltaNumbers:
-    """A metric gate's numbers, as tables and report.json show them."""
-
-    metric: str
-    reference: float  # base, or the last release's adapter
-    tuned: float
-    delta: float  # signed: positive is better, whatever the metric's direction
-    low: float  # the paired-bootstrap interval of the signed delta
-    high: float
-    confidence: float
-    required: float  # the card's min_delta (or -max_regression against the baseline)
-    judged_on: str  # "point" or "lower_bound"
-
-
-@dataclass(frozen=True)
-class GateResult:
-    check: str
-    finding: str | None
-    evidence: str | None = None
-    numbers: DeltaNumbers | None = None  # a metric delta gate's interval and threshold
-
-    @property
-    def passed(self) -> bool:
-        return self.finding is None
 
 
 def checks_from(gates: GateSettings, kind_checks: Sequence[Check] = ()) -> list[Check]:
@@ -325,7 +235,8 @@ def curve_gates(settings: GateSettings, manifest: Manifest | None, reference: Ma
     training = CurveCheck(settings.curve_rtol, settings.curve_alpha, "training curve vs baseline")
     curve, reference_curve = (m.loss_curve if m else None for m in (manifest, reference))
     if not curve or not reference_curve:
-        return [GateResult(training.name, None, "not compared: an adapter without a loragate manifest has no loss curve")]
+        return [GateResult(training.name, None,
+                           "not compared: an adapter without a loragate manifest has no loss curve")]
     results = [GateResult(training.name, training.fails(curve, reference_curve),
                           f"{len(curve)} steps within {training.rtol:.0%}, no one-sided shift")]
     validation = CurveCheck(settings.curve_rtol, settings.curve_alpha, "validation curve vs baseline")
@@ -335,8 +246,8 @@ def curve_gates(settings: GateSettings, manifest: Manifest | None, reference: Ma
     steps, reference_steps = [step for step, _ in points], [step for step, _ in reference_points]
     if steps != reference_steps:
         return [*results, GateResult(validation.name, f"{validation.name}: logged at steps {steps[:5]}... vs "
-                                                      f"{reference_steps[:5]}... in the baseline; retrain with the same "
-                                                      f"eval_every and data to compare")]
+                                                      f"{reference_steps[:5]}... in the baseline; retrain with the "
+                                                      f"same eval_every and data to compare")]
     return [*results, GateResult(validation.name, validation.fails([loss for _, loss in points],
                                                                    [loss for _, loss in reference_points]),
                                  f"{len(steps)} validation points within {validation.rtol:.0%}, no one-sided shift")]

@@ -24,8 +24,6 @@ from loragate.training.lora import TrainResult, train_lora
 class CausalKind(KindDefaults):
     """Defaults of a causal kind; each kind overrides what it does differently."""
 
-    eval_every_block: str | None = None  # the card block whose `eval_every` logs a validation curve
-
     def tiny_tokenizer_text(self, task: Task, splits: Splits) -> tuple[str | None, list[str]]:
         """(chat template, texts) the tiny base's tokenizer is trained on."""
         return None, splits.texts()
@@ -47,9 +45,13 @@ class CausalKind(KindDefaults):
 
     def train(self, task: Task, tier: Tier, model: PeftModel, base: LoadedBase, splits: Splits,
               options: RunOptions) -> TrainResult:
-        eval_every = task.card.instruct.eval_every if task.card.instruct else 0
         return train_lora(model, base.tokenizer, splits.train, splits.eval, task.card.tier(tier).train,
-                          progress=options.progress, desc=f"train {task.card.name}/{tier}", eval_every=eval_every)
+                          progress=options.progress, desc=f"train {task.card.name}/{tier}",
+                          eval_every=self.eval_every(task))
+
+    def eval_every(self, task: Task) -> int:
+        """Optimizer steps between points of the validation curve the manifest records; 0: none."""
+        return 0
 
     def budget(self, task: Task, tier: Tier, base: LoadedBase) -> tuple[int, list[str] | None]:
         """(max new tokens, labels whose parse may stop a row early, or None)."""

@@ -13,12 +13,14 @@ from loragate.card.settings import CardError, GateSettings, TaskCard
 from loragate.data.card_files import prompt_fields, template_fields, text_value
 from loragate.data.examples import Example
 from loragate.data.parsing import ParsedOutput, parse_label
-from loragate.gates.checks import Check, ClassDrop, ClassFloor
+from loragate.gates.per_key import KeyDrop, KeyFloor, KeyScore
+from loragate.gates.result import Check
 from loragate.inference.predictions import Constant
 from loragate.kinds.constants import majority_class
 from loragate.kinds.protocol import ExampleTable
 from loragate.metrics import plots
 from loragate.metrics.plots import Plot
+from loragate.metrics.scores import ClassificationMetrics
 
 if TYPE_CHECKING:
     from loragate.data.task import Task
@@ -29,6 +31,12 @@ if TYPE_CHECKING:
 def label_schema(labels: tuple[str, ...]) -> type[BaseModel]:
     """A card-only task's output schema: `label`, one of the card's labels."""
     return create_model("CardLabel", label=(Literal[labels], ...))
+
+
+def class_scores(tuned: ClassificationMetrics, base: ClassificationMetrics) -> list[KeyScore]:
+    """Each class's accuracy (recall of its gold examples) for base and tuned: the keys of the per-class gates."""
+    return [KeyScore(label, base.per_class_accuracy[label], tuned.per_class_accuracy[label],
+                     tuned.per_class_support[label]) for label in tuned.labels]
 
 
 class LabelKind:
@@ -51,7 +59,8 @@ class LabelKind:
 
     def checks(self, gates: GateSettings) -> list[Check]:
         """No class may lose more than the card allows against base, and every class must reach its floor."""
-        return [ClassDrop(gates.max_class_drop), ClassFloor(gates.min_class_accuracy)]
+        return [KeyDrop("class", "accuracy", gates.max_class_drop, class_scores),
+                KeyFloor("class", "accuracy", gates.min_class_accuracy, class_scores)]
 
     def constant(self, task: Task, examples: list[Example]) -> Constant:
         return majority_class(task, examples)

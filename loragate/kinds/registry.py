@@ -9,6 +9,8 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
+
 from loragate.registry import Registry
 
 if TYPE_CHECKING:
@@ -25,7 +27,10 @@ class KindSpec:
     peft_task_type: str  # "CAUSAL_LM", "SEQ_CLS", "QUESTION_ANS"
     encoder: bool  # an encoder with a new head: no quantization, no GGUF export
     labels: bool  # predictions are labels from the card's list: per-class gates, confusion matrices
-    block: str | None = None  # the card's block this kind needs ("qa", "instruct")
+    block: str | None = None  # the card's block this kind needs ("qa", "instruct"), validated by `block_model`
+    block_model: type[BaseModel] | None = None  # the pydantic model of that block, declared in the kind's package
+    metrics: tuple[str, ...] = ()  # the metrics its score computes, in the order its tables show them
+    pooling: bool = False  # reads tiers.<tier>.pooling (what a new classification head reads)
     windows: bool = False  # reads long inputs in strided windows (its block's max_length, stride): no truncation
     constrains: bool = False  # generates a label or JSON that a grammar can hold it to (eval.constrain, --constrain)
     package: str | None = None  # the package registering the kind, default loragate.kinds.<name>: `__name__` there

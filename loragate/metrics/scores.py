@@ -13,61 +13,10 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 
 from loragate.metrics.stats import DeltaInterval, paired_bootstrap, paired_bootstrap_means, paired_bootstrap_pooled
 from loragate.metrics.text import MetricUnavailable
-from loragate.registry import Registry
+from loragate.metrics.registry import METRICS
 
 INVALID = "<invalid>"  # the predicted "class" of an output that did not parse; always wrong
 
-Statistic = Literal["labels", "mean", "token_weighted_nll", "pooled_ngrams", "pooled_counts"]
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """One metric as gates and reports read it."""
-
-    name: str
-    title: str  # what every table shows
-    higher_is_better: bool  # gates read the direction from here, never assume it
-    statistic: Statistic  # what its paired bootstrap resamples: label pairs (the metric recomputed from them),
-    # per-example scores (their mean), per-example NLL weighted by tokens (exp of it: perplexity), or per-example
-    # n-gram counts pooled into one corpus score (BLEU), or per-example field counts pooled into an F1
-    scale: str = "0-1"  # the range its values are on
-    right_or_wrong: bool = False  # each example scores 0 or 1: McNemar's exact test applies
-    sub: bool = False  # shown indented under the row before it (a subset of the examples)
-    shown: bool = True  # in the base-vs-tuned table (else only in report.json)
-
-    def cell(self, value: float) -> str:
-        return f"{value:.3f}"
-
-
-METRICS: Registry[MetricSpec] = Registry("metric")
-for _spec in (
-    MetricSpec("accuracy", "accuracy", True, "labels", right_or_wrong=True),
-    MetricSpec("macro_precision", "macro precision", True, "labels"),
-    MetricSpec("macro_recall", "macro recall", True, "labels"),
-    MetricSpec("macro_f1", "macro F1", True, "labels"),
-    MetricSpec("weighted_precision", "weighted precision", True, "labels", shown=False),
-    MetricSpec("weighted_recall", "weighted recall", True, "labels", shown=False),
-    MetricSpec("weighted_f1", "weighted F1", True, "labels"),
-    MetricSpec("exact", "exact match", True, "mean", right_or_wrong=True),
-    MetricSpec("f1", "F1", True, "mean"),
-    MetricSpec("HasAns_exact", "has answer: exact", True, "mean", sub=True),
-    MetricSpec("HasAns_f1", "has answer: F1", True, "mean", sub=True),
-    MetricSpec("NoAns_exact", "no answer: exact", True, "mean", sub=True),
-    MetricSpec("NoAns_f1", "no answer: F1", True, "mean", sub=True),
-    MetricSpec("perplexity", "perplexity", False, "token_weighted_nll", scale=">= 1"),
-    MetricSpec("rouge1", "ROUGE-1", True, "mean"),
-    MetricSpec("rouge2", "ROUGE-2", True, "mean"),
-    MetricSpec("rougeL", "ROUGE-L", True, "mean"),
-    MetricSpec("meteor", "METEOR", True, "mean"),
-    MetricSpec("bleu", "BLEU (0-100)", True, "pooled_ngrams", scale="0-100"),  # sacrebleu's scale
-    MetricSpec("terminated_rate", "terminated", True, "mean"),
-    MetricSpec("object_exact", "whole-object exact match", True, "mean", right_or_wrong=True),
-    MetricSpec("field_micro_f1", "field micro F1", True, "pooled_counts"),
-    MetricSpec("field_macro_f1", "field macro F1", True, "pooled_counts"),
-    MetricSpec("validity_rate", "validity", True, "labels"),
-    MetricSpec("lenient_validity_rate", "valid only once a fence or prose is stripped (not valid)", False, "mean"),
-):
-    METRICS.register(_spec.name, _spec)
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ def generate_pairs(past_tense: int = PAST_TENSE, seed: int = GENERATOR_SEED) -> 
 def make_example(example_id: str, pair: Pair, prompt_template: str = PROMPT_TEMPLATE,
                  target_template: str = TARGET_TEMPLATE) -> Example:
     """An Example whose prompt is the tiny chat template's rendering of the pair's conversation."""
-    from loragate.models.chat import example_messages, render_tiny  # here: chat imports transformers; tasks stay light
+    from loragate.models.chat import example_messages, render_tiny  # loads transformers: not at pytest start-up
 
     fields = {"instruction": pair.instruction,
               **({"system": pair.system} if pair.system else {}),
@@ -308,7 +308,7 @@ class InstructTask:
                 handle.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
     def load_splits(self, data: Path | None = None) -> Splits:
-        block = getattr(self.card, "instruct", None)  # the card's `instruct:` block, once the schema has it
+        block = self.card.block("instruct")
         return load_splits(data, self.card.prompt_template, self.card.target_template,
                            block.max_examples if block is not None else MAX_EXAMPLES)
 

@@ -43,7 +43,7 @@ class ExtractiveQA(TextReport, EncoderKind):
         return None
 
     def features(self, task: Task, base: LoadedBase, examples: list[Example], max_length: int) -> list[dict]:
-        qa = task.card.qa
+        qa = task.card.block("qa")
         return qa_features(base.tokenizer, examples, qa.max_length, qa.stride, with_positions=True)
 
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
@@ -53,7 +53,7 @@ class ExtractiveQA(TextReport, EncoderKind):
         as the probe where every question fits one window (the parameter checks then need no second pass over the
         test split)."""
         started = time.perf_counter()
-        qa = task.card.qa
+        qa = task.card.block("qa")
         if not isinstance(calibration, list):
             threshold = calibration
         else:
@@ -70,7 +70,7 @@ class ExtractiveQA(TextReport, EncoderKind):
     def probe_logits(self, task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase,
                      examples: list[Example]) -> torch.Tensor:
         """Start and end logits of each question's first window."""
-        qa = task.card.qa
+        qa = task.card.block("qa")
         return qa_logits(model, base.tokenizer, examples, qa.max_length, qa.stride, task.card.tier(tier).eval.batch_size)
 
     def score(self, task: Task, predictions: Predictions) -> TextMetrics:

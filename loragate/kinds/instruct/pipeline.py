@@ -45,6 +45,10 @@ class Instruct(TextReport, CausalKind):
         shipped prompts were rendered with)."""
         return format_splits(splits, base.tokenizer, task.card.prompt_template)
 
+    def eval_every(self, task: Task) -> int:
+        """The card's `instruct.eval_every`: the validation curve (loss and perplexity) while training."""
+        return task.card.block("instruct").eval_every
+
     def budget(self, task: Task, tier: Tier, base: LoadedBase) -> tuple[int, list[str] | None]:
         budget = task.card.tier(tier).eval.max_new_tokens
         if budget is None:

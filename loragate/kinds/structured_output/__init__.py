@@ -2,6 +2,18 @@
 objects, per field and over fields, with the schema errors of the outputs that do not validate."""
 
 from loragate.kinds.registry import KINDS, KindSpec
+from loragate.kinds.structured_output.settings import StructuredSettings
+from loragate.metrics.registry import METRICS, MetricSpec
+
+for _spec in (
+    MetricSpec("object_exact", "whole-object exact match", True, "mean", right_or_wrong=True),
+    MetricSpec("field_micro_f1", "field micro F1", True, "pooled_counts"),
+    MetricSpec("field_macro_f1", "field macro F1", True, "pooled_counts"),
+    MetricSpec("lenient_validity_rate", "valid only once a fence or prose is stripped (not valid)", False, "mean"),
+):
+    METRICS.register(_spec.name, _spec)
 
 KINDS.register("structured_output", KindSpec("structured_output", "CAUSAL_LM", encoder=False, labels=False,
-                                             block="structured", constrains=True))
+                                             block="structured", block_model=StructuredSettings,
+                                             metrics=("object_exact", "field_micro_f1", "field_macro_f1"),
+                                             constrains=True))

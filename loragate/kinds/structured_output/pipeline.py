@@ -23,7 +23,7 @@ from loragate.kinds.causal import CausalKind, parsed_predictions
 from loragate.kinds.constants import most_common_response
 from loragate.kinds.protocol import ExampleTable
 from loragate.kinds.registry import KINDS
-from loragate.kinds.structured_output.checks import FieldDrop, FieldFloor
+from loragate.kinds.structured_output.checks import field_checks
 from loragate.kinds.structured_output.schema import canonical, location, output_schema, parse_object
 from loragate.kinds.structured_output.scoring import StructuredMetrics, error_keys, structured_metrics
 from loragate.metrics.plots import Plot
@@ -66,7 +66,7 @@ class StructuredOutput(CausalKind):
                                   list(output_schema(task.card).model_fields))
 
     def checks(self, gates: GateSettings) -> list[Check]:
-        return [FieldDrop(gates.max_field_drop), FieldFloor(gates.min_field_score)]
+        return field_checks(gates)
 
     def constant(self, task: Task, examples: list[Example]) -> Constant:
         """The split's most common gold object for every example (the first one when none repeats)."""
@@ -92,7 +92,7 @@ class StructuredOutput(CausalKind):
                 output_schema(card).model_validate(gold)
         except ValidationError as exc:
             error = exc.errors()[0]
-            raise CardError(f"{source}: the gold output does not validate against {card.structured.output_schema} "
+            raise CardError(f"{source}: the gold output does not validate against {card.block('structured').output_schema} "
                             f"({location(error['loc'])}: {error['msg']}); fix the row or the schema") from exc
         text = canonical(value)
         fields = prompt_fields(card, row, source)

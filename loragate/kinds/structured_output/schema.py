@@ -24,9 +24,9 @@ _SHOWN = 60  # characters of a bad output quoted in a reason
 
 def output_schema(card: TaskCard) -> type[BaseModel]:
     """The card's pydantic model (`structured.output_schema`), loaded once per card file."""
-    if card.structured is None:
+    if card.block("structured") is None:
         raise CardError(f"task {card.name}: kind structured_output needs 'structured: {{output_schema: module:Class}}'")
-    return load_schema(card.structured.output_schema, card.path.parent if card.path else None, card.name)
+    return load_schema(card.block("structured").output_schema, card.path.parent if card.path else None, card.name)
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,93 @@
+"""One rule for every per-key gate: no key may lose more than a tolerance against base, and every key must reach a
+floor. The keys are a label kind's classes (accuracy), structured output's fields (exact match) or the test split's
+subgroups (any gated metric): three key sets, one rule, one wording of its findings. A kind adds its key set by
+returning KeyDrop and KeyFloor checks from `Kind.checks`, with a function that reads the scores per key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from loragate.gates.result import EPSILON, GateResult
+from loragate.metrics.scores import Metrics
+
+
+@dataclass(frozen=True)
+class KeyScore:
+    """One key's score for base and tuned, and how many test examples it holds."""
+
+    key: str
+    base: float
+    tuned: float
+    n: int
+
+
+def drops(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], tolerance: float) -> list[str]:
+    """A finding for each key that lost more than `tolerance` against base (rose, where lower is better)."""
+    findings = []
+    for score in scores:
+        loss = score.base - score.tuned if higher_is_better else score.tuned - score.base
+        if loss > tolerance + EPSILON:
+            findings.append(f"{what} {score.key!r} {metric} fell {score.base:.3f} -> {score.tuned:.3f} "
+                            f"({score.tuned - score.base:+.3f}, tolerance {tolerance:.3f}, n={score.n})")
+    return findings
+
+
+def below_floor(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], floor: float) -> list[str]:
+    """A finding for each key whose tuned score is short of `floor` (above it, as a ceiling, where lower is
+    better)."""
+    findings = []
+    for score in scores:
+        if (score.tuned >= floor - EPSILON) if higher_is_better else (score.tuned <= floor + EPSILON):
+            continue
+        bound = "< floor" if higher_is_better else "> ceiling"
+        findings.append(f"{what} {score.key!r} {metric} {score.tuned:.3f} {bound} {floor:.3f} "
+                        f"(base {score.base:.3f}, n={score.n})")
+    return findings
+
+
+KeyScores = Callable[[Metrics, Metrics], list[KeyScore]]  # (tuned, base) -> each key's scores
+
+
+@dataclass(frozen=True)
+class KeyDrop:
+    """No key of a key set (`what`: class, field) may lose more than `max_drop` of `metric` against base."""
+
+    what: str
+    metric: str
+    max_drop: float
+    scores: KeyScores
+    higher_is_better: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"per-{self.what} regression"
+
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
+        return GateResult(self.name, self.fails(tuned, base))
+
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
+        found = drops(self.what, self.metric, self.higher_is_better, self.scores(tuned, base), self.max_drop)
+        return "; ".join(found) or None
+
+
+@dataclass(frozen=True)
+class KeyFloor:
+    """Every key of a key set must reach `floor` on `metric`: a model that never gets a class right does not ship."""
+
+    what: str
+    metric: str
+    floor: float
+    scores: KeyScores
+    higher_is_better: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"per-{self.what} floor"
+
+    def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
+        return GateResult(self.name, self.fails(tuned, base))
+
+    def fails(self, tuned: Metrics, base: Metrics) -> str | None:
+        found = below_floor(self.what, self.metric, self.higher_is_better, self.scores(tuned, base), self.floor)
+        return "; ".join(found) or None
