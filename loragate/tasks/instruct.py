@@ -31,12 +31,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from loragate.card.settings import TaskCard
 from loragate.data.examples import Example, Splits
 from loragate.data.hf_dataset import missing_columns
 from loragate.data.parsing import ParsedOutput
+from loragate.kinds.instruct.parsing import parse_response
 from loragate.tasks import CARDS_DIR, TASKS
 
 # name, capital, language, currency, national animal, flag colors: all invented
@@ -103,10 +102,6 @@ class Pair:
     response: str
     system: str = ""
     context: str = ""  # Dolly's context: kept for the record, not shown to the model
-
-
-class InstructAnswer(BaseModel):
-    response: str
 
 
 def _join_colors(colors: tuple[str, ...]) -> str:
@@ -283,13 +278,6 @@ def load_splits(data: Path | None = None, prompt_template: str = PROMPT_TEMPLATE
     train, eval_, test = split_rows(rows, None if data is None else max_examples)
     build = lambda part: [make_example(i, pair, prompt_template, target_template) for i, pair in part]  # noqa: E731
     return Splits(train=build(train), eval=build(eval_), test=build(test))
-
-
-def parse_response(text: str) -> ParsedOutput:
-    """Any non-empty text is a response; empty or whitespace-only output is invalid. Never raises."""
-    if not text.strip():
-        return ParsedOutput(None, "empty output" if not text else "empty output (whitespace only)")
-    return ParsedOutput(InstructAnswer(response=text.strip()), None)
 
 
 class InstructTask:
