@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_discovery import FLOWERS, pytest_in
 from transformers import AutoModelForQuestionAnswering
 
 from loragate.card.settings import TrainSettings
@@ -35,6 +34,7 @@ from loragate.tasks import CARDS_DIR, get_task
 from loragate.tasks.iris import IrisTask
 from loragate.tasks.squad_v2 import generated_splits
 from loragate.training.lora import attach_lora, train_lora
+from tests.plugin.test_discovery import FLOWERS, pytest_in
 
 
 class FakeTerminal:

@@ -1,0 +1,126 @@
+"""Every gate check just inside and just outside its threshold, and the checks a card's gates make."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from loragate.card.settings import GateSettings
+from loragate.gates.checks import MetricDelta, Validity, checks_from, run_gates
+from loragate.gates.per_key import KeyDrop, KeyFloor
+from loragate.kinds.labels import class_scores
+from loragate.metrics.scores import INVALID, metrics_from_confusion
+
+IRIS = ["setosa", "versicolor", "virginica"]
+
+
+def ab(a_row: list[int], b_row: list[int], invalid: tuple[int, int] = (0, 0)):
+    """Metrics of a two-class confusion [[a->a, a->b], [b->a, b->b]] plus unparsed outputs per gold class."""
+    return metrics_from_confusion([[*a_row, invalid[0]], [*b_row, invalid[1]]], ["a", "b"])
+
+
+def test_metric_delta_boundary() -> None:
+    # accuracy 600/1000 -> 700/1000: 0.7 - 0.6 < 0.1 in floats; n large enough that +0.1 is detectable
+    base, tuned = ab([300, 200], [200, 300]), ab([400, 100], [200, 300])
+    assert MetricDelta("accuracy", 0.1).fails(tuned, base) is None, "a delta of exactly 0.1 must meet 0.1"
+    finding = MetricDelta("accuracy", 0.2).fails(tuned, base)
+    assert finding.startswith("accuracy delta +0.100 < required +0.200 (base 0.600, tuned 0.700, n=1000, 95% CI ["), finding
+    assert "McNemar p=" in finding and "MDE" in finding, finding
+    assert MetricDelta("accuracy", 0.0).fails(base, tuned) is not None, "a worse tuned model must fail a 0 delta"
+
+
+def test_metric_delta_on_a_split_too_small_is_not_a_pass() -> None:
+    base, tuned = ab([3, 2], [2, 3]), ab([4, 1], [2, 3])  # 6/10 -> 7/10: +0.1 observed, but n=10
+    finding = MetricDelta("accuracy", 0.1).fails(tuned, base)
+    assert finding is not None and "n=10 is too small to detect it" in finding, finding
+
+
+def test_metric_delta_judged_on_the_lower_bound() -> None:
+    base, tuned = ab([300, 200], [200, 300]), ab([400, 100], [200, 300])  # +0.1, 95% CI about [+0.08, +0.12]
+    lower = GateSettings(judge_on="lower_bound")
+    assert MetricDelta("accuracy", 0.05, lower).fails(tuned, base) is None
+    finding = MetricDelta("accuracy", 0.1, lower).fails(tuned, base)
+    assert finding is not None and finding.startswith("accuracy delta lower bound +0.0"), finding
+
+
+def test_class_drop_boundary() -> None:
+    base, tuned = ab([9, 1], [5, 5]), ab([7, 3], [5, 5])  # class a 0.9 -> 0.7: 0.9 - 0.7 > 0.2 in floats
+    assert KeyDrop("class", "accuracy", 0.2, class_scores).fails(tuned, base) is None, "a drop of exactly 0.2 must be within 0.2"
+    finding = KeyDrop("class", "accuracy", 0.1, class_scores).fails(tuned, base)
+    assert finding == "class 'a' accuracy fell 0.900 -> 0.700 (-0.200, tolerance 0.100, n=10)", finding
+    assert KeyDrop("class", "accuracy", 0.0, class_scores).fails(base, tuned) is None, "an improving class must not count as a drop"
+
+
+def test_class_floor_boundary() -> None:
+    tuned = ab([10, 0], [3, 7])  # class b 7/10
+    assert KeyFloor("class", "accuracy", 0.7, class_scores).fails(tuned, tuned) is None, "7/10 must reach a floor of 0.7"
+    finding = KeyFloor("class", "accuracy", 0.8, class_scores).fails(tuned, tuned)
+    assert finding == "class 'b' accuracy 0.700 < floor 0.800 (base 0.700, n=10)", finding
+
+
+def test_validity_boundary() -> None:
+    base, tuned = ab([5, 0], [0, 5]), ab([4, 0], [0, 5], invalid=(1, 0))  # 9 of 10 parse
+    assert tuned.confusion[0][-1] == 1 and tuned.labels == ["a", "b"] and INVALID not in tuned.labels
+    assert Validity(0.9).fails(tuned, base) is None, "9/10 must meet 0.9"
+    finding = Validity(0.95).fails(tuned, base)
+    assert finding == "validity rate 0.900 < required 0.950 (1 of 10 outputs did not parse; base 1.000)", finding
+
+
+def test_checks_from_card_gates_on_the_seed() -> None:
+    base = metrics_from_confusion([[10, 0, 0], [10, 0, 0], [10, 0, 0]], IRIS)
+    tuned = metrics_from_confusion([[9, 1, 0], [0, 10, 0], [2, 8, 0]], IRIS)
+    gates = GateSettings(min_delta={"accuracy": 0.05, "macro_f1": 0.05}, max_class_drop=0.05,
+                         min_class_accuracy=0.5, min_validity=1.0)
+    checks = checks_from(gates, [KeyDrop("class", "accuracy", gates.max_class_drop, class_scores),
+                                 KeyFloor("class", "accuracy", gates.min_class_accuracy, class_scores)])
+    results = {r.check: r for r in run_gates(checks, tuned, base)}
+    failed = sorted(name for name, r in results.items() if not r.passed)
+    assert failed == ["per-class floor", "per-class regression"], {n: r.finding for n, r in results.items()}
+    assert "class 'setosa' accuracy fell 1.000 -> 0.900" in results["per-class regression"].finding
+    assert "class 'virginica' accuracy 0.000 < floor 0.500 (base 0.000, n=10)" in results["per-class floor"].finding
+
+
+def test_checks_from_rejects_an_unknown_metric() -> None:
+    with pytest.raises(ValueError) as caught:
+        checks_from(GateSettings(min_delta={"macro_f2": 0.1}))
+    message = str(caught.value)
+    assert message.startswith("gates.min_delta: Unknown metric 'macro_f2'.") and "Did you mean 'macro_f1'" in message, \
+        message
+
+
+def test_text_metric_gates_pair_per_example_scores_and_pooled_bleu() -> None:
+    """Instruct metrics: ROUGE-L and perplexity deltas from per-example scores, corpus BLEU from pooled counts;
+    each interval is around the full-split delta and a worse tuned model fails with the metric named."""
+    from loragate.metrics.answers import instruct_metrics
+    references = [f"the capital of land {i} is town {i}" for i in range(30)]
+    good = list(references)
+    bad = [f"capital {i}" for i in range(30)]
+    ids, ones = [f"ex-{i}" for i in range(30)], [True] * 30
+
+    def metrics(outputs: list[str], nll: float):
+        return instruct_metrics(ids, outputs, references, ones, ones, [nll * 8] * 30, [8] * 30)
+
+    base, tuned = metrics(bad, 2.0), metrics(good, 0.5)
+    settings = GateSettings(bootstrap_resamples=2000)
+    for metric in ("rougeL", "bleu", "perplexity"):
+        check = MetricDelta(metric, 0.1, settings)
+        delta, interval, _ = check.judged(tuned, base)
+        assert interval.low <= delta <= interval.high and delta > 0.1, (metric, delta, interval)
+        assert check.fails(tuned, base) is None, metric
+        assert f"{metric} delta" in (check.fails(base, tuned) or ""), metric
+    assert tuned.value("bleu") == pytest.approx(100.0) and tuned.value("perplexity") == pytest.approx(math.exp(0.5))
+
+
+def test_exact_match_evidence_carries_the_exact_mcnemar_p_value() -> None:
+    from loragate.metrics.answers import qa_metrics
+    from loragate.metrics.stats import mcnemar_exact
+
+    references = [[f"answer {i}"] for i in range(20)]
+    ids, valid = [f"q-{i}" for i in range(20)], [True] * 20
+    base = qa_metrics(ids, ["x"] * 20, references, valid)
+    tuned = qa_metrics(ids, [f"answer {i}" if i < 15 else "x" for i in range(20)], references, valid)
+    _, _, evidence = MetricDelta("exact", 0.1, GateSettings(bootstrap_resamples=2000)).judged(tuned, base)
+    expected = mcnemar_exact(np.zeros(20, dtype=bool), np.arange(20) < 15).p_value
+    assert f"McNemar p={expected:.2g}" in evidence, evidence
