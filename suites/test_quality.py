@@ -32,7 +32,8 @@ def test_every_subgroup_holds(task_run) -> None:
     gates = task_run.task.card.gates
     if not (gates.max_subgroup_drop or gates.min_subgroup_score):
         pytest.skip(f"{task_run.name}: the card gates no subgroups")
-    failed = [f"{task_run.name}: {r.finding}" for r in task_run.gates if r.check.startswith("subgroup ") and not r.passed]
+    failed = [f"{task_run.name}: {r.finding}" for r in task_run.gates
+              if r.check.startswith("subgroup ") and not r.passed]
     assert not failed, "\n".join(failed)
 
 

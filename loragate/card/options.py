@@ -28,11 +28,11 @@ def require_one_task(flags: Mapping[str, object], chosen: list[str], registered:
 
 def require_quantizable(quantize: str | None, tasks: list[str]) -> None:
     """--quantize loads causal bases through bitsandbytes: it must import, and no task may run on an encoder."""
-    if quantize is None:  # before the imports: loragate.models.bases loads torch, which `pytest --help` must not wait for
+    if quantize is None:  # before the imports: they load torch, which `pytest --help` must not wait for
         return
-    from loragate.kinds import KINDS
-    from loragate.models.bases import ModelLoadError, require_bitsandbytes
-    from loragate.tasks import TASKS, get_task
+    from loragate.kinds import KINDS  # the kinds, models and tasks load torch: only once --quantize is given
+    from loragate.models.bases import ModelLoadError, require_bitsandbytes  # (the line above says why)
+    from loragate.tasks import TASKS, get_task  # (and this one)
 
     try:
         require_bitsandbytes(quantize)
@@ -47,7 +47,7 @@ def require_quantizable(quantize: str | None, tasks: list[str]) -> None:
 
 
 def require_cuda() -> None:
-    import torch
+    import torch  # only under --gpu: `pytest --help` and CPU runs start without it
 
     if not torch.cuda.is_available():
         raise OptionError(f"--gpu: CUDA is not available to torch {torch.__version__}. Run without --gpu for the tiny "
@@ -66,13 +66,13 @@ class RunOptions:
     allow_foreign_adapter: bool = False  # gate --adapter/--baseline-adapter whose manifest names another task or base
     quantize: str | None = None  # "4bit" (QLoRA: NF4, double quantization) or "8bit" through bitsandbytes
     overrides: tuple[str, ...] = ()  # --set path.to.key=value, applied to each task's card (loragate.card.overrides)
-    constrain: bool = False  # --constrain: decode under the output's grammar too, beside free (loragate.run.decoding_modes)
+    constrain: bool = False  # --constrain: decode under the grammar too, beside free (loragate.run.decoding_modes)
     store_root: Path = Path("adapters")
     cache: Path = Path(".loragate")
     progress: bool = True
 
     @property
     def dtype(self) -> torch.dtype:
-        import torch
+        import torch  # RunOptions is built before any model loads; torch only when a run asks for its dtype
 
         return torch.bfloat16 if self.device.startswith("cuda") else torch.float32  # bf16 is slow on CPU

@@ -10,9 +10,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, PrivateAttr, SerializationInfo,
-                      SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from loragate.registry import Registry
 
@@ -71,8 +81,8 @@ class TrainSettings(Strict):
     warmup_steps: int = Field(0, ge=0)
     max_length: int | Literal["auto"] = Field(
         "auto", description="prompt + answer tokens of one example; auto: the longest tokenized example of train, eval "
-        "and test, capped at the base's max position embeddings (loragate.data.truncation); the resolved value is recorded "
-        "in the adapter's manifest")
+        "and test, capped at the base's max position embeddings (loragate.data.truncation); the resolved value is "
+        "recorded in the adapter's manifest")
     truncation: Literal["refuse", "left", "right"] = Field(
         "refuse", description="an example longer than max_length: refuse (an error naming the --set that lifts it), "
         "or drop prompt tokens from the left or right until prompt + answer fit; the answer is never cut")
@@ -145,7 +155,8 @@ class TierSettings(Strict):
     pooling: Literal["cls", "mean"] = Field(
         "cls", description="sequence classification: what the new head reads. cls: the first token through the "
         "checkpoint's pooler (AutoModelForSequenceClassification); mean: the token states averaged over the "
-        "attention mask (loragate.models.mean_pooling), how sentence-embedding models such as all-MiniLM-L6-v2 were trained",
+        "attention mask (loragate.models.mean_pooling), how sentence-embedding models such as all-MiniLM-L6-v2 were "
+        "trained",
     )
 
 

@@ -26,8 +26,9 @@ class EncoderKind(KindDefaults):
 
     def load_base(self, task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:
         if options.quantize is not None:
-            raise CardError(f"--quantize {options.quantize}: {task.card.name} is a {task.card.kind} task on an encoder; "
-                            f"quantization is for causal bases. Drop --quantize or choose causal tasks with --task")
+            raise CardError(f"--quantize {options.quantize}: {task.card.name} is a {task.card.kind} task on an "
+                            f"encoder; quantization is for causal bases. Drop --quantize or choose causal tasks with "
+                            f"--task")
         name = options.base_model or task.card.tier(tier).base_model
         head, head_config = self.head(task, tier)
         return load_encoder(name, head, head_config, options.device, options.dtype,

@@ -97,8 +97,8 @@ class Kind(Protocol):
         """The examples a reader should look at (misclassified ones, or the worst answers)."""
 
     def card_example(self, card: TaskCard, row_id: str, row: dict[str, object], source: str) -> Example:
-        """One data row of a card-only task (loragate.data.card_files), columns already renamed to the card's field names,
-        as an Example; `source` is 'file:row' for errors."""
+        """One data row of a card-only task (loragate.data.card_files), columns already renamed to the card's field
+        names, as an Example; `source` is 'file:row' for errors."""
 
     def card_parse(self, card: TaskCard, text: str) -> ParsedOutput:
         """Raw generated text -> the card's output schema, or the reason it is invalid (a card-only task's parser).

@@ -50,6 +50,6 @@ def kind_of(name: str) -> Kind:
 
 def card_checks(card: TaskCard) -> list[Check]:
     """Every check a card's gates make for its kind (the kind adds its own: per class, for labels)."""
-    from loragate.gates.checks import checks_from
+    from loragate.gates.checks import checks_from  # loads numpy and sklearn: not when a card is validated
 
     return checks_from(card.gates, kind_of(card.kind).checks(card.gates))

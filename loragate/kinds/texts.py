@@ -28,7 +28,8 @@ class TextReport:
     def examples_table(self, run: ScoredRun) -> ExampleTable:
         """Tuned answers worst first by the first gated metric that has per-example scores."""
         tuned = run.tuned_metrics
-        metric = next((m for m in run.task.card.gates.min_delta if m in tuned.per_example), next(iter(tuned.per_example)))
+        gated = [m for m in run.task.card.gates.min_delta if m in tuned.per_example]
+        metric = gated[0] if gated else next(iter(tuned.per_example))
         spec, scores = METRICS.get(metric), tuned.per_example[metric]
         order = sorted(range(tuned.n), key=lambda row: scores[row] if spec.higher_is_better else -scores[row])
         shown = math.exp if spec.statistic == "token_weighted_nll" else float  # per-example perplexity is mean NLL

@@ -6,14 +6,13 @@ summary.md and the JUnit properties read it, so a metric registered here shows u
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from loragate.metrics.stats import DeltaInterval, paired_bootstrap, paired_bootstrap_means, paired_bootstrap_pooled
-from loragate.metrics.text import MetricUnavailable
 from loragate.metrics.registry import METRICS
+from loragate.metrics.stats import DeltaInterval, paired_bootstrap, paired_bootstrap_means, paired_bootstrap_pooled
+from loragate.metrics.text import MetricUnavailable, bleu_from_statistics
 
 INVALID = "<invalid>"  # the predicted "class" of an output that did not parse; always wrong
 
@@ -42,7 +41,8 @@ class ClassificationMetrics:
         """Gold and predicted as indices into `labels`; len(labels) marks an invalid prediction."""
         index = {label: i for i, label in enumerate(self.labels)}
         return (np.array([index[g] for g in self.gold]),
-                np.array([index.get(p, len(self.labels)) if p is not None else len(self.labels) for p in self.predicted]))
+                np.array([index.get(p, len(self.labels)) if p is not None else len(self.labels)
+                          for p in self.predicted]))
 
     def value(self, metric: str) -> float:
         METRICS.get(metric)  # raises with did-you-mean on an unknown name
@@ -185,8 +185,6 @@ class TextMetrics:
                         seed: int) -> DeltaInterval:
         """The paired-bootstrap interval of self (tuned) - base on `metric`: a mean of per-example scores;
         perplexity as exp of the token-weighted mean NLL; corpus BLEU from pooled n-gram counts."""
-        from loragate.metrics.text import bleu_from_statistics
-
         self.value(metric)
         if self.ids != base.ids:
             raise ValueError(f"{metric}: base and tuned were scored on different examples; cannot pair them")

@@ -120,7 +120,8 @@ def paired_bootstrap_pooled(base_rows: np.ndarray, tuned_rows: np.ndarray, stati
     per-example counts add up (corpus BLEU: n-gram matches, totals, lengths). Resampled rows are summed, so each
     resample is the corpus metric of a resampled corpus, not a mean of sentence scores."""
     if base_rows.shape != tuned_rows.shape or base_rows.ndim != 2 or len(base_rows) == 0:
-        raise ValueError(f"need two equal-shape (examples x counts) arrays, got {base_rows.shape} and {tuned_rows.shape}")
+        raise ValueError(f"need two equal-shape (examples x counts) arrays, got {base_rows.shape} and "
+                         f"{tuned_rows.shape}")
 
     def delta_of_rows(rows: np.ndarray) -> np.ndarray:
         return statistic(tuned_rows[rows].sum(axis=1)) - statistic(base_rows[rows].sum(axis=1))

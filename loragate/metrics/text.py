@@ -48,7 +48,7 @@ def load_metric(name: str) -> evaluate.EvaluationModule:
 
 @lru_cache(maxsize=None)
 def _load_metric(name: str) -> evaluate.EvaluationModule:
-    import evaluate
+    import evaluate  # pulls in datasets and pyarrow (seconds): only when a metric module is loaded
 
     # in memory: compute() then writes no arrow cache files, and parallel workers share no file locks
     return evaluate.load(str(MODULES_DIR / name), keep_in_memory=True)
@@ -138,7 +138,7 @@ ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
 @lru_cache(maxsize=1)
 def _rouge_scorer():  # noqa: ANN202 - rouge_score ships no type hints
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer  # imports nltk and absl: only when a text task is scored
 
     return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
 
@@ -177,7 +177,7 @@ def _reference_streams(references: list[list[str]]) -> list[list[str | None]]:
 def corpus_bleu(predictions: list[str], references: list[list[str]]) -> float:
     """Corpus BLEU (0..100) by sacrebleu with its defaults (13a tokenizer, case-sensitive, no smoothing):
     n-gram counts are pooled over the corpus, so this is not the mean of sentence_bleu."""
-    import sacrebleu
+    import sacrebleu  # only when a text task is scored, not for every gate run
 
     _check_pairs(predictions, references)
     return float(sacrebleu.corpus_bleu(predictions, _reference_streams(references)).score)
@@ -186,7 +186,7 @@ def corpus_bleu(predictions: list[str], references: list[list[str]]) -> float:
 def sentence_bleu(predictions: list[str], references: list[list[str]]) -> list[float]:
     """Per-example BLEU (0..100), sacrebleu's sentence_bleu (exp smoothing, effective order), for pairing
     base and tuned per example; the headline number is corpus_bleu."""
-    import sacrebleu
+    import sacrebleu  # only when a text task is scored, not for every gate run
 
     _check_pairs(predictions, references)
     for i, refs in enumerate(references):
@@ -199,7 +199,7 @@ def bleu_statistics(predictions: list[str], references: list[list[str]]) -> np.n
     """Per example, the counts corpus BLEU pools (examples x 10): hypothesis length, closest reference length,
     matching and total n-grams for n = 1..4. Summed over any subset of examples they give that subset's corpus
     BLEU (`bleu_from_statistics`), so corpus BLEU can be bootstrapped by resampling rows."""
-    from sacrebleu.metrics import BLEU
+    from sacrebleu.metrics import BLEU  # only when a text task is scored, not for every gate run
 
     _check_pairs(predictions, references)
     scorer = BLEU(effective_order=True)  # changes only the sentence score, not the counts read here
@@ -289,8 +289,8 @@ def _wordnet() -> WordNetCorpusReader:
 @lru_cache(maxsize=None)
 def _wordnet_reader(directory: str) -> WordNetCorpusReader:
     """nltk's own WordNet reader over the directory's files (reading them takes ~2 s, hence the cache)."""
-    import nltk
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+    import nltk  # about 0.5 s: only when METEOR is computed
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader  # (nltk: only for METEOR)
 
     class DictDirWordNet(WordNetCorpusReader):
         """nltk's reader, taking two things a bare WordNet 3.0 dict directory (Debian's) lacks from here."""
@@ -334,7 +334,7 @@ def meteor_scores(predictions: list[str], references: Sequence[str | Sequence[st
     nltk matches synonyms after stemming, on the stemmed forms, so a synonym whose stem is not itself a
     WordNet lemma ("large" -> "larg") is not matched: a property of nltk's METEOR, kept as is.
     """
-    from nltk.translate.meteor_score import meteor_score
+    from nltk.translate.meteor_score import meteor_score  # (nltk: only for METEOR)
 
     _check_pairs(predictions, references)
     wordnet = _wordnet()

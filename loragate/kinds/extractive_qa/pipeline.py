@@ -71,7 +71,8 @@ class ExtractiveQA(TextReport, EncoderKind):
                      examples: list[Example]) -> torch.Tensor:
         """Start and end logits of each question's first window."""
         qa = task.card.block("qa")
-        return qa_logits(model, base.tokenizer, examples, qa.max_length, qa.stride, task.card.tier(tier).eval.batch_size)
+        return qa_logits(model, base.tokenizer, examples, qa.max_length, qa.stride,
+                         task.card.tier(tier).eval.batch_size)
 
     def score(self, task: Task, predictions: Predictions) -> TextMetrics:
         return qa_metrics(predictions.ids, predictions.outputs, predictions.references,

@@ -83,7 +83,8 @@ class Instruct(TextReport, CausalKind):
         if trained and trained != current:
             raise AdapterStoreError(
                 f"{adapter_dir}: trained under chat template {trained[:12]}, but the base's tokenizer ({base.name}) "
-                f"has {(current or 'none')[:12]}: evaluate with the tokenizer it was trained with, or retrain (--retrain)")
+                f"has {(current or 'none')[:12]}: evaluate with the tokenizer it was trained with, or retrain "
+                f"(--retrain)")
 
     def constant(self, task: Task, examples: list[Example]) -> Constant:
         return most_common_response(task, examples)

@@ -92,8 +92,9 @@ class StructuredOutput(CausalKind):
                 output_schema(card).model_validate(gold)
         except ValidationError as exc:
             error = exc.errors()[0]
-            raise CardError(f"{source}: the gold output does not validate against {card.block('structured').output_schema} "
-                            f"({location(error['loc'])}: {error['msg']}); fix the row or the schema") from exc
+            raise CardError(f"{source}: the gold output does not validate against "
+                            f"{card.block('structured').output_schema} ({location(error['loc'])}: {error['msg']}); "
+                            f"fix the row or the schema") from exc
         text = canonical(value)
         fields = prompt_fields(card, row, source)
         return Example(id=row_id, prompt=card.prompt_template.format(**fields),
@@ -126,7 +127,8 @@ class StructuredOutput(CausalKind):
                             if any(e.loc == loc and e.type == kind for e in p.errors)), "")
             rows.append([f"schema error at {loc}: {kind}", f"base {base.error_share(loc, kind):.3f}, tuned "
                          f"{tuned.error_share(loc, kind):.3f}", example])
-        for row, (example_id, output, parsed) in enumerate(zip(predictions.ids, predictions.outputs, predictions.parsed)):
+        examples = zip(predictions.ids, predictions.outputs, predictions.parsed)
+        for row, (example_id, output, parsed) in enumerate(examples):
             wrong = [f for f in tuned.fields if tuned.per_example[f"field:{f}"][row] != 1]
             if parsed.valid and wrong:
                 rows.append([example_id, f"wrong: {', '.join(wrong)}; gold {predictions.gold[row]}", output])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -66,8 +67,6 @@ def project_files(card_dir: Path, relative: str) -> list[Path]:
 
 def import_file(path: Path) -> object:
     """The module at `path`, under a name of its own so two projects' `schema.py` never collide."""
-    import importlib.util
-
     name = f"loragate_schema_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]}_{path.stem}"
     if name in sys.modules:
         return sys.modules[name]

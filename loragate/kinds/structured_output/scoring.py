@@ -122,7 +122,8 @@ class StructuredMetrics:
             return [(f"field {name!r} exact", f"{base.field_exact[name]:.3f}", f"{self.field_exact[name]:.3f}",
                      f"{self.field_exact[name] - base.field_exact[name]:+.3f}") for name in self.fields]
         if metric == "validity_rate":
-            return [(f"error at {loc}: {kind}", f"{base.error_share(loc, kind):.3f}", f"{self.error_share(loc, kind):.3f}",
+            return [(f"error at {loc}: {kind}", f"{base.error_share(loc, kind):.3f}",
+                     f"{self.error_share(loc, kind):.3f}",
                      f"{self.error_share(loc, kind) - base.error_share(loc, kind):+.3f}")
                     for loc, kind in error_keys(base, self)]
         return []
@@ -177,6 +178,7 @@ def structured_metrics(ids: list[str], gold: list[str], parsed: list[ParsedOutpu
         empty_outputs=sum(not text.strip() for text in outputs),
         field_exact={name: float(np.mean(values)) for name, values in exact_per_field.items()},
         schema_errors={loc: dict(kinds.most_common()) for loc, kinds in errors.items()},
-        ids=list(ids), per_example={"object_exact": object_exact, **{f"field:{k}": v for k, v in exact_per_field.items()}},
+        ids=list(ids),
+        per_example={"object_exact": object_exact, **{f"field:{k}": v for k, v in exact_per_field.items()}},
         counts=counts,
     )
