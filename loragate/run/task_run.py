@@ -16,7 +16,9 @@ import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import peft
 import torch
+import transformers
 from filelock import FileLock, Timeout
 from peft import LoraConfig, PeftModel
 
@@ -210,7 +212,8 @@ def score_subgroups(task: Task, examples: list[Example], base: Predictions, tune
 @dataclass(frozen=True)
 class Judged:
     """Base and tuned predictions on the test split scored and gated: against base (the card's checks), against
-    the trivial predictor, and per subgroup; in the mode the card declares (`gated`), with the other reported."""
+    the trivial predictor, and per subgroup; in the mode the card declares (`gated`), with the other reported.
+    run_task adds the leakage gate and, given the last release, its metrics and the regression gates against it."""
 
     base_metrics: Metrics
     tuned_metrics: Metrics
@@ -221,6 +224,7 @@ class Judged:
     gated: Decoded
     reported: Decoded | None = None
     mode_deltas: list[ModeDelta] = field(default_factory=list)
+    baseline_metrics: Metrics | None = None  # the last release's, where run_task was given it (judge_run)
 
 
 def judge_predictions(task: Task, test: list[Example], base: Predictions, tuned: Predictions,
@@ -306,9 +310,7 @@ def fit_inputs(task: Task, tier: Tier, splits: Splits, base: LoadedBase) -> tupl
 
 
 def versions() -> dict[str, str]:
-    import peft
-    import transformers
-
+    """The library versions an adapter was trained with, for its manifest."""
     return {"loragate": loragate.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "peft": peft.__version__, "python": platform.python_version()}
 
@@ -336,7 +338,8 @@ def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
         overrides=list(options.overrides), inputs=inputs.to_json() if inputs else None,
         **kind(task).manifest_facts(base),
     )
-    entry = current().from_main(lambda: AdapterStore(options.store_root).save(model, manifest, task.card.name, tier, key))
+    store = AdapterStore(options.store_root)
+    entry = current().from_main(lambda: store.save(model, manifest, task.card.name, tier, key))
     return model, entry, read_manifest(entry, key), result
 
 
@@ -451,76 +454,186 @@ def lora_shape(task: Task, tier: Tier, options: RunOptions) -> tuple[int, list[s
 
 
 def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
+    """One task at one tier, end to end, in the order the module's docstring gives; TaskRun.seconds holds the
+    seconds of each stage."""
+    laps = Laps()
+    task, decoding, constraint = checked_task(name, tier, options)
+    splits, base, inputs = load_inputs(task, tier, options)
+    laps.lap("load base")
+    before = predict_base(task, tier, name, base, splits, options, constraint, laps)
+    baseline = predict_baseline(task, tier, base, splits, options, constraint if decoding == CONSTRAINED else None,
+                                laps)
+    adapter = adapter_under_test(task, tier, base, splits, options, inputs)
+    laps.lap("train adapter" if adapter.trained else "load adapter")
+    after = predict_tuned(task, tier, name, adapter.model, base, splits, options, constraint, laps)
+    judged = judge_run(task, tier, name, splits, options, decoding, before, after, baseline, adapter.manifest)
+    return assemble_run(task, tier, splits, base, inputs, options, laps.seconds, constraint, adapter, before, after,
+                        judged)
 
-    def lap(stage: str) -> None:
-        nonlocal clock
+
+class Laps:
+    """The seconds of each stage of a run (TaskRun.seconds), each counted from the end of the one before."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.clock = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
         now = time.perf_counter()
-        seconds[stage] = round(now - clock, 3)
-        clock = now
+        self.seconds[stage] = round(now - self.clock, 3)
+        self.clock = now
 
+
+@dataclass(frozen=True)
+class Outputs:
+    """One model's outputs on the test split: free predictions and their logits, and its predictions under the
+    grammar where the run decodes under it."""
+
+    predictions: Predictions
+    logits: torch.Tensor
+    constrained: Predictions | None
+
+
+@dataclass(frozen=True)
+class BaseOutputs(Outputs):
+    """The base's outputs, with its logits on the first PROBE test examples, batched among themselves."""
+
+    probe_logits: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """The adapter under test, wrapping the base, and the LoRA parameters it must hold."""
+
+    model: PeftModel
+    directory: Path
+    manifest: Manifest | None
+    trained: TrainResult | None  # None where it was loaded
+    expected_parameters: int  # counted on the base before the adapter wrapped it
+
+
+def checked_task(name: str, tier: Tier, options: RunOptions) -> tuple[Task, str, Constraint | None]:
+    """The task with the run's --set overrides, checked before any model loads; its gated decoding mode, and the
+    output's grammar where the run decodes under it."""
     task = load_task(name, options)
     if options.baseline_report is not None and not KINDS.get(task.card.kind).labels:
         raise CardError(f"--baseline-report: {name} is a {task.card.kind} task; a stored report pairs labels, "
                         f"not text scores. Pass the last release's adapter with --baseline-adapter instead")
     card_checks(task.card)  # an unknown metric in the card fails before any model loads
-    decoding = declared_mode(task.card, tier)  # so does a grammar llguidance cannot enforce
+    decoding = declared_mode(task.card, tier)
+    # a grammar llguidance cannot enforce fails here too, as does a kind that cannot decode under one
     constraint = task_constraint(task.card) if constrains(task.card, [tier], options.constrain) else None
+    return task, decoding, constraint
+
+
+def load_inputs(task: Task, tier: Tier, options: RunOptions) -> tuple[Splits, LoadedBase, InputFit | None]:
+    """The splits and the base, and the splits as the base reads them, fitted to train.max_length (task.card's
+    `auto` max_length is resolved in place)."""
     splits = load_splits(task, options)
     base = prepare_base(task, tier, splits, options)
     task.card, splits, inputs = fit_inputs(task, tier, for_base(task, splits, base), base)
-    lap("load base")
+    return splits, base, inputs
+
+
+def predict_base(task: Task, tier: Tier, name: str, base: LoadedBase, splits: Splits, options: RunOptions,
+                 constraint: Constraint | None, laps: Laps) -> BaseOutputs:
+    """The base's test predictions, logits and probe logits, then its constrained predictions where asked: all
+    taken before any adapter wraps the base."""
     with reporter().phase("predict base", "predicted base"):
-        base_predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}",
-                                   splits.eval)
-        base_logits = probe_of(task, tier, base.model, base, splits.test, base_predictions)
-        base_probe_logits = probe_logits(task, tier, base.model, base, splits.test[:PROBE])
-    lap("base predictions")
-    base_constrained = None
-    if constraint is not None:
-        with reporter().phase("predict base constrained", "predicted base constrained"):
-            base_constrained = predict(task, base.model, base, splits.test, tier, options.progress,
-                                       f"base {name}/{tier} constrained", constraint=constraint)
-        lap("base constrained predictions")
-    baseline_predictions = None
-    if options.baseline_adapter is not None:
-        baseline_predictions = predict_with_baseline(task, tier, base, splits, options,
-                                                     constraint if decoding == CONSTRAINED else None)
-        lap("baseline predictions")
-    expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
-    model, adapter_dir, manifest, trained = prepare_adapter(task, tier, base, splits, options, inputs)
-    lap("train adapter" if trained else "load adapter")
+        predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}",
+                              splits.eval)
+        logits = probe_of(task, tier, base.model, base, splits.test, predictions)
+        probe = probe_logits(task, tier, base.model, base, splits.test[:PROBE])
+    laps.lap("base predictions")
+    constrained = predict_constrained("base", task, tier, name, base.model, base, splits, options, constraint, laps)
+    return BaseOutputs(predictions, logits, constrained, probe)
+
+
+def predict_tuned(task: Task, tier: Tier, name: str, model: PeftModel, base: LoadedBase, splits: Splits,
+                  options: RunOptions, constraint: Constraint | None, laps: Laps) -> Outputs:
+    """The adapter's test predictions and logits, then its constrained predictions where asked."""
     with reporter().phase("predict tuned", "predicted tuned"):
-        tuned_predictions = predict(task, model, base, splits.test, tier, options.progress, f"tuned {name}/{tier}",
-                                    splits.eval)
-        tuned_logits = probe_of(task, tier, model, base, splits.test, tuned_predictions)
-    lap("tuned predictions")
-    constrained = None
-    if constraint is not None:
-        with reporter().phase("predict tuned constrained", "predicted tuned constrained"):
-            constrained = (base_constrained, predict(task, model, base, splits.test, tier, options.progress,
-                                                     f"tuned {name}/{tier} constrained", constraint=constraint))
-        lap("tuned constrained predictions")
-    judged = judge_predictions(task, splits.test, base_predictions, tuned_predictions, constrained, decoding)
-    base_metrics, tuned_metrics = judged.base_metrics, judged.tuned_metrics
+        predictions = predict(task, model, base, splits.test, tier, options.progress, f"tuned {name}/{tier}",
+                              splits.eval)
+        logits = probe_of(task, tier, model, base, splits.test, predictions)
+    laps.lap("tuned predictions")
+    constrained = predict_constrained("tuned", task, tier, name, model, base, splits, options, constraint, laps)
+    return Outputs(predictions, logits, constrained)
+
+
+def predict_constrained(who: str, task: Task, tier: Tier, name: str, model: torch.nn.Module, base: LoadedBase,
+                        splits: Splits, options: RunOptions, constraint: Constraint | None,
+                        laps: Laps) -> Predictions | None:
+    """The test predictions of `who` (base or tuned) under the grammar; None where the run decodes free alone."""
+    if constraint is None:
+        return None
+    with reporter().phase(f"predict {who} constrained", f"predicted {who} constrained"):
+        predictions = predict(task, model, base, splits.test, tier, options.progress,
+                              f"{who} {name}/{tier} constrained", constraint=constraint)
+    laps.lap(f"{who} constrained predictions")
+    return predictions
+
+
+def predict_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
+                     constraint: Constraint | None, laps: Laps) -> Predictions | None:
+    """The last release's test predictions, with --baseline-adapter (before the adapter under test wraps the
+    base); None without it."""
+    if options.baseline_adapter is None:
+        return None
+    predictions = predict_with_baseline(task, tier, base, splits, options, constraint)
+    laps.lap("baseline predictions")
+    return predictions
+
+
+def adapter_under_test(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
+                       inputs: InputFit | None) -> Adapter:
+    """The adapter loaded or trained (prepare_adapter), and the LoRA parameters it must hold, counted on the base
+    before it wraps it."""
+    expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
+    model, directory, manifest, trained = prepare_adapter(task, tier, base, splits, options, inputs)
+    return Adapter(model, directory, manifest, trained, expected)
+
+
+def judge_run(task: Task, tier: Tier, name: str, splits: Splits, options: RunOptions, decoding: str,
+              before: BaseOutputs, after: Outputs, baseline: Predictions | None, manifest: Manifest | None) -> Judged:
+    """judge_predictions' gates, then the train/test leakage gate and the regression gates against the last
+    release, where the run was given one."""
+    constrained = None if after.constrained is None else (before.constrained, after.constrained)
+    judged = judge_predictions(task, splits.test, before.predictions, after.predictions, constrained, decoding)
     gates = [*judged.gates, leakage_gate(splits.leaked(), len(splits.test), task.card.gates.max_leakage)]
-    baseline_metrics = None
-    if baseline_predictions is not None:
-        baseline_metrics = score(task, baseline_predictions)
-        gates += run_gates(regression_checks(task.card.gates), tuned_metrics, baseline_metrics)
+    baseline_metrics, regressions = against_baseline(task, tier, name, splits, options, judged.tuned_metrics,
+                                                     baseline, manifest)
+    return replace(judged, gates=gates + regressions, baseline_metrics=baseline_metrics)
+
+
+def against_baseline(task: Task, tier: Tier, name: str, splits: Splits, options: RunOptions, tuned: Metrics,
+                     baseline: Predictions | None,
+                     manifest: Manifest | None) -> tuple[Metrics | None, list[GateResult]]:
+    """The last release's metrics and the regression gates against them: from its adapter's predictions (and its
+    loss curves against this adapter's), else from its report.json; none where the run was given neither."""
+    if baseline is not None:
+        metrics = score(task, baseline)
+        gates = run_gates(regression_checks(task.card.gates), tuned, metrics)
         gates += curve_gates(task.card.gates, manifest, manifest_of(options.baseline_adapter))
-    elif options.baseline_report is not None:
-        baseline_metrics = baseline_from_report(options.baseline_report, name, tier, splits, task.card.labels)
-        gates += run_gates(regression_checks(task.card.gates), tuned_metrics, baseline_metrics)
+        return metrics, gates
+    if options.baseline_report is not None:
+        metrics = baseline_from_report(options.baseline_report, name, tier, splits, task.card.labels)
+        return metrics, run_gates(regression_checks(task.card.gates), tuned, metrics)
+    return None, []
+
+
+def assemble_run(task: Task, tier: Tier, splits: Splits, base: LoadedBase, inputs: InputFit | None,
+                 options: RunOptions, seconds: dict[str, float], constraint: Constraint | None, adapter: Adapter,
+                 before: BaseOutputs, after: Outputs, judged: Judged) -> TaskRun:
+    """The TaskRun of the steps above, its predictions and metrics in the gated mode."""
     return TaskRun(
-        task=task, tier=tier, splits=splits, base=base, model=model, adapter_dir=adapter_dir, manifest=manifest,
-        expected_lora_parameters=expected, base_logits=base_logits, base_probe_logits=base_probe_logits,
-        tuned_logits=tuned_logits,
+        task=task, tier=tier, splits=splits, base=base, model=adapter.model, adapter_dir=adapter.directory,
+        manifest=adapter.manifest, expected_lora_parameters=adapter.expected_parameters, base_logits=before.logits,
+        base_probe_logits=before.probe_logits, tuned_logits=after.logits,
         base_predictions=judged.gated.base_predictions, tuned_predictions=judged.gated.tuned_predictions,
-        base_metrics=base_metrics, tuned_metrics=tuned_metrics,
-        baseline_metrics=baseline_metrics, gates=gates, ceiling=task.ceiling(splits.test), constant=judged.constant,
-        constant_metrics=judged.constant_metrics, subgroups=judged.subgroups,
-        trained=trained, inputs=inputs, overrides=options.overrides, seconds=seconds, decoding=decoding,
-        reported=judged.reported, mode_deltas=judged.mode_deltas, constraint=constraint,
+        base_metrics=judged.base_metrics, tuned_metrics=judged.tuned_metrics,
+        baseline_metrics=judged.baseline_metrics, gates=judged.gates, ceiling=task.ceiling(splits.test),
+        constant=judged.constant, constant_metrics=judged.constant_metrics, subgroups=judged.subgroups,
+        trained=adapter.trained, inputs=inputs, overrides=options.overrides, seconds=seconds,
+        decoding=judged.gated.mode, reported=judged.reported, mode_deltas=judged.mode_deltas, constraint=constraint,
     )
