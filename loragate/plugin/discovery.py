@@ -17,6 +17,12 @@ from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
+import yaml
+
+from loragate.card.settings import CardError
+from loragate.tasks import TASKS
+from loragate.tasks.card_task import CardTask, CardTaskEntry
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -68,8 +74,6 @@ def load_task_dir(directory: Path, setting: str) -> None:
 
 def has_data_block(path: Path) -> bool:
     """Whether the YAML file `path` is a card-only task's card (a mapping with a `data` key)."""
-    import yaml
-
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -80,10 +84,6 @@ def has_data_block(path: Path) -> bool:
 def register_card_task(path: Path) -> None:
     """Register the card at `path` (validated now, so a broken card stops the run naming it) under its name; the
     same file registered again (an in-process pytest run) is a no-op."""
-    from loragate.card.settings import CardError
-    from loragate.tasks import TASKS
-    from loragate.tasks.card_task import CardTask, CardTaskEntry
-
     try:
         name = CardTask(path).card.name
     except CardError as exc:

@@ -2,9 +2,9 @@
 
 Registered by the `pytest11` entry point. Nothing heavy (torch, transformers) is imported at load time.
 
-Under pytest-xdist (`-n N`) one task's tests run on one worker (loragate.plugin.scheduling, --dist loadgroup by default),
-so each run is computed once; the workers hand their runs to the controller, which prints them and writes one
-report.
+Under pytest-xdist (`-n N`) one task's tests run on one worker (loragate.plugin.scheduling, --dist loadgroup by
+default), so each run is computed once; the workers hand their runs to the controller, which prints them and writes
+one report.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import importlib.util
 import os
 import re
 import sys
@@ -20,14 +21,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-import loragate.suites
 from loragate.card.options import OptionError, require_cuda, require_one_task, require_quantizable
 from loragate.card.overrides import OverrideError, apply_overrides, parse_override
 from loragate.card.settings import TIERS, TaskCard
 from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
+from loragate.plugin.preflight import directory_problem, file_problem
 from loragate.plugin.session import GateSession
 from loragate.progress import terminal_progress
 from loragate.redact import redact
+from loragate.run.decoding_modes import constrains, task_constraint
+from loragate.tasks import TASKS, default_tasks, get_task
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -39,7 +42,8 @@ pytest_plugins = ["loragate.fixtures.gate"]  # the fixtures the suites ask for, 
 SESSION = pytest.StashKey[GateSession]()
 HANDOVER = "loragate"  # a worker's GateSession.handover() in xdist's workeroutput
 GATE_MARKERS = {"smoke", "full"}
-SUITES = Path(loragate.suites.__file__).parent  # the gate's test modules: suites/, shipped as loragate.suites
+# the gate's test modules: suites/, shipped as loragate.suites; located, not imported (a layer above the plugin)
+SUITES = Path(importlib.util.find_spec("loragate.suites").submodule_search_locations[0])
 GATE_SELECTED = re.compile(r"\b(smoke|full)\b")  # a -m expression naming a gate marker
 
 
@@ -87,8 +91,6 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 def parse_task(value: str) -> str:
     """train_fixtures.py's --task, checked as parsed against the built-in tasks. The plugin's --task is checked in
     pytest_configure instead, once the project's tasks are loaded (loragate.plugin.discovery)."""
-    from loragate.tasks import TASKS
-
     if value not in TASKS:
         raise argparse.ArgumentTypeError(TASKS.unknown_message(value))
     return value
@@ -216,25 +218,46 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
     """Under `--dist loadgroup`, whole tasks to workers (loragate.plugin.scheduling); any other --dist is xdist's."""
     if config.getoption("dist") != "loadgroup":
         return None
-    from loragate.plugin.scheduling import TaskScheduling
+    from loragate.plugin.scheduling import TaskScheduling  # imports xdist, which loragate does not require
 
     return TaskScheduling(config, gate_session(config).tasks, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Everything about the run that can fail without a model fails here, as a usage error naming the fix, before
+    any test is collected; then the session that computes the runs."""
+    add_markers_and_warnings(config)
+    refuse_distributed_launch()
+    rootdir = project_root(config)
+    chosen, tasks = select_tasks(config, rootdir)
+    device = check_options(config, chosen, tasks)
+    if not hasattr(config, "workerinput") and not config.getoption("help") and not config.getoption("collectonly"):
+        check_outputs(config, rootdir)
+    start_session(config, rootdir, tasks, device)
+
+
+def add_markers_and_warnings(config: pytest.Config) -> None:
+    """The gate's markers, and filters for the third-party deprecations no user can act on."""
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     for line in THIRD_PARTY_WARNINGS:
         config.addinivalue_line("filterwarnings", line)
-    from loragate.tasks import TASKS, default_tasks, get_task
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # as loragate.training.distributed.launched(), without importing torch
+
+def refuse_distributed_launch() -> None:
+    """The gate runs as one process: under torchrun every process would run every test."""
+    # as loragate.training.distributed.launched(), without importing torch
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise pytest.UsageError(
             "the gate runs as one process (several GPUs: pytest -n N --gpu, one task per GPU), not under torchrun or "
             "accelerate launch, which would run every test once per process. Train the adapter data-parallel with "
             "`torchrun --nproc_per_node N train_fixtures.py --task NAME --tier full --gpu`, then run pytest: it "
             "loads that adapter from the store.")
-    rootdir = project_root(config)
+
+
+def select_tasks(config: pytest.Config, rootdir: Path) -> tuple[list[str], list[str]]:
+    """The tasks named with --task (checked once the project's tasks are loaded), and the tasks to run: those,
+    else the default ones."""
     try:
         load_project_tasks(config, rootdir)
     except DiscoveryError as exc:
@@ -243,28 +266,45 @@ def pytest_configure(config: pytest.Config) -> None:
     unknown = [name for name in chosen if name not in TASKS]
     if unknown:
         raise pytest.UsageError(f"--task: {TASKS.unknown_message(unknown[0])}")
-    tasks = chosen or default_tasks()
+    return chosen, chosen or default_tasks()
+
+
+def check_options(config: pytest.Config, chosen: list[str], tasks: list[str]) -> str:
+    """The option combinations and each selected card with the --set overrides, checked before any model loads;
+    returns this process's device."""
     if config.getoption("baseline_adapter") and config.getoption("baseline_report"):
         raise pytest.UsageError("--baseline-adapter and --baseline-report name the same thing: pass one")
-    quantize = config.getoption("quantize")
-    device = "cpu"
     try:
         require_one_task({flag: config.getoption(flag) for flag in SINGLE_TASK_OPTIONS}, chosen, TASKS.names())
-        if config.getoption("gpu"):
-            require_cuda()
-            import torch
-
-            device = worker_device(getattr(config, "workerinput", {}).get("workerid"), torch.cuda.device_count())
-        require_quantizable(quantize, tasks)
-        overrides = tuple(config.getoption("overrides"))
-        # each selected task's card must take them: a bad path or value stops the run here
-        cards = [apply_overrides(get_task(name).card, overrides) for name in tasks]
-        require_constrainable(cards, config.getoption("constrain"))
+        device = run_device(config)
+        require_quantizable(config.getoption("quantize"), tasks)
+        check_cards(config, tasks)
     except (OptionError, OverrideError) as exc:
         raise pytest.UsageError(str(exc)) from exc
-    if not hasattr(config, "workerinput") and not config.getoption("help") and not config.getoption("collectonly"):
-        check_outputs(config, rootdir)
-    options = dict(  # RunOptions(**options), built on the first run: importing loragate.run.task_run loads torch
+    return device
+
+
+def run_device(config: pytest.Config) -> str:
+    """cpu; with --gpu, this process's CUDA device (an OptionError where torch sees no CUDA)."""
+    if not config.getoption("gpu"):
+        return "cpu"
+    require_cuda()
+    import torch  # loads torch: only with --gpu, never at pytest start-up
+
+    return worker_device(getattr(config, "workerinput", {}).get("workerid"), torch.cuda.device_count())
+
+
+def check_cards(config: pytest.Config, tasks: list[str]) -> None:
+    """Each selected task's card must take the --set overrides (a bad path or value stops the run here), and
+    decode under its grammar where asked."""
+    overrides = tuple(config.getoption("overrides"))
+    cards = [apply_overrides(get_task(name).card, overrides) for name in tasks]
+    require_constrainable(cards, config.getoption("constrain"))
+
+
+def start_session(config: pytest.Config, rootdir: Path, tasks: list[str], device: str) -> None:
+    """The run's GateSession and the tally of its gate tests, kept in config.stash."""
+    options = dict(  # RunOptions' fields: the session builds RunOptions from them (GateSession.options)
         device=device,
         base_model=config.getoption("base_model"),
         adapter=config.getoption("adapter"),
@@ -273,8 +313,8 @@ def pytest_configure(config: pytest.Config) -> None:
         data=config.getoption("data"),
         retrain=config.getoption("retrain"),
         allow_foreign_adapter=config.getoption("allow_foreign_adapter"),
-        quantize=quantize,
-        overrides=overrides,
+        quantize=config.getoption("quantize"),
+        overrides=tuple(config.getoption("overrides")),
         constrain=config.getoption("constrain"),
         store_root=rootdir / "adapters",
         cache=rootdir / ".loragate",
@@ -288,12 +328,9 @@ def require_constrainable(cards: list[TaskCard], flag: bool) -> None:
     """Each card that will decode under its grammar (--constrain, or eval.constrain: schema in a tier) has a kind
     that supports it and a grammar llguidance can enforce, checked before any model loads: an OptionError names
     the task and kind, or gives the library's reason. Nothing is ever decoded free in a refused grammar's place."""
-    from loragate.run.decoding_modes import constrains
-
     if not any(constrains(card, list(card.tiers), flag) for card in cards):
-        return  # before the imports: loragate.inference.grammar loads torch and llguidance
-    from loragate.inference.grammar import UnenforceableConstraint
-    from loragate.run.decoding_modes import task_constraint
+        return
+    from loragate.inference.grammar import UnenforceableConstraint  # loads torch and llguidance: not at start-up
 
     for card in cards:
         if constrains(card, list(card.tiers), flag):
@@ -327,8 +364,6 @@ def load_project_tasks(config: pytest.Config, rootdir: Path) -> None:
 def check_outputs(config: pytest.Config, rootdir: Path) -> None:
     """What the run will write (report, store, export, the job summary), before any model loads: a place that
     cannot be written is a usage error naming it, not a traceback after every test passed."""
-    from loragate.plugin.preflight import directory_problem, file_problem
-
     places = [("--report-dir", rootdir / config.getoption("report_dir"), "pass --report-dir DIR somewhere writable"),
               ("the adapter store", rootdir / "adapters", "run from a writable checkout of the project")]
     if config.getoption("export") is not None:
@@ -475,7 +510,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     run = session.runs.get(tuple(callspec.params["gate_case"]))
     if run is None:
         return
-    from loragate.report.writer import junit_properties
+    from loragate.report.writer import junit_properties  # loads sklearn: not at pytest start-up
 
     item.user_properties.extend(junit_properties(run))
 

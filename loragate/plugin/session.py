@@ -11,6 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loragate.card.options import RunOptions
 from loragate.card.settings import TIERS
 from loragate.gates.verdict import CaseTests
 from loragate.progress import SILENT, Progress, reporting
@@ -18,12 +19,12 @@ from loragate.redact import redact
 
 if TYPE_CHECKING:  # heavy imports wait until a test asks for a run, so `pytest --help` stays fast
     from loragate.report.writer import RenderedRun
-    from loragate.run.task_run import RunOptions, TaskRun
+    from loragate.run.task_run import TaskRun
 
 
 @dataclass
 class GateSession:
-    option_values: dict[str, Any]  # RunOptions' fields; RunOptions itself waits for the first run (it imports torch)
+    option_values: dict[str, Any]  # RunOptions' fields, as pytest_configure read them from the command line
     tasks: list[str]
     report_dir: Path
     runs: dict[tuple[str, str], TaskRun] = field(default_factory=dict)
@@ -52,8 +53,6 @@ class GateSession:
 
     @cached_property
     def options(self) -> RunOptions:
-        from loragate.run.task_run import RunOptions
-
         return RunOptions(**self.option_values)
 
     def run(self, task: str, tier: str) -> TaskRun:
@@ -62,7 +61,7 @@ class GateSession:
         if key in self.failures:
             raise self.failures[key]
         if key not in self.runs:
-            from loragate.run.task_run import run_task
+            from loragate.run.task_run import run_task  # loads torch: not at pytest start-up
 
             try:
                 with reporting(self.progress), self.progress.case(f"{task}/{tier}"):
@@ -95,14 +94,14 @@ class GateSession:
     def handover(self) -> dict[str, list]:
         """On an xdist worker: its runs rendered and its failures as text, builtins only, for xdist's workeroutput
         (exceptions and models do not cross processes)."""
-        from loragate.report.writer import render_or_explain
+        from loragate.report.writer import render_or_explain  # loads sklearn: not at pytest start-up
 
         return {"runs": [render_or_explain(self.with_tests(run)).to_builtins() for run in self.runs.values()],
                 "failures": self.failure_lines()}
 
     def receive(self, worker: str, handover: dict[str, list]) -> None:
         """On the xdist controller: keep what `worker` handed over."""
-        from loragate.report.writer import RenderedRun
+        from loragate.report.writer import RenderedRun  # loads sklearn: not at pytest start-up
 
         self.worker_runs += [(worker, RenderedRun.from_builtins(run)) for run in handover["runs"]]
         self.worker_failures += handover["failures"]
@@ -110,7 +109,7 @@ class GateSession:
     def results(self) -> tuple[list[RenderedRun], list[str]]:
         """Every run once, rendered (the workers' in task order), and the lines printed below their tables: what
         did not run, and any run that more than one worker computed (the report keeps the first)."""
-        from loragate.report.writer import render_or_explain
+        from loragate.report.writer import render_or_explain  # loads sklearn: not at pytest start-up
 
         rendered = [render_or_explain(self.with_tests(run)) for run in self.runs.values()]
         workers: dict[str, list[str]] = {}  # run name -> the workers that computed it
@@ -130,7 +129,7 @@ class GateSession:
         written is an error the plugin prints and fails the session on, after every table was shown."""
         if self.finished is not None:
             return self.finished
-        from loragate.report.writer import write_rendered
+        from loragate.report.writer import write_rendered  # loads sklearn: not at pytest start-up
 
         runs, lines = self.results()
         errors = [run.render_error for run in runs if run.render_error]
