@@ -140,7 +140,7 @@ def read_delimited(path: Path, text: str, delimiter: str, quoting: int, fix: str
 
 def read_dataset(path: Path, field: str) -> list[Row]:
     """A dataset saved with `Dataset.save_to_disk`; a DatasetDict's directory names its splits for the card."""
-    from datasets import Dataset, load_from_disk  # imported here: it pulls in pyarrow and pandas
+    from datasets import Dataset, load_from_disk  # loads pyarrow and pandas: not at pytest start-up
 
     try:
         dataset = load_from_disk(str(path))
@@ -175,7 +175,7 @@ def cut(examples: list[Example], share: float, seed: int, stratify: bool, what: 
     """(kept, cut off): `share` of `examples` cut off, stratified by label or, without labels, a seeded shuffle.
     `what` names the rows and the share for errors."""
     if stratify:
-        from sklearn.model_selection import train_test_split  # imported here so `pytest --help` stays fast
+        from sklearn.model_selection import train_test_split  # loads sklearn: not at pytest start-up
 
         needed = max(2, math.ceil(round(1 / share, 9)))  # so the cut gets at least one row of every label
         too_few = {label: n for label, n in Counter(ex.label for ex in examples).items() if n < needed}

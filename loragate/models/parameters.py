@@ -6,6 +6,8 @@ import copy
 
 import torch
 from peft import PeftModel
+from peft.tuners.lora import LoraLayer
+from peft.utils.integrations import dequantize_module_weight
 
 from loragate.models.bases import state_fingerprint
 
@@ -94,9 +96,6 @@ def dequantize(model: PeftModel, merge: bool) -> None:
     peft's merge does on a 4-bit base) rounds the update away, and LLM.int8() also rounds the activations,
     so comparing with the quantized model would measure the rounding, not the merge. The model's quantization
     config goes with the quantized layers."""
-    from peft.tuners.lora import LoraLayer
-    from peft.utils.integrations import dequantize_module_weight
-
     dtype = model.get_input_embeddings().weight.dtype
     for name, module in list(model.named_modules()):
         if name.endswith(".base_layer"):

@@ -21,9 +21,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import peft
 import torch
 from filelock import FileLock, Timeout
 from peft import PeftModel
+from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+from peft.utils.other import get_pattern_key
 from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -80,9 +83,11 @@ class Manifest(BaseModel):
         try:
             return cls.model_validate_json(path.read_text())
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}" for err in exc.errors())
-            raise AdapterStoreError(f"{path}: not a loragate manifest ({problems}); repair it, or delete it to gate the "
-                                    f"adapter without the checks its manifest allows (task, base, chat template)") from exc
+            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"
+                                 for err in exc.errors())
+            raise AdapterStoreError(f"{path}: not a loragate manifest ({problems}); repair it, or delete it to gate "
+                                    f"the adapter without the checks its manifest allows (task, base, chat "
+                                    f"template)") from exc
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
@@ -116,7 +121,8 @@ def file_sha256(path: Path) -> str:
 def safe_name(kind: str, name: str) -> str:
     """Task, tier and key become path parts: allow only plain lower-case names."""
     if not _NAME.fullmatch(name):
-        raise AdapterStoreError(f"{kind} {name!r} is not a plain name (a-z, 0-9, _ and -): refusing to use it in a path")
+        raise AdapterStoreError(f"{kind} {name!r} is not a plain name (a-z, 0-9, _ and -): refusing to use it in a "
+                                f"path")
     return name
 
 
@@ -155,7 +161,8 @@ class AdapterStore:
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise AdapterStoreError(f"cannot create {entry.parent}: {exc}. Check space and permissions of {self.root}.") from exc
+            raise AdapterStoreError(f"cannot create {entry.parent}: {exc}. Check space and permissions of "
+                                    f"{self.root}.") from exc
         return FileLock(entry.parent / f".lock-{key}", timeout=timeout)
 
     def remove_stale_temps(self, task: str, tier: str) -> list[Path]:
@@ -203,7 +210,8 @@ class AdapterStore:
                 manifest.write(staged.path / "manifest.json")
                 warn_if_retrain_differs(entry, manifest)
         except OSError as exc:
-            raise AdapterStoreError(f"cannot write adapter {entry}: {exc}. Check space and permissions of {self.root}.") from exc
+            raise AdapterStoreError(f"cannot write adapter {entry}: {exc}. Check space and permissions of "
+                                    f"{self.root}.") from exc
         return entry
 
 
@@ -307,9 +315,6 @@ def check_origin(adapter_dir: Path, task: str, base_name: str, base_fingerprint:
 def check_adapter_config(config_file: Path) -> None:
     """peft ignores keys it does not know, with a warning: an adapter saved by a newer peft would load with
     options silently dropped. Refused here, naming the keys and the installed peft."""
-    import peft
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-
     try:
         config = json.loads(config_file.read_text())
     except FileNotFoundError as exc:
@@ -335,7 +340,8 @@ def read_weights(weights_file: Path) -> dict[str, torch.Tensor]:
         saved = load_file(weights_file)
     except SafetensorError as exc:
         raise AdapterStoreError(f"{weights_file}: not a readable safetensors file ({exc})") from exc
-    counts = {name: int((~torch.isfinite(tensor)).sum()) for name, tensor in saved.items() if tensor.is_floating_point()}
+    counts = {name: int((~torch.isfinite(tensor)).sum()) for name, tensor in saved.items()
+              if tensor.is_floating_point()}
     broken = {name: count for name, count in counts.items() if count}
     if broken:
         name, count = next(iter(broken.items()))
@@ -351,8 +357,6 @@ def check_ranks(config_file: Path, weights_file: Path, saved: dict[str, torch.Te
     """Each LoRA tensor's rank must be the one adapter_config.json gives its module (`r`, or its `rank_pattern`
     entry): a config saved beside another adapter's weights makes peft build layers of the config's shape and
     torch fail with a size mismatch listing every tensor. Refused here naming both shapes."""
-    from peft.utils.other import get_pattern_key
-
     config = json.loads(config_file.read_text())
     rank_pattern = config.get("rank_pattern") or {}
     wrong = []

@@ -119,7 +119,7 @@ def _read_rows(path: Path, records: Iterator[tuple[int, list[str]]],
 
 def bundled_rows(labels: list[str]) -> list[tuple[str, dict[str, float], str]]:
     """scikit-learn's bundled copy of the 150 Iris rows: no download."""
-    from sklearn.datasets import load_iris
+    from sklearn.datasets import load_iris  # loads sklearn: not at pytest start-up
 
     iris = load_iris()
     return [
