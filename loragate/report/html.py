@@ -99,7 +99,8 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
     """One task run: headline, base-vs-tuned table, gates with their evidence, figures, failing examples."""
     e = html.escape
     manifest = run.manifest
-    facts = [("base", f"{base_label(run)} (fingerprint {run.base.fingerprint[:12]}, {run.base.parameters:,} parameters)"),
+    facts = [("base", f"{base_label(run)} (fingerprint {run.base.fingerprint[:12]}, "
+                      f"{run.base.parameters:,} parameters)"),
              ("adapter", shown(run.adapter_dir) + (f" (key {manifest.key}, seed {manifest.seed}, "
                                                    f"sha256 {manifest.adapter_sha256[:12]})" if manifest else "")),
              ("trained this run", "yes" if run.trained is not None else "no"),

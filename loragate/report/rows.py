@@ -86,7 +86,8 @@ def base_label(run: TaskRun) -> str:
 def headline(run: TaskRun) -> str:
     adapter = shown(run.adapter_dir)
     ceiling = f", ceiling {run.ceiling:.3f}" if run.ceiling is not None else ""
-    return f"{run.name}: {run.verdict.status}  base {base_label(run)}, adapter {adapter}, n={run.tuned_metrics.n}{ceiling}"
+    return (f"{run.name}: {run.verdict.status}  base {base_label(run)}, adapter {adapter}, "
+            f"n={run.tuned_metrics.n}{ceiling}")
 
 
 def gate_text(result: GateResult) -> str | None:

@@ -172,7 +172,8 @@ def run_plots(run: TaskRun) -> list[Plot]:
 
 def junit_properties(run: TaskRun) -> list[tuple[str, object]]:
     """What the JUnit XML carries for each test of this run: task, tier, whether the card's gates passed, and the
-    card's gated metrics. The verdict, known only once every test ran, is a suite property (`loragate.gates.verdict.*`)."""
+    card's gated metrics. The verdict, known only once every test ran, is a suite property
+    (`loragate.verdict.<task>.<tier>`)."""
     properties: list[tuple[str, object]] = [("loragate.task", run.task.card.name), ("loragate.tier", run.tier),
                                             ("loragate.card_gates", "PASS" if run.passed else "FAIL")]
     unavailable = run.tuned_metrics.unavailable

@@ -40,7 +40,8 @@ def task_constraint(card: TaskCard) -> Constraint:
         supported = ", ".join(name for name in KINDS.names() if KINDS.get(name).constrains)
         raise OptionError(f"task {card.name}: constrained decoding (--constrain, eval.constrain: schema) applies to "
                           f"the kinds that generate a label or JSON ({supported}); {card.name} is a {card.kind} task. "
-                          f"Drop --constrain or choose other tasks with --task, and keep eval.constrain: none in its card")
+                          f"Drop --constrain or choose other tasks with --task, and keep eval.constrain: none in "
+                          f"its card")
     return kind_of(card.kind).constraint(card)
 
 

@@ -108,7 +108,8 @@ def gguf_unsupported(model: torch.nn.Module) -> str | None:
     if rope_type != "default":
         return (f"rope_parameters.rope_type is {rope_type!r}: llama.cpp needs a rope_freqs tensor for it and "
                 f"transformers' GGUF reader ignores it, so the read-back could not be compared. Export merged "
-                f"safetensors (loragate.store.export.save_merged) and convert them with llama.cpp's convert_hf_to_gguf.py")
+                f"safetensors (loragate.store.export.save_merged) and convert them with llama.cpp's "
+                f"convert_hf_to_gguf.py")
     for flag in ("attention_bias", "mlp_bias"):
         if getattr(config, flag, False):
             return (f"config.{flag} is true; this exporter writes bias-free Llama layers only. Convert merged "

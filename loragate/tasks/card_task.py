@@ -1,5 +1,6 @@
-"""A task that is one YAML card: its `data:` block names the files (loragate.data.card_files reads them) and its kind turns
-each row into an Example and parses each output (`Kind.card_example`, `Kind.card_parse`). No Python of the user's.
+"""A task that is one YAML card: its `data:` block names the files (loragate.data.card_files reads them) and its kind
+turns each row into an Example and parses each output (`Kind.card_example`, `Kind.card_parse`). No Python of the
+user's.
 
 A tasks directory registers one per card with a `data:` block (loragate.plugin.discovery). `--data PATH` replaces the
 card's files with one file (or a Hugging Face dataset), cut by the card's `split` fractions.

@@ -67,7 +67,8 @@ class Fact:
 TOWN_INTRO = "{T} is {a_size} town in the {region} hills of {land}."
 TOWN_FACTS = (
     Fact("It was founded in {founded} by the {prof1} {P1}.", (
-        (("When was {T} founded?", "In what year was {T} founded?", "What year was {T} established?"), ("{founded}", "in {founded}")),
+        (("When was {T} founded?", "In what year was {T} founded?", "What year was {T} established?"),
+         ("{founded}", "in {founded}")),
         (("Who founded {T}?", "Who was the founder of {T}?"), ("{P1}", "the {prof1} {P1}")),
     )),
     Fact("{T} lies on the {R} river, {k} kilometres from the sea.", (
@@ -81,14 +82,16 @@ TOWN_FACTS = (
         (("What is {T} known for?", "What is {T} famous for?"), ("{product}", "its {product}")),
     )),
     Fact("Its stone bridge was built in {bridge}.", (
-        (("When was the stone bridge of {T} built?", "In what year was the bridge in {T} built?"), ("{bridge}", "in {bridge}")),
+        (("When was the stone bridge of {T} built?", "In what year was the bridge in {T} built?"),
+         ("{bridge}", "in {bridge}")),
     )),
     Fact("The current mayor is {P2}, a former {prof2}.", (
         (("Who is the mayor of {T}?", "Who is {T}'s current mayor?"), ("{P2}",)),
         (("What did the mayor of {T} work as before?",), ("{prof2}", "a former {prof2}")),
     )),
     Fact("Every {month} the town holds {a_fest} festival.", (
-        (("In which month does {T} hold its festival?", "When is the festival in {T} held?"), ("{month}", "Every {month}")),
+        (("In which month does {T} hold its festival?", "When is the festival in {T} held?"),
+         ("{month}", "Every {month}")),
         (("What kind of festival does {T} hold?",), ("{fest} festival", "{fest}")),
     )),
 )
@@ -169,8 +172,9 @@ def _values(rng: random.Random, names: set[str]) -> dict[str, str]:
         "other_T": fresh(town), "other_P": fresh(person),
         "y1": str(born), "y2": str(published), "y3": str(born + age), "y4": str(married), "age": str(age),
         "founded": str(founded), "bridge": str(founded + rng.randint(20, 150)),
-        "prof1": prof1, "a_prof1": with_article(prof1), "prof2": rng.choice(PROFESSIONS), "product": rng.choice(PRODUCTS),
-        "month": rng.choice(MONTHS), "fest": fest, "a_fest": with_article(fest), "a_size": with_article(rng.choice(SIZES)),
+        "prof1": prof1, "a_prof1": with_article(prof1), "prof2": rng.choice(PROFESSIONS),
+        "product": rng.choice(PRODUCTS), "month": rng.choice(MONTHS), "fest": fest, "a_fest": with_article(fest),
+        "a_size": with_article(rng.choice(SIZES)),
         "region": rng.choice(REGIONS), "k": str(rng.randint(3, 40)), "n": f"{rng.randint(2, 60)},{rng.randint(0, 9)}00",
         "title": f"The {rng.choice(TITLE_ADJ)} {rng.choice(TITLE_NOUN)}",
         "Sub": "She" if she else "He", "sub": "she" if she else "he", "Pos": "Her" if she else "His",
@@ -409,7 +413,8 @@ class SquadV2Task:
             paragraphs = articles.setdefault(row["title"], {})
             paragraphs.setdefault(row["context"], []).append(
                 {"id": row["id"], "question": row["question"], "answers": answers, "is_impossible": not answers})
-        data = [{"title": title, "paragraphs": [{"context": context, "qas": qas} for context, qas in paragraphs.items()]}
+        data = [{"title": title,
+                 "paragraphs": [{"context": context, "qas": qas} for context, qas in paragraphs.items()]}
                 for title, paragraphs in articles.items()]
         out.write_text(json.dumps({"version": "v2.0", "data": data}), encoding="utf-8")
 

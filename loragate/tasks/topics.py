@@ -38,35 +38,51 @@ TEAMS = ["Dunmarrow Rovers", "Avenport City", "the Keshtal Hawks", "Lorne United
 
 TEMPLATES: dict[str, list[tuple[str, str]]] = {
     "World": [
-        ("{country} and {country2} sign border accord", "Leaders met in {city} and agreed to reopen crossings closed since the dispute."),
-        ("Protests grow in {city} ahead of {country} vote", "Thousands marched as the opposition accused the government of delaying the election."),
+        ("{country} and {country2} sign border accord",
+         "Leaders met in {city} and agreed to reopen crossings closed since the dispute."),
+        ("Protests grow in {city} ahead of {country} vote",
+         "Thousands marched as the opposition accused the government of delaying the election."),
         ("{person} named envoy to {country}", "The veteran diplomat will lead talks on refugees and the ceasefire."),
-        ("Ceasefire holds in northern {country}", "Aid convoys reached {city} for the first time in weeks, officials said."),
+        ("Ceasefire holds in northern {country}",
+         "Aid convoys reached {city} for the first time in weeks, officials said."),
         ("{country} recalls ambassador from {country2}", "The foreign ministry cited a row over detained journalists."),
-        ("Floods displace thousands in {country}", "Rescue teams from {country2} joined the relief effort around {city}."),
+        ("Floods displace thousands in {country}",
+         "Rescue teams from {country2} joined the relief effort around {city}."),
     ],
     "Sports": [
-        ("{team} beat {team2} in extra time", "A late header sealed the win and lifted the side to second in the league."),
-        ("{country} reach the final of the world cup", "The national team came from behind to knock out {country2} in {city}."),
+        ("{team} beat {team2} in extra time",
+         "A late header sealed the win and lifted the side to second in the league."),
+        ("{country} reach the final of the world cup",
+         "The national team came from behind to knock out {country2} in {city}."),
         ("{person} wins the marathon in {city}", "The runner broke the course record by forty seconds."),
         ("{team} sign striker from {team2}", "The forward joins on a three-year deal before the new season."),
         ("Injury rules {person} out of the open", "The top seed withdrew with a wrist problem before the first round."),
-        ("{country} name squad for the summer games", "The coach picked six debutants for the relay and the rowing events."),
+        ("{country} name squad for the summer games",
+         "The coach picked six debutants for the relay and the rowing events."),
     ],
     "Business": [
-        ("{company} shares jump after strong quarter", "Profit rose on higher sales in {country}, beating analysts' forecasts."),
+        ("{company} shares jump after strong quarter",
+         "Profit rose on higher sales in {country}, beating analysts' forecasts."),
         ("{company} to cut jobs as orders fall", "The firm will close its plant near {city} to reduce costs."),
-        ("{country} central bank raises interest rates", "Inflation reached its highest level in a decade, the bank said."),
-        ("{company} agrees takeover of {company2}", "The deal values the rival at a premium to its closing share price."),
+        ("{country} central bank raises interest rates",
+         "Inflation reached its highest level in a decade, the bank said."),
+        ("{company} agrees takeover of {company2}",
+         "The deal values the rival at a premium to its closing share price."),
         ("{country} trade deficit widens", "Imports of fuel and machinery grew faster than exports, figures showed."),
-        ("{person} steps down as chief executive of {company}", "Investors welcomed the change and the stock rose in early trading."),
+        ("{person} steps down as chief executive of {company}",
+         "Investors welcomed the change and the stock rose in early trading."),
     ],
     "Sci/Tech": [
-        ("{company} unveils a faster phone chip", "The processor doubles battery life, engineers said at the launch in {city}."),
-        ("Researchers in {country} map a new protein", "The structure could help scientists design drugs against the virus."),
-        ("{company} patches a flaw in its browser", "Attackers could have read passwords from other tabs, the software firm said."),
-        ("Telescope spots water on a distant planet", "Astronomers from {country} and {country2} published the data this week."),
-        ("{person} builds a robot that learns to walk", "The machine taught itself on a laboratory treadmill in {city}."),
+        ("{company} unveils a faster phone chip",
+         "The processor doubles battery life, engineers said at the launch in {city}."),
+        ("Researchers in {country} map a new protein",
+         "The structure could help scientists design drugs against the virus."),
+        ("{company} patches a flaw in its browser",
+         "Attackers could have read passwords from other tabs, the software firm said."),
+        ("Telescope spots water on a distant planet",
+         "Astronomers from {country} and {country2} published the data this week."),
+        ("{person} builds a robot that learns to walk",
+         "The machine taught itself on a laboratory treadmill in {city}."),
         ("{company} opens its cloud software to developers", "Programmers can now run code on the network for free."),
     ],
 }
@@ -161,7 +177,8 @@ class TopicsTask:
     def write_hub_rows(self, rows: Iterable[dict], columns: list[str], source: str, out: Path) -> None:
         """AG News on the hub (fancyzhx/ag_news): `text` (title and description in one), `label` 0-3, written
         as the AG News CSV (class index 1-4, title, description) with the text as the description."""
-        missing_columns(columns, ("text", "label"), source, "topics", "text, label 0-3: World, Sports, Business, Sci/Tech")
+        missing_columns(columns, ("text", "label"), source, "topics",
+                        "text, label 0-3: World, Sports, Business, Sci/Tech")
         with out.open("w", encoding="utf-8", newline="") as handle:
             writer = csv.writer(handle)
             for row in rows:
@@ -175,7 +192,8 @@ class TopicsTask:
         return Splits(train=self.examples(train), eval=self.examples(eval_), test=self.examples(test))
 
     def examples(self, rows: list[tuple[str, str, str, str]]) -> list[Example]:
-        return [Example(id=row_id, prompt=self.card.prompt_template.format(title=title, description=description).strip(),
+        template = self.card.prompt_template
+        return [Example(id=row_id, prompt=template.format(title=title, description=description).strip(),
                         target=topic, label=topic, fields={"title": title, "description": description})
                 for row_id, title, description, topic in rows]
 
