@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="train on CUDA in bf16")
     parser.add_argument("--base-model", type=parse_base_model, help="hub id or local directory")
     parser.add_argument("--data", type=parse_data,
-                        help="the task's data: a file in its real format, or a Hugging Face dataset (hub id or directory)")
+                        help="the task's data: a file in its real format, "
+                             "or a Hugging Face dataset (hub id or directory)")
     parser.add_argument("--quantize", choices=["4bit", "8bit"],
-                        help="train on the base loaded through bitsandbytes (QLoRA with 4bit), as the gate's --quantize")
+                        help="train on the base loaded through bitsandbytes (QLoRA with 4bit), "
+                             "as the gate's --quantize")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--set", action="append", type=parse_set, default=[], dest="overrides",
                         metavar="PATH=VALUE", help="change a card value for this run, e.g. tiers.tiny.train.lr=1e-3 "
@@ -163,7 +165,8 @@ def sweep(task, tier: str, rank_list: list[int], options: RunOptions) -> str:
     task.card = card
     lines = [f"LoRA rank sweep, {card.name}/{tier} (base {options.base_model or settings.base_model}, seed "
              f"{settings.train.seed}, {settings.train.epochs} epochs, lr {settings.train.lr})", "",
-             "| rank | alpha | trainable params | best val loss | perplexity | wall s |", "|---:|---:|---:|---:|---:|---:|"]
+             "| rank | alpha | trainable params | best val loss | perplexity | wall s |",
+             "|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['rank']} | {r['alpha']:g} | {r['trainable_parameters']:,} | {r['best_val_loss']:.4f} | "
               f"{r['perplexity']:.3f} | {r['wall_seconds']:.1f} |" for r in rows]
     out = Path("reports") / f"sweep-{card.name}-{tier}"

@@ -318,8 +318,8 @@ def mfu_run(run: MfuRun, args: argparse.Namespace, data, train: list, lora) -> d
 def eval_oom(args: argparse.Namespace) -> dict:
     """Evaluation at eval batch 256 where only a smaller batch fits: on CUDA the allocator is capped (per-process
     memory fraction) at what is allocated plus 4x what batch 8 took, so batch 256 raises CUDA's own
-    OutOfMemoryError; on the dry run a wrapped forward raises it above 32 rows. loragate.run.task_run.predict must halve the
-    batch, warn, and give the predictions batch 8 gives."""
+    OutOfMemoryError; on the dry run a wrapped forward raises it above 32 rows. loragate.run.task_run.predict must
+    halve the batch, warn, and give the predictions batch 8 gives."""
     base_dir = read_step(args.out, "base")["path"]  # before the imports: without a base this fails in a second
     import torch
 

@@ -137,7 +137,8 @@ def hf_batched_generate(model: torch.nn.Module, tokenizer, prompts: list[str], m
 def hand_loop_generate(model: torch.nn.Module, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
                        labels: list[str]) -> list[str]:
     """The previous engine: length-sorted, left-padded batches decoded by a hand-written greedy loop over the
-    KV cache, a row stopping at EOS or once its text can no longer parse as a label (`loragate.inference.engine.stops`)."""
+    KV cache, a row stopping at EOS or once its text can no longer parse as a label
+    (`loragate.inference.engine.stops`)."""
     model.eval()
     device = next(model.parameters()).device
     encoded = tokenizer(prompts).input_ids

@@ -181,6 +181,7 @@ def test_stderr_terminal_writes_lines_and_rewrites_in_place(capsys: pytest.Captu
                                        + "\riris/tiny: trained 9 steps in 1.0 s".ljust(30) + "\n")
 
 
+@pytest.mark.slow
 def test_training_and_generation_count_their_steps_in_the_current_phase(fresh_base: LoadedBase,
                                                                         iris: IrisTask, iris_splits) -> None:
     progress, terminal, _ = reporter_on("lines")
@@ -261,6 +262,7 @@ def on_terminal(project: Path, *args: str) -> str:
     return output.decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_a_captured_run_shows_its_phases_on_the_terminal(tmp_path: Path) -> None:
     """The run happens in a fixture, under pytest's output capture. On a terminal: one live line with the training
     steps and the time left, ending as the case's summary; in a pipe (CI) and with -q: one line per phase, no
@@ -283,6 +285,7 @@ def test_a_captured_run_shows_its_phases_on_the_terminal(tmp_path: Path) -> None
     assert "flowers/tiny: loaded" not in passes, "the phase lines went to pytest's capture, not the terminal"
 
 
+@pytest.mark.slow
 def test_pytest_verbosity_chooses_the_mode(pytester: pytest.Pytester, capsys: pytest.CaptureFixture) -> None:
     """stdout is captured here (capsys, even under -s), not a terminal: lines, and -qq silences it."""
     modes = {args: terminal_progress(pytester.parseconfigure(*args)).mode for args in [(), ("-v",), ("-q",), ("-qq",)]}

@@ -49,6 +49,7 @@ def test_leaks():
 """
 
 
+@pytest.mark.slow
 def test_pytest_output_and_junit_mask_a_failing_tests_token(pytester: pytest.Pytester,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)

@@ -33,7 +33,8 @@ def test_overrides_change_the_card_and_only_what_they_name() -> None:
                                      "tiers.tiny.lora.target_modules=[q_proj, v_proj]",
                                      "tiers.tiny.train.gradient_checkpointing=true", "gates.max_class_drop=0"])
     tiny = changed.tier("tiny")
-    assert tiny.train.lr == 1e-3 and tiny.train.gradient_checkpointing is True  # "1e-3" is a YAML string: pydantic reads it
+    # "1e-3" is a YAML string: pydantic reads it
+    assert tiny.train.lr == 1e-3 and tiny.train.gradient_checkpointing is True
     assert tiny.lora.target_modules == ["q_proj", "v_proj"]
     assert changed.gates.min_delta == {"accuracy": 0.1, "macro_f1": 0.05}
     assert changed.gates.max_class_drop == 0.0
@@ -44,9 +45,12 @@ def test_overrides_change_the_card_and_only_what_they_name() -> None:
 
 
 @pytest.mark.parametrize("override, message", [
-    ("tiers.tiny.train.lr=-1", "--set tiers.tiny.train.lr=-1: field 'tiers.tiny.train.lr': Input should be greater than 0"),
-    ("tiers.tiny.train.lrr=1", "--set tiers.tiny.train.lrr=1: field 'tiers.tiny.train.lrr': Extra inputs are not permitted"),
-    ("tiers.tiny.train.max_length=0", "field 'tiers.tiny.train.max_length': Value error, 0 is neither a positive number"),
+    ("tiers.tiny.train.lr=-1",
+     "--set tiers.tiny.train.lr=-1: field 'tiers.tiny.train.lr': Input should be greater than 0"),
+    ("tiers.tiny.train.lrr=1",
+     "--set tiers.tiny.train.lrr=1: field 'tiers.tiny.train.lrr': Extra inputs are not permitted"),
+    ("tiers.tiny.train.max_length=0",
+     "field 'tiers.tiny.train.max_length': Value error, 0 is neither a positive number"),
     ("tiers.tiny.train.truncation=middle", "field 'tiers.tiny.train.truncation': Input should be 'refuse', 'left' or"),
     ("tiers.huge.train.lr=1", "--set tiers.huge.train.lr=1: the card has no 'tiers.huge'; tiers holds full, tiny"),
     ("labels.setosa=1", "'labels' is a value (['setosa', 'versicolor', 'virginica']), not a block of keys"),
@@ -87,7 +91,8 @@ def test_what_decides_the_weights_changes_the_key_and_a_gate_does_not() -> None:
     plain = key_of([])
     assert key_of(["gates.min_delta.accuracy=0.5", "tiers.tiny.eval.batch_size=4"]) == plain
     for weights in (["tiers.tiny.train.lr=1e-3"], ["tiers.tiny.lora.r=4"], ["tiers.tiny.train.truncation=left"],
-                    ["prompt_template='Petals {petal_length} {petal_width}. Species:'"], ["target_template=' = {label}'"]):
+                    ["prompt_template='Petals {petal_length} {petal_width}. Species:'"],
+                    ["target_template=' = {label}'"]):
         assert key_of(weights) != plain, f"{weights} left the key unchanged"
 
 
@@ -115,6 +120,7 @@ def overridden_run(tmp_path_factory: pytest.TempPathFactory) -> TaskRun:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_an_overridden_run_trains_under_its_own_key_and_its_manifest_records_the_overrides(
         overridden_run: TaskRun) -> None:
     run = overridden_run
@@ -127,6 +133,7 @@ def test_an_overridden_run_trains_under_its_own_key_and_its_manifest_records_the
     assert manifest.inputs["truncated"]["train"] == 90, manifest.inputs  # every Iris example takes 16 tokens
 
 
+@pytest.mark.slow
 def test_the_test_split_is_evaluated_on_prompts_cut_as_the_training_prompts_were(overridden_run: TaskRun) -> None:
     original = get_task("iris").load_splits()
     for split in ("train", "test"):
@@ -134,16 +141,19 @@ def test_the_test_split_is_evaluated_on_prompts_cut_as_the_training_prompts_were
             assert before.id == after.id and before.prompt.endswith(after.prompt) and after.prompt != before.prompt
 
 
+@pytest.mark.slow
 def test_the_gates_read_the_overridden_threshold(overridden_run: TaskRun) -> None:
     (accuracy,) = [gate for gate in overridden_run.gates if gate.check == "accuracy delta"]
     assert accuracy.numbers.required == 0.95
     assert not accuracy.passed and "< required +0.950" in accuracy.finding
 
 
+@pytest.mark.slow
 def test_the_table_and_every_report_show_the_overrides_and_the_cut_prompts(overridden_run: TaskRun,
                                                                            tmp_path: Path) -> None:
     sets = " ".join(f"--set {text}" for text in OVERRIDES)
-    cut = "train.max_length 14 (the card's); truncation left: prompts cut in 90 of 90 train, 30 of 30 eval, 30 of 30 test"
+    cut = ("train.max_length 14 (the card's); truncation left: prompts cut in 90 of 90 train, 30 of 30 eval, "
+           "30 of 30 test")
     table = text_table(overridden_run)
     assert f"note: card overrides: {sets}" in table and f"note: inputs: {cut}" in table
     report = write_report([overridden_run], tmp_path)
@@ -163,6 +173,7 @@ def gate_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     return pytester
 
 
+@pytest.mark.slow
 def test_the_plugin_refuses_a_bad_override_at_start_naming_the_set(gate_dir: pytest.Pytester) -> None:
     result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "--task", "iris", "--set",
                                            "tiers.tiny.train.lr=-1", "--set", "gates.min_delta.accuracy=0.1")
@@ -174,6 +185,7 @@ def test_the_plugin_refuses_a_bad_override_at_start_naming_the_set(gate_dir: pyt
     malformed.stderr.fnmatch_lines(["*argument --set: --set lr: write it as path.to.key=value*"])
 
 
+@pytest.mark.slow
 def test_the_plugin_hands_the_overrides_to_the_run(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_options="""
 from loragate.plugin.hooks import gate_session

@@ -76,7 +76,8 @@ def test_ag_news_on_the_hub_keeps_every_row_and_its_topic(tmp_path: Path) -> Non
 
 def test_dolly_and_sharegpt_layouts_both_load(tmp_path: Path) -> None:
     pairs = generate_pairs()
-    dolly = [{"instruction": p.instruction, "context": "", "response": p.response, "category": "open_qa"} for p in pairs]
+    dolly = [{"instruction": p.instruction, "context": "", "response": p.response, "category": "open_qa"}
+             for p in pairs]
     sharegpt = [{"conversations": [{"from": "human", "value": p.instruction}, {"from": "gpt", "value": p.response}],
                  "source": "generated", "score": 5.0} for p in pairs]
     responses = {p.response for p in pairs}
@@ -87,8 +88,8 @@ def test_dolly_and_sharegpt_layouts_both_load(tmp_path: Path) -> None:
 
 
 def test_a_dataset_without_the_columns_the_task_reads_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"--data .*sst2-dataset: the dataset has columns \['text', 'stars'\], the sst2 "
-                                         r"task reads \['sentence', 'label'\]"):
+    with pytest.raises(ValueError, match=r"--data .*sst2-dataset: the dataset has columns \['text', 'stars'\], "
+                                         r"the sst2 task reads \['sentence', 'label'\]"):
         splits_from(tmp_path, "sst2", [{"text": "fine", "stars": 4}] * 20)
     assert not [p for p in (tmp_path / "cache" / "data").iterdir()], "a failed conversion left a file"
 

@@ -49,6 +49,7 @@ def test_delimited_files_load_or_fail_with_a_named_value_error(task: str, suffix
     load(task, f"data{suffix}", "\n".join(lines) + "\n")
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(items=records)
 def test_json_lines_load_or_fail_with_a_named_value_error(items: list[dict]) -> None:

@@ -36,7 +36,8 @@ def answers_of(task, tokenizer: PreTrainedTokenizerBase, splits: Splits) -> dict
 
 
 def needs(tokenizer: PreTrainedTokenizerBase, splits: Splits, answers: dict[str, list[int]]) -> dict[str, list[int]]:
-    return {name: [len(tokenizer(ex.prompt).input_ids) + answer for ex, answer in zip(getattr(splits, name), answers[name])]
+    return {name: [len(tokenizer(ex.prompt).input_ids) + answer
+                   for ex, answer in zip(getattr(splits, name), answers[name])]
             for name in SPLITS}
 
 

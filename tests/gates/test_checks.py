@@ -26,7 +26,8 @@ def test_metric_delta_boundary() -> None:
     base, tuned = ab([300, 200], [200, 300]), ab([400, 100], [200, 300])
     assert MetricDelta("accuracy", 0.1).fails(tuned, base) is None, "a delta of exactly 0.1 must meet 0.1"
     finding = MetricDelta("accuracy", 0.2).fails(tuned, base)
-    assert finding.startswith("accuracy delta +0.100 < required +0.200 (base 0.600, tuned 0.700, n=1000, 95% CI ["), finding
+    expected = "accuracy delta +0.100 < required +0.200 (base 0.600, tuned 0.700, n=1000, 95% CI ["
+    assert finding.startswith(expected), finding
     assert "McNemar p=" in finding and "MDE" in finding, finding
     assert MetricDelta("accuracy", 0.0).fails(base, tuned) is not None, "a worse tuned model must fail a 0 delta"
 
@@ -47,15 +48,18 @@ def test_metric_delta_judged_on_the_lower_bound() -> None:
 
 def test_class_drop_boundary() -> None:
     base, tuned = ab([9, 1], [5, 5]), ab([7, 3], [5, 5])  # class a 0.9 -> 0.7: 0.9 - 0.7 > 0.2 in floats
-    assert KeyDrop("class", "accuracy", 0.2, class_scores).fails(tuned, base) is None, "a drop of exactly 0.2 must be within 0.2"
+    assert KeyDrop("class", "accuracy", 0.2, class_scores).fails(tuned, base) is None, \
+        "a drop of exactly 0.2 must be within 0.2"
     finding = KeyDrop("class", "accuracy", 0.1, class_scores).fails(tuned, base)
     assert finding == "class 'a' accuracy fell 0.900 -> 0.700 (-0.200, tolerance 0.100, n=10)", finding
-    assert KeyDrop("class", "accuracy", 0.0, class_scores).fails(base, tuned) is None, "an improving class must not count as a drop"
+    assert KeyDrop("class", "accuracy", 0.0, class_scores).fails(base, tuned) is None, \
+        "an improving class must not count as a drop"
 
 
 def test_class_floor_boundary() -> None:
     tuned = ab([10, 0], [3, 7])  # class b 7/10
-    assert KeyFloor("class", "accuracy", 0.7, class_scores).fails(tuned, tuned) is None, "7/10 must reach a floor of 0.7"
+    assert KeyFloor("class", "accuracy", 0.7, class_scores).fails(tuned, tuned) is None, \
+        "7/10 must reach a floor of 0.7"
     finding = KeyFloor("class", "accuracy", 0.8, class_scores).fails(tuned, tuned)
     assert finding == "class 'b' accuracy 0.700 < floor 0.800 (base 0.700, n=10)", finding
 

@@ -48,6 +48,7 @@ def weak_base(task: str, examples: list[Example]) -> Predictions:
     return predictions(task, examples, [ex.label if i % 10 == 0 else "None" for i, ex in enumerate(examples)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("task", ["sst2", "sst2_encoder"])
 def test_one_label_for_everything_fails_naming_the_majority_class(task: str, n: int) -> None:
@@ -62,6 +63,7 @@ def test_one_label_for_everything_fails_naming_the_majority_class(task: str, n: 
         base_gates_pass(judged, task)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_a_four_class_adapter_that_answers_one_topic_fails(n: int) -> None:
     examples = labelled("topics", n)
@@ -71,10 +73,12 @@ def test_a_four_class_adapter_that_answers_one_topic_fails(n: int) -> None:
     assert "over majority class 'World'" in found.get("accuracy vs majority class 'World'", ""), found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["sst2", "sst2_encoder"])
 def test_no_output_at_all_fails_validity_and_the_trivial_gate(task: str) -> None:
     examples = labelled(task, 2000)
-    judged = judge_predictions(get_task(task), examples, weak_base(task, examples), predictions(task, examples, [""] * 2000))
+    judged = judge_predictions(get_task(task), examples, weak_base(task, examples),
+                               predictions(task, examples, [""] * 2000))
     found = failures(judged)
     assert "2000 of 2000 outputs did not parse" in found.get("validity", ""), found
     assert "accuracy vs majority class 'positive'" in found, found
@@ -95,6 +99,7 @@ def answers_everything(examples: list[Example]) -> Predictions:
     return predictions("squad_v2", examples, [ex.references[0] if ex.id in right else "wrong" for ex in examples])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [40, 300, 2000])
 def test_an_adapter_that_always_abstains_fails_naming_has_answer_f1_and_the_abstainer(n: int) -> None:
     """squad_v2 on real data: EM rose (0.347 -> 0.422) because the adapter answered nothing and half the questions
@@ -106,12 +111,14 @@ def test_an_adapter_that_always_abstains_fails_naming_has_answer_f1_and_the_abst
     for metric in ("exact", "f1"):
         assert f"{metric} delta over always abstain lower bound +0.000 < required +0.050" in \
             found.get(f"{metric} vs always abstain", ""), found
-    assert f"subgroup 'has answer' f1 0.000 < floor 0.500 (base 0.600, n={n // 2})" in found.get("subgroup floor", ""), found
+    floor = f"subgroup 'has answer' f1 0.000 < floor 0.500 (base 0.600, n={n // 2})"
+    assert floor in found.get("subgroup floor", ""), found
     assert judged.constant.name == "always abstain" and judged.constant_metrics.value("exact") == 0.5
     if n >= 300:
         base_gates_pass(judged, "squad_v2")
 
 
+@pytest.mark.slow
 def test_the_same_answer_to_every_question_fails() -> None:
     examples = questions(2000)
     found = failures(judge_predictions(get_task("squad_v2"), examples, answers_everything(examples),
@@ -120,6 +127,7 @@ def test_the_same_answer_to_every_question_fails() -> None:
     assert "subgroup 'no answer' f1 0.000 < floor 0.500" in found.get("subgroup floor", ""), found
 
 
+@pytest.mark.slow
 def test_a_reader_that_answers_passes_the_new_gates() -> None:
     """The gates are not a refusal of every QA adapter: one that answers 90% of the answerable questions and
     abstains on the rest passes both."""
@@ -143,6 +151,7 @@ def responses(examples: list[Example], outputs: list[str], nll_per_token: float)
                    tokens=[8] * len(examples))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", SIZES)
 def test_the_same_response_to_every_prompt_fails_naming_the_constant_response(n: int) -> None:
     examples = prompts(n)
@@ -159,9 +168,11 @@ def test_the_same_response_to_every_prompt_fails_naming_the_constant_response(n:
         base_gates_pass(judged, "instruct")
 
 
+@pytest.mark.slow
 def test_an_empty_response_to_every_prompt_fails() -> None:
     examples = prompts(2000)
     found = failures(judge_predictions(get_task("instruct"), examples,
-                                       responses(examples, ["no idea"] * 2000, 3.0), responses(examples, [""] * 2000, 1.0)))
+                                       responses(examples, ["no idea"] * 2000, 3.0),
+                                       responses(examples, [""] * 2000, 1.0)))
     assert "2000 of 2000 outputs did not parse" in found.get("validity", ""), found
     assert "rougeL delta over constant response" in "".join(found.values()), found

@@ -11,6 +11,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from loragate.gates.verdict import GATE_SUITES, CaseTests, judge_case
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +25,7 @@ def test_every_collected_test_passed_is_a_pass() -> None:
     assert judge_case([], tests).status == "PASS"
 
 
+@pytest.mark.slow
 def test_a_failed_gate_test_fails_even_when_the_card_gates_pass() -> None:
     tests = CaseTests(collected=SUITE_IDS, outcomes={nodeid: "passed" for nodeid in SUITE_IDS})
     tests.record(SUITE_IDS[1], "failed")
@@ -31,6 +34,7 @@ def test_a_failed_gate_test_fails_even_when_the_card_gates_pass() -> None:
     assert verdict.status == "FAIL" and verdict.reasons == (f"gate test failed: {SUITE_IDS[1]}",)
 
 
+@pytest.mark.slow
 def test_tests_left_out_make_it_partial_naming_them() -> None:
     tests = CaseTests(collected=SUITE_IDS, outcomes={SUITE_IDS[0]: "passed"})
     verdict = judge_case([], tests)
@@ -60,6 +64,7 @@ def newest_report(tmp_path: Path) -> Path:
     return max((tmp_path / "reports").iterdir())
 
 
+@pytest.mark.slow
 def test_a_run_of_one_gate_test_is_partial_everywhere(tmp_path: Path) -> None:
     result = gate(tmp_path, "-k", "test_tuned_outputs_parse", f"--junitxml={tmp_path / 'junit.xml'}")
     assert result.returncode == 1, result.stdout[-3000:]
@@ -74,6 +79,7 @@ def test_a_run_of_one_gate_test_is_partial_everywhere(tmp_path: Path) -> None:
     assert properties["loragate.verdict.iris.tiny"] == "PARTIAL"
 
 
+@pytest.mark.slow
 def test_a_failing_gate_test_fails_the_report_too(tmp_path: Path) -> None:
     """The second --export into the same directory fails a gate test (the export exists); the report says FAIL."""
     first = gate(tmp_path, f"--export={tmp_path / 'dist'}")

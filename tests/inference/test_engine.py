@@ -34,7 +34,8 @@ def test_batched_generation_equals_one_at_a_time(tuned, iris_splits) -> None:
     single = generate(model, base.tokenizer, prompts, max_new_tokens=4, batch_size=1)
     assert len(lengths) > 1 and len(set(batched.texts)) > 1, "the check needs padding and more than one answer"
     diffs = [(i, b, s) for i, (b, s) in enumerate(zip(batched.texts, single.texts)) if b != s]
-    assert not diffs, f"{len(diffs)} of {len(prompts)} answers change with batching: (index, batched, single) {diffs[:3]}"
+    assert not diffs, \
+        f"{len(diffs)} of {len(prompts)} answers change with batching: (index, batched, single) {diffs[:3]}"
     assert batched.prompt_tokens == sum(len(base.tokenizer(p).input_ids) for p in prompts), "padding was counted"
     reverse = generate(model, base.tokenizer, prompts[::-1], max_new_tokens=4, batch_size=7)
     assert reverse.texts == batched.texts[::-1], "answers are not returned in prompt order"

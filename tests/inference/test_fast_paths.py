@@ -107,7 +107,8 @@ def test_budget_is_the_longest_target_plus_eos(fresh_base) -> None:
 
 def test_generation_budget_comes_from_the_card_else_from_the_labels(monkeypatch, iris, fresh_base) -> None:
     budgets: list[int] = []
-    monkeypatch.setattr(causal, "generate", lambda model, tok, prompts, budget, batch_size, **kw: budgets.append(budget))
+    monkeypatch.setattr(causal, "generate",
+                        lambda model, tok, prompts, budget, batch_size, **kw: budgets.append(budget))
     assert iris.card.tier("tiny").eval.max_new_tokens is None and iris.card.tier("full").eval.max_new_tokens == 8
     for tier in ("tiny", "full"):
         run.kind(iris).generations(iris, tier, fresh_base.model, fresh_base, ["Species:"])
@@ -170,6 +171,7 @@ def varied(iris_splits) -> list[Example]:
     return [replace(ex, prompt=ex.prompt[: 20 + (i * 13) % 60]) for i, ex in enumerate(iris_splits.train[:32])]
 
 
+@pytest.mark.slow
 def test_padding_to_max_length_trains_exactly_like_dynamic_padding(tiny_dir, fresh_base, iris_splits) -> None:
     examples = varied(iris_splits)
     dynamic, padded = train(tiny_dir, examples, "dynamic"), train(tiny_dir, examples, "max")
@@ -180,6 +182,7 @@ def test_padding_to_max_length_trains_exactly_like_dynamic_padding(tiny_dir, fre
     assert padded.positions == 2 * len(examples) * 64 > dynamic.positions
 
 
+@pytest.mark.slow
 def test_grouped_training_computes_less_padding_and_learns(tiny_dir, iris_splits) -> None:
     examples = varied(iris_splits)
     grouped, dynamic = train(tiny_dir, examples, "grouped"), train(tiny_dir, examples, "dynamic")
@@ -187,6 +190,7 @@ def test_grouped_training_computes_less_padding_and_learns(tiny_dir, iris_splits
     assert grouped.loss_curve[-1] < grouped.loss_curve[0], grouped.loss_curve
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_changes_memory_not_the_result(tiny_dir, iris_splits) -> None:
     examples = iris_splits.train[:16]
     plain, checkpointed = train(tiny_dir, examples, "grouped"), train(tiny_dir, examples, "grouped", checkpointing=True)
@@ -207,6 +211,7 @@ def full_logits_loss(model, tokenizer, examples) -> float:
     return total / count
 
 
+@pytest.mark.slow
 def test_batched_validation_loss_equals_one_example_at_a_time(tuned, iris_splits) -> None:
     base, model = tuned
     examples = varied(iris_splits) + iris_splits.eval

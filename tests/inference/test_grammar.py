@@ -75,6 +75,7 @@ def test_targets_are_matched_literally(random_base, prompts) -> None:
     assert all(out.terminated)
 
 
+@pytest.mark.slow
 def test_a_random_model_under_json_of_says_valid_compact_json(random_base, prompts) -> None:
     tokenizer = random_base.tokenizer
     free = generate(random_base.model, tokenizer, prompts, JSON_BUDGET, 8)
@@ -87,6 +88,7 @@ def test_a_random_model_under_json_of_says_valid_compact_json(random_base, promp
     assert not [text for text in outside_strings if re.search(r"\s", text)], "whitespace outside strings"
 
 
+@pytest.mark.slow
 def test_a_tuned_model_keeps_its_own_answers_under_one_of(tuned, prompts, iris) -> None:
     """The constraint must see the tokens the model was trained to emit (the Metaspace marker is a space): a model
     whose free answers are all labels answers the same under it."""

@@ -36,16 +36,19 @@ def examples():
     return get_task("topics").load_splits().train[:16]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_the_new_head_is_seeded_so_the_base_has_one_fingerprint(pooling: str) -> None:
     assert minilm(0, pooling).fingerprint == minilm(0, pooling).fingerprint, "same head seed, other weights"
     assert minilm(0, pooling).fingerprint != minilm(1, pooling).fingerprint, "the head seed is not used"
 
 
+@pytest.mark.slow
 def test_the_two_poolings_are_two_bases() -> None:
     assert minilm(0, "cls").fingerprint != minilm(0, "mean").fingerprint, "an adapter key would not tell them apart"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_trained_head_round_trips_and_the_base_stays_bit_identical(tmp_path: Path, examples, pooling: str) -> None:
     base = minilm(0, pooling)

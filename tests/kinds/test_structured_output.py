@@ -137,6 +137,7 @@ def test_the_schema_module_is_found_beside_the_card_or_at_the_project_root(tmp_p
         load_schema("no_such_schema_mod:Order", tmp_path / "tasks", "t")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [30, 400])
 def test_always_the_same_object_fails_against_the_constant_predictor(n: int) -> None:
     """An adapter that learned the most common object beats a base that writes nothing valid, by a lot; the trivial

@@ -123,6 +123,7 @@ def pytest_in(project: Path, *args: str, site: Path | None = None) -> subprocess
                           env={**env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_task_dir_is_loaded_before_task_is_checked(tmp_path: Path) -> None:
     write_flowers(tmp_path / "elsewhere")
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
@@ -135,6 +136,7 @@ def test_task_dir_is_loaded_before_task_is_checked(tmp_path: Path) -> None:
     assert "Unknown task 'flowers'" in pytest_in(tmp_path, "--task", "flowers").stderr, "without --task-dir"
 
 
+@pytest.mark.slow
 def test_the_ini_option_names_the_tasks_directory(tmp_path: Path) -> None:
     write_flowers(tmp_path / "ini_tasks")
     (tmp_path / "pytest.ini").write_text("[pytest]\nloragate_tasks = ini_tasks\n")
@@ -143,6 +145,7 @@ def test_the_ini_option_names_the_tasks_directory(tmp_path: Path) -> None:
     assert "test_tuned_outputs_parse[flowers-tiny]" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_duplicate_task_name_stops_the_run_naming_both_files(tmp_path: Path) -> None:
     module = write_flowers(tmp_path / "tasks")
     copy = tmp_path / "tasks" / "more_flowers.py"
@@ -154,6 +157,7 @@ def test_a_duplicate_task_name_stops_the_run_naming_both_files(tmp_path: Path) -
             f"by {module.resolve()} and by {copy.resolve()}") in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_an_installed_package_adds_its_tasks_through_the_entry_point_group(tmp_path: Path) -> None:
     """A package installed with `[project.entry-points."loragate.tasks"] flowers = "flowers_package"`: its module is
     imported before --task is checked."""

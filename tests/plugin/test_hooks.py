@@ -40,6 +40,7 @@ def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
+@pytest.mark.slow
 def test_help_lists_the_options(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "--help")
     assert result.ret == pytest.ExitCode.OK
@@ -57,6 +58,7 @@ def test_help_lists_the_options(gate_dir: pytest.Pytester) -> None:
     ])
 
 
+@pytest.mark.slow
 def test_loading_the_plugin_does_not_import_torch(gate_dir: pytest.Pytester) -> None:
     """pytest --help, a collect-only and every test that runs no gate stay fast: torch, transformers and
     peft load only when a test asks for a run (they took `pytest --help` from 0.7 s to 8 s)."""
@@ -71,6 +73,7 @@ def test_loading_the_plugin_does_not_import_torch(gate_dir: pytest.Pytester) -> 
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow
 def test_markers_are_registered(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "--markers")
     assert result.ret == pytest.ExitCode.OK
@@ -82,6 +85,7 @@ def test_markers_are_registered(gate_dir: pytest.Pytester) -> None:
     ], consecutive=False)
 
 
+@pytest.mark.slow
 def test_strict_markers_accepts_the_gate_markers(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_marked="""
         import pytest
@@ -103,6 +107,7 @@ def test_strict_markers_accepts_the_gate_markers(gate_dir: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["4 tests collected*"])
 
 
+@pytest.mark.slow
 def test_strict_markers_rejects_an_unknown_marker(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_typo="""
         import pytest
@@ -115,12 +120,15 @@ def test_strict_markers_rejects_an_unknown_marker(gate_dir: pytest.Pytester) -> 
     result.stdout.fnmatch_lines(["*'smoek' not found in `markers` configuration option*"])
 
 
+@pytest.mark.slow
 def test_unknown_task_suggests_the_close_name(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "--task", "iros")
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: --task: Unknown task 'iros'. Did you mean 'iris'? Available: {', '.join(TASKS.names())}"])
+    result.stderr.fnmatch_lines(
+        [f"ERROR: --task: Unknown task 'iros'. Did you mean 'iris'? Available: {', '.join(TASKS.names())}"])
 
 
+@pytest.mark.slow
 def test_unknown_task_lists_the_available_tasks(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "--task", "nope")
     assert result.ret == USAGE_ERROR
@@ -128,6 +136,7 @@ def test_unknown_task_lists_the_available_tasks(gate_dir: pytest.Pytester) -> No
     assert "Did you mean" not in result.stderr.str()
 
 
+@pytest.mark.slow
 def test_gpu_without_cuda_is_a_usage_error_at_start(gate_dir: pytest.Pytester) -> None:
     import torch
 
@@ -141,6 +150,7 @@ def test_gpu_without_cuda_is_a_usage_error_at_start(gate_dir: pytest.Pytester) -
     assert "skipped" not in out and "collected" not in out, out
 
 
+@pytest.mark.slow
 def test_full_tier_without_gpu_is_skipped_with_the_reason(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
     result = run(gate_dir, "test_cases.py", "-m", "full", "-rs", "--task", "iris")
@@ -148,6 +158,7 @@ def test_full_tier_without_gpu_is_skipped_with_the_reason(gate_dir: pytest.Pytes
     result.stdout.fnmatch_lines(["SKIPPED ?1? *: the full tier runs on a GPU: add --gpu (pytest -m full --gpu)"])
 
 
+@pytest.mark.slow
 def test_a_run_whose_every_gate_test_was_skipped_fails(gate_dir: pytest.Pytester) -> None:
     """`pytest -m full` without --gpu checks nothing: a release job must not read that as a pass."""
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
@@ -158,6 +169,7 @@ def test_a_run_whose_every_gate_test_was_skipped_fails(gate_dir: pytest.Pytester
     assert run(gate_dir, "--task", "iris").ret == pytest.ExitCode.OK, "a smoke case ran: the skipped full case is fine"
 
 
+@pytest.mark.slow
 def test_smoke_selects_only_the_tiny_case(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
     result = run(gate_dir, "test_cases.py", "-m", "smoke", "--collect-only", "-q")
@@ -166,6 +178,7 @@ def test_smoke_selects_only_the_tiny_case(gate_dir: pytest.Pytester) -> None:
     assert ids == [f"test_cases.py::test_case[{name}-tiny]" for name in TASKS.names()], result.outlines
 
 
+@pytest.mark.slow
 def test_gate_case_values_without_a_marker_filter(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
     result = run(gate_dir, "-v", "--task", "iris")
@@ -173,6 +186,7 @@ def test_gate_case_values_without_a_marker_filter(gate_dir: pytest.Pytester) -> 
     result.stdout.fnmatch_lines(["*test_case?iris-tiny? PASSED*", "*test_case?iris-full? SKIPPED*"], consecutive=False)
 
 
+@pytest.mark.slow
 def test_a_repeated_task_is_gated_once(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
     result = run(gate_dir, "--task", "iris", "--task", "iris", "--collect-only", "-q")
@@ -181,6 +195,7 @@ def test_a_repeated_task_is_gated_once(gate_dir: pytest.Pytester) -> None:
     assert ids == ["test_cases.py::test_case[iris-tiny]", "test_cases.py::test_case[iris-full]"], result.outlines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--adapter", "--data", "--base-model"])
 def test_single_task_options_need_an_explicit_task(gate_dir: pytest.Pytester, flag: str) -> None:
     """Even with one task registered: the same command line must not change meaning when a task is added."""
@@ -189,9 +204,11 @@ def test_single_task_options_need_an_explicit_task(gate_dir: pytest.Pytester, fl
     (adapter / "config.json").write_text("{}")  # so the same directory also passes --base-model's check
     result = run(gate_dir, flag, str(adapter))
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: {flag} applies to one task: add --task NAME (one of {', '.join(TASKS.names())})"])
+    result.stderr.fnmatch_lines(
+        [f"ERROR: {flag} applies to one task: add --task NAME (one of {', '.join(TASKS.names())})"])
 
 
+@pytest.mark.slow
 def test_adapter_dir_without_config_names_the_path(gate_dir: pytest.Pytester) -> None:
     adapter = gate_dir.mkdir("not-an-adapter")
     (adapter / "adapter_model.safetensors").write_bytes(b"")
@@ -200,12 +217,14 @@ def test_adapter_dir_without_config_names_the_path(gate_dir: pytest.Pytester) ->
     result.stderr.fnmatch_lines(["*argument --adapter: not-an-adapter has no adapter_config.json*"])
 
 
+@pytest.mark.slow
 def test_adapter_that_does_not_exist_names_the_path(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "--task", "iris", "--adapter", "some/dir")
     assert result.ret == USAGE_ERROR
     result.stderr.fnmatch_lines(["*argument --adapter: some/dir has no adapter_config.json*"])
 
 
+@pytest.mark.slow
 def test_base_model_path_that_does_not_exist(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "--task", "iris", "--base-model", "./notadir-with-config")
     assert result.ret == USAGE_ERROR
@@ -213,6 +232,7 @@ def test_base_model_path_that_does_not_exist(gate_dir: pytest.Pytester) -> None:
                                  "hub id: it starts with '.')*"])
 
 
+@pytest.mark.slow
 def test_a_mistyped_path_whose_directory_exists_is_not_taken_for_a_hub_id(gate_dir: pytest.Pytester) -> None:
     """`--base-model=bases/tiny-iris` with bases/ present was tried on the hub: 57 s of retries, then a message about
     connectivity."""
@@ -236,6 +256,7 @@ def test_a_value_that_looks_like_a_path_is_refused_as_one(value: str, reason: st
     assert parse_base_model("no-such-org/model") == "no-such-org/model"  # a hub id where no directory says otherwise
 
 
+@pytest.mark.slow
 def test_base_model_dir_without_config(gate_dir: pytest.Pytester) -> None:
     gate_dir.mkdir("notamodel")
     result = run(gate_dir, "--task", "iris", "--base-model", "notamodel")
@@ -259,6 +280,7 @@ def session_options(result: pytest.RunResult) -> dict:
     return json.loads(line.split("OPTIONS=", 1)[1])
 
 
+@pytest.mark.slow
 def test_hub_id_is_accepted_at_parse_time(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_options=OPTIONS_TEST)
     result = run(gate_dir, "--task", "iris", "--base-model", "org/name", "-s")
@@ -266,6 +288,7 @@ def test_hub_id_is_accepted_at_parse_time(gate_dir: pytest.Pytester) -> None:
     assert session_options(result)["base_model"] == "org/name"
 
 
+@pytest.mark.slow
 def test_accepted_paths_reach_the_session_resolved(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_options=OPTIONS_TEST)
     model = gate_dir.mkdir("model")
@@ -290,6 +313,7 @@ def loragate_lines(result: pytest.RunResult) -> list[str]:
     return [line for line in result.outlines if "loragate" in line and not line.startswith("plugins:")]
 
 
+@pytest.mark.slow
 def test_no_summary_when_no_gate_ran(gate_dir: pytest.Pytester) -> None:
     gate_dir.makepyfile(test_plain="def test_ok():\n    pass\n")
     result = run(gate_dir)
@@ -299,6 +323,7 @@ def test_no_summary_when_no_gate_ran(gate_dir: pytest.Pytester) -> None:
     assert not (gate_dir.path / "reports").exists()
 
 
+@pytest.mark.slow
 def test_summary_names_a_case_that_did_not_run(gate_dir: pytest.Pytester) -> None:
     """The counterpart of the test above: the closing section does appear once the session holds a result."""
     gate_dir.makepyfile(test_failed_run="""
@@ -313,6 +338,7 @@ def test_summary_names_a_case_that_did_not_run(gate_dir: pytest.Pytester) -> Non
     assert not (gate_dir.path / "reports").exists()  # nothing ran, so there is no report to write
 
 
+@pytest.mark.slow
 def test_the_outermost_gate_session_freezes_its_objects_once_the_report_is_written(gate_dir: pytest.Pytester) -> None:
     """pytest's last collections (unraisableexception's, at unconfigure) walked every object torch and transformers
     made: 1.3 s of the smoke gate. The outermost session freezes them after its report; a session run inside a
@@ -336,6 +362,7 @@ def test_the_outermost_gate_session_freezes_its_objects_once_the_report_is_writt
     assert gc.get_freeze_count() == 0
 
 
+@pytest.mark.slow
 def test_a_gate_run_collects_without_the_garbage_collector_and_freezes_what_it_imported(
         gate_dir: pytest.Pytester) -> None:
     """The collector's full passes while collection imported torch, transformers and peft took 2-3 s of the smoke
@@ -364,6 +391,7 @@ def test_a_gate_run_collects_without_the_garbage_collector_and_freezes_what_it_i
         assert "on now: True, frozen: False" in plain.stdout.str()
 
 
+@pytest.mark.slow
 def test_the_deprecations_libraries_raise_against_each_other_stay_out_of_a_users_run(gate_dir: pytest.Pytester) -> None:
     """A user's gate printed 15 such warnings under every run (torch's mkldnn module via transformers, peft calling a
     renamed transformers API); a user's own deprecations still show."""
@@ -371,7 +399,8 @@ def test_the_deprecations_libraries_raise_against_each_other_stay_out_of_a_users
         import warnings
 
         def test_libraries():
-            warnings.warn("`torch.jit.script_method` is deprecated. Please switch to `torch.compile`", DeprecationWarning)
+            warnings.warn("`torch.jit.script_method` is deprecated. Please switch to `torch.compile`",
+                          DeprecationWarning)
             warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
 
         def test_users_own():
@@ -382,6 +411,7 @@ def test_the_deprecations_libraries_raise_against_each_other_stay_out_of_a_users
     assert "my_helper" in result.stdout.str() and "script_method" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_a_case_that_did_not_run_shows_its_traceback_once(gate_dir: pytest.Pytester) -> None:
     """pytest re-raises a session fixture's error in every test that uses it: a bad --data file printed the same
     traceback under each of the case's gate tests (1,163 lines for one wrong label). Now the first shows it and
@@ -397,6 +427,7 @@ def test_a_case_that_did_not_run_shows_its_traceback_once(gate_dir: pytest.Pytes
                                  "*(the traceback is under this case's first error)"])
 
 
+@pytest.mark.slow
 def test_quantize_without_bitsandbytes_is_a_usage_error_at_start(gate_dir: pytest.Pytester) -> None:
     """A bitsandbytes that does not import (missing, or built without a backend for this machine)."""
     gate_dir.mkpydir("bitsandbytes").joinpath("__init__.py").write_text("raise ImportError('no backend here')\n")
@@ -407,6 +438,7 @@ def test_quantize_without_bitsandbytes_is_a_usage_error_at_start(gate_dir: pytes
                                  "pip install 'loragate[quantize]', or drop --quantize"])
 
 
+@pytest.mark.slow
 def test_the_gate_under_torchrun_is_a_usage_error_naming_data_parallel_training(
         gate_dir: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """torchrun would run every test once per process, each rank gating and writing the same report."""
@@ -417,6 +449,7 @@ def test_the_gate_under_torchrun_is_a_usage_error_naming_data_parallel_training(
     result.stderr.fnmatch_lines(["ERROR: the gate runs as one process*torchrun --nproc_per_node N train_fixtures.py*"])
 
 
+@pytest.mark.slow
 def test_quantize_with_encoder_tasks_is_a_usage_error_naming_the_causal_ones(gate_dir: pytest.Pytester) -> None:
     pytest.importorskip("bitsandbytes")
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
@@ -435,6 +468,7 @@ def test_store_root(pytestconfig):
 """
 
 
+@pytest.mark.slow
 def test_a_path_option_outside_the_project_does_not_move_the_store(gate_dir: pytest.Pytester,
                                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
     """pytest roots the run at `--report-dir /elsewhere`'s value (it reads it as a test path before the plugin
@@ -444,7 +478,9 @@ def test_a_path_option_outside_the_project_does_not_move_the_store(gate_dir: pyt
     result = run(gate_dir, "-s", "-W", "default", "--report-dir", str(elsewhere))
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert "configfile:" not in result.stdout.str()  # the scenario: pytest rooted the run elsewhere, no ini read
-    result.stdout.fnmatch_lines([f"*STORE {gate_dir.path / 'adapters'}", "*it takes the value of --report-dir * for a test path. Write it as one argument (--report-dir=*"])
+    result.stdout.fnmatch_lines([f"*STORE {gate_dir.path / 'adapters'}",
+                                 "*it takes the value of --report-dir * for a test path. "
+                                 "Write it as one argument (--report-dir=*"])
     assert not (elsewhere / "adapters").exists()
 
 
@@ -455,6 +491,7 @@ def test_xdist_workers_take_one_gpu_each_round_robin() -> None:
     assert [worker_device(f"gw{k}", 2) for k in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["/proc/loragate-reports", "{tmp}/a-file/reports"])
 def test_an_unwritable_report_dir_is_a_usage_error_before_anything_runs(gate_dir: pytest.Pytester, where: str) -> None:
     (gate_dir.path / "a-file").write_text("not a directory")
@@ -465,7 +502,9 @@ def test_an_unwritable_report_dir_is_a_usage_error_before_anything_runs(gate_dir
     assert "test_cases.py" not in result.stdout.str()  # nothing was collected, nothing ran
 
 
-def test_an_unwritable_step_summary_is_a_usage_error(gate_dir: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.slow
+def test_an_unwritable_step_summary_is_a_usage_error(gate_dir: pytest.Pytester,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(gate_dir.path))  # a directory
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
     result = run(gate_dir, "--task", "iris")
@@ -473,6 +512,7 @@ def test_an_unwritable_step_summary_is_a_usage_error(gate_dir: pytest.Pytester, 
     result.stderr.fnmatch_lines(["*GITHUB_STEP_SUMMARY=*: * is a directory, not a file*"])
 
 
+@pytest.mark.slow
 def test_an_export_dir_under_a_file_is_a_usage_error(gate_dir: pytest.Pytester) -> None:
     (gate_dir.path / "a-file").write_text("x")
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)

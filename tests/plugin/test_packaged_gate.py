@@ -8,6 +8,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.plugin.test_discovery import pytest_in, write_flowers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +22,7 @@ def collected(cwd: Path, *args: str) -> list[str]:
     return [line for line in result.stdout.splitlines() if "::" in line]
 
 
+@pytest.mark.slow
 def test_explicit_paths_run_as_given_and_the_suites_are_collected_once() -> None:
     """`-m smoke tests/...` collects no gate test; `-m smoke` from inside loragate/ (no testpaths there: pytest walks
     the current directory, reaching suites itself) collects each gate test once."""
@@ -30,6 +33,7 @@ def test_explicit_paths_run_as_given_and_the_suites_are_collected_once() -> None
     assert gate and max(Counter(inside).values()) == 1, inside
 
 
+@pytest.mark.slow
 def test_a_project_outside_this_repository_gates_its_own_task(tmp_path: Path) -> None:
     """`pytest -m smoke` in a fresh project whose pyproject.toml says only `[tool.loragate] tasks = "tasks"`: the
     packaged suites gate its task (trained on the spot: 30 s on an idle 2-core CPU, 90 s on a busy one), and the

@@ -30,6 +30,7 @@ def pytest_in_repo(*args: str, env: dict[str, str] | None = None) -> subprocess.
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path: Path) -> None:
     """Committed adapters, so nothing trains: about 35 s on a 2-core CPU. One suite file of the gate runs, so each
     task's verdict, decided on its worker and handed over, is PARTIAL and the run exits 1."""
@@ -47,9 +48,11 @@ def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path
         f"each task's tests should run on one worker, which computes its run once: {workers}")
     assert "computed by" not in out, out[-3000:]
     for task in ("iris", "sst2"):
-        assert out.count(f"{task}/tiny: PARTIAL  base") == 1, f"the controller prints {task}'s table once:\n{out[-3000:]}"
+        assert out.count(f"{task}/tiny: PARTIAL  base") == 1, \
+            f"the controller prints {task}'s table once:\n{out[-3000:]}"
         assert result.stderr.count(f"{task}/tiny: loaded adapter in ") == 1, (
-            f"{task}'s worker writes its phase lines to stderr (its stdout is not the terminal):\n{result.stderr[-3000:]}")
+            f"{task}'s worker writes its phase lines to stderr (its stdout is not the terminal):\n"
+            f"{result.stderr[-3000:]}")
 
     (report,) = (tmp_path / "reports").iterdir()  # one report, written by the controller, none by the workers
     assert f"report: {report / 'report.md'}" in out
@@ -64,6 +67,7 @@ def test_two_workers_gate_each_task_once_and_the_controller_reports_all(tmp_path
     assert step_summary.read_text() == (report / "summary.md").read_text(), "the job summary is appended once"
 
 
+@pytest.mark.slow
 def test_without_xdist_the_suites_collect_under_strict_markers() -> None:
     """The plugin's xdist hooks are optional: without xdist the gate collects as before, strict markers on."""
     result = pytest_in_repo("suites/test_quality.py", "suites/test_properties.py", "-p", "no:xdist", "-m", "smoke",

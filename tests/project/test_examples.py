@@ -16,6 +16,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from benchmarks.gpu_bundle import loragate_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +61,7 @@ def ran_suites_from(suites: Path, project: Path, result: subprocess.CompletedPro
     return f"SKIPPED [1] {os.path.relpath(suites, project)}/test_quality.py:" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_csv_example_gates_in_its_own_directory(tmp_path: Path) -> None:
     """The editable checkout's loragate (this venv's), pointed at by PYTHONPATH as this test run is."""
     project = tmp_path / "csv_classification"
@@ -67,6 +70,7 @@ def test_the_csv_example_gates_in_its_own_directory(tmp_path: Path) -> None:
     assert ran_suites_from(ROOT / "loragate" / "suites", project, result), result.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_the_json_example_gates_in_its_own_directory(tmp_path: Path) -> None:
     """A structured-output card and its pydantic schema at the project's root: strict validity, every field's exact
     match and the schema errors reach the table and report.json."""
@@ -106,6 +110,7 @@ def package_files(package: Path) -> set[str]:
                                           for part in path.relative_to(package).parts)}
 
 
+@pytest.mark.slow
 def test_the_built_wheel_gates_the_csv_example(tmp_path: Path) -> None:
     wheel = loragate_wheel(tmp_path / "build")
     venv = tmp_path / "venv"

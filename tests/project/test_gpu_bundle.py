@@ -13,6 +13,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from benchmarks.gpu_bundle import (
     BUILT_HERE,
     CARRIED,
@@ -55,6 +57,7 @@ def test_bitsandbytes_keeps_its_python_and_the_cpu_and_cuda_13_libraries_only(tm
     assert rows == [*kept, record], rows
 
 
+@pytest.mark.slow
 def test_gpu_run_installs_the_carried_wheels_and_leaves_the_results_for_the_tool(tmp_path: Path) -> None:
     """The script as the GPU machine runs it, on a dry run of its first two steps, with loragate's own wheel carried:
     the check's JSON and table and an archive of its logs and step results land in $OUT."""

@@ -34,6 +34,7 @@ def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comple
     return done, out, checkout_outputs() - before
 
 
+@pytest.mark.slow
 def test_dry_run_writes_every_step_to_the_json_and_the_table(dry_run) -> None:
     done, out, _ = dry_run
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -51,6 +52,7 @@ def test_dry_run_writes_every_step_to_the_json_and_the_table(dry_run) -> None:
     assert not {"versions", "base", "eval-oom", "mfu", "speed", "full-bf16-iris"} & set(skipped), skipped
 
 
+@pytest.mark.slow
 def test_dry_run_shows_the_gate_the_fallback_and_the_speed_figures(dry_run) -> None:
     _, out, added = dry_run
     steps = json.loads((out / "gpu-check.json").read_text())["steps"]
@@ -72,6 +74,7 @@ def test_dry_run_shows_the_gate_the_fallback_and_the_speed_figures(dry_run) -> N
     assert not added, f"the dry run wrote into this checkout: {sorted(added)}"
 
 
+@pytest.mark.slow
 def test_a_step_in_its_own_process_records_its_result_its_error_or_the_spent_budget(tmp_path: Path) -> None:
     """The GPU machine's way: a child process per step. The 4-bit step skips on a dry run without importing torch,
     and eval-oom fails at once without the base step's result; neither costs the other."""

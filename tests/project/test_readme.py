@@ -45,7 +45,8 @@ def test_ci_runs_the_readme_commands_first_and_installs_nothing_else() -> None:
     assert drift((ROOT / "README.md").read_text(), (ROOT / ".ci" / "run").read_text()) is None
 
 
-README = "## Install\n```bash\npython3 -m venv .venv\npip install -e .\n```\n## Run the gate\n```bash\npytest -m smoke\n```\n" \
+README = "## Install\n```bash\npython3 -m venv .venv\npip install -e .\n```\n" \
+         "## Run the gate\n```bash\npytest -m smoke\n```\n" \
          "## Run the tests\n```bash\npytest tests\n```\n"
 
 

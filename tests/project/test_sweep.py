@@ -18,6 +18,7 @@ def train_fixtures():
     return module
 
 
+@pytest.mark.slow
 def test_rank_sweep_writes_one_row_per_rank_and_stores_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture) -> None:
     monkeypatch.chdir(tmp_path)

@@ -33,6 +33,7 @@ def zizmor(path: Path) -> subprocess.CompletedProcess[str]:
                            str(path)], capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EVERY_WORKFLOW, ids=lambda p: p.name)
 def test_workflow_is_valid_against_githubs_schema(path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows",
@@ -40,6 +41,7 @@ def test_workflow_is_valid_against_githubs_schema(path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EVERY_WORKFLOW, ids=lambda p: p.name)
 def test_zizmor_finds_nothing_of_medium_severity_or_more(path: Path) -> None:
     result = zizmor(path)
@@ -111,6 +113,7 @@ def mutated_release(tmp_path: Path, mutate: Callable[[dict], None]) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mutate, audit", [
     (add_trigger("pull_request_target"), "dangerous-triggers"),
     (checkout_pr_head, "dangerous-triggers"),

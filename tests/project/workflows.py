@@ -1,4 +1,5 @@
-"""Checks of our GitHub workflows that zizmor does not make; tests/project/test_workflows.py runs both on every workflow.
+"""Checks of our GitHub workflows that zizmor does not make; tests/project/test_workflows.py runs both on every
+workflow.
 
 zizmor (`zizmor --offline`, its default persona, medium severity and up) already fails on a pull_request_target
 or workflow_run trigger, `${{ inputs.x }}` spliced into a `run:` script, a workflow without `permissions:`, an

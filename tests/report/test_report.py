@@ -99,7 +99,8 @@ def drawn_inside(svg: str) -> bool:
     for element in root.iter(f"{SVG}text"):
         x, size, anchor = float(element.get("x")), float(element.get("font-size")), element.get("text-anchor")
         extent = plots.text_width(element.text, size) * (plots.COS_35 if element.get("transform") else 1)
-        low, high = {"start": (x, x + extent), "end": (x - extent, x), "middle": (x - extent / 2, x + extent / 2)}[anchor]
+        low, high = {"start": (x, x + extent), "end": (x - extent, x),
+                     "middle": (x - extent / 2, x + extent / 2)}[anchor]
         if "rotate(-90" in (element.get("transform") or "") or "rotate(90" in (element.get("transform") or ""):
             low, high = x - size, x + size
         if low < -1 or high > width + 1:
@@ -150,10 +151,12 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[TaskRun, TaskRun
 def report_numbers(report_dir: Path) -> dict:
     """Everything in report.json that the seed decides: not timings, not where the adapter was written."""
     (run,) = json.loads((report_dir / "report.json").read_text())["runs"]
-    seeded = ("passed", "base", "data_hash", "ceiling", "metrics", "gated", "gates", "invalid_tuned_outputs", "predictions")
+    seeded = ("passed", "base", "data_hash", "ceiling", "metrics", "gated", "gates", "invalid_tuned_outputs",
+              "predictions")
     return {key: run[key] for key in seeded} | {"adapter_sha256": run["adapter"]["sha256"]}
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_adapter_and_report_numbers(two_runs, tmp_path: Path) -> None:
     first, second = two_runs
     assert first.trained is not None and second.trained is not None
@@ -183,6 +186,7 @@ def hostile_report(hostile_run: TaskRun, tmp_path_factory: pytest.TempPathFactor
     return write_report([hostile_run], tmp_path_factory.mktemp("reports"))
 
 
+@pytest.mark.slow
 def test_report_dir_holds_every_file(hostile_report: Path) -> None:
     assert sorted(p.name for p in hostile_report.iterdir()) == [
         "iris-tiny-confusion.svg", "iris-tiny-loss.svg", "iris-tiny-per-class.svg",
@@ -190,6 +194,7 @@ def test_report_dir_holds_every_file(hostile_report: Path) -> None:
     assert not [p for p in hostile_report.parent.iterdir() if p.name.startswith(".tmp-")]
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_and_embeds_the_figures(hostile_report: Path) -> None:
     page = (hostile_report / "report.html").read_text()
     assert not re.search(r"""(?:src|href|action)\s*=\s*["']?\s*(?:[a-z]+:)?//""", page, re.I), "external reference"
@@ -204,12 +209,14 @@ def test_html_is_self_contained_and_embeds_the_figures(hostile_report: Path) -> 
     assert sorted(embedded) == sorted(p.read_text() for p in hostile_report.glob("*.svg"))
 
 
+@pytest.mark.slow
 def test_html_escapes_model_output(hostile_report: Path) -> None:
     page = (hostile_report / "report.html").read_text()
     assert MALICIOUS not in page
     assert html.escape(repr(MALICIOUS)) in page  # shown, as text, in the invalid-outputs table
 
 
+@pytest.mark.slow
 def test_html_shows_every_gate_and_the_verdict(hostile_run: TaskRun, hostile_report: Path) -> None:
     page = (hostile_report / "report.html").read_text()
     assert not hostile_run.passed
@@ -221,6 +228,7 @@ def test_html_shows_every_gate_and_the_verdict(hostile_run: TaskRun, hostile_rep
     assert hostile_run.base.fingerprint[:12] in page and "FAIL" in page
 
 
+@pytest.mark.slow
 def test_summary_md_has_the_gated_metrics_table(hostile_report: Path) -> None:
     summary = (hostile_report / "summary.md").read_text()
     assert "### iris/tiny: FAIL" in summary
@@ -230,6 +238,7 @@ def test_summary_md_has_the_gated_metrics_table(hostile_report: Path) -> None:
     assert "- **FAIL** validity: validity rate 0.967 < required 1.000" in summary
 
 
+@pytest.mark.slow
 def test_report_json_carries_every_prediction(hostile_run: TaskRun, hostile_report: Path) -> None:
     (run,) = json.loads((hostile_report / "report.json").read_text())["runs"]
     predictions = run["predictions"]
@@ -245,6 +254,7 @@ def fake_config(run: TaskRun, report_dir: Path) -> SimpleNamespace:
     return SimpleNamespace(stash={SESSION: session})
 
 
+@pytest.mark.slow
 def test_gate_tests_get_junit_properties(hostile_run: TaskRun, tmp_path: Path) -> None:
     config = fake_config(hostile_run, tmp_path)
     gate_test = SimpleNamespace(config=config, callspec=SimpleNamespace(params={"gate_case": ("iris", "tiny")}),
@@ -262,6 +272,7 @@ def test_gate_tests_get_junit_properties(hostile_run: TaskRun, tmp_path: Path) -
     assert {"loragate.macro_f1.base", "loragate.macro_f1.tuned", "loragate.macro_f1.delta"} <= properties.keys()
 
 
+@pytest.mark.slow
 def test_summary_is_appended_to_the_github_step_summary(hostile_run: TaskRun, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     step_summary = tmp_path / "step_summary.md"
@@ -286,6 +297,7 @@ def instruct_run(tmp_path_factory: pytest.TempPathFactory) -> TaskRun:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_a_text_task_report_shows_its_metrics_samples_and_eval_curve(instruct_run: TaskRun, tmp_path: Path) -> None:
     report_dir = write_report([instruct_run], tmp_path)
     assert sorted(p.name for p in report_dir.iterdir()) == [
@@ -309,6 +321,7 @@ def without_meteor(metrics, reason: str):
     return replace(metrics, values=values, per_example=per_example, unavailable={"meteor": reason})
 
 
+@pytest.mark.slow
 def test_an_unavailable_metric_is_shown_with_its_reason_by_every_renderer(instruct_run: TaskRun,
                                                                           tmp_path: Path) -> None:
     """The fresh-machine crash: METEOR n/a made report.html raise, and no task got a report. Every renderer
@@ -339,6 +352,7 @@ def test_an_unavailable_metric_is_shown_with_its_reason_by_every_renderer(instru
     assert dict(test.user_properties)["loragate.meteor.unavailable"] == reason
 
 
+@pytest.mark.slow
 def test_one_run_that_cannot_be_rendered_costs_neither_the_others_nor_the_verdict(
         hostile_run: TaskRun, instruct_run: TaskRun, tmp_path: Path) -> None:
     broken = replace(instruct_run, tuned_predictions=replace(instruct_run.tuned_predictions, ids=["other"]))
@@ -354,6 +368,7 @@ def test_one_run_that_cannot_be_rendered_costs_neither_the_others_nor_the_verdic
     assert "instruct/tiny: FAIL" in (finished.report / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_report_that_cannot_be_written_is_an_error_after_the_tables(hostile_run: TaskRun, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
@@ -365,6 +380,7 @@ def test_a_report_that_cannot_be_written_is_an_error_after_the_tables(hostile_ru
     assert f"the report could not be written to {blocker / 'reports'}" in error
 
 
+@pytest.mark.slow
 def test_the_trivial_predictor_and_subgroups_are_in_every_table(instruct_run: TaskRun, tmp_path: Path) -> None:
     """The constant predictor's numbers sit under base and tuned, and each subgroup has its rows, in the terminal
     table, report.md, summary.md and report.json."""
@@ -374,7 +390,8 @@ def test_the_trivial_predictor_and_subgroups_are_in_every_table(instruct_run: Ta
     line = f"trivial predictor, {run.constant.name}: ROUGE-L {rouge:.3f}"
     table = render(run).table
     assert line in table and "perplexity" not in line, table
-    assert re.search(rf"domain=geo \(n={run.tuned_metrics.n}\): ROUGE-L\s+{run.base_metrics.value('rougeL'):.3f}", table)
+    base_rouge = run.base_metrics.value("rougeL")
+    assert re.search(rf"domain=geo \(n={run.tuned_metrics.n}\): ROUGE-L\s+{base_rouge:.3f}", table)
     report_dir = write_report([run], tmp_path)
     for name in ("report.md", "summary.md"):
         assert line in (report_dir / name).read_text(), name

@@ -14,7 +14,8 @@ from loragate.run.baseline import baseline_from_report
 def report(splits, predicted: dict[str, str | None], data_hash: str | None = None) -> dict:
     rows = [{"id": ex.id, "gold": ex.label, "base": None, "tuned": predicted.get(ex.id, ex.label),
              "base_output": "", "tuned_output": predicted.get(ex.id, ex.label) or "junk"} for ex in splits.test]
-    return {"runs": [{"task": "iris", "tier": "tiny", "data_hash": data_hash or splits.data_hash(), "predictions": rows}]}
+    return {"runs": [{"task": "iris", "tier": "tiny", "data_hash": data_hash or splits.data_hash(),
+                      "predictions": rows}]}
 
 
 def write(tmp_path: Path, content: dict) -> Path:
@@ -48,6 +49,7 @@ def test_a_report_that_cannot_be_paired_is_refused(tmp_path: Path, iris, iris_sp
         baseline_from_report(write(tmp_path, content), "iris", "tiny", iris_splits, iris.card.labels)
 
 
+@pytest.mark.slow
 def test_a_perfect_stored_release_fails_a_tuned_adapter_that_is_worse(tmp_path: Path, iris_splits) -> None:
     from loragate.run.task_run import RunOptions, run_task
 
@@ -58,9 +60,11 @@ def test_a_perfect_stored_release_fails_a_tuned_adapter_that_is_worse(tmp_path: 
     assert run.trained is None, "the committed adapter should have been loaded, not retrained"
     findings = {r.check: r.finding for r in run.gates}
     assert run.baseline_metrics is not None and run.baseline_metrics.accuracy == 1.0
-    assert findings["accuracy vs baseline"] is not None and "baseline 1.000, tuned 0.967" in findings["accuracy vs baseline"]
+    finding = findings["accuracy vs baseline"]
+    assert finding is not None and "baseline 1.000, tuned 0.967" in finding, finding
 
 
+@pytest.mark.slow
 def test_a_report_records_its_commit_and_whether_tracked_files_were_edited(tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """What the dirty-baseline refusal reads: a clean checkout, an edited tracked file, an untracked file (a

@@ -23,12 +23,14 @@ def broken_iris():
     return task
 
 
+@pytest.mark.slow
 def test_a_healthy_canary_passes(tmp_path: Path) -> None:
     task = get_task("iris")
     run_canary(task, task.load_splits(), options(tmp_path))
     assert any((tmp_path / "adapters" / "iris" / "tiny").iterdir()), "the canary adapter was not stored"
 
 
+@pytest.mark.slow
 def test_a_canary_that_cannot_learn_fails_with_its_reason(tmp_path: Path) -> None:
     task = broken_iris()
     with pytest.raises(CanaryFailed, match=r"canary iris/tiny .*eval outputs do not parse, e.g. iris-\d+") as error:
@@ -36,6 +38,7 @@ def test_a_canary_that_cannot_learn_fails_with_its_reason(tmp_path: Path) -> Non
     assert "The full run was not started" in str(error.value)
 
 
+@pytest.mark.slow
 def test_full_tier_training_does_not_start_after_a_failed_canary(tmp_path: Path) -> None:
     task = broken_iris()
     splits = task.load_splits()

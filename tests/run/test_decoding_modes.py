@@ -45,7 +45,8 @@ def valid_only_under_the_grammar() -> tuple[list[Example], Predictions, Predicti
     the grammar whose free text parses on one example in ten (the label, then chatter)."""
     examples = iris_examples()
     base = outputs(examples, ["setosa"] * N)
-    tuned_free = outputs(examples, [ex.label if i % 10 == 0 else f"{ex.label}, I think" for i, ex in enumerate(examples)])
+    tuned_free = outputs(examples, [ex.label if i % 10 == 0 else f"{ex.label}, I think"
+                                    for i, ex in enumerate(examples)])
     tuned_constrained = outputs(examples, [ex.label for ex in examples])
     return examples, base, tuned_free, (base, tuned_constrained)
 
@@ -108,7 +109,8 @@ def test_a_kind_that_generates_no_label_or_json_is_refused_naming_task_and_kind(
 def unenforceable_card(tmp_path: Path, constrain: str) -> TaskCard:
     """A structured card whose schema has a set field: JSON Schema's uniqueItems, which llguidance refuses."""
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
-    (tmp_path / "tagged.py").write_text("from pydantic import BaseModel\nclass Tagged(BaseModel):\n    tags: set[str]\n")
+    (tmp_path / "tagged.py").write_text("from pydantic import BaseModel\n"
+                                        "class Tagged(BaseModel):\n    tags: set[str]\n")
     (tmp_path / "card.yaml").write_text(f"""
 name: tagged
 description: tags as a set
@@ -147,6 +149,7 @@ def test_constrain(pytestconfig):
 """
 
 
+@pytest.mark.slow
 def test_the_constrain_option_is_checked_at_start_up_and_reaches_the_run(pytester: pytest.Pytester,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
@@ -154,7 +157,8 @@ def test_the_constrain_option_is_checked_at_start_up_and_reaches_the_run(pyteste
     pytester.makepyfile(test_constrain=CONSTRAIN_TEST)
     refused = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--constrain", "--task", "sst2_encoder")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR, refused.stdout.str()
-    refused.stderr.fnmatch_lines(["ERROR: task sst2_encoder: constrained decoding * is a sequence_classification task*"])
+    refused.stderr.fnmatch_lines(
+        ["ERROR: task sst2_encoder: constrained decoding * is a sequence_classification task*"])
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--constrain", "--task", "iris")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.stdout.fnmatch_lines(["*CONSTRAIN True*"])
@@ -175,6 +179,7 @@ def iris_both_ways(tmp_path_factory: pytest.TempPathFactory):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_a_real_run_with_constrain_shows_both_modes_in_the_table_and_report(iris_both_ways, tmp_path: Path) -> None:
     run = iris_both_ways
     assert run.trained is None, "the committed adapter was loaded, not trained"
@@ -198,6 +203,7 @@ def test_a_real_run_with_constrain_shows_both_modes_in_the_table_and_report(iris
         assert "tuned free (gated)" in text and "tuned constrained" in text, name
 
 
+@pytest.mark.slow
 def test_the_canary_reads_outputs_in_the_tiny_tier_s_declared_decoding(tmp_path: Path) -> None:
     """An iris tiny tier that cannot learn writes free text that is no label; declared constrained, its outputs are
     labels, so the canary judges no parse failure (only, where it did not fall, the loss)."""
@@ -213,6 +219,7 @@ def test_the_canary_reads_outputs_in_the_tiny_tier_s_declared_decoding(tmp_path:
         assert "do not parse" not in str(exc), exc
 
 
+@pytest.mark.slow
 def test_a_card_declaring_schema_gates_the_constrained_outputs_and_reports_the_free_ones(tmp_path: Path) -> None:
     """--set tiers.tiny.eval.constrain=schema (eval settings stay out of the adapter key: the committed adapter
     loads): the run's predictions and gates are the constrained ones, the free ones are reported, and the throughput

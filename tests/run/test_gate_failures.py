@@ -26,6 +26,7 @@ def gate(*args: str, report_dir: Path) -> subprocess.CompletedProcess:
                            "--report-dir", str(report_dir), *args], cwd=ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_an_adapter_with_no_effect_fails_the_gate(tmp_path: Path) -> None:
     noop = zeroed_copy(committed_adapter(), tmp_path / "noop")
     result = gate("suites/test_parameters.py", "suites/test_quality.py", "--task", "iris", "--adapter", str(noop),
@@ -36,6 +37,7 @@ def test_an_adapter_with_no_effect_fails_the_gate(tmp_path: Path) -> None:
     assert "iris/tiny: FAIL" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_base_weight_changed_under_the_adapter_fails_the_disabled_adapter_check(tmp_path: Path) -> None:
     """The check reads the first PROBE test examples only; a change to one base weight still shows there."""
     run = run_task("iris", "tiny", RunOptions(store_root=ROOT / "adapters", cache=tmp_path / "cache", progress=False))
@@ -59,11 +61,13 @@ def test_leakage_is_found_through_case_and_spacing() -> None:
 
 def test_leakage_gate_refuses_above_the_card_share_and_names_the_examples() -> None:
     refused = leakage_gate(["te-0", "te-3"], 10, max_share=0.0)
-    assert not refused.passed and "2 of 10 test inputs also in train (20.0% > allowed 0.0%): te-0, te-3" in refused.finding
+    assert not refused.passed
+    assert "2 of 10 test inputs also in train (20.0% > allowed 0.0%): te-0, te-3" in refused.finding
     assert leakage_gate(["te-0"], 10, max_share=0.1).passed
     assert leakage_gate(["te-0"] * 9, 10, max_share=None).passed, "a card that allows repeats is not gated"
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_the_eval_batch_and_the_report_says_so(monkeypatch, tmp_path) -> None:
     """A GPU out-of-memory error during evaluation retries the whole prediction at half the batch size, down to
     1; greedy predictions do not depend on the batch, and the report names the batch that ran."""

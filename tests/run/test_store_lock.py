@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 WORKER = """
 import json, sys, time
 from pathlib import Path
@@ -29,6 +31,7 @@ print(json.dumps({"trained": trained is not None, "entry": str(entry), "sha": ma
 """
 
 
+@pytest.mark.slow
 def test_two_workers_train_the_same_key_once(tmp_path: Path) -> None:
     start = time.time() + 25  # after both have imported torch and built the base, even on a busy machine
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

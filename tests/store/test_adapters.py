@@ -98,7 +98,8 @@ class UnsortedSet(set):
         return iter(sorted(set.__iter__(self), reverse=True))
 
 
-def test_adapter_config_lists_set_fields_in_sorted_order(tmp_path: Path, tuned, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adapter_config_lists_set_fields_in_sorted_order(tmp_path: Path, tuned,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """peft wrote target_modules in set order, so a retrain rewrote adapter_config.json in another order."""
     config = tuned[1].peft_config["default"]
     monkeypatch.setattr(config, "target_modules", UnsortedSet(config.target_modules))
@@ -114,7 +115,8 @@ def test_a_retrain_that_writes_other_bytes_names_what_the_manifests_record_diffe
     store.save(model, stub_manifest(versions={"torch": "2.13.0"}), "iris", "tiny", "k1")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same bytes again: no warning
-        store.save(model, stub_manifest(versions={"torch": "2.13.0"}, machine={"cpu_capability": "AVX2"}), "iris", "tiny", "k1")
+        store.save(model, stub_manifest(versions={"torch": "2.13.0"}, machine={"cpu_capability": "AVX2"}),
+                   "iris", "tiny", "k1")
     weight = next(p for n, p in model.named_parameters() if "lora_B" in n)
     with torch.no_grad():
         weight[0, 0] += 1.0
@@ -129,6 +131,7 @@ def test_a_retrain_that_writes_other_bytes_names_what_the_manifests_record_diffe
             weight[0, 0] -= 1.0
 
 
+@pytest.mark.slow
 def test_retraining_on_this_machine_writes_the_same_bytes_and_records_the_machine(tmp_path: Path, iris, iris_splits,
                                                                                    tiny_dir: Path) -> None:
     """`--retrain` of a stored adapter on the machine that trained it reproduces every file but the timing; the
@@ -210,7 +213,8 @@ def test_load_adapter_refuses_a_config_whose_rank_differs_from_the_tensors(store
     name, tensor = next((n, t) for n, t in sorted(load_file(weights).items()) if n.endswith("lora_A.weight"))
     columns = tensor.shape[1]
     with pytest.raises(AdapterStoreError, match=rf"{weights}: {re.escape(name)} has shape \[8, {columns}\] \(rank 8\), "
-                                                rf"but {stored / 'adapter_config.json'} gives r=4 \(shape \[4, {columns}\]\); "
+                                                rf"but {stored / 'adapter_config.json'} gives r=4 "
+                                                rf"\(shape \[4, {columns}\]\); "
                                                 rf"28 tensors disagree"):
         load_adapter(load(tiny_dir).model, stored)
 
@@ -223,7 +227,8 @@ def test_load_adapter_reads_each_modules_rank_from_rank_pattern(tmp_path: Path, 
     saved = json.loads((tmp_path / "mixed" / "adapter_config.json").read_text())
     saved["rank_pattern"] = {"v_proj": 4}
     (tmp_path / "mixed" / "adapter_config.json").write_text(json.dumps(saved))
-    with pytest.raises(AdapterStoreError, match=r"q_proj.lora_A.weight has shape \[4, 128\] \(rank 4\), but .* gives r=8"):
+    with pytest.raises(AdapterStoreError,
+                       match=r"q_proj.lora_A.weight has shape \[4, 128\] \(rank 4\), but .* gives r=8"):
         load_adapter(load(tiny_dir).model, tmp_path / "mixed")
 
 
@@ -235,7 +240,8 @@ def test_an_adapter_for_another_task_and_base_is_refused_naming_both(iris, iris_
     (sst2_adapter,) = [entry for entry in (REPO / "adapters" / "sst2" / "tiny").iterdir() if entry.is_dir()]
     recorded = json.loads((sst2_adapter / "manifest.json").read_text())["base"]["fingerprint"]
     with pytest.raises(AdapterStoreError, match=rf"{sst2_adapter}: its manifest.json says it was trained for task "
-                                                rf"'sst2', not 'iris' and base 'tiny:sst2' \(fingerprint {recorded[:12]}\), "
+                                                rf"'sst2', not 'iris' and base 'tiny:sst2' "
+                                                rf"\(fingerprint {recorded[:12]}\), "
                                                 rf"not '{re.escape(fresh_base.name)}' \(fingerprint "
                                                 rf"{fresh_base.fingerprint[:12]}\).*--allow-foreign-adapter"):
         prepare_adapter(iris, "tiny", fresh_base, iris_splits, RunOptions(adapter=sst2_adapter))
@@ -270,7 +276,9 @@ def test_load_adapter_refuses_non_finite_weights(stored: Path, tiny_dir: Path, b
     name = sorted(weights)[3]
     weights[name].view(-1)[5] = bad
     save_file(weights, stored / "adapter_model.safetensors")
-    with pytest.raises(AdapterStoreError, match=rf"adapter_model.safetensors: 1 tensors hold NaN or inf, e.g. {re.escape(name)} \(1 values\)"):
+    with pytest.raises(AdapterStoreError,
+                       match=rf"adapter_model.safetensors: 1 tensors hold NaN or inf, e.g. {re.escape(name)} "
+                             rf"\(1 values\)"):
         load_adapter(load(tiny_dir).model, stored)
 
 

@@ -153,6 +153,7 @@ def tmp_leftovers(root: Path) -> list[Path]:
     return sorted(p for p in tier_dir.iterdir() if p.name.startswith(".tmp-")) if tier_dir.is_dir() else []
 
 
+@pytest.mark.slow
 def test_kill_points_landed_inside_saves(kills: list[dict]) -> None:
     """Guards the tests below against passing vacuously: most kills hit a running save, some left a temp dir."""
     assert len(kills) == 2 * len(FRACTIONS)
@@ -161,6 +162,7 @@ def test_kill_points_landed_inside_saves(kills: list[dict]) -> None:
     assert any(tmp_leftovers(Path(k["root"])) for k in killed if k["path"] == "new"), kills
 
 
+@pytest.mark.slow
 def test_killed_new_save_leaves_a_whole_entry_or_none(kills: list[dict]) -> None:
     outcomes = []
     for kill in (k for k in kills if k["path"] == "new"):
@@ -172,6 +174,7 @@ def test_killed_new_save_leaves_a_whole_entry_or_none(kills: list[dict]) -> None
     assert False in outcomes, "no kill landed before the entry was in place"
 
 
+@pytest.mark.slow
 def test_killed_overwrite_leaves_the_old_or_the_new_entry(kills: list[dict]) -> None:
     """--retrain over an existing entry: a kill at any point leaves a valid entry, never none."""
     generations = []
@@ -182,6 +185,7 @@ def test_killed_overwrite_leaves_the_old_or_the_new_entry(kills: list[dict]) -> 
     assert set(generations) <= {"old", "new"} and "old" in generations, generations
 
 
+@pytest.mark.slow
 def test_find_never_returns_a_temp_dir(kills: list[dict]) -> None:
     for kill in kills:
         root = Path(kill["root"])
@@ -193,6 +197,7 @@ def test_find_never_returns_a_temp_dir(kills: list[dict]) -> None:
                 store.find(TASK, TIER, leftover.name)  # a temp dir cannot even be named as a key
 
 
+@pytest.mark.slow
 def test_save_after_a_kill_succeeds(kills: list[dict], model) -> None:
     roots = [Path(k["root"]) for k in kills if k["killed"]]
     with_leftovers = [root for root in roots if tmp_leftovers(root)]
@@ -205,6 +210,7 @@ def test_save_after_a_kill_succeeds(kills: list[dict], model) -> None:
         assert tmp_leftovers(root) == leftovers  # other runs' temp dirs are not touched (they may be live)
 
 
+@pytest.mark.slow
 def test_the_next_run_removes_what_killed_saves_left_but_not_a_save_in_progress(kills: list[dict],
                                                                               tmp_path: Path) -> None:
     """A kill -9 during a save left `.tmp-<key>-*` in the store and nothing removed it. The next run's `acquire`
@@ -281,6 +287,7 @@ def test_overwrite_without_atomic_exchange_falls_back_to_two_renames(model, tmp_
     assert tmp_leftovers(store.root) == []
 
 
+@pytest.mark.slow
 def test_overwrite_under_a_concurrent_reader_process(model, tmp_path: Path) -> None:
     """A separate process polls the entry while this one overwrites it 30 times."""
     if not atomic_exchange_supported(tmp_path):

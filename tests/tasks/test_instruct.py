@@ -122,7 +122,8 @@ def test_a_tokenizer_without_a_chat_template_names_the_model_and_fix(tmp_path: P
 
     train_tokenizer(["a b"], 300).save_pretrained(tmp_path)
     plain = AutoTokenizer.from_pretrained(tmp_path)
-    with pytest.raises(ChatTemplateError, match=rf"{tmp_path}: the tokenizer has no chat template.*Llama-3.2-1B-Instruct"):
+    with pytest.raises(ChatTemplateError,
+                       match=rf"{tmp_path}: the tokenizer has no chat template.*Llama-3.2-1B-Instruct"):
         format_prompt(plain, [{"role": "user", "content": "Hi."}])
     assert issubclass(ChatTemplateError, ModelLoadError), "a base that cannot serve the task is a load error"
     with pytest.raises(ChatTemplateError, match="no chat template"):
@@ -204,7 +205,8 @@ BAD = [
     ("bad-json-list", '[{"instruction": "a",\n', r"f\.jsonl:2: not valid JSON"),
     ("empty", "\n\n", r"f\.jsonl: no records; write Dolly or ShareGPT/FineTome records"),
     ("unknown-format", '{"prompt": "a", "completion": "b"}\n',
-     r"f\.jsonl:1: neither field 'conversations' \(ShareGPT/FineTome\) nor 'instruction' \(Dolly\).*\['completion', 'prompt'\]"),
+     r"f\.jsonl:1: neither field 'conversations' \(ShareGPT/FineTome\) nor 'instruction' \(Dolly\)"
+     r".*\['completion', 'prompt'\]"),
     ("not-an-object", "[1]\n", r"f\.jsonl\[0\]: a int, not an object"),
     ("dolly-missing-response", [dolly(0), {"instruction": "a", "context": ""}],
      r"f\.jsonl:2: field 'response' is missing; each Dolly record needs .* \(the file is read as Dolly"),
@@ -299,5 +301,6 @@ def test_an_adapter_trained_under_another_chat_template_is_refused(tmp_path: Pat
     stub_manifest(task="instruct", chat_template_sha256=chat_template_sha256(base)).write(tmp_path / "manifest.json")
     KIND.check_adapter(task, base, tmp_path)  # the same template: accepted
     other = SimpleNamespace(tokenizer=SimpleNamespace(chat_template=TINY_CHAT_TEMPLATE + " "), name="other")
-    with pytest.raises(AdapterStoreError, match=r"trained under chat template [0-9a-f]{12}, but the base's tokenizer \(other\)"):
+    with pytest.raises(AdapterStoreError,
+                       match=r"trained under chat template [0-9a-f]{12}, but the base's tokenizer \(other\)"):
         KIND.check_adapter(task, other, tmp_path)

@@ -166,7 +166,8 @@ QA = lambda d: d["data"][0]["paragraphs"][2]["qas"][0]  # noqa: E731
     ({"version": "v2.0"}, r"top level: missing field 'data'"),
     ({"data": []}, r"no questions under data\[\].paragraphs\[\].qas"),
     (_bad(lambda d: d["data"][0].pop("paragraphs")), r"data\[0\]: missing field 'paragraphs'"),
-    (_bad(lambda d: d["data"][0]["paragraphs"][1].pop("context")), r"data\[0\].paragraphs\[1\]: missing field 'context'"),
+    (_bad(lambda d: d["data"][0]["paragraphs"][1].pop("context")),
+     r"data\[0\].paragraphs\[1\]: missing field 'context'"),
     (_bad(lambda d: d["data"][0]["paragraphs"][1].update(context=" ")), r"paragraphs\[1\].context: empty context"),
     (_bad(lambda d: QA(d).pop("question")), r"data\[0\].paragraphs\[2\].qas\[0\]: missing field 'question'"),
     (_bad(lambda d: QA(d).pop("id")), r"qas\[0\]: missing field 'id'"),
@@ -176,7 +177,8 @@ QA = lambda d: d["data"][0]["paragraphs"][2]["qas"][0]  # noqa: E731
     (_bad(lambda d: QA(d).update(answers=[])), r"qas\[0\].answers: is_impossible is false but no answers"),
     (_bad(lambda d: QA(d).update(is_impossible=True)), r"qas\[0\].answers: is_impossible is true but 3 answers"),
     (_bad(lambda d: QA(d)["answers"][1].pop("text")), r"qas\[0\].answers\[1\]: missing field 'text'"),
-    (_bad(lambda d: QA(d)["answers"][1].update(answer_start="21")), r"answers\[1\].answer_start: expected int, got str"),
+    (_bad(lambda d: QA(d)["answers"][1].update(answer_start="21")),
+     r"answers\[1\].answer_start: expected int, got str"),
     (_bad(lambda d: QA(d)["answers"][0].update(answer_start=3)),
      r"data\[0\].paragraphs\[2\].qas\[0\].answers\[0\].answer_start: 3 points at 'n 2 ', not the answer text '1702'; "
      r"the text first occurs at 22: set answer_start to 22"),
@@ -305,6 +307,7 @@ def test_choose_null_threshold_extremes_and_no_span() -> None:
         choose_null_threshold(preds, examples[:1])
 
 
+@pytest.mark.slow
 def test_predict_spans_stay_inside_the_context(minilm: LoadedBase) -> None:
     examples = [long_example(), *generated_splits().test[:6]]
     preds = predict_spans(minilm.model, minilm.tokenizer, examples, 64, 16, batch_size=4, max_answer_tokens=5)
@@ -320,6 +323,7 @@ def test_predict_spans_stay_inside_the_context(minilm: LoadedBase) -> None:
     assert [p.text for p in again] == [p.text for p in preds], "the batch size changed the answers"
 
 
+@pytest.mark.slow
 def test_a_predictions_first_window_logits_are_qa_logits_bit_for_bit(minilm: LoadedBase) -> None:
     """The probe taken from the prediction's own pass (one window per question) is what qa_logits computes, so
     the parameter checks compare like with like; a long context (several windows) leaves it to qa_logits."""
@@ -361,6 +365,7 @@ def test_the_throughput_round_passes_the_gates_threshold(monkeypatch: pytest.Mon
     assert calibrations == [-0.5, run.splits.eval]
 
 
+@pytest.mark.slow
 def test_qa_logits_are_deterministic_and_a_disabled_adapter_is_the_base() -> None:
     base = load_encoder("minilm", AutoModelForQuestionAnswering, {}, "cpu", torch.float32)
     examples = [long_example(), *generated_splits().eval[:5]]

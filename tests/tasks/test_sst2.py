@@ -35,7 +35,8 @@ def polarity(adjective: str) -> str:
 def predicates(sentence: str) -> list[tuple[str, bool]]:
     """Each adjective of a generated review with whether a negator stands right before it."""
     words = sentence.replace(",", "").split()
-    return [(word, " ".join(words[:i]).endswith(NEGATORS)) for i, word in enumerate(words) if word in POSITIVE + NEGATIVE]
+    return [(word, " ".join(words[:i]).endswith(NEGATORS))
+            for i, word in enumerate(words) if word in POSITIVE + NEGATIVE]
 
 
 def reads_the_rule(sentence: str) -> str:

@@ -69,7 +69,8 @@ def train_both() -> dict:
     model = BagOfWords()
     result = train_features(model, features(), SETTINGS, pad_id=0, progress=False)
     return {"parallel": parallel,
-            "single": {"weights": weights(model), "loss_curve": result.loss_curve, "answer_tokens": result.answer_tokens}}
+            "single": {"weights": weights(model), "loss_curve": result.loss_curve,
+                       "answer_tokens": result.answer_tokens}}
 
 
 def nan_on_rank_1() -> dict:

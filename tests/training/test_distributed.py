@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
-def launch(args: list[str], timeout: int = 300, launcher: tuple[str, ...] = tuple(TORCHRUN)) -> subprocess.CompletedProcess:
+def launch(args: list[str], timeout: int = 300,
+           launcher: tuple[str, ...] = tuple(TORCHRUN)) -> subprocess.CompletedProcess:
     """Run under torchrun (or `launcher`) with one thread per process (2 processes on a 2-core machine)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.run([*launcher, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -55,6 +56,7 @@ def test_share_leaves_a_rank_empty_when_a_step_has_fewer_rows_than_ranks() -> No
     assert [Ranks(rank, 4).share([[7, 9]], 8) for rank in range(4)] == [[[7]], [[9]], [], []]
 
 
+@pytest.mark.slow
 def test_data_parallel_training_equals_one_process(scenarios: dict[str, list[dict]]) -> None:
     """2 ranks, batch 1 x grad_accum 4, 22 examples (a last step that leaves one rank a single row): the loss
     curve and the weights of one process, up to float summation order."""
@@ -69,6 +71,7 @@ def test_data_parallel_training_equals_one_process(scenarios: dict[str, list[dic
     assert records[0]["ok"]["parallel"]["weights"] == records[1]["ok"]["parallel"]["weights"], "ranks drifted apart"
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_on_one_rank_stops_every_rank(scenarios: dict[str, list[dict]]) -> None:
     """Rank 1 alone sees NaN: rank 0 must not wait for it forever, and neither may step on a NaN gradient."""
     for rank, record in enumerate(scenarios["nan_on_rank_1"]):
@@ -76,6 +79,7 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank(scenarios: dict[str, lis
         assert "loss became nan at optimizer step 1" in record["message"]
 
 
+@pytest.mark.slow
 def test_a_failure_of_the_main_rank_reaches_every_rank(scenarios: dict[str, list[dict]]) -> None:
     """Rank 0 writes the store; when it fails, the others must fail with its reason, not hang."""
     zero, one = scenarios["main_rank_fails"]
@@ -84,12 +88,14 @@ def test_a_failure_of_the_main_rank_reaches_every_rank(scenarios: dict[str, list
     assert "rank 0 failed: OSError" in one["message"] and "No space left" in one["message"], one
 
 
+@pytest.mark.slow
 def test_ranks_that_end_with_different_weights_are_an_error(scenarios: dict[str, list[dict]]) -> None:
     for rank, record in enumerate(scenarios["ranks_drift"]):
         assert record.get("error") == "RanksDisagree", f"rank {rank}: {record}"
         assert "2 ranks ended with different weights" in record["message"]
 
 
+@pytest.mark.slow
 def test_train_fixtures_under_torchrun_stores_the_one_process_adapter_once(tmp_path: Path) -> None:
     """The CLI end to end: `torchrun --nproc_per_node 2 train_fixtures.py --task iris` writes one entry under
     the key one process writes, with the same weights, and logs once. The parallel run reads Iris as a Hugging

@@ -43,6 +43,7 @@ def lora_state(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters() if "lora_" in name}
 
 
+@pytest.mark.slow
 def test_nan_lora_weight_stops_training_at_step_1(fresh_base, iris_splits) -> None:
     model = attach_lora(fresh_base.model, LORA, seed=0)
     with torch.no_grad():
@@ -51,6 +52,7 @@ def test_nan_lora_weight_stops_training_at_step_1(fresh_base, iris_splits) -> No
         train_lora(model, fresh_base.tokenizer, iris_splits.train[:24], iris_splits.eval[:4], SHORT, progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("examples", [8, 24], ids=["single-step", "three-steps"])
 def test_infinite_lr_stops_training_at_the_step_that_broke_the_weights(fresh_base, iris_splits, examples) -> None:
     # the first loss is finite; the update it drives (lr=inf) is not. A one-step run must not end "trained".
@@ -61,6 +63,7 @@ def test_infinite_lr_stops_training_at_the_step_that_broke_the_weights(fresh_bas
                    progress=False)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_bit_identical_lora_weights(tiny_dir, iris_splits) -> None:
     from loragate.models.bases import load_causal
 

@@ -108,11 +108,13 @@ def test_packed_rows_are_fuller_than_closing_a_row_at_the_first_misfit_and_cut_a
     assert sorted(i for row in rows for i in row) == list(range(500))
     assert all(sum(lengths[i] for i in row) <= 128 for row in rows)
     fill, closing = (sum(lengths) / (128 * len(cut)) for cut in (rows, recut_rows(lengths, 128)))
-    assert fill > 0.9 and fill > closing + 0.1, f"first fit fills {fill:.0%} of each row, closing at a misfit {closing:.0%}"
+    assert fill > 0.9 and fill > closing + 0.1, \
+        f"first fit fills {fill:.0%} of each row, closing at a misfit {closing:.0%}"
     flat = [i for row in rows for i in row]  # what a micro-batch holds, and collate_packed cuts again
     assert [[flat[j] for j in row] for row in recut_rows([lengths[i] for i in flat], 128)] == rows
 
 
+@pytest.mark.slow
 def test_packed_training_pads_only_row_ends_and_learns(fresh_base, iris_splits) -> None:
     train = varied(iris_splits.train)
     settings = TrainSettings(epochs=3, batch_size=8, lr=3e-3, max_length=64, batching="packed", tokens_per_batch=256)
