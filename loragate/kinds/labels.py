@@ -16,8 +16,8 @@ from loragate.data.parsing import ParsedOutput, parse_label
 from loragate.gates.per_key import KeyDrop, KeyFloor, KeyScore
 from loragate.gates.result import Check
 from loragate.inference.predictions import Constant
-from loragate.kinds.constants import majority_class
 from loragate.kinds.protocol import ExampleTable
+from loragate.kinds.trivial_predictors import majority_class
 from loragate.metrics import plots
 from loragate.metrics.plots import Plot
 from loragate.metrics.scores import ClassificationMetrics

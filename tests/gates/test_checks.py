@@ -97,7 +97,7 @@ def test_checks_from_rejects_an_unknown_metric() -> None:
 def test_text_metric_gates_pair_per_example_scores_and_pooled_bleu() -> None:
     """Instruct metrics: ROUGE-L and perplexity deltas from per-example scores, corpus BLEU from pooled counts;
     each interval is around the full-split delta and a worse tuned model fails with the metric named."""
-    from loragate.metrics.answers import instruct_metrics
+    from loragate.kinds.instruct.metrics import instruct_metrics
     references = [f"the capital of land {i} is town {i}" for i in range(30)]
     good = list(references)
     bad = [f"capital {i}" for i in range(30)]
@@ -118,7 +118,7 @@ def test_text_metric_gates_pair_per_example_scores_and_pooled_bleu() -> None:
 
 
 def test_exact_match_evidence_carries_the_exact_mcnemar_p_value() -> None:
-    from loragate.metrics.answers import qa_metrics
+    from loragate.kinds.extractive_qa.metrics import qa_metrics
     from loragate.metrics.stats import mcnemar_exact
 
     references = [[f"answer {i}"] for i in range(20)]

@@ -47,9 +47,9 @@ from loragate.data.card_files import prompt_fields, text_value
 from loragate.data.examples import Example
 from loragate.data.parsing import ParsedOutput
 from loragate.kinds.causal import CausalKind
-from loragate.kinds.constants import most_common_response
+from loragate.kinds.trivial_predictors import most_common_response
 from loragate.kinds.registry import KINDS
-from loragate.kinds.texts import TextReport
+from loragate.kinds.text_report import TextReport
 from loragate.metrics.scores import TextMetrics
 
 

@@ -12,8 +12,8 @@ from loragate.card.settings import Tier
 from loragate.data.examples import Example
 from loragate.data.task import Task
 from loragate.inference.predictions import Constant, Predictions
-from loragate.kinds.constants import always_abstain
 from loragate.kinds.encoders import EncoderKind
+from loragate.kinds.extractive_qa.metrics import qa_metrics
 from loragate.kinds.extractive_qa.spans import (
     answers,
     best_spans,
@@ -25,8 +25,8 @@ from loragate.kinds.extractive_qa.spans import (
     window_logits,
 )
 from loragate.kinds.registry import KINDS
-from loragate.kinds.texts import TextReport
-from loragate.metrics.answers import qa_metrics
+from loragate.kinds.text_report import TextReport
+from loragate.kinds.trivial_predictors import always_abstain
 from loragate.metrics.scores import TextMetrics
 from loragate.models.bases import LoadedBase
 

@@ -16,11 +16,11 @@ from loragate.data.parsing import ParsedOutput
 from loragate.data.task import Task
 from loragate.inference.predictions import Constant, Predictions
 from loragate.kinds.causal import CausalKind
-from loragate.kinds.constants import most_common_response
+from loragate.kinds.instruct.metrics import instruct_metrics
 from loragate.kinds.instruct.parsing import parse_response
 from loragate.kinds.registry import KINDS
-from loragate.kinds.texts import TextReport
-from loragate.metrics.answers import instruct_metrics
+from loragate.kinds.text_report import TextReport
+from loragate.kinds.trivial_predictors import most_common_response
 from loragate.metrics.scores import TextMetrics
 from loragate.models.bases import LoadedBase
 from loragate.models.chat import TINY_CHAT_TEMPLATE, example_messages, format_splits, render_tiny, render_tiny_splits

@@ -20,12 +20,12 @@ from loragate.inference.engine import answer_budget, generate
 from loragate.inference.grammar import Constraint, json_of
 from loragate.inference.predictions import Constant, Predictions
 from loragate.kinds.causal import CausalKind, parsed_predictions
-from loragate.kinds.constants import most_common_response
 from loragate.kinds.protocol import ExampleTable
 from loragate.kinds.registry import KINDS
 from loragate.kinds.structured_output.checks import field_checks
 from loragate.kinds.structured_output.schema import canonical, location, output_schema, parse_object
 from loragate.kinds.structured_output.scoring import StructuredMetrics, error_keys, structured_metrics
+from loragate.kinds.trivial_predictors import most_common_response
 from loragate.metrics.plots import Plot
 from loragate.models.bases import LoadedBase
 
