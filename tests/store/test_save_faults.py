@@ -53,7 +53,7 @@ SAVER = textwrap.dedent('''
 
     torch.set_num_threads(1)  # no thread pool in the forked children
     sys.path.insert(0, sys.argv[1])
-    from test_store_faults import KEY, TASK, TIER, build_model
+    from tests.store.test_save_faults import KEY, TASK, TIER, build_model
     from tests.manifests import stub_manifest
     import loragate.store.adapters as store_module
     from loragate.store.adapters import AdapterStore
