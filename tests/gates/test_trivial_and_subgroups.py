@@ -8,7 +8,8 @@ import pytest
 from loragate.card.settings import GateSettings
 from loragate.data.examples import Example, field_subgroups
 from loragate.gates.checks import BeatsTrivial, Subgroup, checks_from, subgroup_gates, trivial_gates
-from loragate.kinds.instruct.metrics import instruct_metrics, qa_metrics
+from loragate.kinds.extractive_qa.metrics import qa_metrics
+from loragate.kinds.instruct.metrics import instruct_metrics
 from loragate.kinds.trivial_predictors import always_abstain, majority_class, most_common_response
 from loragate.metrics.scores import classification_metrics, metrics_from_confusion
 from loragate.tasks import get_task
