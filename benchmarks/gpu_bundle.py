@@ -82,7 +82,8 @@ def pip(*args: str) -> None:
 def loragate_wheel(out: Path) -> Path:
     """loragate's wheel, built offline from a copy of the checkout (the build writes build/ and *.egg-info there)."""
     source = out / "source"
-    shutil.copytree(REPO / "loragate", source / "loragate", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("loragate", "suites", "fixtures"):  # suites/ and fixtures/ ship as loragate.suites, .fixtures
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
     pip("wheel", "--no-deps", "--no-build-isolation", "--no-index", str(source), "--wheel-dir", str(out / "dist"))

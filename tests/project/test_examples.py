@@ -67,7 +67,7 @@ def test_the_csv_example_gates_in_its_own_directory(tmp_path: Path) -> None:
     project = tmp_path / "csv_classification"
     result = gate_example("csv_classification", project, pythonpath=str(ROOT))
     assert_gated(result, project, "tickets")
-    assert ran_suites_from(ROOT / "loragate" / "suites", project, result), result.stdout[-3000:]
+    assert ran_suites_from(ROOT / "suites", project, result), result.stdout[-3000:]
 
 
 @pytest.mark.slow
