@@ -3,7 +3,7 @@ comparison at 1B, and a real CUDA out-of-memory in evaluation; one JSON and one 
 
     python -m benchmarks.gpu_check --out reports/gpu-check          # on the GPU machine, about 8 minutes
     bash benchmarks/gpu_run.sh                                       # the same on a lent machine (gpu_bundle.py)
-    python -m benchmarks.gpu_check --dry-run --out /tmp/gpu-check    # on CPU, tiny sizes (tests/test_gpu_check.py)
+    python -m benchmarks.gpu_check --dry-run --out /tmp/gpu-check    # on CPU, tiny sizes (tests/project/)
 
 On the GPU each step runs in its own process under its own time limit (the GPU's memory is freed between steps, a
 crash or a timeout costs that step only) and writes its result, or its error with the log's tail, into
@@ -186,7 +186,7 @@ def gate_step(task: str, quantize: str | None = None) -> Callable[[argparse.Name
     def run(args: argparse.Namespace) -> dict:
         if quantize and args.dry_run:
             return {"skipped": "the dry run is on CPU: QLoRA's 4-bit path on CUDA needs the GPU (bitsandbytes' CPU "
-                               "backend is covered by tests/test_quantize.py)"}
+                               "backend is covered by tests/models/test_quantize.py)"}
         if args.dry_run and task != DRY_RUN_TASK:
             return {"skipped": f"the dry run gates {DRY_RUN_TASK} only: {task} takes the same path"}
         if quantize:

@@ -8,7 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?OUT is the folder the device tool brings back}"
-# where the wheels are, where they install, where the check writes (tests/test_gpu_bundle.py points them elsewhere)
+# where the wheels are, where they install, where the check writes (tests/project/test_gpu_bundle.py points them elsewhere)
 wheels=${GPU_RUN_WHEELS:-.whl} site=${GPU_RUN_SITE:-/tmp/site} check=${GPU_RUN_CHECK:-/tmp/gpu-check}
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$wheels"/*.whl \
