@@ -8,11 +8,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loragate.gates.checks import DeltaNumbers, GateResult
-from loragate.metrics.scores import METRICS, Metrics
+from loragate.kinds import KINDS
+from loragate.metrics.registry import METRICS, MetricSpec, in_table_order
+from loragate.metrics.scores import Metrics
 from loragate.run.decoding_modes import CONSTRAINED, FREE, Decoded, ModeDelta
 
 if TYPE_CHECKING:  # loragate.run.task_run loads torch and transformers
     from loragate.run.task_run import TaskRun
+
+
+def metric_order(run: TaskRun) -> list[MetricSpec]:
+    """Every registered metric in the order the run's tables show them: its kind's own first (KindSpec.metrics)."""
+    return in_table_order(KINDS.get(run.task.card.kind).metrics)
 
 
 def table_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
@@ -21,7 +28,7 @@ def table_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
     note); then the empty outputs. A sub-row's title starts with two spaces."""
     base, tuned = run.base_metrics, run.tuned_metrics
     rows = []
-    for spec in METRICS.entries():
+    for spec in metric_order(run):
         if not spec.shown:
             continue
         title = ("  " if spec.sub else "") + spec.title
@@ -62,9 +69,9 @@ def constant_line(run: TaskRun) -> str:
     return f"trivial predictor, {run.constant.name}: {', '.join(values) or 'no comparable metric'}"
 
 
-def metric_values(metrics: Metrics) -> dict[str, float]:
-    """Every registered metric `metrics` computed, by name."""
-    return {spec.name: metrics.value(spec.name) for spec in METRICS.entries()
+def metric_values(metrics: Metrics, order: list[MetricSpec]) -> dict[str, float]:
+    """Every registered metric `metrics` computed, by name, in `order` (metric_order)."""
+    return {spec.name: metrics.value(spec.name) for spec in order
             if metrics.has(spec.name) and spec.name not in metrics.unavailable}
 
 
@@ -123,7 +130,7 @@ def mode_section(run: TaskRun) -> tuple[str, list[str], list[list[str]]] | None:
     """(title, header, rows) of the free-vs-constrained table, where the run decoded both ways; else None."""
     if run.reported is None:
         return None
-    header, rows = mode_table(gated_mode(run), run.reported, run.mode_deltas)
+    header, rows = mode_table(gated_mode(run), run.reported, run.mode_deltas, metric_order(run))
     return f"Free vs constrained decoding ({run.constraint.what}; the gates read {run.decoding})", header, rows
 
 
@@ -197,13 +204,14 @@ def delta_cell(row: ModeDelta) -> str:
     return f"{row.delta:+.3f}{interval}"
 
 
-def mode_table(gated: Decoded, reported: Decoded, deltas: list[ModeDelta]) -> tuple[list[str], list[list[str]]]:
+def mode_table(gated: Decoded, reported: Decoded, deltas: list[ModeDelta],
+               order: list[MetricSpec]) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of the free-vs-constrained table: every registered metric both modes computed, for base and
     tuned in each mode, and the tuned model's paired delta free -> constrained (gated metrics with their interval)."""
     free, constrained = (gated, reported) if gated.mode == FREE else (reported, gated)
     by_metric = {row.metric: row for row in deltas}
     rows = []
-    for spec in METRICS.entries():
+    for spec in order:
         if spec.sub or not spec.shown or any(spec.name in m.unavailable or not m.has(spec.name)
                                               for m in (free.tuned_metrics, constrained.tuned_metrics)):
             continue

@@ -29,6 +29,7 @@ from loragate.report.rows import (
     gated_metrics,
     gated_mode,
     headline,
+    metric_order,
     metric_values,
     mode_section,
     notes,
@@ -100,6 +101,7 @@ def predictions_json(run: TaskRun) -> list[dict]:
 
 
 def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
+    order = metric_order(run)
     return {
         "task": run.task.card.name,
         "tier": run.tier,
@@ -119,9 +121,9 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "decoding": run.decoding,
         "metrics": {"base": run.base_metrics.to_json(), "tuned": run.tuned_metrics.to_json()},
         "constrained": constrained_json(run),
-        "trivial_predictor": {"name": run.constant.name, "metrics": metric_values(run.constant_metrics)},
-        "subgroups": [{"name": group.name, "n": group.n, "base": metric_values(group.base),
-                       "tuned": metric_values(group.tuned)} for group in run.subgroups],
+        "trivial_predictor": {"name": run.constant.name, "metrics": metric_values(run.constant_metrics, order)},
+        "subgroups": [{"name": group.name, "n": group.n, "base": metric_values(group.base, order),
+                       "tuned": metric_values(group.tuned, order)} for group in run.subgroups],
         "gated": [asdict(row) for row in intervals],
         "gates": [{"check": r.check, "passed": r.passed, "finding": r.finding, "evidence": r.evidence}
                   for r in run.gates],
@@ -141,12 +143,13 @@ def constrained_json(run: TaskRun) -> dict | None:
     are under "predictions"). None where the run decoded free only."""
     if run.reported is None:
         return None
-    reported = run.reported
+    reported, order = run.reported, metric_order(run)
     modes = {mode.mode: mode for mode in (gated_mode(run), reported)}
     return {
         "constraint": run.constraint.what,
         "gated": run.decoding,
-        **{name: {"base": metric_values(mode.base_metrics), "tuned": metric_values(mode.tuned_metrics)}
+        **{name: {"base": metric_values(mode.base_metrics, order),
+                  "tuned": metric_values(mode.tuned_metrics, order)}
            for name, mode in sorted(modes.items())},
         "tuned_deltas": [asdict(row) for row in run.mode_deltas],
         "reported_metrics": {"base": reported.base_metrics.to_json(), "tuned": reported.tuned_metrics.to_json()},
