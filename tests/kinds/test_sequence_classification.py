@@ -107,8 +107,8 @@ def test_the_mean_head_refuses_inputs_it_would_ignore(examples) -> None:
 def test_pooling_is_refused_on_a_card_of_another_kind() -> None:
     raw = get_task("squad_v2").card.model_dump()
     raw["tiers"]["tiny"]["pooling"] = "mean"
-    with pytest.raises(ValueError, match=r"tiers \['tiny'\]: pooling is a sequence_classification setting.*"
-                                         r"remove 'pooling'"):
+    with pytest.raises(ValueError, match=r"tiers \['tiny'\]: pooling is read only by the kinds "
+                                         r"sequence_classification, .*remove 'pooling'"):
         TaskCard.model_validate(raw)
 
 
