@@ -23,20 +23,13 @@ import json
 import sys
 from pathlib import Path
 
-from loragate.card.options import OptionError, require_cuda, require_one_task, require_quantizable
+from loragate.card.options import OptionError, RunOptions, require_cuda, require_one_task, require_quantizable
 from loragate.card.overrides import OverrideError, apply_overrides
 from loragate.kinds import KINDS
 from loragate.plugin.hooks import parse_base_model, parse_data, parse_set, parse_task
 from loragate.progress import Progress, StderrTerminal, mode_for, reporter, reporting
-from loragate.run.task_run import (
-    RunOptions,
-    fit_inputs,
-    for_base,
-    load_splits,
-    load_task,
-    prepare_adapter,
-    prepare_base,
-)
+from loragate.run.adapter import prepare_adapter
+from loragate.run.steps import fit_inputs, for_base, load_splits, load_task, prepare_base
 from loragate.tasks import TASKS, get_task
 from loragate.training import distributed
 from loragate.training.lora import seed_everything
@@ -141,7 +134,7 @@ def sweep(task, tier: str, rank_list: list[int], options: RunOptions) -> str:
     import time
 
     from loragate.models.parameters import trainable_parameters
-    from loragate.run.task_run import kind
+    from loragate.run.steps import kind
     from loragate.training.lora import attach_lora
 
     card = task.card

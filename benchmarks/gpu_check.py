@@ -106,7 +106,7 @@ def build_base(args: argparse.Namespace) -> dict:
 
     from benchmarks.workloads import SIZES
     from loragate.models.bases import tiny_base_dir
-    from loragate.run.task_run import kind
+    from loragate.run.steps import kind
     from loragate.tasks import get_task
 
     template, texts = None, []
@@ -318,13 +318,13 @@ def mfu_run(run: MfuRun, args: argparse.Namespace, data, train: list, lora) -> d
 def eval_oom(args: argparse.Namespace) -> dict:
     """Evaluation at eval batch 256 where only a smaller batch fits: on CUDA the allocator is capped (per-process
     memory fraction) at what is allocated plus 4x what batch 8 took, so batch 256 raises CUDA's own
-    OutOfMemoryError; on the dry run a wrapped forward raises it above 32 rows. loragate.run.task_run.predict must
+    OutOfMemoryError; on the dry run a wrapped forward raises it above 32 rows. loragate.run.steps.predict must
     halve the batch, warn, and give the predictions batch 8 gives."""
     base_dir = read_step(args.out, "base")["path"]  # before the imports: without a base this fails in a second
     import torch
 
     from loragate.models.bases import load_causal
-    from loragate.run.task_run import predict
+    from loragate.run.steps import predict
     from loragate.tasks import get_task
 
     tier = "tiny" if args.dry_run else "full"

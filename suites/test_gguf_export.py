@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from loragate.kinds import KINDS
-from loragate.run.task_run import PROBE, score
+from loragate.run.steps import score
+from loragate.run.task_run import PROBE
 from loragate.store.export import (
     ExportError,
     agreement,

@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from loragate.card.options import RunOptions
 from loragate.card.overrides import OverrideError, apply_overrides, parse_override
 from loragate.report.rows import text_table
 from loragate.report.writer import write_report
-from loragate.run.task_run import RunOptions, TaskRun, load_task, run_task
+from loragate.run.steps import load_task
+from loragate.run.task_run import TaskRun, run_task
 from loragate.store.adapters import adapter_key, read_manifest
 from loragate.tasks import get_task
 from train_fixtures import main as train_fixtures_main

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from loragate.card.options import RunOptions
 from loragate.plugin.hooks import parse_data
-from loragate.run.task_run import RunOptions, load_splits
+from loragate.run.steps import load_splits
 from loragate.tasks import get_task
 from loragate.tasks.instruct import generate_pairs
 from loragate.tasks.iris import bundled_rows

@@ -12,13 +12,14 @@ import pytest
 import yaml
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from loragate.card.options import RunOptions
 from loragate.card.overrides import apply_overrides
 from loragate.card.settings import CardError, TrainSettings
 from loragate.data.examples import Splits
 from loragate.data.truncation import SPLITS, cut_prompt, fit_splits, position_cap
 from loragate.kinds.sequence_classification.heads import classification_features
 from loragate.models.bases import load_causal, resolve_encoder
-from loragate.run.task_run import RunOptions, fit_inputs, kind, load_splits, load_task
+from loragate.run.steps import fit_inputs, kind, load_splits, load_task
 from loragate.tasks import get_task
 from loragate.tasks.iris import IrisTask
 

@@ -13,7 +13,7 @@ import pytest
 
 from loragate.data.examples import Example
 from loragate.inference.predictions import Predictions, constant_predictions
-from loragate.run.task_run import Judged, judge_predictions
+from loragate.run.judging import Judged, judge_predictions
 from loragate.tasks import get_task
 
 SIZES = [40, 2000]

@@ -16,7 +16,7 @@ from loragate.inference.label_scoring import label_log_likelihoods, likeliest
 from loragate.kinds import causal
 from loragate.kinds.generative_classification.pipeline import targets
 from loragate.models.bases import load_causal
-from loragate.run import task_run as run
+from loragate.run import steps as run
 from loragate.training.lora import (
     IGNORE,
     TrainResult,

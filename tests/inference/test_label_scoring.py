@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from loragate.inference.label_scoring import answer_ids, label_log_likelihoods, likeliest
-from loragate.run.task_run import Predictions, score
+from loragate.inference.predictions import Predictions
+from loragate.run.steps import score
 
 # labels of 1 to 11 tokens (plus EOS) under the tiny Iris tokenizer, one a prefix of another
 LABELS = ["setosa", "setosa blue flag", "versicolor purple", "virginica with a long name here", "qz"]

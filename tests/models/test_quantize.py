@@ -10,6 +10,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoTokenizer
 
+from loragate.card.options import RunOptions
 from loragate.card.settings import CardError
 from loragate.models.bases import ModelLoadError, count_parameters, fingerprint, load_causal
 from loragate.models.parameters import (
@@ -20,7 +21,7 @@ from loragate.models.parameters import (
     merge_mismatch,
     merged_copy,
 )
-from loragate.run.task_run import RunOptions, prepare_base
+from loragate.run.steps import prepare_base
 from loragate.store.export import reload_mismatch, save_merged
 from loragate.tasks import get_task
 from loragate.training.lora import attach_lora

@@ -18,13 +18,15 @@ from xml.etree import ElementTree
 import pytest
 import torch
 
+from loragate.card.options import RunOptions
 from loragate.gates.checks import Subgroup, checks_from, run_gates
 from loragate.kinds import card_checks
 from loragate.metrics import plots
 from loragate.plugin.hooks import SESSION, pytest_runtest_teardown, pytest_terminal_summary
 from loragate.plugin.session import GateSession
 from loragate.report.writer import render, write_report
-from loragate.run.task_run import RunOptions, TaskRun, run_task, score
+from loragate.run.steps import score
+from loragate.run.task_run import TaskRun, run_task
 
 MALICIOUS = "<script>alert(1)</script>"
 LABELS = ["setosa", "versicolor", "virginica"]

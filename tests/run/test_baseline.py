@@ -51,7 +51,8 @@ def test_a_report_that_cannot_be_paired_is_refused(tmp_path: Path, iris, iris_sp
 
 @pytest.mark.slow
 def test_a_perfect_stored_release_fails_a_tuned_adapter_that_is_worse(tmp_path: Path, iris_splits) -> None:
-    from loragate.run.task_run import RunOptions, run_task
+    from loragate.card.options import RunOptions
+    from loragate.run.task_run import run_task
 
     store = Path(__file__).resolve().parents[2] / "adapters"
     path = write(tmp_path, report(iris_splits, {}))  # the last release got every test example right

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from loragate.run.task_run import RunOptions, run_task
+from loragate.card.options import RunOptions
+from loragate.run.task_run import run_task
 
 COMMITTED = Path(__file__).resolve().parents[2] / "adapters" / "iris" / "tiny"
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from loragate.run.task_run import CanaryFailed, RunOptions, prepare_adapter, prepare_base, run_canary
+from loragate.card.options import RunOptions
+from loragate.run.adapter import CanaryFailed, prepare_adapter, run_canary
+from loragate.run.steps import prepare_base
 from loragate.tasks import get_task
 
 

@@ -18,8 +18,10 @@ from loragate.inference.predictions import Predictions, constant_predictions
 from loragate.plugin.hooks import require_constrainable
 from loragate.report.rows import text_table
 from loragate.report.writer import write_report
+from loragate.run.adapter import CanaryFailed, run_canary
 from loragate.run.decoding_modes import CONSTRAINED, FREE
-from loragate.run.task_run import CanaryFailed, Judged, judge_predictions, run_canary, run_task
+from loragate.run.judging import Judged, judge_predictions
+from loragate.run.task_run import run_task
 from loragate.tasks import get_task
 
 REPO = Path(__file__).parents[2]

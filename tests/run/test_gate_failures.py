@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from loragate.card.options import RunOptions
 from loragate.data.examples import Example, Splits
 from loragate.gates.checks import leakage_gate
 from loragate.report.writer import text_table
-from loragate.run import task_run as run_module
-from loragate.run.task_run import PROBE, RunOptions, run_task
+from loragate.run import steps as run_module
+from loragate.run.task_run import PROBE, run_task
 from loragate.suites.test_parameters import test_disable_adapter_reproduces_base_exactly as disabled_adapter_check
 from loragate.tasks import get_task
 from tests.run.test_baseline_adapter import committed_adapter, zeroed_copy

@@ -16,7 +16,9 @@ import json, sys, time
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
-from loragate.run.task_run import RunOptions, fit_inputs, prepare_adapter, prepare_base
+from loragate.card.options import RunOptions
+from loragate.run.adapter import prepare_adapter
+from loragate.run.steps import fit_inputs, prepare_base
 from loragate.tasks import get_task
 
 root, start = Path(sys.argv[1]), float(sys.argv[2])

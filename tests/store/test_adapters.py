@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 
+from loragate.card.options import RunOptions
 from loragate.card.settings import LoraSettings, TrainSettings
 from loragate.models.bases import (
     load_causal,
 )
-from loragate.run.task_run import RunOptions, prepare_adapter
+from loragate.run.adapter import prepare_adapter
 from loragate.store.adapters import (
     ADAPTER_FILES,
     AdapterStore,

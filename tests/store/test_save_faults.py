@@ -26,7 +26,7 @@ from filelock import FileLock
 import loragate.store.adapters as store_module
 from loragate.card.settings import LoraSettings, TinyBase
 from loragate.models.bases import load_causal, tiny_base_dir
-from loragate.run.task_run import acquire
+from loragate.run.adapter import acquire
 from loragate.store.adapters import ADAPTER_FILES, AdapterStore, AdapterStoreError, read_manifest
 from loragate.training.lora import attach_lora
 from tests.manifests import stub_manifest

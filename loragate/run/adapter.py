@@ -1,0 +1,189 @@
+"""The adapter a run gates: --adapter as given, the store's entry for its key, or one trained (after a tiny-tier
+canary, for the full tier) and stored under the store's lock; and the last release's adapter as a baseline, loaded
+and unloaded before the adapter under test."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import replace
+from pathlib import Path
+
+import peft
+import torch
+import transformers
+from filelock import FileLock, Timeout
+from peft import LoraConfig, PeftModel
+
+import loragate
+from loragate.card.options import RunOptions
+from loragate.card.settings import Tier
+from loragate.data.examples import Splits
+from loragate.data.task import Task
+from loragate.data.truncation import InputFit
+from loragate.inference.grammar import Constraint
+from loragate.inference.predictions import Predictions
+from loragate.kinds import KINDS
+from loragate.models.bases import LoadedBase, fingerprint
+from loragate.progress import reporter
+from loragate.run.decoding_modes import (
+    CONSTRAINED,
+    declared_mode,
+    task_constraint,
+)
+from loragate.run.steps import fit_inputs, for_base, kind, predict, prepare_base, score
+from loragate.store.adapters import (
+    AdapterStore,
+    AdapterStoreError,
+    BaseRecord,
+    Manifest,
+    adapter_key,
+    check_origin,
+    load_adapter,
+    read_manifest,
+)
+from loragate.training.distributed import current
+from loragate.training.lora import TrainingDiverged, TrainResult, attach_lora, training_machine
+
+
+def versions() -> dict[str, str]:
+    """The library versions an adapter was trained with, for its manifest."""
+    return {"loragate": loragate.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "python": platform.python_version()}
+
+
+def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
+                    key: str, inputs: InputFit | None) -> tuple[PeftModel, Path, Manifest, TrainResult]:
+    settings = task.card.tier(tier)
+    model = attach_lora(base.model, settings.lora, settings.train.seed, KINDS.get(task.card.kind).peft_task_type,
+                        settings.lora.modules_to_save or None)
+    model.peft_config["default"].base_model_name_or_path = base.name  # not a local cache path
+    result = kind(task).train(task, tier, model, base, splits, options)
+    eval_metrics = score(task, predict(task, model, base, splits.eval, tier, False, "eval split"))
+    at_train = {f"eval_{name}": value for name, value in eval_metrics.headline().items()}
+    manifest = Manifest(
+        task=task.card.name, tier=tier,
+        base=BaseRecord(name=base.name, fingerprint=base.fingerprint, parameters=base.parameters,
+                        quantization=base.quantization),
+        data_hash=splits.data_hash(), lora=settings.lora.model_dump(), train=settings.train.model_dump(),
+        seed=settings.train.seed, versions=versions(), machine=training_machine(options.device),
+        loss_curve=[round(loss, 6) for loss in result.loss_curve], train_seconds=round(result.seconds, 2),
+        data_parallel_processes=current().world,
+        eval_curve=[(step, round(loss, 6)) for step, loss in result.eval_curve],
+        metrics_at_train={"eval_loss": round(result.eval_loss, 6), **at_train,
+                          "eval_validity": eval_metrics.validity_rate},
+        overrides=list(options.overrides), inputs=inputs.to_json() if inputs else None,
+        **kind(task).manifest_facts(base),
+    )
+    store = AdapterStore(options.store_root)
+    entry = current().from_main(lambda: store.save(model, manifest, task.card.name, tier, key))
+    return model, entry, read_manifest(entry, key), result
+
+
+class CanaryFailed(RuntimeError):
+    """The tiny-tier canary of a task failed, so its full-tier training was not started."""
+
+
+def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
+    """Tiny-then-full: before GPU hours go into the full adapter, the tiny adapter of the same task and data
+    must train with a falling, finite loss and produce outputs that parse (in the tiny tier's declared decoding)."""
+    tiny = replace(options, base_model=None, adapter=None, baseline_adapter=None, baseline_report=None)
+    where = f"canary {task.card.name}/tiny"
+    try:
+        base = prepare_base(task, "tiny", splits, tiny)
+        task.card, splits, inputs = fit_inputs(task, "tiny", for_base(task, splits, base), base)
+        model, entry, manifest, _ = prepare_adapter(task, "tiny", base, splits, tiny, inputs)
+    except TrainingDiverged as exc:
+        raise CanaryFailed(f"{where}: {exc}; the full run was not started") from exc
+    curve = manifest.loss_curve if manifest else []
+    problems = []
+    if len(curve) < 2 or not curve[-1] < curve[0]:
+        problems.append(f"loss did not fall ({curve[:1]} -> {curve[-1:]}, {len(curve)} steps)")
+    declared = task_constraint(task.card) if declared_mode(task.card, "tiny") == CONSTRAINED else None
+    predictions = predict(task, model, base, splits.eval, "tiny", False, where, constraint=declared)
+    invalid = predictions.invalid()
+    validity = 1 - len(invalid) / len(predictions.ids)
+    if validity < task.card.gates.min_validity:
+        problems.append(f"{len(invalid)} of {len(predictions.ids)} eval outputs do not parse, e.g. "
+                        + "; ".join(f"{i}: {out!r} ({reason})" for i, out, reason in invalid[:3]))
+    if problems:
+        raise CanaryFailed(f"{where} ({entry}): {'; '.join(problems)}. The full run was not started: fix the "
+                           f"data, the card's prompt or its training settings first.")
+
+
+def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
+                    inputs: InputFit | None = None) -> tuple[PeftModel, Path, Manifest | None, TrainResult | None]:
+    """--adapter if given; else the store's entry for this key; else train one and store it (its manifest records
+    how the examples were fitted, `inputs`)."""
+    if options.adapter is not None:
+        if not options.allow_foreign_adapter:
+            check_origin(options.adapter, task.card.name, base.name, base.fingerprint)
+        kind(task).check_adapter(task, base, options.adapter)
+        with reporter().phase("load adapter", "loaded adapter"):
+            return load_adapter(base.model, options.adapter), options.adapter, None, None
+    settings = task.card.tier(tier)
+    key = adapter_key(base.fingerprint, splits.data_hash(), settings.lora, settings.train)
+    store = AdapterStore(options.store_root)
+    ranks = current()
+    lock: FileLock | None = None
+
+    def take_lock() -> None:  # data-parallel: only the main rank locks, stores and decides for all ranks
+        nonlocal lock
+        lock = acquire(store, task.card.name, tier, key)
+
+    ranks.from_main(take_lock)
+    try:
+        entry = ranks.from_main(lambda: store.find(task.card.name, tier, key))
+        if entry is not None and not options.retrain:
+            manifest = read_manifest(entry, key)
+            if manifest.base.fingerprint != base.fingerprint:
+                raise AdapterStoreError(f"{entry}: trained on base {manifest.base.fingerprint[:12]}, "
+                                        f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
+            kind(task).check_adapter(task, base, entry)
+            with reporter().phase("load adapter", "loaded adapter"):
+                return load_adapter(base.model, entry), entry, manifest, None
+        if tier == "full":
+            with reporter().case(f"{task.card.name}/tiny canary"):
+                run_canary(task, splits, options)
+        with reporter().phase("train", "trained"):
+            return train_and_store(task, tier, base, splits, options, key, inputs)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def acquire(store: AdapterStore, task: str, tier: Tier, key: str) -> FileLock:
+    """The store's lock for one key: of several runs that need the same adapter, one trains while the
+    others wait, then load it. Temp dirs of killed saves are removed first."""
+    lock = store.lock(task, tier, key)
+    store.remove_stale_temps(task, tier)  # what saves killed earlier left behind
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise AdapterStoreError(f"waited {lock.timeout:.0f} s for another run training {task}/{tier} "
+                                f"key {key} (lock {lock.lock_file}); let it finish or stop it") from exc
+    return lock
+
+
+def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
+                          constraint: Constraint | None) -> Predictions:
+    """Test predictions of the last release's adapter (under `constraint`, the gated mode's grammar, where given),
+    which is then unloaded: the base is left bit-identical (checked) for the adapter under test."""
+    if not options.allow_foreign_adapter:
+        check_origin(options.baseline_adapter, task.card.name, base.name, base.fingerprint)
+    baseline = load_adapter(base.model, options.baseline_adapter)
+    with reporter().phase("predict baseline", "predicted baseline"):
+        predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline", splits.eval,
+                              constraint)
+    base.model = baseline.unload()
+    if fingerprint(base.model) != base.fingerprint:
+        raise RuntimeError(f"unloading the baseline adapter {options.baseline_adapter} changed the base weights")
+    return predictions
+
+
+def lora_shape(task: Task, tier: Tier, options: RunOptions) -> tuple[int, list[str]]:
+    """Rank and target modules of the adapter that will be gated, read before it wraps the base."""
+    if options.adapter is not None:
+        config = LoraConfig.from_pretrained(str(options.adapter))
+        return config.r, sorted(config.target_modules)
+    lora = task.card.tier(tier).lora
+    return lora.r, lora.target_modules
