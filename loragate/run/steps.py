@@ -16,9 +16,7 @@ from loragate.data.examples import Example, Splits, field_subgroups
 from loragate.data.hf_dataset import is_dataset, materialize
 from loragate.data.task import Task
 from loragate.data.truncation import SPLITS, InputFit, fit_splits, position_cap
-from loragate.gates.checks import (
-    Subgroup,
-)
+from loragate.gates.checks import Subgroup
 from loragate.inference.grammar import Constraint
 from loragate.inference.predictions import Predictions
 from loragate.kinds import Kind, kind_of

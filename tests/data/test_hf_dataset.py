@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loragate.card.options import RunOptions
-from loragate.plugin.hooks import parse_data
+from loragate.plugin.options import parse_data
 from loragate.run.steps import load_splits
 from loragate.tasks import get_task
 from loragate.tasks.instruct import generate_pairs

@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from loragate.plugin.hooks import parse_base_model
+from loragate.plugin.options import parse_base_model
 from loragate.tasks import TASKS
 
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR  # 4

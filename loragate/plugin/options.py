@@ -1,0 +1,130 @@
+"""The gate's command-line options, in one group, each checked as it is parsed: a bad value is a usage error naming
+the flag, the value and the fix. train_fixtures.py parses its own flags with the same functions."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import pytest
+
+from loragate.card.overrides import OverrideError, parse_override
+from loragate.tasks import TASKS
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def parse_task(value: str) -> str:
+    """train_fixtures.py's --task, checked as parsed against the built-in tasks. The plugin's --task is checked in
+    pytest_configure instead, once the project's tasks are loaded (loragate.plugin.discovery)."""
+    if value not in TASKS:
+        raise argparse.ArgumentTypeError(TASKS.unknown_message(value))
+    return value
+
+
+def parse_base_model(value: str) -> str:
+    """An existing model directory, or a hub id. A mistyped path that looks like `dir/name` is refused here rather
+    than tried on the hub, which costs a minute of retries and ends in a message about connectivity."""
+    path = Path(value).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise argparse.ArgumentTypeError(f"{value} has no config.json: point --base-model at a model directory "
+                                             f"saved with save_pretrained")
+        return str(path.resolve())
+    reason = path_reason(value)
+    if reason is not None:
+        raise argparse.ArgumentTypeError(f"{value}: no such directory (a path, not a hub id: {reason}); point "
+                                         f"--base-model at a model directory saved with save_pretrained")
+    if not HUB_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an existing directory nor a hub id like "
+                                         f"'google/gemma-3-1b-it'")
+    return value
+
+
+def path_reason(value: str) -> str | None:
+    """Why `value` must be a local path rather than a hub id, or None where it may be either."""
+    if value.startswith((".", "/", "~")):
+        return f"it starts with {value[0]!r}"
+    parent = Path(value).parent
+    if parent != Path(".") and parent.is_dir():
+        return f"its directory {str(parent)!r} exists"
+    return None
+
+
+def parse_data(value: str) -> Path | str:
+    """An existing file (the task's real format) or directory (a Hugging Face dataset), or a hub dataset id."""
+    path = Path(value)
+    if path.exists():
+        return path.resolve()
+    if not HUB_ID.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an existing file or directory nor a hub dataset id "
+                                         f"like 'stanfordnlp/sst2'")
+    return value
+
+
+def parse_adapter(value: str) -> Path:
+    path = Path(value)
+    if not (path / "adapter_config.json").is_file():
+        raise argparse.ArgumentTypeError(f"{value} has no adapter_config.json: point --adapter at a directory "
+                                         f"written by peft's save_pretrained")
+    return path.resolve()
+
+
+def parse_set(value: str) -> str:
+    """A --set's form (path.to.key=value, the value YAML), checked as parsed; its path and value are checked against
+    each task's card in pytest_configure, once the project's tasks are loaded."""
+    try:
+        parse_override(value)
+    except OverrideError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return value
+
+
+def parse_existing_path(value: str) -> Path:
+    path = Path(value)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{value} does not exist")
+    return path.resolve()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("loragate", "loragate release gate")
+    group.addoption("--gpu", action="store_true", help="run on CUDA in bf16 and enable the full tier")
+    group.addoption("--task", action="append", metavar="NAME",
+                    help="gate only this task (repeatable); default: the project's own tasks (its tasks directory, the "
+                    "loragate.tasks entry points), else the built-in ones")
+    group.addoption("--task-dir", action="append", type=Path, metavar="DIR",
+                    help="a directory of task modules to load (repeatable); default: the ini option loragate_tasks, "
+                         "else [tool.loragate] tasks in pyproject.toml")
+    group.addoption("--base-model", type=parse_base_model, metavar="ID|PATH",
+                    help="base model hub id or local directory instead of the card's")
+    group.addoption("--adapter", type=parse_adapter, metavar="PATH",
+                    help="gate this peft adapter directory instead of training one (needs one --task)")
+    group.addoption("--allow-foreign-adapter", action="store_true",
+                    help="gate an --adapter or --baseline-adapter whose manifest.json names another task or base model")
+    group.addoption("--baseline-adapter", type=parse_adapter, metavar="PATH",
+                    help="the last release's adapter: fail if a gated metric drops against it (needs one --task)")
+    group.addoption("--baseline-report", type=parse_existing_path, metavar="PATH",
+                    help="the last release's report.json instead of its adapter (needs one --task)")
+    group.addoption("--data", type=parse_data, metavar="PATH|ID",
+                    help="the task's data instead of the shipped data: a file in its real format, or a Hugging Face "
+                         "dataset (hub id or directory) whose train split is converted to it (needs one --task)")
+    group.addoption("--quantize", choices=["4bit", "8bit"], metavar="4bit|8bit",
+                    help="load causal bases through bitsandbytes: 4bit is QLoRA (NF4, double quantization), "
+                         "8bit is LLM.int8(); needs pip install 'loragate[quantize]'")
+    group.addoption("--export", type=Path, metavar="DIR",
+                    help="keep what the export checks wrote: DIR/<task>-<tier>/merged/ (merged safetensors) and, for "
+                         "Llama-architecture bases, DIR/<task>-<tier>/model.q8_0.gguf")
+    group.addoption("--set", action="append", type=parse_set, default=[], dest="overrides", metavar="PATH=VALUE",
+                    help="change a card value for this run, e.g. --set tiers.tiny.train.lr=1e-3 (repeatable; the value "
+                         "is read as YAML); it enters the adapter key where it decides the weights, and every report")
+    group.addoption("--constrain", action="store_true",
+                    help="decode under the output's grammar too (one of the labels, or JSON of the output schema), "
+                         "beside free decoding: both are reported side by side; the gates read the mode the card's "
+                         "eval.constrain declares")
+    group.addoption("--retrain", action="store_true", help="train adapters even when the store has them")
+    group.addoption("--report-dir", type=Path, default=Path("reports"), metavar="DIR",
+                    help="where reports/<run>/report.json and report.md go (default: reports)")
+    parser.addini("loragate_tasks", "the project's directory of task modules (like --task-dir), relative to the "
+                  "config file", default="")
