@@ -61,7 +61,9 @@ def test_release_gate_runs_the_full_tier_on_the_gpu_runner_only_for_releases() -
     job = workflow["jobs"]["gate"]
     assert {"self-hosted", "linux", "gpu"} <= set(job["runs-on"])
     assert workflow["concurrency"]["group"].startswith("release-gate-")
-    assert job["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
+    with_token = [step["name"] for step in job["steps"] if "HF_TOKEN" in step.get("env", {})]
+    assert "HF_TOKEN" not in job["env"] and len(with_token) == 2, f"HF_TOKEN only where models download: {with_token}"
+    assert all(step["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}" for step in job["steps"] if "env" in step)
     runs = "\n".join(step.get("run", "") for step in job["steps"])
     assert "pytest -m full --gpu" in runs and "--junitxml=" in runs and "--benchmark-json=" in runs
     training = runs.find("torch.distributed.run --standalone --nproc_per_node")
@@ -160,3 +162,94 @@ def test_a_project_calls_the_gate_with_its_own_tasks_directory(path: Path, job: 
     assert env["TASKS_DIR"] == "${{ inputs.tasks-dir }}" and env["INSTALL"] == "${{ inputs.install }}"
     runs = "\n".join(step.get("run", "") for step in workflow["jobs"][job]["steps"])
     assert '${TASKS_DIR:+--task-dir "$TASKS_DIR"}' in runs and 'pip install "${install_args[@]}"' in runs
+
+
+def test_release_gate_installs_its_cuda_torch_into_its_own_venv() -> None:
+    """The venv sees no site-packages outside it (what an earlier job on the runner left there is never imported
+    with HF_TOKEN set), and a step proves it, and that its torch sees a GPU, before anything is trained."""
+    job = load_workflow(RELEASE)["jobs"]["gate"]
+    runs = [step.get("run", "") for step in job["steps"]]
+    install = next(run for run in runs if "python3 -m venv" in run)
+    assert "python3 -m venv --clear .venv" in install and '.venv/bin/pip install "${torch_args[@]}"' in install
+    assert install.index("torch_args") < install.index('pip install -e ".[test]"'), "torch before loragate"
+    assert job["env"]["TORCH"] == "${{ inputs.torch || 'torch==2.13.0' }}" and job["env"]["PIP_NO_CACHE_DIR"] == "1"
+    check = next(index for index, run in enumerate(runs) if "torch.cuda.is_available()" in run)
+    assert "not p.startswith(sys.prefix)" in runs[check] and "site.ENABLE_USER_SITE" in runs[check]
+    assert runs.index(install) < check < next(index for index, run in enumerate(runs) if "torch.distributed.run" in run)
+    for trigger in ("workflow_dispatch", "workflow_call"):
+        assert "torch" in load_workflow(RELEASE)["on"][trigger]["inputs"], trigger
+
+
+def test_release_gate_refuses_a_callers_pull_request_event_before_checkout() -> None:
+    """Called (workflow_call) from a project's pull-request workflow, the gate fails before the PR's code is checked
+    out on the GPU runner, instead of running it or being skipped (a skipped required job counts as passed)."""
+    first, second = load_workflow(RELEASE)["jobs"]["gate"]["steps"][:2]
+    assert first["if"] == "startsWith(github.event_name, 'pull_request')" and "exit 1" in first["run"]
+    assert str(second["uses"]).startswith("actions/checkout@")
+
+
+def synthetic_workflow(tmp_path: Path, on: object, job: dict, name: str = "ci.yml") -> Path:
+    """A workflow of one job under tmp_path/.github/workflows, with read-only permissions."""
+    path = tmp_path / ".github" / "workflows" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workflow = {"name": "ci", "on": on, "permissions": {"contents": "read"}, "jobs": {"job": job}}
+    path.write_text(yaml.safe_dump(workflow, sort_keys=False))
+    return path
+
+
+GPU = ["self-hosted", "linux", "gpu"]
+FORK_GUARD = "github.event.pull_request.head.repo.full_name == github.repository"
+ON_FORK = "a fork's pull request would run on it"
+SHARED_SITE = "creates a venv with --system-site-packages"
+
+
+@pytest.mark.parametrize("on, job, message", [
+    (["pull_request"], {"runs-on": GPU}, ON_FORK),
+    ({"pull_request_target": {}}, {"runs-on": "self-hosted"}, ON_FORK),
+    (["push", "pull_request"], {"runs-on": "${{ inputs.runner }}"}, ON_FORK),
+    (["pull_request"], {"runs-on": "${{ matrix.runner }}", "strategy": {"matrix": {"runner": [GPU]}}}, ON_FORK),
+    (["pull_request"], {"runs-on": {"group": "gpu-runners"}}, ON_FORK),
+    (["pull_request"], {"runs-on": {"labels": GPU}}, ON_FORK),
+    (["pull_request"], {"runs-on": GPU, "if": f"{FORK_GUARD} || true"}, ON_FORK),
+    (["pull_request"], {"runs-on": GPU, "if": FORK_GUARD.replace("==", "!=")}, ON_FORK),
+    (["pull_request", "pull_request_target"],
+     {"runs-on": GPU, "if": f"github.event_name != 'pull_request' || {FORK_GUARD}"}, ON_FORK),
+    (["pull_request"], {"runs-on": GPU, "if": f"{FORK_GUARD} && always() || always()"}, ON_FORK),
+    (["release"], {"runs-on": GPU, "steps": [{"run": "python3 -m venv --system-site-packages .venv"}]}, SHARED_SITE),
+    (["release"], {"runs-on": GPU, "steps": [{"run": "uv venv --system-site-packages"}]}, SHARED_SITE),
+], ids=["pull_request", "pull_request_target", "runs-on-input", "runs-on-matrix", "runner-group", "group-labels",
+        "guard-or-true", "guard-inverted", "event-name-escape", "precedence", "system-site", "uv-system-site"])
+def test_lint_fails_a_self_hosted_job_a_fork_can_reach_or_taint(tmp_path: Path, on, job: dict, message: str) -> None:
+    bad = findings(synthetic_workflow(tmp_path, on, job))
+    assert any(message in finding for finding in bad), bad
+
+
+@pytest.mark.parametrize("on, job", [
+    (["pull_request"], {"runs-on": GPU, "if": FORK_GUARD}),
+    (["pull_request"], {"runs-on": GPU, "if": "${{ !github.event.pull_request.head.repo.fork && always() }}"}),
+    (["push", "pull_request"], {"runs-on": GPU, "if": f"github.event_name != 'pull_request' || ({FORK_GUARD})"}),
+    (["push", "pull_request"], {"runs-on": GPU, "if": "${{ github.event_name == 'push' }}"}),
+    (["pull_request"], {"runs-on": "ubuntu-latest", "steps": [{"run": "python3 -m venv --system-site-packages v"}]}),
+    (["release"], {"runs-on": GPU, "steps": [{"run": "# never --system-site-packages\npython3 -m venv .venv"}]}),
+], ids=["fork-guard", "not-fork-and", "event-name-or-guard", "push-only", "hosted-system-site", "comment"])
+def test_lint_passes_a_guarded_or_hosted_job(tmp_path: Path, on, job: dict) -> None:
+    assert findings(synthetic_workflow(tmp_path, on, job)) == []
+
+
+def test_lint_follows_a_local_reusable_workflow_onto_the_gpu_runner(tmp_path: Path) -> None:
+    """A pull-request workflow calling our release gate (`uses: ./.github/workflows/release-gate.yml`) puts the PR's
+    code on the GPU runner as surely as a self-hosted job of its own."""
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / RELEASE.name).write_text(RELEASE.read_text())
+    caller = synthetic_workflow(tmp_path, ["pull_request"], {"uses": f"./.github/workflows/{RELEASE.name}"})
+    assert any(ON_FORK in finding and "uses: ./.github/workflows/" in finding for finding in findings(caller))
+
+
+def test_lint_fails_a_prs_copy_of_smoke_pointed_at_the_gpu_runner(tmp_path: Path) -> None:
+    """The attack of issue 31: a fork's PR edits smoke.yml (GitHub runs the PR's copy) to `runs-on: [self-hosted,
+    linux, gpu]`. The lint refuses that file in this repository; only docs/ci.md's settings refuse a fork's copy."""
+    workflow = load_workflow(SMOKE)
+    workflow["jobs"]["smoke"]["runs-on"] = GPU
+    path = tmp_path / SMOKE.name
+    path.write_text(yaml.safe_dump(workflow, sort_keys=False))
+    assert any(ON_FORK in finding and "job smoke" in finding for finding in findings(path)), findings(path)
