@@ -42,13 +42,9 @@ class Splits:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def leaked(self) -> list[str]:
-        """Ids of test examples whose input (prompt and fields, case and spacing ignored) also appears in train:
-        a model that memorised train would score them without having learned the task."""
-        def key(ex: Example) -> str:
-            return " ".join(" ".join([ex.prompt, *ex.fields.values()]).lower().split())
-
-        seen = {key(ex) for ex in self.train}
-        return [ex.id for ex in self.test if key(ex) in seen]
+        """Ids of test examples whose input also appears in train: a model that memorised train would score them
+        without having learned the task."""
+        return also_in(self.test, self.train)
 
     def texts(self) -> list[str]:
         """All prompt and target text, for training a tiny tokenizer on the task's own words."""
@@ -56,6 +52,24 @@ class Splits:
 
     def to_json(self) -> dict[str, list[dict]]:
         return {name: [asdict(ex) for ex in getattr(self, name)] for name in ("train", "eval", "test")}
+
+
+def input_key(ex: Example) -> str:
+    """What the model is asked, for finding repeats: the prompt and the fields, case and spacing ignored."""
+    return " ".join(" ".join([ex.prompt, *ex.fields.values()]).lower().split())
+
+
+def also_in(examples: list[Example], other: list[Example]) -> list[str]:
+    """Ids of `examples` whose input (input_key) also appears in `other`."""
+    seen = {input_key(ex) for ex in other}
+    return [ex.id for ex in examples if input_key(ex) in seen]
+
+
+def input_groups(examples: list[Example]) -> tuple[int, ...]:
+    """Per example, the index of its input (input_key) among the distinct inputs in first-seen order: rows with
+    one index ask the model the same thing, so a paired bootstrap resamples them together."""
+    index: dict[str, int] = {}
+    return tuple(index.setdefault(input_key(ex), len(index)) for ex in examples)
 
 
 def field_subgroups(examples: list[Example], name: str) -> dict[str, list[int]]:

@@ -5,7 +5,7 @@ summary.md and the JUnit properties read it, so a metric registered here shows u
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
@@ -36,6 +36,7 @@ class ClassificationMetrics:
     labels: list[str]
     gold: list[str]  # per example, so base and tuned can be compared pairwise
     predicted: list[str | None]  # None: the output did not parse
+    input_groups: tuple[int, ...] = ()  # per example, its input's index (with_input_groups); (): all distinct
 
     def label_indices(self) -> tuple[np.ndarray, np.ndarray]:
         """Gold and predicted as indices into `labels`; len(labels) marks an invalid prediction."""
@@ -67,7 +68,8 @@ class ClassificationMetrics:
         tuned_gold, tuned_pred = self.label_indices()
         if not np.array_equal(gold, tuned_gold):
             raise ValueError(f"{metric}: base and tuned were scored on different examples; cannot pair them")
-        return paired_bootstrap(metric, gold, base_pred, tuned_pred, len(self.labels), resamples, confidence, seed)
+        return paired_bootstrap(metric, gold, base_pred, tuned_pred, len(self.labels), resamples, confidence, seed,
+                                clusters(self.input_groups))
 
     def headline(self) -> dict[str, float]:
         """What the adapter's manifest records at train time."""
@@ -82,7 +84,7 @@ class ClassificationMetrics:
                  f"{self.per_class_accuracy[label] - base.per_class_accuracy[label]:+.3f}") for label in self.labels]
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return without_groups(asdict(self))
 
 
 def classification_metrics(gold: list[str], predicted: list[str | None], labels: list[str],
@@ -156,6 +158,7 @@ class TextMetrics:
     tokens: list[int] = field(default_factory=list)  # reference tokens per example, for perplexity
     bleu_statistics: list[list[float]] = field(default_factory=list)  # per example, the counts corpus BLEU pools
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
+    input_groups: tuple[int, ...] = ()  # per example, its input's index (with_input_groups); (): all distinct
 
     def value(self, metric: str) -> float:
         METRICS.get(metric)  # raises with did-you-mean on an unknown name
@@ -191,7 +194,8 @@ class TextMetrics:
         statistic = METRICS.get(metric).statistic
         if statistic == "pooled_ngrams":
             return paired_bootstrap_pooled(np.array(base.bleu_statistics), np.array(self.bleu_statistics),
-                                           bleu_from_statistics, resamples, confidence, seed)
+                                           bleu_from_statistics, resamples, confidence, seed,
+                                           clusters(self.input_groups))
         if metric not in self.per_example:
             raise ValueError(f"{metric} has no per-example scores, so it cannot be gated with a paired interval; "
                              f"gate on {', '.join(sorted([*self.per_example, 'bleu']))} instead")
@@ -199,10 +203,30 @@ class TextMetrics:
                             else (None, None))
         return paired_bootstrap_means(np.array(base.per_example[metric], dtype=float),
                                       np.array(self.per_example[metric], dtype=float), resamples, confidence, seed,
-                                      of_mean, weights)
+                                      of_mean, weights, clusters(self.input_groups))
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return without_groups(asdict(self))
 
 
 Metrics = ClassificationMetrics | TextMetrics
+
+
+def with_input_groups(metrics: Metrics, groups: tuple[int, ...]) -> Metrics:
+    """`metrics` whose paired intervals resample the rows of one input together (`groups`: per example, its
+    input's index, loragate.data.examples.input_groups), so repeating a test row does not narrow them. A kind's
+    own container without `input_groups` is returned as it is and resamples rows one by one."""
+    if "input_groups" not in {f.name for f in fields(metrics)}:
+        return metrics
+    return replace(metrics, input_groups=tuple(groups))
+
+
+def clusters(groups: tuple[int, ...]) -> np.ndarray | None:
+    """The cluster ids a paired bootstrap takes: None where no groups were given."""
+    return np.array(groups) if groups else None
+
+
+def without_groups(record: dict) -> dict:
+    """A metrics record for report.json: the input groups are how intervals resample, not a result."""
+    record.pop("input_groups")
+    return record

@@ -71,13 +71,18 @@ def metric_on_resamples(metric: str, gold: np.ndarray, predicted: np.ndarray, n_
 
 
 def paired_interval(n: int, delta_of_rows, resamples: int, confidence: float, seed: int,
-                    cells_per_row: int = 1) -> DeltaInterval:
+                    cells_per_row: int = 1, clusters: np.ndarray | None = None) -> DeltaInterval:
     """Percentile interval of a paired delta. `delta_of_rows(rows)` maps (resamples x n) example indices, the
     same rows for base and tuned, to one delta per resample; the full-split delta is its value on every example
-    once. Resamples are drawn in chunks of at most BOOTSTRAP_CHUNK cells (`cells_per_row` per drawn example)."""
+    once. Resamples are drawn in chunks of at most BOOTSTRAP_CHUNK cells (`cells_per_row` per drawn example).
+
+    `clusters` gives each row an id, its input's: rows of one input are drawn together (a cluster bootstrap), so
+    the interval counts distinct inputs, not rows; where every row has its own id the rows are drawn one by one,
+    with the very draws of no `clusters` at all."""
     rng = np.random.default_rng(seed)
+    ids = cluster_ids(clusters, n)
     per_chunk = max(1, BOOTSTRAP_CHUNK // max(n * cells_per_row, 1))
-    spread = np.concatenate([delta_of_rows(rng.integers(0, n, size=(min(per_chunk, resamples - start), n)))
+    spread = np.concatenate([resample_deltas(delta_of_rows, rng, min(per_chunk, resamples - start), n, ids)
                              for start in range(0, resamples, per_chunk)])
     tail = (1 - confidence) / 2
     low, high = np.quantile(spread, [tail, 1 - tail])
@@ -85,23 +90,64 @@ def paired_interval(n: int, delta_of_rows, resamples: int, confidence: float, se
     return DeltaInterval(delta, float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
 
 
+def cluster_ids(clusters: np.ndarray | None, n: int) -> np.ndarray | None:
+    """Dense ids 0..k-1 of the rows' clusters, or None where no two rows share one: then nothing is drawn
+    together and the plain row bootstrap applies unchanged."""
+    if clusters is None:
+        return None
+    if len(clusters) != n:
+        raise ValueError(f"{len(clusters)} cluster ids for {n} rows; give one per row")
+    _, ids = np.unique(np.asarray(clusters), return_inverse=True)
+    return None if ids.max(initial=-1) + 1 == n else ids.reshape(-1)
+
+
+def resample_deltas(delta_of_rows, rng: np.random.Generator, count: int, n: int,
+                    ids: np.ndarray | None) -> np.ndarray:
+    """The deltas of `count` resamples: of n rows drawn one by one, or, given cluster `ids`, of as many clusters
+    as there are, each drawn with all its rows."""
+    if ids is None:
+        return delta_of_rows(rng.integers(0, n, size=(count, n)))
+    clusters = int(ids.max()) + 1
+    return clustered_deltas(delta_of_rows, rng.integers(0, clusters, size=(count, clusters)), ids)
+
+
+def clustered_deltas(delta_of_rows, picks: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`delta_of_rows` of each resample of whole clusters: row r of `picks` names the clusters drawn, each
+    bringing every row with its id. Resamples then differ in length, so those of one length go in one call."""
+    order = np.argsort(ids, kind="stable")  # rows grouped by cluster
+    sizes = np.bincount(ids)
+    starts = np.cumsum(sizes) - sizes
+    lengths = sizes[picks].sum(axis=1)
+    deltas = np.empty(len(picks))
+    for length in np.unique(lengths):
+        which = np.flatnonzero(lengths == length)
+        drawn = picks[which].ravel()
+        owner = np.repeat(drawn, sizes[drawn])  # each drawn cluster once per row it holds
+        within = np.arange(len(owner)) - np.repeat(np.cumsum(sizes[drawn]) - sizes[drawn], sizes[drawn])
+        deltas[which] = delta_of_rows(order[starts[owner] + within].reshape(len(which), int(length)))
+    return deltas
+
+
 def paired_bootstrap(metric: str, gold: np.ndarray, base: np.ndarray, tuned: np.ndarray, n_labels: int,
-                     resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> DeltaInterval:
-    """Percentile interval of metric(tuned) - metric(base), resampling examples (the same rows for both)."""
+                     resamples: int = 10_000, confidence: float = 0.95, seed: int = 0,
+                     clusters: np.ndarray | None = None) -> DeltaInterval:
+    """Percentile interval of metric(tuned) - metric(base), resampling examples (the same rows for both; rows of
+    one cluster, one input repeated, together)."""
     def delta_of_rows(rows: np.ndarray) -> np.ndarray:
         return (metric_on_resamples(metric, gold[rows], tuned[rows], n_labels)
                 - metric_on_resamples(metric, gold[rows], base[rows], n_labels))
 
-    return paired_interval(len(gold), delta_of_rows, resamples, confidence, seed)
+    return paired_interval(len(gold), delta_of_rows, resamples, confidence, seed, clusters=clusters)
 
 
 def paired_bootstrap_means(base_scores: np.ndarray, tuned_scores: np.ndarray, resamples: int = 10_000,
                            confidence: float = 0.95, seed: int = 0, of_mean=None,
-                           weights: np.ndarray | None = None) -> DeltaInterval:
+                           weights: np.ndarray | None = None, clusters: np.ndarray | None = None) -> DeltaInterval:
     """Interval of f(mean tuned score) - f(mean base score) for per-example scores (EM, token F1, ROUGE-L,
     METEOR, negative log-likelihood). `of_mean` maps a mean to the reported metric: np.exp turns mean NLL
     per token into perplexity; None reports the mean itself. `weights` (e.g. tokens per example) make the
-    means weighted, so per-example mean NLLs weighted by their tokens give the corpus NLL per token."""
+    means weighted, so per-example mean NLLs weighted by their tokens give the corpus NLL per token. Rows of one
+    cluster (`clusters`: one input repeated) are resampled together."""
     if base_scores.shape != tuned_scores.shape or base_scores.ndim != 1 or len(base_scores) == 0:
         raise ValueError(f"need two equal-length 1-d score arrays, got {base_scores.shape} and {tuned_scores.shape}")
     transform = of_mean or (lambda x: x)
@@ -111,14 +157,16 @@ def paired_bootstrap_means(base_scores: np.ndarray, tuned_scores: np.ndarray, re
         mean = lambda scores: (scores[rows] * w[rows]).sum(axis=-1) / w[rows].sum(axis=-1)  # noqa: E731
         return transform(mean(tuned_scores)) - transform(mean(base_scores))
 
-    return paired_interval(len(base_scores), delta_of_rows, resamples, confidence, seed)
+    return paired_interval(len(base_scores), delta_of_rows, resamples, confidence, seed, clusters=clusters)
 
 
 def paired_bootstrap_pooled(base_rows: np.ndarray, tuned_rows: np.ndarray, statistic, resamples: int = 10_000,
-                            confidence: float = 0.95, seed: int = 0) -> DeltaInterval:
+                            confidence: float = 0.95, seed: int = 0,
+                            clusters: np.ndarray | None = None) -> DeltaInterval:
     """Interval of statistic(pooled tuned rows) - statistic(pooled base rows) for corpus-level metrics whose
     per-example counts add up (corpus BLEU: n-gram matches, totals, lengths). Resampled rows are summed, so each
-    resample is the corpus metric of a resampled corpus, not a mean of sentence scores."""
+    resample is the corpus metric of a resampled corpus, not a mean of sentence scores; rows of one cluster
+    (`clusters`: one input repeated) are resampled together."""
     if base_rows.shape != tuned_rows.shape or base_rows.ndim != 2 or len(base_rows) == 0:
         raise ValueError(f"need two equal-shape (examples x counts) arrays, got {base_rows.shape} and "
                          f"{tuned_rows.shape}")
@@ -126,7 +174,7 @@ def paired_bootstrap_pooled(base_rows: np.ndarray, tuned_rows: np.ndarray, stati
     def delta_of_rows(rows: np.ndarray) -> np.ndarray:
         return statistic(tuned_rows[rows].sum(axis=1)) - statistic(base_rows[rows].sum(axis=1))
 
-    return paired_interval(len(base_rows), delta_of_rows, resamples, confidence, seed, base_rows.shape[1])
+    return paired_interval(len(base_rows), delta_of_rows, resamples, confidence, seed, base_rows.shape[1], clusters)
 
 
 def sign_test(differences: np.ndarray) -> float:

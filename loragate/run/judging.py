@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loragate.data.examples import Example
+from loragate.data.examples import Example, input_groups
 from loragate.data.task import Task
 from loragate.gates.checks import (
     GateResult,
@@ -16,7 +16,7 @@ from loragate.gates.checks import (
 )
 from loragate.inference.predictions import Constant, Predictions
 from loragate.kinds import card_checks
-from loragate.metrics.scores import Metrics
+from loragate.metrics.scores import Metrics, with_input_groups
 from loragate.run.decoding_modes import (
     CONSTRAINED,
     FREE,
@@ -59,10 +59,14 @@ def judge_predictions(task: Task, test: list[Example], base: Predictions, tuned:
     gates = task.card.gates
     modes = {FREE: (base, tuned), CONSTRAINED: constrained}
     gated_base, gated_tuned = modes[decoding]
-    base_metrics, tuned_metrics = score(task, gated_base), score(task, gated_tuned)
+
+    def scored(predictions: Predictions) -> Metrics:  # intervals resample the rows of one input together
+        return score_by_input(task, test, predictions)
+
+    base_metrics, tuned_metrics = scored(gated_base), scored(gated_tuned)
     gated = Decoded(decoding, gated_base, gated_tuned, base_metrics, tuned_metrics)
     constant = kind(task).constant(task, test)
-    constant_metrics = score(task, constant.predictions)
+    constant_metrics = scored(constant.predictions)
     subgroups = score_subgroups(task, test, gated_base, gated_tuned)
     results = [*run_gates(card_checks(task.card), tuned_metrics, base_metrics),
                *trivial_gates(gates, constant.name, tuned_metrics, constant_metrics),
@@ -70,9 +74,18 @@ def judge_predictions(task: Task, test: list[Example], base: Predictions, tuned:
     if constrained is None:
         return Judged(base_metrics, tuned_metrics, constant, constant_metrics, subgroups, results, gated)
     other = CONSTRAINED if decoding == FREE else FREE
-    reported = Decoded(other, *modes[other], score(task, modes[other][0]), score(task, modes[other][1]))
+    reported = Decoded(other, *modes[other], scored(modes[other][0]), scored(modes[other][1]))
     free, under_grammar = (gated, reported) if decoding == FREE else (reported, gated)
     if decoding == FREE:
         results = name_the_gap(results, free.tuned_metrics, under_grammar.tuned_metrics, gates.min_validity)
     deltas = mode_deltas(free.tuned_metrics, under_grammar.tuned_metrics, list(gates.min_delta), gates)
     return Judged(base_metrics, tuned_metrics, constant, constant_metrics, subgroups, results, gated, reported, deltas)
+
+
+def score_by_input(task: Task, test: list[Example], predictions: Predictions) -> Metrics:
+    """The kind's metrics of `predictions` on the test split, whose paired intervals draw the rows of one input
+    together: a test row repeated four times is one input, not four independent examples."""
+    if predictions.ids != [ex.id for ex in test]:
+        raise ValueError(f"task {task.card.name}: predictions cover other examples than the test split, in another "
+                         f"order; cannot tell which rows share an input")
+    return with_input_groups(score(task, predictions), input_groups(test))

@@ -30,6 +30,7 @@ from loragate.gates.checks import (
     regression_checks,
     run_gates,
 )
+from loragate.gates.duplicates import duplicate_gates
 from loragate.gates.verdict import CaseTests, Verdict, judge_case
 from loragate.inference.grammar import Constraint
 from loragate.inference.predictions import Constant, Predictions
@@ -283,11 +284,13 @@ def adapter_under_test(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
 
 def judge_run(task: Task, tier: Tier, name: str, splits: Splits, options: RunOptions, decoding: str,
               before: BaseOutputs, after: Outputs, baseline: Predictions | None, manifest: Manifest | None) -> Judged:
-    """judge_predictions' gates, then the train/test leakage gate and the regression gates against the last
-    release, where the run was given one."""
+    """judge_predictions' gates, then the train/test leakage and repeated-input gates and the regression gates
+    against the last release, where the run was given one."""
     constrained = None if after.constrained is None else (before.constrained, after.constrained)
     judged = judge_predictions(task, splits.test, before.predictions, after.predictions, constrained, decoding)
-    gates = [*judged.gates, leakage_gate(splits.leaked(), len(splits.test), task.card.gates.max_leakage)]
+    max_leakage = task.card.gates.max_leakage
+    gates = [*judged.gates, leakage_gate(splits.leaked(), len(splits.test), max_leakage),
+             *duplicate_gates(splits, max_leakage)]
     baseline_metrics, regressions = against_baseline(task, tier, name, splits, options, judged.tuned_metrics,
                                                      baseline, manifest)
     return replace(judged, gates=gates + regressions, baseline_metrics=baseline_metrics)
