@@ -40,9 +40,10 @@ def test_every_subgroup_holds(task_run) -> None:
 def per_key(task_run, check: type, what: str) -> list[str]:
     """The failed findings of the card's per-key `check` (KeyDrop, KeyFloor) over the kind's `what` keys (class,
     field); the test does not apply where the kind has no such keys."""
-    if not any(isinstance(c, check) and c.what == what for c in card_checks(task_run.task.card)):
+    names = {c.name for c in card_checks(task_run.task.card) if isinstance(c, check) and c.what == what}
+    if not names:
         pytest.skip(f"{task_run.name}: {task_run.task.card.kind} has no {what} scores to gate")
-    return findings(task_run, check)
+    return [f"{task_run.name}: {r.finding}" for r in task_run.gates if r.check in names and not r.passed]
 
 
 def test_no_class_regresses_against_base(task_run) -> None:
@@ -62,6 +63,16 @@ def test_no_field_regresses_against_base(task_run) -> None:
 
 def test_every_field_reaches_its_floor(task_run) -> None:
     failed = per_key(task_run, KeyFloor, "field")
+    assert not failed, "\n".join(failed)
+
+
+def test_every_other_per_key_gate_holds(task_run) -> None:
+    """A kind's own key sets beyond classes and fields (loragate.gates.per_key), gated by the same rule."""
+    names = {c.name for c in card_checks(task_run.task.card)
+             if isinstance(c, (KeyDrop, KeyFloor)) and c.what not in ("class", "field")}
+    if not names:
+        pytest.skip(f"{task_run.name}: {task_run.task.card.kind} gates no other per-key scores")
+    failed = [f"{task_run.name}: {r.finding}" for r in task_run.gates if r.check in names and not r.passed]
     assert not failed, "\n".join(failed)
 
 

@@ -1,5 +1,5 @@
 """The `Kind` protocol: what a kind does at each step of the run, and what its report hooks read. The run
-(loragate.run) calls these methods and never asks which kind it holds; each kind's package implements them."""
+(loragate.run.task_run) calls these methods and never asks which kind it holds; each kind's package implements them."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Every rank builds the same seeded epoch order, takes its share of each optimizer
 summed gradients, losses and token counts are added across ranks before the step. The step is therefore
 the single-process step, split: the card's batch_size stays the global batch and the stored adapter's key
 (the recipe) does not depend on the number of GPUs. The bits do: sums are taken in another order, so the
-first steps agree with one process to float precision (tests/test_distributed.py) and a long run at a high
+first steps agree with one process to float precision (tests/training/test_distributed.py) and a long run at a high
 learning rate can drift further; the manifest records the process count. Rank 0 alone takes the store's
 lock and writes the entry.
 """

@@ -31,8 +31,8 @@ CLS = 0  # the token a span head points both ends at for "no answer"
 Feature = dict[str, list[int] | int]
 # No token_type_ids: peft's PeftModelForQuestionAnswering.forward (0.21) does not pass them on, so an adapter
 # trains and answers with every segment id 0. The base gets the same inputs, so base and tuned read the same
-# thing and a disabled adapter reproduces the base exactly (tests/test_qa.py checks it). RoBERTa has no segment
-# ids to lose; a BERT checkpoint fine-tuned with them reads a little worse, base and tuned alike.
+# thing and a disabled adapter reproduces the base exactly (tests/tasks/test_squad_v2.py checks it). RoBERTa has no
+# segment ids to lose; a BERT checkpoint fine-tuned with them reads a little worse, base and tuned alike.
 MODEL_INPUTS = ("input_ids", "attention_mask")
 
 
