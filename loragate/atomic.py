@@ -1,6 +1,11 @@
 """Write to a temporary path beside the target, rename it into place when complete: a killed or failed write
 leaves the old file or directory or none, never half of one. The one helper behind the adapter store, the tiny
-bases, the reports, the exports and the converted datasets."""
+bases, the reports, the exports and the converted datasets.
+
+mkdtemp and mkstemp create their directory 0700 and their file 0600 whatever the umask, and so does safetensors for
+the files it writes; what is renamed into place gets the modes an ordinary mkdir or open would have given it (0777
+or 0666 less the umask), so a CI artefact step or a teammate reads reports, tiny bases and adapters as they read any
+other file of the checkout."""
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ def atomic_dir(target: Path, place: Callable[[Path, Path], None] = os.replace) -
     staged = Staged(Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent)), target)
     try:
         yield staged
+        as_umask_allows(staged.path)
         place(staged.path, staged.target)
     except BaseException:
         shutil.rmtree(staged.path, ignore_errors=True)
@@ -42,7 +48,34 @@ def atomic_file(target: Path) -> Iterator[Staged]:
     staged = Staged(Path(name), target)
     try:
         yield staged
+        os.chmod(staged.path, 0o666 & ~current_umask())
         os.replace(staged.path, staged.target)
     except BaseException:
         staged.path.unlink(missing_ok=True)
         raise
+
+
+def as_umask_allows(root: Path) -> None:
+    """Give `root` and every directory and file under it (never through a link) the mode mkdir or open would have
+    given it under the umask: the writers inside a staged directory (mkdtemp, safetensors) make them private."""
+    umask = current_umask()
+    os.chmod(root, 0o777 & ~umask)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            if not path.is_symlink():
+                os.chmod(path, (0o777 if name in dirs else 0o666) & ~umask)
+
+
+def current_umask() -> int:
+    """The process's umask. Linux reports it in /proc/self/status (since 4.7), read without changing it; elsewhere
+    it can only be read by setting it, so it is set and restored at once (another thread creating a file in that
+    instant would get 0o077)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,61 @@
+"""Issue 31, case 7a: reports, tiny bases and adapters were written 0600/0700 whatever the umask (mkstemp and
+mkdtemp's modes, renamed into place), so a CI artefact step or a teammate could not read them. Everything
+loragate.atomic puts in place now has the mode an ordinary open or mkdir gives under the process's umask."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loragate.atomic import atomic_dir, atomic_file, current_umask
+from loragate.store.adapters import AdapterStore
+from tests.manifests import stub_manifest
+
+
+@pytest.fixture(params=[0o022, 0o027])
+def umask(request: pytest.FixtureRequest) -> Iterator[int]:
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+def mode(path: Path) -> str:
+    return oct(stat.S_IMODE(path.stat().st_mode))
+
+
+def test_the_umask_is_read_without_changing_it(umask: int) -> None:
+    assert current_umask() == umask
+    assert current_umask() == umask
+
+
+def test_atomic_dirs_and_files_get_the_modes_of_the_umask(tmp_path: Path, umask: int) -> None:
+    with atomic_dir(tmp_path / "report") as staged:
+        (staged.path / "report.json").write_text("{}")
+    with atomic_file(tmp_path / "model.gguf") as staged:
+        staged.path.write_bytes(b"GGUF")
+    assert mode(tmp_path / "report") == oct(0o777 & ~umask), "a directory renamed into place kept mkdtemp's 0700"
+    assert mode(tmp_path / "report" / "report.json") == oct(0o666 & ~umask)
+    assert mode(tmp_path / "model.gguf") == oct(0o666 & ~umask), "a file renamed into place kept mkstemp's 0600"
+
+
+def test_a_stored_adapter_is_readable_as_the_umask_allows(tmp_path: Path, tuned, umask: int) -> None:
+    entry = AdapterStore(tmp_path / "adapters").save(tuned[1], stub_manifest(), "iris", "tiny", "k1")
+    assert mode(entry) == oct(0o777 & ~umask), f"{entry}: {mode(entry)}"
+    for name in ("manifest.json", "adapter_model.safetensors", "adapter_config.json"):
+        assert mode(entry / name) == oct(0o666 & ~umask), f"{entry / name}: {mode(entry / name)}"
+
+
+def test_a_tiny_base_is_readable_as_the_umask_allows(tmp_path: Path, iris, iris_splits, umask: int) -> None:
+    from loragate.models.bases import tiny_base_dir  # loads torch and transformers
+
+    spec = iris.card.tier("tiny").tiny_base.model_copy(update={"hidden_size": 16, "intermediate_size": 32,
+                                                                "num_hidden_layers": 1, "num_attention_heads": 2})
+    base = tiny_base_dir(tmp_path, "iris", spec, iris_splits.texts())
+    assert mode(base) == oct(0o777 & ~umask), f"{base}: {mode(base)}"
+    assert mode(base / "model.safetensors") == oct(0o666 & ~umask)
