@@ -34,6 +34,7 @@ from transformers import PreTrainedModel
 
 from loragate.atomic import atomic_dir
 from loragate.card.settings import LoraSettings, TrainSettings
+from loragate.redact import redact
 from loragate.training.distributed import LOCK_TIMEOUT_S
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "manifest.json")
@@ -90,7 +91,9 @@ class Manifest(BaseModel):
                                     f"template)") from exc
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+        """The manifest as JSON with Hugging Face tokens masked, as in reports: projects commit their adapters, and
+        a token may ride in on a --set value or a base's name."""
+        path.write_text(redact(json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"))
 
 
 class AdapterStoreError(RuntimeError):

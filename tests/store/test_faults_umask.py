@@ -1,9 +1,11 @@
 """Issue 31, case 7a: reports, tiny bases and adapters were written 0600/0700 whatever the umask (mkstemp and
 mkdtemp's modes, renamed into place), so a CI artefact step or a teammate could not read them. Everything
-loragate.atomic puts in place now has the mode an ordinary open or mkdir gives under the process's umask."""
+loragate.atomic puts in place now has the mode an ordinary open or mkdir gives under the process's umask.
+Case 7b: a token in a --set value is masked in the adapter's manifest.json, as in reports."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from loragate.atomic import atomic_dir, atomic_file, current_umask
-from loragate.store.adapters import AdapterStore
+from loragate.store.adapters import AdapterStore, read_manifest
 from tests.manifests import stub_manifest
 
 
@@ -59,3 +61,26 @@ def test_a_tiny_base_is_readable_as_the_umask_allows(tmp_path: Path, iris, iris_
     base = tiny_base_dir(tmp_path, "iris", spec, iris_splits.texts())
     assert mode(base) == oct(0o777 & ~umask), f"{base}: {mode(base)}"
     assert mode(base / "model.safetensors") == oct(0o666 & ~umask)
+
+
+TOKEN = "hf_" + "A1b2C3d4E5f6G7h8I9j0K1l2"
+
+
+def test_a_token_in_a_set_value_is_masked_in_the_stored_manifest(tmp_path: Path, tuned,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 31, case 7b: the run's --set overrides went into manifest.json, a file projects commit, unmasked."""
+    monkeypatch.setenv("HF_TOKEN", "s3cret-token-value")
+    overrides = [f"base_model=https://user:{TOKEN}@example.com/base", "description=s3cret-token-value", "lora.r=4"]
+    entry = AdapterStore(tmp_path / "adapters").save(tuned[1], stub_manifest(overrides=overrides), "iris", "tiny",
+                                                     "k1")
+    text = (entry / "manifest.json").read_text()
+    assert TOKEN not in text and "s3cret-token-value" not in text, text
+    assert read_manifest(entry, "k1").overrides == ["base_model=https://user:hf_***@example.com/base",
+                                                    "description=hf_***", "lora.r=4"]
+
+
+def test_a_manifest_without_secrets_is_written_as_before(tmp_path: Path) -> None:
+    manifest = stub_manifest(overrides=["lora.r=4"], key="k1")
+    manifest.write(tmp_path / "manifest.json")
+    before = json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    assert (tmp_path / "manifest.json").read_text() == before
