@@ -9,6 +9,9 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
+import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import huggingface_hub.utils
 import torch
 from huggingface_hub import constants
 from huggingface_hub.utils import HFValidationError, validate_repo_id
+from safetensors import SafetensorError, safe_open
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModel,
@@ -121,9 +125,49 @@ def tiny_base_dir(cache: Path, task: str, spec: TinyBase, texts: list[str], chat
         recipe_fields["chat_template"] = chat_template
     recipe = json.dumps(recipe_fields, sort_keys=True).encode()
     out_dir = cache / "bases" / f"tiny-{task}-{hashlib.sha256(recipe).hexdigest()[:12]}"
-    if not out_dir.exists():
-        build_tiny_causal(spec, texts, out_dir, chat_template)
+    if out_dir.exists():
+        problem = tiny_base_problem(out_dir)
+        if problem is None:
+            return out_dir
+        warnings.warn(f"{out_dir}: the cached tiny base is damaged ({problem}); rebuilding it: a tiny base is built "
+                      f"offline, the same bytes from the same recipe", stacklevel=2)
+        discard(out_dir)
+    build_tiny_causal(spec, texts, out_dir, chat_template)
     return out_dir
+
+
+TINY_BASE_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+def tiny_base_problem(base_dir: Path) -> str | None:
+    """What makes a cached tiny base unloadable (a file missing, JSON that does not parse, a safetensors file cut
+    short, as a full disk or a killed copy leaves it), or None. Torn writes of our own cannot happen (atomic_dir);
+    a cache copied or restored by CI can."""
+    missing = [name for name in TINY_BASE_FILES if not (base_dir / name).is_file()]
+    if missing:
+        return f"missing {missing}"
+    for name in TINY_BASE_FILES:
+        path = base_dir / name
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text())
+            else:
+                with safe_open(str(path), "pt"):
+                    pass  # opening reads the header and checks the file covers every tensor it lists
+        except (OSError, ValueError, SafetensorError) as exc:
+            return f"{name}: {exc}"
+    return None
+
+
+def discard(base_dir: Path) -> None:
+    """Move a damaged cache entry aside, then delete it: a process that reads the name meanwhile finds it whole
+    or absent. Another process that found the same damage may have moved it first."""
+    aside = base_dir.with_name(f".tmp-damaged-{base_dir.name}-{os.getpid()}")
+    try:
+        os.replace(base_dir, aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside)
 
 
 def state_fingerprint(state: dict[str, torch.Tensor]) -> str:
@@ -236,6 +280,11 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
             name_or_path, dtype=dtype, trust_remote_code=False, use_safetensors=True,
             local_files_only=unreachable is not None, **quantized
         )
+    except SafetensorError as exc:
+        raise ModelLoadError(redact(
+            f"cannot load base model {name_or_path!r}: a safetensors file of it is damaged ({exc})\nFix: save the "
+            f"model again (save_pretrained), or delete it from the Hugging Face cache and download it again."
+        )) from exc
     except (OSError, ValueError) as exc:
         why = f" ({unreachable})" if unreachable else ""
         raise ModelLoadError(redact(
