@@ -1,8 +1,9 @@
 """Card overrides: `--set path.to.key=value` changes one card value for a run without editing the card.
 
-The value is read as YAML (numbers, booleans, lists, `null`). The card is dumped to a dict, the key set, and the
-dict validated again by TaskCard, so an override meets the same checks, and the same messages, as the card's own
-YAML. What decides the weights (lora, train, the templates and so the data) enters the adapter key through the
+The value is read as YAML (numbers, booleans, lists, `null`) by the cards' own reader (loragate.card.loader): only
+true/false are booleans, and a key given twice in a mapping is an error. The card is dumped to a dict, the key set,
+and the dict validated again by TaskCard, so an override meets the same checks, and the same messages, as the card's
+own YAML. What decides the weights (lora, train, the templates and so the data) enters the adapter key through the
 overridden card; the overrides themselves are recorded in the adapter's manifest and in every report.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from loragate.card.loader import DuplicateKeyError, load_yaml
 from loragate.card.settings import TaskCard
 
 
@@ -28,7 +30,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not all(part.strip() for part in parts):
         raise OverrideError(f"--set {text}: write it as path.to.key=value, e.g. --set tiers.tiny.train.lr=1e-3")
     try:
-        value = yaml.safe_load(raw)
+        value = load_yaml(raw)
+    except DuplicateKeyError as exc:
+        raise OverrideError(f"--set {text}: the value {raw!r} gives a key twice ({exc})") from exc
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or exc
         raise OverrideError(f"--set {text}: the value {raw!r} is not YAML ({problem}); quote it as a string") from exc
@@ -72,7 +76,7 @@ def apply_overrides(card: TaskCard, overrides: Sequence[str]) -> TaskCard:
             field = [str(part) for part in err["loc"]]
             named = [text for text, parts in paths.items()  # the --set at the field, or below it
                      if field[: len(parts)] == parts or parts[: len(field)] == field]
-            read = "; ".join(f"{values[text]!r}" for text in named)
+            read = "; ".join(f"{values[text]!r}" for text in named) if field else ""  # not for a whole-card check
             problems.append(f"--set {' --set '.join(named or paths)}: field '{'.'.join(field) or 'card'}': {err['msg']}"
                             + (f" (the value read as YAML: {read}; quote it to pass a string)" if read else ""))
         raise OverrideError(f"task {card.name!r}: {'; '.join(problems)}. Fix the value or drop the --set.") from exc

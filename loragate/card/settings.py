@@ -6,6 +6,7 @@ Every model forbids unknown fields, so a typo in a card is an error naming the f
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,12 +19,15 @@ from pydantic import (
     PrivateAttr,
     SerializationInfo,
     SerializerFunctionWrapHandler,
+    StrictBool,
     ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from loragate.card.loader import load_yaml
+from loragate.card.templates import check_template, template_fields
 from loragate.registry import Registry
 
 Tier = Literal["tiny", "full"]
@@ -35,7 +39,11 @@ class CardError(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every card block: unknown fields refused, values fixed, and no NaN or infinity in any number (a NaN threshold
+    compares false both ways, so a gate on it would pass anything). A yes/no field is a StrictBool: only true or
+    false, since pydantic would read the strings yes, on, off (YAML 1.1 booleans) as booleans."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TinyBase(Strict):
@@ -100,7 +108,7 @@ class TrainSettings(Strict):
         None, gt=0, description="packed only: the token budget of one micro-batch (tokens_per_batch // max_length "
         "packed rows, or one row of tokens_per_batch tokens where that is less) instead of a count of examples; "
         "default batch_size x max_length, the tensor size of a max batch")
-    gradient_checkpointing: bool = Field(
+    gradient_checkpointing: StrictBool = Field(
         False, description="recompute activations in the backward pass: less GPU memory, about 30% more time"
     )
     seed: int = 0
@@ -176,7 +184,10 @@ class GateSettings(Strict):
     )
     min_delta_over_trivial: dict[str, float] | None = Field(
         None, description="metric -> smallest tuned - trivial delta, against the best constant predictor of the test "
-        "split (majority class, always abstain, most common response); null: min_delta's margins"
+        "split (majority class, always abstain, most common response); null: min_delta's margins, or where "
+        "min_delta is empty 0.01 on the first of the kind's metrics a constant can be scored on (KindSpec.metrics in "
+        "table order, perplexity skipped: accuracy, exact, rouge1, object_exact), so a tie with the constant fails; "
+        "{}: no trivial-predictor gate, an explicit choice every report states"
     )
     max_field_drop: float = Field(
         0.0, ge=0.0, description="structured output: largest per-field exact-match loss vs base"
@@ -203,10 +214,34 @@ class GateSettings(Strict):
     power: float = Field(0.8, gt=0.0, lt=1.0, description="for the minimum detectable effect")
     bootstrap_resamples: int = Field(10_000, ge=1_000)
     bootstrap_seed: int = 0
+    allow_target_in_prompt: StrictBool = Field(
+        False, description="let prompt_template read a field target_template reads (the answer shown in the prompt): "
+        "refused at card validation unless true, and stated in every report when true"
+    )
+    _kind_margins: dict[str, float] = PrivateAttr(default_factory=dict)  # the kind's default margins over the
+    # trivial predictor (KindSpec.trivial_margins), set by TaskCard once it knows the kind
 
     def over_trivial(self) -> dict[str, float]:
-        """The margins tuned must show over the trivial predictor: the card's, else min_delta's."""
-        return self.min_delta if self.min_delta_over_trivial is None else self.min_delta_over_trivial
+        """The margins tuned must show over the trivial predictor: the card's, else min_delta's, else the kind's
+        default, so leaving min_delta out never removes the gate; only `min_delta_over_trivial: {}` does."""
+        if self.min_delta_over_trivial is not None:
+            return self.min_delta_over_trivial
+        return self.min_delta or self._kind_margins
+
+    def metric_fields(self) -> dict[str, list[str]]:
+        """Each gates field that names metrics -> the metrics it names, as the card wrote them."""
+        return {"min_delta": list(self.min_delta), "floors": list(self.floors),
+                "min_delta_over_trivial": list(self.min_delta_over_trivial or {}),
+                "max_subgroup_drop": list(self.max_subgroup_drop), "min_subgroup_score": list(self.min_subgroup_score)}
+
+    def waived(self) -> list[str]:
+        """The protections the card turned off on purpose, each a note every report states."""
+        notes = []
+        if self.min_delta_over_trivial == {}:
+            notes.append("trivial predictor not gated: the card sets gates.min_delta_over_trivial: {}")
+        if self.allow_target_in_prompt:
+            notes.append("the prompt may read the target's fields: the card sets gates.allow_target_in_prompt: true")
+        return notes
 
 
 DataFormat = Literal["jsonl", "csv", "tsv", "json", "hf"]
@@ -290,8 +325,11 @@ class TaskCard(Strict):
     description: str
     kind: str = Field(description="a registered task kind (loragate.kinds), which may add a block of its own")
     labels: list[str] = Field(default_factory=list, description="the classes; classification kinds need 2+")
-    prompt_template: str = Field(description="str.format template over the example's fields")
-    target_template: str = Field(" {label}", description="what the model should generate after the prompt")
+    prompt_template: str = Field(description="str.format template over the example's named fields ({text}; a "
+                                 "literal brace is written {{ or }}); it may not read a field target_template reads "
+                                 "unless gates.allow_target_in_prompt is true")
+    target_template: str = Field(" {label}", description="what the model should generate after the prompt, a "
+                                 "template as prompt_template is")
     tiers: dict[Tier, TierSettings]
     gates: GateSettings
     subgroups: str | None = Field(
@@ -315,6 +353,11 @@ class TaskCard(Strict):
         if duplicates:
             raise ValueError(f"labels repeat {duplicates}: list each label once")
         return labels
+
+    @field_validator("prompt_template", "target_template")
+    @classmethod
+    def fillable(cls, template: str) -> str:
+        return check_template(template)
 
     @field_validator("kind")
     @classmethod
@@ -348,6 +391,8 @@ class TaskCard(Strict):
             raise ValidationError.from_exception_data(cls.__name__, errors)
         card._blocks = blocks
         card.kind_has_what_it_needs()
+        card.gates_fit_kind()
+        card.answer_not_in_prompt()
         return card
 
     @model_serializer(mode="wrap")
@@ -382,6 +427,36 @@ class TaskCard(Strict):
             raise ValueError(f"tiers {pooled}: pooling is read only by the kinds {', '.join(readers)}, and this "
                              f"card's kind is {self.kind}; remove 'pooling' from those tiers")
 
+    def gates_fit_kind(self) -> None:
+        """Every metric the gates name is one the kind computes (a gate on another fails only after training, or is
+        never judged), and the trivial-predictor gate gets the kind's default margins where the card names none."""
+        spec = kinds().get(self.kind)
+        self.gates._kind_margins = spec.trivial_margins()
+        if not spec.metrics:  # a project's kind that declares no metrics: nothing to check the names against
+            if not self.gates.over_trivial() and self.gates.min_delta_over_trivial is None:
+                raise ValueError(f"kind {self.kind} declares no metrics (KindSpec.metrics), so the trivial-predictor "
+                                 f"gate has no default margins: set gates.min_delta or gates.min_delta_over_trivial")
+            return
+        computed = spec.gated_metrics()
+        for field, metrics in self.gates.metric_fields().items():
+            for metric in metrics:
+                if metric not in computed:
+                    close = difflib.get_close_matches(metric, computed, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ValueError(f"gates.{field}.{metric}: kind {self.kind} does not compute {metric!r}{hint}; "
+                                     f"it computes {', '.join(computed)}: gate on one of those")
+
+    def answer_not_in_prompt(self) -> None:
+        """A prompt that reads a field the target reads shows the model its answer: it trains to a perfect score
+        that measures nothing. Refused unless the card says so (gates.allow_target_in_prompt)."""
+        target = template_fields(self.target_template)
+        shared = [name for name in template_fields(self.prompt_template) if name in target]
+        if shared and not self.gates.allow_target_in_prompt:
+            raise ValueError(f"prompt_template {self.prompt_template!r} reads {shared}, which target_template "
+                             f"{self.target_template!r} reads too: the prompt would show the model the answer it is "
+                             f"gated on. Take {{{shared[0]}}} out of prompt_template, or set "
+                             f"gates.allow_target_in_prompt: true if the prompt must hold it")
+
     def tier(self, tier: Tier) -> TierSettings:
         if tier not in self.tiers:
             raise CardError(f"task {self.name!r} has no {tier!r} tier: add tiers.{tier} to its card")
@@ -390,8 +465,8 @@ class TaskCard(Strict):
     @classmethod
     def from_yaml(cls, path: Path) -> TaskCard:
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
+            raw = load_yaml(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise CardError(f"{path}: cannot read the card: {exc}") from exc
         try:
             card = cls.model_validate(raw)

@@ -13,13 +13,13 @@ import io
 import json
 import math
 import random
-import string
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from loragate.card.settings import CardError, DataSettings, SplitFractions, TaskCard
+from loragate.card.templates import template_fields
 from loragate.data.examples import Example, Splits, csv_records
 
 SUFFIXES = {".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".json": "json"}
@@ -177,17 +177,24 @@ def cut(examples: list[Example], share: float, seed: int, stratify: bool, what: 
     if stratify:
         from sklearn.model_selection import train_test_split  # loads sklearn: not at pytest start-up
 
+        counts = Counter(ex.label for ex in examples)
         needed = max(2, math.ceil(round(1 / share, 9)))  # so the cut gets at least one row of every label
-        too_few = {label: n for label, n in Counter(ex.label for ex in examples).items() if n < needed}
+        too_few = {label: n for label, n in counts.items() if n < needed}
         if too_few:
             raise CardError(f"{what}: too few rows of {too_few} to cut a share of {share} stratified by label; add "
                             f"rows (at least {needed} per label) or raise the share")
+        n_kept = len(examples) - math.ceil(round(share * len(examples), 9))  # as train_test_split counts them
+        if n_kept < len(counts):
+            raise CardError(f"{what}: a share of {share} of {len(examples)} rows cuts off all but {n_kept}, fewer than "
+                            f"the {len(counts)} labels the rows left must each hold once; lower the share (at most "
+                            f"{(len(examples) - len(counts)) / len(examples):.3g} here) or add rows")
         kept, cut_off = train_test_split(examples, test_size=share, stratify=[ex.label for ex in examples],
                                          random_state=seed)
         return kept, cut_off
     n_cut = max(1, round(len(examples) * share))
     if n_cut >= len(examples):
-        raise CardError(f"{what}: {len(examples)} rows are too few to cut a share of {share} and keep some; add rows")
+        raise CardError(f"{what}: a share of {share} of {len(examples)} rows cuts off all of them and keeps none; "
+                        f"lower the share or add rows")
     order = list(examples)
     random.Random(seed).shuffle(order)
     return order[n_cut:], order[:n_cut]
@@ -234,12 +241,6 @@ def cut_file(examples: list[Example], split: SplitFractions, test_share: float, 
     rest, test = cut(examples, test_share, split.seed, stratify, f"{source} (data.split.test)")
     train, eval_ = cut(rest, split.eval / (1 - test_share), split.seed, stratify, f"{source} (data.split.eval)")
     return Splits(train=train, eval=eval_, test=test)
-
-
-def template_fields(template: str) -> list[str]:
-    """The field names a str.format template reads ("{text} {x[0]}" -> text, x), in order."""
-    names = [name for _, name, _, _ in string.Formatter().parse(template) if name]
-    return list(dict.fromkeys(name.split(".")[0].split("[")[0] for name in names))
 
 
 def text_value(row: dict[str, object], name: str, source: str, role: str) -> str:

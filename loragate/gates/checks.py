@@ -101,8 +101,10 @@ class BeatsTrivial(MetricDelta):
 
 
 def trivial_gates(settings: GateSettings, predictor: str, tuned: Metrics, trivial: Metrics) -> list[GateResult]:
-    """Tuned against the trivial predictor on each metric of `settings.over_trivial()`; a metric the constant
-    predictor has no value for (perplexity: a constant response has no likelihood) is not compared, and says so."""
+    """Tuned against the trivial predictor on each metric of `settings.over_trivial()` (a card's own margins, else
+    min_delta's, else its kind's default: empty only where the card sets `min_delta_over_trivial: {}`, which its
+    report states); a metric the constant predictor has no value for (perplexity: a constant response has no
+    likelihood) is not compared, and says so."""
     results = []
     for metric, margin in settings.over_trivial().items():
         check = BeatsTrivial(metric, margin, settings, reference=predictor)

@@ -11,12 +11,16 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
+from loragate.metrics.registry import METRICS
 from loragate.registry import Registry
 
 if TYPE_CHECKING:
     from loragate.card.settings import TaskCard
     from loragate.gates.checks import Check
     from loragate.kinds.protocol import Kind
+
+
+TRIVIAL_MARGIN = 0.01  # above 0, so a tuned model that ties with the constant predictor (is one) does not pass
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,22 @@ class KindSpec:
     labels: bool  # predictions are labels from the card's list: per-class gates, confusion matrices
     block: str | None = None  # the card's block this kind needs ("qa", "instruct"), validated by `block_model`
     block_model: type[BaseModel] | None = None  # the pydantic model of that block, declared in the kind's package
-    metrics: tuple[str, ...] = ()  # the metrics its score computes, in the order its tables show them
+    metrics: tuple[str, ...] = ()  # the metrics its score computes, in the order its tables show them; a card's
+    # gates may name only these and validity_rate (none declared: the names are not checked)
     pooling: bool = False  # reads tiers.<tier>.pooling (what a new classification head reads)
     windows: bool = False  # reads long inputs in strided windows (its block's max_length, stride): no truncation
     constrains: bool = False  # generates a label or JSON that a grammar can hold it to (eval.constrain, --constrain)
     package: str | None = None  # the package registering the kind, default loragate.kinds.<name>: `__name__` there
+
+    def gated_metrics(self) -> list[str]:
+        """The metrics a card of this kind may gate on: its own, and the validity rate every kind's score computes."""
+        return list(dict.fromkeys([*self.metrics, "validity_rate"]))
+
+    def trivial_margins(self) -> dict[str, float]:
+        """The margins over the trivial predictor of a card that gates no metric: TRIVIAL_MARGIN on the first of
+        `metrics` a constant predictor can be scored on (not a likelihood: a constant response has no perplexity)."""
+        scored = [name for name in self.metrics if METRICS.get(name).statistic != "token_weighted_nll"]
+        return {scored[0]: TRIVIAL_MARGIN} if scored else {}
 
     def pipeline(self) -> Kind:
         """The kind's pipeline object, `KIND` in its package's `pipeline` module, imported on first use."""

@@ -142,9 +142,10 @@ def aligned(rows: list[list[str]] | list[tuple[str, ...]]) -> list[str]:
 
 
 def card_notes(run: TaskRun) -> list[str]:
-    """The --set overrides the card was run with, and how its examples were fitted to train.max_length where
-    prompts were cut."""
+    """The --set overrides the card was run with, what its gates turned off on purpose, and how its examples were
+    fitted to train.max_length where prompts were cut."""
     notes = [f"card overrides: {' '.join(f'--set {text}' for text in run.overrides)}"] if run.overrides else []
+    notes += run.task.card.gates.waived()
     fitted = run.inputs.note() if run.inputs else None
     return notes + ([f"inputs: {fitted}"] if fitted else [])
 
