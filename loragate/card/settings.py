@@ -7,6 +7,7 @@ Every model forbids unknown fields, so a typo in a card is an error naming the f
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from loragate.card.loader import load_yaml
 from loragate.card.templates import check_template, template_fields
@@ -306,18 +308,27 @@ def kinds() -> Registry[Any]:
     return KINDS
 
 
-def block_models() -> dict[str, type[BaseModel]]:
-    """Each registered kind's card block: its name in the YAML -> the kind's pydantic model of it."""
-    return {spec.block: spec.block_model for spec in kinds().entries()
-            if spec.block is not None and spec.block_model is not None}
+def block_owners() -> dict[str, str]:
+    """Each registered kind's card block -> the kind that declares it. Two kinds declaring one block, or a block
+    named like a field of every card, would silently change other cards: refused, naming both."""
+    owners: dict[str, str] = {}
+    for spec in kinds().entries():
+        if spec.block is None:
+            continue
+        if spec.block in TaskCard.model_fields:
+            raise ValueError(f"kind {spec.name} declares a card block {spec.block!r}, which is a field of every card; "
+                             f"name its block otherwise")
+        if spec.block in owners:
+            raise ValueError(f"kinds {owners[spec.block]} and {spec.name} both declare the card block "
+                             f"{spec.block!r}; name one of them otherwise")
+        owners[spec.block] = spec.name
+    return owners
 
 
 def line_error(err: Any, prefix: tuple[str, ...] = ()) -> Any:
-    """One of pydantic's errors as ValidationError.from_exception_data takes it, its location under `prefix`."""
-    line = {"type": err["type"], "loc": (*prefix, *err["loc"]), "input": err["input"]}
-    if "ctx" in err:
-        line["ctx"] = err["ctx"]
-    return line
+    """One of pydantic's errors as ValidationError.from_exception_data takes it, its location under `prefix`. Its
+    message is kept as rendered, under its type, whatever the type (a block's own PydanticCustomError too)."""
+    return {"type": PydanticCustomError(err["type"], err["msg"]), "loc": (*prefix, *err["loc"]), "input": err["input"]}
 
 
 class TaskCard(Strict):
@@ -372,19 +383,19 @@ class TaskCard(Strict):
         """A kind's card block (`qa:`, `instruct:`, ...) is declared by the kind's own package (KindSpec.block), not
         here: the blocks are taken out, the rest of the card is validated, then each block against its kind's model;
         every problem is reported at once, each at its field."""
-        models = block_models()
-        if not isinstance(data, dict):
+        if not isinstance(data, Mapping):
             return handler(data)
+        owners = block_owners()
         errors: list[dict[str, Any]] = []
         blocks: dict[str, BaseModel] = {}
-        for name, model in models.items():
+        for name, owner in owners.items():
             if data.get(name) is not None:
                 try:
-                    blocks[name] = model.model_validate(data[name])
+                    blocks[name] = kinds().get(owner).block_model.model_validate(data[name])
                 except ValidationError as exc:
                     errors += [line_error(err, (name,)) for err in exc.errors()]
         try:
-            card = handler({key: value for key, value in data.items() if key not in models})
+            card = handler({key: value for key, value in data.items() if key not in owners})
         except ValidationError as exc:
             raise ValidationError.from_exception_data(cls.__name__, [*map(line_error, exc.errors()), *errors]) from None
         if errors:
@@ -397,16 +408,28 @@ class TaskCard(Strict):
 
     @model_serializer(mode="wrap")
     def with_blocks(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
-        """The card as its YAML reads, every kind's block included (None where the card has none, so `--set
-        qa.stride=32` can fill an optional block that was left out)."""
+        """The card as its YAML reads, every kind's block included after `subgroups`, where the card declared them
+        before the kinds did (None where the card has none, so `--set qa.stride=32` can fill a block left out);
+        `include`, `exclude` and `exclude_none` apply to the blocks as to the other fields."""
         data = handler(self)
-        for name in block_models():
+        blocks = {}
+        for name in block_owners():
             block = self._blocks.get(name)
-            data[name] = None if block is None else block.model_dump(mode=info.mode)
-        return data
+            if (info.include is not None and name not in info.include) or (block is None and info.exclude_none):
+                continue
+            exclude = info.exclude.get(name) if isinstance(info.exclude, dict) else None
+            if exclude is True or (isinstance(info.exclude, set) and name in info.exclude):
+                continue
+            blocks[name] = None if block is None else block.model_dump(mode=info.mode, exclude=exclude,
+                                                                       exclude_none=info.exclude_none)
+        position = list(data).index("subgroups") + 1 if "subgroups" in data else len(data)
+        keys = list(data)
+        return {**{key: data[key] for key in keys[:position]}, **blocks, **{key: data[key] for key in keys[position:]}}
 
     def block(self, name: str) -> Any:
-        """The card's `name` block (a kind's settings, validated by the kind's model), or None where it has none."""
+        """The card's `name` block (a kind's settings, validated by the kind's model), or None where it has none.
+        A changed block goes through validation again (`TaskCard.model_validate(card.model_dump())` with the change,
+        as loragate.card.overrides does), not through model_copy(update=...), which does not see blocks."""
         return self._blocks.get(name)
 
     def kind_has_what_it_needs(self) -> None:
@@ -416,6 +439,12 @@ class TaskCard(Strict):
         if spec.block is not None and self.block(spec.block) is None:
             raise ValueError(f"kind {self.kind} needs a '{spec.block}' block; add '{spec.block}: {{}}' for its "
                              f"defaults")
+        foreign = sorted(name for name in self._blocks if name != spec.block)
+        if foreign:
+            owners = block_owners()
+            raise ValueError(f"the '{foreign[0]}' block belongs to kind {owners[foreign[0]]}, and this card's kind is "
+                             f"{self.kind}, which reads {'no block' if spec.block is None else repr(spec.block)}: "
+                             f"remove '{foreign[0]}', or change the kind")
         cutting = [tier for tier, settings in self.tiers.items() if settings.train.truncation != "refuse"]
         if spec.windows and cutting:
             raise ValueError(f"tiers.{cutting[0]}.train.truncation: kind {self.kind} reads long inputs in strided "

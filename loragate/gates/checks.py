@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from loragate.card.settings import GateSettings
 from loragate.gates.curves import CurveCheck
-from loragate.gates.per_key import KeyScore, below_floor, drops
+from loragate.gates.per_key import KeyScore, below_floor, drops, reaches
 from loragate.gates.result import EPSILON, Check, DeltaNumbers, GateResult
 from loragate.metrics.scores import METRICS, Metrics
 from loragate.metrics.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect
@@ -193,7 +193,7 @@ class Floor:
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         value = tuned.value(self.metric)
         higher = METRICS.get(self.metric).higher_is_better
-        if (value >= self.minimum - EPSILON) if higher else (value <= self.minimum + EPSILON):
+        if reaches(value, self.minimum, higher):
             return None
         bound = "below the floor" if higher else "above the ceiling"
         return f"{self.metric} {value:.3f} {bound} {self.minimum:.3f} (base {base.value(self.metric):.3f}, n={tuned.n})"

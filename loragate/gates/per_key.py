@@ -33,12 +33,17 @@ def drops(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore]
     return findings
 
 
+def reaches(value: float, floor: float, higher_is_better: bool) -> bool:
+    """Whether `value` is at `floor` or beyond it in the better direction (at most it, where lower is better)."""
+    return value >= floor - EPSILON if higher_is_better else value <= floor + EPSILON
+
+
 def below_floor(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], floor: float) -> list[str]:
     """A finding for each key whose tuned score is short of `floor` (above it, as a ceiling, where lower is
     better)."""
     findings = []
     for score in scores:
-        if (score.tuned >= floor - EPSILON) if higher_is_better else (score.tuned <= floor + EPSILON):
+        if reaches(score.tuned, floor, higher_is_better):
             continue
         bound = "< floor" if higher_is_better else "> ceiling"
         findings.append(f"{what} {score.key!r} {metric} {score.tuned:.3f} {bound} {floor:.3f} "

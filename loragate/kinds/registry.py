@@ -40,6 +40,16 @@ class KindSpec:
     constrains: bool = False  # generates a label or JSON that a grammar can hold it to (eval.constrain, --constrain)
     package: str | None = None  # the package registering the kind, default loragate.kinds.<name>: `__name__` there
 
+    def __post_init__(self) -> None:
+        """What a registration gets wrong is refused where it is made, naming the kind."""
+        if (self.block is None) != (self.block_model is None):
+            raise ValueError(f"kind {self.name}: block and block_model go together (the block's name in the card and "
+                             f"the pydantic model that validates it); give both or neither")
+        unknown = [name for name in self.metrics if name not in METRICS]
+        if unknown:
+            raise ValueError(f"kind {self.name}: metrics {unknown} are not registered; register each with "
+                             f"METRICS.register before the kind")
+
     def gated_metrics(self) -> list[str]:
         """The metrics a card of this kind may gate on: its own, and the validity rate every kind's score computes."""
         return list(dict.fromkeys([*self.metrics, "validity_rate"]))

@@ -4,10 +4,13 @@ as the card's own fields are: errors at the block's field, with the card's other
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import field_validator
+from pydantic_core import PydanticCustomError
 
 from loragate.card.overrides import apply_overrides
 from loragate.card.settings import CardError, TaskCard
@@ -57,9 +60,52 @@ def test_a_kind_without_its_block_names_the_block(tmp_path: Path) -> None:
 
 
 def test_set_fills_a_block_the_card_left_out() -> None:
-    card = TaskCard.from_yaml(CARDS_DIR / "iris.yaml")
-    assert card.model_dump()["qa"] is None
+    card = TaskCard.from_yaml(CARDS_DIR / "squad_v2.yaml")
+    raw = card.model_dump()
+    del raw["qa"]
+    raw["tiers"]["tiny"]["eval"]["batch_size"] = 4  # any valid change: the dump of a card without its block
+    assert list(raw)[list(raw).index("subgroups") + 1:][:3] == ["instruct", "structured", "data"], list(raw)
     assert apply_overrides(card, ("qa.stride=32",)).block("qa").stride == 32
+
+
+def test_a_block_of_another_kind_is_refused_naming_its_kind(tmp_path: Path) -> None:
+    raw = copy.deepcopy(IRIS)
+    raw["qa"] = {"stride": 32}  # an Iris card would silently carry settings no step reads
+    message = card_error(tmp_path, raw)
+    assert "the 'qa' block belongs to kind extractive_qa, and this card's kind is generative_classification" in \
+        message, message
+
+
+def test_a_blocks_own_error_type_is_a_card_error_at_its_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind's block model may raise pydantic's custom errors; they are reported as the card's own are."""
+    model = KINDS.get("extractive_qa").block_model
+
+    class Picky(model):
+        @field_validator("stride")
+        @classmethod
+        def even(cls, stride: int) -> int:
+            if stride % 2:
+                raise PydanticCustomError("odd_stride", "stride {stride} must be even", {"stride": stride})
+            return stride
+
+    monkeypatch.setitem(KINDS._entries, "extractive_qa", replace(KINDS.get("extractive_qa"), block_model=Picky))
+    raw = copy.deepcopy(SQUAD)
+    raw["qa"]["stride"] = 33
+    assert "field 'qa.stride': stride 33 must be even" in card_error(tmp_path, raw)
+
+
+def test_two_kinds_declaring_one_block_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    twin = replace(KINDS.get("extractive_qa"), name="twin_qa")
+    monkeypatch.setitem(KINDS._entries, "twin_qa", twin)
+    assert "kinds extractive_qa and twin_qa both declare the card block 'qa'" in card_error(tmp_path, SQUAD)
+
+
+def test_a_kind_spec_is_checked_where_it_is_made() -> None:
+    spec = KINDS.get("extractive_qa")
+    with pytest.raises(ValueError, match="block and block_model go together"):
+        replace(spec, block_model=None)
+    with pytest.raises(ValueError, match=r"metrics \['nonesuch'\] are not registered"):
+        replace(spec, metrics=("nonesuch",))
 
 
 def test_pooling_on_a_kind_that_reads_none_names_the_kinds_that_do(tmp_path: Path) -> None:
