@@ -5,6 +5,7 @@ and unloaded before the adapter under test."""
 from __future__ import annotations
 
 import platform
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,8 +39,12 @@ from loragate.store.adapters import (
     Manifest,
     adapter_key,
     check_origin,
+    holder_of,
     load_adapter,
     read_manifest,
+    record_holder,
+    release_lock,
+    wait_for,
 )
 from loragate.training.distributed import current
 from loragate.training.lora import TrainingDiverged, TrainResult, attach_lora, training_machine
@@ -112,8 +117,8 @@ def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
 
 def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
                     inputs: InputFit | None = None) -> tuple[PeftModel, Path, Manifest | None, TrainResult | None]:
-    """--adapter if given; else the store's entry for this key; else train one and store it (its manifest records
-    how the examples were fitted, `inputs`)."""
+    """--adapter if given; else the store's entry for this key, read without the lock when it is stored whole;
+    else, under the lock, train one and store it (its manifest records how the examples were fitted, `inputs`)."""
     if options.adapter is not None:
         if not options.allow_foreign_adapter:
             check_origin(options.adapter, task.card.name, base.name, base.fingerprint)
@@ -124,6 +129,10 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
     key = adapter_key(base.fingerprint, splits.data_hash(), settings.lora, settings.train)
     store = AdapterStore(options.store_root)
     ranks = current()
+    if not options.retrain:  # a whole entry is only read: a run holding the key's lock (--retrain) is not awaited
+        entry = ranks.from_main(lambda: store.complete(task.card.name, tier, key))
+        if entry is not None:
+            return load_stored(task, base, entry, key)
     lock: FileLock | None = None
 
     def take_lock() -> None:  # data-parallel: only the main rank locks, stores and decides for all ranks
@@ -134,13 +143,7 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
     try:
         entry = ranks.from_main(lambda: store.find(task.card.name, tier, key))
         if entry is not None and not options.retrain:
-            manifest = read_manifest(entry, key)
-            if manifest.base.fingerprint != base.fingerprint:
-                raise AdapterStoreError(f"{entry}: trained on base {manifest.base.fingerprint[:12]}, "
-                                        f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
-            kind(task).check_adapter(task, base, entry)
-            with reporter().phase("load adapter", "loaded adapter"):
-                return load_adapter(base.model, entry), entry, manifest, None
+            return load_stored(task, base, entry, key)
         if tier == "full":
             with reporter().case(f"{task.card.name}/tiny canary"):
                 run_canary(task, splits, options)
@@ -148,20 +151,44 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
             return train_and_store(task, tier, base, splits, options, key, inputs)
     finally:
         if lock is not None:
-            lock.release()
+            release_lock(lock)
+
+
+def load_stored(task: Task, base: LoadedBase, entry: Path,
+                key: str) -> tuple[PeftModel, Path, Manifest, None]:
+    """The store's entry for `key` on `base`, after checking its files, its manifest and the base it was trained on."""
+    manifest = read_manifest(entry, key)
+    if manifest.base.fingerprint != base.fingerprint:
+        raise AdapterStoreError(f"{entry}: trained on base {manifest.base.fingerprint[:12]}, "
+                                f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
+    kind(task).check_adapter(task, base, entry)
+    with reporter().phase("load adapter", "loaded adapter"):
+        return load_adapter(base.model, entry), entry, manifest, None
 
 
 def acquire(store: AdapterStore, task: str, tier: Tier, key: str) -> FileLock:
     """The store's lock for one key: of several runs that need the same adapter, one trains while the
-    others wait, then load it. Temp dirs of killed saves are removed first."""
+    others wait, then load it; a waiting run says who holds it and for how long, and the holder records itself
+    for them. Temp dirs of killed saves are removed first."""
     lock = store.lock(task, tier, key)
     store.remove_stale_temps(task, tier)  # what saves killed earlier left behind
     try:
-        lock.acquire()
+        wait_for(lock, say_waiting)
     except Timeout as exc:
-        raise AdapterStoreError(f"waited {lock.timeout:.0f} s for another run training {task}/{tier} "
-                                f"key {key} (lock {lock.lock_file}); let it finish or stop it") from exc
+        raise AdapterStoreError(f"waited {lock.timeout:.0f} s for another run training {task}/{tier} key {key} "
+                                f"(lock {lock.lock_file}, held by {holder_of(lock)}); let it finish or stop "
+                                f"it") from exc
+    record_holder(lock)
     return lock
+
+
+def say_waiting(text: str) -> None:
+    """A run waiting on another's store lock says so as it waits, on the progress terminal (live and lines mode),
+    and as a warning, which pytest's summary and a silent run keep."""
+    progress = reporter()
+    if progress.terminal is not None and progress.mode != "silent":
+        progress.terminal.line(progress.prefixed(text, ": "))
+    warnings.warn(text, stacklevel=3)
 
 
 def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,

@@ -1,0 +1,107 @@
+"""Issue 31, case 5a: a run that only loads a committed adapter waited silently, up to the 4-hour lock timeout,
+while another process held the store lock. A whole entry is now loaded without the lock; a run that does wait
+says who holds the lock (pid, host, since when, recorded beside the lock by its holder) and for how long, every
+LOCK_REPORT_S seconds, and its timeout error names the holder too."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from filelock import FileLock, Timeout
+
+import loragate.run.adapter
+from loragate.card.options import RunOptions
+from loragate.run.adapter import acquire, prepare_adapter
+from loragate.store.adapters import (
+    AdapterStore,
+    AdapterStoreError,
+    BaseRecord,
+    adapter_key,
+    holder_file,
+    record_holder,
+    release_lock,
+    wait_for,
+)
+from tests.manifests import stub_manifest
+
+KEY = "0123456789abcdef"
+
+
+def held(store: AdapterStore, key: str = KEY) -> FileLock:
+    """The key's lock taken as another run takes it (its holder recorded); a second FileLock on the same file
+    conflicts with it even in this process. Not thread-local, so a timer thread can release it."""
+    lock = FileLock(store.lock("iris", "tiny", key).lock_file, thread_local=False)
+    lock.acquire()
+    record_holder(lock)
+    return lock
+
+
+def test_a_waiting_run_says_who_holds_the_lock_and_for_how_long(tmp_path: Path) -> None:
+    store = AdapterStore(tmp_path / "adapters")
+    holder = held(store)
+    said: list[str] = []
+    try:
+        with pytest.raises(Timeout):
+            wait_for(store.lock("iris", "tiny", KEY, timeout=0.5), said.append, every=0.1)
+    finally:
+        release_lock(holder)
+    assert len(said) >= 3, said
+    assert f"held by pid {os.getpid()} on host {socket.gethostname()}, for " in said[-1], said[-1]
+    assert f".lock-{KEY}" in said[-1] and said[-1].startswith("waiting "), said[-1]
+    assert not holder_file(holder).exists(), "the holder record outlived the lock"
+
+
+def shorten(monkeypatch: pytest.MonkeyPatch, timeout: float) -> None:
+    """The store's locks time out after `timeout` seconds, not 4 hours: a test that goes wrong fails, not hangs."""
+    lock = AdapterStore.lock
+    monkeypatch.setattr(AdapterStore, "lock", lambda self, task, tier, key: lock(self, task, tier, key, timeout))
+
+
+def test_acquire_warns_while_it_waits_then_takes_the_lock_when_it_is_released(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loragate.run.adapter, "wait_for", lambda lock, say: wait_for(lock, say, every=0.1))
+    store = AdapterStore(tmp_path / "adapters")
+    shorten(monkeypatch, 20)
+    holder = held(store)
+    threading.Timer(0.5, release_lock, [holder]).start()
+    with pytest.warns(UserWarning, match=rf"held by pid {os.getpid()} on host "):
+        lock = acquire(store, "iris", "tiny", KEY)
+    assert lock.is_locked and f'"pid": {os.getpid()}' in holder_file(lock).read_text()
+    release_lock(lock)
+
+
+def test_the_timeout_error_names_the_holder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = AdapterStore(tmp_path / "adapters")
+    holder = held(store)
+    shorten(monkeypatch, 0.3)
+    try:
+        with pytest.raises(AdapterStoreError, match=rf"held by pid {os.getpid()} on host .*let it finish"):
+            acquire(store, "iris", "tiny", KEY)
+    finally:
+        release_lock(holder)
+
+
+def test_a_stored_adapter_loads_while_another_run_holds_its_lock(tmp_path: Path, tuned, iris, iris_splits,
+                                                                 fresh_base, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = iris.card.tier("tiny")
+    key = adapter_key(fresh_base.fingerprint, iris_splits.data_hash(), settings.lora, settings.train)
+    store = AdapterStore(tmp_path / "adapters")
+    manifest = stub_manifest(base=BaseRecord(name=fresh_base.name, fingerprint=fresh_base.fingerprint))
+    stored = store.save(tuned[1], manifest, "iris", "tiny", key)
+    holder = held(store, key)
+    shorten(monkeypatch, 20)
+    loaded: list[Path] = []
+    loading = threading.Thread(target=lambda: loaded.append(prepare_adapter(
+        iris, "tiny", fresh_base, iris_splits, RunOptions(store_root=store.root))[1]), daemon=True)
+    try:
+        loading.start()
+        loading.join(timeout=60)
+        assert not loading.is_alive(), "the load waited for the lock although the entry was complete"
+    finally:
+        release_lock(holder)
+        loading.join(timeout=60)
+    assert loaded == [stored]
