@@ -179,7 +179,9 @@ class GateSettings(Strict):
     min_validity: float = Field(1.0, ge=0.0, le=1.0, description="share of tuned outputs that parse")
     max_leakage: float | None = Field(
         0.0, ge=0.0, le=1.0,
-        description="largest share of test inputs also in train; null where inputs repeat by design (binned Iris)",
+        description="largest share of test inputs repeated elsewhere: also in train (train/test leakage), twice in "
+        "test (duplicated test inputs), in both test and eval or eval and train (cross-split duplicates); null "
+        "where inputs repeat by design (binned Iris): the counts are reported, not gated",
     )
     floors: dict[str, float] = Field(
         default_factory=dict, description="metric -> value the tuned model must reach (at most, if lower is better)"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from loragate.kinds.protocol import ExampleTable
 from loragate.metrics.plots import Plot
-from loragate.metrics.scores import METRICS
+from loragate.metrics.registry import METRICS
 
 if TYPE_CHECKING:
     from loragate.kinds.protocol import ScoredRun

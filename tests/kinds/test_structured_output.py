@@ -16,6 +16,7 @@ from loragate.gates.per_key import KeyDrop, KeyFloor
 from loragate.kinds.structured_output.checks import field_scores
 from loragate.kinds.structured_output.schema import load_schema, location, parse_object
 from loragate.kinds.structured_output.scoring import field_counts, macro_f1, micro_f1, structured_metrics
+from loragate.metrics.scores import with_input_groups
 
 
 class Item(BaseModel):
@@ -84,6 +85,20 @@ def test_a_pooled_f1_delta_has_an_interval_around_it() -> None:
     assert interval.low <= interval.delta <= interval.high and interval.delta == pytest.approx(
         tuned.field_micro_f1 - base.field_micro_f1)
     assert interval.low > 0.5
+
+
+@pytest.mark.parametrize("metric", ["object_exact", "field_micro_f1"])
+def test_repeated_inputs_are_resampled_together(metric: str) -> None:
+    """Rows of one input resampled as one (issue 31, 4b): 10 outputs repeated 4 times give the interval of the 10."""
+    outputs = [GOLD] * 6 + ["{}"] * 4
+    distinct = score(outputs).paired_interval(score(["{}"] * 10), metric, 2000, 0.95, 0)
+    groups = tuple(range(10)) * 4
+    tuned, base = (with_input_groups(score(rows * 4), groups) for rows in (outputs, ["{}"] * 10))
+    naive = score(outputs * 4).paired_interval(score(["{}"] * 40), metric, 2000, 0.95, 0)
+    clustered = tuned.paired_interval(base, metric, 2000, 0.95, 0)
+    assert naive.high - naive.low < 0.7 * (distinct.high - distinct.low), "the naive interval should be narrower"
+    assert (clustered.low, clustered.high) == pytest.approx((distinct.low, distinct.high), abs=1e-12), clustered
+    assert "input_groups" not in tuned.to_json(), "how intervals resample is not a result for report.json"
 
 
 def one_field_wrong(n: int) -> list[str]:

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from loragate.data.parsing import ParsedOutput
-from loragate.metrics.scores import METRICS
+from loragate.metrics.registry import METRICS
+from loragate.metrics.scores import clusters, without_groups
 from loragate.metrics.stats import DeltaInterval, paired_bootstrap_means, paired_bootstrap_pooled
 
 MISSING = object()  # a field of an output that did not validate
@@ -78,6 +79,7 @@ class StructuredMetrics:
     ids: list[str]
     per_example: dict[str, list[float]]  # object_exact, and field:<name> exact, 0 or 1 per example
     counts: list[list[int]]  # per example: tp, fp, fn of each field in order, for the pooled F1s
+    input_groups: tuple[int, ...] = ()  # per example, its input's index (with_input_groups); (): all distinct
 
     def value(self, metric: str) -> float:
         METRICS.get(metric)  # raises with did-you-mean on an unknown name
@@ -104,12 +106,13 @@ class StructuredMetrics:
             raise ValueError(f"{metric}: base and tuned were scored on different examples; cannot pair them")
         if metric in POOLED:
             return paired_bootstrap_pooled(np.array(base.counts, dtype=float), np.array(self.counts, dtype=float),
-                                           POOLED[metric], resamples, confidence, seed)
+                                           POOLED[metric], resamples, confidence, seed, clusters(self.input_groups))
         if metric not in self.per_example:
             raise ValueError(f"{metric} has no per-example scores, so it cannot be gated with a paired interval; gate "
                              f"on object_exact, field_micro_f1 or field_macro_f1 instead")
         return paired_bootstrap_means(np.array(base.per_example[metric], dtype=float),
-                                      np.array(self.per_example[metric], dtype=float), resamples, confidence, seed)
+                                      np.array(self.per_example[metric], dtype=float), resamples, confidence, seed,
+                                      clusters=clusters(self.input_groups))
 
     def headline(self) -> dict[str, float]:
         return {"object_exact": self.object_exact, "field_micro_f1": self.field_micro_f1,
@@ -132,7 +135,7 @@ class StructuredMetrics:
         return self.schema_errors.get(loc, {}).get(kind, 0) / self.n
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return without_groups(asdict(self))
 
 
 def error_keys(*metrics: StructuredMetrics) -> list[tuple[str, str]]:
