@@ -6,14 +6,20 @@ cards (YAML with a `data:` block, loragate.tasks.card_task) are registered; and 
 entry-point group, for tasks shipped as packages, whose modules are imported. A module registers its tasks when
 imported, as the built-in ones do (`TASKS.register("iris", IrisTask)`, its card read from beside it); a name
 registered twice is an error naming both files.
+
+Nothing in a tasks directory is passed over without a word: a card that is not a card-only task and has no module
+beside it (a misspelt `data:`), or a directory that registers no task, is an error naming the file or directory, and
+every other file left out (a private module, a data file) is listed with the reason (`TaskDir.skipped`).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
@@ -29,6 +35,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ENTRY_POINT_GROUP = "loragate.tasks"
+CARD_SUFFIXES = (".yaml", ".yml")  # matched whatever their case: a card saved as orders.YAML is a card
+MODULE_TASKS: dict[str, list[str]] = {}  # a task module's import name -> the tasks it registered when imported
 
 
 class DiscoveryError(ValueError):
@@ -56,53 +64,103 @@ def configured_task_dir(project: Path, ini_value: str) -> tuple[Path, str] | Non
     return project / tasks, f"[tool.loragate] tasks in {pyproject}"
 
 
-def load_task_dir(directory: Path, setting: str) -> None:
+@dataclass
+class TaskDir:
+    """What a tasks directory gave: the tasks it registered, each file it left out with the reason, and the cards
+    that are no task at all (each an error, `problem`)."""
+
+    directory: Path
+    setting: str  # where the directory came from: "--task-dir", "[tool.loragate] tasks in ..."
+    registered: list[str] = field(default_factory=list)
+    skipped: dict[Path, str] = field(default_factory=dict)  # file -> why it is not a task
+    not_cards: dict[Path, str] = field(default_factory=dict)  # YAML file -> why it is no card-only task
+
+    def problem(self) -> str | None:
+        """Why this directory cannot stand for the project's tasks, or None: a card that is no task (its task would
+        silently be missing) or no task at all (the built-in ones would silently run in the project's place)."""
+        if self.not_cards:
+            return "; ".join(f"{path}: {reason}" for path, reason in self.not_cards.items())
+        if not self.registered:
+            listed = ", ".join(f"{path.name} ({reason})" for path, reason in self.skipped.items()) or "it is empty"
+            return (f"{self.setting}: {self.directory} registers no task ({listed}); put the project's task modules "
+                    f"(*.py) or card-only cards (*.yaml with a data: block) there, or point {self.setting} at the "
+                    f"directory that holds them")
+        return None
+
+
+def load_task_dir(directory: Path, setting: str) -> TaskDir:
     """Import every task module of `directory` (its *.py files, in name order, except those starting with "_");
-    each registers its tasks. Then register a CardTask for each card-only task: a *.yaml or *.yml card with a
-    `data:` block and no module of the same stem beside it (that module loads it). `setting` names where the
-    directory came from, for the error."""
+    each registers its tasks. Then register a CardTask for each card-only task: a *.yaml or *.yml card (any case)
+    with a `data:` block and no module of the same stem beside it (that module loads it). `setting` names where the
+    directory came from, for the errors. Returns what was registered and what was left out, and why."""
     if not directory.is_dir():
         raise DiscoveryError(f"{setting}: {directory} is not a directory; create it with the project's task modules "
                              f"or point {setting} at the directory that holds them")
-    for path in sorted(directory.glob("*.py")):
-        if not path.name.startswith("_"):
-            import_task_module(path.resolve())
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        if not path.with_suffix(".py").exists() and has_data_block(path):
-            register_card_task(path.resolve())
+    loaded = TaskDir(directory, setting)
+    files = sorted(path for path in directory.iterdir() if path.is_file())
+    for path in files:
+        if path.suffix == ".py" and not path.name.startswith("_"):
+            loaded.registered += import_task_module(path.resolve())
+    for path in files:
+        if path.suffix == ".py" and path.name.startswith("_"):
+            loaded.skipped[path] = "a private module: its name starts with _"
+        elif path.suffix.lower() in CARD_SUFFIXES and path.with_suffix(".py").exists():
+            continue  # the module of the same stem loads it
+        elif path.suffix.lower() in CARD_SUFFIXES:
+            reason = not_a_card_task(path)
+            if reason is None:
+                loaded.registered.append(register_card_task(path.resolve()))
+            else:
+                loaded.not_cards[path] = reason
+        elif path.suffix != ".py":
+            loaded.skipped[path] = "neither a task module (*.py) nor a card (*.yaml, *.yml)"
+    return loaded
 
 
-def has_data_block(path: Path) -> bool:
-    """Whether the YAML file `path` is a card-only task's card (a mapping with a `data` key)."""
+def not_a_card_task(path: Path) -> str | None:
+    """Why the YAML file `path` (with no module beside it) is no card-only task's card, naming the fix, or None
+    where it is one (a mapping with a `data` key)."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DiscoveryError(f"{path}: cannot read the card: {exc}; fix its YAML") from exc
-    return isinstance(raw, dict) and "data" in raw
+    if isinstance(raw, dict) and "data" in raw:
+        return None
+    module = path.with_suffix(".py").name
+    fix = (f"give it a data: block (a card-only task), put the task module {module} that loads it beside it, or "
+           f"move it out of the tasks directory")
+    if not isinstance(raw, dict):
+        return f"is not a card (a YAML mapping) but {type(raw).__name__}; {fix}"
+    close = difflib.get_close_matches("data", [str(key) for key in raw], n=1)
+    guess = f" (did you mean data:? found {close[0]}:)" if close else ""
+    return f"has no data: block{guess} and no module {module} beside it loads it; {fix}"
 
 
-def register_card_task(path: Path) -> None:
-    """Register the card at `path` (validated now, so a broken card stops the run naming it) under its name; the
-    same file registered again (an in-process pytest run) is a no-op."""
+def register_card_task(path: Path) -> str:
+    """Register the card at `path` (validated now, so a broken card stops the run naming it) under its name, and
+    return the name; the same file registered again (an in-process pytest run) is a no-op."""
     try:
         name = CardTask(path).card.name
     except CardError as exc:
         raise DiscoveryError(str(exc)) from exc
     registered = TASKS.get(name) if name in TASKS else None
     if isinstance(registered, CardTaskEntry) and registered.card_path == path:
-        return
+        return name
     try:
         TASKS.register(name, CardTaskEntry(path))
     except ValueError as exc:
         raise DiscoveryError(f"{path}: cannot register the card-only task: {exc}") from exc
+    return name
 
 
-def import_task_module(path: Path) -> None:
+def import_task_module(path: Path) -> list[str]:
     """Import `path` under a name of its own (its stem and a hash of its path), so a task module named like a
-    library (`json.py`) shadows nothing, and importing the same file again (an in-process pytest run) is a no-op."""
+    library (`json.py`) shadows nothing, and importing the same file again (an in-process pytest run) is a no-op.
+    Returns the tasks it registered (when first imported)."""
     name = f"loragate_tasks_{hashlib.sha1(str(path).encode()).hexdigest()[:10]}_{path.stem}"
     if name in sys.modules:
-        return
+        return MODULE_TASKS.get(name, [])
+    before = set(TASKS.names())
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None  # a *.py file always has a source loader
     module = importlib.util.module_from_spec(spec)
@@ -112,6 +170,8 @@ def import_task_module(path: Path) -> None:
     except Exception as exc:
         del sys.modules[name]
         raise DiscoveryError(f"{path}: cannot load the task module: {type(exc).__name__}: {exc}") from exc
+    MODULE_TASKS[name] = [task for task in TASKS.names() if task not in before]
+    return MODULE_TASKS[name]
 
 
 def load_entry_points(points: Iterable[EntryPoint] | None = None) -> None:

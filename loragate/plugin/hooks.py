@@ -73,6 +73,7 @@ class GateTally:
 
 
 GATE_TALLY = pytest.StashKey[GateTally]()
+SKIPPED_FILES = pytest.StashKey[list[str]]()  # one line per file a tasks directory left out, with the reason
 SINGLE_TASK_OPTIONS = ("adapter", "baseline_adapter", "baseline_report", "data", "base_model")
 MARKERS = {
     "smoke": "tiny tier: offline models and data, any CPU, minutes",
@@ -234,16 +235,22 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def load_project_tasks(config: pytest.Config, rootdir: Path) -> None:
     """The project's tasks beside the built-in ones, before --task is checked: the modules of --task-dir (else of the
-    ini option loragate_tasks, else of [tool.loragate] tasks), and the `loragate.tasks` entry points."""
+    ini option loragate_tasks, else of [tool.loragate] tasks), and the `loragate.tasks` entry points. A tasks
+    directory with a card that is no task, or with no task at all, stops the run naming it (the built-in tasks
+    would run in its place); the files it left out are listed under the run (pytest_terminal_summary)."""
     load_entry_points()
     dirs = config.getoption("task_dir")
     if dirs:
-        for directory in dirs:
-            load_task_dir(Path(config.invocation_params.dir) / directory, "--task-dir")
-        return
-    configured = configured_task_dir(rootdir, config.getini("loragate_tasks"))
-    if configured is not None:
-        load_task_dir(*configured)
+        loaded = [load_task_dir(Path(config.invocation_params.dir) / directory, "--task-dir") for directory in dirs]
+    else:
+        configured = configured_task_dir(rootdir, config.getini("loragate_tasks"))
+        loaded = [load_task_dir(*configured)] if configured is not None else []
+    for task_dir in loaded:
+        problem = task_dir.problem()
+        if problem is not None:
+            raise DiscoveryError(problem)
+    config.stash[SKIPPED_FILES] = [f"loragate: {task_dir.setting} {task_dir.directory}: skipped {path.name} ({why})"
+                                   for task_dir in loaded for path, why in task_dir.skipped.items()]
 
 
 def check_outputs(config: pytest.Config, rootdir: Path) -> None:
@@ -451,6 +458,9 @@ def pytest_testnodedown(node: WorkerController, error: object | None) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        for line in config.stash.get(SKIPPED_FILES, []):
+            terminalreporter.write_line(line, yellow=True)
     tally = config.stash.get(GATE_TALLY, None)
     if tally is not None and tally.checked_nothing and not hasattr(config, "workerinput"):
         terminalreporter.write_line(
