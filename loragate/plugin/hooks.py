@@ -353,6 +353,13 @@ def pytest_collection(session: pytest.Session) -> Generator[None, object, object
 
 @pytest.hookimpl(tryfirst=True)  # before -m, -k, --deselect and --lf: they filter the gate's tests like any other
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The gate's suites joined to a `-m smoke` / `-m full` run (add_suites), less the gate tests a
+    pytest-benchmark option would skip (deselect_benchmark_skipped)."""
+    add_suites(session, config, items)
+    deselect_benchmark_skipped(config, items)
+
+
+def add_suites(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """`pytest -m smoke` or `-m full` runs the gate in any project: the suites shipped in suites join the
     tests collected from testpaths or the current directory. Collected from the session, not added as a path: pytest
     ignores paths inside a virtualenv, where loragate is usually installed, and names files outside the rootdir
@@ -365,6 +372,20 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for path in sorted(SUITES.glob("test_*.py")):  # ids as in this repository's tree, wherever loragate is installed
         module = pytest.Module.from_parent(session, path=path, nodeid=f"suites/{path.name}")
         items.extend(session.genitems(module))
+
+
+def deselect_benchmark_skipped(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """pytest-benchmark's --benchmark-skip skips every test that takes its `benchmark` fixture (--benchmark-only
+    every other one), and a skip counts as having run: the throughput test measured nothing, yet the case passed.
+    Those gate tests are deselected instead, so their case is PARTIAL, as under `-k` or `--deselect`."""
+    only = config.getoption("benchmark_only", default=False)
+    if not (only or config.getoption("benchmark_skip", default=False)):
+        return
+    skipped = [item for item in items if "gate_case" in getattr(item, "fixturenames", ())
+               and ("benchmark" in getattr(item, "fixturenames", ())) != only]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = [item for item in items if item not in skipped]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -46,9 +46,11 @@ class GateSession:
         if nodeid in self.case_of:
             self.tests[self.case_of[nodeid]].record(nodeid, outcome)
 
-    def with_tests(self, run: TaskRun) -> TaskRun:
-        """`run` with its case's gate tests attached, for the verdict, just before it is rendered."""
-        run.tests = self.tests.get((run.task.card.name, run.tier))
+    def with_tests(self, case: tuple[str, str], run: TaskRun) -> TaskRun:
+        """`run` with the gate tests of its `case` attached, for the verdict, just before it is rendered. The case is
+        the registered task the tests were parametrized with, not the card's name: `--set name=other` renames the
+        card, and a verdict looked up by it found no tests and passed whatever they did."""
+        run.tests = self.tests.get(case)
         return run
 
     @cached_property
@@ -96,8 +98,8 @@ class GateSession:
         (exceptions and models do not cross processes)."""
         from loragate.report.writer import render_or_explain  # loads sklearn: not at pytest start-up
 
-        return {"runs": [render_or_explain(self.with_tests(run)).to_builtins() for run in self.runs.values()],
-                "failures": self.failure_lines()}
+        runs = [render_or_explain(self.with_tests(case, run)).to_builtins() for case, run in self.runs.items()]
+        return {"runs": runs, "failures": self.failure_lines()}
 
     def receive(self, worker: str, handover: dict[str, list]) -> None:
         """On the xdist controller: keep what `worker` handed over."""
@@ -111,10 +113,10 @@ class GateSession:
         did not run, and any run that more than one worker computed (the report keeps the first)."""
         from loragate.report.writer import render_or_explain  # loads sklearn: not at pytest start-up
 
-        rendered = [render_or_explain(self.with_tests(run)) for run in self.runs.values()]
+        rendered = [render_or_explain(self.with_tests(case, run)) for case, run in self.runs.items()]
         workers: dict[str, list[str]] = {}  # run name -> the workers that computed it
         order = [(task, tier) for task in self.tasks for tier in TIERS]
-        for worker, run in sorted(self.worker_runs, key=lambda pair: order.index((pair[1].task, pair[1].tier))):
+        for worker, run in sorted(self.worker_runs, key=lambda pair: position(order, pair[1])):
             if run.name not in workers:
                 rendered.append(run)
             workers.setdefault(run.name, []).append(worker)
@@ -148,6 +150,13 @@ class GateSession:
                 errors.append(f"GITHUB_STEP_SUMMARY={step_summary} could not be written: {exc}")
         self.finished = Finished(runs, lines, report, [redact(error) for error in errors])
         return self.finished
+
+
+def position(order: list[tuple[str, str]], run: RenderedRun) -> int:
+    """Where a worker's `run` goes among the cases in `order`: last where it carries a card name no case has
+    (`--set name=other` renames the card, not the task)."""
+    case = (run.task, run.tier)
+    return order.index(case) if case in order else len(order)
 
 
 @dataclass(frozen=True)
