@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -24,8 +25,8 @@ def directory_problem(path: Path) -> str | None:
     """Why `path` cannot become a directory this run writes to, or None."""
     existing = nearest_existing(path)
     if not existing.is_dir():
-        return f"{existing} is a file, not a directory" + (f", so {path} cannot be created under it"
-                                                          if existing != path.absolute() else "")
+        under = f", so {path} cannot be created under it" if existing != path.absolute() else ""
+        return f"{existing} is {file_type(existing)}, not a directory{under}"
     try:
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".loragate-probe-"):
             pass
@@ -38,13 +39,26 @@ def directory_problem(path: Path) -> str | None:
 
 
 def file_problem(path: Path) -> str | None:
-    """Why the file `path` (created if missing) cannot be appended to, or None. Opening in append mode writes
-    nothing: an existing summary keeps its bytes."""
-    if path.is_dir():
-        return f"{path} is a directory, not a file"
-    problem = directory_problem(path.parent)
-    if problem is not None:
-        return problem
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{path} is not writable"
-    return None
+    """Why the file `path` cannot be appended to, or None: it must be a regular file (a FIFO blocks the writer until
+    someone reads it, forever in CI), or be missing from an existing, writable directory (nothing creates the
+    directory: the run would find out only at its end)."""
+    if path.exists():
+        if not path.is_file():
+            return f"{path} is {file_type(path)}, not a file"
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    if not path.parent.is_dir():
+        missing = nearest_existing(path.parent)
+        return (f"its directory {path.parent} does not exist" if missing.is_dir()
+                else f"{missing} is {file_type(missing)}, not a directory")
+    return directory_problem(path.parent)
+
+
+def file_type(path: Path) -> str:
+    """What `path` is, in words: "a directory", "a FIFO", "a socket", ..."""
+    mode = path.stat().st_mode
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISREG, "a file")):
+        if test(mode):
+            return name
+    return "not a file"

@@ -6,6 +6,7 @@ Under pytest-xdist every process has its own session: the workers compute the ru
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,6 +17,8 @@ from loragate.card.settings import TIERS
 from loragate.gates.verdict import CaseTests
 from loragate.progress import SILENT, Progress, reporting
 from loragate.redact import redact
+
+SUMMARY_TIMEOUT_S = 60  # a summary is a few KiB: a regular file takes it in milliseconds
 
 if TYPE_CHECKING:  # heavy imports wait until a test asks for a run, so `pytest --help` stays fast
     from loragate.report.writer import RenderedRun
@@ -144,12 +147,34 @@ class GateSession:
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")  # set by GitHub Actions: the job's summary page
         if report is not None and step_summary:
             try:
-                with open(step_summary, "a", encoding="utf-8") as handle:
-                    handle.write((report / "summary.md").read_text(encoding="utf-8"))
+                append_within(Path(step_summary), (report / "summary.md").read_text(encoding="utf-8"),
+                              SUMMARY_TIMEOUT_S)
             except OSError as exc:
                 errors.append(f"GITHUB_STEP_SUMMARY={step_summary} could not be written: {exc}")
         self.finished = Finished(runs, lines, report, [redact(error) for error in errors])
         return self.finished
+
+
+def append_within(path: Path, text: str, seconds: float) -> None:
+    """Append `text` to `path`, or TimeoutError after `seconds`: a FIFO no one reads, or a hung network mount, would
+    block the end of the run forever after every test passed. The write goes on in a daemon thread, which the
+    interpreter's exit does not wait for."""
+    failed: list[OSError] = []
+
+    def append() -> None:
+        try:
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            failed.append(exc)
+
+    writer = threading.Thread(target=append, name=f"loragate: append to {path}", daemon=True)
+    writer.start()
+    writer.join(seconds)
+    if writer.is_alive():
+        raise TimeoutError(f"not written within {seconds:g} s (a FIFO no one reads, or a hung file system?)")
+    if failed:
+        raise failed[0]
 
 
 def position(order: list[tuple[str, str]], run: RenderedRun) -> int:
