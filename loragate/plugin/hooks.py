@@ -22,7 +22,8 @@ import pytest
 
 from loragate.card.options import OptionError, require_cuda, require_one_task, require_quantizable
 from loragate.card.overrides import OverrideError, apply_overrides
-from loragate.card.settings import TIERS, TaskCard
+from loragate.card.settings import TIERS, CardError, TaskCard
+from loragate.kinds.structured_output.schema import declared_schema
 from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
 from loragate.plugin.preflight import directory_problem, file_problem
 from loragate.plugin.session import GateSession
@@ -165,7 +166,7 @@ def check_options(config: pytest.Config, chosen: list[str], tasks: list[str]) ->
         device = run_device(config)
         require_quantizable(config.getoption("quantize"), tasks)
         check_cards(config, tasks)
-    except (OptionError, OverrideError) as exc:
+    except (OptionError, OverrideError, CardError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     return device
 
@@ -181,11 +182,15 @@ def run_device(config: pytest.Config) -> str:
 
 
 def check_cards(config: pytest.Config, tasks: list[str]) -> None:
-    """Each selected task's card must take the --set overrides (a bad path or value stops the run here), and
+    """Each selected task's card must take the --set overrides (a bad path or value stops the run here), load the
+    output schema it declares (a module that is missing, raises or exits, found before any model loads), and
     decode under its grammar where asked."""
     overrides = tuple(config.getoption("overrides"))
     cards = [apply_overrides(get_task(name).card, overrides) for name in tasks]
-    require_constrainable(cards, config.getoption("constrain"))
+    flag = config.getoption("constrain")
+    for card in cards:
+        declared_schema(card, constrains(card, list(card.tiers), flag))
+    require_constrainable(cards, flag)
 
 
 def start_session(config: pytest.Config, rootdir: Path, tasks: list[str], device: str) -> None:

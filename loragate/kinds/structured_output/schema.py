@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, PydanticUserError, TypeAdapter, ValidationError
 
 from loragate.card.settings import CardError, TaskCard
 from loragate.data.parsing import ParsedOutput, SchemaError
@@ -41,17 +41,60 @@ def load_schema(spec: str, card_dir: Path | None, task: str) -> type[BaseModel]:
     found = next((path for path in candidates if path.is_file()), None)
     try:
         module = import_file(found) if found else importlib.import_module(module_name)
+    except KeyboardInterrupt:
+        raise
     except ModuleNotFoundError as exc:
+        if found is not None:  # the module was found; something it imports was not
+            raise CardError(f"{where}: importing {found} failed: {type(exc).__name__}: {exc}; install what it "
+                            f"imports") from exc
         looked = f"none of {', '.join(str(path) for path in candidates)} exists and " if candidates else ""
         raise CardError(f"{where}: {looked}module {module_name!r} is not importable ({exc}); put {module_name}.py "
                         f"beside the card or at the project's root, or install the package that holds it") from exc
-    except Exception as exc:
-        raise CardError(f"{where}: importing {module_name} failed: {type(exc).__name__}: {exc}") from exc
+    except BaseException as exc:  # SystemExit too: a module that exits while imported would end pytest's session
+        raise CardError(f"{where}: importing {found or module_name} failed: {type(exc).__name__}: {exc}; fix the "
+                        f"module so importing it only defines the model (a script's code goes under "
+                        f"`if __name__ == \"__main__\":`)") from exc
     schema = getattr(module, class_name, None)
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
         raise CardError(f"{where}: {module_name}.{class_name} is {'missing' if schema is None else repr(schema)}; "
                         f"name a pydantic BaseModel subclass defined in {module.__file__}")
     return schema
+
+
+def declared_schema(card: TaskCard, constrained: bool) -> type[BaseModel] | None:
+    """The output schema of a card that declares one (a `structured:` block), else None, loaded now: the plugin
+    calls this at start-up, so a module that is missing, raises or exits is a CardError before any model loads,
+    not an error of pytest's own. `constrained`: the run decodes under the schema's grammar, so it needs a JSON
+    Schema too (a field of an arbitrary Python type has none)."""
+    if card.block("structured") is None:
+        return None
+    schema = output_schema(card)
+    if constrained:
+        json_schema_problem(schema, f"task {card.name}: structured.output_schema "
+                                    f"{card.block('structured').output_schema!r}")
+    return schema
+
+
+def json_schema_problem(schema: type[BaseModel], where: str) -> None:
+    """A CardError naming the fields of `schema` that have no JSON Schema (what constrained decoding compiles into
+    its grammar), where the model as a whole has none."""
+    try:
+        schema.model_json_schema()
+    except PydanticUserError as exc:
+        fields = [name for name, info in schema.model_fields.items() if not has_json_schema(info.annotation)]
+        which = f"field {', '.join(fields)} has" if fields else "its fields have"
+        raise CardError(f"{where}: {schema.__name__} has no JSON Schema, which constrained decoding needs: {which} "
+                        f"none ({str(exc).splitlines()[0]}); give it a JSON type (str, int, a pydantic model, ...), "
+                        f"or decode without --constrain and eval.constrain: schema") from exc
+
+
+def has_json_schema(annotation: object) -> bool:
+    """Whether a field's type has a JSON Schema of its own."""
+    try:
+        TypeAdapter(annotation).json_schema()
+    except PydanticUserError:
+        return False
+    return True
 
 
 def project_files(card_dir: Path, relative: str) -> list[Path]:
