@@ -6,6 +6,7 @@ kind's `pipeline` module only when a run needs it, so `pytest --help` and card l
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,9 @@ class KindSpec:
     windows: bool = False  # reads long inputs in strided windows (its block's max_length, stride): no truncation
     constrains: bool = False  # generates a label or JSON that a grammar can hold it to (eval.constrain, --constrain)
     package: str | None = None  # the package registering the kind, default loragate.kinds.<name>: `__name__` there
+    # what the kind checks of a card at start-up, before any model loads (card, whether the run decodes under the
+    # output's grammar), raising CardError: structured output imports the card's output schema; light, no torch
+    check_card: Callable[[TaskCard, bool], None] | None = None
 
     def __post_init__(self) -> None:
         """What a registration gets wrong is refused where it is made, naming the kind."""

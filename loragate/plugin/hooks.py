@@ -23,7 +23,7 @@ import pytest
 from loragate.card.options import OptionError, require_cuda, require_one_task, require_quantizable
 from loragate.card.overrides import OverrideError, apply_overrides
 from loragate.card.settings import TIERS, CardError, TaskCard
-from loragate.kinds.structured_output.schema import declared_schema
+from loragate.kinds import KINDS
 from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
 from loragate.plugin.preflight import directory_problem, file_problem
 from loragate.plugin.session import GateSession
@@ -182,14 +182,16 @@ def run_device(config: pytest.Config) -> str:
 
 
 def check_cards(config: pytest.Config, tasks: list[str]) -> None:
-    """Each selected task's card must take the --set overrides (a bad path or value stops the run here), load the
-    output schema it declares (a module that is missing, raises or exits, found before any model loads), and
-    decode under its grammar where asked."""
+    """Each selected task's card must take the --set overrides (a bad path or value stops the run here), pass its
+    kind's own start-up check (structured output: the output schema it declares loads, found before any model
+    loads), and decode under its grammar where asked."""
     overrides = tuple(config.getoption("overrides"))
     cards = [apply_overrides(get_task(name).card, overrides) for name in tasks]
     flag = config.getoption("constrain")
     for card in cards:
-        declared_schema(card, constrains(card, list(card.tiers), flag))
+        check = KINDS.get(card.kind).check_card
+        if check is not None:
+            check(card, constrains(card, list(card.tiers), flag))
     require_constrainable(cards, flag)
 
 

@@ -2,6 +2,7 @@
 objects, per field and over fields, with the schema errors of the outputs that do not validate."""
 
 from loragate.kinds.registry import KINDS, KindSpec
+from loragate.kinds.structured_output.schema import declared_schema
 from loragate.kinds.structured_output.settings import StructuredSettings
 from loragate.metrics.registry import METRICS, MetricSpec
 
@@ -16,4 +17,4 @@ for _spec in (
 KINDS.register("structured_output", KindSpec("structured_output", "CAUSAL_LM", encoder=False, labels=False,
                                              block="structured", block_model=StructuredSettings,
                                              metrics=("object_exact", "field_micro_f1", "field_macro_f1"),
-                                             constrains=True))
+                                             constrains=True, check_card=declared_schema))
