@@ -23,10 +23,18 @@ import json
 import sys
 from pathlib import Path
 
-from loragate.card.options import OptionError, RunOptions, require_cuda, require_one_task, require_quantizable
+from loragate.card.options import OptionError, RunOptions
 from loragate.card.overrides import OverrideError, apply_overrides
 from loragate.kinds import KINDS
-from loragate.plugin.options import parse_base_model, parse_data, parse_set, parse_task
+from loragate.plugin.options import (
+    parse_base_model,
+    parse_data,
+    parse_set,
+    parse_task,
+    require_cuda,
+    require_one_task,
+    require_quantizable,
+)
 from loragate.progress import Progress, StderrTerminal, mode_for, reporter, reporting
 from loragate.run.adapter import prepare_adapter
 from loragate.run.steps import fit_inputs, for_base, load_splits, load_task, prepare_base

@@ -301,7 +301,9 @@ def load_causal(name_or_path: str, device: str, dtype: torch.dtype, display_name
     if quantize is None:
         model = model.to(device)
     else:  # bitsandbytes places the weights itself (device_map); a quantized model refuses .to()
-        from peft import prepare_model_for_kbit_training  # loads peft: require_quantizable imports us at start-up
+        from peft import (
+            prepare_model_for_kbit_training,  # loads peft: require_quantizable imports this module at start-up
+        )
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         keep_cpu_4bit_layout(model)

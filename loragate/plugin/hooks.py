@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from loragate.card.options import OptionError, require_cuda, require_one_task, require_quantizable
+from loragate.card.options import OptionError, RunOptions
 from loragate.card.overrides import OverrideError, apply_overrides
 from loragate.card.settings import TIERS, CardError, TaskCard
 from loragate.kinds import KINDS
 from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
+from loragate.plugin.options import add_options, require_cuda, require_one_task, require_quantizable
 from loragate.plugin.preflight import directory_problem, file_problem
 from loragate.plugin.session import GateSession
 from loragate.progress import terminal_progress
@@ -37,9 +38,7 @@ if TYPE_CHECKING:
 
     from xdist.workermanage import WorkerController
 
-# the options (registered as the first step, before pytest parses the command line) and the fixtures the suites ask
-# for, in any project that installs loragate
-pytest_plugins = ["loragate.plugin.options", "loragate.fixtures.gate"]
+pytest_plugins = ["loragate.fixtures.gate"]  # the fixtures the suites ask for, in any project that installs loragate
 
 SESSION = pytest.StashKey[GateSession]()
 HANDOVER = "loragate"  # a worker's GateSession.handover() in xdist's workeroutput
@@ -88,6 +87,10 @@ THIRD_PARTY_WARNINGS = (
     "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning",  # torch's own mkldnn module, via transformers
     "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning",  # peft calling a renamed transformers 5 API
 )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
@@ -197,7 +200,7 @@ def check_cards(config: pytest.Config, tasks: list[str]) -> None:
 
 def start_session(config: pytest.Config, rootdir: Path, tasks: list[str], device: str) -> None:
     """The run's GateSession and the tally of its gate tests, kept in config.stash."""
-    options = dict(  # RunOptions' fields: the session builds RunOptions from them (GateSession.options)
+    options = RunOptions(
         device=device,
         base_model=config.getoption("base_model"),
         adapter=config.getoption("adapter"),

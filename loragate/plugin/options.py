@@ -1,16 +1,20 @@
 """The gate's command-line options, in one group, each checked as it is parsed: a bad value is a usage error naming
-the flag, the value and the fix. train_fixtures.py parses its own flags with the same functions."""
+the flag, the value and the fix; and the checks of their combinations, which need the project's tasks.
+train_fixtures.py parses its own flags and checks them with the same functions."""
 
 from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
+from loragate.card.options import OptionError
 from loragate.card.overrides import OverrideError, parse_override
-from loragate.tasks import TASKS
+from loragate.kinds import KINDS
+from loragate.tasks import TASKS, get_task
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -88,7 +92,8 @@ def parse_existing_path(value: str) -> Path:
     return path.resolve()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def add_options(parser: pytest.Parser) -> None:
+    """The gate's options, in one group (the plugin's pytest_addoption)."""
     group = parser.getgroup("loragate", "loragate release gate")
     group.addoption("--gpu", action="store_true", help="run on CUDA in bf16 and enable the full tier")
     group.addoption("--task", action="append", metavar="NAME",
@@ -128,3 +133,38 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="where reports/<run>/report.json and report.md go (default: reports)")
     parser.addini("loragate_tasks", "the project's directory of task modules (like --task-dir), relative to the "
                   "config file", default="")
+
+
+def require_one_task(flags: Mapping[str, object], chosen: list[str], registered: list[str]) -> None:
+    """Options that name one task's files (its adapter, data, base) need exactly one explicit --task: the same
+    command must not change meaning when a second task is registered."""
+    for flag, value in flags.items():
+        if value not in (None, False) and len(chosen) != 1:
+            raise OptionError(f"--{flag.replace('_', '-')} applies to one task: add --task NAME "
+                              f"(one of {', '.join(registered)})")
+
+
+def require_quantizable(quantize: str | None, tasks: list[str]) -> None:
+    """--quantize loads causal bases through bitsandbytes: it must import, and no task may run on an encoder."""
+    if quantize is None:  # before the imports: they load torch, which `pytest --help` must not wait for
+        return
+    from loragate.models.bases import ModelLoadError, require_bitsandbytes  # loads torch: only under --quantize
+
+    try:
+        require_bitsandbytes(quantize)
+    except ModelLoadError as exc:
+        raise OptionError(str(exc)) from exc
+    on_encoder = {name: KINDS.get(get_task(name).card.kind).encoder for name in TASKS.names()}
+    encoders = [name for name in tasks if on_encoder[name]]
+    if encoders:
+        causal = [name for name, encoder in on_encoder.items() if not encoder]
+        raise OptionError(f"--quantize {quantize} is for causal bases; {', '.join(encoders)} run on an encoder: "
+                          f"choose tasks with --task ({', '.join(causal)}) or drop --quantize")
+
+
+def require_cuda() -> None:
+    import torch  # only under --gpu: `pytest --help` and CPU runs start without it
+
+    if not torch.cuda.is_available():
+        raise OptionError(f"--gpu: CUDA is not available to torch {torch.__version__}. Run without --gpu for the tiny "
+                          f"tier on CPU, or install a CUDA build of torch on a machine with an NVIDIA GPU.")

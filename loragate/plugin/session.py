@@ -8,9 +8,8 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loragate.card.options import RunOptions
 from loragate.card.settings import TIERS
@@ -27,7 +26,7 @@ if TYPE_CHECKING:  # heavy imports wait until a test asks for a run, so `pytest 
 
 @dataclass
 class GateSession:
-    option_values: dict[str, Any]  # RunOptions' fields, as pytest_configure read them from the command line
+    options: RunOptions  # what pytest_configure read from the command line, checked there
     tasks: list[str]
     report_dir: Path
     runs: dict[tuple[str, str], TaskRun] = field(default_factory=dict)
@@ -56,10 +55,6 @@ class GateSession:
         run.tests = self.tests.get(case)
         return run
 
-    @cached_property
-    def options(self) -> RunOptions:
-        return RunOptions(**self.option_values)
-
     def run(self, task: str, tier: str) -> TaskRun:
         """The run of `task` at `tier`, computed on first request; a failure is re-raised, not retried."""
         key = (task, tier)
@@ -70,7 +65,7 @@ class GateSession:
 
             try:
                 with reporting(self.progress), self.progress.case(f"{task}/{tier}"):
-                    self.runs[key] = run_task(task, tier, self.options)  # type: ignore[arg-type]
+                    self.runs[key] = run_task(task, tier, self.options)
             except Exception as exc:
                 self.failures[key] = exc
                 raise

@@ -193,7 +193,7 @@ def test_the_plugin_hands_the_overrides_to_the_run(gate_dir: pytest.Pytester) ->
 from loragate.plugin.hooks import gate_session
 
 def test_options(pytestconfig):
-    print("OVERRIDES=" + repr(gate_session(pytestconfig).option_values["overrides"]))
+    print("OVERRIDES=" + repr(gate_session(pytestconfig).options.overrides))
 """)
     result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "-s", "--task", "iris", "--set",
                                            "tiers.tiny.train.lr=1e-3", "--set=gates.min_delta.accuracy=0.1")

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from loragate.card.options import RunOptions
 from loragate.metrics.plots import Plot
 from loragate.plugin.session import GateSession
 from loragate.report.writer import RenderedRun
@@ -32,7 +33,7 @@ class RenamedRun(SimpleNamespace):
 def renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GateSession:
     """A session whose case iris/tiny ran with its card renamed `other`; rendering gives the run's verdict."""
     monkeypatch.setattr("loragate.report.writer.render_or_explain", lambda run: run.verdict.status)
-    session = GateSession({}, ["iris"], tmp_path)
+    session = GateSession(RunOptions(), ["iris"], tmp_path)
     for nodeid in (QUALITY, SCHEMA):
         session.collected(nodeid, ("iris", "tiny"))
     session.runs[("iris", "tiny")] = RenamedRun(task=SimpleNamespace(card=SimpleNamespace(name="other")),
@@ -55,7 +56,7 @@ def test_a_renamed_cards_case_with_a_failed_gate_test_fails(renamed: GateSession
 
 def test_a_workers_run_of_a_renamed_card_is_kept_not_a_crash(tmp_path: Path) -> None:
     """Under xdist a worker hands over its run by its card's name, which no case of the controller has."""
-    session = GateSession({}, ["iris"], tmp_path)
+    session = GateSession(RunOptions(), ["iris"], tmp_path)
     run = RenderedRun(task="other", tier="tiny", verdict="PASS", table="other/tiny: PASS", json={"task": "other"},
                       markdown="", html="", summary="", plots=(Plot("other-tiny-loss.svg", "loss", "<svg/>"),))
     session.receive("gw0", {"runs": [run.to_builtins()], "failures": []})

@@ -270,7 +270,7 @@ from loragate.plugin.hooks import gate_session
 
 def test_options(pytestconfig):
     session = gate_session(pytestconfig)
-    values = {k: str(v) if v is not None else None for k, v in session.option_values.items()}
+    values = {k: str(v) if v is not None else None for k, v in vars(session.options).items()}
     print("OPTIONS=" + json.dumps({**values, "tasks": session.tasks, "report_dir": str(session.report_dir)}))
 """
 
@@ -464,7 +464,7 @@ STORE_ROOT_TEST = """
 from loragate.plugin.hooks import gate_session
 
 def test_store_root(pytestconfig):
-    print("STORE", gate_session(pytestconfig).option_values["store_root"])
+    print("STORE", gate_session(pytestconfig).options.store_root)
 """
 
 

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from loragate.card.options import RunOptions
 from loragate.metrics.plots import Plot
 from loragate.plugin.hooks import pytest_load_initial_conftests
 from loragate.plugin.session import GateSession
@@ -109,7 +110,7 @@ def rendered(task: str) -> dict:
 def test_controller_orders_runs_by_task_and_names_a_run_two_workers_computed(tmp_path: Path) -> None:
     """With --dist load a task's tests spread over workers and each computes the run: the report keeps one,
     and the summary says how to keep each task on one worker."""
-    session = GateSession({}, ["iris", "sst2"], tmp_path)
+    session = GateSession(RunOptions(), ["iris", "sst2"], tmp_path)
     session.receive("gw1", {"runs": [rendered("sst2"), rendered("iris")], "failures": []})
     session.receive("gw0", {"runs": [rendered("iris")],
                             "failures": ["topics/tiny: did not run: RuntimeError: no base"]})

@@ -251,7 +251,7 @@ def test_report_json_carries_every_prediction(hostile_run: TaskRun, hostile_repo
 
 
 def fake_config(run: TaskRun, report_dir: Path) -> SimpleNamespace:
-    session = GateSession({}, ["iris"], report_dir)
+    session = GateSession(RunOptions(), ["iris"], report_dir)
     session.runs[("iris", "tiny")] = run
     return SimpleNamespace(stash={SESSION: session})
 
@@ -358,7 +358,7 @@ def test_an_unavailable_metric_is_shown_with_its_reason_by_every_renderer(instru
 def test_one_run_that_cannot_be_rendered_costs_neither_the_others_nor_the_verdict(
         hostile_run: TaskRun, instruct_run: TaskRun, tmp_path: Path) -> None:
     broken = replace(instruct_run, tuned_predictions=replace(instruct_run.tuned_predictions, ids=["other"]))
-    session = GateSession({}, ["iris", "instruct"], tmp_path / "reports")
+    session = GateSession(RunOptions(), ["iris", "instruct"], tmp_path / "reports")
     session.runs[("iris", "tiny")] = hostile_run
     session.runs[("instruct", "tiny")] = broken
     finished = session.finish()
@@ -374,7 +374,7 @@ def test_one_run_that_cannot_be_rendered_costs_neither_the_others_nor_the_verdic
 def test_a_report_that_cannot_be_written_is_an_error_after_the_tables(hostile_run: TaskRun, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    session = GateSession({}, ["iris"], blocker / "reports")
+    session = GateSession(RunOptions(), ["iris"], blocker / "reports")
     session.runs[("iris", "tiny")] = hostile_run
     finished = session.finish()
     assert finished.report is None and len(finished.runs) == 1

@@ -147,7 +147,7 @@ CONSTRAIN_TEST = """
 from loragate.plugin.hooks import gate_session
 
 def test_constrain(pytestconfig):
-    print("CONSTRAIN", gate_session(pytestconfig).option_values["constrain"])
+    print("CONSTRAIN", gate_session(pytestconfig).options.constrain)
 """
 
 
