@@ -9,7 +9,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StrictBool,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -46,6 +48,41 @@ class Strict(BaseModel):
     false, since pydantic would read the strings yes, on, off (YAML 1.1 booleans) as booleans."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def no_boolean_as_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """pydantic reads true as 1 and false as 0 where a number is due (`min_validity: false` would gate nothing,
+        `max_leakage: true` would allow every repeat): a boolean is refused wherever the field takes no boolean."""
+        if info.field_name is not None and boolean_where_number(value, cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{value!r} where a number is due: booleans are not numbers here; write the number")
+        return value
+
+
+def boolean_where_number(value: Any, annotation: Any) -> bool:
+    """Whether `value` holds a boolean where `annotation` takes none (in a dict's values or a list's items too)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if isinstance(value, bool):
+        return not takes_boolean(annotation)
+    if isinstance(value, Mapping) and origin is dict and len(args) == 2:
+        return any(boolean_where_number(item, args[1]) for item in value.values())
+    if isinstance(value, list) and origin is list and args:
+        return any(boolean_where_number(item, args[0]) for item in value)
+    return False
+
+
+def takes_boolean(annotation: Any) -> bool:
+    """Whether a field of `annotation` takes a boolean: bool, StrictBool, a union or Literal holding one, or Any."""
+    origin = get_origin(annotation)
+    if annotation is bool or annotation is Any:
+        return True
+    if origin is Annotated:
+        return takes_boolean(get_args(annotation)[0])
+    if origin is Union or origin is UnionType:
+        return any(takes_boolean(arg) for arg in get_args(annotation))
+    if origin is Literal:
+        return any(isinstance(arg, bool) for arg in get_args(annotation))
+    return False
 
 
 class TinyBase(Strict):
@@ -224,13 +261,18 @@ class GateSettings(Strict):
     )
     _kind_margins: dict[str, float] = PrivateAttr(default_factory=dict)  # the kind's default margins over the
     # trivial predictor (KindSpec.trivial_margins), set by TaskCard once it knows the kind
+    _scorable: frozenset[str] = PrivateAttr(default_factory=frozenset)  # the kind's metrics a constant predictor can
+    # be scored on (not perplexity: a constant response has no likelihood), set with _kind_margins
 
     def over_trivial(self) -> dict[str, float]:
         """The margins tuned must show over the trivial predictor: the card's, else min_delta's, else the kind's
         default, so leaving min_delta out never removes the gate; only `min_delta_over_trivial: {}` does."""
         if self.min_delta_over_trivial is not None:
             return self.min_delta_over_trivial
-        return self.min_delta or self._kind_margins
+        if any(metric in self._kind_margins for metric in self.min_delta) or not self._scorable.isdisjoint(
+                self.min_delta):
+            return self.min_delta
+        return {**self.min_delta, **self._kind_margins}  # min_delta names no metric a constant can be scored on
 
     def metric_fields(self) -> dict[str, list[str]]:
         """Each gates field that names metrics -> the metrics it names, as the card wrote them."""
@@ -463,6 +505,7 @@ class TaskCard(Strict):
         never judged), and the trivial-predictor gate gets the kind's default margins where the card names none."""
         spec = kinds().get(self.kind)
         self.gates._kind_margins = spec.trivial_margins()
+        self.gates._scorable = frozenset(spec.constant_scorable())
         if not spec.metrics:  # a project's kind that declares no metrics: nothing to check the names against
             if not self.gates.over_trivial() and self.gates.min_delta_over_trivial is None:
                 raise ValueError(f"kind {self.kind} declares no metrics (KindSpec.metrics), so the trivial-predictor "
@@ -481,8 +524,9 @@ class TaskCard(Strict):
         """A prompt that reads a field the target reads shows the model its answer: it trains to a perfect score
         that measures nothing. Refused unless the card says so (gates.allow_target_in_prompt)."""
         target = template_fields(self.target_template)
-        shared = [name for name in template_fields(self.prompt_template) if name in target]
-        if shared and not self.gates.allow_target_in_prompt:
+        prompt = template_fields(self.prompt_template)
+        shared = [name for name in prompt if name in target]
+        if target and all(name in prompt for name in target) and not self.gates.allow_target_in_prompt:
             raise ValueError(f"prompt_template {self.prompt_template!r} reads {shared}, which target_template "
                              f"{self.target_template!r} reads too: the prompt would show the model the answer it is "
                              f"gated on. Take {{{shared[0]}}} out of prompt_template, or set "

@@ -34,6 +34,8 @@ class KindSpec:
     labels: bool  # predictions are labels from the card's list: per-class gates, confusion matrices
     block: str | None = None  # the card's block this kind needs ("qa", "instruct"), validated by `block_model`
     block_model: type[BaseModel] | None = None  # the pydantic model of that block, declared in the kind's package
+    after_validity: tuple[str, ...] = ()  # metrics its score computes that tables show after validity (structured
+    # output: outputs valid only once a fence is stripped)
     metrics: tuple[str, ...] = ()  # the metrics its score computes, in the order its tables show them; a card's
     # gates may name only these and validity_rate (none declared: the names are not checked)
     pooling: bool = False  # reads tiers.<tier>.pooling (what a new classification head reads)
@@ -49,19 +51,25 @@ class KindSpec:
         if (self.block is None) != (self.block_model is None):
             raise ValueError(f"kind {self.name}: block and block_model go together (the block's name in the card and "
                              f"the pydantic model that validates it); give both or neither")
-        unknown = [name for name in self.metrics if name not in METRICS]
+        unknown = [name for name in (*self.metrics, *self.after_validity) if name not in METRICS]
         if unknown:
             raise ValueError(f"kind {self.name}: metrics {unknown} are not registered; register each with "
                              f"METRICS.register before the kind")
 
     def gated_metrics(self) -> list[str]:
-        """The metrics a card of this kind may gate on: its own, and the validity rate every kind's score computes."""
-        return list(dict.fromkeys([*self.metrics, "validity_rate"]))
+        """The metrics a card of this kind may gate on: its own, the validity rate every kind's score computes, and
+        those it reports after validity."""
+        return list(dict.fromkeys([*self.metrics, "validity_rate", *self.after_validity]))
+
+    def constant_scorable(self) -> list[str]:
+        """Its metrics a constant predictor can be scored on: not a likelihood (a constant response has no
+        perplexity)."""
+        return [name for name in self.metrics if METRICS.get(name).statistic != "token_weighted_nll"]
 
     def trivial_margins(self) -> dict[str, float]:
-        """The margins over the trivial predictor of a card that gates no metric: TRIVIAL_MARGIN on the first of
-        `metrics` a constant predictor can be scored on (not a likelihood: a constant response has no perplexity)."""
-        scored = [name for name in self.metrics if METRICS.get(name).statistic != "token_weighted_nll"]
+        """The margins over the trivial predictor of a card whose min_delta names none of constant_scorable():
+        TRIVIAL_MARGIN on the first of them."""
+        scored = self.constant_scorable()
         return {scored[0]: TRIVIAL_MARGIN} if scored else {}
 
     def pipeline(self) -> Kind:

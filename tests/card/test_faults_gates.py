@@ -150,3 +150,17 @@ def test_the_plugin_refuses_these_gates_at_start_up(gate_dir: pytest.Pytester, o
     result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "--task", "iris", "--set", override)
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()[-2000:]
     result.stderr.fnmatch_lines([line])
+
+
+def test_a_min_delta_on_perplexity_alone_still_gates_the_trivial_predictor() -> None:
+    """A constant response has no perplexity, so a trivial gate on it is 'not compared': the kind's default margin
+    is added (review of issue 31, 3c)."""
+    card = apply_overrides(get_task("instruct").card, ("gates.min_delta={perplexity: 1.0}",))
+    margins = card.gates.over_trivial()
+    assert margins["perplexity"] == 1.0 and any(metric != "perplexity" for metric in margins), margins
+
+
+def test_structured_output_may_gate_outputs_valid_only_once_stripped() -> None:
+    from loragate.kinds import KINDS
+
+    assert "lenient_validity_rate" in KINDS.get("structured_output").gated_metrics()

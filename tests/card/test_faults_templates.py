@@ -72,3 +72,10 @@ def test_a_template_that_cannot_be_filled_is_a_card_error_naming_it(tmp_path: Pa
 def test_doubled_braces_are_literal_braces(tmp_path: Path) -> None:
     card = TaskCard.from_yaml(tickets_with(tmp_path, prompt_template="{{ticket}}: {text}\nTeam:"))
     assert card.prompt_template.format(text="refund") == "{ticket}: refund\nTeam:"
+
+
+def test_a_prompt_that_reads_part_of_the_target_is_context_not_the_answer(tmp_path: Path) -> None:
+    """A target that reads the prompt's field and one more (`Translate to {lang}` -> `{lang}: {translation}`) is
+    answered, not shown: refused only where the prompt reads every field the target reads."""
+    path = tickets_with(tmp_path, prompt_template="Ticket: {text}\nTeam:", target_template=" {label} for {text}")
+    assert TaskCard.from_yaml(path).target_template == " {label} for {text}"

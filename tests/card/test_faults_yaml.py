@@ -71,3 +71,17 @@ def test_set_values_read_yes_and_off_as_strings(override: str, field: str) -> No
 def test_a_set_value_that_gives_a_key_twice_is_refused() -> None:
     with pytest.raises(OverrideError, match=r"gives a key twice \(line 1: the key 'accuracy' is given twice"):
         apply_overrides(get_task("iris").card, ["gates.min_delta={accuracy: 0.1, accuracy: -1}"])
+
+
+@pytest.mark.parametrize("override", ["gates.max_leakage=true", "gates.min_validity=false", "tiers.tiny.lora.r=true",
+                                      "gates.min_delta.accuracy=true"])
+def test_a_boolean_is_no_number(override: str) -> None:
+    """pydantic reads true as 1 and false as 0: `max_leakage: true` allowed every repeat, `min_validity: false` gated
+    no validity (review of issue 31, 3d/3e)."""
+    with pytest.raises(OverrideError, match="where a number is due: booleans are not numbers here"):
+        apply_overrides(get_task("iris").card, (override,))
+
+
+def test_a_yes_no_field_still_takes_a_boolean() -> None:
+    card = apply_overrides(get_task("iris").card, ("tiers.tiny.train.gradient_checkpointing=true",))
+    assert card.tier("tiny").train.gradient_checkpointing is True

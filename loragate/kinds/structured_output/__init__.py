@@ -17,4 +17,5 @@ for _spec in (
 KINDS.register("structured_output", KindSpec("structured_output", "CAUSAL_LM", encoder=False, labels=False,
                                              block="structured", block_model=StructuredSettings,
                                              metrics=("object_exact", "field_micro_f1", "field_macro_f1"),
+                                             after_validity=("lenient_validity_rate",),
                                              constrains=True, check_card=declared_schema))
