@@ -7,9 +7,10 @@ entry-point group, for tasks shipped as packages, whose modules are imported. A 
 imported, as the built-in ones do (`TASKS.register("iris", IrisTask)`, its card read from beside it); a name
 registered twice is an error naming both files.
 
-Nothing in a tasks directory is passed over without a word: a card that is not a card-only task and has no module
-beside it (a misspelt `data:`), or a directory that registers no task, is an error naming the file or directory, and
-every other file left out (a private module, a data file) is listed with the reason (`TaskDir.skipped`).
+Nothing in a tasks directory that may be a task is passed over without a word: a card that is not a card-only task
+and that no module loads (a misspelt `data:`), or a directory that registers no task, is an error naming the file or
+directory, and every other file left out (a private module, a data file) is listed with the reason
+(`TaskDir.skipped`). Dotfiles, __init__.py and notes (*.md, *.txt, *.rst) are left out unlisted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from loragate.card.loader import load_yaml
 from loragate.card.settings import CardError
 from loragate.tasks import TASKS
 from loragate.tasks.card_task import CardTask, CardTaskEntry
@@ -36,6 +38,7 @@ else:  # pragma: no cover - Python 3.10
 
 ENTRY_POINT_GROUP = "loragate.tasks"
 CARD_SUFFIXES = (".yaml", ".yml")  # matched whatever their case: a card saved as orders.YAML is a card
+NOTE_SUFFIXES = (".md", ".txt", ".rst")  # notes beside the tasks, never a task
 MODULE_TASKS: dict[str, list[str]] = {}  # a task module's import name -> the tasks it registered when imported
 
 
@@ -81,8 +84,9 @@ class TaskDir:
         if self.not_cards:
             return "; ".join(f"{path}: {reason}" for path, reason in self.not_cards.items())
         if not self.registered:
-            listed = ", ".join(f"{path.name} ({reason})" for path, reason in self.skipped.items()) or "it is empty"
-            return (f"{self.setting}: {self.directory} registers no task ({listed}); put the project's task modules "
+            listed = ", ".join(f"{path.name} ({reason})" for path, reason in self.skipped.items())
+            listed = f" ({listed})" if listed else ""
+            return (f"{self.setting}: {self.directory} registers no task{listed}; put the project's task modules "
                     f"(*.py) or card-only cards (*.yaml with a data: block) there, or point {self.setting} at the "
                     f"directory that holds them")
         return None
@@ -91,49 +95,73 @@ class TaskDir:
 def load_task_dir(directory: Path, setting: str) -> TaskDir:
     """Import every task module of `directory` (its *.py files, in name order, except those starting with "_");
     each registers its tasks. Then register a CardTask for each card-only task: a *.yaml or *.yml card (any case)
-    with a `data:` block and no module of the same stem beside it (that module loads it). `setting` names where the
-    directory came from, for the errors. Returns what was registered and what was left out, and why."""
+    with a `data:` block that no module loads (one of the same stem, or one that registered the task the card names).
+    `setting` names where the directory came from, for the errors. Returns what was registered and what was left
+    out, and why."""
     if not directory.is_dir():
         raise DiscoveryError(f"{setting}: {directory} is not a directory; create it with the project's task modules "
                              f"or point {setting} at the directory that holds them")
     loaded = TaskDir(directory, setting)
-    files = sorted(path for path in directory.iterdir() if path.is_file())
+    files = sorted(path for path in directory.iterdir() if path.is_file() and not ignored(path))
     for path in files:
         if path.suffix == ".py" and not path.name.startswith("_"):
             loaded.registered += import_task_module(path.resolve())
+    by_modules = set(loaded.registered)
     for path in files:
         if path.suffix == ".py" and path.name.startswith("_"):
             loaded.skipped[path] = "a private module: its name starts with _"
-        elif path.suffix.lower() in CARD_SUFFIXES and path.with_suffix(".py").exists():
-            continue  # the module of the same stem loads it
         elif path.suffix.lower() in CARD_SUFFIXES:
-            reason = not_a_card_task(path)
-            if reason is None:
-                loaded.registered.append(register_card_task(path.resolve()))
-            else:
-                loaded.not_cards[path] = reason
+            add_card(loaded, path, by_modules)
         elif path.suffix != ".py":
             loaded.skipped[path] = "neither a task module (*.py) nor a card (*.yaml, *.yml)"
     return loaded
 
 
-def not_a_card_task(path: Path) -> str | None:
-    """Why the YAML file `path` (with no module beside it) is no card-only task's card, naming the fix, or None
-    where it is one (a mapping with a `data` key)."""
+def ignored(path: Path) -> bool:
+    """Files no one means as a task, left out without a word: dotfiles (.gitkeep), the package's __init__.py and
+    notes (*.md, *.txt, *.rst). Other files left out (private modules, data files, a card saved as .json) are
+    listed, as they may be a task its author expects to run."""
+    return path.name.startswith(".") or path.name == "__init__.py" or path.suffix.lower() in NOTE_SUFFIXES
+
+
+def add_card(loaded: TaskDir, path: Path, by_modules: set[str]) -> None:
+    """The YAML file `path` into `loaded`: nothing more where a task module loads it (one of the same stem, or one
+    that registered the task it names: a module may load several cards, or a card of another stem); else a
+    card-only task, registered; else a card that is no task, named with the fix."""
+    if path.with_suffix(".py").exists():
+        return
+    raw = read_card(path)
+    if isinstance(raw, dict) and isinstance(raw.get("name"), str) and raw["name"] in by_modules:
+        return
+    reason = not_a_card_task(path, raw)
+    if reason is None:
+        loaded.registered.append(register_card_task(path.resolve()))
+    else:
+        loaded.not_cards[path] = reason
+
+
+def read_card(path: Path) -> object:
+    """The YAML of `path` as the cards read it (a repeated key is an error); a file that cannot be read is an error
+    naming it."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DiscoveryError(f"{path}: cannot read the card: {exc}; fix its YAML") from exc
+
+
+def not_a_card_task(path: Path, raw: object) -> str | None:
+    """Why the YAML file `path`, read as `raw`, which no task module loads, is no card-only task's card, naming the
+    fix, or None where it is one (a mapping with a `data` key)."""
     if isinstance(raw, dict) and "data" in raw:
         return None
     module = path.with_suffix(".py").name
-    fix = (f"give it a data: block (a card-only task), put the task module {module} that loads it beside it, or "
-           f"move it out of the tasks directory")
+    fix = (f"give it a data: block (a card-only task), put the task module that loads it beside it ({module}, or "
+           f"one that registers the task its name: names), or move it out of the tasks directory")
     if not isinstance(raw, dict):
         return f"is not a card (a YAML mapping) but {type(raw).__name__}; {fix}"
     close = difflib.get_close_matches("data", [str(key) for key in raw], n=1)
     guess = f" (did you mean data:? found {close[0]}:)" if close else ""
-    return f"has no data: block{guess} and no module {module} beside it loads it; {fix}"
+    return f"has no data: block{guess} and no task module beside it loads it; {fix}"
 
 
 def register_card_task(path: Path) -> str:

@@ -68,17 +68,20 @@ def test_a_card_ending_in_upper_case_yaml_is_a_card(tmp_path: Path, tasks: None)
 def test_every_file_left_out_is_named_with_the_reason(tmp_path: Path, tasks: None) -> None:
     directory = write_project(tmp_path)
     (directory / "_helpers.py").write_text("raise RuntimeError('a private module is not imported')\n")
-    (directory / "notes.txt").write_text("tickets routing\n")
+    (directory / "tickets.csv").write_text("text,label\n")
+    for noise in ("__init__.py", ".gitkeep", "README.md", "notes.txt"):  # no one means these as a task
+        (directory / noise).write_text("")
     loaded = load_task_dir(directory, "--task-dir")
     assert loaded.skipped == {directory / "_helpers.py": "a private module: its name starts with _",
-                              directory / "notes.txt": "neither a task module (*.py) nor a card (*.yaml, *.yml)"}
+                              directory / "tickets.csv": "neither a task module (*.py) nor a card (*.yaml, *.yml)"}
 
 
 def test_a_tasks_directory_that_registers_no_task_is_an_error_naming_it(tmp_path: Path, tasks: None) -> None:
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "README.md").write_text("our tasks\n")
+    (tmp_path / "tasks" / "tickets.json").write_text("{}\n")
     problem = load_task_dir(tmp_path / "tasks", "[tool.loragate] tasks").problem()
-    assert problem == (f"[tool.loragate] tasks: {tmp_path / 'tasks'} registers no task (README.md (neither a task "
+    assert problem == (f"[tool.loragate] tasks: {tmp_path / 'tasks'} registers no task (tickets.json (neither a task "
                        f"module (*.py) nor a card (*.yaml, *.yml))); put the project's task modules (*.py) or "
                        f"card-only cards (*.yaml with a data: block) there, or point [tool.loragate] tasks at the "
                        f"directory that holds them"), problem
@@ -97,9 +100,34 @@ def test_a_project_whose_card_is_misspelt_never_gates_the_built_in_tasks(tmp_pat
 @pytest.mark.slow
 def test_a_project_card_ending_in_upper_case_yaml_is_gated_and_other_files_are_listed(tmp_path: Path) -> None:
     write_project(tmp_path, card_name="tickets.YAML")
-    (tmp_path / "tasks" / "notes.txt").write_text("tickets routing\n")
+    (tmp_path / "tasks" / "tickets.csv").write_text("text,label\n")
     result = pytest_in(tmp_path, "-m", "smoke", "--collect-only", "-q")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "[tickets-tiny]" in result.stdout and "iris-tiny" not in result.stdout, result.stdout[-3000:]
     assert (f"loragate: [tool.loragate] tasks in {tmp_path / 'pyproject.toml'} {tmp_path / 'tasks'}: skipped "
-            f"notes.txt (neither a task module (*.py) nor a card (*.yaml, *.yml))") in result.stdout, result.stdout
+            f"tickets.csv (neither a task module (*.py) nor a card (*.yaml, *.yml))") in result.stdout, result.stdout
+
+
+
+MODULE_OF_TWO_CARDS = """
+from pathlib import Path
+from loragate.tasks import TASKS
+from loragate.tasks.card_task import CardTaskEntry
+
+TASKS.register("two_a", CardTaskEntry(Path(__file__).parent / "two.yaml"))
+TASKS.register("two_b", CardTaskEntry(Path(__file__).parent / "two_encoder.yaml"))
+"""
+
+
+def test_a_card_a_module_of_another_stem_loads_is_no_error(tmp_path: Path, tasks: None) -> None:
+    """A module may load several cards, or a card of another stem (sst2.py loads sst2.yaml and sst2_encoder.yaml):
+    a card without a data: block whose name a module of the directory registered is that module's."""
+    (tmp_path / "two.py").write_text(MODULE_OF_TWO_CARDS)
+    (tmp_path / "two.yaml").write_text("name: two_a\nkind: generative_classification\n")
+    (tmp_path / "two_encoder.yaml").write_text("name: two_b\nkind: sequence_classification\n")
+    loaded = load_task_dir(tmp_path, "--task-dir")
+    assert loaded.problem() is None, loaded.problem()
+    assert loaded.registered == ["two_a", "two_b"] and loaded.skipped == {}, loaded
+    (tmp_path / "orphan.yaml").write_text("name: orphan\nkind: generative_classification\n")
+    problem = load_task_dir(tmp_path, "--task-dir").problem()
+    assert problem is not None and problem.startswith(f"{tmp_path / 'orphan.yaml'}: has no data: block"), problem
