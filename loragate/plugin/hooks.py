@@ -190,6 +190,11 @@ def check_cards(config: pytest.Config, tasks: list[str]) -> None:
     loads), and decode under its grammar where asked."""
     overrides = tuple(config.getoption("overrides"))
     cards = [apply_overrides(get_task(name).card, overrides) for name in tasks]
+    names = [card.name for card in cards]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # their runs would share a report name and one verdict would hide the other
+        raise OptionError(f"--set name: {len(names)} tasks would all be named {repeated[0]!r}; rename one task at a "
+                          f"time (add --task NAME)")
     flag = config.getoption("constrain")
     for card in cards:
         check = KINDS.get(card.kind).check_card

@@ -76,3 +76,16 @@ def test_benchmark_skip_leaves_the_case_partial(tmp_path: Path) -> None:
     out = result.stdout + result.stderr
     assert "iris/tiny: PARTIAL" in out and "test_evaluation_throughput[iris-tiny]" in out, out[-3000:]
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, out[-3000:]
+
+
+def test_two_tasks_renamed_to_one_name_are_refused_at_start_up() -> None:
+    """`--set name=x` with two tasks would give two runs one name: one verdict would hide the other."""
+    from types import SimpleNamespace
+
+    from loragate.card.options import OptionError
+    from loragate.plugin.hooks import check_cards
+
+    config = SimpleNamespace(getoption={"overrides": ["name=shared"], "constrain": False}.get)
+    with pytest.raises(OptionError, match="2 tasks would all be named 'shared'; rename one task at a time"):
+        check_cards(config, ["iris", "sst2"])
+    check_cards(config, ["iris"])
