@@ -239,7 +239,10 @@ def cut_file(examples: list[Example], split: SplitFractions, test_share: float, 
              source: str) -> Splits:
     """One file's examples cut into test (`test_share` of all), eval (`split.eval` of all) and train (the rest)."""
     rest, test = cut(examples, test_share, split.seed, stratify, f"{source} (data.split.test)")
-    train, eval_ = cut(rest, split.eval / (1 - test_share), split.seed, stratify, f"{source} (data.split.eval)")
+    share = split.eval / (1 - test_share)  # of the rows the test cut left
+    train, eval_ = cut(rest, share, split.seed, stratify,
+                       f"{source} (data.split.eval {split.eval} of all rows, {share:.3g} of those data.split.test "
+                       f"{test_share} left)")
     return Splits(train=train, eval=eval_, test=test)
 
 

@@ -33,5 +33,6 @@ def test_the_eval_share_of_one_cut_file_is_checked_the_same_way(tmp_path: Path) 
     write_jsonl(tmp_path / "all.jsonl", rows(20))
     message = load_error(write_card(tmp_path, {"file": "all.jsonl", "split": {"test": 0.5, "eval": 0.49},
                                                "columns": MAPPING}))
-    assert message.startswith(f"{tmp_path / 'all.jsonl'} (data.split.eval): a share of 0.98 of 30 rows cuts off "
-                              f"all but 0, fewer than the 3 labels"), message
+    assert message.startswith(f"{tmp_path / 'all.jsonl'} (data.split.eval 0.49 of all rows, 0.98 of those "
+                              f"data.split.test 0.5 left): a share of 0.98 of 30 rows cuts off all but 0, fewer than "
+                              f"the 3 labels"), message
