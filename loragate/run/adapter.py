@@ -14,6 +14,7 @@ import torch
 import transformers
 from filelock import FileLock, Timeout
 from peft import LoraConfig, PeftModel
+from peft.tuners.tuners_utils import BaseTunerLayer
 
 import loragate
 from loragate.card.options import RunOptions
@@ -37,8 +38,10 @@ from loragate.store.adapters import (
     AdapterStoreError,
     BaseRecord,
     Manifest,
+    Whole,
     adapter_key,
     check_origin,
+    entry_identity,
     holder_of,
     load_adapter,
     read_manifest,
@@ -130,9 +133,10 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
     store = AdapterStore(options.store_root)
     ranks = current()
     if not options.retrain:  # a whole entry is only read: a run holding the key's lock (--retrain) is not awaited
-        entry = ranks.from_main(lambda: store.complete(task.card.name, tier, key))
-        if entry is not None:
-            return load_stored(task, base, entry, key)
+        whole = ranks.from_main(lambda: store.complete(task.card.name, tier, key))
+        loaded = load_unlocked(task, base, whole) if whole is not None else None
+        if loaded is not None:
+            return loaded
     lock: FileLock | None = None
 
     def take_lock() -> None:  # data-parallel: only the main rank locks, stores and decides for all ranks
@@ -154,16 +158,46 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
             release_lock(lock)
 
 
+def load_unlocked(task: Task, base: LoadedBase, whole: Whole) -> tuple[PeftModel, Path, Manifest, None] | None:
+    """The whole entry `whole`, loaded without the lock; None where a --retrain replaced it meanwhile (the directory
+    changed, or a file of it vanished, or it no longer checks out), the base left unwrapped: the caller then loads
+    it under the lock, which reads it again and names any problem. Data-parallel ranks decide this as one."""
+    problem: Exception | None = None
+    model: PeftModel | None = None
+    try:
+        model = load_checked(task, base, whole.entry, whole.manifest)
+    except (FileNotFoundError, AdapterStoreError) as exc:
+        problem = exc
+    replaced = current().from_main(lambda: problem is not None or entry_identity(whole.entry) != whole.identity)
+    if not replaced:
+        if problem is not None:  # only on a rank whose load failed where the main rank's did not
+            raise problem
+        assert model is not None  # loaded, as nothing failed
+        return model, whole.entry, whole.manifest, None
+    if model is not None:
+        base.model = model.unload()
+    elif any(isinstance(module, BaseTunerLayer) for module in base.model.modules()):
+        raise AdapterStoreError(f"{whole.entry}: replaced while this run loaded it (by a --retrain?), which left the "
+                                f"base half wrapped; run again") from problem
+    return None
+
+
 def load_stored(task: Task, base: LoadedBase, entry: Path,
                 key: str) -> tuple[PeftModel, Path, Manifest, None]:
     """The store's entry for `key` on `base`, after checking its files, its manifest and the base it was trained on."""
     manifest = read_manifest(entry, key)
+    return load_checked(task, base, entry, manifest), entry, manifest, None
+
+
+def load_checked(task: Task, base: LoadedBase, entry: Path, manifest: Manifest) -> PeftModel:
+    """The entry `entry`, whose `manifest` was read and its checksum checked, on `base` after checking the base it
+    was trained on and what the task's kind needs of it."""
     if manifest.base.fingerprint != base.fingerprint:
         raise AdapterStoreError(f"{entry}: trained on base {manifest.base.fingerprint[:12]}, "
                                 f"loaded base is {base.fingerprint[:12]}; retrain with --retrain")
     kind(task).check_adapter(task, base, entry)
     with reporter().phase("load adapter", "loaded adapter"):
-        return load_adapter(base.model, entry), entry, manifest, None
+        return load_adapter(base.model, entry)
 
 
 def acquire(store: AdapterStore, task: str, tier: Tier, key: str) -> FileLock:

@@ -22,7 +22,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import peft
 import torch
@@ -149,6 +149,24 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
+class Whole(NamedTuple):
+    """A store entry found whole without the lock: what a lock-free load checks it against."""
+
+    entry: Path
+    manifest: Manifest  # read and its checksum checked once: the load does not hash the weights again
+    identity: tuple[int, int]  # entry_identity before it was read
+
+
+def entry_identity(entry: Path) -> tuple[int, int] | None:
+    """The directory at `entry` as the filesystem knows it (device, inode), or None where there is none: a save
+    that replaces the entry puts another directory there, so a reader without the lock sees that it changed."""
+    try:
+        info = entry.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 class AdapterStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -205,18 +223,20 @@ class AdapterStore:
         entry = self.entry_dir(task, tier, key)
         return entry if entry.is_dir() else None
 
-    def complete(self, task: str, tier: str, key: str) -> Path | None:
+    def complete(self, task: str, tier: str, key: str) -> Whole | None:
         """The entry of `key` when it is stored whole (its files there, its manifest's key and checksum matching),
-        which a run that only loads reads without the lock; else None. A damaged entry is None here too: the run
-        then takes the lock and reading it again there names the problem."""
+        which a run that only loads reads without the lock: its path, its manifest and the directory's identity
+        taken before reading it (a --retrain that swaps the entry meanwhile changes it); else None. A damaged entry
+        is None here too: the run then takes the lock and reading it again there names the problem."""
         entry = self.find(task, tier, key)
-        if entry is None:
+        identity = entry_identity(entry) if entry is not None else None
+        if entry is None or identity is None:
             return None
         try:
-            read_manifest(entry, key)
+            manifest = read_manifest(entry, key)
         except (AdapterStoreError, OSError):  # reported by the locked path, which reads it again
             return None
-        return entry
+        return Whole(entry, manifest, identity)
 
     def save(self, model: PeftModel, manifest: Manifest, task: str, tier: str, key: str) -> Path:
         """Write the adapter and its manifest to a temp dir, then put it in place (loragate.atomic): a killed run

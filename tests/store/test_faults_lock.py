@@ -105,3 +105,56 @@ def test_a_stored_adapter_loads_while_another_run_holds_its_lock(tmp_path: Path,
         release_lock(holder)
         loading.join(timeout=60)
     assert loaded == [stored]
+
+
+def stored_for(store: AdapterStore, tuned, iris, iris_splits, base, data_hash: str) -> str:
+    """Store the tuned adapter under the key `iris`'s tiny tier has on `base`, its manifest saying `data_hash`;
+    returns the key."""
+    settings = iris.card.tier("tiny")
+    key = adapter_key(base.fingerprint, iris_splits.data_hash(), settings.lora, settings.train)
+    manifest = stub_manifest(base=BaseRecord(name=base.name, fingerprint=base.fingerprint), data_hash=data_hash)
+    store.save(tuned[1], manifest, "iris", "tiny", key)
+    return key
+
+
+def test_an_entry_replaced_during_the_lock_free_load_is_loaded_again_under_the_lock(
+        tmp_path: Path, tuned, iris, iris_splits, fresh_base, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A --retrain that swaps the entry between the lock-free check of its manifest and the load of its weights:
+    the run gated the new weights under the old manifest. Now the directory's identity is compared after the load,
+    and a changed one is unloaded and loaded again under the lock."""
+    store = AdapterStore(tmp_path / "adapters")
+    stored_for(store, tuned, iris, iris_splits, fresh_base, "old")
+    real_load = loragate.run.adapter.load_adapter
+    loads: list[Path] = []
+
+    def retrain_meanwhile(model, entry: Path):  # the other run's --retrain lands as this one loads
+        if not loads:
+            stored_for(store, tuned, iris, iris_splits, fresh_base, "new")
+        loads.append(entry)
+        return real_load(model, entry)
+
+    monkeypatch.setattr(loragate.run.adapter, "load_adapter", retrain_meanwhile)
+    model, _, manifest, _ = prepare_adapter(iris, "tiny", fresh_base, iris_splits, RunOptions(store_root=store.root))
+    assert manifest.data_hash == "new", "the run kept the manifest of the entry it checked, not of what it loaded"
+    assert len(loads) == 2, loads
+    assert model.base_model.model is fresh_base.model, "the reloaded adapter does not wrap the run's base"
+
+
+def test_an_entry_missing_for_an_instant_during_the_lock_free_load_is_loaded_under_the_lock(
+        tmp_path: Path, tuned, iris, iris_splits, fresh_base, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the OS cannot swap directories atomically a --retrain leaves an instant with no entry: peft's raw
+    FileNotFoundError ended the run. Now the run loads the entry under the lock."""
+    store = AdapterStore(tmp_path / "adapters")
+    stored_for(store, tuned, iris, iris_splits, fresh_base, "old")
+    real_load = loragate.run.adapter.load_adapter
+    loads: list[Path] = []
+
+    def missing_once(model, entry: Path):
+        loads.append(entry)
+        if len(loads) == 1:
+            raise FileNotFoundError(2, "No such file or directory", str(entry / "adapter_config.json"))
+        return real_load(model, entry)
+
+    monkeypatch.setattr(loragate.run.adapter, "load_adapter", missing_once)
+    _, entry, manifest, _ = prepare_adapter(iris, "tiny", fresh_base, iris_splits, RunOptions(store_root=store.root))
+    assert len(loads) == 2 and manifest.data_hash == "old", loads
