@@ -4,8 +4,9 @@ and unloaded before the adapter under test."""
 
 from __future__ import annotations
 
+import os
 import platform
-import warnings
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -217,12 +218,14 @@ def acquire(store: AdapterStore, task: str, tier: Tier, key: str) -> FileLock:
 
 
 def say_waiting(text: str) -> None:
-    """A run waiting on another's store lock says so as it waits, on the progress terminal (live and lines mode),
-    and as a warning, which pytest's summary and a silent run keep."""
+    """A run waiting on another's store lock says so as it waits: on the progress terminal (live and lines mode),
+    else, outside pytest (a library call), on stderr; under pytest -qq it keeps quiet, and its timeout error names the
+    holder. Never a warning, which a project's `filterwarnings = error` would turn into its run's error."""
     progress = reporter()
     if progress.terminal is not None and progress.mode != "silent":
         progress.terminal.line(progress.prefixed(text, ": "))
-    warnings.warn(text, stacklevel=3)
+    elif "PYTEST_CURRENT_TEST" not in os.environ:
+        print(f"loragate: {text}", file=sys.stderr, flush=True)
 
 
 def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from filelock import FileLock, Timeout
 
 import loragate.run.adapter
 from loragate.card.options import RunOptions
-from loragate.run.adapter import acquire, prepare_adapter
+from loragate.progress import Progress, reporting
+from loragate.run.adapter import acquire, prepare_adapter, say_waiting
 from loragate.store.adapters import (
     AdapterStore,
     AdapterStoreError,
@@ -61,17 +63,38 @@ def shorten(monkeypatch: pytest.MonkeyPatch, timeout: float) -> None:
     monkeypatch.setattr(AdapterStore, "lock", lambda self, task, tier, key: lock(self, task, tier, key, timeout))
 
 
-def test_acquire_warns_while_it_waits_then_takes_the_lock_when_it_is_released(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+class Lines:
+    """A progress terminal that keeps its lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def test_acquire_says_who_holds_the_lock_while_it_waits_then_takes_it(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The waiting line was a UserWarning too: under a project's `filterwarnings = error` the wait ended in it."""
     monkeypatch.setattr(loragate.run.adapter, "wait_for", lambda lock, say: wait_for(lock, say, every=0.1))
     store = AdapterStore(tmp_path / "adapters")
     shorten(monkeypatch, 20)
     holder = held(store)
     threading.Timer(0.5, release_lock, [holder]).start()
-    with pytest.warns(UserWarning, match=rf"held by pid {os.getpid()} on host "):
+    terminal = Lines()
+    with warnings.catch_warnings(), reporting(Progress(terminal, "lines")):
+        warnings.simplefilter("error")
         lock = acquire(store, "iris", "tiny", KEY)
     assert lock.is_locked and f'"pid": {os.getpid()}' in holder_file(lock).read_text()
     release_lock(lock)
+    assert terminal.lines and f"held by pid {os.getpid()} on host " in terminal.lines[0], terminal.lines
+
+
+def test_outside_pytest_a_waiting_run_says_so_on_stderr(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")
+    say_waiting("waiting 60 s for the store lock")
+    assert capsys.readouterr().err == "loragate: waiting 60 s for the store lock\n"
 
 
 def test_the_timeout_error_names_the_holder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
