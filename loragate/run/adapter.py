@@ -213,7 +213,11 @@ def acquire(store: AdapterStore, task: str, tier: Tier, key: str) -> FileLock:
         raise AdapterStoreError(f"waited {lock.timeout:.0f} s for another run training {task}/{tier} key {key} "
                                 f"(lock {lock.lock_file}, held by {holder_of(lock)}); let it finish or stop "
                                 f"it") from exc
-    record_holder(lock)
+    try:
+        record_holder(lock)
+    except BaseException:  # the lock is not left held by a run that stops here
+        lock.release()
+        raise
     return lock
 
 

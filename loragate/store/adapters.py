@@ -49,6 +49,8 @@ PACKING = "rows of max_length, first fit"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 LOCK_REPORT_S = 60.0  # how often a run waiting on another run's store lock says who holds it
 _TEMP = re.compile(r"^\.tmp-(?:old-)?(?P<key>[a-z0-9][a-z0-9_-]{0,63})-[a-z0-9_]+$")  # save's mkdtemp names
+# record_holder's mkstemp names (loragate.atomic.atomic_file on .lock-<key>.holder)
+_HOLDER_TEMP = re.compile(r"^\.tmp-\.lock-(?P<key>[a-z0-9][a-z0-9_-]{0,63})\.holder-[a-z0-9_]+\.holder$")
 
 
 class BaseRecord(BaseModel):
@@ -192,18 +194,19 @@ class AdapterStore:
         return FileLock(entry.parent / f".lock-{key}", timeout=timeout)
 
     def remove_stale_temps(self, task: str, tier: str) -> list[Path]:
-        """Remove the temp dirs (`.tmp-<key>-*`) that a killed save left in adapters/<task>/<tier>/, with a warning
-        naming them. A run saves under its key's lock, so a temp dir whose key no process has locked is stale; one
-        whose key is locked may be a save in progress and is kept."""
+        """Remove the temps a killed write left in adapters/<task>/<tier>/ (a save's `.tmp-<key>-*` directory, a
+        holder record's `.tmp-.lock-<key>.holder-*` file), with a warning naming them. A run writes both under its
+        key's lock, so a temp whose key no process has locked is stale; one whose key is locked may be a write in
+        progress and is kept."""
         tier_dir = self.root / safe_name("task", task) / safe_name("tier", tier)
         if not tier_dir.is_dir() or not tier_dir.resolve().is_relative_to(self.root.resolve()):
             return []  # nothing stored yet, or a link out of the store, which entry_dir refuses on any use
         removed = []
         for tmp in sorted(tier_dir.iterdir()):
-            match = _TEMP.fullmatch(tmp.name)
-            if match is None or tmp.is_symlink() or not tmp.is_dir():
+            key = temp_key(tmp)
+            if key is None:
                 continue
-            lock = FileLock(tier_dir / f".lock-{match['key']}", timeout=0)
+            lock = FileLock(tier_dir / f".lock-{key}", timeout=0)
             try:
                 lock.acquire()
             except Timeout:
@@ -211,6 +214,9 @@ class AdapterStore:
             try:
                 if tmp.is_dir():  # not renamed into place by a save that finished meanwhile
                     shutil.rmtree(tmp)
+                    removed.append(tmp)
+                elif tmp.is_file():
+                    tmp.unlink()
                     removed.append(tmp)
             finally:
                 lock.release()
@@ -256,6 +262,16 @@ class AdapterStore:
         return entry
 
 
+def temp_key(path: Path) -> str | None:
+    """The key whose lock guards the temp `path` a write may have left: a save's directory or a holder record's
+    file; None for anything else (an entry, a lock, a link)."""
+    if path.is_symlink():
+        return None
+    pattern = _TEMP if path.is_dir() else _HOLDER_TEMP if path.is_file() else None
+    match = pattern.fullmatch(path.name) if pattern is not None else None
+    return match["key"] if match is not None else None
+
+
 def holder_file(lock: FileLock) -> Path:
     """Beside the lock, who holds it: `.lock-<key>.holder`."""
     return Path(f"{lock.lock_file}.holder")
@@ -264,8 +280,12 @@ def holder_file(lock: FileLock) -> Path:
 def record_holder(lock: FileLock) -> None:
     """Write who holds `lock` (pid, host, since when) beside it, for the runs that wait on it."""
     record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    with atomic_file(holder_file(lock)) as staged:
-        staged.path.write_text(json.dumps(record) + "\n")
+    try:
+        with atomic_file(holder_file(lock)) as staged:
+            staged.path.write_text(json.dumps(record) + "\n")
+    except OSError as exc:
+        raise AdapterStoreError(f"cannot write {holder_file(lock)}: {exc}. Check space and permissions of "
+                                f"{holder_file(lock).parent}.") from exc
 
 
 def release_lock(lock: FileLock) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -181,3 +182,42 @@ def test_an_entry_missing_for_an_instant_during_the_lock_free_load_is_loaded_und
     monkeypatch.setattr(loragate.run.adapter, "load_adapter", missing_once)
     _, entry, manifest, _ = prepare_adapter(iris, "tiny", fresh_base, iris_splits, RunOptions(store_root=store.root))
     assert len(loads) == 2 and manifest.data_hash == "old", loads
+
+
+def test_a_holder_record_that_cannot_be_written_leaves_the_lock_free(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """acquire took the lock, then failed to write its holder record and left the lock held as long as the error's
+    traceback lived (pytest keeps it for the report): every other run waited on it."""
+    store = AdapterStore(tmp_path / "adapters")
+
+    def disk_full(lock: FileLock) -> None:
+        raise AdapterStoreError(f"cannot write {holder_file(lock)}: [Errno 28] No space left on device")
+
+    monkeypatch.setattr(loragate.run.adapter, "record_holder", disk_full)
+    with pytest.raises(AdapterStoreError, match="No space left") as failed:
+        acquire(store, "iris", "tiny", KEY)
+    other = FileLock(store.lock("iris", "tiny", KEY).lock_file, timeout=0)
+    other.acquire()  # Timeout while the failed run holds it: its traceback, which pytest keeps, refers to the lock
+    other.release()
+    assert failed.traceback, "the failure's traceback, and with it the lock, must be alive for this check"
+
+
+def test_a_holder_record_a_killed_write_left_is_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed while it wrote its holder record left `.tmp-.lock-<key>.holder-*`, which no one removed."""
+    store = AdapterStore(tmp_path / "adapters")
+    named: list[str] = []
+    mkstemp = tempfile.mkstemp
+
+    def spy(*args, **kwargs):  # the temp name the holder record's write really uses
+        handle, name = mkstemp(*args, **kwargs)
+        named.append(name)
+        return handle, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", spy)
+    release_lock(held(store))
+    monkeypatch.undo()
+    left = Path(named[0])
+    left.write_text('{"pid": 1')  # as the killed write left it
+    with pytest.warns(UserWarning, match=rf"removed 1 temp .*{left.name}"):
+        assert store.remove_stale_temps("iris", "tiny") == [left]
+    assert not left.exists()
