@@ -57,14 +57,23 @@ def atomic_file(target: Path) -> Iterator[Staged]:
 
 def as_umask_allows(root: Path) -> None:
     """Give `root` and every directory and file under it (never through a link) the mode mkdir or open would have
-    given it under the umask: the writers inside a staged directory (mkdtemp, safetensors) make them private."""
+    given it under the umask: the writers inside a staged directory (mkdtemp, safetensors) make them private. A
+    directory keeps its setgid, setuid and sticky bits (a directory made in a group-shared, setgid store inherits
+    setgid, so that what is written in it stays the group's), which a chmod to a plain mode would drop."""
     umask = current_umask()
-    os.chmod(root, 0o777 & ~umask)
+    os.chmod(root, umask_mode(root, True, umask))
     for folder, dirs, files in os.walk(root):
         for name in dirs + files:
             path = Path(folder, name)
             if not path.is_symlink():
-                os.chmod(path, (0o777 if name in dirs else 0o666) & ~umask)
+                os.chmod(path, umask_mode(path, name in dirs, umask))
+
+
+def umask_mode(path: Path, directory: bool, umask: int) -> int:
+    """The mode of `path` under `umask`: 0777 for a directory (with its special bits kept), 0666 for a file."""
+    if directory:
+        return (0o777 & ~umask) | (path.stat().st_mode & 0o7000)
+    return 0o666 & ~umask
 
 
 def current_umask() -> int:

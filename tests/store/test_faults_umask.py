@@ -84,3 +84,18 @@ def test_a_manifest_without_secrets_is_written_as_before(tmp_path: Path) -> None
     manifest.write(tmp_path / "manifest.json")
     before = json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
     assert (tmp_path / "manifest.json").read_text() == before
+
+
+def test_a_directory_staged_in_a_setgid_store_keeps_setgid(tmp_path: Path, umask: int) -> None:
+    """A group-shared store is a setgid directory, whose new subdirectories inherit setgid (and so its group for
+    what is written in them); the chmod to the umask's mode dropped it from every staged directory."""
+    store = tmp_path / "store"
+    store.mkdir()
+    os.chmod(store, 0o2775)
+    with atomic_dir(store / "entry") as staged:
+        (staged.path / "inner").mkdir()
+        (staged.path / "inner" / "weights").write_bytes(b"w")
+    for directory in (store / "entry", store / "entry" / "inner"):
+        assert directory.stat().st_mode & stat.S_ISGID, f"{directory}: {mode(directory)} lost setgid"
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o2000 | (0o777 & ~umask), mode(directory)
+    assert mode(store / "entry" / "inner" / "weights") == oct(0o666 & ~umask)
