@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from loragate.gates.checks import Floor, MetricDelta, run_gates
+from loragate.gates.checks import Floor, MetricDelta
 from loragate.gates.per_key import KeyDrop, KeyFloor
 from loragate.kinds import card_checks
-from loragate.metrics.scores import metrics_from_confusion
-from loragate.tasks import get_task
 
 
 def findings(task_run, check_type: type) -> list[str]:
@@ -81,20 +79,6 @@ def test_metric_floors_hold(task_run) -> None:
         pytest.skip(f"{task_run.name}: the card sets no metric floors")
     failed = findings(task_run, Floor)
     assert not failed, "\n".join(failed)
-
-
-@pytest.mark.smoke
-def test_gate_fails_the_seed_iris_result() -> None:
-    """The seed reported 33.3% -> 63.3% and called it a success; the gate must refuse it."""
-    card = get_task("iris").card
-    base = metrics_from_confusion([[10, 0, 0], [10, 0, 0], [10, 0, 0]], card.labels)  # all setosa
-    tuned = metrics_from_confusion([[9, 1, 0], [0, 10, 0], [2, 8, 0]], card.labels)
-    assert round(base.accuracy, 3) == 0.333 and round(tuned.accuracy, 3) == 0.633
-    failed = [r.finding for r in run_gates(card_checks(card), tuned, base) if not r.passed]
-    report = "\n".join(f or "" for f in failed)
-    assert failed, "the seed's iris result passed the gate"
-    assert "'setosa' accuracy fell 1.000 -> 0.900" in report, report
-    assert "'virginica' accuracy 0.000 < floor" in report, report
 
 
 def test_no_test_input_leaks_from_train(task_run) -> None:

@@ -131,5 +131,5 @@ def test_task_of_reads_the_task_from_the_parameter_id() -> None:
     assert task_of("suites/test_quality.py::test_x[iris-tiny]", tasks) == "iris"
     assert task_of("suites/test_properties.py::test_y[sst2_encoder]", tasks) == "sst2_encoder"
     assert task_of("suites/test_z.py::test_z[4bit-sst2-full]", tasks) == "sst2"
-    assert task_of("suites/test_quality.py::test_gate_fails_the_seed_iris_result", tasks) is None
+    assert task_of("suites/test_quality.py::test_without_a_case", tasks) is None
     assert task_of("tests/test_a.py::test_b[topics]", tasks) is None

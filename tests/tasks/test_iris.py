@@ -8,9 +8,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from loragate.data.examples import Example, csv_problem
-from loragate.tasks.iris import FEATURES, LEVELS, bin_value, bundled_rows
+from loragate.gates.checks import run_gates
+from loragate.kinds import card_checks
+from loragate.metrics.scores import metrics_from_confusion
+from loragate.tasks import get_task
+from loragate.tasks.iris import BINS, FEATURES, LEVELS, bin_value, bundled_rows
 
 HEADER = [*FEATURES, "species"]
 
@@ -186,3 +192,30 @@ def test_too_few_rows_of_a_species_is_an_error_not_an_empty_split(tmp_path: Path
     rows = [row for row in every_species(6) if row[-1] != "virginica"] + [["6.5", "3.0", "5.5", "2.0", "virginica"]] * 2
     with pytest.raises(ValueError, match=r"too few rows of \{'virginica': 2\}"):
         iris.load_splits(write_csv(tmp_path / "few.csv", rows))
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
+
+
+@given(feature=st.sampled_from(sorted(BINS)), value=finite)
+def test_binning_is_total(feature: str, value: float) -> None:
+    assert bin_value(feature, value) in LEVELS
+
+
+@given(feature=st.sampled_from(sorted(BINS)), a=finite, b=finite)
+def test_binning_is_monotone(feature: str, a: float, b: float) -> None:
+    low, high = min(a, b), max(a, b)
+    assert LEVELS.index(bin_value(feature, low)) <= LEVELS.index(bin_value(feature, high))
+
+
+def test_gate_fails_the_seed_iris_result() -> None:
+    """The seed reported 33.3% -> 63.3% and called it a success; the gate must refuse it."""
+    card = get_task("iris").card
+    base = metrics_from_confusion([[10, 0, 0], [10, 0, 0], [10, 0, 0]], card.labels)  # all setosa
+    tuned = metrics_from_confusion([[9, 1, 0], [0, 10, 0], [2, 8, 0]], card.labels)
+    assert round(base.accuracy, 3) == 0.333 and round(tuned.accuracy, 3) == 0.633
+    failed = [r.finding for r in run_gates(card_checks(card), tuned, base) if not r.passed]
+    report = "\n".join(f or "" for f in failed)
+    assert failed, "the seed's iris result passed the gate"
+    assert "'setosa' accuracy fell 1.000 -> 0.900" in report, report
+    assert "'virginica' accuracy 0.000 < floor" in report, report
