@@ -279,7 +279,8 @@ def attach_lora(model: PreTrainedModel, lora: LoraSettings, seed: int, task_type
         lora_dropout=lora.dropout,
         target_modules=list(lora.target_modules),
         task_type=task_type,
-        modules_to_save=modules_to_save,
+        # a copy: peft extends the list it is given (SEQ_CLS adds classifier and score), which was the card's own
+        modules_to_save=list(modules_to_save) if modules_to_save else None,
     )
     return get_peft_model(model, config)
 

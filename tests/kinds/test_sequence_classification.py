@@ -63,6 +63,14 @@ def test_trained_head_round_trips_and_the_base_stays_bit_identical(tmp_path: Pat
         "the reloaded adapter does not reproduce the trained head's logits"
 
 
+def test_attaching_a_head_leaves_the_cards_list_as_it_was() -> None:
+    """peft extends the modules_to_save list it is given (SEQ_CLS adds classifier and score): the manifest recorded
+    [classifier, classifier, score], and a second run in one process would have computed another adapter key."""
+    card_list = ["classifier"]
+    attach_lora(minilm(0, "cls").model, LORA, seed=0, task_type="SEQ_CLS", modules_to_save=card_list)
+    assert card_list == ["classifier"]
+
+
 @pytest.mark.parametrize("pooling", POOLINGS)
 def test_batched_logits_equal_one_at_a_time(examples, pooling: str) -> None:
     base = minilm(0, pooling)
