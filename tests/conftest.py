@@ -99,3 +99,12 @@ def tuned(tiny_dir: Path, iris: IrisTask, iris_splits: Splits):
 
 
 pytest_plugins = ["pytester"]  # tests/plugin runs pytest in subprocesses, as a user would
+
+
+@pytest.fixture
+def gate_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A user's directory: its own ini (so rootdir is here), and plugin autoload left on (the plugin loads by its
+    entry point, as in a project that installs loragate)."""
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    pytester.makeini("[pytest]\n")
+    return pytester

@@ -133,14 +133,6 @@ def test_the_validity_rate_every_kind_computes_may_be_gated(tmp_path: Path) -> N
     assert card.gates.floors == {"validity_rate": 0.9, "accuracy": 0.5}
 
 
-@pytest.fixture
-def gate_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A user's directory with its own ini; the plugin is loaded by its entry point."""
-    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    pytester.makeini("[pytest]\n")
-    return pytester
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("override", "line"), [
     ("gates.floors.object_exact=0.5", "*gates.floors.object_exact: kind generative_classification does not compute*"),

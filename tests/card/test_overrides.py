@@ -167,14 +167,6 @@ def test_the_table_and_every_report_show_the_overrides_and_the_cut_prompts(overr
         assert "card overrides: --set tiers.tiny.train.epochs=4" in text and "truncation left" in text, name
 
 
-@pytest.fixture
-def gate_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A user's directory with its own ini; the plugin is loaded by its entry point."""
-    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    pytester.makeini("[pytest]\n")
-    return pytester
-
-
 @pytest.mark.slow
 def test_the_plugin_refuses_a_bad_override_at_start_naming_the_set(gate_dir: pytest.Pytester) -> None:
     result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "--task", "iris", "--set",

@@ -25,12 +25,10 @@ def fifo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def gate_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A user's directory: its own ini (so rootdir is here), plugin autoload left on, and one plain test."""
-    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    pytester.makeini("[pytest]\n")
-    pytester.makepyfile(test_plain="def test_ok():\n    pass\n")
-    return pytester
+def gate_dir(gate_dir: pytest.Pytester) -> pytest.Pytester:
+    """The user's directory (tests/conftest.py) with one plain test."""
+    gate_dir.makepyfile(test_plain="def test_ok():\n    pass\n")
+    return gate_dir
 
 
 def test_a_fifo_is_no_summary_file(fifo: Path) -> None:

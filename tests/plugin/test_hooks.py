@@ -28,14 +28,6 @@ def test_case(gate_case):
 """
 
 
-@pytest.fixture
-def gate_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A user's directory: its own ini (so rootdir is here), and plugin autoload left on."""
-    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", raising=False)
-    pytester.makeini("[pytest]\n")
-    return pytester
-
-
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
