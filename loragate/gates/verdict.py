@@ -4,6 +4,10 @@
 PASS needs every card gate passed and every gate test run and passed. A failed gate or test is FAIL. A case
 whose gate tests did not all run (`pytest --lf`, `-k`, one suite file) is PARTIAL, naming what did not run:
 it checked too little to ship. The exit code, the table and every report file read this one verdict.
+
+A verdict reached under gates the run changed with `--set gates....` says so wherever it is shown ("PASS with gates
+changed by --set: gates.min_delta.accuracy=0"): `--set gates.min_field_score=0` once turned a FAIL into "All 6 gates
+passed", marked only by a note.
 """
 
 from __future__ import annotations
@@ -45,21 +49,36 @@ class CaseTests:
 class Verdict:
     status: Status
     reasons: tuple[str, ...] = ()  # what failed, or what did not run
+    gates_overridden: tuple[str, ...] = ()  # the run's --set overrides of the card's gates (gate_overrides)
 
     @property
     def passed(self) -> bool:
         return self.status == "PASS"
 
+    @property
+    def line(self) -> str:
+        """The status as every headline shows it: "PASS", or "PASS with gates changed by --set: gates.x=0"."""
+        if not self.gates_overridden:
+            return self.status
+        return f"{self.status} with gates changed by --set: {', '.join(self.gates_overridden)}"
 
-def judge_case(gate_findings: list[str], tests: CaseTests | None) -> Verdict:
-    """The verdict of a run whose card gates found `gate_findings` (empty: all passed), given its gate tests.
-    Without test outcomes (the library called directly, not through pytest) the card's gates decide alone."""
+
+def gate_overrides(overrides: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The `--set path=value` overrides that change the card's gates (path `gates` or below it), as given."""
+    return tuple(text for text in overrides if text.partition("=")[0].strip().split(".")[0] == "gates")
+
+
+def judge_case(gate_findings: list[str], tests: CaseTests | None, overrides: tuple[str, ...] = ()) -> Verdict:
+    """The verdict of a run whose card gates found `gate_findings` (empty: all passed), given its gate tests and
+    the run's --set `overrides` (those of the gates are named by the verdict). Without test outcomes (the library
+    called directly, not through pytest) the card's gates decide alone."""
+    changed = gate_overrides(overrides)
     failed = [f"gate test failed: {nodeid}" for nodeid in (tests.failed() if tests else [])]
     if gate_findings or failed:
-        return Verdict("FAIL", (*gate_findings, *failed))
+        return Verdict("FAIL", (*gate_findings, *failed), changed)
     not_run = tests.not_run() if tests else []
     if not_run:
         shown = ", ".join(name.split("::")[-1] for name in not_run[:5]) + (" ..." if len(not_run) > 5 else "")
         return Verdict("PARTIAL", (f"{len(not_run)} gate tests of this case did not run ({shown}): run the whole "
-                                   f"gate (pytest -m smoke, or -m full --gpu) before shipping",))
-    return Verdict("PASS")
+                                   f"gate (pytest -m smoke, or -m full --gpu) before shipping",), changed)
+    return Verdict("PASS", gates_overridden=changed)

@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loragate.card.options import RunOptions
+from loragate.card.overrides import apply_overrides
 from loragate.card.settings import TIERS
 from loragate.gates.verdict import CaseTests
 from loragate.progress import SILENT, Progress, reporting
 from loragate.redact import redact
+from loragate.tasks import get_task
 
 SUMMARY_TIMEOUT_S = 60  # a summary is a few KiB: a regular file takes it in milliseconds
 
 if TYPE_CHECKING:  # heavy imports wait until a test asks for a run, so `pytest --help` stays fast
+    from loragate.data.task import Task
     from loragate.report.writer import RenderedRun
     from loragate.run.task_run import TaskRun
 
@@ -38,6 +41,16 @@ class GateSession:
     case_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # gate test node id -> its case
     progress: Progress = SILENT  # what each run shows while it runs; the plugin sets pytest's at session start
     failures_shown: set[tuple[str, str]] = field(default_factory=set)  # cases whose failure's traceback was printed
+    tasks_read: dict[str, Task] = field(default_factory=dict)  # task() of each task name, read once
+
+    def task(self, name: str) -> Task:
+        """The registered task `name` with the run's --set overrides applied to its card, as its runs read it: a
+        suite that reads a task (the properties suite) checks the card the gate runs, not the one on disk."""
+        if name not in self.tasks_read:
+            task = get_task(name)
+            task.card = apply_overrides(task.card, self.options.overrides)
+            self.tasks_read[name] = task
+        return self.tasks_read[name]
 
     def collected(self, nodeid: str, case: tuple[str, str]) -> None:
         """A gate test of `case` was collected: the case's verdict needs it to run."""

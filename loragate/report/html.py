@@ -127,6 +127,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
     return f"""
 <section>
 <h2>{e(run.name)} {badge(run.verdict.status)}</h2>
+{f"<p><strong>{e(run.verdict.line)}</strong></p>" if run.verdict.gates_overridden else ""}
 {"".join(f"<p>{e(reason)}</p>" for reason in partial_reasons(run))}
 <dl>{''.join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)}</dl>
 <h3>Base vs tuned</h3>

@@ -70,7 +70,7 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
     """The run's compact table in summary.md (for $GITHUB_STEP_SUMMARY): verdict, gated metrics with CIs,
     failed gates."""
     failed = [r for r in run.gates if not r.passed]
-    parts = [f"### {run.name}: {run.verdict.status}", "",
+    parts = [f"### {run.name}: {run.verdict.line}", "",
              f"base `{base_label(run)}`, adapter `{shown(run.adapter_dir)}`, n={run.tuned_metrics.n}", "",
              constant_line(run), "",
              "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
@@ -81,7 +81,9 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
     if failed:
         parts += [f"- **FAIL** {r.check}: {r.finding}" for r in failed]
     else:
-        parts.append(f"All {len(run.gates)} gates passed.")
+        changed = run.verdict.gates_overridden
+        parts.append(f"All {len(run.gates)} gates passed" + (f", under gates changed by --set: {', '.join(changed)}."
+                                                              if changed else "."))
     parts += [f"- **{run.verdict.status}**: {reason}" for reason in run.verdict.reasons
               if reason.startswith("gate test failed") or run.verdict.status == "PARTIAL"]
     parts += [f"- note: {note}" for note in notes(run)]
@@ -108,12 +110,14 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "passed": run.verdict.passed,
         "verdict": run.verdict.status,
         "verdict_reasons": list(run.verdict.reasons),
+        "gates_overridden": list(run.verdict.gates_overridden),
         "base": {"name": run.base.name, "quantization": run.base.quantization, "fingerprint": run.base.fingerprint,
                  "parameters": run.base.parameters,
                  "pad_policy": run.base.pad_policy},
         "adapter": {"dir": str(run.adapter_dir) if run.adapter_dir else None,
                     "key": run.manifest.key if run.manifest else None, "trained_this_run": run.trained is not None,
-                    "sha256": run.manifest.adapter_sha256 if run.manifest else None},
+                    "sha256": run.manifest.adapter_sha256 if run.manifest else None,
+                    **(run.adapter_facts.to_json() if run.adapter_facts else {})},
         "data_hash": run.splits.data_hash(),
         "overrides": list(run.overrides),
         "inputs": run.inputs.to_json() if run.inputs else None,
@@ -125,7 +129,8 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "subgroups": [{"name": group.name, "n": group.n, "base": metric_values(group.base, order),
                        "tuned": metric_values(group.tuned, order)} for group in run.subgroups],
         "gated": [asdict(row) for row in intervals],
-        "gates": [{"check": r.check, "passed": r.passed, "finding": r.finding, "evidence": r.evidence}
+        "gates": [{"check": r.check, "passed": r.passed, "status": r.status, "finding": r.finding,
+                   "evidence": r.evidence}
                   for r in run.gates],
         "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
         "predictions": predictions_json(run),

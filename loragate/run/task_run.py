@@ -120,7 +120,8 @@ class TaskRun:
 
     @property
     def verdict(self) -> Verdict:
-        return judge_case([f"{r.check}: {r.finding}" for r in self.gates if not r.passed], self.tests)
+        return judge_case([f"{r.check}: {r.finding}" for r in self.gates if not r.passed], self.tests,
+                          self.overrides)
 
     def test_logits(self, model: torch.nn.Module) -> torch.Tensor:
         """The logits of `model` on the test split, batched exactly as base_logits was."""
