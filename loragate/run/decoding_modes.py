@@ -1,7 +1,8 @@
 """Free and constrained decoding side by side (issue #19). The card's `eval.constrain` is the deployment's decoding,
 the one the gates read; `--constrain`, or a card that declares `schema`, computes the other mode too, reported with
-the tuned model's paired deltas free -> constrained, never gated. A tuned model that is valid only under the grammar
-fails a card that declares free decoding: the validity gate reads the free outputs, and its finding names the gap."""
+the tuned model's paired deltas free -> constrained, never gated. A tuned model that meets the validity floor only
+under the grammar fails a card that declares free decoding: the validity gate reads the free outputs, and its finding
+names the gap with both rates and the floor."""
 
 from __future__ import annotations
 
@@ -85,11 +86,16 @@ def mode_deltas(free: Metrics, constrained: Metrics, metrics: list[str], setting
 
 
 def name_the_gap(gates: list[GateResult], free: Metrics, constrained: Metrics, min_validity: float) -> list[GateResult]:
-    """A failed validity gate on free outputs with the constrained outputs' validity beside it: whether the adapter
-    is valid only under the grammar, and the two ways to ship it."""
-    gap = f"validity {free.validity_rate:.2f} free vs {constrained.validity_rate:.2f} constrained"
-    if constrained.validity_rate >= min_validity:
-        gap += (": the adapter is valid only under the grammar; deploy it with constrained decoding and declare "
-                "eval.constrain: schema in the card, or train it until its free outputs parse")
+    """A failed validity gate on free outputs with the constrained outputs' validity and the floor beside it, to the
+    printed precision of the gate's own finding (0.998 is not 1.00). Only where the free rate is under the floor and
+    the constrained one reaches it does the finding say the grammar is what meets it, and the two ways to ship it;
+    it never claims that the free outputs do not parse (0.930 of them may)."""
+    gap = (f"validity {free.validity_rate:.3f} free vs {constrained.validity_rate:.3f} constrained, "
+           f"floor {min_validity:.3f}")
+    if free.validity_rate < min_validity <= constrained.validity_rate:
+        gap += (": only the constrained outputs reach the floor; deploy the adapter with constrained decoding and "
+                "declare eval.constrain: schema in the card, or train it until its free outputs reach the floor")
+    elif constrained.validity_rate < min_validity:
+        gap += ": the constrained outputs miss the floor too"
     return [replace(result, finding=f"{result.finding}; {gap}") if result.check == "validity" and not result.passed
             else result for result in gates]

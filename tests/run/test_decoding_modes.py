@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,12 +15,13 @@ import torch
 from loragate.card.options import OptionError, RunOptions
 from loragate.card.settings import TaskCard
 from loragate.data.examples import Example
+from loragate.gates.result import GateResult
 from loragate.inference.predictions import Predictions, constant_predictions
 from loragate.plugin.hooks import require_constrainable
 from loragate.report.rows import text_table
 from loragate.report.writer import write_report
 from loragate.run.adapter import CanaryFailed, run_canary
-from loragate.run.decoding_modes import CONSTRAINED, FREE
+from loragate.run.decoding_modes import CONSTRAINED, FREE, name_the_gap
 from loragate.run.judging import Judged, judge_predictions
 from loragate.run.task_run import run_task
 from loragate.tasks import get_task
@@ -58,7 +60,8 @@ def test_valid_only_under_the_grammar_fails_a_free_decoding_card_naming_the_gap(
     judged = judge_predictions(get_task("iris"), examples, base, tuned_free, constrained, FREE)
     finding = failures(judged).get("validity", "")
     assert finding.startswith("validity rate 0.100 < required 1.000"), failures(judged)
-    assert "validity 0.10 free vs 1.00 constrained: the adapter is valid only under the grammar" in finding, finding
+    assert ("validity 0.100 free vs 1.000 constrained, floor 1.000: only the constrained outputs reach the floor; "
+            "deploy the adapter with constrained decoding") in finding, finding
     assert judged.gated.mode == FREE and judged.tuned_metrics.validity_rate == pytest.approx(0.1)
     assert judged.reported is not None and judged.reported.mode == CONSTRAINED
     assert judged.reported.tuned_metrics.accuracy == 1.0
@@ -85,7 +88,26 @@ def test_a_gap_the_grammar_does_not_close_is_named_without_blaming_the_free_outp
     half = outputs(examples, [ex.label if i % 2 else "none" for i, ex in enumerate(examples)])  # "none": no label
     judged = judge_predictions(get_task("iris"), examples, base, tuned_free, (base, half), FREE)
     finding = failures(judged)["validity"]
-    assert finding.endswith("validity 0.10 free vs 0.50 constrained"), finding
+    assert finding.endswith("validity 0.100 free vs 0.500 constrained, floor 1.000: the constrained outputs miss the "
+                            "floor too"), finding
+
+
+@pytest.mark.parametrize(("free", "constrained", "holds"), [(0.93, 0.998, True), (0.93, 0.94, False),
+                                                              (0.0, 0.95, True)])
+def test_the_gap_finding_states_its_numbers_and_claims_the_floor_only_where_it_holds(free: float, constrained: float,
+                                                                                      holds: bool) -> None:
+    """Issue 32, point 5: "valid only under the grammar" was printed for 0.93 free vs 0.998 constrained, rounded to
+    "0.93 free vs 1.00"; now the three numbers the claim compares are printed as the gate prints its own."""
+    failed, other = GateResult("validity", "validity rate ..."), GateResult("accuracy", "accuracy ...")
+    (named, untouched) = name_the_gap([failed, other], SimpleNamespace(validity_rate=free),
+                                      SimpleNamespace(validity_rate=constrained), 0.95)
+    numbers = f"validity {free:.3f} free vs {constrained:.3f} constrained, floor 0.950"
+    assert named.finding.startswith(f"validity rate ...; {numbers}"), named.finding
+    assert ("only the constrained outputs reach the floor" in named.finding) is holds, named.finding
+    assert ("miss the floor too" in named.finding) is not holds, named.finding
+    assert "valid only under the grammar" not in named.finding and untouched == other
+    assert name_the_gap([GateResult("validity", None)], SimpleNamespace(validity_rate=free),
+                        SimpleNamespace(validity_rate=constrained), 0.95) == [GateResult("validity", None)]
 
 
 def test_paired_deltas_free_to_constrained_for_the_gated_metrics() -> None:
