@@ -116,8 +116,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
                  "pad_policy": run.base.pad_policy},
         "adapter": {"dir": str(run.adapter_dir) if run.adapter_dir else None,
                     "key": run.manifest.key if run.manifest else None, "trained_this_run": run.trained is not None,
-                    "sha256": run.manifest.adapter_sha256 if run.manifest else None,
-                    **(run.adapter_facts.to_json() if run.adapter_facts else {})},
+                    "sha256": run.manifest.adapter_sha256 if run.manifest else None},
         "data_hash": run.splits.data_hash(),
         "overrides": list(run.overrides),
         "inputs": run.inputs.to_json() if run.inputs else None,
@@ -129,8 +128,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "subgroups": [{"name": group.name, "n": group.n, "base": metric_values(group.base, order),
                        "tuned": metric_values(group.tuned, order)} for group in run.subgroups],
         "gated": [asdict(row) for row in intervals],
-        "gates": [{"check": r.check, "passed": r.passed, "status": r.status, "finding": r.finding,
-                   "evidence": r.evidence}
+        "gates": [{"check": r.check, "passed": r.passed, "finding": r.finding, "evidence": r.evidence}
                   for r in run.gates],
         "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
         "predictions": predictions_json(run),
