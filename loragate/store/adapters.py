@@ -170,8 +170,17 @@ def entry_identity(entry: Path) -> tuple[int, int] | None:
 
 
 class AdapterStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, locks: Path | None = None) -> None:
+        """`locks`: where the keys' lock files and holder records go. Not in the store: a project commits
+        adapters/, and each lock left a zero-byte `.lock-<key>` there. By default the project's cache beside the
+        store, `<root>/../.loragate/locks` (RunOptions.cache, as the plugin and train_fixtures.py place it): derived
+        from the store, so every process that uses one store takes the same locks."""
         self.root = root
+        self.locks = locks if locks is not None else root.parent / ".loragate" / "locks"
+
+    def lock_dir(self, task: str, tier: str) -> Path:
+        """The directory of one task and tier's locks, outside the store."""
+        return self.locks / safe_name("task", task) / safe_name("tier", tier)
 
     def entry_dir(self, task: str, tier: str, key: str) -> Path:
         """adapters/<task>/<tier>/<key>, refused when a symlink inside the store leads it elsewhere (the store's
@@ -184,29 +193,33 @@ class AdapterStore:
 
     def lock(self, task: str, tier: str, key: str, timeout: float = LOCK_TIMEOUT_S) -> FileLock:
         """An OS file lock per key: of several processes (pytest-xdist workers) that need the same adapter,
-        one trains while the others wait, then load. The OS drops the lock of a killed process."""
-        entry = self.entry_dir(task, tier, key)
+        one trains while the others wait, then load. The OS drops the lock of a killed process. The lock file stays
+        (removing it while another process waits on it would let a third take a new one): it lives in lock_dir."""
+        self.entry_dir(task, tier, key)  # the names checked as the entry's are
+        directory = self.lock_dir(task, tier)
         try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise AdapterStoreError(f"cannot create {entry.parent}: {exc}. Check space and permissions of "
-                                    f"{self.root}.") from exc
-        return FileLock(entry.parent / f".lock-{key}", timeout=timeout)
+            raise AdapterStoreError(f"cannot create {directory}: {exc}. Check space and permissions of "
+                                    f"{self.locks}.") from exc
+        return FileLock(directory / f".lock-{key}", timeout=timeout)
 
     def remove_stale_temps(self, task: str, tier: str) -> list[Path]:
-        """Remove the temps a killed write left in adapters/<task>/<tier>/ (a save's `.tmp-<key>-*` directory, a
-        holder record's `.tmp-.lock-<key>.holder-*` file), with a warning naming them. A run writes both under its
-        key's lock, so a temp whose key no process has locked is stale; one whose key is locked may be a write in
-        progress and is kept."""
+        """Remove the temps a killed write left in adapters/<task>/<tier>/ (a save's `.tmp-<key>-*` directory) and
+        in its lock_dir (a holder record's `.tmp-.lock-<key>.holder-*` file), with a warning naming them. A run
+        writes both under its key's lock, so a temp whose key no process has locked is stale; one whose key is
+        locked may be a write in progress and is kept."""
         tier_dir = self.root / safe_name("task", task) / safe_name("tier", tier)
-        if not tier_dir.is_dir() or not tier_dir.resolve().is_relative_to(self.root.resolve()):
-            return []  # nothing stored yet, or a link out of the store, which entry_dir refuses on any use
+        in_store = tier_dir.is_dir() and tier_dir.resolve().is_relative_to(self.root.resolve())  # else nothing
+        # stored yet, or a link out of the store, which entry_dir refuses on any use
+        lock_dir = self.lock_dir(task, tier)
+        temps = [*(tier_dir.iterdir() if in_store else ()), *(lock_dir.iterdir() if lock_dir.is_dir() else ())]
         removed = []
-        for tmp in sorted(tier_dir.iterdir()):
+        for tmp in sorted(temps):
             key = temp_key(tmp)
             if key is None:
                 continue
-            lock = FileLock(tier_dir / f".lock-{key}", timeout=0)
+            lock = FileLock(lock_dir / f".lock-{key}", timeout=0)
             try:
                 lock.acquire()
             except Timeout:

@@ -222,7 +222,7 @@ def test_the_next_run_removes_what_killed_saves_left_but_not_a_save_in_progress(
     tier_dir = root / TASK / TIER
     live = tier_dir / ".tmp-fedcba9876543210-abcd_123"
     live.mkdir()
-    saving = FileLock(tier_dir / ".lock-fedcba9876543210")  # another run saving that key
+    saving = FileLock(AdapterStore(root).lock(TASK, TIER, "fedcba9876543210").lock_file)  # another run saving it
     saving.acquire()
     try:
         with pytest.warns(UserWarning, match=rf"{tier_dir}: removed {len(stale)} temp dirs left by interrupted saves"):
