@@ -1,4 +1,4 @@
-"""The structured-output kind: strict vs lenient validity, field scores (lists as multisets), pooled F1 intervals,
+"""The structured-output kind: strict vs lenient validity, field scores (lists in order), pooled F1 intervals,
 per-field gates, and the degenerate adapters the gate must fail (one constant object, one field always wrong,
 valid only once a code fence is stripped)."""
 
@@ -14,8 +14,9 @@ from loragate.card.settings import CardError, GateSettings
 from loragate.gates.checks import MetricDelta, run_gates
 from loragate.gates.per_key import KeyDrop, KeyFloor
 from loragate.kinds.structured_output.checks import field_scores
+from loragate.kinds.structured_output.fields import field_counts, field_layout
 from loragate.kinds.structured_output.schema import load_schema, location, parse_object
-from loragate.kinds.structured_output.scoring import field_counts, macro_f1, micro_f1, structured_metrics
+from loragate.kinds.structured_output.scoring import macro_f1, micro_f1, structured_metrics
 from loragate.metrics.scores import with_input_groups
 
 
@@ -48,24 +49,25 @@ def test_error_locations_read_as_paths() -> None:
     assert location(("items", 0, "qty")) == "items[0].qty"
 
 
-def test_list_fields_compare_as_multisets() -> None:
-    assert field_counts(["a", "b", "b"], ["b", "a", "b"]) == (3, 0, 0)
-    assert field_counts(["a", "b"], ["a", "c", "c"]) == (1, 2, 1)
-    assert field_counts("x", "y") == (0, 1, 1)
-    assert field_counts(None, None) == (0, 0, 0)
+def test_unordered_list_fields_compare_as_multisets() -> None:
+    unordered = frozenset({"tags"})
+    assert field_counts(["a", "b", "b"], ["b", "a", "b"], "tags", unordered) == (3, 0, 0)
+    assert field_counts(["a", "b"], ["a", "c", "c"], "tags", unordered) == (1, 2, 1)
+    assert field_counts("x", "y", "name", unordered) == (0, 1, 1)
+    assert field_counts(None, None, "name", unordered) == (0, 0, 0)
 
 
 def score(outputs: list[str], gold: list[str] | None = None):
     gold = gold or [GOLD] * len(outputs)
     return structured_metrics([f"e{i}" for i in range(len(outputs))], gold, [parse_object(o, Item) for o in outputs],
-                              outputs, list(Item.model_fields))
+                              outputs, field_layout(Item))
 
 
 def test_field_scores_and_pooled_f1() -> None:
-    reordered = Item(name="mug", qty=2, tags=["fragile", "gift"]).model_dump_json()
+    same = Item(name="mug", qty=2, tags=["gift", "fragile"]).model_dump_json()
     wrong_qty = Item(name="mug", qty=3, tags=["gift"]).model_dump_json()
-    metrics = score([reordered, wrong_qty, "not json"])
-    assert metrics.object_exact == pytest.approx(1 / 3), "tags in another order are the same multiset"
+    metrics = score([same, wrong_qty, "not json"])
+    assert metrics.object_exact == pytest.approx(1 / 3)
     assert metrics.field_exact == {"name": pytest.approx(2 / 3), "qty": pytest.approx(1 / 3),
                                    "tags": pytest.approx(1 / 3)}
     # tp/fp/fn: name 2/0/1, qty 1/1/2, tags 3/0/3 -> micro 2*6/(12+1+6); macro mean(4/5, 2/5, 6/9)

@@ -23,7 +23,8 @@ from loragate.kinds.causal import CausalKind, parsed_predictions
 from loragate.kinds.protocol import ExampleTable
 from loragate.kinds.registry import KINDS
 from loragate.kinds.structured_output.checks import field_checks
-from loragate.kinds.structured_output.schema import canonical, location, output_schema, parse_object
+from loragate.kinds.structured_output.fields import layout
+from loragate.kinds.structured_output.schema import canonical, duplicate_keys, location, output_schema, parse_object
 from loragate.kinds.structured_output.scoring import StructuredMetrics, error_keys, structured_metrics
 from loragate.kinds.trivial_predictors import most_common_response
 from loragate.metrics.plots import Plot
@@ -63,7 +64,7 @@ class StructuredOutput(CausalKind):
 
     def score(self, task: Task, predictions: Predictions) -> StructuredMetrics:
         return structured_metrics(predictions.ids, predictions.gold, predictions.parsed, predictions.outputs,
-                                  list(output_schema(task.card).model_fields))
+                                  layout(task.card, output_schema(task.card)))
 
     def checks(self, gates: GateSettings) -> list[Check]:
         return field_checks(gates)
@@ -87,6 +88,9 @@ class StructuredOutput(CausalKind):
             raise CardError(f"task {card.name!r}: target_template {card.target_template!r} reads {other}; a structured "
                             f"output's target reads only {{output}}, e.g. \" {{output}}\"")
         gold = row["output"]
+        repeated = duplicate_keys(gold) if isinstance(gold, str) else []
+        if repeated:
+            raise CardError(f"{source}: the gold output writes the key {location(repeated[0])} twice; keep one value")
         try:
             value = output_schema(card).model_validate_json(gold) if isinstance(gold, str) else \
                 output_schema(card).model_validate(gold)

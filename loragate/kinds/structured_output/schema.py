@@ -1,8 +1,9 @@
 """The card's output schema (a pydantic model named `module:Class`) and how raw model text is read against it.
 
-Validity is strict: the whole output (surrounding whitespace aside) is JSON that validates. An output that validates
-only once a Markdown code fence or the prose around the outermost braces is stripped is "lenient-valid": counted and
-reported, never counted as valid, and scored as an invalid output."""
+Validity is strict: the whole output (surrounding whitespace aside) is JSON that validates, with no key twice in one
+object (a JSON reader would keep the last value: `{"room": "1", "room": "12"}` is not one answer). An output that
+validates only once a Markdown code fence or the prose around the outermost braces is stripped is "lenient-valid":
+counted and reported, never counted as valid, and scored as an invalid output."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from pydantic import BaseModel, PydanticUserError, TypeAdapter, ValidationError
 
 from loragate.card.settings import CardError, TaskCard
 from loragate.data.parsing import ParsedOutput, SchemaError
+from loragate.kinds.structured_output.fields import layout
 
 FENCE = re.compile(r"^\s*```[A-Za-z]*[ \t]*\n?(.*?)\n?```\s*$", re.DOTALL)
 _SHOWN = 60  # characters of a bad output quoted in a reason
@@ -64,11 +67,13 @@ def load_schema(spec: str, card_dir: Path | None, task: str) -> type[BaseModel]:
 def declared_schema(card: TaskCard, constrained: bool) -> type[BaseModel] | None:
     """The output schema of a card that declares one (a `structured:` block), else None, loaded now: the plugin
     calls this at start-up, so a module that is missing, raises or exits is a CardError before any model loads,
-    not an error of pytest's own. `constrained`: the run decodes under the schema's grammar, so it needs a JSON
-    Schema too (a field of an arbitrary Python type has none)."""
+    not an error of pytest's own, and so is an unordered field that names no list field of it. `constrained`: the
+    run decodes under the schema's grammar, so it needs a JSON Schema too (a field of an arbitrary Python type has
+    none)."""
     if card.block("structured") is None:
         return None
     schema = output_schema(card)
+    layout(card, schema)
     if constrained:
         json_schema_problem(schema, f"task {card.name}: structured.output_schema "
                                     f"{card.block('structured').output_schema!r}")
@@ -132,16 +137,28 @@ def canonical(value: BaseModel) -> str:
 
 def parse_object(text: str, schema: type[BaseModel]) -> ParsedOutput:
     """`text` read strictly against `schema`; where that fails, whether it validates once a code fence or surrounding
-    prose is stripped (lenient-valid, still invalid). Never raises."""
+    prose is stripped (lenient-valid, still invalid). A key written twice in one object is an error of its own
+    (`duplicate_key` at the key's path), before any of the schema's. Never raises."""
+    found = duplicate_keys(text)
+    errors = tuple(SchemaError(location(loc), "duplicate_key") for loc in found)
     try:
-        return ParsedOutput(schema.model_validate_json(text), None)
+        value = schema.model_validate_json(text)
     except ValidationError as exc:
-        errors = tuple(SchemaError(location(err["loc"]), err["type"]) for err in exc.errors())
-        first = exc.errors()[0]
-    reason = (f"{'empty output' if not text.strip() else 'not JSON'}: {quote(text)}" if errors[0].type == "json_invalid"
-              else f"{location(first['loc'])}: {first['msg']} ({len(errors)} error{'s' * (len(errors) > 1)})")
+        errors += tuple(SchemaError(location(err["loc"]), err["type"]) for err in exc.errors())
+        first = f"{location(exc.errors()[0]['loc'])}: {exc.errors()[0]['msg']}"
+    else:
+        if not errors:
+            return ParsedOutput(value, None)
+    count = f"{len(errors)} error{'s' * (len(errors) > 1)}"
+    if found:
+        reason = (f"{location(found[0])}: duplicate key {found[0][-1]!r}, of which a JSON reader keeps only the last "
+                  f"value ({count}): {quote(text)}")
+    elif errors[0].type == "json_invalid":
+        reason = f"{'empty output' if not text.strip() else 'not JSON'}: {quote(text)}"
+    else:
+        reason = f"{first} ({count})"
     for stripped, how in ((fenced(text), "a code fence"), (braced(text), "the text around the JSON object")):
-        if stripped is None:
+        if stripped is None or duplicate_keys(stripped):
             continue
         try:
             schema.model_validate_json(stripped)
@@ -150,6 +167,33 @@ def parse_object(text: str, schema: type[BaseModel]) -> ParsedOutput:
         return ParsedOutput(None, f"valid only after stripping {how} (lenient-valid, not valid): {quote(text)}", errors,
                             lenient=True)
     return ParsedOutput(None, reason, errors)
+
+
+class KeyPairs(list):
+    """One JSON object's (key, value) pairs as written: json's object_pairs_hook, which keeps a repeated key."""
+
+
+def duplicate_keys(text: str) -> list[tuple]:
+    """The location of every key written a second time in one object of `text` (("location", "room"),
+    ("items", 0, "name")), outer objects first; [] for text that is not JSON."""
+    try:
+        tree = json.loads(text, object_pairs_hook=KeyPairs)
+    except (ValueError, RecursionError):
+        return []
+    found: list[tuple] = []
+    pending: list[tuple[object, tuple]] = [(tree, ())]  # a stack, not recursion: the output may nest deeply
+    while pending:
+        node, loc = pending.pop()
+        if isinstance(node, KeyPairs):
+            seen = set()
+            for key, _ in node:
+                if key in seen:
+                    found.append((*loc, key))
+                seen.add(key)
+            pending += [(value, (*loc, key)) for key, value in reversed(node)]
+        elif isinstance(node, list):
+            pending += [(item, (*loc, index)) for index, item in reversed(list(enumerate(node)))]
+    return found
 
 
 def fenced(text: str) -> str | None:

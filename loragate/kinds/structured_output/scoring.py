@@ -1,6 +1,7 @@
-"""Scores of structured outputs against gold objects: whole-object exact match, exact match per top-level field,
-and micro and macro F1 over fields, where a list field is compared as a multiset (each gold item found once is a
-true positive). An output that does not validate strictly scores as if it had no fields at all.
+"""Scores of structured outputs against gold objects: whole-object exact match, exact match per field (every field by
+path, nested ones too: loragate.kinds.structured_output.fields), and micro and macro F1 over the top-level fields,
+where a list field's items are counted in order unless it is unordered (fields.field_counts). An output that does
+not validate strictly scores as if it had no fields at all.
 
 F1 is pooled from per-example counts (true positives, false positives, false negatives per field), so its paired
 bootstrap resamples examples and recomputes the pooled F1, as corpus BLEU does."""
@@ -14,34 +15,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from loragate.data.parsing import ParsedOutput
+from loragate.kinds.structured_output.fields import MISSING, FieldLayout, field_counts, field_equal, value_at
 from loragate.metrics.registry import METRICS
 from loragate.metrics.scores import clusters, without_groups
 from loragate.metrics.stats import DeltaInterval, paired_bootstrap_means, paired_bootstrap_pooled
-
-MISSING = object()  # a field of an output that did not validate
-
-
-def field_counts(gold: object, predicted: object) -> tuple[int, int, int]:
-    """(true positives, false positives, false negatives) of one field. Lists: multisets of their items; any other
-    value: one item, or none when it is null (a null gold and a null prediction agree without a true positive)."""
-    def items(value: object) -> Counter:
-        if value is MISSING or value is None:
-            return Counter()
-        values = value if isinstance(value, list) else [value]
-        return Counter(json.dumps(v, sort_keys=True) for v in values)
-
-    gold_items, predicted_items = items(gold), items(predicted)
-    tp = sum((gold_items & predicted_items).values())
-    return tp, sum(predicted_items.values()) - tp, sum(gold_items.values()) - tp
-
-
-def field_equal(gold: object, predicted: object) -> bool:
-    """Exact match of one field; list fields as multisets."""
-    if predicted is MISSING:
-        return False
-    if isinstance(gold, list) and isinstance(predicted, list):
-        return field_counts(gold, predicted)[1:] == (0, 0)
-    return gold == predicted
 
 
 def f1_of(pooled: np.ndarray) -> np.ndarray:
@@ -67,18 +44,18 @@ POOLED = {"field_micro_f1": micro_f1, "field_macro_f1": macro_f1}
 @dataclass(frozen=True)
 class StructuredMetrics:
     n: int
-    fields: list[str]  # the schema's top-level fields, in its order
+    fields: list[str]  # every field by path: the schema's top-level ones in order, each nested object's after it
     object_exact: float
     field_micro_f1: float
     field_macro_f1: float
     validity_rate: float  # strictly valid outputs
     lenient_validity_rate: float  # valid only once a fence or prose is stripped: not counted valid
     empty_outputs: int
-    field_exact: dict[str, float]  # per field, the share of examples whose value is exactly right
+    field_exact: dict[str, float]  # per field path, the share of examples whose value is exactly right
     schema_errors: dict[str, dict[str, int]]  # location -> pydantic error type -> outputs failing it
     ids: list[str]
-    per_example: dict[str, list[float]]  # object_exact, and field:<name> exact, 0 or 1 per example
-    counts: list[list[int]]  # per example: tp, fp, fn of each field in order, for the pooled F1s
+    per_example: dict[str, list[float]]  # object_exact, and field:<path> exact, 0 or 1 per example
+    counts: list[list[int]]  # per example: tp, fp, fn of each top-level field in order, for the pooled F1s
     input_groups: tuple[int, ...] = ()  # per example, its input's index (with_input_groups); (): all distinct
 
     def value(self, metric: str) -> float:
@@ -119,8 +96,8 @@ class StructuredMetrics:
                 "validity_rate": self.validity_rate}
 
     def sub_rows(self, metric: str, base: StructuredMetrics) -> list[tuple[str, str, str, str]]:
-        """Per-field exact match under the whole-object row; the share of outputs failing each schema error type
-        at each location under validity."""
+        """Per-field exact match (nested fields by path) under the whole-object row; the share of outputs failing each
+        schema error type at each location under validity."""
         if metric == "object_exact":
             return [(f"field {name!r} exact", f"{base.field_exact[name]:.3f}", f"{self.field_exact[name]:.3f}",
                      f"{self.field_exact[name] - base.field_exact[name]:+.3f}") for name in self.fields]
@@ -149,32 +126,31 @@ def error_keys(*metrics: StructuredMetrics) -> list[tuple[str, str]]:
 
 
 def structured_metrics(ids: list[str], gold: list[str], parsed: list[ParsedOutput], outputs: list[str],
-                       fields: list[str]) -> StructuredMetrics:
+                       fields: FieldLayout) -> StructuredMetrics:
     """Scores of `parsed` outputs against `gold` objects (canonical JSON texts of the schema)."""
     if not gold:
         raise ValueError("no examples to score: the split is empty")
     if not (len(ids) == len(gold) == len(parsed) == len(outputs)):
         raise ValueError(f"lengths differ: {len(ids)} ids, {len(gold)} gold, {len(parsed)} parsed, {len(outputs)} "
                          f"outputs")
-    exact_per_field: dict[str, list[float]] = {name: [] for name in fields}
+    exact_per_field: dict[str, list[float]] = {path: [] for path in fields.paths}
     object_exact: list[float] = []
     counts: list[list[int]] = []
     errors: dict[str, Counter] = {}
     for gold_text, p in zip(gold, parsed):
         gold_value = json.loads(gold_text)
-        predicted = p.value.model_dump(mode="json") if p.value is not None else {}
-        row: list[int] = []
-        for name in fields:
-            guess = predicted.get(name, MISSING)
-            exact_per_field[name].append(float(field_equal(gold_value.get(name), guess)))
-            row += field_counts(gold_value.get(name), guess)
-        counts.append(row)
-        object_exact.append(float(all(exact_per_field[name][-1] for name in fields)))
+        predicted = p.value.model_dump(mode="json") if p.value is not None else MISSING
+        for path in fields.paths:
+            exact_per_field[path].append(float(field_equal(value_at(gold_value, path), value_at(predicted, path), path,
+                                                           fields.unordered)))
+        counts.append([count for name in fields.top_level for count in field_counts(
+            gold_value.get(name), value_at(predicted, name), name, fields.unordered)])
+        object_exact.append(float(all(exact_per_field[name][-1] for name in fields.top_level)))
         for error in {(e.loc, e.type) for e in p.errors}:  # an output counts once per location and type
             errors.setdefault(error[0], Counter())[error[1]] += 1
     pooled = np.array(counts, dtype=float).sum(axis=0)
     return StructuredMetrics(
-        n=len(gold), fields=list(fields), object_exact=float(np.mean(object_exact)),
+        n=len(gold), fields=list(fields.paths), object_exact=float(np.mean(object_exact)),
         field_micro_f1=float(micro_f1(pooled)), field_macro_f1=float(macro_f1(pooled)),
         validity_rate=sum(p.valid for p in parsed) / len(parsed),
         lenient_validity_rate=sum(p.lenient for p in parsed) / len(parsed),
