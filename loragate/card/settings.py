@@ -385,6 +385,11 @@ class TaskCard(Strict):
                                  "unless gates.allow_target_in_prompt is true")
     target_template: str = Field(" {label}", description="what the model should generate after the prompt, a "
                                  "template as prompt_template is")
+    chat_template: StrictBool = Field(
+        False, description="causal kinds: the prompt (prompt_template over the example's fields) is the user turn of "
+        "a conversation rendered with the base tokenizer's chat template up to the assistant header, as TRL's SFT "
+        "renders conversational data, in training, evaluation and export-data alike; a base whose tokenizer has none "
+        "is refused when it loads. The instruct kind always does this")
     tiers: dict[Tier, TierSettings]
     gates: GateSettings
     subgroups: str | None = Field(
@@ -499,6 +504,9 @@ class TaskCard(Strict):
             readers = [name for name in kinds().names() if kinds().get(name).pooling]
             raise ValueError(f"tiers {pooled}: pooling is read only by the kinds {', '.join(readers)}, and this "
                              f"card's kind is {self.kind}; remove 'pooling' from those tiers")
+        if self.chat_template and spec.encoder:
+            raise ValueError(f"chat_template: kind {self.kind} reads prompts with an encoder and its own head, which "
+                             f"no chat template formats; remove chat_template")
 
     def gates_fit_kind(self) -> None:
         """Every metric the gates name is one the kind computes (a gate on another fails only after training, or is

@@ -164,7 +164,8 @@ class Validity:
     name: str = "validity"
 
     def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
-        return GateResult(self.name, self.fails(tuned, base))
+        return GateResult(self.name, self.fails(tuned, base), f"validity rate {tuned.validity_rate:.3f}, required "
+                          f"{self.min_rate:.3f} (base {base.validity_rate:.3f}, n={tuned.n})")
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         if tuned.validity_rate >= self.min_rate:

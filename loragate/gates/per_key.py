@@ -51,6 +51,35 @@ def below_floor(what: str, metric: str, higher_is_better: bool, scores: list[Key
     return findings
 
 
+def largest_drop(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], tolerance: float) -> str:
+    """The evidence of a drop gate: the key that lost most against base, or that none lost, among how many keys."""
+    if not scores:
+        return f"no {what} to compare"
+    worst = max(scores, key=lambda s: s.base - s.tuned if higher_is_better else s.tuned - s.base)
+    loss = worst.base - worst.tuned if higher_is_better else worst.tuned - worst.base
+    if loss <= 0:
+        return f"no {what} lost {metric} against base ({counted(what, scores)}, tolerance {tolerance:.3f})"
+    return (f"largest drop: {what} {worst.key!r} {metric} {worst.base:.3f} -> {worst.tuned:.3f} "
+            f"({worst.tuned - worst.base:+.3f}, tolerance {tolerance:.3f}, n={worst.n}; {counted(what, scores)})")
+
+
+def nearest_floor(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], floor: float) -> str:
+    """The evidence of a floor gate: the key whose tuned score is nearest the floor (the lowest, where higher is
+    better), among how many keys."""
+    if not scores:
+        return f"no {what} to compare"
+    worst = min(scores, key=lambda s: s.tuned if higher_is_better else -s.tuned)
+    bound = "floor" if higher_is_better else "ceiling"
+    return (f"{'lowest' if higher_is_better else 'highest'}: {what} {worst.key!r} {metric} {worst.tuned:.3f}, "
+            f"{bound} {floor:.3f} (n={worst.n}; {counted(what, scores)})")
+
+
+def counted(what: str, scores: list[KeyScore]) -> str:
+    """"3 classes", "7 fields", "1 subgroup"."""
+    plural = what if len(scores) == 1 else what + ("es" if what.endswith(("s", "x")) else "s")
+    return f"{len(scores)} {plural}"
+
+
 KeyScores = Callable[[Metrics, Metrics], list[KeyScore]]  # (tuned, base) -> each key's scores
 
 
@@ -69,7 +98,10 @@ class KeyDrop:
         return f"per-{self.what} regression"
 
     def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
-        return GateResult(self.name, self.fails(tuned, base))
+        """The finding, and on a pass the key that lost most (or that none lost), so the report shows evidence."""
+        scores = self.scores(tuned, base)
+        return GateResult(self.name, self.fails(tuned, base), largest_drop(self.what, self.metric,
+                                                                          self.higher_is_better, scores, self.max_drop))
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         found = drops(self.what, self.metric, self.higher_is_better, self.scores(tuned, base), self.max_drop)
@@ -91,7 +123,10 @@ class KeyFloor:
         return f"per-{self.what} floor"
 
     def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
-        return GateResult(self.name, self.fails(tuned, base))
+        """The finding, and on a pass the key nearest the floor, so the report shows evidence."""
+        scores = self.scores(tuned, base)
+        return GateResult(self.name, self.fails(tuned, base), nearest_floor(self.what, self.metric,
+                                                                           self.higher_is_better, scores, self.floor))
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         found = below_floor(self.what, self.metric, self.higher_is_better, self.scores(tuned, base), self.floor)

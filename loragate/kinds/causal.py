@@ -1,5 +1,6 @@
-"""What the causal kinds (generative classification, instruct) share: a causal base (tiny, built offline, or a
-hub id or directory), completion-only training, greedy generation, next-token logits as the probe."""
+"""What the causal kinds (generative classification, structured output, instruct) share: a causal base (tiny, built
+offline, or a hub id or directory), prompts in its chat template where the card says `chat_template: true`,
+completion-only training, greedy generation, next-token logits as the probe."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from loragate.inference.grammar import Constraint
 from loragate.inference.predictions import Predictions
 from loragate.kinds.defaults import KindDefaults
 from loragate.models.bases import LoadedBase, load_causal, tiny_base_dir
+from loragate.models.chat import TINY_CHAT_TEMPLATE, format_splits, render_tiny_splits
 from loragate.training.distributed import current
 from loragate.training.lora import TrainResult, train_lora
 
@@ -24,19 +26,40 @@ from loragate.training.lora import TrainResult, train_lora
 class CausalKind(KindDefaults):
     """Defaults of a causal kind; each kind overrides what it does differently."""
 
-    def tiny_tokenizer_text(self, task: Task, splits: Splits) -> tuple[str | None, list[str]]:
-        """(chat template, texts) the tiny base's tokenizer is trained on."""
-        return None, splits.texts()
+    def chat_formatted(self, task: Task) -> bool:
+        """Whether prompts go through the base's chat template: the card's `chat_template`."""
+        return task.card.chat_template
 
-    def load_base(self, task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:
+    def tiny_tokenizer_text(self, task: Task, splits: Splits) -> tuple[str | None, list[str]]:
+        """(chat template, texts) the tiny base's tokenizer is trained on: for chat-formatted prompts, the tiny
+        template and the prompts it renders, whatever `splits` holds, so the tiny base formats them as the text it
+        learned."""
+        if not self.chat_formatted(task):
+            return None, splits.texts()
+        return TINY_CHAT_TEMPLATE, render_tiny_splits(splits, task.card.prompt_template).texts()
+
+    def base_source(self, task: Task, tier: Tier, splits: Splits, options: RunOptions) -> tuple[str, str | None]:
+        """(hub id or directory the base loads from, the name shown for it where that is not the path): the tiny
+        base is built here on first use. export-data reads the tokenizer from the same place."""
         name = options.base_model or task.card.tier(tier).base_model
         if name != "tiny":
-            return load_causal(name, options.device, options.dtype, quantize=options.quantize)
+            return name, None
         template, texts = self.tiny_tokenizer_text(task, splits)
         spec = task.card.tier(tier).tiny_base  # data-parallel: rank 0 builds it, the others load what it built
         path = current().from_main(lambda: tiny_base_dir(options.cache, task.card.name, spec, texts, template))
-        return load_causal(str(path), options.device, options.dtype, display_name=f"tiny:{task.card.name}",
-                           quantize=options.quantize)
+        return str(path), f"tiny:{task.card.name}"
+
+    def load_base(self, task: Task, tier: Tier, splits: Splits, options: RunOptions) -> LoadedBase:
+        source, shown = self.base_source(task, tier, splits, options)
+        return load_causal(source, options.device, options.dtype, display_name=shown, quantize=options.quantize)
+
+    def for_base(self, task: Task, splits: Splits, base: LoadedBase) -> Splits:
+        """Chat-formatted prompts rendered again from their fields with the loaded base's own chat template (a
+        ChatTemplateError naming the card field where it has none; a no-op on the tiny base, whose template rendered
+        the text it learned); other splits as they are."""
+        if not self.chat_formatted(task):
+            return splits
+        return format_splits(splits, base.tokenizer, task.card.prompt_template)
 
     def answer_tokens(self, task: Task, base: LoadedBase, examples: list[Example]) -> list[int] | None:
         """Each example's own target and EOS, as training and the reference's perplexity read them."""

@@ -1,22 +1,27 @@
-"""Chat templates for instruction tuning: the prompt is the conversation up to the assistant header.
+"""Chat templates: a prompt that is a conversation up to the assistant header.
 
-Design. An instruct Example keeps its conversation in `fields` ("instruction": the user turn, and "system"
-where the data has one) and its prompt as text rendered from them:
+Instruct cards always take their prompts this way, and any causal card that sets `chat_template: true` (as TRL's
+SFT renders conversational data). Design. Such an Example keeps its conversation in `fields` (the card's
+prompt_template over them is the user turn, and "system" is a system turn where the data has one) and its prompt as
+text rendered from them:
 
-* `load_splits` renders every prompt with TINY_CHAT_TEMPLATE (`render_tiny`), before any tokenizer exists: the
-  tiny base's tokenizer is trained on that text (`Splits.texts()`), and saved with the same template
-  (`tiny_base_dir(..., chat_template=TINY_CHAT_TEMPLATE)`), so on the tiny tier
-  `tokenizer.apply_chat_template` gives back exactly the stored prompt.
-* once the base is loaded, `format_splits(splits, tokenizer)` renders every prompt again from `fields` with
-  that tokenizer's own template (`format_prompt`): a no-op on the tiny base (same strings, same data hash),
-  Llama 3.2's or Gemma 3's header on a hub instruct model. Both tiers go through `apply_chat_template`.
+* before any tokenizer exists, prompts are rendered with TINY_CHAT_TEMPLATE (`render_tiny`, `render_tiny_splits`):
+  the tiny base's tokenizer is trained on that text (`Splits.texts()`), and saved with the same template
+  (`tiny_base_dir(..., chat_template=TINY_CHAT_TEMPLATE)`), so on the tiny tier `tokenizer.apply_chat_template`
+  gives back exactly that text. Instruct's loader stores these prompts; another kind's loader stores the plain
+  prompt, which the base's template replaces.
+* once the base is loaded, `format_splits(splits, tokenizer, prompt_template)` renders every prompt again from
+  `fields` with that tokenizer's own template (`format_prompt`): the tiny template on the tiny base, Llama 3.2's or
+  Gemma 3's header on a hub instruct model. Both tiers go through `apply_chat_template`, and rendering from the
+  fields makes it idempotent (the full tier's canary renders hub-formatted splits again for the tiny base).
 
-The target is the response alone, no leading space: every template here ends its assistant header with a
-newline, and the answer follows it directly. Training appends EOS after the target (training.encode_all), so
-EOS ends the response, as the tiny template's assistant turns end with `eos_token`.
+The target is not rendered through the template: it follows the assistant header as the card's target_template
+writes it (every template here ends its header with a newline, so a chat card's target has no leading space), and
+training appends the tokenizer's EOS after it (training.encode_all), as the tiny template's assistant turns end with
+`eos_token`.
 
 A tokenizer without a chat template (a base, non-instruct checkpoint) is a ChatTemplateError that names the
-model and the fix; nothing is guessed for it.
+model, the card field and the fix; nothing is guessed for it.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ class ChatTemplateError(ModelLoadError):
 
 
 def example_messages(fields: Mapping[str, str], user_template: str = "{instruction}") -> list[dict[str, str]]:
-    """The conversation of an instruct example: an optional system turn (`fields["system"]`), then the user turn,
+    """The conversation of a chat-formatted example: an optional system turn (`fields["system"]`), then the user turn,
     `user_template` (the card's prompt_template) over the fields."""
     system = fields.get("system", "")
     return [*([{"role": "system", "content": system}] if system else []),
@@ -76,9 +81,11 @@ def format_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, s
     name = tokenizer.name_or_path or type(tokenizer).__name__
     if not getattr(tokenizer, "chat_template", None):
         raise ChatTemplateError(
-            f"{name}: the tokenizer has no chat template, so an instruct prompt cannot be formatted. Fix: use the "
-            f"model's instruct/chat variant (e.g. meta-llama/Llama-3.2-1B-Instruct, not meta-llama/Llama-3.2-1B), "
-            f"or save the tokenizer with a chat_template (loragate.models.chat.TINY_CHAT_TEMPLATE is a minimal one)."
+            f"{name}: the tokenizer has no chat template, so the card's prompts (kind instruct, or chat_template: "
+            f"true) cannot be formatted. Fix: use the model's instruct/chat variant (e.g. "
+            f"meta-llama/Llama-3.2-1B-Instruct, not meta-llama/Llama-3.2-1B), save the tokenizer with a chat_template "
+            f"(loragate.models.chat.TINY_CHAT_TEMPLATE is a minimal one), or, for a kind other than instruct, remove "
+            f"chat_template from the card."
         )
     try:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -11,7 +11,7 @@ import torch
 
 from loragate.card.settings import CardError, TaskCard, Tier
 from loragate.data.card_files import prompt_fields, template_fields, text_value
-from loragate.data.examples import Example, Splits
+from loragate.data.examples import Example
 from loragate.data.parsing import ParsedOutput
 from loragate.data.task import Task
 from loragate.inference.predictions import Constant, Predictions
@@ -23,7 +23,7 @@ from loragate.kinds.text_report import TextReport
 from loragate.kinds.trivial_predictors import most_common_response
 from loragate.metrics.scores import TextMetrics
 from loragate.models.bases import LoadedBase
-from loragate.models.chat import TINY_CHAT_TEMPLATE, example_messages, format_splits, render_tiny, render_tiny_splits
+from loragate.models.chat import example_messages, render_tiny
 from loragate.store.adapters import AdapterStoreError, manifest_of
 from loragate.training.lora import example_losses
 
@@ -36,14 +36,9 @@ def chat_template_sha256(base: LoadedBase) -> str | None:
 class Instruct(TextReport, CausalKind):
     spec = KINDS.get("instruct")
 
-    def tiny_tokenizer_text(self, task: Task, splits: Splits) -> tuple[str | None, list[str]]:
-        """The tiny tokenizer learns the tiny template's prompts, whatever `splits` holds."""
-        return TINY_CHAT_TEMPLATE, render_tiny_splits(splits, task.card.prompt_template).texts()
-
-    def for_base(self, task: Task, splits: Splits, base: LoadedBase) -> Splits:
-        """Prompts rendered with the loaded base's own chat template (a no-op on the tiny base, whose template the
-        shipped prompts were rendered with)."""
-        return format_splits(splits, base.tokenizer, task.card.prompt_template)
+    def chat_formatted(self, task: Task) -> bool:
+        """Always: an instruct prompt is a conversation (CausalKind renders it with the base's chat template)."""
+        return True
 
     def eval_every(self, task: Task) -> int:
         """The card's `instruct.eval_every`: the validation curve (loss and perplexity) while training."""
