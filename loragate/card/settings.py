@@ -25,12 +25,14 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    field_serializer,
     model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from loragate.card.loader import load_yaml
+from loragate.card.label_names import label_names, label_values
 from loragate.card.templates import check_template, template_fields
 from loragate.registry import Registry
 
@@ -377,9 +379,30 @@ def line_error(err: Any, prefix: tuple[str, ...] = ()) -> Any:
 
 class TaskCard(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    header: StrictBool = Field(True, description="CSV/TSV: the first row names the columns; false: every row is data "
+                               "and `names` names the columns")
+    names: list[str] | None = Field(None, description="with header: false, each column's name, in the file's order")
+    id: str | None = Field(None, description="the file's column whose value names each row in reports and errors "
+                           "(unique within a file); default: a column named `id` where the file has one, else the "
+                           "file's name and the row's line")
+
+    @model_validator(mode="after")
+    def names_without_header(self) -> DataSettings:
+        if self.header and self.names is not None:
+            raise ValueError("data.names names the columns of a file without a header row: add data.header: false, "
+                             "or rename a header's columns with data.columns")
+        if not self.header and not self.names:
+            raise ValueError("data.header: false needs the columns' names: add data.names: [label, title, ...], one "
+                             "per column, in the file's order")
+        repeated = sorted({name for name in self.names or [] if self.names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"data.names repeats {repeated}: give each column its own name")
+        return self
     description: str
     kind: str = Field(description="a registered task kind (loragate.kinds), which may add a block of its own")
-    labels: list[str] = Field(default_factory=list, description="the classes; classification kinds need 2+")
+    labels: list[str] = Field(default_factory=list, description="the classes, classification kinds need 2+: a list "
+                              "of names (text or whole numbers), or a mapping from the data's values to the names "
+                              "({1: World, 2: Sports}; loragate.card.label_names)")
     prompt_template: str = Field(description="str.format template over the example's named fields ({text}; a "
                                  "literal brace is written {{ or }}); it may not read a field target_template reads "
                                  "unless gates.allow_target_in_prompt is true")
@@ -458,11 +481,36 @@ class TaskCard(Strict):
     @model_serializer(mode="wrap")
     def with_blocks(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
         """The card as its YAML reads, every kind's block included after `subgroups`, where the card declared them
+    _label_values: dict[str, str] = PrivateAttr(default_factory=dict)  # `labels` as a mapping: data value -> name
         before the kinds did (None where the card has none, so `--set qa.stride=32` can fill a block left out);
         `include`, `exclude` and `exclude_none` apply to the blocks as to the other fields."""
         data = handler(self)
         blocks = {}
         for name in block_owners():
+    @property
+    def label_values(self) -> dict[str, str]:
+        """The data's label value -> the label's name: the card's `labels` mapping, else each label is its own."""
+        return self._label_values or {label: label for label in self.labels}
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def labels_as_names(cls, labels: object) -> object:
+        return label_names(labels)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def labels_mapping(cls, data: Any, handler: ModelWrapValidatorHandler[TaskCard]) -> TaskCard:
+        """A `labels` mapping is kept (the names are the labels; the data's values are translated as rows are read)."""
+        card = handler(data)
+        if isinstance(data, Mapping):
+            card._label_values = label_values(data.get("labels"))
+        return card
+
+    @field_serializer("labels")
+    def labels_as_written(self, labels: list[str]) -> list[str] | dict[str, str]:
+        """A mapping dumps as a mapping, so a card dumped and validated again (`--set`) keeps it."""
+        return dict(self._label_values) if self._label_values else labels
+
             block = self._blocks.get(name)
             if (info.include is not None and name not in info.include) or (block is None and info.exclude_none):
                 continue

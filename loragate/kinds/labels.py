@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, create_model
 
 from loragate.card.settings import CardError, GateSettings, TaskCard
-from loragate.data.card_files import prompt_fields, template_fields, text_value
+from loragate.data.card_files import UnknownLabel, fields_read, prompt_fields, text_value
 from loragate.data.examples import Example
 from loragate.data.parsing import ParsedOutput, parse_label
 from loragate.gates.per_key import KeyDrop, KeyFloor, KeyScore
@@ -41,16 +41,17 @@ def class_scores(tuned: ClassificationMetrics, base: ClassificationMetrics) -> l
 
 class LabelKind:
     def card_example(self, card: TaskCard, row_id: str, row: dict[str, object], source: str) -> Example:
-        """The prompt template over the row's fields; the gold is the row's `label` field, one of the card's labels."""
-        other = [name for name in template_fields(card.target_template) if name != "label"]
+        """The prompt template over the row's fields; the gold is the label the row's `label` value stands for (the
+        value itself, or its name in the card's `labels` mapping)."""
+        other = [name for name in fields_read(card.target_template) if name != "label"]
         if other:
             raise CardError(f"task {card.name!r}: target_template {card.target_template!r} reads {other}; a label "
                             f"kind's target reads only {{label}}, e.g. \" {{label}}\"")
         fields = prompt_fields(card, row, source)
-        label = text_value(row, "label", source, "the gold label")
-        if label not in card.labels:
-            raise CardError(f"{source}: label {label!r} is not one of the card's labels {card.labels}; fix the row, "
-                            f"or add the label to the card's labels")
+        value = text_value(row, "label", source, "the gold label")
+        label = card.label_values.get(value)
+        if label is None:
+            raise UnknownLabel(source, value, card.labels)
         return Example(id=row_id, prompt=card.prompt_template.format(**fields),
                        target=card.target_template.format(label=label), label=label, fields=fields)
 

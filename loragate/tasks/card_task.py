@@ -8,6 +8,7 @@ card's files with one file (or a Hugging Face dataset), cut by the card's `split
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,12 +40,30 @@ class CardTask:
         return self.kind().card_example(self.card, row_id, row, source)
 
     def load_splits(self, data: Path | None = None) -> Splits:
-        """The card's data files, or `data` (one file, cut by the card's split fractions)."""
-        assert self.card.data is not None  # __init__ checks it
+        """The card's data files, or `data` (one file, cut by the card's split fractions); the splits the start-up
+        check read (`check_splits`) where they are the same, once."""
+        key = self.loaded_key(data)
+        if key in CHECKED:
+            return CHECKED.pop(key)
         stratify = KINDS.get(self.card.kind).labels
         if data is not None:
-            return data_splits(data, self.card.data, self.example, stratify)
-        return card_splits(self.card.data, self.card_path.parent, self.example, stratify)
+            return data_splits(data, self.card, self.example, stratify)
+        return card_splits(self.card, self.card_path.parent, self.example, stratify)
+
+    def check_splits(self, data: Path | None = None) -> None:
+        """Read and check the splits now, before any model loads (the plugin's start-up check), and keep them for
+        this card's next `load_splits` of the same files and content: a large file is not read twice."""
+        key = self.loaded_key(data)
+        CHECKED.pop(key, None)
+        CHECKED[key] = self.load_splits(data)
+
+    def loaded_key(self, data: Path | None) -> tuple[str, str, str]:
+        """What decides the splits: the card (as --set left it), its file, and the content of the files it reads."""
+        assert self.card.data is not None  # __init__ checks it
+        settings = self.card.data
+        names = [settings.file, settings.train, settings.eval, settings.test] if data is None else [None]
+        paths = [Path(data)] if data is not None else [self.card_path.parent / name for name in names if name]
+        return self.card.model_dump_json(), str(self.card_path.resolve()), content_digest(paths)
 
     def write_hub_rows(self, rows: Iterable[dict], columns: list[str], source: str, out: Path) -> None:
         """A Hugging Face dataset's rows as JSONL, as they are; the card's column mapping applies when it is read."""
@@ -62,6 +81,24 @@ class CardTask:
     def ceiling(self, test: list[Example]) -> None:
         """Not knowable from a card: whether an input decides its answer is the data's secret."""
         return None
+
+
+CHECKED: dict[tuple[str, str, str], Splits] = {}  # splits read by the start-up check, until the run reads them
+
+
+def content_digest(paths: list[Path]) -> str:
+    """sha256 over each path and its bytes (a directory: each file under it, in order); a missing path counts as
+    empty (reading it is the error's place)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(str(file).encode() + b"\0")
+            if file.is_file():
+                with file.open("rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
+    return digest.hexdigest()
 
 
 class CardTaskEntry:

@@ -200,20 +200,30 @@ def test_a_missing_column_lists_the_columns_the_file_has(tmp_path: Path) -> None
     write_csv(tmp_path / "all.csv", rows(5))
     message = load_error(tmp_path, {"file": "all.csv", "split": {"test": 0.2}, "columns": {"text": "message",
                                                                                            "label": "team"}})
-    assert message == (f"{tmp_path / 'all.csv'}:2: no column 'message' (data.columns.text); the row has the "
-                       f"columns ['body', 'team']: map text to one of them")
+    no_header = ("(if the first line is data, not a header: set data.header: false and data.names: [...], a name for "
+                 "each of its 2 columns, in order)")
+    assert message == (f"{tmp_path / 'all.csv'}:2: no column 'message' (data.columns.text); the header names the "
+                       f"columns ['body', 'team']: map text to one of them {no_header}")
     unmapped = load_error(tmp_path, {"file": "all.csv", "split": {"test": 0.2}, "columns": {"label": "team"}})
-    assert unmapped == (f"{tmp_path / 'all.csv'}:2: no field 'text' (read by prompt_template); the row has the "
-                        f"columns ['body', 'label']: add the column, or map one with data.columns: {{text: <column>}}")
+    assert unmapped == (f"{tmp_path / 'all.csv'}:2: no field 'text' (read by prompt_template); the header names the "
+                        f"columns ['body', 'label']: add the column, or map one with data.columns: {{text: <column>}} "
+                        f"{no_header}")
+    write_jsonl(tmp_path / "all.jsonl", rows(5))
+    misspelt = load_error(tmp_path, {"file": "all.jsonl", "split": {"test": 0.2}, "columns": {"text": "bdy",
+                                                                                             "label": "team"}})
+    assert misspelt == (f"{tmp_path / 'all.jsonl'}:1: no column 'bdy' (data.columns.text) (did you mean 'body'?); "
+                        f"the row has the columns ['body', 'team']: map text to one of them")
 
 
-def test_an_unknown_label_names_the_row_and_the_card_labels(tmp_path: Path) -> None:
+def test_unknown_labels_are_listed_with_their_rows_and_the_card_labels(tmp_path: Path) -> None:
     records = rows(5)
     records[3] = {**records[3], "team": "sales"}
+    records[7] = records[9] = {**records[7], "team": "Billing"}
     write_csv(tmp_path / "all.csv", records)
     message = load_error(tmp_path, {"file": "all.csv", "split": {"test": 0.2}, "columns": MAPPING})
-    assert message == (f"{tmp_path / 'all.csv'}:5: label 'sales' is not one of the card's labels {LABELS}; fix the "
-                       f"row, or add the label to the card's labels")
+    assert message == (f"{tmp_path / 'all.csv'}: label values the card does not list: 'sales' (1 row, all.csv:5), "
+                       f"'Billing' (2 rows, the first all.csv:9); the card's labels are {LABELS}: fix the rows, or add "
+                       f"the values to the card's labels")
 
 
 def test_a_label_kind_target_reads_only_the_label(tmp_path: Path) -> None:
