@@ -203,11 +203,16 @@ def perplexity_ticks(low: float, high: float, spread: Callable[[float], float] =
     return chosen
 
 
+TOKEN_LOSS = "nats per answer token"  # a causal model's completion-only loss: its exp is a perplexity
+
+
 def loss_svg(loss_curve: list[float], eval_loss: float | None = None,
-             eval_curve: list[list[float]] | None = None) -> str:
-    """Training loss per optimizer step (a log scale where it spans a decade or more), perplexity (exp of the loss)
-    on the right axis, the eval split's loss every few steps while training (`eval_curve`: [step, loss] pairs) or
-    after it. Steps whose loss is not finite are left out of the line."""
+             eval_curve: list[list[float]] | None = None, unit: str = TOKEN_LOSS) -> str:
+    """Training loss per optimizer step (a log scale where it spans a decade or more) in `unit`, perplexity (exp of
+    the loss) on the right axis where the loss is per answer token (a classifier head's loss per example has no
+    perplexity), the eval split's loss every few steps while training (`eval_curve`: [step, loss] pairs) or after it.
+    Steps whose loss is not finite are left out of the line."""
+    per_token = unit == TOKEN_LOSS
     if not loss_curve:
         raise ValueError("no loss curve to plot: the manifest's loss_curve is empty")
     steps = len(loss_curve)
@@ -227,7 +232,7 @@ def loss_svg(loss_curve: list[float], eval_loss: float | None = None,
     body = [label(width / 2, 18, f"training loss, {steps} steps", 13)]
     body += y_grid(log_ticks(lowest, highest) if log else linear_ticks(lowest, highest), y_of, left, left + plot_width,
                    10, lambda tick: f"{tick:g}")
-    for tick in perplexity_ticks(lowest, highest, scale):
+    for tick in perplexity_ticks(lowest, highest, scale) if per_token else []:
         body.append(line(left + plot_width, y_of(math.log(tick)), left + plot_width + 4, y_of(math.log(tick))))
         body.append(label(left + plot_width + 7, y_of(math.log(tick)) + 4, f"{tick:g}", 10, anchor="start"))
     for tick in linear_ticks(1, max(steps, 2)):
@@ -235,8 +240,9 @@ def loss_svg(loss_curve: list[float], eval_loss: float | None = None,
             body.append(label(x_of(tick), top + height + 16, f"{tick:g}", 10))
     body += [rect(left, top, plot_width, height, "none", stroke="black"),
              label(left + plot_width / 2, top + height + 36, "optimizer step", 11),
-             label(14, top + height / 2, "loss (nats per answer token)", 11, rotate=-90),
-             label(width - 12, top + height / 2, "perplexity = exp(loss)", 11, rotate=90)]
+             label(14, top + height / 2, f"loss ({unit})", 11, rotate=-90)]
+    if per_token:
+        body.append(label(width - 12, top + height / 2, "perplexity = exp(loss)", 11, rotate=90))
     segment: list[tuple[float, float]] = []  # a run of finite losses, drawn as one line
     for step, loss in enumerate([*loss_curve, math.nan], start=1):
         if math.isfinite(loss):
@@ -251,8 +257,8 @@ def loss_svg(loss_curve: list[float], eval_loss: float | None = None,
             body.append(polyline(points, RED))
         body += [dot(x, y, 3.5, RED) for x, y in points]
         last = evals[-1][1]
-        legend.append((RED, f"eval loss {'(last) ' if eval_curve else ''}{last:.4f} (perplexity "
-                            f"{math.exp(min(last, 700)):.3f})"))
+        perplexity = f" (perplexity {math.exp(min(last, 700)):.3f})" if per_token else ""
+        legend.append((RED, f"eval loss {'(last) ' if eval_curve else ''}{last:.4f}{perplexity}"))
     x = left
     for color, name in legend:
         body += [line(x, 34, x + 18, 34, color), label(x + 22, 38, name, 10, anchor="start")]

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from loragate.kinds import kind_of
 from loragate.metrics.plots import Plot
+from loragate.report.data_sources import data_line
+from loragate.report.examples import LISTED, acted_examples, listing_heading
 from loragate.report.rows import (
     GatedMetric,
     base_label,
@@ -21,13 +23,14 @@ from loragate.report.rows import (
     shown,
     table_rows,
 )
+from loragate.report.throughput import throughput_lines
 
 if TYPE_CHECKING:
     from loragate.report.writer import RenderedRun
     from loragate.run.task_run import TaskRun
 
 
-MAX_EXAMPLES = 200  # rows per example table in report.html; report.json holds every example
+MAX_EXAMPLES = LISTED  # rows per example table in report.html; report.json holds every example
 # Inline CSS only, and a policy that forbids scripts and any request: the page is one file that works offline,
 # and model output, even if it were not escaped, could not run or fetch anything.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -43,7 +46,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 tr.sub td:first-child { padding-left: 28px; color: #4a5568; }
 .badge { display: inline-block; padding: 0 8px; border-radius: 4px; color: #fff; font-weight: 600; font-size: 13px; }
 .pass { background: #2f855a; } .fail { background: #c53030; } .partial { background: #b7791f; }
-.up { color: #2f855a; } .down { color: #c53030; }
+.better { color: #2f855a; } .worse { color: #c53030; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; margin: 8px 0; }
 dt { color: #4a5568; } dd { margin: 0; }
 code { font: 13px ui-monospace, SFMono-Regular, Menlo, monospace; white-space: pre-wrap; word-break: break-all; }
@@ -79,13 +82,15 @@ def html_table(header: list[str], rows: list[list[str]], numeric: frozenset[int]
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def delta_cell(delta: str) -> str:
-    """A delta coloured by its sign; a cell that is no number ("n/a": the metric is unavailable) as it is."""
+def delta_cell(delta: str, higher_is_better: bool = True) -> str:
+    """A delta coloured by whether it is a gain in the metric's direction (green) or a loss (red): a fall in perplexity
+    is green. A cell that is no number ("n/a": the metric is unavailable) as it is."""
     try:
         value = float(delta)
     except ValueError:
         return html.escape(delta)
-    direction = "up" if value > 0 else "down" if value < 0 else ""
+    gain = value if higher_is_better else -value
+    direction = "better" if gain > 0 else "worse" if gain < 0 else ""
     return f'<span class="{direction}">{html.escape(delta)}</span>' if direction else html.escape(delta)
 
 
@@ -107,10 +112,13 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
              ("test examples", str(run.tuned_metrics.n)),
              ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a"),
              ("trivial predictor", constant_line(run).removeprefix("trivial predictor, ")),
+             ("data", data_line(run).removeprefix("data: ")),
+             *(("throughput", line) for line in throughput_lines(run)),
              *(("note", note) for note in notes(run))]
     rows = table_rows(run)
     metrics = html_table(["metric", "base", "tuned", "delta"],
-                         [[m.strip(), b, t, delta_cell(d)] for m, b, t, d in rows], numeric=frozenset({1, 2, 3}),
+                         [[m.strip(), b, t, delta_cell(d, up)] for m, b, t, d, up in rows],
+                         numeric=frozenset({1, 2, 3}),
                          trusted=frozenset({3}), row_classes=["sub" if m.startswith("  ") else "" for m, *_ in rows])
     intervals = html_table(
         ["gate", "reference", "tuned", "delta", "CI", "required", "result"],
@@ -122,8 +130,6 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
     images = "".join(f'<figure><img src="data:image/svg+xml;base64,{base64.b64encode(p.svg.encode()).decode()}" '
                      f'alt="{e(p.file)}"><figcaption>{e(p.file)}: {e(p.caption)}</figcaption></figure>'
                      for p in figures)
-    all_invalid = [[i, code(out), reason] for i, out, reason in run.tuned_predictions.invalid()]
-    invalid, invalid_note = capped(all_invalid, "invalid outputs")
     return f"""
 <section>
 <h2>{e(run.name)} {badge(run.verdict.status)}</h2>
@@ -139,11 +145,22 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
 {gates}
 <h3>Figures</h3>
 {images}{"" if manifest and manifest.loss_curve else "<p>No loss curve: the adapter has no loragate manifest.</p>"}
-<h3>Tuned outputs that did not parse ({len(all_invalid)})</h3>
-{html_table(["id", "raw output", "reason"], invalid, trusted=frozenset({1})) + invalid_note if invalid
- else "<p>Every tuned output parsed.</p>"}
+{acted_html(run)}
 {wrong_examples(run)}
 </section>"""
+
+
+def acted_html(run: TaskRun) -> str:
+    """Every tuned output that did not parse or is wrong, with its input (cut; report.json has it whole), gold, and
+    base's and tuned's raw outputs, escaped, as code."""
+    acted = acted_examples(run)
+    title = f"<h3>{html.escape(listing_heading(run, acted))}</h3>"
+    if not acted:
+        return f"{title}\n<p>None.</p>"
+    rows, note = capped([[a.id, a.problem, a.input_text(), a.gold, code(a.base_output), code(a.tuned_output)]
+                         for a in acted], "examples")
+    return (f"{title}\n" + html_table(["id", "problem", "input", "gold", "base output", "tuned output"], rows,
+                                      trusted=frozenset({4, 5})) + note)
 
 
 def modes_html(run: TaskRun) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from loragate.gates.checks import DeltaNumbers, GateResult
 from loragate.kinds import KINDS
@@ -22,24 +22,36 @@ def metric_order(run: TaskRun) -> list[MetricSpec]:
     return in_table_order(KINDS.get(run.task.card.kind).metrics)
 
 
-def table_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
-    """(metric, base, tuned, delta) rows: each registered metric the run computed, in the registry's order, with
-    the rows the metrics add under it (per class under accuracy); an unavailable metric as n/a (its reason is a
-    note); then the empty outputs. A sub-row's title starts with two spaces."""
+class Row(NamedTuple):
+    """One row of the base-vs-tuned table, and which way its delta is good: a fall in perplexity is a gain."""
+
+    metric: str
+    base: str
+    tuned: str
+    delta: str
+    higher_is_better: bool = True
+
+
+def table_rows(run: TaskRun) -> list[Row]:
+    """(metric, base, tuned, delta, direction) rows: each registered metric the run computed, in the registry's
+    order, with the rows the metrics add under it (per class under accuracy, in its direction); an unavailable metric
+    as n/a (its reason is a note); then the empty outputs (fewer is better). A sub-row's title starts with two
+    spaces."""
     base, tuned = run.base_metrics, run.tuned_metrics
     rows = []
     for spec in metric_order(run):
         if not spec.shown:
             continue
         title = ("  " if spec.sub else "") + spec.title
+        better = spec.higher_is_better
         if spec.name in tuned.unavailable:
-            rows.append((title, "n/a", "n/a", "n/a"))
+            rows.append(Row(title, "n/a", "n/a", "n/a", better))
         elif tuned.has(spec.name):
             before, after = base.value(spec.name), tuned.value(spec.name)
-            rows.append((title, spec.cell(before), spec.cell(after), f"{after - before:+.3f}"))
-            rows += [(f"  {sub}", *cells) for sub, *cells in tuned.sub_rows(spec.name, base)]
-    rows.append(("empty outputs", str(base.empty_outputs), str(tuned.empty_outputs),
-                 f"{tuned.empty_outputs - base.empty_outputs:+d}"))
+            rows.append(Row(title, spec.cell(before), spec.cell(after), f"{after - before:+.3f}", better))
+            rows += [Row(f"  {sub}", *cells, better) for sub, *cells in tuned.sub_rows(spec.name, base)]
+    rows.append(Row("empty outputs", str(base.empty_outputs), str(tuned.empty_outputs),
+                    f"{tuned.empty_outputs - base.empty_outputs:+d}", higher_is_better=False))
     return rows + subgroup_rows(run)
 
 
@@ -49,7 +61,7 @@ def subgroup_metrics(run: TaskRun) -> list[str]:
     return list(dict.fromkeys([*gates.max_subgroup_drop, *gates.min_subgroup_score])) or list(gates.min_delta)
 
 
-def subgroup_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
+def subgroup_rows(run: TaskRun) -> list[Row]:
     """One row per subgroup and shown metric: "has answer (n=40): F1"."""
     rows = []
     for group in run.subgroups:
@@ -57,8 +69,8 @@ def subgroup_rows(run: TaskRun) -> list[tuple[str, str, str, str]]:
             if metric in group.tuned.unavailable or not group.tuned.has(metric):
                 continue
             spec, before, after = METRICS.get(metric), group.base.value(metric), group.tuned.value(metric)
-            rows.append((f"{group.name} (n={group.n}): {spec.title}", spec.cell(before), spec.cell(after),
-                         f"{after - before:+.3f}"))
+            rows.append(Row(f"{group.name} (n={group.n}): {spec.title}", spec.cell(before), spec.cell(after),
+                            f"{after - before:+.3f}", spec.higher_is_better))
     return rows
 
 
@@ -162,7 +174,7 @@ def batch_notes(run: TaskRun) -> list[str]:
 
 def text_table(run: TaskRun) -> str:
     header = ("metric", "base", "tuned", "delta")
-    lines = [headline(run), *("  " + line for line in aligned([header, *table_rows(run)]))]
+    lines = [headline(run), *("  " + line for line in aligned([header, *(row[:4] for row in table_rows(run))]))]
     lines.append(f"  {constant_line(run)}")
     section = mode_section(run)
     if section is not None:

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loragate.atomic import atomic_dir
-from loragate.kinds import kind_of
+from loragate.kinds import KINDS, kind_of
 from loragate.metrics import plots
 from loragate.metrics.plots import Plot
 from loragate.redact import redact
+from loragate.report.data_sources import data_json, data_line
+from loragate.report.examples import markdown_listing, test_inputs
 from loragate.report.html import badge, html_page, html_run
 from loragate.report.rows import (
     GatedMetric,
@@ -39,6 +41,7 @@ from loragate.report.rows import (
     table_rows,
     text_table,
 )
+from loragate.report.throughput import throughput_json, throughput_lines
 
 if TYPE_CHECKING:  # loragate.run.task_run loads torch and transformers: an xdist controller only assembles renderings
     from loragate.run.task_run import TaskRun
@@ -46,8 +49,9 @@ if TYPE_CHECKING:  # loragate.run.task_run loads torch and transformers: an xdis
 def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
     """The run's part of report.md, with its figures (SVG file names beside it) as images."""
     parts = [f"## {headline(run)}", "", "| metric | base | tuned | delta |", "|---|---:|---:|---:|"]
-    parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d in table_rows(run)]
-    parts += ["", constant_line(run)]
+    parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d, _ in table_rows(run)]
+    parts += ["", constant_line(run), "", data_line(run), "", "**Throughput**", ""]
+    parts += [f"- {line}" for line in throughput_lines(run)]
     section = mode_section(run)
     if section is not None:
         title, header, rows = section
@@ -57,10 +61,7 @@ def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
                     for r in run.gates]]
     parts += [f"- note: {note}" for note in notes(run)]
     parts += [f"- **PARTIAL**: {reason}" for reason in partial_reasons(run)]
-    invalid = run.tuned_predictions.invalid()
-    if invalid:
-        parts += ["", "Tuned outputs that did not parse:", ""]
-        parts += [f"- `{example_id}`: {output!r} ({reason})" for example_id, output, reason in invalid]
+    parts += markdown_listing(run)
     parts += ["", *[f"![{name}]({name})" for name in figure_files]]
     parts.append("")
     return "\n".join(parts)
@@ -72,7 +73,7 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
     failed = [r for r in run.gates if not r.passed]
     parts = [f"### {run.name}: {run.verdict.line}", "",
              f"base `{base_label(run)}`, adapter `{shown(run.adapter_dir)}`, n={run.tuned_metrics.n}", "",
-             constant_line(run), "",
+             constant_line(run), "", data_line(run), "",
              "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
     parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "
               f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}] | {requirement(g)} | "
@@ -92,12 +93,14 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
 
 
 def predictions_json(run: TaskRun) -> list[dict]:
-    """Per example: what the kind records (gold, base and tuned label, None where the output did not parse; or the
-    references and each per-example score) and both raw outputs, so a later run can compare against this report."""
+    """Per example: its input whole (the fields the prompt template reads), what the kind records (gold, base and
+    tuned label, None where the output did not parse; or the references and each per-example score) and both raw
+    outputs, so a later run can compare against this report."""
     base, tuned = run.base_predictions, run.tuned_predictions
     if base.ids != tuned.ids:
         raise ValueError(f"{run.name}: base and tuned predictions cover different examples; cannot pair them")
-    return [{"id": i, **record, "base_output": base_out, "tuned_output": tuned_out}
+    inputs = test_inputs(run)
+    return [{"id": i, "input": inputs.get(i), **record, "base_output": base_out, "tuned_output": tuned_out}
             for i, record, base_out, tuned_out in zip(tuned.ids, kind_of(run.task.card.kind).example_records(run),
                                                       base.outputs, tuned.outputs)]
 
@@ -118,6 +121,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
                     "key": run.manifest.key if run.manifest else None, "trained_this_run": run.trained is not None,
                     "sha256": run.manifest.adapter_sha256 if run.manifest else None},
         "data_hash": run.splits.data_hash(),
+        "data": data_json(run),
         "overrides": list(run.overrides),
         "inputs": run.inputs.to_json() if run.inputs else None,
         "ceiling": run.ceiling,
@@ -132,7 +136,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
                   for r in run.gates],
         "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
         "predictions": predictions_json(run),
-        "throughput": {"tuned_examples_per_s": len(run.tuned_predictions.ids) / run.tuned_predictions.seconds},
+        "throughput": throughput_json(run),
         "eval_batch_size": {"card": run.tuned_predictions.card_batch_size, "base": run.base_predictions.batch_size,
                             "tuned": run.tuned_predictions.batch_size},
         "notes": notes(run),
@@ -170,10 +174,23 @@ def run_plots(run: TaskRun) -> list[Plot]:
     curve = run.manifest.loss_curve if run.manifest else None
     if curve:
         eval_loss = run.manifest.metrics_at_train.get("eval_loss")
-        result.append(Plot(f"{prefix}-loss.svg", "Training loss per optimizer step (from the adapter's manifest), "
-                           "perplexity on the right axis; the dots are the eval split's loss while and after training.",
-                           plots.loss_svg(curve, eval_loss, run.manifest.eval_curve)))
+        unit, explained = LOSS_UNITS.get(KINDS.get(run.task.card.kind).peft_task_type, OWN_LOSS)
+        result.append(Plot(f"{prefix}-loss.svg", f"Training loss per optimizer step (from the adapter's manifest), "
+                           f"{explained}; the dots are the eval split's loss while and after training.",
+                           plots.loss_svg(curve, eval_loss, run.manifest.eval_curve, unit)))
     return result
+
+
+# What a kind's training loss is per, by its PEFT task type, and what the loss figure's caption says of it: only a
+# causal model's loss per answer token has a perplexity; a classifier head's is a cross-entropy per example.
+LOSS_UNITS = {
+    "CAUSAL_LM": (plots.TOKEN_LOSS, "in nats per answer token, perplexity (its exp) on the right axis"),
+    "SEQ_CLS": ("nats per example", "the classifier head's cross-entropy in nats per example (no perplexity: no "
+                "token is predicted)"),
+    "QUESTION_ANS": ("nats per window", "the span head's cross-entropy in nats per window, start and end averaged "
+                     "(no perplexity: no token is predicted)"),
+}
+OWN_LOSS = ("nats", "the model's own training loss in nats")  # a project's kind of another task type
 
 
 def junit_properties(run: TaskRun) -> list[tuple[str, object]]:

@@ -102,6 +102,8 @@ class TaskRun:
     trained: TrainResult | None = None
     inputs: InputFit | None = None  # how the examples were fitted to train.max_length; None: the kind windows them
     overrides: tuple[str, ...] = ()  # the run's --set path=value, applied to the card
+    data: Path | str | None = None  # --data: the file or Hugging Face dataset read instead of the task's own data
+    benchmark_seconds: float | None = None  # test_evaluation_throughput's median time of the tuned pass, where it ran
     seconds: dict[str, float] = field(default_factory=dict)
     tests: CaseTests | None = None  # this case's gate tests and their outcomes, filled in by the plugin
     decoding: str = FREE  # the mode of base/tuned predictions and metrics above: the card's, which the gates read
@@ -325,6 +327,6 @@ def assemble_run(task: Task, tier: Tier, splits: Splits, base: LoadedBase, input
         base_metrics=judged.base_metrics, tuned_metrics=judged.tuned_metrics,
         baseline_metrics=judged.baseline_metrics, gates=judged.gates, ceiling=task.ceiling(splits.test),
         constant=judged.constant, constant_metrics=judged.constant_metrics, subgroups=judged.subgroups,
-        trained=adapter.trained, inputs=inputs, overrides=options.overrides, seconds=seconds,
+        trained=adapter.trained, inputs=inputs, overrides=options.overrides, data=options.data, seconds=seconds,
         decoding=judged.gated.mode, reported=judged.reported, mode_deltas=judged.mode_deltas, constraint=constraint,
     )

@@ -16,19 +16,16 @@ from types import SimpleNamespace
 from xml.etree import ElementTree
 
 import pytest
-import torch
 
 from loragate.card.options import RunOptions
 from loragate.gates.checks import Subgroup, checks_from, run_gates
-from loragate.kinds import card_checks
 from loragate.metrics import plots
 from loragate.plugin.hooks import SESSION, pytest_runtest_teardown, pytest_terminal_summary
 from loragate.plugin.session import GateSession
 from loragate.report.writer import render, write_report
-from loragate.run.steps import score
-from loragate.run.task_run import TaskRun, run_task
+from loragate.run.task_run import TaskRun
+from tests.report.conftest import MALICIOUS
 
-MALICIOUS = "<script>alert(1)</script>"
 LABELS = ["setosa", "versicolor", "virginica"]
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -136,20 +133,6 @@ def test_loss_svg_refuses_an_empty_curve() -> None:
         plots.loss_svg([])
 
 
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[TaskRun, TaskRun]:
-    """The tiny Iris adapter trained twice, same seed, into two fresh stores (about 2 s each)."""
-    tmp = tmp_path_factory.mktemp("determinism")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures start before the autouse one-thread fixture
-    try:
-        return tuple(run_task("iris", "tiny", RunOptions(store_root=tmp / name / "adapters", cache=tmp / "cache",
-                                                         retrain=True, progress=False))
-                     for name in ("first", "second"))
-    finally:
-        torch.set_num_threads(threads)
-
-
 def report_numbers(report_dir: Path) -> dict:
     """Everything in report.json that the seed decides: not timings, not where the adapter was written."""
     (run,) = json.loads((report_dir / "report.json").read_text())["runs"]
@@ -170,17 +153,6 @@ def test_the_same_seed_gives_the_same_adapter_and_report_numbers(two_runs, tmp_p
     numbers = [report_numbers(write_report([run], tmp_path / name)) for run, name in zip(two_runs, ("a", "b"))]
     assert numbers[0] == numbers[1]
     assert numbers[0]["metrics"]["tuned"]["accuracy"] > 0.5  # a trained adapter, not two identical failures
-
-
-@pytest.fixture(scope="module")
-def hostile_run(two_runs) -> TaskRun:
-    """The first run with one tuned output replaced by markup: it does not parse, so validity fails."""
-    run = two_runs[0]
-    outputs = [MALICIOUS, *run.tuned_predictions.outputs[1:]]
-    tuned = replace(run.tuned_predictions, outputs=outputs, parsed=[run.task.parse(text) for text in outputs])
-    metrics = score(run.task, tuned)
-    return replace(run, tuned_predictions=tuned, tuned_metrics=metrics,
-                   gates=run_gates(card_checks(run.task.card), metrics, run.base_metrics))
 
 
 @pytest.fixture(scope="module")
@@ -286,17 +258,6 @@ def test_summary_is_appended_to_the_github_step_summary(hostile_run: TaskRun, tm
     (report,) = (tmp_path / "reports").iterdir()
     assert step_summary.read_text() == "earlier step\n" + (report / "summary.md").read_text()
     assert f"report: {report / 'report.md'}" in written
-
-
-@pytest.fixture(scope="module")
-def instruct_run(tmp_path_factory: pytest.TempPathFactory) -> TaskRun:
-    """The committed tiny instruct adapter, gated once: a text task's report."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return run_task("instruct", "tiny", RunOptions(cache=tmp_path_factory.mktemp("cache"), progress=False))
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

@@ -1,0 +1,129 @@
+"""The examples a person acts on: every tuned output that did not parse or is wrong, with the input it came from (the
+fields the prompt template reads), base's and tuned's outputs and the gold answer. Users grepped their data by line
+number to find the message a wrong answer came from; the reports now show it, cut to INPUT_CHARS, and report.json
+keeps every example's input whole (`predictions[].input`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from loragate.card.templates import template_fields
+from loragate.data.examples import Example
+from loragate.metrics.registry import METRICS
+from loragate.report.rows import metric_order
+
+if TYPE_CHECKING:  # loragate.run.task_run loads torch and transformers
+    from loragate.run.task_run import TaskRun
+
+INPUT_CHARS = 200  # of an example's input in report.md and report.html; report.json holds it whole
+LISTED = 200  # examples listed per run in report.md and report.html; report.json holds every one
+
+
+@dataclass(frozen=True)
+class ActedExample:
+    """One tuned output to act on, and what it came from."""
+
+    id: str
+    input: dict[str, str]  # the fields the prompt template reads, whole
+    gold: str
+    base_output: str
+    tuned_output: str
+    problem: str  # "did not parse: <reason>", or which right-or-wrong metric it is wrong on
+
+    def input_text(self) -> str:
+        """The input as the reports show it: "field: value" per field, cut to INPUT_CHARS with a pointer to the
+        whole text."""
+        return cut("\n".join(f"{name}: {value}" for name, value in self.input.items()))
+
+
+def cut(text: str, limit: int = INPUT_CHARS) -> str:
+    """`text`, or its first `limit` characters and how long it is, saying where the rest is."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters; report.json has the whole input)"
+
+
+def example_input(example: Example, prompt_template: str) -> dict[str, str]:
+    """The fields of `example` that `prompt_template` reads, in its order; the prompt itself where the example holds
+    none of them (a task module that keeps no fields)."""
+    names = [name for name in template_fields(prompt_template) if name in example.fields]
+    if not names:
+        return {"prompt": example.prompt}
+    return {name: str(example.fields[name]) for name in names}
+
+
+def test_inputs(run: TaskRun) -> dict[str, dict[str, str]]:
+    """Every test example's input (example_input), by id."""
+    return {ex.id: example_input(ex, run.task.card.prompt_template) for ex in run.splits.test}
+
+
+def right_or_wrong_metric(run: TaskRun) -> str | None:
+    """The first metric of the run's kind that scores each example right or wrong (accuracy, exact match, whole-object
+    exact match) and that tuned computed; None where the kind has none (instruct: its answers are scored, not
+    judged)."""
+    return next((spec.name for spec in metric_order(run) if spec.right_or_wrong and run.tuned_metrics.has(spec.name)
+                 and spec.name not in run.tuned_metrics.unavailable), None)
+
+
+def gold_text(run: TaskRun, row: int) -> str:
+    """The gold answer of test row `row`: every reference, where the kind has references, else the gold label."""
+    references = run.tuned_predictions.references
+    if references is None:
+        return run.tuned_predictions.gold[row]
+    return " | ".join(references[row]) or "(no answer)"
+
+
+def acted_examples(run: TaskRun) -> list[ActedExample]:
+    """Every tuned output that did not parse or is wrong on right_or_wrong_metric, in test order."""
+    base, tuned = run.base_predictions, run.tuned_predictions
+    metric = right_or_wrong_metric(run)
+    right = run.tuned_metrics.correct(metric) if metric else [True] * len(tuned.ids)
+    inputs = test_inputs(run)
+    acted = []
+    for row, (example_id, parsed) in enumerate(zip(tuned.ids, tuned.parsed)):
+        if not parsed.valid:
+            problem = f"did not parse: {parsed.reason or 'no reason given'}"
+        elif not right[row]:
+            problem = f"wrong ({METRICS.get(metric).title})"
+        else:
+            continue
+        acted.append(ActedExample(example_id, inputs.get(example_id, {}), gold_text(run, row), base.outputs[row],
+                                  tuned.outputs[row], problem))
+    return acted
+
+
+def listing_heading(run: TaskRun, acted: list[ActedExample]) -> str:
+    """The reports' heading over acted_examples: which examples they are, and how many of the test split."""
+    metric = right_or_wrong_metric(run)
+    what = ("Tuned outputs that did not parse (this kind scores its answers and judges none right or wrong)"
+            if metric is None else f"Tuned outputs that did not parse or are wrong ({METRICS.get(metric).title})")
+    return f"{what}: {len(acted)} of {len(run.tuned_predictions.ids)}"
+
+
+def markdown_listing(run: TaskRun) -> list[str]:
+    """report.md's list: each example's id and problem, its input, gold, base and tuned outputs (as Python reprs, so
+    whitespace shows)."""
+    acted = acted_examples(run)
+    lines = ["", f"**{listing_heading(run, acted)}**", ""]
+    if not acted:
+        return [*lines[:2], "", "None."]
+    for example in acted[:LISTED]:
+        lines += [f"- `{example.id}`: {example.problem}",
+                  f"  - input: {markdown_text(example.input_text())}",
+                  f"  - gold: {markdown_text(example.gold)}",
+                  f"  - base: `{markdown_code(example.base_output)}`",
+                  f"  - tuned: `{markdown_code(example.tuned_output)}`"]
+    if len(acted) > LISTED:
+        lines.append(f"- ... the first {LISTED} of {len(acted)}; report.json has every prediction")
+    return lines
+
+
+def markdown_text(text: str) -> str:
+    """`text` on one markdown line, its newlines shown as ⏎."""
+    return text.replace("\r", "").replace("\n", " ⏎ ")
+
+
+def markdown_code(text: str) -> str:
+    """A model output for inline code: its repr, with backticks that would end the code span replaced."""
+    return repr(text).replace("`", "'")
