@@ -24,7 +24,6 @@ from loragate.store.export import (
     tokenization_mismatches,
     write_gguf,
 )
-from loragate.tasks import get_task
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -64,7 +63,7 @@ def read_back(gate_case: tuple[str, str], request: pytest.FixtureRequest,
     device and dtype. Skips, with the reason, where no GGUF can be written: an encoder task is skipped before its
     run is requested, so this file alone does not evaluate it."""
     task, tier = gate_case
-    kind = get_task(task).card.kind
+    kind = request.getfixturevalue("gate_session").task(task).card.kind  # the card with the run's --set
     if KINDS.get(kind).encoder:
         pytest.skip(f"{task}/{tier}: {kind} is an encoder task; GGUF export covers causal Llama-architecture models")
     run: TaskRun = request.getfixturevalue("task_run")
