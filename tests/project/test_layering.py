@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "card", "data", "models", "inference", "training", "store", "metrics", "gates", "kinds", "tasks", "run",
         "report", "plugin")),
     ("suites/fixtures", ("loragate.suites", "loragate.fixtures")),
+    ("cli", ("loragate.__main__",)),  # python -m loragate: reads the project's tasks as the plugin does
 ]
 FOUNDATION = set(LAYERS[0][1])
 

@@ -1,0 +1,74 @@
+"""`python -m loragate export-data --task T --tier TIER --out DIR`: a task's splits as the gate sees them, for an
+adapter trained elsewhere (loragate.run.export_data). The task is a built-in one or the project's: the modules and
+cards of --task-dir, else of `[tool.loragate] tasks` in ./pyproject.toml, and the `loragate.tasks` entry points,
+as the gate's plugin finds them. A mistake is one line naming the flag and the fix, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from loragate.card.options import RunOptions
+from loragate.card.settings import TIERS
+from loragate.models.bases import ModelLoadError
+from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
+from loragate.plugin.options import parse_base_model, parse_data, parse_set
+from loragate.tasks import TASKS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loragate", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser(
+        "export-data", help="write a task's splits as the gate sees them, and format.md",
+        description="Write DIR/train.jsonl, eval.jsonl, test.jsonl (the exact prompt and target strings the gate "
+                    "uses), DIR/format.md (how the gate tokenizes them) and, on the tiny tier, DIR/base/ (the tiny "
+                    "base to train on).")
+    export.add_argument("--task", required=True, help="a built-in task or one of the project's")
+    export.add_argument("--tier", choices=TIERS, default="tiny")
+    export.add_argument("--out", type=Path, required=True, metavar="DIR")
+    export.add_argument("--set", action="append", type=parse_set, default=[], dest="overrides", metavar="PATH=VALUE",
+                        help="change a card value, as the gate's --set (repeatable; the value is read as YAML)")
+    export.add_argument("--data", type=parse_data, help="the task's data instead of its own, as the gate's --data")
+    export.add_argument("--base-model", type=parse_base_model,
+                        help="the base whose tokenizer fits the rows, as the gate's --base-model")
+    export.add_argument("--task-dir", action="append", type=Path, default=[], metavar="DIR",
+                        help="load the task modules and cards of DIR (repeatable) instead of the project's")
+    args = parser.parse_args(argv)
+    from loragate.run.export_data import export_data  # loads torch and transformers: not for --help or a typo
+
+    try:
+        load_project_tasks(args.task_dir, Path.cwd())
+        if args.task not in TASKS:
+            export.error(f"--task: {TASKS.unknown_message(args.task)}")
+        options = RunOptions(base_model=args.base_model, data=args.data, overrides=tuple(args.overrides),
+                             cache=Path.cwd() / ".loragate", progress=False)
+        command = shlex.join(["python", "-m", "loragate", *(sys.argv[1:] if argv is None else argv)])
+        written = export_data(args.task, args.tier, options, args.out, command)
+    except (ValueError, ModelLoadError, OSError) as exc:  # the card's, the data's, a base's or the files' own words
+        export.error(str(exc))
+    for path in written:
+        print(path)
+    return 0
+
+
+def load_project_tasks(task_dirs: list[Path], project: Path) -> None:
+    """The project's tasks beside the built-in ones, as the plugin loads them (loragate.plugin.hooks): the
+    `loragate.tasks` entry points, and the modules and cards of `task_dirs`, else of the project's [tool.loragate]
+    tasks; a directory with a card that is no task, or with no task, is a DiscoveryError naming it."""
+    load_entry_points()
+    if task_dirs:
+        loaded = [load_task_dir(directory, "--task-dir") for directory in task_dirs]
+    else:
+        configured = configured_task_dir(project, "")
+        loaded = [load_task_dir(*configured)] if configured is not None else []
+    for task_dir in loaded:
+        problem = task_dir.problem()
+        if problem is not None:
+            raise DiscoveryError(problem)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
