@@ -34,6 +34,7 @@ from loragate.plugin.options import (
     require_cuda,
     require_one_task,
     require_quantizable,
+    require_trainable,
 )
 from loragate.progress import Progress, StderrTerminal, mode_for, reporter, reporting
 from loragate.run.adapter import prepare_adapter
@@ -72,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         require_quantizable(args.quantize, tasks)
         if args.gpu:
             require_cuda()
-        for name in tasks:
-            apply_overrides(get_task(name).card, args.overrides)
+        require_trainable([apply_overrides(get_task(name).card, args.overrides) for name in tasks], [args.tier])
     except (OptionError, OverrideError) as exc:
         parser.error(str(exc))
     if args.sweep_ranks and distributed.launched():

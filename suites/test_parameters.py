@@ -22,7 +22,8 @@ def test_merge_keeps_total_parameter_count(task_run, merged_model) -> None:
     )
 
 
-def test_base_weights_bit_identical_after_training(task_run) -> None:
+def test_base_weights_bit_identical_under_the_adapter(task_run) -> None:
+    """Trained, loaded from the store or given with --adapter: wrapping the base left every base weight as it was."""
     inside = base_fingerprint_inside(task_run.model)
     assert inside == task_run.base.fingerprint, (
         f"{task_run.name}: base weights changed under the adapter: fingerprint {inside[:12]} != "

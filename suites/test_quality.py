@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loragate.gates.checks import Floor, MetricDelta
+from loragate.gates.checks import Floor, MetricDelta, against_the_last_release
 from loragate.gates.per_key import KeyDrop, KeyFloor
 from loragate.kinds import card_checks
 
@@ -84,3 +84,12 @@ def test_metric_floors_hold(task_run) -> None:
 def test_no_test_input_leaks_from_train(task_run) -> None:
     (result,) = [r for r in task_run.gates if r.check == "train/test leakage"]
     assert result.passed, f"{task_run.name}: {result.finding}"
+
+
+def test_no_regression_against_the_last_release(task_run) -> None:
+    """With --baseline-adapter or --baseline-report: no gated metric may be worse than the last release's by more
+    than gates.max_regression on the paired interval's lower bound, and its training curves may not stray."""
+    if task_run.baseline_metrics is None:
+        pytest.skip(f"{task_run.name}: no last release to compare with (--baseline-adapter or --baseline-report)")
+    failed = [f"{task_run.name}: {r.finding}" for r in task_run.gates if against_the_last_release(r) and not r.passed]
+    assert not failed, "\n".join(failed)

@@ -22,6 +22,7 @@ from pydantic import (
     SerializationInfo,
     SerializerFunctionWrapHandler,
     StrictBool,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -122,10 +123,14 @@ class LoraSettings(Strict):
 
 
 class TrainSettings(Strict):
-    epochs: int = Field(gt=0)
-    batch_size: int = Field(gt=0)
+    """How the gate trains an adapter; epochs, batch_size and lr are needed only where it trains one (a card that only
+    gates adapters trained elsewhere, --adapter, may leave them out, or the whole block: max_length and truncation
+    then keep their defaults for evaluation)."""
+
+    epochs: int | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
     grad_accum: int = Field(1, gt=0, description="micro-batches per optimizer step")
-    lr: float = Field(gt=0)
+    lr: float | None = Field(None, gt=0)
     weight_decay: float = Field(0.0, ge=0.0)
     warmup_steps: int = Field(0, ge=0)
     max_length: int | Literal["auto"] = Field(
@@ -198,8 +203,10 @@ class EvalSettings(Strict):
 class TierSettings(Strict):
     base_model: str = Field(description="'tiny' (built offline), a hub id, or a local directory")
     tiny_base: TinyBase = TinyBase()
-    lora: LoraSettings
-    train: TrainSettings
+    lora: LoraSettings | None = Field(
+        None, description="the LoRA the gate trains; optional where the card only gates adapters trained elsewhere "
+        "(--adapter), which carry their own")
+    train: TrainSettings = TrainSettings()
     eval: EvalSettings = EvalSettings()
     pooling: Literal["cls", "mean"] = Field(
         "cls", description="sequence classification: what the new head reads. cls: the first token through the "
@@ -207,6 +214,16 @@ class TierSettings(Strict):
         "attention mask (loragate.models.mean_pooling), how sentence-embedding models such as all-MiniLM-L6-v2 were "
         "trained",
     )
+
+    def training_gaps(self) -> list[str]:
+        """What this tier lacks to train an adapter (lora, train.epochs, ...): empty where the gate can train one."""
+        gaps = ["lora"] if self.lora is None else []
+        return gaps + [f"train.{name}" for name in ("epochs", "batch_size", "lr") if getattr(self.train, name) is None]
+
+
+REGRESSION_MARGIN = 0.02  # max_regression's default: a release may be worse than the last by at most this, shown
+ONE_MARGIN = TypeAdapter(Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)])
+EACH_MARGIN = TypeAdapter(dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False, strict=True)]])
 
 
 class GateSettings(Strict):
@@ -245,8 +262,11 @@ class GateSettings(Strict):
     min_subgroup_score: dict[str, float] = Field(
         default_factory=dict, description="metric -> value every subgroup must reach (at most, if lower is better)"
     )
-    max_regression: float = Field(
-        0.0, ge=0.0, description="with --baseline-adapter: largest drop of a gated metric against the last release"
+    max_regression: float | dict[str, float] = Field(
+        REGRESSION_MARGIN, description="with --baseline-adapter or --baseline-report: the non-inferiority margin, the "
+        "largest drop against the last release that the paired interval's lower bound of tuned - baseline may show "
+        "(judged on the bound whatever judge_on says); one number for every gated metric, or metric -> margin (metrics "
+        "not named keep the default 0.02; a metric named here is compared even where min_delta does not name it)"
     )
     curve_rtol: float = Field(0.05, gt=0, description="with --baseline-adapter: training curve tolerance per step")
     curve_alpha: float = Field(0.01, gt=0, lt=1, description="sign test level for a curve shifted to one side")
@@ -266,6 +286,20 @@ class GateSettings(Strict):
     _scorable: frozenset[str] = PrivateAttr(default_factory=frozenset)  # the kind's metrics a constant predictor can
     # be scored on (not perplexity: a constant response has no likelihood), set with _kind_margins
 
+    @field_validator("max_regression", mode="plain")
+    @classmethod
+    def margins(cls, value: Any) -> float | dict[str, float]:
+        """One margin, or metric -> margin: validated as the form given, so an error names its field (and metric)
+        alone; pydantic's union reported each member's errors."""
+        return (EACH_MARGIN if isinstance(value, Mapping) else ONE_MARGIN).validate_python(value)
+
+    def regression_margins(self) -> dict[str, float]:
+        """Each metric compared with the last release -> its non-inferiority margin: the gated metrics (min_delta's)
+        and those max_regression names."""
+        named = self.max_regression if isinstance(self.max_regression, dict) else {}
+        default = REGRESSION_MARGIN if isinstance(self.max_regression, dict) else self.max_regression
+        return {**{metric: default for metric in self.min_delta}, **named}
+
     def over_trivial(self) -> dict[str, float]:
         """The margins tuned must show over the trivial predictor: the card's, else min_delta's, else the kind's
         default, so leaving min_delta out never removes the gate; only `min_delta_over_trivial: {}` does."""
@@ -279,6 +313,7 @@ class GateSettings(Strict):
     def metric_fields(self) -> dict[str, list[str]]:
         """Each gates field that names metrics -> the metrics it names, as the card wrote them."""
         return {"min_delta": list(self.min_delta), "floors": list(self.floors),
+                "max_regression": list(self.max_regression) if isinstance(self.max_regression, dict) else [],
                 "min_delta_over_trivial": list(self.min_delta_over_trivial or {}),
                 "max_subgroup_drop": list(self.max_subgroup_drop), "min_subgroup_score": list(self.min_subgroup_score)}
 
@@ -592,6 +627,17 @@ class TaskCard(Strict):
         if tier not in self.tiers:
             raise CardError(f"task {self.name!r} has no {tier!r} tier: add tiers.{tier} to its card")
         return self.tiers[tier]
+
+    def trainable(self, tier: Tier) -> TierSettings:
+        """The tier's settings where they say how to train an adapter; else a CardError naming what is missing: such
+        a card gates only adapters trained elsewhere."""
+        gaps = self.tier(tier).training_gaps()
+        if gaps:
+            where = f"{self.path}: " if self.path is not None else f"task {self.name!r}: "
+            raise CardError(f"{where}tiers.{tier} has no {', '.join(gaps)}, so the gate cannot train its adapter: gate "
+                            f"an adapter trained elsewhere (--adapter=PATH), or add "
+                            f"{', '.join(f'tiers.{tier}.{gap}' for gap in gaps)} to the card")
+        return self.tier(tier)
 
     @classmethod
     def from_yaml(cls, path: Path) -> TaskCard:

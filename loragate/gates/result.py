@@ -42,7 +42,14 @@ class GateResult:
     finding: str | None
     evidence: str | None = None
     numbers: DeltaNumbers | None = None  # a metric delta gate's interval and threshold
+    skipped: bool = False  # nothing to compare (a curve an adapter trained elsewhere never logged): the evidence says
+    # why; it fails nothing and is shown as skipped, never as ok
 
     @property
     def passed(self) -> bool:
         return self.finding is None
+
+    @property
+    def status(self) -> str:
+        """What every report shows: ok, FAIL, or skipped."""
+        return "FAIL" if self.finding is not None else "skipped" if self.skipped else "ok"

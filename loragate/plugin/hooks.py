@@ -25,7 +25,13 @@ from loragate.card.overrides import OverrideError, apply_overrides
 from loragate.card.settings import TIERS, CardError, TaskCard
 from loragate.kinds import KINDS
 from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
-from loragate.plugin.options import add_options, require_cuda, require_one_task, require_quantizable
+from loragate.plugin.options import (
+    add_options,
+    require_cuda,
+    require_one_task,
+    require_quantizable,
+    require_trainable,
+)
 from loragate.plugin.preflight import directory_problem, file_problem
 from loragate.plugin.session import GateSession
 from loragate.progress import terminal_progress
@@ -165,10 +171,13 @@ def check_options(config: pytest.Config, chosen: list[str], tasks: list[str]) ->
     if config.getoption("baseline_adapter") and config.getoption("baseline_report"):
         raise pytest.UsageError("--baseline-adapter and --baseline-report name the same thing: pass one")
     try:
-        require_one_task({flag: config.getoption(flag) for flag in SINGLE_TASK_OPTIONS}, chosen, TASKS.names())
+        require_one_task({flag: config.getoption(flag) for flag in SINGLE_TASK_OPTIONS}, chosen, TASKS.names(), tasks)
         device = run_device(config)
         require_quantizable(config.getoption("quantize"), tasks)
         check_cards(config, tasks)
+        if config.getoption("adapter") is None:  # the run trains, or loads what the store trained
+            require_trainable([apply_overrides(get_task(name).card, tuple(config.getoption("overrides")))
+                               for name in tasks], list(TIERS) if config.getoption("gpu") else ["tiny"])
     except (OptionError, OverrideError, CardError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     return device

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
 from loragate.card.options import OptionError
 from loragate.card.overrides import OverrideError, parse_override
+from loragate.card.settings import CardError, TaskCard, Tier
 from loragate.kinds import KINDS
 from loragate.tasks import TASKS, get_task
 
@@ -67,12 +68,32 @@ def parse_data(value: str) -> Path | str:
     return value
 
 
-def parse_adapter(value: str) -> Path:
-    path = Path(value)
-    if not (path / "adapter_config.json").is_file():
-        raise argparse.ArgumentTypeError(f"{value} has no adapter_config.json: point --adapter at a directory "
-                                         f"written by peft's save_pretrained")
-    return path.resolve()
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")  # as loragate.store.adapters, which loads torch
+
+
+def adapter_parser(flag: str) -> Callable[[str], Path]:
+    """The parser of `flag` (--adapter, --baseline-adapter): a peft adapter directory with its config and safetensors
+    weights, checked as parsed, so a wrong path stops the run once, before any model loads, naming the flag."""
+
+    def parse_adapter(value: str) -> Path:
+        path = Path(value).expanduser()
+        fix = f"point {flag} at a directory written by peft's save_pretrained"
+        if not path.exists():
+            raise argparse.ArgumentTypeError(f"{value} does not exist: {fix}")
+        if not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{value} is a file, not an adapter directory: {fix}")
+        if not (path / "adapter_config.json").is_file():
+            raise argparse.ArgumentTypeError(f"{value} has no adapter_config.json: {fix}")
+        if not (path / "adapter_model.safetensors").is_file():
+            pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+            if pickles:
+                raise argparse.ArgumentTypeError(
+                    f"{value} has no adapter_model.safetensors, only {pickles}: pickle formats are never loaded (they "
+                    f"can run code); save the adapter again with save_pretrained(..., safe_serialization=True)")
+            raise argparse.ArgumentTypeError(f"{value} has no adapter_model.safetensors: {fix}")
+        return path.resolve()
+
+    return parse_adapter
 
 
 def parse_set(value: str) -> str:
@@ -104,11 +125,11 @@ def add_options(parser: pytest.Parser) -> None:
                          "else [tool.loragate] tasks in pyproject.toml")
     group.addoption("--base-model", type=parse_base_model, metavar="ID|PATH",
                     help="base model hub id or local directory instead of the card's")
-    group.addoption("--adapter", type=parse_adapter, metavar="PATH",
+    group.addoption("--adapter", type=adapter_parser("--adapter"), metavar="PATH",
                     help="gate this peft adapter directory instead of training one (needs one --task)")
     group.addoption("--allow-foreign-adapter", action="store_true",
                     help="gate an --adapter or --baseline-adapter whose manifest.json names another task or base model")
-    group.addoption("--baseline-adapter", type=parse_adapter, metavar="PATH",
+    group.addoption("--baseline-adapter", type=adapter_parser("--baseline-adapter"), metavar="PATH",
                     help="the last release's adapter: fail if a gated metric drops against it (needs one --task)")
     group.addoption("--baseline-report", type=parse_existing_path, metavar="PATH",
                     help="the last release's report.json instead of its adapter (needs one --task)")
@@ -135,13 +156,30 @@ def add_options(parser: pytest.Parser) -> None:
                   "config file", default="")
 
 
-def require_one_task(flags: Mapping[str, object], chosen: list[str], registered: list[str]) -> None:
-    """Options that name one task's files (its adapter, data, base) need exactly one explicit --task: the same
-    command must not change meaning when a second task is registered."""
+def require_one_task(flags: Mapping[str, object], chosen: list[str], registered: list[str],
+                     defaults: list[str] | None = None) -> None:
+    """Options that name one task's files (its adapter, data, base) need exactly one task: one --task, or, without
+    --task, a project whose own tasks (`defaults`) are one. A second task registered later makes the same command a
+    usage error, never a run of another task."""
+    if len(chosen) == 1 or (not chosen and defaults is not None and len(defaults) == 1):
+        return
     for flag, value in flags.items():
-        if value not in (None, False) and len(chosen) != 1:
+        if value not in (None, False):
             raise OptionError(f"--{flag.replace('_', '-')} applies to one task: add --task NAME "
                               f"(one of {', '.join(registered)})")
+
+
+def require_trainable(cards: list[TaskCard], tiers: list[Tier]) -> None:
+    """A run that will train (no --adapter) needs each card's tiers to say how: a card without `lora` or `train`
+    gates only adapters trained elsewhere, and is refused here, naming what it lacks, rather than after its base
+    loaded."""
+    for card in cards:
+        for tier in tiers:
+            if tier in card.tiers:
+                try:
+                    card.trainable(tier)
+                except CardError as exc:
+                    raise OptionError(str(exc)) from exc
 
 
 def require_quantizable(quantize: str | None, tasks: list[str]) -> None:

@@ -126,7 +126,8 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
           f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}]", requirement(g), badge(g.passed)] for g in gated],
         numeric=frozenset({1, 2, 3, 4}), trusted=frozenset({6}))
     gates = html_table(["result", "gate", "finding or evidence"],
-                       [[badge(r.passed), r.check, gate_text(r) or "-"] for r in run.gates], trusted=frozenset({0}))
+                       [[badge("SKIPPED" if r.skipped else r.passed), r.check, gate_text(r) or "-"] for r in run.gates],
+                       trusted=frozenset({0}))
     images = "".join(f'<figure><img src="data:image/svg+xml;base64,{base64.b64encode(p.svg.encode()).decode()}" '
                      f'alt="{e(p.file)}"><figcaption>{e(p.file)}: {e(p.caption)}</figcaption></figure>'
                      for p in figures)

@@ -103,7 +103,7 @@ def base_label(run: TaskRun) -> str:
 
 
 def headline(run: TaskRun) -> str:
-    adapter = shown(run.adapter_dir)
+    adapter = shown(run.adapter_dir) + (f" ({run.adapter_facts.summary()})" if run.adapter_facts else "")
     ceiling = f", ceiling {run.ceiling:.3f}" if run.ceiling is not None else ""
     return (f"{run.name}: {run.verdict.line}  base {base_label(run)}, adapter {adapter}, "
             f"n={run.tuned_metrics.n}{ceiling}")
@@ -122,7 +122,7 @@ def unavailable_notes(run: TaskRun) -> list[str]:
 
 
 def notes(run: TaskRun) -> list[str]:
-    return [*card_notes(run), *decoding_notes(run), *unavailable_notes(run), *batch_notes(run)]
+    return [*card_notes(run), *run.adapter_notes, *decoding_notes(run), *unavailable_notes(run), *batch_notes(run)]
 
 
 def decoding_notes(run: TaskRun) -> list[str]:
@@ -180,7 +180,7 @@ def text_table(run: TaskRun) -> str:
     if section is not None:
         title, mode_header, mode_rows = section
         lines += [f"  {title}", *("    " + line for line in aligned([mode_header, *mode_rows]))]
-    lines += [f"  gate {'ok  ' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
+    lines += [f"  gate {r.status:<4} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
               for r in run.gates]
     lines += [f"  note: {note}" for note in notes(run)]
     lines += [f"  {run.verdict.status}: {reason}" for reason in partial_reasons(run)]

@@ -57,7 +57,8 @@ def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
         title, header, rows = section
         parts += ["", f"**{title}**", "", f"| {' | '.join(header)} |", "|---|" + "---:|" * (len(header) - 1)]
         parts += [f"| {' | '.join(row)} |" for row in rows]
-    parts += ["", *[f"- {'PASS' if r.passed else 'FAIL'} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
+    parts += ["", *[f"- {'SKIPPED' if r.skipped else 'PASS' if r.passed else 'FAIL'} {r.check}"
+                    + (f": {gate_text(r)}" if gate_text(r) else "")
                     for r in run.gates]]
     parts += [f"- note: {note}" for note in notes(run)]
     parts += [f"- **PARTIAL**: {reason}" for reason in partial_reasons(run)]
@@ -119,7 +120,8 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
                  "pad_policy": run.base.pad_policy},
         "adapter": {"dir": str(run.adapter_dir) if run.adapter_dir else None,
                     "key": run.manifest.key if run.manifest else None, "trained_this_run": run.trained is not None,
-                    "sha256": run.manifest.adapter_sha256 if run.manifest else None},
+                    "sha256": run.manifest.adapter_sha256 if run.manifest else None,
+                    **(run.adapter_facts.to_json() if run.adapter_facts else {})},
         "data_hash": run.splits.data_hash(),
         "data": data_json(run),
         "overrides": list(run.overrides),
@@ -132,7 +134,8 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "subgroups": [{"name": group.name, "n": group.n, "base": metric_values(group.base, order),
                        "tuned": metric_values(group.tuned, order)} for group in run.subgroups],
         "gated": [asdict(row) for row in intervals],
-        "gates": [{"check": r.check, "passed": r.passed, "finding": r.finding, "evidence": r.evidence}
+        "gates": [{"check": r.check, "passed": r.passed, "status": r.status, "finding": r.finding,
+                   "evidence": r.evidence}
                   for r in run.gates],
         "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
         "predictions": predictions_json(run),

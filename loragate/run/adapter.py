@@ -34,6 +34,7 @@ from loragate.run.decoding_modes import (
     task_constraint,
 )
 from loragate.run.steps import fit_inputs, for_base, kind, predict, prepare_base, score
+from loragate.store.adapter_facts import AdapterFacts, card_differences, check_base_name, check_shapes, read_facts
 from loragate.store.adapters import (
     AdapterStore,
     AdapterStoreError,
@@ -41,11 +42,15 @@ from loragate.store.adapters import (
     Manifest,
     Whole,
     adapter_key,
+    check_adapter_config,
     check_origin,
+    check_ranks,
     entry_identity,
     holder_of,
     load_adapter,
+    manifest_of,
     read_manifest,
+    read_weights,
     record_holder,
     release_lock,
     wait_for,
@@ -62,7 +67,7 @@ def versions() -> dict[str, str]:
 
 def train_and_store(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
                     key: str, inputs: InputFit | None) -> tuple[PeftModel, Path, Manifest, TrainResult]:
-    settings = task.card.tier(tier)
+    settings = task.card.trainable(tier)
     model = attach_lora(base.model, settings.lora, settings.train.seed, KINDS.get(task.card.kind).peft_task_type,
                         settings.lora.modules_to_save or None)
     model.peft_config["default"].base_model_name_or_path = base.name  # not a local cache path
@@ -124,12 +129,10 @@ def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits, op
     """--adapter if given; else the store's entry for this key, read without the lock when it is stored whole;
     else, under the lock, train one and store it (its manifest records how the examples were fitted, `inputs`)."""
     if options.adapter is not None:
-        if not options.allow_foreign_adapter:
-            check_origin(options.adapter, task.card.name, base.name, base.fingerprint)
-        kind(task).check_adapter(task, base, options.adapter)
+        check_given(task, base, options, "--adapter", options.adapter)
         with reporter().phase("load adapter", "loaded adapter"):
             return load_adapter(base.model, options.adapter), options.adapter, None, None
-    settings = task.card.tier(tier)
+    settings = task.card.trainable(tier)  # a card without lora/train gates only --adapter: refused here, naming them
     key = adapter_key(base.fingerprint, splits.data_hash(), settings.lora, settings.train)
     store = AdapterStore(options.store_root)
     ranks = current()
@@ -232,12 +235,46 @@ def say_waiting(text: str) -> None:
         print(f"loragate: {text}", file=sys.stderr, flush=True)
 
 
+def check_given(task: Task, base: LoadedBase, options: RunOptions, flag: str, adapter_dir: Path) -> str | None:
+    """An adapter given on the command line (`flag`: --adapter or --baseline-adapter), checked against `base` before
+    it wraps it: the task and base its loragate manifest records (else the base its adapter_config.json names), its
+    config, its tensors' ranks and shapes, and what the task's kind needs of it. Returns the note the report shows
+    where the base it was trained on could not be compared, or was allowed to differ."""
+    note = None
+    if manifest_of(adapter_dir) is not None:  # its base's fingerprint decides, better than any name
+        if not options.allow_foreign_adapter:
+            check_origin(adapter_dir, task.card.name, base.name, base.fingerprint)
+    else:
+        note = check_base_name(adapter_dir, base.name, flag, options.allow_foreign_adapter)
+    config_file, weights_file = adapter_dir / "adapter_config.json", adapter_dir / "adapter_model.safetensors"
+    check_adapter_config(config_file)
+    saved = read_weights(weights_file)
+    check_ranks(config_file, weights_file, saved)
+    check_shapes(base.model, weights_file, saved, getattr(base.model.config, "hidden_size", None))
+    kind(task).check_adapter(task, base, adapter_dir)
+    return note
+
+
+def given_adapters(task: Task, tier: Tier, base: LoadedBase, options: RunOptions) -> list[str]:
+    """--adapter and --baseline-adapter checked against the loaded base before any prediction (check_given); the
+    notes the report shows, with how --adapter differs from the card's LoRA block."""
+    notes = [check_given(task, base, options, flag, path) for flag, path in
+             (("--baseline-adapter", options.baseline_adapter), ("--adapter", options.adapter)) if path is not None]
+    if options.adapter is not None:
+        notes.append(card_differences(read_facts(options.adapter), task.card.tier(tier).lora, f"tiers.{tier}.lora"))
+    return [note for note in notes if note is not None]
+
+
+def adapter_facts(directory: Path, manifest: Manifest | None) -> AdapterFacts:
+    """The gated adapter's LoRA shape, named base and checksum (a stored entry's from its checked manifest)."""
+    return read_facts(directory, manifest.adapter_sha256 if manifest is not None else None)
+
+
 def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
                           constraint: Constraint | None) -> Predictions:
     """Test predictions of the last release's adapter (under `constraint`, the gated mode's grammar, where given),
-    which is then unloaded: the base is left bit-identical (checked) for the adapter under test."""
-    if not options.allow_foreign_adapter:
-        check_origin(options.baseline_adapter, task.card.name, base.name, base.fingerprint)
+    which is then unloaded: the base is left bit-identical (checked) for the adapter under test. The run checked the
+    adapter first (given_adapters)."""
     baseline = load_adapter(base.model, options.baseline_adapter)
     with reporter().phase("predict baseline", "predicted baseline"):
         predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline", splits.eval,
@@ -253,5 +290,5 @@ def lora_shape(task: Task, tier: Tier, options: RunOptions) -> tuple[int, list[s
     if options.adapter is not None:
         config = LoraConfig.from_pretrained(str(options.adapter))
         return config.r, sorted(config.target_modules)
-    lora = task.card.tier(tier).lora
+    lora = task.card.trainable(tier).lora
     return lora.r, lora.target_modules

@@ -39,7 +39,7 @@ from loragate.metrics.scores import Metrics
 from loragate.models.bases import LoadedBase
 from loragate.models.parameters import expected_lora_parameters
 from loragate.progress import reporter
-from loragate.run.adapter import lora_shape, predict_with_baseline, prepare_adapter
+from loragate.run.adapter import adapter_facts, given_adapters, lora_shape, predict_with_baseline, prepare_adapter
 from loragate.run.baseline import baseline_from_report
 from loragate.run.decoding_modes import (
     CONSTRAINED,
@@ -62,6 +62,7 @@ from loragate.run.steps import (
     probe_of,
     score,
 )
+from loragate.store.adapter_facts import AdapterFacts
 from loragate.store.adapters import (
     Manifest,
     manifest_of,
@@ -110,6 +111,8 @@ class TaskRun:
     reported: Decoded | None = None  # the other mode (--constrain, or a card declaring schema): reported, not gated
     mode_deltas: list[ModeDelta] = field(default_factory=list)  # the tuned model's free -> constrained deltas
     constraint: Constraint | None = None  # the output's grammar, where the run decoded under it
+    adapter_facts: AdapterFacts | None = None  # the gated adapter's r, alpha, target modules, named base, sha256
+    adapter_notes: list[str] = field(default_factory=list)  # what the checks of --adapter/--baseline-adapter noted
 
     @property
     def name(self) -> str:
@@ -151,10 +154,11 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     task, decoding, constraint = checked_task(name, tier, options)
     splits, base, inputs = load_inputs(task, tier, options)
     laps.lap("load base")
+    notes = given_adapters(task, tier, base, options)  # refused here, before any prediction, if they do not fit
     before = predict_base(task, tier, name, base, splits, options, constraint, laps)
     baseline = predict_baseline(task, tier, base, splits, options, constraint if decoding == CONSTRAINED else None,
                                 laps)
-    adapter = adapter_under_test(task, tier, base, splits, options, inputs)
+    adapter = replace(adapter_under_test(task, tier, base, splits, options, inputs), notes=notes)
     laps.lap("train adapter" if adapter.trained else "load adapter")
     after = predict_tuned(task, tier, name, adapter.model, base, splits, options, constraint, laps)
     judged = judge_run(task, tier, name, splits, options, decoding, before, after, baseline, adapter.manifest)
@@ -201,6 +205,8 @@ class Adapter:
     manifest: Manifest | None
     trained: TrainResult | None  # None where it was loaded
     expected_parameters: int  # counted on the base before the adapter wrapped it
+    facts: AdapterFacts
+    notes: list[str] = field(default_factory=list)  # given_adapters' notes
 
 
 def checked_task(name: str, tier: Tier, options: RunOptions) -> tuple[Task, str, Constraint | None]:
@@ -282,7 +288,7 @@ def adapter_under_test(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
     before it wraps it."""
     expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
     model, directory, manifest, trained = prepare_adapter(task, tier, base, splits, options, inputs)
-    return Adapter(model, directory, manifest, trained, expected)
+    return Adapter(model, directory, manifest, trained, expected, adapter_facts(directory, manifest))
 
 
 def judge_run(task: Task, tier: Tier, name: str, splits: Splits, options: RunOptions, decoding: str,
@@ -292,7 +298,7 @@ def judge_run(task: Task, tier: Tier, name: str, splits: Splits, options: RunOpt
     constrained = None if after.constrained is None else (before.constrained, after.constrained)
     judged = judge_predictions(task, splits.test, before.predictions, after.predictions, constrained, decoding)
     max_leakage = task.card.gates.max_leakage
-    gates = [*judged.gates, leakage_gate(splits.leaked(), len(splits.test), max_leakage),
+    gates = [*judged.gates, leakage_gate(splits.leaked(), len(splits.test), max_leakage, options.adapter is not None),
              *duplicate_gates(splits, max_leakage)]
     baseline_metrics, regressions = against_baseline(task, tier, name, splits, options, judged.tuned_metrics,
                                                      baseline, manifest)
@@ -307,7 +313,8 @@ def against_baseline(task: Task, tier: Tier, name: str, splits: Splits, options:
     if baseline is not None:
         metrics = score(task, baseline)
         gates = run_gates(regression_checks(task.card.gates), tuned, metrics)
-        gates += curve_gates(task.card.gates, manifest, manifest_of(options.baseline_adapter))
+        gates += curve_gates(task.card.gates, manifest or manifest_of(options.adapter),
+                             manifest_of(options.baseline_adapter))
         return metrics, gates
     if options.baseline_report is not None:
         metrics = baseline_from_report(options.baseline_report, name, tier, splits, task.card.labels)
@@ -329,4 +336,5 @@ def assemble_run(task: Task, tier: Tier, splits: Splits, base: LoadedBase, input
         constant=judged.constant, constant_metrics=judged.constant_metrics, subgroups=judged.subgroups,
         trained=adapter.trained, inputs=inputs, overrides=options.overrides, data=options.data, seconds=seconds,
         decoding=judged.gated.mode, reported=judged.reported, mode_deltas=judged.mode_deltas, constraint=constraint,
+        adapter_facts=adapter.facts, adapter_notes=adapter.notes,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from loragate.card.settings import GateSettings
 from loragate.gates.checks import MetricDelta, Validity, checks_from, run_gates
 from loragate.gates.per_key import KeyDrop, KeyFloor
+from loragate.gates.result import GateResult
 from loragate.kinds.labels import class_scores
 from loragate.metrics.scores import INVALID, metrics_from_confusion
 
@@ -128,3 +130,66 @@ def test_exact_match_evidence_carries_the_exact_mcnemar_p_value() -> None:
     _, _, evidence = MetricDelta("exact", 0.1, GateSettings(bootstrap_resamples=2000)).judged(tuned, base)
     expected = mcnemar_exact(np.zeros(20, dtype=bool), np.arange(20) < 15).p_value
     assert f"McNemar p={expected:.2g}" in evidence, evidence
+
+
+def test_a_regression_against_the_last_release_is_judged_on_the_lower_bound_with_a_default_margin() -> None:
+    """Non-inferiority: a 0.01 drop shown to be under 0.02 passes; a 0.018 drop whose interval reaches past -0.02
+    fails on the bound, also on a card judging min_delta on the point (which read 'is not evidence of +-0.020')."""
+    from loragate.card.settings import REGRESSION_MARGIN
+    from loragate.gates.checks import regression_checks
+
+    baseline = ab([500, 0], [0, 500])
+    gates = GateSettings(min_delta={"accuracy": 0.05, "macro_f1": 0.05}, judge_on="point", bootstrap_resamples=2000)
+    assert REGRESSION_MARGIN == 0.02 and gates.regression_margins() == {"accuracy": 0.02, "macro_f1": 0.02}
+    checks = regression_checks(gates)
+    assert [check.name for check in checks] == ["accuracy vs baseline", "macro_f1 vs baseline"]
+    small = {r.check: r for r in run_gates(checks, ab([490, 10], [0, 500]), baseline)}
+    assert all(r.passed for r in small.values()), {n: r.finding for n, r in small.items()}
+    assert small["accuracy vs baseline"].numbers.judged_on == "lower_bound"
+    assert small["accuracy vs baseline"].numbers.required == -0.02
+    near = {r.check: r for r in run_gates(checks, ab([482, 18], [0, 500]), baseline)}
+    finding = near["accuracy vs baseline"].finding
+    assert finding is not None and finding.startswith("accuracy delta lower bound -0.0") and \
+        "< required -0.020 (delta -0.018, baseline 1.000, tuned 0.982" in finding, finding
+
+
+def test_max_regression_is_set_per_metric_and_names_only_metrics_the_kind_computes() -> None:
+    from loragate.card.settings import TaskCard
+    from loragate.gates.checks import regression_checks
+    from loragate.tasks import get_task
+
+    gates = GateSettings(min_delta={"accuracy": 0.05, "macro_f1": 0.05}, max_regression={"accuracy": 0.1})
+    assert gates.regression_margins() == {"accuracy": 0.1, "macro_f1": 0.02}
+    assert GateSettings(min_delta={"accuracy": 0.05}, max_regression=0.0).regression_margins() == {"accuracy": 0.0}
+    extra = GateSettings(min_delta={"accuracy": 0.05}, max_regression={"macro_f1": 0.03})
+    assert [(c.name, c.min_delta) for c in regression_checks(extra)] == [("accuracy vs baseline", -0.02),
+                                                                         ("macro_f1 vs baseline", -0.03)]
+    card = get_task("iris").card.model_dump()
+    for bad, message in (({"acuracy": 0.1}, "gates.max_regression.acuracy: kind generative_classification does "
+                                            "not compute 'acuracy' (did you mean 'accuracy'?)"),
+                         ({"accuracy": -0.1}, "greater than or equal to 0"), (-0.1, "greater than or equal to 0")):
+        card["gates"]["max_regression"] = bad
+        with pytest.raises(ValueError, match=re.escape(message)):
+            TaskCard.model_validate(card)
+
+
+def test_a_curve_no_manifest_records_is_skipped_with_its_reason_never_ok() -> None:
+    from loragate.gates.checks import curve_gates
+
+    (result,) = curve_gates(GateSettings(), None, None)
+    assert result.passed and result.skipped and result.status == "skipped", result
+    assert result.evidence == ("not compared: the adapter under test and the baseline adapter have no loragate "
+                               "manifest with a loss curve (trained elsewhere)"), result.evidence
+    assert GateResult("x", None).status == "ok" and GateResult("x", "worse").status == "FAIL"
+
+
+def test_the_leakage_finding_against_an_adapter_trained_elsewhere_says_it_may_not_have_seen_train() -> None:
+    from loragate.gates.checks import leakage_gate
+
+    own = leakage_gate(["a", "b"], 10, 0.0)
+    assert own.finding.startswith("2 of 10 test inputs also in train (20.0% > allowed 0.0%): a, b; remove them from "
+                                  "train or test"), own.finding
+    external = leakage_gate(["a", "b"], 10, 0.0, external=True)
+    assert external.finding.startswith("2 of 10 test inputs also in the card's train split, which an adapter trained "
+                                       "elsewhere may never have seen (20.0% > allowed 0.0%): a, b; if the adapter "
+                                       "was trained on them"), external.finding

@@ -82,7 +82,7 @@ def test_the_run_gates_repeated_test_inputs() -> None:
     data = splits(test)
     right = constant_predictions(test, [ex.label for ex in test], task.parse)
     outputs = SimpleNamespace(predictions=right, constrained=None)
-    judged = judge_run(task, "tiny", "sst2", data, SimpleNamespace(baseline_report=None), "free", outputs,
+    judged = judge_run(task, "tiny", "sst2", data, SimpleNamespace(baseline_report=None, adapter=None), "free", outputs,
                        outputs, None, None)
     found = {r.check: r.finding for r in judged.gates}
     assert "180 of 240 test rows repeat" in (found.get("duplicated test inputs") or ""), found

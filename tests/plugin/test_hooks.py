@@ -190,9 +190,10 @@ def test_a_repeated_task_is_gated_once(gate_dir: pytest.Pytester) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--adapter", "--data", "--base-model"])
 def test_single_task_options_need_an_explicit_task(gate_dir: pytest.Pytester, flag: str) -> None:
-    """Even with one task registered: the same command line must not change meaning when a task is added."""
+    """Where several tasks would run: the same command line must not change meaning when a task is added."""
     adapter = gate_dir.mkdir("adapter")
     (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
     (adapter / "config.json").write_text("{}")  # so the same directory also passes --base-model's check
     result = run(gate_dir, flag, str(adapter))
     assert result.ret == USAGE_ERROR
@@ -213,7 +214,7 @@ def test_adapter_dir_without_config_names_the_path(gate_dir: pytest.Pytester) ->
 def test_adapter_that_does_not_exist_names_the_path(gate_dir: pytest.Pytester) -> None:
     result = run(gate_dir, "--task", "iris", "--adapter", "some/dir")
     assert result.ret == USAGE_ERROR
-    result.stderr.fnmatch_lines(["*argument --adapter: some/dir has no adapter_config.json*"])
+    result.stderr.fnmatch_lines(["*argument --adapter: some/dir does not exist: point --adapter at*"])
 
 
 @pytest.mark.slow
