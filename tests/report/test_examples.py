@@ -23,7 +23,7 @@ from loragate.report.data_sources import data_line, data_sources
 from loragate.report.examples import INPUT_CHARS, acted_examples, cut, example_input, markdown_listing
 from loragate.report.html import acted_html, delta_cell
 from loragate.report.throughput import throughput_json, throughput_lines
-from loragate.report.writer import LOSS_UNITS
+from loragate.report.writer import LOSS_UNITS, run_plots
 
 LABELS = ["billing", "technical"]
 TEMPLATE = "Ticket: {text}\nChannel: {channel}\nTeam:"
@@ -137,3 +137,12 @@ def test_a_classifier_heads_loss_figure_has_no_perplexity_axis() -> None:
     assert "no perplexity" in caption
     causal = plots.loss_svg([0.7, 0.5, 0.3], 0.4, unit=LOSS_UNITS["CAUSAL_LM"][0])
     assert "perplexity = exp(loss)" in causal and "loss (nats per answer token)" in causal
+
+
+def test_the_loss_figure_of_a_span_head_is_drawn_per_window() -> None:
+    manifest = SimpleNamespace(loss_curve=[2.0, 1.5, 1.2], metrics_at_train={"eval_loss": 1.3}, eval_curve=None)
+    run = SimpleNamespace(task=SimpleNamespace(card=SimpleNamespace(name="squad_v2", kind="extractive_qa")),
+                          tier="tiny", manifest=manifest)
+    (figure,) = run_plots(run)
+    assert figure.file == "squad_v2-tiny-loss.svg" and "nats per window" in figure.caption
+    assert "perplexity" not in figure.svg and "loss (nats per window)" in figure.svg
