@@ -12,14 +12,13 @@ from pathlib import Path
 
 from loragate.card.options import RunOptions
 from loragate.card.settings import TIERS
-from loragate.models.bases import ModelLoadError
 from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
 from loragate.plugin.options import parse_base_model, parse_data, parse_set
 from loragate.tasks import TASKS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loragate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m loragate", description="loragate's commands outside pytest.")
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser(
         "export-data", help="write a task's splits as the gate sees them, and format.md",
@@ -37,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--task-dir", action="append", type=Path, default=[], metavar="DIR",
                         help="load the task modules and cards of DIR (repeatable) instead of the project's")
     args = parser.parse_args(argv)
-    from loragate.run.export_data import export_data  # loads torch and transformers: not for --help or a typo
+    from loragate.models.bases import ModelLoadError  # these load torch and transformers: not for --help or a typo
+    from loragate.run.export_data import export_data
 
     try:
         load_project_tasks(args.task_dir, Path.cwd())

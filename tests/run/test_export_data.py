@@ -9,6 +9,8 @@ import csv
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -146,3 +148,9 @@ def test_a_mistake_is_one_line_naming_the_flag(project: Path, capsys: pytest.Cap
     assert exit_info.value.code == 2 and "Traceback" not in error
     assert re.search(message, error.splitlines()[-1], re.IGNORECASE), error
     assert not (project / "out").exists(), "nothing is written after a mistake"
+
+
+def test_the_cli_loads_no_torch_until_it_exports() -> None:
+    """`python -m loragate --help`, or a mistyped flag, answers at once: torch loads only for an export."""
+    check = "import sys, loragate.__main__; assert 'torch' not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", check], check=True)
