@@ -28,6 +28,7 @@ from loragate.inference.predictions import Predictions
 from loragate.kinds import KINDS
 from loragate.models.bases import LoadedBase, fingerprint
 from loragate.progress import reporter
+from loragate.run.baseline import check_report_base
 from loragate.run.decoding_modes import (
     CONSTRAINED,
     declared_mode,
@@ -256,10 +257,13 @@ def check_given(task: Task, base: LoadedBase, options: RunOptions, flag: str, ad
 
 
 def given_adapters(task: Task, tier: Tier, base: LoadedBase, options: RunOptions) -> list[str]:
-    """--adapter and --baseline-adapter checked against the loaded base before any prediction (check_given); the
-    notes the report shows, with how --adapter differs from the card's LoRA block."""
+    """--adapter and --baseline-adapter checked against the loaded base before any prediction (check_given), and the
+    base a --baseline-report was made on; the notes the report shows, with how --adapter differs from the card's LoRA
+    block."""
     notes = [check_given(task, base, options, flag, path) for flag, path in
              (("--baseline-adapter", options.baseline_adapter), ("--adapter", options.adapter)) if path is not None]
+    if options.baseline_report is not None and not options.allow_foreign_adapter:
+        check_report_base(options.baseline_report, task.card.name, tier, base.name, base.fingerprint)
     if options.adapter is not None:
         notes.append(card_differences(read_facts(options.adapter), task.card.tier(tier).lora, f"tiers.{tier}.lora"))
     return [note for note in notes if note is not None]

@@ -10,6 +10,23 @@ from loragate.data.examples import Splits
 from loragate.metrics.scores import ClassificationMetrics, classification_metrics
 
 
+def check_report_base(path: Path, task: str, tier: str, base_name: str, base_fingerprint: str) -> None:
+    """A report made on another base is no baseline for this one, as an adapter trained on another base is none:
+    refused, naming both, before any prediction (its other checks need the scored splits)."""
+    try:
+        runs = [run for run in json.loads(path.read_text(encoding="utf-8"))["runs"] if isinstance(run, dict)]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # baseline_from_report names what is wrong with the file
+    for run in runs:
+        recorded = run.get("base") if isinstance(run.get("base"), dict) else {}
+        if run.get("task") == task and run.get("tier") == tier and recorded.get("fingerprint") not in (
+                None, base_fingerprint):
+            raise ValueError(f"{path}: its {task}/{tier} run was made on base {recorded.get('name')!r} (fingerprint "
+                             f"{str(recorded['fingerprint'])[:12]}), not on this run's base {base_name!r} (fingerprint "
+                             f"{base_fingerprint[:12]}): pass the last release's report made on this base, or "
+                             f"--allow-foreign-adapter to compare anyway")
+
+
 def baseline_from_report(path: Path, task: str, tier: str, splits: Splits, labels: list[str]) -> ClassificationMetrics:
     """The tuned predictions that `path` recorded for `task`/`tier`, scored on this run's test split."""
     try:

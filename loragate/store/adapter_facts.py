@@ -19,8 +19,6 @@ import torch
 from loragate.card.settings import LoraSettings
 from loragate.store.adapters import AdapterStoreError, file_sha256
 
-TINY_PREFIX = "tiny:"  # the offline tiny bases' names ("tiny:iris"), never a path
-
 
 @dataclass(frozen=True)
 class AdapterFacts:
@@ -76,7 +74,7 @@ def base_name_problem(recorded: str | None, base_name: str) -> tuple[str | None,
     paths = [name for name in (recorded, base_name) if is_path(name)]
     if paths and last_part(recorded) == last_part(base_name):
         return None, f"trained on {recorded!r}, gated on {base_name!r}: the same name, compared by name only"
-    if paths and not base_name.startswith(TINY_PREFIX) and not recorded.startswith(TINY_PREFIX):
+    if paths:
         return None, (f"trained on {recorded!r}, gated on {base_name!r}: a local directory's name cannot be compared "
                       f"with it (a renamed copy?); make sure it is the same model")
     return (f"trained on base {recorded!r} (its adapter_config.json's base_model_name_or_path), not on this run's base "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -84,3 +85,18 @@ def test_a_report_records_its_commit_and_whether_tracked_files_were_edited(tmp_p
     assert source_state() == {"commit": head, "dirty": False}
     (tmp_path / "card.yaml").write_text("lr: 2\n")
     assert source_state() == {"commit": head, "dirty": True}
+
+
+def test_a_report_made_on_another_base_is_refused_naming_both(tmp_path: Path, iris_splits) -> None:
+    from loragate.run.baseline import check_report_base
+
+    content = report(iris_splits, {})
+    content["runs"][0]["base"] = {"name": "meta-llama/Llama-3.2-1B", "fingerprint": "a" * 64}
+    path = write(tmp_path, content)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{path}: its iris/tiny run was made on base 'meta-llama/Llama-3.2-1B' (fingerprint aaaaaaaaaaaa), not on "
+            f"this run's base 'tiny:iris' (fingerprint bbbbbbbbbbbb): pass the last release's report made on this "
+            f"base, or --allow-foreign-adapter")):
+        check_report_base(path, "iris", "tiny", "tiny:iris", "b" * 64)
+    check_report_base(path, "iris", "tiny", "meta-llama/Llama-3.2-1B", "a" * 64)
+    check_report_base(path, "iris", "full", "tiny:iris", "b" * 64)  # another tier's run: not this one's baseline

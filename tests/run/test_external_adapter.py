@@ -102,3 +102,22 @@ def test_a_regression_against_the_last_release_fails_a_gate_test_in_pytest_and_j
     assert int(suite.get("failures")) >= 1, ET.tostring(suite)[:2000]
     assert ("gate skipped training curve vs baseline: not compared: the baseline adapter has no loragate manifest "
             "with a loss curve (trained elsewhere)") in out, out[-4000:]
+
+
+NO_TRAINING = ("tiers.tiny.lora=null", "tiers.tiny.train.epochs=null", "tiers.tiny.train.batch_size=null",
+               "tiers.tiny.train.lr=null")
+
+
+@pytest.mark.slow
+def test_a_card_without_lora_and_train_gates_an_adapter_trained_elsewhere(tmp_path: Path) -> None:
+    """Blocks an external adapter never uses are not demanded of its card; a run that would train is refused."""
+    from loragate.card.settings import CardError
+    from loragate.run.task_run import run_task
+
+    run = run_task("iris", "tiny", options(tmp_path, adapter=trained_elsewhere(tmp_path / "a"), overrides=NO_TRAINING))
+    assert run.task.card.tier("tiny").lora is None and run.passed, [r.finding for r in run.gates if not r.passed]
+    assert run.adapter_facts is not None and run.adapter_facts.r == 8
+    assert not any("differs from the card" in note for note in run.adapter_notes), run.adapter_notes
+    with pytest.raises(CardError, match=re.escape("tiers.tiny has no lora, train.epochs, train.batch_size, train.lr, "
+                                                  "so the gate cannot train its adapter")):
+        run_task("iris", "tiny", options(tmp_path, overrides=NO_TRAINING))

@@ -24,6 +24,7 @@ from loragate.store.adapters import AdapterStoreError, file_sha256
     ("/home/alice/models/base-1b", "/work/models/base-1b", False, "compared by name only"),
     ("meta-llama/Llama-3.2-1B", "/models/my-copy", False, "cannot be compared"),
     ("/home/alice/my-base", "google/gemma-3-1b-it", False, "cannot be compared"),
+    ("tiny:iris", "/work/data/base", False, "cannot be compared"),
     (None, "tiny:iris", False, "names no base_model_name_or_path"),
     ("meta-llama/Llama-3.2-1B", "google/gemma-3-1b-it", True, None),
     ("meta-llama/Llama-3.2-1B", "tiny:iris", True, None),
