@@ -102,16 +102,16 @@ def listing_heading(run: TaskRun, acted: list[ActedExample]) -> str:
 
 
 def markdown_listing(run: TaskRun) -> list[str]:
-    """report.md's list: each example's id and problem, its input, gold, base and tuned outputs (as Python reprs, so
-    whitespace shows)."""
+    """report.md's list: each example's id and problem, its input and gold, and base's and tuned's outputs (as Python
+    reprs, so whitespace shows), all as inline code."""
     acted = acted_examples(run)
     lines = ["", f"**{listing_heading(run, acted)}**", ""]
     if not acted:
         return [*lines[:2], "", "None."]
     for example in acted[:LISTED]:
         lines += [f"- `{example.id}`: {example.problem}",
-                  f"  - input: {markdown_text(example.input_text())}",
-                  f"  - gold: {markdown_text(example.gold)}",
+                  f"  - input: `{markdown_text(example.input_text())}`",
+                  f"  - gold: `{markdown_text(example.gold)}`",
                   f"  - base: `{markdown_code(example.base_output)}`",
                   f"  - tuned: `{markdown_code(example.tuned_output)}`"]
     if len(acted) > LISTED:
@@ -120,8 +120,9 @@ def markdown_listing(run: TaskRun) -> list[str]:
 
 
 def markdown_text(text: str) -> str:
-    """`text` on one markdown line, its newlines shown as ⏎."""
-    return text.replace("\r", "").replace("\n", " ⏎ ")
+    """`text` for inline code on one markdown line (data is shown as code, so no markup in it renders): its newlines
+    shown as ⏎, a backtick that would end the code span replaced."""
+    return text.replace("\r", "").replace("\n", " ⏎ ").replace("`", "'")
 
 
 def markdown_code(text: str) -> str:

@@ -153,15 +153,15 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
 
 def acted_html(run: TaskRun) -> str:
     """Every tuned output that did not parse or is wrong, with its input (cut; report.json has it whole), gold, and
-    base's and tuned's raw outputs, escaped, as code."""
+    base's and tuned's raw outputs, escaped, as code. The input's lines (one a field) are kept as lines."""
     acted = acted_examples(run)
     title = f"<h3>{html.escape(listing_heading(run, acted))}</h3>"
     if not acted:
         return f"{title}\n<p>None.</p>"
-    rows, note = capped([[a.id, a.problem, a.input_text(), a.gold, code(a.base_output), code(a.tuned_output)]
-                         for a in acted], "examples")
+    rows, note = capped([[a.id, a.problem, "<br>".join(html.escape(line) for line in a.input_text().split("\n")),
+                          a.gold, code(a.base_output), code(a.tuned_output)] for a in acted], "examples")
     return (f"{title}\n" + html_table(["id", "problem", "input", "gold", "base output", "tuned output"], rows,
-                                      trusted=frozenset({4, 5})) + note)
+                                      trusted=frozenset({2, 4, 5})) + note)
 
 
 def modes_html(run: TaskRun) -> str:

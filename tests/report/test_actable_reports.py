@@ -31,9 +31,10 @@ def test_each_wrong_or_invalid_output_is_shown_with_its_input(hostile_run: TaskR
                       .items())
     assert shown.startswith("sepal_length: ")
     assert f"- `{first.id}`: did not parse: " in text["report.md"]
-    assert f"  - input: {shown.replace(chr(10), ' ⏎ ')}\n  - gold: {first.label}\n" in text["report.md"]
+    assert f"  - input: `{shown.replace(chr(10), ' ⏎ ')}`\n  - gold: `{first.label}`\n" in text["report.md"]
     assert f"  - tuned: `{MALICIOUS!r}`" in text["report.md"]
-    assert f"<td>{html.escape(shown)}</td><td>{first.label}</td>" in text["report.html"]
+    assert f"<td>{'<br>'.join(html.escape(line) for line in shown.split(chr(10)))}</td><td>{first.label}</td>" \
+        in text["report.html"]
     wrong = [i for i, gold, p in zip(hostile_run.tuned_predictions.ids, hostile_run.tuned_metrics.gold,
                                      hostile_run.tuned_metrics.predicted) if p is not None and p != gold]
     for example_id in wrong:

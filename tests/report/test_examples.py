@@ -42,7 +42,7 @@ def ticket_run(card_data: object = None, card_path: Path | None = None, data: st
     """Three test tickets: one right, one wrong (its text long), one whose tuned output did not parse."""
     examples = [Example("t-1", "", " billing", "billing", {"text": "refund please", "channel": "mail", "id": "t-1"}),
                 Example("t-2", "", " billing", "billing", {"text": LONG, "channel": "chat", "id": "t-2"}),
-                Example("t-3", "", " technical", "technical", {"text": "app crashes", "channel": "web", "id": "t-3"})]
+                Example("t-3", "", " technical", "technical", {"text": "app <crashes>", "channel": "web", "id": "t-3"})]
     gold = [ex.label for ex in examples]
 
     def predictions(outputs: list[str], seconds: float, tokens: tuple[int, int] | None) -> Predictions:
@@ -83,15 +83,18 @@ def test_every_wrong_or_invalid_output_is_listed_with_its_input_outputs_and_gold
     assert wrong.input == {"text": LONG, "channel": "chat"}
     listing = "\n".join(markdown_listing(run))
     assert "**Tuned outputs that did not parse or are wrong (accuracy): 2 of 3**" in listing
-    assert f"  - input: text: {LONG[:INPUT_CHARS - 6]}... (540 characters; report.json has the whole input)" in listing
-    assert "  - gold: billing\n  - base: `'billing'`\n  - tuned: `'technical'`" in listing
+    cut_text = f"text: {LONG[:INPUT_CHARS - 6]}... (540 characters; report.json has the whole input)"
+    assert f"  - input: `{cut_text}`" in listing
+    assert "  - gold: `billing`\n  - base: `'billing'`\n  - tuned: `'technical'`" in listing
     assert "- `t-3`: did not parse: '<tech>' is no team" in listing and "t-1" not in listing
+    assert "  - input: `text: app <crashes> ⏎ channel: web`" in listing  # as code: no markup renders
 
 
 def test_the_html_listing_escapes_what_it_shows() -> None:
     page = acted_html(ticket_run())
     assert "<tech>" not in page and html.escape(repr("<tech>")) in page
     assert "<th>input</th><th>gold</th><th>base output</th><th>tuned output</th>" in page
+    assert "<td>text: app &lt;crashes&gt;<br>channel: web</td>" in page and "<crashes>" not in page  # a line a field
     assert html.escape("text: refund please") not in page  # t-1 is right
 
 
