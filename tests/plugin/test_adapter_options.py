@@ -111,3 +111,20 @@ def test_base_model_as_one_argument_keeps_the_projects_rootdir(tmp_path: Path) -
     assert "for a test path" not in result.stdout + result.stderr
     spaced = pytest_in(project, "--task", "iris", "--base-model", str(base), "--collect-only", "-q", "-W", "default")
     assert "it takes the value of --base-model" in spaced.stdout + spaced.stderr
+
+
+@pytest.mark.slow
+def test_a_gate_run_that_would_train_without_lora_and_train_is_refused_at_start_up(tmp_path: Path) -> None:
+    """The card is valid (it gates adapters trained elsewhere); a gate run without --adapter is one usage error, and
+    a run of the project's own tests is not the gate's business."""
+    card = write_flowers(tmp_path / "tasks").with_suffix(".yaml")
+    card.write_text("\n".join(line for line in card.read_text().splitlines()
+                              if not line.strip().startswith(("lora:", "train:"))) + "\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "flowers"\n\n[tool.loragate]\ntasks = "tasks"\n')
+    (tmp_path / "test_own.py").write_text("def test_own():\n    pass\n")
+    refused = pytest_in(tmp_path, "-m", "smoke", "--collect-only", "-q")
+    assert refused.returncode == pytest.ExitCode.USAGE_ERROR, refused.stdout[-2000:] + refused.stderr[-2000:]
+    assert f"ERROR: {card}: tiers.tiny has no lora, train.epochs, train.batch_size, train.lr, so the gate cannot " \
+           f"train its adapter: gate an adapter trained elsewhere (--adapter=PATH)" in refused.stderr, refused.stderr
+    own = pytest_in(tmp_path, "test_own.py", "-q")
+    assert own.returncode == pytest.ExitCode.OK, own.stdout[-2000:] + own.stderr[-2000:]
