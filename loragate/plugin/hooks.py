@@ -24,6 +24,7 @@ from loragate.card.options import OptionError, RunOptions
 from loragate.card.overrides import OverrideError, apply_overrides
 from loragate.card.settings import TIERS, CardError, TaskCard
 from loragate.kinds import KINDS
+from loragate.plugin.data_check import check_data
 from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
 from loragate.plugin.options import (
     add_options,
@@ -367,6 +368,7 @@ def pytest_collection(session: pytest.Session) -> Generator[None, object, object
     if quiet:
         gc.disable()
     try:
+        check_gate_data(session.config)
         return (yield)
     finally:
         if quiet:
@@ -374,6 +376,16 @@ def pytest_collection(session: pytest.Session) -> Generator[None, object, object
             if any(item.get_closest_marker(marker) for item in selected for marker in GATE_MARKERS):
                 gc.freeze()
             gc.enable()
+
+
+def check_gate_data(config: pytest.Config) -> None:
+    """In a gate run (-m names a gate marker), each selected task's data read and checked against its card before
+    any model loads (loragate.plugin.data_check): once, by xdist's controller or the only process. Run as collection
+    starts, inside pytest's warning filters (its kind's pipeline imports torch)."""
+    gate = config.stash.get(SESSION, None)
+    if (gate is not None and GATE_SELECTED.search(config.option.markexpr or "") and not config.getoption("collectonly")
+            and not hasattr(config, "workerinput")):
+        check_data(gate.tasks, gate.options.overrides, gate.options.data, gate.options.cache)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m, -k, --deselect and --lf: they filter the gate's tests like any other

@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, PydanticUserError, TypeAdapter, ValidationError
 
 from loragate.card.settings import CardError, TaskCard
+from loragate.data.card_files import did_you_mean
 from loragate.data.parsing import ParsedOutput, SchemaError
 from loragate.kinds.structured_output.fields import layout
 
@@ -51,7 +52,10 @@ def load_schema(spec: str, card_dir: Path | None, task: str) -> type[BaseModel]:
             raise CardError(f"{where}: importing {found} failed: {type(exc).__name__}: {exc}; install what it "
                             f"imports") from exc
         looked = f"none of {', '.join(str(path) for path in candidates)} exists and " if candidates else ""
-        raise CardError(f"{where}: {looked}module {module_name!r} is not importable ({exc}); put {module_name}.py "
+        nearby = {path.stem for folder in {c.parent for c in candidates} if folder.is_dir()
+                  for path in folder.glob("*.py")}
+        raise CardError(f"{where}: {looked}module {module_name!r} is not importable ({exc})"
+                        f"{did_you_mean(module_name.rpartition('.')[2], sorted(nearby))}; put {module_name}.py "
                         f"beside the card or at the project's root, or install the package that holds it") from exc
     except BaseException as exc:  # SystemExit too: a module that exits while imported would end pytest's session
         raise CardError(f"{where}: importing {found or module_name} failed: {type(exc).__name__}: {exc}; fix the "
@@ -59,8 +63,11 @@ def load_schema(spec: str, card_dir: Path | None, task: str) -> type[BaseModel]:
                         f"`if __name__ == \"__main__\":`)") from exc
     schema = getattr(module, class_name, None)
     if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
-        raise CardError(f"{where}: {module_name}.{class_name} is {'missing' if schema is None else repr(schema)}; "
-                        f"name a pydantic BaseModel subclass defined in {module.__file__}")
+        models = [name for name, value in vars(module).items()
+                  if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel]
+        raise CardError(f"{where}: {module_name}.{class_name} is {'missing' if schema is None else repr(schema)}"
+                        f"{did_you_mean(class_name, models)}; name a pydantic BaseModel subclass defined in "
+                        f"{module.__file__}")
     return schema
 
 

@@ -1,0 +1,123 @@
+"""Every mistake in a task's data or schema at start-up: `pytest -m smoke` in a user's project reads each selected
+task's data and imports its schema before any model loads, and a misspelt column, template field, schema module or
+class is one line with the closest name and exit 4, not a traceback under every gate test."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import yaml
+
+USAGE_ERROR = pytest.ExitCode.USAGE_ERROR  # 4
+TIER = {"base_model": "tiny", "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj"]},
+        "train": {"epochs": 1, "batch_size": 4, "lr": 1e-3}}
+TEAMS = ["billing", "technical", "shipping"]
+SCHEMA = """
+from pydantic import BaseModel
+
+
+class Order(BaseModel):
+    item: str
+    quantity: int
+"""
+
+
+def project(pytester: pytest.Pytester, card: dict) -> None:
+    """A project whose tasks directory holds `card` (a card-only task) beside its data: tickets.csv (message, team)
+    and orders.jsonl (text, output)."""
+    pytester.path.joinpath("pyproject.toml").write_text('[tool.loragate]\ntasks = "tasks"\n')
+    tasks = pytester.mkdir("tasks")
+    with (tasks / "tickets.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["message", "team"])
+        writer.writerows([f"ticket {i} about {team}", team] for i in range(10) for team in TEAMS)
+    (tasks / "orders.jsonl").write_text("".join(
+        json.dumps({"text": f"{n} x mug {i}", "output": {"item": f"mug {i}", "quantity": n}}) + "\n"
+        for i in range(10) for n in (1, 2, 3)))
+    (tasks / "order_schema.py").write_text(SCHEMA)
+    (tasks / f"{card['name']}.yaml").write_text(yaml.safe_dump(card))
+
+
+def tickets(**fields: object) -> dict:
+    return {"name": "tickets", "description": "Route a ticket.", "kind": "generative_classification",
+            "labels": TEAMS, "prompt_template": "Ticket: {text}\nTeam:", "tiers": {"tiny": TIER}, "gates": {},
+            "data": {"file": "tickets.csv", "split": {"test": 0.2}, "columns": {"text": "message", "label": "team"}},
+            **fields}
+
+
+def orders(schema: str) -> dict:
+    return {"name": "orders", "description": "An order.", "kind": "structured_output",
+            "structured": {"output_schema": schema}, "prompt_template": "Message: {text}\nOrder:",
+            "target_template": " {output}", "tiers": {"tiny": TIER}, "gates": {},
+            "data": {"file": "orders.jsonl", "split": {"test": 0.2}}}
+
+
+def usage_error(pytester: pytest.Pytester, *args: str) -> str:
+    """The one line a `pytest -m smoke` run stopped with as collection started, before any model loaded."""
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-m", "smoke", *args)
+    output = result.stdout.str()[-3000:] + result.stderr.str()[-3000:]
+    assert result.ret == USAGE_ERROR, output
+    errors = [line for line in result.errlines if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("ERROR: "), output
+    assert " collected " not in result.stdout.str() and "Traceback" not in output
+    assert not (pytester.path / ".loragate" / "bases").exists() and not (pytester.path / "reports").exists(), output
+    return errors[0]
+
+
+@pytest.mark.slow
+def test_a_misspelt_column_is_one_line_at_start_up(gate_dir: pytest.Pytester) -> None:
+    project(gate_dir, tickets(data={"file": "tickets.csv", "split": {"test": 0.2},
+                                    "columns": {"text": "mesage", "label": "team"}}))
+    line = usage_error(gate_dir)
+    assert line.startswith(f"ERROR: task tickets: {gate_dir.path / 'tasks' / 'tickets.csv'}:2: no column 'mesage' "
+                           f"(data.columns.text) (did you mean 'message'?); the header names the columns "
+                           f"['message', 'team']: map text to one of them"), line
+
+
+@pytest.mark.slow
+def test_a_misspelt_template_field_is_one_line_at_start_up(gate_dir: pytest.Pytester) -> None:
+    project(gate_dir, tickets(prompt_template="Ticket: {txet}\nTeam:"))
+    line = usage_error(gate_dir)
+    assert line.startswith(f"ERROR: task tickets: {gate_dir.path / 'tasks' / 'tickets.csv'}:2: no field 'txet' (read "
+                           f"by prompt_template) (did you mean 'text'?)"), line
+
+
+@pytest.mark.slow
+def test_a_misspelt_schema_module_is_one_line_at_start_up(gate_dir: pytest.Pytester) -> None:
+    project(gate_dir, orders("order_schem:Order"))
+    line = usage_error(gate_dir)
+    assert line.startswith("ERROR: task orders: structured.output_schema 'order_schem:Order': "), line
+    assert "module 'order_schem' is not importable (No module named 'order_schem') (did you mean 'order_schema'?); " \
+           "put order_schem.py beside the card" in line, line
+
+
+@pytest.mark.slow
+def test_a_misspelt_schema_class_is_one_line_at_start_up(gate_dir: pytest.Pytester) -> None:
+    project(gate_dir, orders("order_schema:Ordr"))
+    line = usage_error(gate_dir)
+    assert line.startswith("ERROR: task orders: structured.output_schema 'order_schema:Ordr': order_schema.Ordr is "
+                           "missing (did you mean 'Order'?); name a pydantic BaseModel subclass defined in "), line
+
+
+@pytest.mark.slow
+def test_data_replaces_the_card_files_in_the_start_up_check(gate_dir: pytest.Pytester) -> None:
+    """The card's own file is fine; the --data file's unknown label stops the run, naming that file."""
+    project(gate_dir, tickets())
+    other = gate_dir.path / "other.csv"
+    other.write_text("message,team\n" + "".join(f"ticket {i},{team}\n" for i in range(10) for team in TEAMS)
+                     + "ticket x,sales\n")
+    line = usage_error(gate_dir, "--task", "tickets", f"--data={other}")
+    assert line == (f"ERROR: task tickets: {other}: label values the card does not list: 'sales' (1 row, "
+                    f"other.csv:32); the card's labels are {TEAMS}: fix the rows, or add the values to the card's "
+                    f"labels"), line
+
+
+@pytest.mark.slow
+def test_a_run_that_selects_no_gate_test_reads_no_data(gate_dir: pytest.Pytester) -> None:
+    """A project's own unit tests (`pytest`, no -m smoke) run whatever its task's data holds."""
+    project(gate_dir, tickets(prompt_template="Ticket: {txet}\nTeam:"))
+    gate_dir.makepyfile(test_own="def test_own():\n    assert True\n")
+    result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "test_own.py")
+    result.assert_outcomes(passed=1)
