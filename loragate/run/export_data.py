@@ -103,9 +103,11 @@ def export_data(name: str, tier: Tier, options: RunOptions, out: Path, command: 
         base = (f"`{BASE_DIR}/`: the tiny base the gate builds offline for this tier ({data.base.name}), a "
                 f"save_pretrained directory. Train on it, and gate with `--base-model={out / BASE_DIR}`.")
     else:
-        base = f"Base: `{data.source}` (`tiers.{tier}.base_model`, or `--base-model`), whose tokenizer fitted the rows."
+        base = (f"Base: `{data.base.name}` (`tiers.{tier}.base_model`, or `--base-model`), whose tokenizer fitted "
+                f"the rows.")
     gate = "pytest -m smoke" if tier == "tiny" else "pytest -m full --gpu"
-    base_flag = f" --base-model={out / BASE_DIR}" if tiny else f" --base-model={data.source}"
+    given = out / BASE_DIR if tiny else options.base_model  # else the card's base, which the gate loads by default
+    base_flag = f" --base-model={given}" if given else ""
     text = format_markdown(data.task.card, tier, data.splits, data.base.tokenizer, data.inputs,
                            chat_formatted(data.task), base, command)
     text += (f"\n## Gate an adapter trained on these files\n\n```bash\n{gate} --task {data.task.card.name}{base_flag} "

@@ -154,3 +154,16 @@ def test_the_cli_loads_no_torch_until_it_exports() -> None:
     """`python -m loragate --help`, or a mistyped flag, answers at once: torch loads only for an export."""
     check = "import sys, loragate.__main__; assert 'torch' not in sys.modules, sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", check], check=True)
+
+
+def test_a_base_other_than_tiny_is_read_for_its_tokenizer_alone(project: Path) -> None:
+    """--base-model (or a full tier's hub base): the rows are fitted with its tokenizer and config; its weights are
+    never read, so a directory without them exports all the same, and format.md's command names it."""
+    export(project / "tiny", "--task", "iris")
+    shutil.copytree(project / "tiny" / "base", project / "no_weights", ignore=shutil.ignore_patterns("*.safetensors"))
+    written = export(project / "full", "--task", "iris", "--tier", "full", "--base-model", str(project / "no_weights"))
+    assert [path.name for path in written] == ["eval.jsonl", "format.md", "test.jsonl", "train.jsonl"]
+    assert rows(project / "full", "test") == rows(project / "tiny", "test")  # the same tokenizer fits them alike
+    text = (project / "full" / "format.md").read_text()
+    assert f"pytest -m full --gpu --task iris --base-model={project / 'no_weights'} --adapter=" in text
+    assert "`train.max_length` 256 tokens (prompt + answer; the card's number" in text
