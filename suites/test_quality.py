@@ -6,6 +6,7 @@ import pytest
 
 from loragate.gates.checks import Floor, MetricDelta, against_the_last_release
 from loragate.gates.per_key import KeyDrop, KeyFloor
+from loragate.gates.training_health import CHECK as HEALTH
 from loragate.kinds import card_checks
 
 
@@ -84,6 +85,18 @@ def test_metric_floors_hold(task_run) -> None:
 def test_no_test_input_leaks_from_train(task_run) -> None:
     (result,) = [r for r in task_run.gates if r.check == "train/test leakage"]
     assert result.passed, f"{task_run.name}: {result.finding}"
+
+
+def test_training_is_healthy(task_run) -> None:
+    """With gates.training_health: gate, the adapter's loss curves show no divergence, over-fitting or flat loss
+    (loragate.gates.training_health); by default these are report notes, and this test does not apply."""
+    if task_run.task.card.gates.training_health != "gate":
+        pytest.skip(f"{task_run.name}: training health is reported, not gated (gates.training_health: report)")
+    results = [r for r in task_run.gates if r.check.startswith(HEALTH)]
+    if all(r.skipped for r in results):
+        pytest.skip(f"{task_run.name}: {HEALTH} {results[0].evidence}")
+    failed = [f"{task_run.name}: {r.check}: {r.finding}" for r in results if not r.passed]
+    assert not failed, "\n".join(failed)
 
 
 def test_no_regression_against_the_last_release(task_run) -> None:

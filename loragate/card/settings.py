@@ -25,15 +25,15 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
-    field_validator,
     field_serializer,
+    field_validator,
     model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from loragate.card.loader import load_yaml
 from loragate.card.label_names import label_names, label_values
+from loragate.card.loader import load_yaml
 from loragate.card.templates import check_template, template_fields
 from loragate.registry import Registry
 
@@ -281,6 +281,23 @@ class GateSettings(Strict):
         False, description="let prompt_template read a field target_template reads (the answer shown in the prompt): "
         "refused at card validation unless true, and stated in every report when true"
     )
+    training_health: Literal["report", "gate"] = Field(
+        "report", description="divergence, over-fitting and a flat loss, read from the adapter's loss curves "
+        "(loragate.gates.training_health): report (a note in every report, failing nothing) or gate (each a gate "
+        "that fails); an adapter without curves (trained elsewhere) is 'not known', never ok"
+    )
+    max_eval_loss_rise: float = Field(
+        0.25, gt=0, description="divergence: the largest share by which the eval loss may end above its best (the "
+        "training loss, smoothed, where the kind logs no eval curve)"
+    )
+    max_train_eval_gap: float = Field(
+        1.0, gt=0, description="over-fitting: the largest final eval loss - final training loss, in nats (1.0: the "
+        "eval perplexity 2.7 times the training one)"
+    )
+    min_train_loss_fall: float = Field(
+        0.05, ge=0, lt=1, description="flat loss: the smallest share by which the smoothed training loss must fall "
+        "from its start"
+    )
     _kind_margins: dict[str, float] = PrivateAttr(default_factory=dict)  # the kind's default margins over the
     # trivial predictor (KindSpec.trivial_margins), set by TaskCard once it knows the kind
     _scorable: frozenset[str] = PrivateAttr(default_factory=frozenset)  # the kind's metrics a constant predictor can
@@ -357,6 +374,25 @@ class DataSettings(Strict):
     columns: dict[str, str] = Field(
         default_factory=dict, description="card field -> the file's column holding it (e.g. label: category)"
     )
+    header: StrictBool = Field(True, description="CSV/TSV: the first row names the columns; false: every row is data "
+                               "and `names` names the columns")
+    names: list[str] | None = Field(None, description="with header: false, each column's name, in the file's order")
+    id: str | None = Field(None, description="the file's column whose value names each row in reports and errors "
+                           "(unique within a file); default: a column named `id` where the file has one, else the "
+                           "file's name and the row's line")
+
+    @model_validator(mode="after")
+    def names_without_header(self) -> DataSettings:
+        if self.header and self.names is not None:
+            raise ValueError("data.names names the columns of a file without a header row: add data.header: false, "
+                             "or rename a header's columns with data.columns")
+        if not self.header and not self.names:
+            raise ValueError("data.header: false needs the columns' names: add data.names: [label, title, ...], one "
+                             "per column, in the file's order")
+        repeated = sorted({name for name in self.names or [] if self.names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"data.names repeats {repeated}: give each column its own name")
+        return self
 
     @model_validator(mode="after")
     def one_layout(self) -> DataSettings:
@@ -414,25 +450,6 @@ def line_error(err: Any, prefix: tuple[str, ...] = ()) -> Any:
 
 class TaskCard(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    header: StrictBool = Field(True, description="CSV/TSV: the first row names the columns; false: every row is data "
-                               "and `names` names the columns")
-    names: list[str] | None = Field(None, description="with header: false, each column's name, in the file's order")
-    id: str | None = Field(None, description="the file's column whose value names each row in reports and errors "
-                           "(unique within a file); default: a column named `id` where the file has one, else the "
-                           "file's name and the row's line")
-
-    @model_validator(mode="after")
-    def names_without_header(self) -> DataSettings:
-        if self.header and self.names is not None:
-            raise ValueError("data.names names the columns of a file without a header row: add data.header: false, "
-                             "or rename a header's columns with data.columns")
-        if not self.header and not self.names:
-            raise ValueError("data.header: false needs the columns' names: add data.names: [label, title, ...], one "
-                             "per column, in the file's order")
-        repeated = sorted({name for name in self.names or [] if self.names.count(name) > 1})
-        if repeated:
-            raise ValueError(f"data.names repeats {repeated}: give each column its own name")
-        return self
     description: str
     kind: str = Field(description="a registered task kind (loragate.kinds), which may add a block of its own")
     labels: list[str] = Field(default_factory=list, description="the classes, classification kinds need 2+: a list "
@@ -459,10 +476,35 @@ class TaskCard(Strict):
     )
     _path: Path | None = PrivateAttr(None)  # the YAML file the card was read from, where it was read from one
     _blocks: dict[str, BaseModel] = PrivateAttr(default_factory=dict)  # the kinds' blocks this card holds, validated
+    _label_values: dict[str, str] = PrivateAttr(default_factory=dict)  # `labels` as a mapping: data value -> name
 
     @property
     def path(self) -> Path | None:
         return self._path
+
+    @property
+    def label_values(self) -> dict[str, str]:
+        """The data's label value -> the label's name: the card's `labels` mapping, else each label is its own."""
+        return self._label_values or {label: label for label in self.labels}
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def labels_as_names(cls, labels: object) -> object:
+        return label_names(labels)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def labels_mapping(cls, data: Any, handler: ModelWrapValidatorHandler[TaskCard]) -> TaskCard:
+        """A `labels` mapping is kept (the names are the labels; the data's values are translated as rows are read)."""
+        card = handler(data)
+        if isinstance(data, Mapping):
+            card._label_values = label_values(data.get("labels"))
+        return card
+
+    @field_serializer("labels")
+    def labels_as_written(self, labels: list[str]) -> list[str] | dict[str, str]:
+        """A mapping dumps as a mapping, so a card dumped and validated again (`--set`) keeps it."""
+        return dict(self._label_values) if self._label_values else labels
 
     @field_validator("labels")
     @classmethod
@@ -516,36 +558,11 @@ class TaskCard(Strict):
     @model_serializer(mode="wrap")
     def with_blocks(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
         """The card as its YAML reads, every kind's block included after `subgroups`, where the card declared them
-    _label_values: dict[str, str] = PrivateAttr(default_factory=dict)  # `labels` as a mapping: data value -> name
         before the kinds did (None where the card has none, so `--set qa.stride=32` can fill a block left out);
         `include`, `exclude` and `exclude_none` apply to the blocks as to the other fields."""
         data = handler(self)
         blocks = {}
         for name in block_owners():
-    @property
-    def label_values(self) -> dict[str, str]:
-        """The data's label value -> the label's name: the card's `labels` mapping, else each label is its own."""
-        return self._label_values or {label: label for label in self.labels}
-
-    @field_validator("labels", mode="before")
-    @classmethod
-    def labels_as_names(cls, labels: object) -> object:
-        return label_names(labels)
-
-    @model_validator(mode="wrap")
-    @classmethod
-    def labels_mapping(cls, data: Any, handler: ModelWrapValidatorHandler[TaskCard]) -> TaskCard:
-        """A `labels` mapping is kept (the names are the labels; the data's values are translated as rows are read)."""
-        card = handler(data)
-        if isinstance(data, Mapping):
-            card._label_values = label_values(data.get("labels"))
-        return card
-
-    @field_serializer("labels")
-    def labels_as_written(self, labels: list[str]) -> list[str] | dict[str, str]:
-        """A mapping dumps as a mapping, so a card dumped and validated again (`--set`) keeps it."""
-        return dict(self._label_values) if self._label_values else labels
-
             block = self._blocks.get(name)
             if (info.include is not None and name not in info.include) or (block is None and info.exclude_none):
                 continue

@@ -122,7 +122,8 @@ def unavailable_notes(run: TaskRun) -> list[str]:
 
 
 def notes(run: TaskRun) -> list[str]:
-    return [*card_notes(run), *run.adapter_notes, *decoding_notes(run), *unavailable_notes(run), *batch_notes(run)]
+    return [*card_notes(run), *run.adapter_notes, *run.health_notes(), *decoding_notes(run), *unavailable_notes(run),
+            *batch_notes(run)]
 
 
 def decoding_notes(run: TaskRun) -> list[str]:

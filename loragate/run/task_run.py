@@ -31,6 +31,7 @@ from loragate.gates.checks import (
     run_gates,
 )
 from loragate.gates.duplicates import duplicate_gates
+from loragate.gates.training_health import Curves, health_gates, health_notes
 from loragate.gates.verdict import CaseTests, Verdict, judge_case
 from loragate.inference.grammar import Constraint
 from loragate.inference.predictions import Constant, Predictions
@@ -127,6 +128,10 @@ class TaskRun:
     def verdict(self) -> Verdict:
         return judge_case([f"{r.check}: {r.finding}" for r in self.gates if not r.passed], self.tests,
                           self.overrides)
+
+    def health_notes(self) -> list[str]:
+        """Training health as report notes, where the card reports it rather than gates it (the default)."""
+        return health_notes(self.task.card.gates, Curves.of(self.manifest or manifest_of(self.adapter_dir)))
 
     def test_logits(self, model: torch.nn.Module) -> torch.Tensor:
         """The logits of `model` on the test split, batched exactly as base_logits was."""
@@ -293,13 +298,14 @@ def adapter_under_test(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
 
 def judge_run(task: Task, tier: Tier, name: str, splits: Splits, options: RunOptions, decoding: str,
               before: BaseOutputs, after: Outputs, baseline: Predictions | None, manifest: Manifest | None) -> Judged:
-    """judge_predictions' gates, then the train/test leakage and repeated-input gates and the regression gates
-    against the last release, where the run was given one."""
+    """judge_predictions' gates, then the train/test leakage and repeated-input gates, the training-health gates
+    where the card gates them, and the regression gates against the last release, where the run was given one."""
     constrained = None if after.constrained is None else (before.constrained, after.constrained)
     judged = judge_predictions(task, splits.test, before.predictions, after.predictions, constrained, decoding)
     max_leakage = task.card.gates.max_leakage
     gates = [*judged.gates, leakage_gate(splits.leaked(), len(splits.test), max_leakage, options.adapter is not None),
-             *duplicate_gates(splits, max_leakage)]
+             *duplicate_gates(splits, max_leakage),
+             *health_gates(task.card.gates, Curves.of(manifest or manifest_of(options.adapter)))]
     baseline_metrics, regressions = against_baseline(task, tier, name, splits, options, judged.tuned_metrics,
                                                      baseline, manifest)
     return replace(judged, gates=gates + regressions, baseline_metrics=baseline_metrics)
