@@ -37,7 +37,7 @@ def renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> GateSession:
     for nodeid in (QUALITY, SCHEMA):
         session.collected(nodeid, ("iris", "tiny"))
     session.runs[("iris", "tiny")] = RenamedRun(task=SimpleNamespace(card=SimpleNamespace(name="other")),
-                                                tier="tiny", gates=[], tests=None)
+                                                tier="tiny", gates=[], tests=None, overrides=("name=other",))
     return session
 
 
