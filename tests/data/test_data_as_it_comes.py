@@ -5,12 +5,13 @@ own id column naming the rows."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
-from loragate.card.settings import CardError, TaskCard
+from loragate.card.settings import CardError, DataSettings, TaskCard
 from loragate.tasks.card_task import CardTask
 from tests.data.test_card_files import TIER
 
@@ -175,3 +176,12 @@ def test_errors_after_an_id_column_still_name_the_file_and_line(tmp_path: Path) 
                                    prompt_template="{titel}\nTopic:"))
     assert message.startswith(f"{tmp_path / 'news.csv'}:2: no field 'titel' (read by prompt_template) (did you mean "
                               f"'title'?); the header names the columns"), message
+
+
+def test_every_data_field_has_a_row_in_docs_tasks() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "tasks.md").read_text()
+    table = re.search(r"^\| `data` field \| meaning \|\n(.*?)\n\n", doc, re.M | re.S)
+    assert table, "docs/tasks.md has no `data` field table"
+    rows = {name.split(".")[0] for line in table.group(1).splitlines()
+            for name in re.findall(r"`([a-z_.]+)`", line.split(" | ")[0])}
+    assert rows == set(DataSettings.model_fields), rows ^ set(DataSettings.model_fields)
