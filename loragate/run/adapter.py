@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -289,10 +290,14 @@ def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Spli
     return predictions
 
 
-def lora_shape(task: Task, tier: Tier, options: RunOptions) -> tuple[int, list[str]]:
-    """Rank and target modules of the adapter that will be gated, read before it wraps the base."""
+def lora_shape(task: Task, tier: Tier, options: RunOptions, model: torch.nn.Module) -> tuple[int, list[str]]:
+    """Rank and target modules of the adapter that will be gated, read before it wraps the base `model`: --adapter's
+    own (its config may give one regular expression, which peft matches against each module's full name), else the
+    card's."""
     if options.adapter is not None:
         config = LoraConfig.from_pretrained(str(options.adapter))
+        if isinstance(config.target_modules, str):
+            return config.r, [name for name, _ in model.named_modules() if re.fullmatch(config.target_modules, name)]
         return config.r, sorted(config.target_modules)
     lora = task.card.trainable(tier).lora
     return lora.r, lora.target_modules

@@ -291,7 +291,7 @@ def adapter_under_test(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
                        inputs: InputFit | None) -> Adapter:
     """The adapter loaded or trained (prepare_adapter), and the LoRA parameters it must hold, counted on the base
     before it wraps it."""
-    expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options))
+    expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options, base.model))
     model, directory, manifest, trained = prepare_adapter(task, tier, base, splits, options, inputs)
     return Adapter(model, directory, manifest, trained, expected, adapter_facts(directory, manifest))
 

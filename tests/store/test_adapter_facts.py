@@ -96,3 +96,18 @@ def test_a_card_that_does_not_describe_the_adapter_is_said_to_differ(tmp_path: P
     same = LoraSettings(r=4, alpha=8, target_modules=["v_proj", "q_proj"])
     assert card_differences(facts, same, "tiers.tiny.lora") is None
     assert card_differences(facts, None, "tiers.tiny.lora") is None, "a card without lora has nothing to differ"
+
+
+def test_the_expected_lora_count_reads_an_adapters_own_regular_expression(tmp_path: Path) -> None:
+    """peft takes target_modules as one regular expression, matched against full module names; read as a list of
+    suffixes it was a list of characters, and the trainable-count gate test failed a sound adapter."""
+    from loragate.card.options import RunOptions
+    from loragate.models.parameters import expected_lora_parameters, lora_parameters
+    from loragate.run.adapter import lora_shape
+
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=r".*\.(q_proj|v_proj)")
+    get_peft_model(llama(64), config).save_pretrained(tmp_path / "regex")
+    base = llama(64)
+    r, targets = lora_shape(None, "tiny", RunOptions(adapter=tmp_path / "regex"), base)  # type: ignore[arg-type]
+    assert r == 4 and targets == ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj"], targets
+    assert expected_lora_parameters(base, r, targets) == lora_parameters(get_peft_model(llama(64), config))
