@@ -121,3 +121,13 @@ def test_a_run_that_selects_no_gate_test_reads_no_data(gate_dir: pytest.Pytester
     gate_dir.makepyfile(test_own="def test_own():\n    assert True\n")
     result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "test_own.py")
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.slow
+def test_a_built_in_tasks_data_file_is_checked_at_start_up(gate_dir: pytest.Pytester) -> None:
+    """A task module's own loader: its ValueError for a bad --data file is the one line too."""
+    data = gate_dir.path / "iris.csv"
+    data.write_text("sepal_length,sepal_width,petal_length,petal_width,species\n5.1,3.5,1.4,0.2,rose\n")
+    line = usage_error(gate_dir, "--task", "iris", f"--data={data}")
+    assert line.startswith(f"ERROR: task iris: {data}:2: species 'rose' is not one of setosa, versicolor, "
+                           f"virginica"), line
