@@ -22,23 +22,29 @@ class PassSpeed:
     tokens: int | None  # prompt plus generated tokens; None where the kind generates none (a classifier head)
 
     @property
-    def examples_per_s(self) -> float:
-        return self.examples / self.seconds if self.seconds > 0 else float("nan")
+    def examples_per_s(self) -> float | None:
+        """None where the pass took no measurable time (predictions that were not timed: report.json holds no NaN)."""
+        return self.examples / self.seconds if self.seconds > 0 else None
 
     @property
     def tokens_per_s(self) -> float | None:
         return None if self.tokens is None or self.seconds <= 0 else self.tokens / self.seconds
 
     def text(self) -> str:
-        tokens = self.tokens_per_s
-        return (f"{self.examples_per_s:.1f} examples/s, "
+        examples, tokens = self.examples_per_s, self.tokens_per_s
+        if examples is None:
+            return f"not timed ({self.examples} examples)"
+        return (f"{examples:.1f} examples/s, "
                 + (f"{tokens:.0f} tokens/s" if tokens is not None else "tokens/s n/a (no tokens generated)")
                 + f" ({self.examples} in {self.seconds:.2f} s)")
 
     def to_json(self) -> dict:
         return {"examples": self.examples, "seconds": round(self.seconds, 4), "tokens": self.tokens,
-                "examples_per_s": round(self.examples_per_s, 3),
-                "tokens_per_s": None if self.tokens_per_s is None else round(self.tokens_per_s, 3)}
+                "examples_per_s": rounded(self.examples_per_s), "tokens_per_s": rounded(self.tokens_per_s)}
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def pass_speed(predictions: Predictions) -> PassSpeed:
@@ -58,16 +64,19 @@ def measured(run: TaskRun) -> str:
             f"after them{', at the threshold already chosen,' if chooses else ''} and reports its own figure")
 
 
-def speed_ratio(run: TaskRun) -> float:
-    """tuned examples/s over base examples/s, in this run: below 1, the adapter slows evaluation."""
-    return pass_speed(run.tuned_predictions).examples_per_s / pass_speed(run.base_predictions).examples_per_s
+def speed_ratio(run: TaskRun) -> float | None:
+    """tuned examples/s over base examples/s, in this run: below 1, the adapter slows evaluation; None where a pass
+    was not timed."""
+    tuned, base = pass_speed(run.tuned_predictions).examples_per_s, pass_speed(run.base_predictions).examples_per_s
+    return None if tuned is None or base is None else tuned / base
 
 
 def throughput_lines(run: TaskRun) -> list[str]:
     """The figures as the reports list them: base, tuned, their ratio, the benchmark's where it ran, and what is
     measured."""
     lines = [f"base: {pass_speed(run.base_predictions).text()}", f"tuned: {pass_speed(run.tuned_predictions).text()}",
-             f"tuned / base: {speed_ratio(run):.2f}x examples/s"]
+             f"tuned / base: {ratio:.2f}x examples/s" if (ratio := speed_ratio(run)) is not None else
+             "tuned / base: n/a (a pass was not timed)"]
     if run.benchmark_seconds is not None:
         lines.append(f"pytest-benchmark, tuned pass again: {len(run.tuned_predictions.ids) / run.benchmark_seconds:.1f}"
                      f" examples/s (median of its rounds)")
@@ -80,6 +89,6 @@ def throughput_json(run: TaskRun) -> dict:
     tuned = pass_speed(run.tuned_predictions)
     benchmark = run.benchmark_seconds
     return {"base": pass_speed(run.base_predictions).to_json(), "tuned": tuned.to_json(),
-            "tuned_over_base": round(speed_ratio(run), 4), "tuned_examples_per_s": tuned.examples_per_s,
+            "tuned_over_base": rounded(speed_ratio(run)), "tuned_examples_per_s": tuned.examples_per_s,
             "benchmark_tuned_examples_per_s": None if benchmark is None else len(run.tuned_predictions.ids) / benchmark,
             "measured": measured(run)}

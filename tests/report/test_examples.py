@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from xml.etree import ElementTree
@@ -121,6 +122,12 @@ def test_throughput_is_base_and_tuned_from_the_same_run_with_their_ratio_explain
     assert figures["tuned_over_base"] == 2.0 and figures["benchmark_tuned_examples_per_s"] == 6.0
     assert figures["base"] == {"examples": 3, "seconds": 0.5, "tokens": 66, "examples_per_s": 6.0,
                                "tokens_per_s": 132.0}
+    run.base_predictions = replace(run.base_predictions, seconds=0.0, generations=None)  # not timed: no NaN in JSON
+    assert throughput_lines(run)[0] == "base: not timed (3 examples)"
+    assert throughput_lines(run)[2] == "tuned / base: n/a (a pass was not timed)"
+    figures = throughput_json(run)
+    assert figures["tuned_over_base"] is None and figures["base"]["examples_per_s"] is None
+    assert figures["tuned"]["tokens_per_s"] == 252.0
 
 
 def test_a_delta_is_coloured_by_its_metrics_direction() -> None:
