@@ -110,6 +110,15 @@ def test_numeric_labels_need_no_quotes(tmp_path: Path, labels: list) -> None:
     assert {ex.label for ex in splits.test} == {"1", "2", "3"} and splits.test[0].target in (" 1", " 2", " 3")
 
 
+@pytest.mark.parametrize("kind", ["generative_classification", "sequence_classification"])
+def test_both_label_kinds_read_values_and_parse_names(tmp_path: Path, kind: str) -> None:
+    (tmp_path / "news.csv").write_text(news_rows(10))
+    task = CardTask(news_card(tmp_path, {"file": "news.csv", "split": {"test": 0.2}, **HEADERLESS}, kind=kind))
+    assert {ex.label for ex in task.load_splits().test} == set(TOPICS.values())
+    assert task.parse(" Sports\n").value.label == "Sports"
+    assert not task.parse("2").valid, "the data's value is not an answer: the name is"
+
+
 def test_values_outside_a_label_mapping_are_listed_with_the_mapping(tmp_path: Path) -> None:
     (tmp_path / "news.csv").write_text(news_rows(10) + "4,Title,Text\n")
     message = load_error(news_card(tmp_path, {"file": "news.csv", "split": {"test": 0.2}, **HEADERLESS}))
