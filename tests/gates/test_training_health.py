@@ -4,6 +4,7 @@ about it. Training health reads the adapter's curves; these are synthetic, their
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,21 @@ def test_a_finding_is_a_note_by_default_and_fails_the_gate_test_when_gated(tmp_p
     assert "FAILED suites/test_quality.py::test_training_is_healthy[iris-tiny]" in out, out[-3000:]
     assert "iris/tiny: training health: flat loss: training loss fell 98.4%" in out, out[-3000:]
     assert gated.returncode == pytest.ExitCode.TESTS_FAILED, out[-3000:]
+
+
+@pytest.mark.slow
+def test_an_adapter_trained_elsewhere_is_not_known_in_the_runs_notes(tmp_path: Path) -> None:
+    """The committed Iris adapter without its manifest, as another stack saves it: the run's notes say its training
+    health is not known, and no health gate is added by default."""
+    from loragate.card.options import RunOptions
+    from loragate.report.rows import notes
+    from loragate.run.task_run import run_task
+    from tests.run.test_baseline_adapter import committed_adapter
+
+    adapter = tmp_path / "elsewhere"
+    shutil.copytree(committed_adapter(), adapter, ignore=shutil.ignore_patterns("manifest.json", "README.md"))
+    run = run_task("iris", "tiny", RunOptions(store_root=tmp_path / "adapters", cache=REPO / ".loragate",
+                                              progress=False, adapter=adapter))
+    assert "training health not known: the adapter has no loragate manifest with its loss curves (trained " \
+           "elsewhere)" in notes(run), notes(run)
+    assert not [r for r in run.gates if r.check.startswith("training health")]
