@@ -17,6 +17,7 @@ import transformers
 from filelock import FileLock, Timeout
 from peft import LoraConfig, PeftModel
 from peft.tuners.tuners_utils import BaseTunerLayer
+from peft.utils.other import get_pattern_key
 
 import loragate
 from loragate.card.options import RunOptions
@@ -28,6 +29,7 @@ from loragate.inference.grammar import Constraint
 from loragate.inference.predictions import Predictions
 from loragate.kinds import KINDS
 from loragate.models.bases import LoadedBase, fingerprint
+from loragate.models.parameters import expected_lora_parameters, targeted_linears
 from loragate.progress import reporter
 from loragate.run.baseline import check_report_base
 from loragate.run.decoding_modes import (
@@ -290,14 +292,18 @@ def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Spli
     return predictions
 
 
-def lora_shape(task: Task, tier: Tier, options: RunOptions, model: torch.nn.Module) -> tuple[int, list[str]]:
-    """Rank and target modules of the adapter that will be gated, read before it wraps the base `model`: --adapter's
-    own (its config may give one regular expression, which peft matches against each module's full name), else the
-    card's."""
-    if options.adapter is not None:
-        config = LoraConfig.from_pretrained(str(options.adapter))
-        if isinstance(config.target_modules, str):
-            return config.r, [name for name, _ in model.named_modules() if re.fullmatch(config.target_modules, name)]
-        return config.r, sorted(config.target_modules)
-    lora = task.card.trainable(tier).lora
-    return lora.r, lora.target_modules
+def expected_lora_count(task: Task, tier: Tier, options: RunOptions, model: torch.nn.Module) -> int:
+    """The LoRA parameters the gated adapter must hold, counted on the base `model` before it wraps it: r x (in + out)
+    over each targeted linear, with --adapter's own r, rank_pattern and target modules (which its config may give as
+    one regular expression, matched against each module's full name), else the card's."""
+    if options.adapter is None:
+        lora = task.card.trainable(tier).lora
+        return expected_lora_parameters(model, lora.r, lora.target_modules)
+    config = LoraConfig.from_pretrained(str(options.adapter))
+    targets = config.target_modules
+    linears = ({name: module for name, module in model.named_modules()
+                if isinstance(module, torch.nn.Linear) and re.fullmatch(targets, name)} if isinstance(targets, str)
+               else targeted_linears(model, sorted(targets)))
+    ranks = config.rank_pattern or {}
+    return sum(ranks.get(get_pattern_key(ranks.keys(), name), config.r) * (module.in_features + module.out_features)
+               for name, module in linears.items())

@@ -38,9 +38,14 @@ from loragate.inference.predictions import Constant, Predictions
 from loragate.kinds import KINDS, card_checks
 from loragate.metrics.scores import Metrics
 from loragate.models.bases import LoadedBase
-from loragate.models.parameters import expected_lora_parameters
 from loragate.progress import reporter
-from loragate.run.adapter import adapter_facts, given_adapters, lora_shape, predict_with_baseline, prepare_adapter
+from loragate.run.adapter import (
+    adapter_facts,
+    expected_lora_count,
+    given_adapters,
+    predict_with_baseline,
+    prepare_adapter,
+)
 from loragate.run.baseline import baseline_from_report
 from loragate.run.decoding_modes import (
     CONSTRAINED,
@@ -291,7 +296,7 @@ def adapter_under_test(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
                        inputs: InputFit | None) -> Adapter:
     """The adapter loaded or trained (prepare_adapter), and the LoRA parameters it must hold, counted on the base
     before it wraps it."""
-    expected = expected_lora_parameters(base.model, *lora_shape(task, tier, options, base.model))
+    expected = expected_lora_count(task, tier, options, base.model)
     model, directory, manifest, trained = prepare_adapter(task, tier, base, splits, options, inputs)
     return Adapter(model, directory, manifest, trained, expected, adapter_facts(directory, manifest))
 

@@ -98,16 +98,17 @@ def test_a_card_that_does_not_describe_the_adapter_is_said_to_differ(tmp_path: P
     assert card_differences(facts, None, "tiers.tiny.lora") is None, "a card without lora has nothing to differ"
 
 
-def test_the_expected_lora_count_reads_an_adapters_own_regular_expression(tmp_path: Path) -> None:
-    """peft takes target_modules as one regular expression, matched against full module names; read as a list of
-    suffixes it was a list of characters, and the trainable-count gate test failed a sound adapter."""
+def test_the_expected_lora_count_reads_an_adapters_own_targets_and_ranks(tmp_path: Path) -> None:
+    """peft takes target_modules as one regular expression, matched against full module names (read as a list of
+    suffixes it was a list of characters), and per-module ranks in rank_pattern: the trainable-count gate test failed
+    such sound adapters."""
     from loragate.card.options import RunOptions
-    from loragate.models.parameters import expected_lora_parameters, lora_parameters
-    from loragate.run.adapter import lora_shape
+    from loragate.models.parameters import lora_parameters
+    from loragate.run.adapter import expected_lora_count
 
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=r".*\.(q_proj|v_proj)")
-    get_peft_model(llama(64), config).save_pretrained(tmp_path / "regex")
-    base = llama(64)
-    r, targets = lora_shape(None, "tiny", RunOptions(adapter=tmp_path / "regex"), base)  # type: ignore[arg-type]
-    assert r == 4 and targets == ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj"], targets
-    assert expected_lora_parameters(base, r, targets) == lora_parameters(get_peft_model(llama(64), config))
+    for name, config in (("regex", LoraConfig(r=4, lora_alpha=8, target_modules=r".*\.(q_proj|v_proj)")),
+                         ("ranks", LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                              rank_pattern={"q_proj": 4}))):
+        get_peft_model(llama(64), config).save_pretrained(tmp_path / name)
+        expected = expected_lora_count(None, "tiny", RunOptions(adapter=tmp_path / name), llama(64))  # type: ignore
+        assert expected == lora_parameters(get_peft_model(llama(64), config)) > 0, name
