@@ -21,7 +21,9 @@ def test_the_benchmarks_figure_is_reported_beside_the_runs_own(tmp_path: Path) -
                              "-m", "smoke", "--task", "iris", "--report-dir", str(tmp_path), "-q"], cwd=ROOT,
                             env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, capture_output=True,
                             text=True)
-    (report_dir,) = tmp_path.iterdir()
+    reports = list(tmp_path.iterdir())
+    assert len(reports) == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    report_dir = reports[0]
     (run,) = json.loads((report_dir / "report.json").read_text())["runs"]
     figures = run["throughput"]
     assert figures["benchmark_tuned_examples_per_s"] is not None, result.stdout[-3000:]
