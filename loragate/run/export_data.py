@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,17 +106,25 @@ def export_data(name: str, tier: Tier, options: RunOptions, out: Path, command: 
     else:
         base = (f"Base: `{data.base.name}` (`tiers.{tier}.base_model`, or `--base-model`), whose tokenizer fitted "
                 f"the rows.")
-    gate = "pytest -m smoke" if tier == "tiny" else "pytest -m full --gpu"
-    given = out / BASE_DIR if tiny else options.base_model  # else the card's base, which the gate loads by default
-    base_flag = f" --base-model={given}" if given else ""
     text = format_markdown(data.task.card, tier, data.splits, data.base.tokenizer, data.inputs,
                            chat_formatted(data.task), base, command)
-    text += (f"\n## Gate an adapter trained on these files\n\n```bash\n{gate} --task {data.task.card.name}{base_flag} "
-             f"--adapter=PATH/TO/ADAPTER\n```\n\nThe adapter directory holds peft's `adapter_config.json` and "
-             f"`adapter_model.safetensors`.\n")
+    text += (f"\n## Gate an adapter trained on these files\n\n```bash\n{gate_command(name, tier, options, out, tiny)}\n"
+             f"```\n\nThe adapter directory holds peft's `adapter_config.json` and `adapter_model.safetensors`; the "
+             f"command repeats the export's `--set` and `--data`, so the gate evaluates the rows written here.\n")
     with atomic_file(out / FORMAT_FILE) as staged:
         staged.path.write_text(text, encoding="utf-8")
     return [*written, out / FORMAT_FILE]
+
+
+def gate_command(name: str, tier: Tier, options: RunOptions, out: Path, tiny: bool) -> str:
+    """The pytest command that gates an adapter on the exported rows: the export's --set and --data, and
+    --base-model where the gate would not load that base by default (the tiny tier's copy in `out`, or the
+    --base-model given)."""
+    base = out / BASE_DIR if tiny else options.base_model
+    flags = [*([f"--base-model={base}"] if base else []), *(f"--set={value}" for value in options.overrides),
+             *([f"--data={options.data}"] if options.data else [])]
+    marks = ["-m", "smoke"] if tier == "tiny" else ["-m", "full", "--gpu"]
+    return shlex.join(["pytest", *marks, "--task", name, *flags, "--adapter=PATH/TO/ADAPTER"])
 
 
 def chat_formatted(task: Task) -> bool:

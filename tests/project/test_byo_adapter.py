@@ -25,9 +25,14 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_an_adapter_trained_with_plain_peft_on_the_exported_data_passes_the_gate(tmp_path: Path) -> None:
-    run([sys.executable, "-m", "loragate", "export-data", "--task", "iris", "--tier", "tiny", "--out", "data"],
-        tmp_path)
+@pytest.mark.parametrize("overrides", [[], ["--set", "chat_template=true", "--set", 'target_template="{label}"']],
+                         ids=["plain", "chat_template"])
+def test_an_adapter_trained_with_plain_peft_on_the_exported_data_passes_the_gate(tmp_path: Path,
+                                                                                   overrides: list[str]) -> None:
+    """Chat-formatted too: the script trains on the exported prompts as they are, and format.md's command carries the
+    export's --set, so the gate evaluates the same prompts."""
+    run([sys.executable, "-m", "loragate", "export-data", "--task", "iris", "--tier", "tiny", "--out", "data",
+         *overrides], tmp_path)
     run([sys.executable, str(SCRIPT), "--data", "data", "--base", "data/base", "--out", "my-iris-adapter"], tmp_path)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")  # the user's directory is pytest's rootdir
     text = (tmp_path / "data" / "format.md").read_text()

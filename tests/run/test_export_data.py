@@ -98,6 +98,8 @@ def test_a_chat_card_s_format_md_says_the_prompts_hold_the_template(project: Pat
     export(project / "out", "--task", "iris", "--set", "chat_template=true")
     text = (project / "out" / "format.md").read_text()
     assert "already rendered with the base tokenizer's chat template" in text and "none: the prompt" not in text
+    assert f"--base-model={project / 'out' / 'base'} --set=chat_template=true --adapter=" in text, \
+        "the gate must be asked for the chat-formatted prompts too"
     from transformers import AutoTokenizer
 
     assert AutoTokenizer.from_pretrained(project / "out" / "base").chat_template, "the tiny base has the template"
@@ -117,6 +119,7 @@ def test_a_project_s_card_task_and_a_data_file(project: Path) -> None:
             writer.writerow([5.0, 3.0, 1.5 + index % 3, 0.2, ["setosa", "versicolor", "virginica"][index % 3]])
     export(project / "by_data", "--task", "iris", "--data", str(iris))
     assert [len(rows(project / "by_data", name)) for name in ("train", "eval", "test")] == [30, 10, 10]
+    assert f" --data={iris} --adapter=" in (project / "by_data" / "format.md").read_text()
 
 
 def test_a_project_directory_s_configured_tasks(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
