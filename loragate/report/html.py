@@ -108,6 +108,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
                       f"{run.base.parameters:,} parameters)"),
              ("adapter", shown(run.adapter_dir) + (f" (key {manifest.key}, seed {manifest.seed}, "
                                                    f"sha256 {manifest.adapter_sha256[:12]})" if manifest else "")),
+             *((("LoRA", run.adapter_facts.summary()),) if run.adapter_facts else ()),
              ("trained this run", "yes" if run.trained is not None else "no"),
              ("test examples", str(run.tuned_metrics.n)),
              ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a"),

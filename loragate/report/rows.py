@@ -102,8 +102,13 @@ def base_label(run: TaskRun) -> str:
     return run.base.name + (f" ({run.base.quantization})" if run.base.quantization else "")
 
 
+def adapter_label(run: TaskRun) -> str:
+    """The adapter's directory with its LoRA shape and checksum (r, alpha, modules, sha256): what the gate judged."""
+    return shown(run.adapter_dir) + (f" ({run.adapter_facts.summary()})" if run.adapter_facts else "")
+
+
 def headline(run: TaskRun) -> str:
-    adapter = shown(run.adapter_dir) + (f" ({run.adapter_facts.summary()})" if run.adapter_facts else "")
+    adapter = adapter_label(run)
     ceiling = f", ceiling {run.ceiling:.3f}" if run.ceiling is not None else ""
     return (f"{run.name}: {run.verdict.line}  base {base_label(run)}, adapter {adapter}, "
             f"n={run.tuned_metrics.n}{ceiling}")

@@ -25,6 +25,7 @@ from loragate.report.examples import markdown_listing, test_inputs
 from loragate.report.html import badge, html_page, html_run
 from loragate.report.rows import (
     GatedMetric,
+    adapter_label,
     base_label,
     constant_line,
     gate_text,
@@ -37,7 +38,6 @@ from loragate.report.rows import (
     notes,
     partial_reasons,
     requirement,
-    shown,
     table_rows,
     text_table,
 )
@@ -73,7 +73,7 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
     failed gates."""
     failed = [r for r in run.gates if not r.passed]
     parts = [f"### {run.name}: {run.verdict.line}", "",
-             f"base `{base_label(run)}`, adapter `{shown(run.adapter_dir)}`, n={run.tuned_metrics.n}", "",
+             f"base `{base_label(run)}`, adapter `{adapter_label(run)}`, n={run.tuned_metrics.n}", "",
              constant_line(run), "", data_line(run), "",
              "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
     parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "

@@ -57,8 +57,9 @@ def test_an_adapter_trained_elsewhere_is_recorded_and_its_differences_reported(t
     sha256 (it held "sha256": null), the header shows them, the notes say what differs, the trainable count is
     checked against its own r, and the leakage evidence does not claim it trained on the card's train split."""
     from loragate.models.parameters import lora_parameters
+    from loragate.report.html import html_run
     from loragate.report.rows import gated_metrics, headline, notes
-    from loragate.report.writer import run_json
+    from loragate.report.writer import run_json, summary_section
     from loragate.run.task_run import run_task
 
     adapter = trained_elsewhere(tmp_path / "foreign", OTHER_BASE)
@@ -69,7 +70,10 @@ def test_an_adapter_trained_elsewhere_is_recorded_and_its_differences_reported(t
     assert recorded["sha256"] == sha256 and recorded["r"] == 8 and recorded["alpha"] == 16.0
     assert recorded["target_modules"] == ["down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
     assert recorded["base_model_name_or_path"] == OTHER_BASE
-    assert f"(r 8, alpha 16, 7 modules, sha256 {sha256[:12]})" in headline(run), headline(run)
+    shape = f"r 8, alpha 16, 7 modules, sha256 {sha256[:12]}"
+    assert f"({shape})" in headline(run), headline(run)
+    assert f"({shape})" in summary_section(run, gated_metrics(run)), "summary.md's header line"
+    assert f"<dt>LoRA</dt><dd>{shape}</dd>" in html_run(run, gated_metrics(run), []), "report.html's facts"
     said = notes(run)
     assert any(note.startswith(f"--adapter {adapter}: trained on base '{OTHER_BASE}'") and
                note.endswith("gated anyway (--allow-foreign-adapter)") for note in said), said
