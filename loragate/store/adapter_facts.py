@@ -11,6 +11,7 @@ differ are refused.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,6 +59,16 @@ def is_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).expanduser().is_dir()
 
 
+HUB_CACHE = re.compile(r"models--(?P<owner>[^/]+?)--(?P<name>[^/]+)/snapshots/[^/]+/?$")  # huggingface_hub's layout
+
+
+def hub_id_in_cache(name: str) -> str | None:
+    """The hub id of a Hugging Face cache snapshot directory (.../models--org--name/snapshots/<commit>), which some
+    stacks record as the base; None for any other name."""
+    match = HUB_CACHE.search(name)
+    return f"{match['owner']}/{match['name']}" if match else None
+
+
 def last_part(name: str) -> str:
     return Path(name.rstrip("/")).name.lower()
 
@@ -71,7 +82,9 @@ def base_name_problem(recorded: str | None, base_name: str) -> tuple[str | None,
                       "known; this run gates it on " + repr(base_name))
     if recorded.lower() == base_name.lower():
         return None, None
-    paths = [name for name in (recorded, base_name) if is_path(name)]
+    if (hub_id_in_cache(recorded) or recorded).lower() == (hub_id_in_cache(base_name) or base_name).lower():
+        return None, f"trained on {recorded!r}, gated on {base_name!r}: one model, one name read from the hub's cache"
+    paths = [name for name in (recorded, base_name) if is_path(name) and not hub_id_in_cache(name)]
     if paths and last_part(recorded) == last_part(base_name):
         return None, f"trained on {recorded!r}, gated on {base_name!r}: the same name, compared by name only"
     if paths:
