@@ -377,9 +377,10 @@ class DataSettings(Strict):
     header: StrictBool = Field(True, description="CSV/TSV: the first row names the columns; false: every row is data "
                                "and `names` names the columns")
     names: list[str] | None = Field(None, description="with header: false, each column's name, in the file's order")
-    id: str | None = Field(None, description="the file's column whose value names each row in reports and errors "
-                           "(unique within a file); default: a column named `id` where the file has one, else the "
-                           "file's name and the row's line")
+    id: str | Literal[False] | None = Field(
+        None, description="the file's column whose value names each row in reports and errors (unique within a file); "
+        "default: a column named `id` where the file has one, else the file's name and the row's line; false: the "
+        "file's name and the row's line always")
 
     @model_validator(mode="after")
     def names_without_header(self) -> DataSettings:

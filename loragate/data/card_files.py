@@ -176,13 +176,12 @@ def read_delimited(path: Path, text: str, fmt: str, names: list[str] | None) -> 
     return rows
 
 
-def named_rows(path: Path, rows: list[Row], column: str | None) -> list[Row]:
+def named_rows(path: Path, rows: list[Row], column: str | bool | None) -> list[Row]:
     """`rows` named by their `column` (data.id; default `id` where the first row has one), each id once in the file;
-    as they are where no such column is named or found."""
-    if column is None:
-        if "id" not in rows[0].values:
-            return rows
-        column = "id"
+    as they are (file and line) where `column` is false, or None and the file has no `id` column."""
+    if column is False or (column is None and "id" not in rows[0].values):
+        return rows
+    column = column or "id"
     named, seen = [], {}
     for row in rows:
         if column not in row.values:
@@ -194,7 +193,8 @@ def named_rows(path: Path, rows: list[Row], column: str | None) -> list[Row]:
             raise CardError(f"{row.source}: the id column {column!r} is empty; give every row an id (data.id)")
         if row_id in seen:
             raise CardError(f"{path}: the id {row_id!r} (column {column!r}, data.id) names two rows, {seen[row_id]} "
-                            f"and {row.source}; give each row its own id, or name another column with data.id")
+                            f"and {row.source}; give each row its own id, name another column with data.id, or set "
+                            f"data.id: false to name rows by their file and line")
         seen[row_id] = row.source
         named.append(replace(row, id=row_id))
     return named

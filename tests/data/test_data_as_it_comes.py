@@ -167,8 +167,11 @@ def test_a_duplicate_id_names_both_rows(tmp_path: Path) -> None:
     message = load_error(news_card(tmp_path, {"file": "news.csv", "split": {"test": 0.2},
                                               "columns": {"label": "topic"}}))
     assert message == (f"{tmp_path / 'news.csv'}: the id 'n-4' (column 'id', data.id) names two rows, "
-                       f"{tmp_path / 'news.csv'}:6 and {tmp_path / 'news.csv'}:22; give each row its own id, or name "
-                       f"another column with data.id")
+                       f"{tmp_path / 'news.csv'}:6 and {tmp_path / 'news.csv'}:22; give each row its own id, name "
+                       f"another column with data.id, or set data.id: false to name rows by their file and line")
+    lines = CardTask(news_card(tmp_path, {"file": "news.csv", "split": {"test": 0.2}, "columns": {"label": "topic"},
+                                          "id": False})).load_splits()
+    assert all(ex.id.startswith("news.csv:") for ex in lines.test), "data.id: false"
 
 
 def test_a_misspelt_id_column_is_named_with_the_closest(tmp_path: Path) -> None:
