@@ -42,7 +42,7 @@ class CardTask:
     def load_splits(self, data: Path | None = None) -> Splits:
         """The card's data files, or `data` (one file, cut by the card's split fractions); the splits the start-up
         check read (`check_splits`) where they are the same, once."""
-        key = self.loaded_key(data)
+        key = self.loaded_key(data) if CHECKED else None  # the files are hashed only while checked splits wait
         if key in CHECKED:
             return CHECKED.pop(key)
         stratify = KINDS.get(self.card.kind).labels
@@ -61,7 +61,7 @@ class CardTask:
         """What decides the splits: the card (as --set left it), its file, and the content of the files it reads."""
         assert self.card.data is not None  # __init__ checks it
         settings = self.card.data
-        names = [settings.file, settings.train, settings.eval, settings.test] if data is None else [None]
+        names = (settings.file, settings.train, settings.eval, settings.test)
         paths = [Path(data)] if data is not None else [self.card_path.parent / name for name in names if name]
         return self.card.model_dump_json(), str(self.card_path.resolve()), content_digest(paths)
 
