@@ -19,7 +19,9 @@ from loragate.tasks.card_task import CardTask
 
 def check_data(tasks: list[str], overrides: tuple[str, ...], data: Path | str | None, cache: Path) -> None:
     """Read each task's splits with the run's --set overrides and --data, as the run will; a CardError or the
-    ValueError a task module raises for its data becomes a usage error naming the task."""
+    ValueError a task module raises for its data becomes a usage error naming the task. Any other exception (a task
+    module's own bug, a KeyError from its template) is left to the run, which raises it again as the case's error
+    with its traceback: here it would be pytest's INTERNALERROR."""
     for name in tasks:
         task = get_task(name)
         task.card = apply_overrides(task.card, overrides)
@@ -31,3 +33,5 @@ def check_data(tasks: list[str], overrides: tuple[str, ...], data: Path | str | 
                 task.load_splits(path)
         except ValueError as exc:  # CardError included: the message names the file, the field and the fix
             raise pytest.UsageError(f"task {name}: {exc}") from exc
+        except Exception:  # not swallowed: the run meets it again and shows it with its traceback
+            continue

@@ -131,3 +131,14 @@ def test_a_built_in_tasks_data_file_is_checked_at_start_up(gate_dir: pytest.Pyte
     line = usage_error(gate_dir, "--task", "iris", f"--data={data}")
     assert line.startswith(f"ERROR: task iris: {data}:2: species 'rose' is not one of setosa, versicolor, "
                            f"virginica"), line
+
+
+@pytest.mark.slow
+def test_a_task_modules_own_exception_is_left_to_the_run(gate_dir: pytest.Pytester) -> None:
+    """Iris's module formats its prompt itself: a --set template field it lacks is its KeyError, not a CardError.
+    Raised at start-up it was pytest's INTERNALERROR; the run raises it as the case's error, with its traceback."""
+    result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "-m", "smoke", "--task", "iris", "--set",
+                                           'prompt_template="Flower: {petal}"', "-k", "parameters")
+    output = result.stdout.str()[-3000:] + result.stderr.str()[-3000:]
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and "INTERNALERROR" not in output, output
+    assert "KeyError: 'petal'" in result.stdout.str(), output
