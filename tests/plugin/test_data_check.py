@@ -142,3 +142,15 @@ def test_a_task_modules_own_exception_is_left_to_the_run(gate_dir: pytest.Pytest
     output = result.stdout.str()[-3000:] + result.stderr.str()[-3000:]
     assert result.ret == pytest.ExitCode.TESTS_FAILED and "INTERNALERROR" not in output, output
     assert "KeyError: 'petal'" in result.stdout.str(), output
+
+
+@pytest.mark.slow
+def test_collect_only_reads_no_data_and_xdist_checks_once(gate_dir: pytest.Pytester) -> None:
+    """--collect-only runs no model, so it reads no data; under -n 2 the controller checks, the workers do not."""
+    project(gate_dir, tickets(prompt_template="Ticket: {txet}\nTeam:"))
+    collected = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "-m", "smoke", "--collect-only", "-q")
+    assert collected.ret == pytest.ExitCode.OK, collected.stdout.str()[-3000:] + collected.stderr.str()[-3000:]
+    spread = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "-m", "smoke", "-n", "2")
+    errors = [line for line in spread.errlines if line.startswith("ERROR: ")]
+    assert spread.ret == USAGE_ERROR and len(errors) == 1, spread.stdout.str()[-3000:] + spread.stderr.str()[-3000:]
+    assert errors[0].startswith("ERROR: task tickets: ") and "no field 'txet'" in errors[0], errors
