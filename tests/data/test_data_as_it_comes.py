@@ -197,3 +197,22 @@ def test_every_data_field_has_a_row_in_docs_tasks() -> None:
     rows = {name.split(".")[0] for line in table.group(1).splitlines()
             for name in re.findall(r"`([a-z_.]+)`", line.split(" | ")[0])}
     assert rows == set(DataSettings.model_fields), rows ^ set(DataSettings.model_fields)
+
+
+def test_the_docs_ag_news_card_reads_ag_news_as_distributed(tmp_path: Path) -> None:
+    """docs/tasks.md's AG News snippet, as written, on rows in AG News's own quoting."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "tasks.md").read_text()
+    snippet = re.search(r"AG News as distributed.*?```yaml\n(.*?)```", doc, re.S)
+    assert snippet, "docs/tasks.md has no AG News card"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("".join(
+        f'"{index}","Title {i} of {index}","Reuters - text {i}, about {index}"\n' for i in range(20)
+        for index in range(1, 5)))
+    (tmp_path / "tasks").mkdir()
+    card = {"name": "ag_news", "description": "The topic of a news item.", "kind": "generative_classification",
+            **yaml.safe_load(snippet.group(1)), "tiers": {"tiny": TIER}, "gates": {}}
+    (tmp_path / "tasks" / "ag_news.yaml").write_text(yaml.safe_dump(card))
+    splits = CardTask(tmp_path / "tasks" / "ag_news.yaml").load_splits()
+    assert len(splits.train) + len(splits.eval) + len(splits.test) == 80
+    assert {ex.label for ex in splits.test} == {"World", "Sports", "Business", "Sci/Tech"}
+    assert splits.test[0].prompt.endswith("\nTopic:") and ". Reuters - text" in splits.test[0].prompt
