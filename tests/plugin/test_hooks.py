@@ -288,6 +288,7 @@ def test_accepted_paths_reach_the_session_resolved(gate_dir: pytest.Pytester) ->
     (model / "config.json").write_text("{}")
     adapter = gate_dir.mkdir("adapter")
     (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
     result = run(gate_dir, "--task", "iris", "--base-model", "model", "--adapter", "adapter", "--retrain",
                  "--allow-foreign-adapter", "--report-dir", "out", "-s")
     result.assert_outcomes(passed=1)
