@@ -62,3 +62,6 @@ def test_a_headerless_csv_with_numeric_labels_gates_and_reports_the_names(tmp_pa
     for name in TOPICS.values():
         assert name in markdown, markdown[-3000:]
     assert not any(f"'{index}'" in markdown or f" {index} (n=" in markdown for index in TOPICS), markdown[-3000:]
+    listed = re.findall(r"^  - gold: `(.*)`$", markdown, re.M)  # each wrong example with its input (report.md)
+    assert set(listed) <= set(TOPICS.values()) and len(listed) == len(re.findall(r"^  - input: `title: ", markdown,
+                                                                                 re.M)), markdown[-3000:]
