@@ -5,6 +5,7 @@ train_fixtures.py parses its own flags and checks them with the same functions."
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -84,6 +85,11 @@ def adapter_parser(flag: str) -> Callable[[str], Path]:
             raise argparse.ArgumentTypeError(f"{value} is a file, not an adapter directory: {fix}")
         if not (path / "adapter_config.json").is_file():
             raise argparse.ArgumentTypeError(f"{value} has no adapter_config.json: {fix}")
+        try:
+            json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"{path / 'adapter_config.json'} is not readable JSON ({exc}): {fix}") \
+                from exc
         if not (path / "adapter_model.safetensors").is_file():
             pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
             if pickles:

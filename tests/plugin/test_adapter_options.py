@@ -37,6 +37,11 @@ def test_an_adapter_path_is_checked_as_parsed_naming_its_own_flag(tmp_path: Path
     (tmp_path / "file").write_text("")
     with pytest.raises(argparse.ArgumentTypeError, match="is a file, not an adapter directory"):
         parse(str(tmp_path / "file"))
+    broken = an_adapter(tmp_path / "broken")
+    (broken / "adapter_config.json").write_text('{"r": 8,')
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(f"{broken / 'adapter_config.json'} is not readable "
+                                                                   f"JSON (")):
+        parse(str(broken))
     pickled = an_adapter(tmp_path / "pickled", "adapter_model.bin")
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape(
             f"{pickled} has no adapter_model.safetensors, only ['adapter_model.bin']: pickle formats are never "
