@@ -1,4 +1,5 @@
-"""Tuned must beat base by the card's margins, and no class may pay for it."""
+"""Tuned must beat base by the card's margins, and no class may pay for it. A test whose gates the test split cannot
+decide (a drop whose interval straddles its margin) fails as INCONCLUSIVE, which the run's verdict reads."""
 
 from __future__ import annotations
 
@@ -6,13 +7,24 @@ import pytest
 
 from loragate.gates.checks import Floor, MetricDelta, against_the_last_release
 from loragate.gates.per_key import KeyDrop, KeyFloor
+from loragate.gates.result import GateResult
 from loragate.gates.training_health import CHECK as HEALTH
+from loragate.gates.verdict import INCONCLUSIVE_TEST
 from loragate.kinds import card_checks
 
 
 def findings(task_run, check_type: type) -> list[str]:
     names = {check.name for check in card_checks(task_run.task.card) if isinstance(check, check_type)}
     return [f"{task_run.name}: {r.finding}" for r in task_run.gates if r.check in names and not r.passed]
+
+
+def hold(task_run, results: list[GateResult], record_property) -> None:
+    """Fail with the findings of `results` that did not pass; where each is INCONCLUSIVE (not decided, under
+    gates.inconclusive: fail), the test records so, and the run's verdict is INCONCLUSIVE rather than FAIL."""
+    missed = [r for r in results if not r.passed]
+    if missed and all(r.inconclusive for r in missed):
+        record_property(*INCONCLUSIVE_TEST)
+    assert not missed, "\n".join(f"{task_run.name}: {r.finding}" for r in missed)
 
 
 def test_metric_deltas_meet_card_minimums(task_run) -> None:
@@ -27,52 +39,45 @@ def test_tuned_beats_the_trivial_predictor(task_run) -> None:
     assert not failed, "\n".join(failed)
 
 
-def test_every_subgroup_holds(task_run) -> None:
+def test_every_subgroup_holds(task_run, record_property) -> None:
     gates = task_run.task.card.gates
     if not (gates.max_subgroup_drop or gates.min_subgroup_score):
         pytest.skip(f"{task_run.name}: the card gates no subgroups")
-    failed = [f"{task_run.name}: {r.finding}" for r in task_run.gates
-              if r.check.startswith("subgroup ") and not r.passed]
-    assert not failed, "\n".join(failed)
+    hold(task_run, [r for r in task_run.gates if r.check.startswith("subgroup ")], record_property)
 
 
-def per_key(task_run, check: type, what: str) -> list[str]:
-    """The failed findings of the card's per-key `check` (KeyDrop, KeyFloor) over the kind's `what` keys (class,
-    field); the test does not apply where the kind has no such keys."""
+def per_key(task_run, check: type, what: str) -> list[GateResult]:
+    """The results of the card's per-key `check` (KeyDrop, KeyFloor) over the kind's `what` keys (class, field); the
+    test does not apply where the kind has no such keys."""
     names = {c.name for c in card_checks(task_run.task.card) if isinstance(c, check) and c.what == what}
     if not names:
         pytest.skip(f"{task_run.name}: {task_run.task.card.kind} has no {what} scores to gate")
-    return [f"{task_run.name}: {r.finding}" for r in task_run.gates if r.check in names and not r.passed]
+    return [r for r in task_run.gates if r.check in names]
 
 
-def test_no_class_regresses_against_base(task_run) -> None:
-    failed = per_key(task_run, KeyDrop, "class")
-    assert not failed, "\n".join(failed)
+def test_no_class_regresses_against_base(task_run, record_property) -> None:
+    hold(task_run, per_key(task_run, KeyDrop, "class"), record_property)
 
 
-def test_every_class_reaches_its_floor(task_run) -> None:
-    failed = per_key(task_run, KeyFloor, "class")
-    assert not failed, "\n".join(failed)
+def test_every_class_reaches_its_floor(task_run, record_property) -> None:
+    hold(task_run, per_key(task_run, KeyFloor, "class"), record_property)
 
 
-def test_no_field_regresses_against_base(task_run) -> None:
-    failed = per_key(task_run, KeyDrop, "field")
-    assert not failed, "\n".join(failed)
+def test_no_field_regresses_against_base(task_run, record_property) -> None:
+    hold(task_run, per_key(task_run, KeyDrop, "field"), record_property)
 
 
-def test_every_field_reaches_its_floor(task_run) -> None:
-    failed = per_key(task_run, KeyFloor, "field")
-    assert not failed, "\n".join(failed)
+def test_every_field_reaches_its_floor(task_run, record_property) -> None:
+    hold(task_run, per_key(task_run, KeyFloor, "field"), record_property)
 
 
-def test_every_other_per_key_gate_holds(task_run) -> None:
+def test_every_other_per_key_gate_holds(task_run, record_property) -> None:
     """A kind's own key sets beyond classes and fields (loragate.gates.per_key), gated by the same rule."""
     names = {c.name for c in card_checks(task_run.task.card)
              if isinstance(c, (KeyDrop, KeyFloor)) and c.what not in ("class", "field")}
     if not names:
         pytest.skip(f"{task_run.name}: {task_run.task.card.kind} gates no other per-key scores")
-    failed = [f"{task_run.name}: {r.finding}" for r in task_run.gates if r.check in names and not r.passed]
-    assert not failed, "\n".join(failed)
+    hold(task_run, [r for r in task_run.gates if r.check in names], record_property)
 
 
 def test_metric_floors_hold(task_run) -> None:
@@ -99,10 +104,9 @@ def test_training_is_healthy(task_run) -> None:
     assert not failed, "\n".join(failed)
 
 
-def test_no_regression_against_the_last_release(task_run) -> None:
+def test_no_regression_against_the_last_release(task_run, record_property) -> None:
     """With --baseline-adapter or --baseline-report: no gated metric may be worse than the last release's by more
     than gates.max_regression on the paired interval's lower bound, and its training curves may not stray."""
     if task_run.baseline_metrics is None:
         pytest.skip(f"{task_run.name}: no last release to compare with (--baseline-adapter or --baseline-report)")
-    failed = [f"{task_run.name}: {r.finding}" for r in task_run.gates if against_the_last_release(r) and not r.passed]
-    assert not failed, "\n".join(failed)
+    hold(task_run, [r for r in task_run.gates if against_the_last_release(r)], record_property)

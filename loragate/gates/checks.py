@@ -12,10 +12,25 @@ from typing import TYPE_CHECKING
 
 from loragate.card.settings import GateSettings
 from loragate.gates.curves import CurveCheck
-from loragate.gates.per_key import KeyScore, below_floor, drops, reaches
-from loragate.gates.result import EPSILON, Check, DeltaNumbers, GateResult
+from loragate.gates.per_key import KeyScore, below_floor, drop_comparison, reaches
+from loragate.gates.result import (
+    EPSILON,
+    NON_INFERIORITY,
+    SUPERIORITY,
+    Check,
+    Comparison,
+    DeltaNumbers,
+    GateResult,
+    judged_on,
+)
 from loragate.metrics.scores import METRICS, Metrics
-from loragate.metrics.stats import DeltaInterval, mcnemar_exact, minimum_detectable_effect
+from loragate.metrics.stats import (
+    DeltaInterval,
+    bootstrap_p_value,
+    examples_to_detect,
+    mcnemar_exact,
+    minimum_detectable_effect,
+)
 from loragate.metrics.text import MetricUnavailable
 
 if TYPE_CHECKING:  # the store loads torch; gates only read a manifest's curves
@@ -26,14 +41,17 @@ if TYPE_CHECKING:  # the store loads torch; gates only read a manifest's curves
 class MetricDelta:
     """tuned - base on `metric` (sign flipped for lower-is-better) must be at least `min_delta`.
 
-    Judged on the observed delta, or on the lower bound of its paired-bootstrap interval when the card
-    says `judge_on: lower_bound`. On the observed delta, a pass the interval does not back up (its lower
-    bound below the minimum) while the split is too small to detect the minimum is not a pass."""
+    Judged on the observed delta, or on its paired-bootstrap interval when the card says `judge_on: lower_bound`:
+    then it is a comparison of the run's family (its p-value from the interval's resamples, adjusted with the others;
+    loragate.gates.family). On the observed delta, a pass the interval does not back up (its lower bound below the
+    minimum) while the split is too small to detect the minimum is not a pass. A non-inferiority delta (`test`:
+    min_delta is -m, against the last release) whose interval straddles -m is INCONCLUSIVE."""
 
     metric: str
     min_delta: float
     settings: GateSettings = GateSettings()
     reference: str = "base"  # what tuned is compared with: the base model, or the last release's adapter
+    test: str = SUPERIORITY  # or NON_INFERIORITY: min_delta is -m, the largest drop allowed
 
     @property
     def name(self) -> str:
@@ -44,7 +62,21 @@ class MetricDelta:
         delta, interval, text = self.judged(tuned, base)
         numbers = DeltaNumbers(self.metric, base.value(self.metric), tuned.value(self.metric), delta, interval.low,
                                interval.high, interval.confidence, self.min_delta, self.settings.judge_on)
-        return GateResult(self.name, self.finding(delta, interval, text, tuned), text, numbers)
+        if self.settings.judge_on == "point":  # no claim at a confidence: not in the family, its raw p shown
+            text += (f", p={bootstrap_p_value(interval.draws, self.min_delta):.2g} (judged on the point, not in the "
+                     f"family)")
+            return GateResult(self.name, self.finding(delta, interval, text, tuned), text, numbers)
+        return judged_on(self.name, [self.comparison(interval, text, tuned.n)], text,
+                         self.settings.inconclusive == "warn", numbers)
+
+    def comparison(self, interval: DeltaInterval, text: str, n: int) -> Comparison:
+        """The delta's claim on its (signed) interval, with the p-value of the interval's own resamples."""
+        s = self.settings
+        alpha = 1 - s.confidence
+        return Comparison(self.what, self.test, interval.delta, interval.low, interval.high, self.min_delta,
+                          bootstrap_p_value(interval.draws, self.min_delta), alpha, n,
+                          examples_to_detect(interval.delta - self.min_delta, interval.standard_error, n, alpha,
+                                             s.power), text)
 
     def interval(self, tuned: Metrics, base: Metrics) -> DeltaInterval:
         """The paired-bootstrap interval of tuned - base (unsigned), as the metrics resample their examples."""
@@ -64,10 +96,11 @@ class MetricDelta:
             text += f", McNemar p={mcnemar_exact(base.correct(self.metric), tuned.correct(self.metric)).p_value:.2g}"
         text += f", MDE {mde:.3f} at power {s.power:.0%}"
         return sign * interval.delta, DeltaInterval(sign * interval.delta, low, high, interval.confidence,
-                                                    interval.standard_error, interval.resamples), text
+                                                    interval.standard_error, interval.resamples,
+                                                    sign * interval.draws), text
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
-        return self.finding(*self.judged(tuned, base), tuned)
+        return self.judge(tuned, base).finding
 
     @property
     def what(self) -> str:
@@ -75,11 +108,7 @@ class MetricDelta:
         return f"{self.metric} delta"
 
     def finding(self, delta: float, interval: DeltaInterval, text: str, tuned: Metrics) -> str | None:
-        if self.settings.judge_on == "lower_bound":
-            if interval.low >= self.min_delta - EPSILON:
-                return None
-            return (f"{self.what} lower bound {interval.low:+.3f} < required {self.min_delta:+.3f} "
-                    f"(delta {delta:+.3f}, {text})")
+        """On the point (judge_on: point): the observed delta, backed by the interval where the split is small."""
         if delta < self.min_delta - EPSILON:
             return f"{self.what} {delta:+.3f} < required {self.min_delta:+.3f} ({text})"
         mde = minimum_detectable_effect(interval.standard_error, 1 - self.settings.confidence, self.settings.power)
@@ -127,14 +156,14 @@ class Subgroup:
 
 
 def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[GateResult]:
-    """No subgroup may lose more than `max_subgroup_drop` against base, and each must reach `min_subgroup_score`,
-    per metric, by the per-key rule classes and fields are gated by: a gain on the whole split can hide a subgroup
-    the adapter gave up on (QA: never answering). A card that sets either with no subgroups to gate fails, naming
-    the fix."""
+    """No subgroup may lose more than `max_subgroup_drop` against base (each subgroup's drop a comparison of the run's
+    family, on its own examples' paired interval), and each must reach `min_subgroup_score`, per metric, by the
+    per-key rule classes and fields are gated by: a gain on the whole split can hide a subgroup the adapter gave up on
+    (QA: never answering). A card that sets either with no subgroups to gate fails, naming the fix."""
     results = []
-    for name, field, limits, rule in (("subgroup regression", "max_subgroup_drop", settings.max_subgroup_drop, drops),
-                                      ("subgroup floor", "min_subgroup_score", settings.min_subgroup_score,
-                                       below_floor)):
+    evidence = ", ".join(f"{group.name} n={group.n}" for group in subgroups)
+    for name, field, limits in (("subgroup regression", "max_subgroup_drop", settings.max_subgroup_drop),
+                                ("subgroup floor", "min_subgroup_score", settings.min_subgroup_score)):
         if not limits:
             continue
         if not subgroups:
@@ -142,14 +171,31 @@ def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[Ga
                                             f"example field in the card's `subgroups`"))
             continue
         try:
+            if field == "max_subgroup_drop":
+                results.append(judged_on(name, subgroup_drops(settings, subgroups), evidence,
+                                         settings.inconclusive == "warn"))
+                continue
             findings = [finding for metric, limit in limits.items()
-                        for finding in rule("subgroup", metric, METRICS.get(metric).higher_is_better,
-                                            subgroup_scores(metric, subgroups), limit)]
+                        for finding in below_floor("subgroup", metric, METRICS.get(metric).higher_is_better,
+                                                   subgroup_scores(metric, subgroups), limit)]
         except MetricUnavailable as exc:
-            findings = [f"{name}: not judged, {exc}. Make it computable, or take it out of gates.{field}"]
-        evidence = ", ".join(f"{group.name} n={group.n}" for group in subgroups)
+            results.append(GateResult(name, f"{name}: not judged, {exc}. Make it computable, or take it out of "
+                                            f"gates.{field}", evidence))
+            continue
         results.append(GateResult(name, "; ".join(findings) or None, evidence))
     return results
+
+
+def subgroup_drops(settings: GateSettings, subgroups: list[Subgroup]) -> list[Comparison]:
+    """Each subgroup's drop on each metric of max_subgroup_drop, on the paired interval of its own examples."""
+    comparisons = []
+    for metric, limit in settings.max_subgroup_drop.items():
+        higher = METRICS.get(metric).higher_is_better
+        for group, score in zip(subgroups, subgroup_scores(metric, subgroups)):
+            interval = group.tuned.paired_interval(group.base, metric, settings.bootstrap_resamples,
+                                                   settings.confidence, settings.bootstrap_seed)
+            comparisons.append(drop_comparison("subgroup", metric, higher, score, interval, limit, settings))
+    return comparisons
 
 
 def subgroup_scores(metric: str, subgroups: list[Subgroup]) -> list[KeyScore]:
@@ -273,7 +319,7 @@ def regression_checks(gates: GateSettings) -> list[Check]:
     have its lower bound at or above -margin (`max_regression`, 0.02 by default), whatever the card judges min_delta
     on: a drop is only accepted as small where the interval shows it small."""
     on_bound = gates.model_copy(update={"judge_on": "lower_bound"})
-    return [MetricDelta(metric, -margin, on_bound, reference=BASELINE)
+    return [MetricDelta(metric, -margin, on_bound, reference=BASELINE, test=NON_INFERIORITY)
             for metric, margin in gates.regression_margins().items()]
 
 

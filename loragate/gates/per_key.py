@@ -1,36 +1,71 @@
 """One rule for every per-key gate: no key may lose more than a tolerance against base, and every key must reach a
 floor. The keys are a label kind's classes (accuracy), structured output's fields (exact match) or the test split's
 subgroups (any gated metric): three key sets, one rule, one wording of its findings. A kind adds its key set by
-returning KeyDrop and KeyFloor checks from `Kind.checks`, with a function that reads the scores per key."""
+returning KeyDrop and KeyFloor checks from `Kind.checks`, with a function that reads the scores per key.
+
+A drop is a non-inferiority claim judged on the paired interval of that key's own examples (the bootstrap resamples
+them alone): PASS where the drop is shown under the tolerance, FAIL where it is shown beyond it, INCONCLUSIVE where the
+interval straddles it (loragate.gates.result.Comparison). Each key is one comparison of the run's family."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from loragate.gates.result import EPSILON, GateResult
+import numpy as np
+
+from loragate.card.gate_settings import GateSettings
+from loragate.gates.result import EPSILON, NON_INFERIORITY, Comparison, GateResult, judged_on
 from loragate.metrics.scores import Metrics
+from loragate.metrics.stats import DeltaInterval, bootstrap_p_value, examples_to_detect, paired_bootstrap_means
 
 
 @dataclass(frozen=True)
 class KeyScore:
-    """One key's score for base and tuned, and how many test examples it holds."""
+    """One key's score for base and tuned, and how many test examples it holds; for a drop gate, its examples'
+    per-example scores (whose means are `base` and `tuned`) and input groups, which its paired interval resamples."""
 
     key: str
     base: float
     tuned: float
     n: int
+    base_scores: tuple[float, ...] = ()
+    tuned_scores: tuple[float, ...] = ()
+    groups: tuple[int, ...] = ()  # per example, its input's index: rows of one input are resampled together
 
 
-def drops(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], tolerance: float) -> list[str]:
-    """A finding for each key that lost more than `tolerance` against base (rose, where lower is better)."""
-    findings = []
-    for score in scores:
-        loss = score.base - score.tuned if higher_is_better else score.tuned - score.base
-        if loss > tolerance + EPSILON:
-            findings.append(f"{what} {score.key!r} {metric} fell {score.base:.3f} -> {score.tuned:.3f} "
-                            f"({score.tuned - score.base:+.3f}, tolerance {tolerance:.3f}, n={score.n})")
-    return findings
+def key_score(key: str, base: float, tuned: float, rows: np.ndarray, base_scores: np.ndarray,
+              tuned_scores: np.ndarray, groups: tuple[int, ...]) -> KeyScore:
+    """The key's KeyScore with the per-example scores of its `rows` (a mask over the test split's examples)."""
+    rows = np.asarray(rows, dtype=bool)
+    kept = tuple(int(g) for g in np.asarray(groups)[rows]) if groups else ()
+    return KeyScore(key, base, tuned, int(rows.sum()), tuple(map(float, np.asarray(base_scores, dtype=float)[rows])),
+                    tuple(map(float, np.asarray(tuned_scores, dtype=float)[rows])), kept)
+
+
+def key_interval(score: KeyScore, settings: GateSettings) -> DeltaInterval:
+    """The paired-bootstrap interval of tuned - base over the key's own examples."""
+    if not score.base_scores:
+        raise ValueError(f"{score.key!r}: no per-example scores to resample; a kind's KeyScores for a drop gate must "
+                         f"carry them (loragate.gates.per_key.key_score)")
+    return paired_bootstrap_means(np.array(score.base_scores), np.array(score.tuned_scores),
+                                  settings.bootstrap_resamples, settings.confidence, settings.bootstrap_seed,
+                                  clusters=np.array(score.groups) if score.groups else None)
+
+
+def drop_comparison(what: str, metric: str, higher_is_better: bool, score: KeyScore, interval: DeltaInterval,
+                    tolerance: float, settings: GateSettings) -> Comparison:
+    """The key's drop as a non-inferiority comparison: its signed delta (positive is better) must be shown above
+    -tolerance on the interval of tuned - base (`interval`, unsigned), with the p-value of its resamples."""
+    sign = 1.0 if higher_is_better else -1.0
+    low, high = sorted((sign * interval.low, sign * interval.high))
+    delta, alpha = sign * interval.delta, 1 - settings.confidence
+    detail = (f"base {score.base:.3f}, tuned {score.tuned:.3f}, {settings.confidence:.0%} CI [{low:+.3f}, "
+              f"{high:+.3f}]")
+    return Comparison(f"{what} {score.key!r} {metric}", NON_INFERIORITY, delta, low, high, -tolerance,
+                      bootstrap_p_value(interval.draws, -tolerance, sign), alpha, score.n,
+                      examples_to_detect(delta + tolerance, interval.standard_error, score.n, alpha, settings.power),
+                      detail)
 
 
 def reaches(value: float, floor: float, higher_is_better: bool) -> bool:
@@ -85,27 +120,31 @@ KeyScores = Callable[[Metrics, Metrics], list[KeyScore]]  # (tuned, base) -> eac
 
 @dataclass(frozen=True)
 class KeyDrop:
-    """No key of a key set (`what`: class, field) may lose more than `max_drop` of `metric` against base."""
+    """No key of a key set (`what`: class, field) may lose more than `max_drop` of `metric` against base, shown on
+    each key's paired interval."""
 
     what: str
     metric: str
     max_drop: float
     scores: KeyScores
     higher_is_better: bool = True
+    settings: GateSettings = GateSettings()  # the card's confidence, power, resamples and seed
 
     @property
     def name(self) -> str:
         return f"per-{self.what} regression"
 
     def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
-        """The finding, and on a pass the key that lost most (or that none lost), so the report shows evidence."""
+        """Each key with examples as one comparison; the evidence names the key that lost most (or that none lost)."""
         scores = self.scores(tuned, base)
-        return GateResult(self.name, self.fails(tuned, base), largest_drop(self.what, self.metric,
-                                                                          self.higher_is_better, scores, self.max_drop))
+        comparisons = [drop_comparison(self.what, self.metric, self.higher_is_better, score,
+                                       key_interval(score, self.settings), self.max_drop, self.settings)
+                       for score in scores if score.n]
+        return judged_on(self.name, comparisons, largest_drop(self.what, self.metric, self.higher_is_better, scores,
+                                                              self.max_drop), self.settings.inconclusive == "warn")
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
-        found = drops(self.what, self.metric, self.higher_is_better, self.scores(tuned, base), self.max_drop)
-        return "; ".join(found) or None
+        return self.judge(tuned, base).finding
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """What every gate check returns and the protocol a check follows: `judge(tuned, base)` gives the finding (None on a
-pass) and what the report shows either way."""
+pass) and what the report shows either way. A statistical gate also returns its comparisons, each with the p-value
+that the run's family (loragate.gates.family) adjusts and judges again."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from loragate.metrics.scores import Metrics
@@ -36,6 +37,84 @@ class DeltaNumbers:
     judged_on: str  # "point" or "lower_bound"
 
 
+SUPERIORITY = "superiority"  # the delta must be shown above the margin (min_delta, over the trivial predictor)
+NON_INFERIORITY = "non-inferiority"  # the drop must be shown under m: the delta above -m (per-key drops, regressions)
+Outcome = Literal["PASS", "FAIL", "INCONCLUSIVE"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One statistical claim of a gate, on the paired interval of a signed delta (positive is better): the delta is
+    above `margin` (superiority), or no drop of -margin or more (non-inferiority). Its p-value is of the null that
+    the claim is false; the run's family adjusts it (`adjusted`, over `family` comparisons) and judges it: PASS where
+    the adjusted p is below alpha; else FAIL, or for non-inferiority INCONCLUSIVE unless the whole interval lies
+    beyond the margin (the drop is shown to exceed it)."""
+
+    what: str  # "accuracy delta", "class 'setosa' accuracy"
+    test: Literal["superiority", "non-inferiority"]
+    delta: float
+    low: float
+    high: float
+    margin: float  # the signed delta's threshold: min_delta, or -m
+    p_value: float  # raw, from the interval's own resamples (metrics.stats.bootstrap_p_value)
+    alpha: float  # 1 - the card's confidence
+    n: int  # the examples the interval resampled
+    needed: int | None  # the test-set size at which the card's power would decide it; None: the delta is on the margin
+    detail: str = ""  # the check's own sentence (base, tuned, n, CI, McNemar p, MDE), carried into its finding
+    adjusted: float | None = None  # the family's adjusted p (the raw p without correction); None: not yet judged in
+    # a family, which judges it alone
+    family: int = 1  # comparisons in the family
+    correction: str = "holm"  # the card's gates.correction
+
+    @property
+    def decisive(self) -> float:
+        """The p-value the comparison is judged on: adjusted, once the family has judged it."""
+        return self.p_value if self.adjusted is None else self.adjusted
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.decisive < self.alpha:
+            return "PASS"
+        if self.test == SUPERIORITY or self.high < self.margin - EPSILON:
+            return "FAIL"
+        return "INCONCLUSIVE"
+
+    def evidence(self) -> str:
+        """The raw and adjusted evidence every renderer shows: "p=0.0002, Holm p=0.0014 over 7 comparisons"."""
+        if self.correction == "none":
+            return f"p={self.p_value:.2g}, uncorrected ({self.family} comparisons)"
+        return f"p={self.p_value:.2g}, Holm p={self.decisive:.2g} over {self.family} comparisons"
+
+    def explained(self) -> str:
+        """The p-values, with the check's own sentence where it has one."""
+        return f"{self.detail}, {self.evidence()}" if self.detail else self.evidence()
+
+    def finding(self) -> str | None:
+        """None on a PASS; else what failed or could not be decided, with the interval and the size that would
+        decide it."""
+        outcome = self.outcome
+        if outcome == "PASS":
+            return None
+        interval = f"{self.delta:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+        size = (f"about {self.needed} examples (now {self.n}) would decide it at the card's power" if self.needed
+                else "the delta sits on the margin: no test-set size decides it")
+        if outcome == "INCONCLUSIVE":
+            return (f"INCONCLUSIVE: {self.what} {interval} straddles the allowed drop {self.margin:+.3f}: n={self.n} "
+                    f"cannot tell whether it drops by more; {size} ({self.explained()})")
+        if self.test == NON_INFERIORITY:
+            return (f"{self.what} lower bound {self.low:+.3f} < required {self.margin:+.3f}, and so is its upper bound "
+                    f"{self.high:+.3f}: a drop of more than {-self.margin:.3f} is shown (delta {self.delta:+.3f}, "
+                    f"n={self.n}, {self.explained()})")
+        if self.low < self.margin - EPSILON:
+            return (f"{self.what} lower bound {self.low:+.3f} < required {self.margin:+.3f} (delta {self.delta:+.3f}, "
+                    f"{self.explained()})")
+        return (f"{self.what} lower bound {self.low:+.3f} clears {self.margin:+.3f} on its own but not in the family "
+                f"of the run's comparisons (delta {self.delta:+.3f}, {self.explained()} >= alpha {self.alpha:.2g})")
+
+    def in_family(self, adjusted: float, family: int, correction: str) -> Comparison:
+        return replace(self, adjusted=adjusted, family=family, correction=correction)
+
+
 @dataclass(frozen=True)
 class GateResult:
     check: str
@@ -44,12 +123,38 @@ class GateResult:
     numbers: DeltaNumbers | None = None  # a metric delta gate's interval and threshold
     skipped: bool = False  # nothing to compare (a curve an adapter trained elsewhere never logged): the evidence says
     # why; it fails nothing and is shown as skipped, never as ok
+    comparisons: tuple[Comparison, ...] = ()  # a statistical gate's claims, judged by the run's family: its finding
+    # is theirs (judged_on); empty for deterministic checks and for deltas judged on the point
+    inconclusive: bool = False  # the finding is that the split cannot decide, not that the gate failed
+    warned: bool = False  # inconclusive under the card's `gates.inconclusive: warn`: shown, failing nothing
 
     @property
     def passed(self) -> bool:
-        return self.finding is None
+        return self.finding is None or self.warned
 
     @property
     def status(self) -> str:
-        """What every report shows: ok, FAIL, or skipped."""
-        return "FAIL" if self.finding is not None else "skipped" if self.skipped else "ok"
+        """What every report shows: ok, FAIL, INCONCLUSIVE, or skipped."""
+        if self.finding is not None:
+            return "INCONCLUSIVE" if self.inconclusive else "FAIL"
+        return "skipped" if self.skipped else "ok"
+
+    @property
+    def word(self) -> str:
+        """The status as report.md, report.html and summary.md show it: PASS, FAIL, INCONCLUSIVE or SKIPPED."""
+        return {"ok": "PASS", "skipped": "SKIPPED"}.get(self.status, self.status)
+
+
+def judged_on(check: str, comparisons: list[Comparison], evidence: str | None, warn: bool,
+              numbers: DeltaNumbers | None = None) -> GateResult:
+    """A statistical gate's result from its comparisons' outcomes: FAIL where any failed, else INCONCLUSIVE where any
+    could not be decided (a warning only, under `warn`), else a pass."""
+    findings = [c.finding() for c in comparisons]
+    failed = [text for c, text in zip(comparisons, findings) if c.outcome == "FAIL"]
+    undecided = [text for c, text in zip(comparisons, findings) if c.outcome == "INCONCLUSIVE"]
+    if failed:
+        return GateResult(check, "; ".join([*failed, *undecided]), evidence, numbers, comparisons=tuple(comparisons))
+    if undecided:
+        return GateResult(check, "; ".join(undecided), evidence, numbers, comparisons=tuple(comparisons),
+                          inconclusive=True, warned=warn)
+    return GateResult(check, None, evidence, numbers, comparisons=tuple(comparisons))

@@ -7,13 +7,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import BaseModel, create_model
 
 from loragate.card.settings import CardError, GateSettings, TaskCard
 from loragate.data.card_files import UnknownLabel, fields_read, prompt_fields, text_value
 from loragate.data.examples import Example
 from loragate.data.parsing import ParsedOutput, parse_label
-from loragate.gates.per_key import KeyDrop, KeyFloor, KeyScore
+from loragate.gates.per_key import KeyDrop, KeyFloor, KeyScore, key_score
 from loragate.gates.result import Check
 from loragate.inference.predictions import Constant
 from loragate.kinds.protocol import ExampleTable
@@ -34,9 +35,12 @@ def label_schema(labels: tuple[str, ...]) -> type[BaseModel]:
 
 
 def class_scores(tuned: ClassificationMetrics, base: ClassificationMetrics) -> list[KeyScore]:
-    """Each class's accuracy (recall of its gold examples) for base and tuned: the keys of the per-class gates."""
-    return [KeyScore(label, base.per_class_accuracy[label], tuned.per_class_accuracy[label],
-                     tuned.per_class_support[label]) for label in tuned.labels]
+    """Each class's accuracy (recall of its gold examples) for base and tuned, with each of its examples' rightness
+    for the per-class drop's paired interval: the keys of the per-class gates."""
+    gold = np.array(tuned.gold)
+    right = [np.array([p == g for p, g in zip(m.predicted, m.gold)]) for m in (base, tuned)]
+    return [key_score(label, base.per_class_accuracy[label], tuned.per_class_accuracy[label], gold == label, *right,
+                      tuned.input_groups) for label in tuned.labels]
 
 
 class LabelKind:
@@ -60,7 +64,7 @@ class LabelKind:
 
     def checks(self, gates: GateSettings) -> list[Check]:
         """No class may lose more than the card allows against base, and every class must reach its floor."""
-        return [KeyDrop("class", "accuracy", gates.max_class_drop, class_scores),
+        return [KeyDrop("class", "accuracy", gates.max_class_drop, class_scores, settings=gates),
                 KeyFloor("class", "accuracy", gates.min_class_accuracy, class_scores)]
 
     def constant(self, task: Task, examples: list[Example]) -> Constant:

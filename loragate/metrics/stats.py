@@ -1,5 +1,6 @@
 """Paired statistics for base vs tuned on the same examples: exact McNemar, a vectorised paired
-bootstrap of any classification metric's delta, and the minimum detectable effect.
+bootstrap of any classification metric's delta with the p-value its resamples give, Holm's step-down correction of
+a family of p-values, and the minimum detectable effect with the test-set size that would detect an effect.
 
 Paired, because base and tuned answer the same questions: the unpaired z-test that compares two means
 throws that pairing away and needs far more examples to see the same difference.
@@ -7,7 +8,8 @@ throws that pairing away and needs far more examples to see the same difference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import binom, norm
@@ -15,6 +17,7 @@ from scipy.stats import binom, norm
 # metric -> how to compute it from per-class counts; each returns one value per bootstrap resample
 _AVERAGED = {"macro_precision", "macro_recall", "macro_f1", "weighted_precision", "weighted_recall", "weighted_f1"}
 BOOTSTRAP_CHUNK = 2_000_000  # resamples x examples held in memory at once
+TIE = 1e-12  # deltas that are k/n fractions are not exact in floats: a resampled delta this close to a margin is on it
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class DeltaInterval:
     confidence: float
     standard_error: float  # of the bootstrap deltas
     resamples: int
+    draws: np.ndarray | None = field(default=None, compare=False, repr=False)  # each resample's delta, which the
+    # p-value of a margin counts (bootstrap_p_value): the interval's own resamples, never drawn twice
 
 
 def mcnemar_exact(base_correct: np.ndarray, tuned_correct: np.ndarray) -> McNemar:
@@ -87,7 +92,7 @@ def paired_interval(n: int, delta_of_rows, resamples: int, confidence: float, se
     tail = (1 - confidence) / 2
     low, high = np.quantile(spread, [tail, 1 - tail])
     delta = float(delta_of_rows(np.arange(n)[None])[0])
-    return DeltaInterval(delta, float(low), float(high), confidence, float(spread.std(ddof=1)), resamples)
+    return DeltaInterval(delta, float(low), float(high), confidence, float(spread.std(ddof=1)), resamples, spread)
 
 
 def cluster_ids(clusters: np.ndarray | None, n: int) -> np.ndarray | None:
@@ -190,3 +195,36 @@ def minimum_detectable_effect(standard_error: float, alpha: float, power: float)
     """Smallest true delta a two-sided test at `alpha` detects with probability `power`, given the
     delta's standard error: (z_{1-alpha/2} + z_power) x SE."""
     return float((norm.ppf(1 - alpha / 2) + norm.ppf(power)) * standard_error)
+
+
+def bootstrap_p_value(draws: np.ndarray, margin: float, sign: float = 1.0) -> float:
+    """p-value of the null "the signed delta (sign x delta) is below `margin`" from the paired bootstrap's resampled
+    deltas: twice the share of draws on the null side, with the usual +1 for the observed sample, (1 + k)/(B + 1).
+    Doubled so that it is below 1 - confidence exactly where the card's two-sided interval's bound clears the margin
+    (up to the interpolation between two resamples): a family of one decides as the interval shows. A draw on the
+    margin is on the passing side, as a bound on it passes."""
+    below = int(np.sum(sign * np.asarray(draws) < margin - TIE))
+    return min(1.0, 2.0 * (1 + below) / (len(draws) + 1))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values: the i-th smallest of m times (m - i + 1), each at least the one before,
+    at most 1. Rejecting where the adjusted p is below alpha keeps the chance of any false rejection in the family
+    at or under alpha, whatever the dependence between the tests."""
+    m = len(p_values)
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def examples_to_detect(effect: float, standard_error: float, n: int, alpha: float, power: float) -> int | None:
+    """The test-set size at which the minimum detectable effect shrinks to `effect` (the distance between the
+    observed delta and the margin), the standard error falling as 1/sqrt(n): n x (MDE / effect)^2, at least n + 1.
+    None where the delta sits on the margin: no size decides it."""
+    if abs(effect) < TIE:
+        return None
+    mde = minimum_detectable_effect(standard_error, alpha, power)
+    return max(n + 1, int(np.ceil(n * (mde / abs(effect)) ** 2)))

@@ -23,6 +23,7 @@ import pytest
 from loragate.card.options import OptionError, RunOptions
 from loragate.card.overrides import OverrideError, apply_overrides
 from loragate.card.settings import TIERS, CardError, TaskCard
+from loragate.gates.verdict import INCONCLUSIVE_TEST
 from loragate.kinds import KINDS
 from loragate.plugin.data_check import check_data
 from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
@@ -66,7 +67,10 @@ class GateTally:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.failed or report.skipped or report.when == "call":  # each case's tests, for its verdict
-            self.session.record(report.nodeid, "failed" if report.failed else "skipped" if report.skipped else "passed")
+            outcome = "failed" if report.failed else "skipped" if report.skipped else "passed"
+            if report.failed and any(tuple(p) == INCONCLUSIVE_TEST for p in report.user_properties):  # undecided
+                outcome = "inconclusive"
+            self.session.record(report.nodeid, outcome)
         if not GATE_MARKERS & set(report.keywords):
             return
         if report.skipped:

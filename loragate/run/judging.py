@@ -1,5 +1,6 @@
 """Base and tuned predictions on the test split scored and gated: against base (the card's checks), against the
-trivial predictor, and per subgroup, in the decoding mode the card declares, with the other mode reported."""
+trivial predictor, and per subgroup, in the decoding mode the card declares, with the other mode reported. Their
+statistical comparisons are judged as one family (loragate.gates.family), which the run widens with its later gates."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from loragate.gates.checks import (
     subgroup_gates,
     trivial_gates,
 )
+from loragate.gates.family import controlled
 from loragate.inference.predictions import Constant, Predictions
 from loragate.kinds import card_checks
 from loragate.metrics.scores import Metrics, with_input_groups
@@ -68,9 +70,9 @@ def judge_predictions(task: Task, test: list[Example], base: Predictions, tuned:
     constant = kind(task).constant(task, test)
     constant_metrics = scored(constant.predictions)
     subgroups = score_subgroups(task, test, gated_base, gated_tuned)
-    results = [*run_gates(card_checks(task.card), tuned_metrics, base_metrics),
-               *trivial_gates(gates, constant.name, tuned_metrics, constant_metrics),
-               *subgroup_gates(gates, subgroups)]
+    results = controlled([*run_gates(card_checks(task.card), tuned_metrics, base_metrics),
+                          *trivial_gates(gates, constant.name, tuned_metrics, constant_metrics),
+                          *subgroup_gates(gates, subgroups)], gates)
     if constrained is None:
         return Judged(base_metrics, tuned_metrics, constant, constant_metrics, subgroups, results, gated)
     other = CONSTRAINED if decoding == FREE else FREE

@@ -48,14 +48,27 @@ def test_metric_delta_judged_on_the_lower_bound() -> None:
     assert finding is not None and finding.startswith("accuracy delta lower bound +0.0"), finding
 
 
-def test_class_drop_boundary() -> None:
-    base, tuned = ab([9, 1], [5, 5]), ab([7, 3], [5, 5])  # class a 0.9 -> 0.7: 0.9 - 0.7 > 0.2 in floats
-    assert KeyDrop("class", "accuracy", 0.2, class_scores).fails(tuned, base) is None, \
-        "a drop of exactly 0.2 must be within 0.2"
-    finding = KeyDrop("class", "accuracy", 0.1, class_scores).fails(tuned, base)
-    assert finding == "class 'a' accuracy fell 0.900 -> 0.700 (-0.200, tolerance 0.100, n=10)", finding
-    assert KeyDrop("class", "accuracy", 0.0, class_scores).fails(base, tuned) is None, \
-        "an improving class must not count as a drop"
+def test_a_class_drop_is_judged_on_its_own_paired_interval() -> None:
+    """Non-inferiority per class (issue 33, point 2): a drop shown under the tolerance passes, one shown beyond it
+    fails, one whose interval straddles it is INCONCLUSIVE, naming the size that would decide it."""
+    base = ab([100, 0], [0, 100])
+    small = KeyDrop("class", "accuracy", 0.1, class_scores).judge(ab([98, 2], [0, 100]), base)  # -0.02 of 100
+    assert small.passed and small.status == "ok", small.finding
+    big = KeyDrop("class", "accuracy", 0.1, class_scores).judge(ab([60, 40], [0, 100]), base)  # -0.40 of 100
+    assert big.status == "FAIL" and not big.passed, big
+    assert big.finding.startswith("class 'a' accuracy lower bound -0.") and "a drop of more than 0.100 is shown" in \
+        big.finding, big.finding
+    few = KeyDrop("class", "accuracy", 0.05, class_scores).judge(ab([9, 1], [0, 10]), ab([10, 0], [0, 10]))
+    assert few.status == "INCONCLUSIVE" and not few.passed and few.inconclusive, few
+    assert few.finding.startswith("INCONCLUSIVE: class 'a' accuracy -0.100 [-0.300, +0.000] straddles the allowed "
+                                  "drop -0.050: n=10 cannot tell"), few.finding
+    assert re.search(r"about \d+ examples \(now 10\) would decide it", few.finding), few.finding
+
+
+def test_an_improving_or_unchanged_class_is_no_drop_at_a_zero_tolerance() -> None:
+    """Every resample of a class tuned gets right wherever base did has a delta of 0 or more: a drop of 0 is shown."""
+    base, tuned = ab([7, 3], [5, 5]), ab([9, 1], [5, 5])  # class a 0.7 -> 0.9, class b unchanged
+    assert KeyDrop("class", "accuracy", 0.0, class_scores).fails(tuned, base) is None
 
 
 def test_class_floor_boundary() -> None:
@@ -84,7 +97,7 @@ def test_checks_from_card_gates_on_the_seed() -> None:
     results = {r.check: r for r in run_gates(checks, tuned, base)}
     failed = sorted(name for name, r in results.items() if not r.passed)
     assert failed == ["per-class floor", "per-class regression"], {n: r.finding for n, r in results.items()}
-    assert "class 'setosa' accuracy fell 1.000 -> 0.900" in results["per-class regression"].finding
+    assert "INCONCLUSIVE: class 'setosa' accuracy -0.100 [" in results["per-class regression"].finding
     assert "class 'virginica' accuracy 0.000 < floor 0.500 (base 0.000, n=10)" in results["per-class floor"].finding
 
 
@@ -134,7 +147,8 @@ def test_exact_match_evidence_carries_the_exact_mcnemar_p_value() -> None:
 
 def test_a_regression_against_the_last_release_is_judged_on_the_lower_bound_with_a_default_margin() -> None:
     """Non-inferiority: a 0.01 drop shown to be under 0.02 passes; a 0.018 drop whose interval reaches past -0.02
-    fails on the bound, also on a card judging min_delta on the point (which read 'is not evidence of +-0.020')."""
+    is INCONCLUSIVE on the bound (issue 33, point 2: it was a FAIL), also on a card judging min_delta on the point
+    (which read 'is not evidence of +-0.020'); a drop shown beyond 0.02 fails."""
     from loragate.card.settings import REGRESSION_MARGIN
     from loragate.gates.checks import regression_checks
 
@@ -149,8 +163,11 @@ def test_a_regression_against_the_last_release_is_judged_on_the_lower_bound_with
     assert small["accuracy vs baseline"].numbers.required == -0.02
     near = {r.check: r for r in run_gates(checks, ab([482, 18], [0, 500]), baseline)}
     finding = near["accuracy vs baseline"].finding
-    assert finding is not None and finding.startswith("accuracy delta lower bound -0.0") and \
-        "< required -0.020 (delta -0.018, baseline 1.000, tuned 0.982" in finding, finding
+    assert near["accuracy vs baseline"].status == "INCONCLUSIVE", finding
+    assert finding.startswith("INCONCLUSIVE: accuracy delta -0.018 [-0.0") and "straddles the allowed drop -0.020" in \
+        finding and "(baseline 1.000, tuned 0.982" in finding, finding
+    far = {r.check: r for r in run_gates(checks, ab([450, 50], [0, 500]), baseline)}["accuracy vs baseline"]
+    assert far.status == "FAIL" and far.finding.startswith("accuracy delta lower bound -0.0"), far.finding
 
 
 def test_max_regression_is_set_per_metric_and_names_only_metrics_the_kind_computes() -> None:

@@ -1,0 +1,31 @@
+"""A run's gated comparisons as one family: every claim a statistical gate makes of one task at one tier (each
+delta judged on its interval's bound, each per-class, per-field and per-subgroup drop, each gate against the last
+release or a retention probe) is judged at once, with Holm's step-down correction at 1 - the card's confidence
+(`gates.correction: holm`, the default) or each alone (`none`). Dozens of comparisons at 95% each would otherwise
+let one pass by luck; Holm keeps the chance of any false pass in the family at or under alpha.
+
+Deterministic checks (validity, leakage, floors, parameters) make no statistical claim and are not in the family;
+nor are deltas the card judges on the point (`judge_on: point`), which claim no confidence to correct."""
+
+from __future__ import annotations
+
+from loragate.card.gate_settings import GateSettings
+from loragate.gates.result import GateResult, judged_on
+from loragate.metrics.stats import holm
+
+
+def controlled(results: list[GateResult], settings: GateSettings) -> list[GateResult]:
+    """`results` with each comparison's p-value adjusted over all of theirs, and each statistical gate judged again
+    on the adjusted values. Idempotent: adjusting reads the raw p-values, so a larger family (the gates against the
+    last release added to the test split's) is judged afresh."""
+    raw = [c.p_value for result in results for c in result.comparisons]
+    adjusted = iter(holm(raw) if settings.correction == "holm" else raw)
+    judged = []
+    for result in results:
+        if not result.comparisons:
+            judged.append(result)
+            continue
+        comparisons = [c.in_family(next(adjusted), len(raw), settings.correction) for c in result.comparisons]
+        judged.append(judged_on(result.check, comparisons, result.evidence, settings.inconclusive == "warn",
+                                result.numbers))
+    return judged
