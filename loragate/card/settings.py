@@ -36,6 +36,7 @@ from loragate.card.data_settings import DataFormat, DataSettings, SplitFractions
 from loragate.card.gate_settings import REGRESSION_MARGIN, GateSettings
 from loragate.card.label_names import label_names, label_values
 from loragate.card.loader import load_yaml
+from loragate.card.sampling import sampling_problem
 from loragate.card.strict import CardError, Strict
 from loragate.card.templates import check_template, template_fields
 from loragate.card.tier_settings import (
@@ -244,6 +245,11 @@ class TaskCard(Strict):
         if self.chat_template and spec.encoder:
             raise ValueError(f"chat_template: kind {self.kind} reads prompts with an encoder and its own head, which "
                              f"no chat template formats; remove chat_template")
+        for tier, settings in self.tiers.items():
+            problem = sampling_problem(f"tiers.{tier}.eval.sampling", self.kind, spec.peft_task_type == "CAUSAL_LM"
+                                       and not spec.encoder, settings.eval.decode) if settings.eval.sampling else None
+            if problem:
+                raise ValueError(problem)
 
     def gates_fit_kind(self) -> None:
         """Every metric the gates name is one the kind computes (a gate on another fails only after training, or is

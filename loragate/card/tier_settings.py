@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, StrictBool, field_validator, model_validator
 
+from loragate.card.sampling import SamplingSettings
 from loragate.card.strict import CardError, Strict
 
 Tier = Literal["tiny", "full"]
@@ -121,6 +122,10 @@ class EvalSettings(Strict):
         description="the deployment's decoding, which the gates read: none (free greedy text), or schema (greedy "
         "under the output's grammar: one of the labels, or JSON of the structured output's pydantic model); with "
         "schema, or with --constrain, both are computed and reported side by side",
+    )
+    sampling: SamplingSettings | None = Field(
+        None, description="the deployment samples: k seeded samples per test example, which the gates read "
+        "(metrics average over them); default: greedy",
     )
 
 

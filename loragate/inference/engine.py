@@ -1,4 +1,5 @@
-"""Batched greedy generation and next-token logits: the predictions every suite reads.
+"""Batched greedy generation (or seeded sampling, loragate.inference.sampling) and next-token logits: the
+predictions every suite reads.
 
 Prompts are tokenized once, sorted by length into batches (little padding) and left-padded; each batch goes
 through `model.generate` (greedy, KV cache) with `RowStop`, which stops a row at EOS or as soon as its text can
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 import torch
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
+from loragate.card.sampling import SamplingSettings
 from loragate.inference.grammar import CompiledConstraint, Constraint
+from loragate.inference.sampling import RowSampler, sample_positions
 from loragate.progress import SILENT, reporter
 
 
@@ -98,13 +101,17 @@ class RowStop(StoppingCriteria):
 
 
 def greedy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: list[list[int]], max_new_tokens: int,
-           labels: Sequence[str] | None, constraint: CompiledConstraint | None = None) -> list[list[int]]:
+           labels: Sequence[str] | None, constraint: CompiledConstraint | None = None,
+           sampler: RowSampler | None = None) -> list[list[int]]:
     """The new tokens of each of `rows` (prompt token ids, one batch), up to and including the one that
-    stopped it (`RowStop`), else `max_new_tokens` of them; under `constraint` only what its grammar allows."""
+    stopped it (`RowStop`), else `max_new_tokens` of them; under `constraint` only what its grammar allows; with
+    `sampler` (one generator per row), the token it draws instead of the likeliest."""
     batch = left_pad(rows, tokenizer.pad_token_id, next(model.parameters()).device)
     width = batch["input_ids"].shape[1]
     stop = RowStop(tokenizer, labels, width, len(rows))
     processors = constraint.logits_processors(len(rows), width) if constraint is not None else LogitsProcessorList()
+    if sampler is not None:
+        processors.append(sampler)  # last: it samples among what the grammar allows
     out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
                          eos_token_id=tokenizer.eos_token_id, stopping_criteria=StoppingCriteriaList([stop]),
@@ -115,10 +122,12 @@ def greedy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: lis
 @torch.inference_mode()
 def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str], max_new_tokens: int,
              batch_size: int, labels: Sequence[str] | None = None, progress: bool = False,
-             constraint: Constraint | None = None) -> Generations:
+             constraint: Constraint | None = None, sampling: SamplingSettings | None = None) -> Generations:
     """Greedy continuations of `prompts`, in prompt order. A row stops at EOS and, given `labels`, as soon
     as its text can no longer parse as one of them. Given `constraint`, every token is one its grammar allows
-    (the time to read the tokenizer's vocabulary for it is counted in `seconds`). With `progress`, each batch's
+    (the time to read the tokenizer's vocabulary for it is counted in `seconds`). Given `sampling`, `prompts` hold
+    k copies of each example's prompt in a row (loragate.inference.sampling.repeat_samples) and row r is sample r % k
+    of example r // k, drawn with its own seeded generator, so no batch changes it. With `progress`, each batch's
     examples are counted as steps of the current phase (loragate.progress)."""
     require_left_padding(tokenizer)
     model.eval()
@@ -129,10 +138,12 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
     new_tokens = 0
     started = time.perf_counter()
     compiled = CompiledConstraint(constraint, tokenizer) if constraint is not None else None
+    positions = sample_positions(prompts, sampling.samples) if sampling is not None else None
     counter = (reporter() if progress else SILENT).steps(len(prompts), "examples")
     for rows in length_batches([len(ids) for ids in encoded], batch_size):
         batch = [encoded[row] for row in rows]
-        for row, ids in zip(rows, greedy(model, tokenizer, batch, max_new_tokens, labels, compiled)):
+        sampler = RowSampler(sampling, [positions[row] for row in rows]) if positions is not None else None
+        for row, ids in zip(rows, greedy(model, tokenizer, batch, max_new_tokens, labels, compiled, sampler)):
             new_tokens += len(ids)
             texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
             terminated[row] = bool(ids) and ids[-1] == eos

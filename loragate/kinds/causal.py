@@ -82,10 +82,12 @@ class CausalKind(KindDefaults):
 
     def generations(self, task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase, prompts: list[str],
                     progress: bool = False, batch_size: int | None = None) -> Generations:
-        """Greedy outputs under the card's eval settings."""
+        """Greedy outputs under the card's eval settings; sampled where it sets eval.sampling (`prompts` then
+        hold each example's k copies, loragate.inference.sampling.repeat_samples)."""
         budget, labels = self.budget(task, tier, base)
-        return generate(model, base.tokenizer, prompts, budget, batch_size or task.card.tier(tier).eval.batch_size,
-                        labels=labels, progress=progress)
+        settings = task.card.tier(tier).eval
+        return generate(model, base.tokenizer, prompts, budget, batch_size or settings.batch_size, labels=labels,
+                        progress=progress, sampling=settings.sampling)
 
     def predict(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example], tier: Tier,
                 progress: bool, desc: str, calibration: list[Example] | float, batch_size: int) -> Predictions:
@@ -101,11 +103,12 @@ class CausalKind(KindDefaults):
     def predict_constrained(self, task: Task, model: torch.nn.Module, base: LoadedBase, examples: list[Example],
                             tier: Tier, progress: bool, desc: str, batch_size: int,
                             constraint: Constraint) -> Predictions:
-        """Greedy generations under `constraint`, parsed as free ones are: the same parser decides validity."""
+        """Generations under `constraint` (greedy, or sampled as free ones are), parsed as free ones are: the same
+        parser decides validity."""
         started = time.perf_counter()
         generations = generate(model, base.tokenizer, [ex.prompt for ex in examples],
                                self.constrained_budget(task, tier, base, examples), batch_size, progress=progress,
-                               constraint=constraint)
+                               constraint=constraint, sampling=task.card.tier(tier).eval.sampling)
         return parsed_predictions(task, examples, generations, started)
 
     def probe_logits(self, task: Task, tier: Tier, model: torch.nn.Module, base: LoadedBase,

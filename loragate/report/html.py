@@ -15,6 +15,7 @@ from loragate.report.rows import (
     GatedMetric,
     base_label,
     constant_line,
+    examples_text,
     gate_text,
     mode_section,
     notes,
@@ -23,6 +24,7 @@ from loragate.report.rows import (
     shown,
     table_rows,
 )
+from loragate.report.stability import agreements, least_stable, stability_heading
 from loragate.report.throughput import throughput_lines
 
 if TYPE_CHECKING:
@@ -110,7 +112,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
                                                    f"sha256 {manifest.adapter_sha256[:12]})" if manifest else "")),
              *((("LoRA", run.adapter_facts.summary()),) if run.adapter_facts else ()),
              ("trained this run", "yes" if run.trained is not None else "no"),
-             ("test examples", str(run.tuned_metrics.n)),
+             ("test examples", examples_text(run)),
              ("ceiling", f"{run.ceiling:.3f}" if run.ceiling is not None else "n/a"),
              ("trivial predictor", constant_line(run).removeprefix("trivial predictor, ")),
              ("data", data_line(run).removeprefix("data: ")),
@@ -148,8 +150,24 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
 <h3>Figures</h3>
 {images}{"" if manifest and manifest.loss_curve else "<p>No loss curve: the adapter has no loragate manifest.</p>"}
 {acted_html(run)}
+{stability_html(run)}
 {wrong_examples(run)}
 </section>"""
+
+
+def stability_html(run: TaskRun) -> str:
+    """A sampled run's least stable tuned examples: input and distinct answers with their counts; nothing where the
+    run decoded greedily."""
+    if agreements(run) is None:
+        return ""
+    listed = least_stable(run)
+    title = f"<h3>{html.escape(stability_heading(run, listed))}</h3>"
+    if not listed:
+        return f"{title}\n<p>None: every example's samples agree.</p>"
+    rows = [[ex.id, "<br>".join(html.escape(line) for line in ex.input.split("\n")), ex.answers,
+             f"{ex.majority:.0%}", f"{ex.disagreement:.0%}"] for ex in listed]
+    return f"{title}\n" + html_table(["id", "input", "answers (tuned)", "majority", "pairs differing"], rows,
+                                      numeric=frozenset({3, 4}), trusted=frozenset({1}))
 
 
 def acted_html(run: TaskRun) -> str:

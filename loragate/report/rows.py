@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from loragate.gates.checks import DeltaNumbers, GateResult
 from loragate.kinds import KINDS
+from loragate.metrics.agreement import agreement
 from loragate.metrics.registry import METRICS, MetricSpec, in_table_order
 from loragate.metrics.scores import Metrics
 from loragate.run.decoding_modes import CONSTRAINED, FREE, Decoded, ModeDelta
@@ -111,7 +112,15 @@ def headline(run: TaskRun) -> str:
     adapter = adapter_label(run)
     ceiling = f", ceiling {run.ceiling:.3f}" if run.ceiling is not None else ""
     return (f"{run.name}: {run.verdict.line}  base {base_label(run)}, adapter {adapter}, "
-            f"n={run.tuned_metrics.n}{ceiling}")
+            f"n={examples_text(run)}{ceiling}")
+
+
+def examples_text(run: TaskRun) -> str:
+    """How many test examples the metrics count: "30", or "30 x 5 samples" where the run sampled."""
+    sampling = run.task.card.tier(run.tier).eval.sampling
+    if sampling is None:
+        return str(run.tuned_metrics.n)
+    return f"{run.tuned_metrics.n // sampling.samples} x {sampling.samples} samples"
 
 
 def gate_text(result: GateResult) -> str | None:
@@ -127,8 +136,20 @@ def unavailable_notes(run: TaskRun) -> list[str]:
 
 
 def notes(run: TaskRun) -> list[str]:
-    return [*card_notes(run), *run.adapter_notes, *run.health_notes(), *decoding_notes(run), *unavailable_notes(run),
-            *batch_notes(run)]
+    return [*card_notes(run), *run.adapter_notes, *run.health_notes(), *decoding_notes(run), *sampling_notes(run),
+            *unavailable_notes(run), *batch_notes(run)]
+
+
+def sampling_notes(run: TaskRun) -> list[str]:
+    """What a sampled run's gates read (eval.sampling), and how often base's and tuned's samples agree."""
+    sampling = run.task.card.tier(run.tier).eval.sampling
+    if sampling is None:
+        return []
+    k = sampling.samples
+    return [f"{sampling.line()}: every metric averages the {k} samples of each test example and the gates read "
+            f"them; intervals resample each example with all its samples (a cluster bootstrap)",
+            *(f"agreement of {who}'s samples: {agreement(predictions, k).line()}"
+              for who, predictions in (("base", run.base_predictions), ("tuned", run.tuned_predictions)))]
 
 
 def decoding_notes(run: TaskRun) -> list[str]:

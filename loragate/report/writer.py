@@ -28,6 +28,7 @@ from loragate.report.rows import (
     adapter_label,
     base_label,
     constant_line,
+    examples_text,
     gate_text,
     gated_metrics,
     gated_mode,
@@ -41,6 +42,7 @@ from loragate.report.rows import (
     table_rows,
     text_table,
 )
+from loragate.report.stability import stability_json, stability_markdown
 from loragate.report.throughput import throughput_json, throughput_lines
 
 if TYPE_CHECKING:  # loragate.run.task_run loads torch and transformers: an xdist controller only assembles renderings
@@ -63,6 +65,7 @@ def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
     parts += [f"- note: {note}" for note in notes(run)]
     parts += [f"- **PARTIAL**: {reason}" for reason in partial_reasons(run)]
     parts += markdown_listing(run)
+    parts += stability_markdown(run)
     parts += ["", *[f"![{name}]({name})" for name in figure_files]]
     parts.append("")
     return "\n".join(parts)
@@ -73,7 +76,7 @@ def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
     failed gates."""
     failed = [r for r in run.gates if not r.passed]
     parts = [f"### {run.name}: {run.verdict.line}", "",
-             f"base `{base_label(run)}`, adapter `{adapter_label(run)}`, n={run.tuned_metrics.n}", "",
+             f"base `{base_label(run)}`, adapter `{adapter_label(run)}`, n={examples_text(run)}", "",
              constant_line(run), "", data_line(run), "",
              "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
     parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "
@@ -139,6 +142,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
                   for r in run.gates],
         "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
         "predictions": predictions_json(run),
+        "sampling": stability_json(run),
         "throughput": throughput_json(run),
         "eval_batch_size": {"card": run.tuned_predictions.card_batch_size, "base": run.base_predictions.batch_size,
                             "tuned": run.tuned_predictions.batch_size},

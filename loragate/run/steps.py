@@ -12,15 +12,16 @@ import torch
 from loragate.card.options import RunOptions
 from loragate.card.overrides import apply_overrides
 from loragate.card.settings import TaskCard, Tier
-from loragate.data.examples import Example, Splits, field_subgroups
+from loragate.data.examples import Example, Splits, field_subgroups, input_groups
 from loragate.data.hf_dataset import is_dataset, materialize
 from loragate.data.task import Task
 from loragate.data.truncation import SPLITS, InputFit, fit_splits, position_cap
 from loragate.gates.checks import Subgroup
 from loragate.inference.grammar import Constraint
 from loragate.inference.predictions import Predictions
+from loragate.inference.sampling import repeat_samples
 from loragate.kinds import Kind, kind_of
-from loragate.metrics.scores import Metrics
+from loragate.metrics.scores import Metrics, with_input_groups
 from loragate.models.bases import LoadedBase
 from loragate.progress import reporter
 from loragate.tasks import get_task
@@ -52,8 +53,9 @@ def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list
     """The model's answer to each example, as the task's kind makes it (under `constraint`, the kind's grammar,
     where given), at the card's eval batch size; when the GPU runs out of memory the batch is halved and the whole
     prediction redone (the report says so). Batching changes no greedy output, so a smaller batch gives the same
-    predictions, only slower."""
+    predictions, only slower. Where the tier samples, each example is answered k times (`sampled_rows`)."""
     card_batch = batch_size = task.card.tier(tier).eval.batch_size
+    examples = sampled_rows(task, tier, examples)
     while True:
         try:
             if constraint is None:
@@ -73,6 +75,14 @@ def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list
             warnings.warn(f"{desc}: out of memory at eval batch size {batch_size * 2}; retrying at {batch_size}")
 
 
+def sampled_rows(task: Task, tier: Tier, examples: list[Example]) -> list[Example]:
+    """The rows a prediction answers and the gates score: each example once, or where the tier samples
+    (eval.sampling) k times in a row, so every metric averages over an example's samples; the copies share its input,
+    so the paired bootstrap draws them together (loragate.data.examples.input_groups)."""
+    sampling = task.card.tier(tier).eval.sampling
+    return examples if sampling is None else repeat_samples(examples, sampling.samples)
+
+
 def score(task: Task, predictions: Predictions) -> Metrics:
     """The kind's metrics of `predictions`."""
     return kind(task).score(task, predictions)
@@ -80,11 +90,13 @@ def score(task: Task, predictions: Predictions) -> Metrics:
 
 def score_subgroups(task: Task, examples: list[Example], base: Predictions, tuned: Predictions) -> list[Subgroup]:
     """Base and tuned scored by the kind on each subgroup of the test split: the kind's own, then one per value of
-    the card's `subgroups` field."""
+    the card's `subgroups` field; their intervals resample the rows of one input (an example's samples) together."""
     groups = kind(task).subgroups(task, examples)
     if task.card.subgroups is not None:
         groups |= field_subgroups(examples, task.card.subgroups)
-    return [Subgroup(name, len(rows), score(task, base.subset(rows)), score(task, tuned.subset(rows)))
+    return [Subgroup(name, len(rows), *(with_input_groups(score(task, predictions.subset(rows)),
+                                                          input_groups([examples[row] for row in rows]))
+                                        for predictions in (base, tuned)))
             for name, rows in groups.items()]
 
 

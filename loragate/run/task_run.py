@@ -66,6 +66,7 @@ from loragate.run.steps import (
     prepare_base,
     probe_logits,
     probe_of,
+    sampled_rows,
     score,
 )
 from loragate.store.adapter_facts import AdapterFacts
@@ -226,6 +227,10 @@ def checked_task(name: str, tier: Tier, options: RunOptions) -> tuple[Task, str,
     if options.baseline_report is not None and not KINDS.get(task.card.kind).labels:
         raise CardError(f"--baseline-report: {name} is a {task.card.kind} task; a stored report pairs labels, "
                         f"not text scores. Pass the last release's adapter with --baseline-adapter instead")
+    if options.baseline_report is not None and task.card.tier(tier).eval.sampling is not None:
+        raise CardError(f"--baseline-report: {name} samples at tiers.{tier}.eval.sampling, and a stored report holds "
+                        f"one answer per example to pair with; pass the last release's adapter with "
+                        f"--baseline-adapter instead (sampled as this run samples)")
     card_checks(task.card)  # an unknown metric in the card fails before any model loads
     decoding = declared_mode(task.card, tier)
     # a grammar llguidance cannot enforce fails here too, as does a kind that cannot decode under one
@@ -306,7 +311,8 @@ def judge_run(task: Task, tier: Tier, name: str, splits: Splits, options: RunOpt
     """judge_predictions' gates, then the train/test leakage and repeated-input gates, the training-health gates
     where the card gates them, and the regression gates against the last release, where the run was given one."""
     constrained = None if after.constrained is None else (before.constrained, after.constrained)
-    judged = judge_predictions(task, splits.test, before.predictions, after.predictions, constrained, decoding)
+    judged = judge_predictions(task, sampled_rows(task, tier, splits.test), before.predictions, after.predictions,
+                               constrained, decoding)
     max_leakage = task.card.gates.max_leakage
     gates = [*judged.gates, leakage_gate(splits.leaked(), len(splits.test), max_leakage, options.adapter is not None),
              *duplicate_gates(splits, max_leakage),
