@@ -20,7 +20,7 @@ import numpy as np
 
 from loragate.card.gate_settings import GateSettings
 from loragate.gates.checks import MetricDelta
-from loragate.gates.result import EPSILON, DeltaNumbers, GateResult
+from loragate.gates.result import EPSILON, NON_INFERIORITY, DeltaNumbers, GateResult
 from loragate.metrics.stats import DeltaInterval, minimum_detectable_effect, paired_bootstrap_means
 
 RETENTION = "retention"  # every probe's gate is named "retention <probe>: <metric>"
@@ -53,7 +53,7 @@ class ProbeDrop(MetricDelta):
 
 
 def probe_drop(probe: str, metric: str, max_drop: float, settings: GateSettings) -> ProbeDrop:
-    return ProbeDrop(metric, -max_drop, on_bound(settings), probe=probe)
+    return ProbeDrop(metric, -max_drop, on_bound(settings), test=NON_INFERIORITY, probe=probe)
 
 
 @dataclass(frozen=True)
