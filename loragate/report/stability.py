@@ -51,11 +51,13 @@ def least_stable(run: TaskRun, count: int = LEAST_STABLE) -> list[UnstableExampl
 
 
 def stability_heading(run: TaskRun, listed: list[UnstableExample]) -> str:
+    """"Least stable tuned examples: 14 of 30 examples' samples disagree, the 10 least stable listed, ..."."""
     both = agreements(run)
     total = len(both[1].examples) if both else 0
     unstable = total - both[1].unanimous if both else 0
-    return (f"Least stable tuned examples: {len(listed)} of the {unstable} of {total} whose samples disagree, the "
-            f"weakest majority first")
+    shown = "all listed" if len(listed) == unstable else f"the {len(listed)} least stable listed"
+    return (f"Least stable tuned examples: {unstable} of {total} examples' samples disagree, {shown}, the weakest "
+            f"majority first")
 
 
 def stability_markdown(run: TaskRun) -> list[str]:
