@@ -206,6 +206,9 @@ def junit_properties(run: TaskRun) -> list[tuple[str, object]]:
     (`loragate.verdict.<task>.<tier>`)."""
     properties: list[tuple[str, object]] = [("loragate.task", run.task.card.name), ("loragate.tier", run.tier),
                                             ("loragate.card_gates", "PASS" if run.passed else "FAIL")]
+    sampling = run.task.card.tier(run.tier).eval.sampling
+    if sampling is not None:  # the gated metrics below average each example's samples
+        properties.append(("loragate.sampling", sampling.line()))
     unavailable = run.tuned_metrics.unavailable
     for metric in run.task.card.gates.min_delta:
         if metric in unavailable:

@@ -163,12 +163,14 @@ def test_sampling_an_encoder_kind_is_a_usage_error_at_start_up(gate_dir: pytest.
 
 @pytest.mark.slow
 def test_a_sampled_gate_run_reports_its_setting_agreement_and_clustered_intervals(tmp_path: Path) -> None:
-    """Iris on the tiny tier with the committed adapter, sampled by --set: the report names the setting, shows base's
-    and tuned's agreement and the least stable examples, and its accuracy interval is the cluster bootstrap's."""
+    """Iris on the tiny tier with the committed adapter, sampled by --set: every report file and the JUnit properties
+    name the setting, the reports show base's and tuned's agreement and the least stable examples, and the accuracy
+    interval is the cluster bootstrap's."""
     setting = f"tiers.tiny.eval.sampling={{temperature: 0.7, top_p: 0.9, samples: {K}, seed: 0}}"
     result = subprocess.run([sys.executable, "-m", "pytest", "-m", "smoke", "-p", "no:cacheprovider", "--task", "iris",
                              "--set", "tiers.tiny.eval.decode=generate", "--set", setting, "--report-dir",
-                             str(tmp_path / "reports"), "suites/test_quality.py"],
+                             str(tmp_path / "reports"), f"--junitxml={tmp_path / 'junit.xml'}",
+                             "suites/test_quality.py"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode in (0, 1), result.stdout[-3000:] + result.stderr[-3000:]
     (report_dir,) = (tmp_path / "reports").iterdir()
@@ -181,6 +183,7 @@ def test_a_sampled_gate_run_reports_its_setting_agreement_and_clustered_interval
     assert "note: agreement of tuned's samples: " in markdown and "Least stable tuned examples" in markdown
     assert "Least stable tuned examples" in (report_dir / "report.html").read_text()
     assert line in (report_dir / "summary.md").read_text()
+    assert f'name="loragate.sampling" value="{line}"' in (tmp_path / "junit.xml").read_text()
     gated = next(row for row in run["gated"] if row["check"] == "accuracy delta")
     labels = run["metrics"]["tuned"]["labels"]
     index = {label: i for i, label in enumerate(labels)}
