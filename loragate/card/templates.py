@@ -4,7 +4,11 @@ ValueError from the first example it meets."""
 
 from __future__ import annotations
 
+import difflib
 import string
+from collections.abc import Mapping
+
+from loragate.card.strict import CardError
 
 
 def template_fields(template: str) -> list[str]:
@@ -29,3 +33,20 @@ def check_template(template: str) -> str:
             raise ValueError(f"{template!r} has the field {{{name}}}, which names no example field: a template "
                              f"reads fields by name, e.g. {{text}}; write a literal brace as {{{{ or }}}}")
     return template
+
+
+def fill(template: str, fields: Mapping[str, object], field: str) -> str:
+    """`template` (the card's `field`, prompt_template or target_template) over an example's `fields`. A field the
+    template reads that the example lacks is a CardError naming the card field, the closest field and every field
+    there is: a built-in task's examples have fixed fields, which str.format answered with a bare KeyError."""
+    missing = [name for name in template_fields(template) if name not in fields]
+    if missing:
+        close = difflib.get_close_matches(missing[0], list(fields), n=2, cutoff=0.5)  # {petal}: both petal_ fields
+        hint = f" (did you mean {' or '.join(f'{{{name}}}' for name in close)}?)" if close else ""
+        raise CardError(f"{field} {template!r} reads {{{missing[0]}}}{hint}, a field this task's examples do not "
+                        f"have; they have {', '.join(f'{{{name}}}' for name in fields)}: read those in {field}")
+    try:
+        return template.format(**fields)
+    except (ValueError, IndexError, AttributeError, KeyError) as exc:  # a format spec or an index the value lacks
+        raise CardError(f"{field} {template!r} cannot be filled from this task's examples ({type(exc).__name__}: "
+                        f"{exc}); read the fields {', '.join(f'{{{name}}}' for name in fields)} plainly") from exc

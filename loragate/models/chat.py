@@ -33,8 +33,9 @@ from functools import cache
 from jinja2 import Template
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from transformers import PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from loragate.card.templates import fill
 from loragate.data.examples import Example, Splits
 from loragate.models.bases import ModelLoadError
 
@@ -50,6 +51,11 @@ TINY_CHAT_TEMPLATE = (
 TINY_EOS = "</s>"  # models.SPECIAL_TOKENS["eos_token"]: what the tiny tokenizer renders for eos_token
 
 
+NO_TEMPLATE_FIX = ("use the model's instruct/chat variant (e.g. meta-llama/Llama-3.2-1B-Instruct, not "
+                   "meta-llama/Llama-3.2-1B), or save the tokenizer with a chat_template "
+                   "(loragate.models.chat.TINY_CHAT_TEMPLATE is a minimal one)")
+
+
 class ChatTemplateError(ModelLoadError):
     """A tokenizer that cannot format a chat prompt; the message names the model and the fix."""
 
@@ -59,7 +65,7 @@ def example_messages(fields: Mapping[str, str], user_template: str = "{instructi
     `user_template` (the card's prompt_template) over the fields."""
     system = fields.get("system", "")
     return [*([{"role": "system", "content": system}] if system else []),
-            {"role": "user", "content": user_template.format(**fields)}]
+            {"role": "user", "content": fill(user_template, fields, "prompt_template")}]
 
 
 @cache
@@ -82,9 +88,7 @@ def format_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, s
     if not getattr(tokenizer, "chat_template", None):
         raise ChatTemplateError(
             f"{name}: the tokenizer has no chat template, so the card's prompts (kind instruct, or chat_template: "
-            f"true) cannot be formatted. Fix: use the model's instruct/chat variant (e.g. "
-            f"meta-llama/Llama-3.2-1B-Instruct, not meta-llama/Llama-3.2-1B), save the tokenizer with a chat_template "
-            f"(loragate.models.chat.TINY_CHAT_TEMPLATE is a minimal one), or, for a kind other than instruct, remove "
+            f"true) cannot be formatted. Fix: {NO_TEMPLATE_FIX}, or, for a kind other than instruct, remove "
             f"chat_template from the card."
         )
     try:
@@ -99,6 +103,17 @@ def format_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, s
     if bos and text.startswith(bos) and adds_bos(tokenizer):
         text = text[len(bos):]
     return text
+
+
+def has_chat_template(name_or_path: str) -> bool | None:
+    """Whether the base's tokenizer has a chat template, read without its weights: a local directory's tokenizer
+    files, or a hub id's in the Hugging Face cache (never the network). None where the tokenizer cannot be read here
+    (a hub id not cached, a directory without tokenizer files): loading the base says why, in its own words."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError):  # not found here: the load, which may reach the hub, raises the real error
+        return None
+    return bool(getattr(tokenizer, "chat_template", None))
 
 
 def adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:

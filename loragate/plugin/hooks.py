@@ -389,7 +389,7 @@ def check_gate_data(config: pytest.Config) -> None:
     gate = config.stash.get(SESSION, None)
     if (gate is not None and GATE_SELECTED.search(config.option.markexpr or "") and not config.getoption("collectonly")
             and not hasattr(config, "workerinput")):
-        check_data(gate.tasks, gate.options.overrides, gate.options.data, gate.options.cache)
+        check_data(gate.tasks, gate.options, list(TIERS) if config.getoption("gpu") else ["tiny"])
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m, -k, --deselect and --lf: they filter the gate's tests like any other

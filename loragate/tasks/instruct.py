@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loragate.card.settings import TaskCard
+from loragate.card.templates import fill
 from loragate.data.examples import Example, Splits
 from loragate.data.hf_dataset import missing_columns
 from loragate.data.parsing import ParsedOutput
@@ -136,7 +137,7 @@ def make_example(example_id: str, pair: Pair, prompt_template: str = PROMPT_TEMP
     fields = {"instruction": pair.instruction,
               **({"system": pair.system} if pair.system else {}),
               **({"context": pair.context} if pair.context else {})}
-    response = target_template.format(response=pair.response)
+    response = fill(target_template, {"response": pair.response}, "target_template")
     return Example(id=example_id, prompt=render_tiny(example_messages(fields, prompt_template)), target=response,
                    label="", fields=fields, references=(pair.response,))
 

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from loragate.card.settings import TaskCard
+from loragate.card.templates import fill
 from loragate.data.examples import Example, Splits, csv_records, stratified_split
 from loragate.data.hf_dataset import missing_columns
 from loragate.data.parsing import ParsedOutput, parse_label
@@ -63,8 +64,8 @@ def make_example(row_id: str, measurements: dict[str, float], species: str, card
     fields = {feature: bin_value(feature, measurements[feature]) for feature in FEATURES}
     return Example(
         id=row_id,
-        prompt=card.prompt_template.format(**fields),
-        target=card.target_template.format(label=species),
+        prompt=fill(card.prompt_template, fields, "prompt_template"),
+        target=fill(card.target_template, {"label": species}, "target_template"),
         label=species,
         fields=fields,
     )

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from loragate.card.settings import TaskCard
+from loragate.card.templates import fill
 from loragate.data.examples import Example, Splits
 from loragate.data.hf_dataset import missing_columns
 from loragate.data.parsing import ParsedOutput
@@ -364,8 +365,8 @@ def make_example(row: QARow, prompt_template: str = "{question}", target_templat
     first = row.answers[0][0] if row.answers else ""
     return Example(
         id=row.id,
-        prompt=prompt_template.format(**fields),
-        target=target_template.format(answer=first),
+        prompt=fill(prompt_template, fields, "prompt_template"),
+        target=fill(target_template, {"answer": first}, "target_template"),
         label="answerable" if row.answers else "unanswerable",
         fields=fields,
         references=tuple(text for text, _ in row.answers),

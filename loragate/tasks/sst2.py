@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from loragate.card.settings import TaskCard
+from loragate.card.templates import fill
 from loragate.data.examples import Example, Splits, stratified_split
 from loragate.data.hf_dataset import missing_columns
 from loragate.data.parsing import ParsedOutput, parse_label
@@ -141,8 +142,8 @@ class Sst2Task:
     def example(self, row_id: str, sentence: str, label: str) -> Example:
         return Example(
             id=row_id,
-            prompt=self.card.prompt_template.format(sentence=sentence),
-            target=self.card.target_template.format(label=label),
+            prompt=fill(self.card.prompt_template, {"sentence": sentence}, "prompt_template"),
+            target=fill(self.card.target_template, {"label": label}, "target_template"),
             label=label,
             fields={"sentence": sentence},
         )

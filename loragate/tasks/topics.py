@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from loragate.card.settings import TaskCard
+from loragate.card.templates import fill
 from loragate.data.examples import Example, Splits, csv_records, stratified_split
 from loragate.data.hf_dataset import missing_columns
 from loragate.data.parsing import ParsedOutput, parse_label
@@ -193,7 +194,8 @@ class TopicsTask:
 
     def examples(self, rows: list[tuple[str, str, str, str]]) -> list[Example]:
         template = self.card.prompt_template
-        return [Example(id=row_id, prompt=template.format(title=title, description=description).strip(),
+        return [Example(id=row_id, prompt=fill(template, {"title": title, "description": description},
+                                               "prompt_template").strip(),
                         target=topic, label=topic, fields={"title": title, "description": description})
                 for row_id, title, description, topic in rows]
 

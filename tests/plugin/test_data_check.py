@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 
 import pytest
 import yaml
+
+from loragate.tasks import CARDS_DIR
 
 USAGE_ERROR = pytest.ExitCode.USAGE_ERROR  # 4
 TIER = {"base_model": "tiny", "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj"]},
@@ -134,14 +137,71 @@ def test_a_built_in_tasks_data_file_is_checked_at_start_up(gate_dir: pytest.Pyte
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("task, override, start", [
+    ("iris", 'prompt_template="Flower: {petal}"', "ERROR: task iris: prompt_template 'Flower: {petal}' reads {petal} "
+     "(did you mean {petal_width} or {petal_length}?)"),
+    ("sst2", 'target_template=" {sentiment}"', "ERROR: task sst2: target_template ' {sentiment}' reads {sentiment}, "
+     "a field this task's examples do not have; they have {label}"),
+])
+def test_a_built_in_tasks_template_field_it_lacks_is_one_line_at_start_up(gate_dir: pytest.Pytester, task: str,
+                                                                           override: str, start: str) -> None:
+    """A built-in task module fills the templates itself: a --set template reading a field its examples lack was a
+    KeyError traceback under every gate test; now the one line naming the card field and the fields there are."""
+    line = usage_error(gate_dir, "--task", task, "--set", override)
+    assert line.startswith(start), line
+
+
+@pytest.mark.slow
+def test_a_chat_template_card_on_a_base_without_a_template_is_one_line_at_start_up(gate_dir: pytest.Pytester) -> None:
+    """It was a ChatTemplateError traceback once the base loaded, under the first gate test, then one line per test."""
+    base = gate_dir.mkdir("base")
+    saved = gate_dir.run(sys.executable, "-c", "import sys; from loragate.models.bases import train_tokenizer; "
+                         "train_tokenizer(['a flower', 'a sepal'], 64).save_pretrained(sys.argv[1])",
+                         str(base))  # in a subprocess: it loads torch (tests/plugin/conftest.py)
+    assert saved.ret == 0, saved.stderr.str()
+    (base / "config.json").write_text('{"model_type": "llama"}')
+    line = usage_error(gate_dir, "--task", "iris", "--set", "chat_template=true", f"--base-model={base}")
+    assert line == (f"ERROR: task iris: --base-model {str(base.resolve())!r}: its tokenizer has no chat template, and "
+                    f"the card's prompts go through one (chat_template: true). Fix: use the model's instruct/chat "
+                    f"variant (e.g. meta-llama/Llama-3.2-1B-Instruct, not meta-llama/Llama-3.2-1B), or save the "
+                    f"tokenizer with a chat_template (loragate.models.chat.TINY_CHAT_TEMPLATE is a minimal one), or "
+                    f"remove chat_template from the card"), line
+
+
+BUGGY_TASK = """
+from pathlib import Path
+
+from loragate.card.settings import TaskCard
+from loragate.tasks import TASKS
+from loragate.tasks.iris import IrisTask
+
+
+class BuggyTask(IrisTask):
+    def __init__(self) -> None:
+        self.card = TaskCard.from_yaml(Path(__file__).with_name("buggy.yaml"))
+
+    def load_splits(self, data=None):
+        return {}["a bug of the task module"]
+
+
+TASKS.register("buggy", BuggyTask)
+"""
+
+
+@pytest.mark.slow
 def test_a_task_modules_own_exception_is_left_to_the_run(gate_dir: pytest.Pytester) -> None:
-    """Iris's module formats its prompt itself: a --set template field it lacks is its KeyError, not a CardError.
-    Raised at start-up it was pytest's INTERNALERROR; the run raises it as the case's error, with its traceback."""
-    result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "-m", "smoke", "--task", "iris", "--set",
-                                           'prompt_template="Flower: {petal}"', "-k", "parameters")
+    """A project's task module whose loader has a bug (a KeyError, not the ValueError of a data mistake): raised at
+    start-up it was pytest's INTERNALERROR; the run raises it as the case's error, with its traceback."""
+    gate_dir.path.joinpath("pyproject.toml").write_text('[tool.loragate]\ntasks = "tasks"\n')
+    tasks = gate_dir.mkdir("tasks")
+    card = (CARDS_DIR / "iris.yaml").read_text()
+    (tasks / "buggy.yaml").write_text(card.replace("\nname: iris\n", "\nname: buggy\n"))
+    (tasks / "buggy.py").write_text(BUGGY_TASK)
+    result = gate_dir.runpytest_subprocess("-p", "no:cacheprovider", "-m", "smoke", "--task", "buggy", "-k",
+                                           "parameters")
     output = result.stdout.str()[-3000:] + result.stderr.str()[-3000:]
     assert result.ret == pytest.ExitCode.TESTS_FAILED and "INTERNALERROR" not in output, output
-    assert "KeyError: 'petal'" in result.stdout.str(), output
+    assert "KeyError: 'a bug of the task module'" in result.stdout.str(), output
 
 
 @pytest.mark.slow
