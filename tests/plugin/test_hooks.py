@@ -8,9 +8,10 @@ directory take only `gate_case` / `pytestconfig` and assert on values.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -30,6 +31,12 @@ def test_case(gate_case):
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def in_a_fresh_process(code: str) -> bool:
+    """Whether `code` runs without error in a new interpreter: what torch or bitsandbytes says of this machine, asked
+    without loading them here (pytester would take them out of sys.modules after the test; see conftest.py)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
 @pytest.mark.slow
@@ -130,9 +137,7 @@ def test_unknown_task_lists_the_available_tasks(gate_dir: pytest.Pytester) -> No
 
 @pytest.mark.slow
 def test_gpu_without_cuda_is_a_usage_error_at_start(gate_dir: pytest.Pytester) -> None:
-    import torch
-
-    if torch.cuda.is_available():
+    if in_a_fresh_process("import sys, torch; sys.exit(not torch.cuda.is_available())"):
         pytest.skip("this machine has CUDA: --gpu is valid here")
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
     result = run(gate_dir, "--gpu", "-rs")
@@ -352,8 +357,7 @@ def test_the_outermost_gate_session_freezes_its_objects_once_the_report_is_writt
     result = run(gate_dir)
     result.assert_outcomes(passed=1)
     assert "frozen at unconfigure: True" in result.outlines
-    gate_dir.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
-    assert gc.get_freeze_count() == 0
+    run_inside_another_session(gate_dir)  # its test: the inner run passes, and nothing is frozen after it
 
 
 @pytest.mark.slow
@@ -381,8 +385,25 @@ def test_a_gate_run_collects_without_the_garbage_collector_and_freezes_what_it_i
     gate = run(gate_dir, "-s", "-m", "smoke", "test_probe.py")
     assert "collector on while collecting: False, on now: True, frozen: True" in gate.stdout.str()
     for plain in (run(gate_dir, "-s", "test_probe.py"), run(gate_dir, "-s", "-m", "not smoke", "test_probe.py"),
-                  gate_dir.runpytest_inprocess("-p", "no:cacheprovider", "-s", "-m", "smoke", "test_probe.py")):
+                  run_inside_another_session(gate_dir, "-s", "-m", "smoke", "test_probe.py")):
         assert "on now: True, frozen: False" in plain.stdout.str()
+
+
+def run_inside_another_session(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """pytest run with `args` from a test of an outer session (what pytester's in-process runs do), the outer
+    session in a subprocess: run in this process, the inner run's imports (numpy, torch) would be taken out of
+    sys.modules after the test by pytester, and the next import of them in this process would fail."""
+    pytester.makepyfile(outer_session=f"""
+        import gc
+        import pytest
+
+        def test_inner_session():
+            assert pytest.main(["-p", "no:cacheprovider", *{list(args)!r}]) == 0
+            assert gc.get_freeze_count() == 0
+    """)
+    result = run(pytester, "-s", "outer_session.py")
+    result.assert_outcomes(passed=1)
+    return result
 
 
 @pytest.mark.slow
@@ -445,7 +466,8 @@ def test_the_gate_under_torchrun_is_a_usage_error_naming_data_parallel_training(
 
 @pytest.mark.slow
 def test_quantize_with_encoder_tasks_is_a_usage_error_naming_the_causal_ones(gate_dir: pytest.Pytester) -> None:
-    pytest.importorskip("bitsandbytes")
+    if not in_a_fresh_process("import bitsandbytes"):
+        pytest.skip("bitsandbytes does not import here")
     gate_dir.makepyfile(test_cases=GATE_CASE_TEST)
     result = run(gate_dir, "--quantize", "4bit", "--collect-only")  # every task: the encoder ones included
     assert result.ret == USAGE_ERROR, result.stdout.str()
