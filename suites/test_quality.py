@@ -110,3 +110,11 @@ def test_no_regression_against_the_last_release(task_run, record_property) -> No
     if task_run.baseline_metrics is None:
         pytest.skip(f"{task_run.name}: no last release to compare with (--baseline-adapter or --baseline-report)")
     hold(task_run, [r for r in task_run.gates if against_the_last_release(r)], record_property)
+
+
+def test_retention_holds(task_run, record_property) -> None:
+    """The card's retention probes (another task's test split, a general-text file): tuned may not fall below base by
+    more than each probe's margin, on the paired interval's bound (loragate.gates.retention)."""
+    if not task_run.retention:
+        pytest.skip(f"{task_run.name}: the card lists no retention probes (`retention:`)")
+    hold(task_run, [probe.gate for probe in task_run.retention], record_property)

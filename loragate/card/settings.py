@@ -36,6 +36,7 @@ from loragate.card.data_settings import DataFormat, DataSettings, SplitFractions
 from loragate.card.gate_settings import REGRESSION_MARGIN, GateSettings
 from loragate.card.label_names import label_names, label_values
 from loragate.card.loader import load_yaml
+from loragate.card.retention import RetentionProbe
 from loragate.card.sampling import sampling_problem
 from loragate.card.strict import CardError, Strict
 from loragate.card.templates import check_template, template_fields
@@ -111,6 +112,10 @@ class TaskCard(Strict):
     )
     data: DataSettings | None = Field(
         None, description="a card-only task's data files (loragate.tasks.card_task); a task module loads its own"
+    )
+    retention: list[RetentionProbe] = Field(
+        default_factory=list, description="probes on which tuned must stay within a margin of base: another task "
+        "(its test split and a metric) or a general-text file (perplexity); loragate.card.retention"
     )
     _path: Path | None = PrivateAttr(None)  # the YAML file the card was read from, where it was read from one
     _blocks: dict[str, BaseModel] = PrivateAttr(default_factory=dict)  # the kinds' blocks this card holds, validated

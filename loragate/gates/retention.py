@@ -9,6 +9,9 @@ shows it small, whatever the card judges its min_delta on.
   under max_rise (PerplexityRise). Relative, so one margin means the same on any tokenizer: a rise of r is
   log(1 + r) nats per token whatever the base's perplexity. Lines are the paired rows: the interval resamples lines,
   each scored by both models, its mean NLL weighted by its tokens.
+
+Each probe is one comparison of the run's family (loragate.gates.family, Holm with the target's): PASS where the
+interval shows the loss within the margin, FAIL where it shows it beyond, INCONCLUSIVE where it straddles it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,14 @@ import numpy as np
 
 from loragate.card.gate_settings import GateSettings
 from loragate.gates.checks import MetricDelta
-from loragate.gates.result import EPSILON, NON_INFERIORITY, DeltaNumbers, GateResult
-from loragate.metrics.stats import DeltaInterval, minimum_detectable_effect, paired_bootstrap_means
+from loragate.gates.result import NON_INFERIORITY, Comparison, DeltaNumbers, GateResult, judged_on
+from loragate.metrics.stats import (
+    DeltaInterval,
+    bootstrap_p_value,
+    examples_to_detect,
+    minimum_detectable_effect,
+    paired_bootstrap_means,
+)
 
 RETENTION = "retention"  # every probe's gate is named "retention <probe>: <metric>"
 
@@ -96,19 +105,23 @@ class PerplexityRise:
 
     def judge(self, tuned: LineLosses, base: LineLosses) -> GateResult:
         """The finding (None on a pass), the evidence, and the numbers as every report shows a gated metric: the
-        delta signed so that positive is better (-rise), its interval, and -max_rise as the required lower bound."""
+        delta signed so that positive is better (1 - tuned/base, the rise negated), its interval, and -max_rise as
+        the required lower bound. One non-inferiority comparison of the run's family, its p-value counted in nats
+        per token on the interval's own resamples (the rise is a monotone function of them)."""
         nats = self.interval(tuned, base)
         rise, low, high = (math.expm1(value) for value in (nats.delta, nats.low, nats.high))
-        mde = math.expm1(minimum_detectable_effect(nats.standard_error, 1 - self.settings.confidence,
-                                                   self.settings.power))
+        s = self.settings
+        alpha = 1 - s.confidence
+        margin = math.log1p(self.max_rise)  # the largest rise allowed, in nats per token
+        mde = math.expm1(minimum_detectable_effect(nats.standard_error, alpha, s.power))
+        rows = len(tuned.tokens)
         evidence = (f"base perplexity {base.perplexity:.3f}, tuned {tuned.perplexity:.3f}, rise {rise:+.1%}, "
-                    f"{nats.confidence:.0%} CI [{low:+.1%}, {high:+.1%}], {len(tuned.tokens)} lines, "
-                    f"{int(tuned.tokens.sum())} tokens, MDE {mde:.1%} at power {self.settings.power:.0%}")
-        finding = None
-        if high > self.max_rise + EPSILON:
-            finding = (f"{self.probe}: perplexity rise upper bound {high:+.1%} > allowed {self.max_rise:+.1%} "
-                       f"({evidence})")
+                    f"{nats.confidence:.0%} CI [{low:+.1%}, {high:+.1%}], allowed {self.max_rise:+.1%}, {rows} rows, "
+                    f"{int(tuned.tokens.sum())} tokens, MDE {mde:.1%} at power {s.power:.0%}")
+        comparison = Comparison(f"{self.probe} perplexity 1 - tuned/base", NON_INFERIORITY, -rise, -high, -low,
+                                -self.max_rise, bootstrap_p_value(nats.draws, -margin, sign=-1.0), alpha, rows,
+                                examples_to_detect(margin - nats.delta, nats.standard_error, rows, alpha, s.power),
+                                evidence)
         numbers = DeltaNumbers("perplexity", base.perplexity, tuned.perplexity, -rise, -high, -low, nats.confidence,
                                -self.max_rise, "lower_bound")
-        return GateResult(self.name, finding, evidence, numbers)
-
+        return judged_on(self.name, [comparison], evidence, s.inconclusive == "warn", numbers)

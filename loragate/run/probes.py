@@ -37,8 +37,14 @@ def check_probes(card: TaskCard, tiers: list[Tier]) -> None:
         raise CardError(f"{where}retention: kind {card.kind} answers through a head trained for this card's task, "
                         f"which can neither answer another task's prompts nor score text; retention probes need a "
                         f"causal kind: remove `retention`")
+    seen: dict[tuple[str, str], int] = {}
     for index, probe in enumerate(card.retention):
         field = f"retention[{index}]"
+        key = (probe.label, probe.metric if isinstance(probe, TaskProbe) else "perplexity")
+        if key in seen:
+            raise CardError(f"{where}{field} repeats retention[{seen[key]}] ({probe.label}, {key[1]}): give each probe "
+                            f"once")
+        seen[key] = index
         problem = (task_problem(card, probe, tiers) if isinstance(probe, TaskProbe)
                    else file_problem(card, probe))
         if problem is not None:

@@ -8,7 +8,7 @@ each model's NLL per token; a line longer than ROW tokens is cut into rows."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -119,6 +119,13 @@ def row_nll(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: li
         sums, counts = row_losses(model, {name: value.to(device) for name, value in batch.items()})
         nll[batch_rows], tokens[batch_rows] = sums.float().cpu().numpy(), counts.cpu().numpy()
     return LineLosses(nll, tokens)
+
+
+def as_judged(results: list[ProbeResult], gates: list[GateResult]) -> list[ProbeResult]:
+    """`results` with each gate as the run's family judged it (loragate.gates.family): its p-value adjusted with the
+    run's other comparisons."""
+    judged = {result.check: result for result in gates}
+    return [replace(result, gate=judged[result.gate.check]) for result in results]
 
 
 def judge_probes(probes: list[BaseProbe], tier: Tier, model: torch.nn.Module, base: LoadedBase,
