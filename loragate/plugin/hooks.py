@@ -39,6 +39,7 @@ from loragate.plugin.session import GateSession
 from loragate.progress import terminal_progress
 from loragate.redact import redact
 from loragate.run.decoding_modes import constrains, task_constraint
+from loragate.run.probes import check_probes
 from loragate.tasks import TASKS, default_tasks, get_task
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ def run_device(config: pytest.Config) -> str:
 def check_cards(config: pytest.Config, tasks: list[str]) -> None:
     """Each selected task's card must take the --set overrides (a bad path or value stops the run here), pass its
     kind's own start-up check (structured output: the output schema it declares loads, found before any model
-    loads), and decode under its grammar where asked."""
+    loads), decode under its grammar where asked, and name retention probes that can run (loragate.run.probes)."""
     overrides = tuple(config.getoption("overrides"))
     cards = [apply_overrides(get_task(name).card, overrides) for name in tasks]
     names = [card.name for card in cards]
@@ -215,6 +216,7 @@ def check_cards(config: pytest.Config, tasks: list[str]) -> None:
         check = KINDS.get(card.kind).check_card
         if check is not None:
             check(card, constrains(card, list(card.tiers), flag))
+        check_probes(card, list(TIERS) if config.getoption("gpu") else ["tiny"])  # retention: names, metrics, files
     require_constrainable(cards, flag)
 
 

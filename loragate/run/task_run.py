@@ -57,6 +57,8 @@ from loragate.run.decoding_modes import (
     task_constraint,
 )
 from loragate.run.judging import Judged, judge_predictions
+from loragate.run.probes import check_probes
+from loragate.run.retention import ProbeResult, as_judged, base_probes, judge_probes
 from loragate.run.steps import (
     fit_inputs,
     for_base,
@@ -120,6 +122,7 @@ class TaskRun:
     constraint: Constraint | None = None  # the output's grammar, where the run decoded under it
     adapter_facts: AdapterFacts | None = None  # the gated adapter's r, alpha, target modules, named base, sha256
     adapter_notes: list[str] = field(default_factory=list)  # what the checks of --adapter/--baseline-adapter noted
+    retention: list[ProbeResult] = field(default_factory=list)  # the card's retention probes, judged (also in gates)
 
     @property
     def name(self) -> str:
@@ -167,14 +170,23 @@ def run_task(name: str, tier: Tier, options: RunOptions) -> TaskRun:
     laps.lap("load base")
     notes = given_adapters(task, tier, base, options)  # refused here, before any prediction, if they do not fit
     before = predict_base(task, tier, name, base, splits, options, constraint, laps)
+    probes = base_probes(task.card, tier, base)  # the retention probes, also before the adapter wraps the base
+    if probes:
+        laps.lap("base retention probes")
     baseline = predict_baseline(task, tier, base, splits, options, constraint if decoding == CONSTRAINED else None,
                                 laps)
     adapter = replace(adapter_under_test(task, tier, base, splits, options, inputs), notes=notes)
     laps.lap("train adapter" if adapter.trained else "load adapter")
     after = predict_tuned(task, tier, name, adapter.model, base, splits, options, constraint, laps)
+    retention = judge_probes(probes, tier, adapter.model, base, task.card.gates, task.card.tier(tier).eval.batch_size)
+    if probes:
+        laps.lap("tuned retention probes")
     judged = judge_run(task, tier, name, splits, options, decoding, before, after, baseline, adapter.manifest)
-    return assemble_run(task, tier, splits, base, inputs, options, laps.seconds, constraint, adapter, before, after,
-                        judged)
+    judged = replace(judged, gates=[*judged.gates, *(result.gate for result in retention)])
+    run = assemble_run(task, tier, splits, base, inputs, options, laps.seconds, constraint, adapter, before, after,
+                       judged)
+    run.retention = as_judged(retention, run.gates)  # the probes' gates joined the run's family in assemble_run
+    return run
 
 
 class Laps:
@@ -232,6 +244,7 @@ def checked_task(name: str, tier: Tier, options: RunOptions) -> tuple[Task, str,
                         f"one answer per example to pair with; pass the last release's adapter with "
                         f"--baseline-adapter instead (sampled as this run samples)")
     card_checks(task.card)  # an unknown metric in the card fails before any model loads
+    check_probes(task.card, [tier])  # as do its retention probes' names, metrics and files
     decoding = declared_mode(task.card, tier)
     # a grammar llguidance cannot enforce fails here too, as does a kind that cannot decode under one
     constraint = task_constraint(task.card) if constrains(task.card, [tier], options.constrain) else None
