@@ -8,6 +8,7 @@ of checks and errors, whatever the source.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -32,11 +33,15 @@ def is_dataset(data: str | Path | None) -> bool:
 
 
 def missing_columns(columns: list[str], needed: Iterable[str], source: str, task: str, shape: str) -> None:
-    """Raise when the dataset lacks a column the task reads."""
+    """Raise when the dataset lacks a column the task reads, naming the dataset's closest column for each (a misspelt
+    column, or one a card's data.columns maps to)."""
     missing = [name for name in needed if name not in columns]
     if missing:
-        raise ValueError(f"--data {source}: the dataset has columns {columns}, the {task} task reads {missing} too "
-                         f"({shape}); pass a dataset in that layout or the task's own file format")
+        close = {name: difflib.get_close_matches(name, columns, n=1) for name in missing}
+        hints = [f"{match[0]!r} for {name!r}" for name, match in close.items() if match]
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        raise ValueError(f"--data {source}: the dataset has columns {columns}, the {task} task reads {missing} "
+                         f"too{hint} ({shape}); pass a dataset in that layout or the task's own file format")
 
 
 def materialize(task_name: str, task: HubTask, data: str | Path, cache: Path) -> Path:

@@ -9,15 +9,19 @@ from pathlib import Path
 import pytest
 
 from loragate.card.options import RunOptions
+from loragate.card.settings import CardError
 from loragate.plugin.options import parse_data
 from loragate.run.steps import load_splits
 from loragate.tasks import get_task
+from loragate.tasks.card_task import CardTask
 from loragate.tasks.instruct import generate_pairs
 from loragate.tasks.iris import bundled_rows
 from loragate.tasks.squad_v2 import generate_rows as squad_rows
 from loragate.tasks.sst2 import generate_rows as sst2_rows
 from loragate.tasks.topics import AG_NEWS_CLASSES
 from loragate.tasks.topics import generate_rows as topic_rows
+from tests.data.test_card_files import MAPPING, write_card
+from tests.data.test_card_files import rows as tickets
 
 IRIS_KAGGLE = ("SepalLengthCm", "SepalWidthCm", "PetalLengthCm", "PetalWidthCm")
 
@@ -110,3 +114,26 @@ def test_data_option_takes_a_file_a_directory_or_a_hub_id(tmp_path: Path) -> Non
     assert parse_data("stanfordnlp/sst2") == "stanfordnlp/sst2"
     with pytest.raises(argparse.ArgumentTypeError, match="neither an existing file or directory nor a hub dataset id"):
         parse_data("missing.tsv")
+
+
+def test_a_misspelt_column_of_a_dataset_names_the_closest_one(tmp_path: Path) -> None:
+    """A built-in task's column and a card's mapped column (data.columns text: body) alike."""
+    with pytest.raises(ValueError, match=r"the sst2 task reads \['sentence'\] too \(did you mean 'sentense' for "
+                                         r"'sentence'\?\)"):
+        splits_from(tmp_path / "sst2", "sst2", [{"sentense": "fine", "label": 1}] * 20)
+    card = write_card(tmp_path / "tasks", {"file": "all.csv", "split": {"test": 0.2}, "columns": MAPPING})
+    data = dataset_dir(tmp_path / "tickets-dataset", [{"bodY": row["body"], "team": row["team"]} for row in tickets(5)])
+    with pytest.raises(ValueError, match=r"the dataset has columns \['bodY', 'team'\], the tickets task reads "
+                                         r"\['body'\] too \(did you mean 'bodY' for 'body'\?\)"):
+        load_splits(CardTask(card), RunOptions(data=data, cache=tmp_path / "cache", progress=False))
+
+
+def test_a_card_s_dataset_directory_without_a_mapped_column_names_the_closest_one(tmp_path: Path) -> None:
+    """data.file naming a directory saved with save_to_disk: read by the card's own reader."""
+    from datasets import Dataset
+
+    Dataset.from_list([{"bodY": row["body"], "team": row["team"]} for row in tickets(5)]).save_to_disk(
+        str(tmp_path / "tickets"))
+    with pytest.raises(CardError, match=r"tickets\[0\]: no column 'body' \(data.columns.text\) \(did you mean "
+                                        r"'bodY'\?\)"):
+        CardTask(write_card(tmp_path, {"file": "tickets", "split": {"test": 0.2}, "columns": MAPPING})).load_splits()

@@ -11,7 +11,7 @@ import torch
 from pydantic import ValidationError
 
 from loragate.card.settings import CardError, GateSettings, TaskCard, Tier
-from loragate.data.card_files import prompt_fields, template_fields
+from loragate.data.card_files import MissingField, prompt_fields, template_fields
 from loragate.data.examples import Example
 from loragate.data.parsing import ParsedOutput
 from loragate.data.task import Task
@@ -80,9 +80,8 @@ class StructuredOutput(CausalKind):
         """A row's `output` (an object, or its JSON text) validated against the schema and written canonically as
         the target; the fields the prompt reads fill it. A gold object that does not validate is an error naming
         the row: the gate would score against an answer the schema forbids."""
-        if "output" not in row:
-            raise CardError(f"{source}: no field 'output' (the gold object); the row has the columns {sorted(row)}: "
-                            f"add it, or map a column to it with data.columns: {{output: <column>}}")
+        if "output" not in row:  # worded by the file's reader, with the closest column (`outptu`)
+            raise MissingField(source, "output", "the gold object", sorted(row))
         other = [name for name in template_fields(card.target_template) if name != "output"]
         if other:
             raise CardError(f"task {card.name!r}: target_template {card.target_template!r} reads {other}; a structured "
