@@ -11,6 +11,7 @@ from loragate.kinds import kind_of
 from loragate.metrics.plots import Plot
 from loragate.report.data_sources import data_line
 from loragate.report.examples import LISTED, acted_examples, listing_heading
+from loragate.report.retention import retention_section
 from loragate.report.rows import (
     GatedMetric,
     base_label,
@@ -143,6 +144,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
 <h3>Base vs tuned</h3>
 {metrics}
 {modes_html(run)}
+{retention_html(run)}
 <h3>Gated metrics: paired-bootstrap confidence intervals</h3>
 {intervals}
 <h3>Gates</h3>
@@ -168,6 +170,17 @@ def stability_html(run: TaskRun) -> str:
              f"{ex.majority:.0%}", f"{ex.disagreement:.0%}"] for ex in listed]
     return f"{title}\n" + html_table(["id", "input", "answers (tuned)", "majority", "pairs differing"], rows,
                                       numeric=frozenset({3, 4}), trusted=frozenset({1}))
+
+
+def retention_html(run: TaskRun) -> str:
+    """The target's deltas beside each retention probe's, where the card lists probes."""
+    section = retention_section(run)
+    if section is None:
+        return ""
+    title, header, rows = section
+    return (f"<h3>{html.escape(title)}</h3>\n"
+            + html_table(header, [[*row[:-1], badge(row[-1])] for row in rows], numeric=frozenset({2, 3, 4, 5}),
+                         trusted=frozenset({len(header) - 1})))
 
 
 def acted_html(run: TaskRun) -> str:

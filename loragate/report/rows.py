@@ -12,6 +12,7 @@ from loragate.kinds import KINDS
 from loragate.metrics.agreement import agreement
 from loragate.metrics.registry import METRICS, MetricSpec, in_table_order
 from loragate.metrics.scores import Metrics
+from loragate.report.retention import retention_section
 from loragate.run.decoding_modes import CONSTRAINED, FREE, Decoded, ModeDelta
 
 if TYPE_CHECKING:  # loragate.run.task_run loads torch and transformers
@@ -203,10 +204,10 @@ def text_table(run: TaskRun) -> str:
     header = ("metric", "base", "tuned", "delta")
     lines = [headline(run), *("  " + line for line in aligned([header, *(row[:4] for row in table_rows(run))]))]
     lines.append(f"  {constant_line(run)}")
-    section = mode_section(run)
-    if section is not None:
-        title, mode_header, mode_rows = section
-        lines += [f"  {title}", *("    " + line for line in aligned([mode_header, *mode_rows]))]
+    for section in (mode_section(run), retention_section(run)):
+        if section is not None:
+            title, section_header, section_rows = section
+            lines += [f"  {title}", *("    " + line for line in aligned([section_header, *section_rows]))]
     lines += [f"  gate {r.status:<4} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "")
               for r in run.gates]
     lines += [f"  note: {note}" for note in notes(run)]

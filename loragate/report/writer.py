@@ -23,6 +23,7 @@ from loragate.redact import redact
 from loragate.report.data_sources import data_json, data_line
 from loragate.report.examples import markdown_listing, test_inputs
 from loragate.report.html import badge, html_page, html_run
+from loragate.report.retention import retention_json, retention_section
 from loragate.report.rows import (
     GatedMetric,
     adapter_label,
@@ -54,11 +55,11 @@ def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
     parts += [f"| {m.strip()} | {b} | {t} | {d} |" for m, b, t, d, _ in table_rows(run)]
     parts += ["", constant_line(run), "", data_line(run), "", "**Throughput**", ""]
     parts += [f"- {line}" for line in throughput_lines(run)]
-    section = mode_section(run)
-    if section is not None:
-        title, header, rows = section
-        parts += ["", f"**{title}**", "", f"| {' | '.join(header)} |", "|---|" + "---:|" * (len(header) - 1)]
-        parts += [f"| {' | '.join(row)} |" for row in rows]
+    for section in (mode_section(run), retention_section(run)):
+        if section is not None:
+            title, header, rows = section
+            parts += ["", f"**{title}**", "", f"| {' | '.join(header)} |", "|---|" + "---:|" * (len(header) - 1)]
+            parts += [f"| {' | '.join(row)} |" for row in rows]
     parts += ["", *[f"- {'SKIPPED' if r.skipped else 'PASS' if r.passed else 'FAIL'} {r.check}"
                     + (f": {gate_text(r)}" if gate_text(r) else "")
                     for r in run.gates]]
@@ -133,6 +134,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "decoding": run.decoding,
         "metrics": {"base": run.base_metrics.to_json(), "tuned": run.tuned_metrics.to_json()},
         "constrained": constrained_json(run),
+        "retention": retention_json(run),
         "trivial_predictor": {"name": run.constant.name, "metrics": metric_values(run.constant_metrics, order)},
         "subgroups": [{"name": group.name, "n": group.n, "base": metric_values(group.base, order),
                        "tuned": metric_values(group.tuned, order)} for group in run.subgroups],
