@@ -81,9 +81,10 @@ class Comparison:
 
     def evidence(self) -> str:
         """The raw and adjusted evidence every renderer shows: "p=0.0002, Holm p=0.0014 over 7 comparisons"."""
+        counted = f"{self.family} comparison{'' if self.family == 1 else 's'}"
         if self.correction == "none":
-            return f"p={self.p_value:.2g}, uncorrected ({self.family} comparisons)"
-        return f"p={self.p_value:.2g}, Holm p={self.decisive:.2g} over {self.family} comparisons"
+            return f"p={self.p_value:.2g}, uncorrected ({counted})"
+        return f"p={self.p_value:.2g}, Holm p={self.decisive:.2g} over {counted}"
 
     def explained(self) -> str:
         """The p-values, with the check's own sentence where it has one."""
@@ -99,8 +100,10 @@ class Comparison:
         size = (f"about {self.needed} examples (now {self.n}) would decide it at the card's power" if self.needed
                 else "the delta sits on the margin: no test-set size decides it")
         if outcome == "INCONCLUSIVE":
-            return (f"INCONCLUSIVE: {self.what} {interval} straddles the allowed drop {self.margin:+.3f}: n={self.n} "
-                    f"cannot tell whether it drops by more; {size} ({self.explained()})")
+            where = (f"straddles the allowed drop {self.margin:+.3f}" if self.low < self.margin - EPSILON
+                     else f"clears the allowed drop {self.margin:+.3f} alone but not with its family")
+            return (f"INCONCLUSIVE: {self.what} {interval} {where}: n={self.n} cannot tell whether it drops by more; "
+                    f"{size} ({self.explained()})")
         if self.test == NON_INFERIORITY:
             return (f"{self.what} lower bound {self.low:+.3f} < required {self.margin:+.3f}, and so is its upper bound "
                     f"{self.high:+.3f}: a drop of more than {-self.margin:.3f} is shown (delta {self.delta:+.3f}, "
@@ -108,8 +111,8 @@ class Comparison:
         if self.low < self.margin - EPSILON:
             return (f"{self.what} lower bound {self.low:+.3f} < required {self.margin:+.3f} (delta {self.delta:+.3f}, "
                     f"{self.explained()})")
-        return (f"{self.what} lower bound {self.low:+.3f} clears {self.margin:+.3f} on its own but not in the family "
-                f"of the run's comparisons (delta {self.delta:+.3f}, {self.explained()} >= alpha {self.alpha:.2g})")
+        return (f"{self.what} lower bound {self.low:+.3f} clears {self.margin:+.3f}, but its p-value is not below "
+                f"alpha {self.alpha:.2g} (delta {self.delta:+.3f}, {self.explained()})")
 
     def in_family(self, adjusted: float, family: int, correction: str) -> Comparison:
         return replace(self, adjusted=adjusted, family=family, correction=correction)

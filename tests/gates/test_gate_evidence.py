@@ -10,6 +10,7 @@ import numpy as np
 from loragate.gates.checks import Validity
 from loragate.gates.per_key import KeyDrop, KeyFloor, KeyScore, key_score
 
+
 def key(name: str, base: list[int], tuned: list[int]) -> KeyScore:
     """A key's score from its examples' per-example rightness (0 or 1 each), which its drop's interval resamples."""
     return key_score(name, float(np.mean(base)), float(np.mean(tuned)), np.ones(len(base), dtype=bool),
