@@ -20,6 +20,7 @@ from loragate.report.rows import (
     gate_text,
     mode_section,
     notes,
+    p_cell,
     partial_reasons,
     requirement,
     shown,
@@ -49,6 +50,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 tr.sub td:first-child { padding-left: 28px; color: #4a5568; }
 .badge { display: inline-block; padding: 0 8px; border-radius: 4px; color: #fff; font-weight: 600; font-size: 13px; }
 .pass { background: #2f855a; } .fail { background: #c53030; } .partial { background: #b7791f; }
+.inconclusive { background: #6b46c1; } .skipped { background: #718096; }
 .better { color: #2f855a; } .worse { color: #c53030; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 2px 16px; margin: 8px 0; }
 dt { color: #4a5568; } dd { margin: 0; }
@@ -62,7 +64,8 @@ NUMERIC = ' class="num"'
 
 
 def badge(verdict: bool | str) -> str:
-    """PASS, FAIL or PARTIAL (a verdict), or a gate's pass/fail (a bool)."""
+    """PASS, FAIL, INCONCLUSIVE or PARTIAL (a verdict, or a gate's word: SKIPPED too), or a gate's pass/fail (a
+    bool)."""
     status = verdict if isinstance(verdict, str) else "PASS" if verdict else "FAIL"
     return f'<span class="badge {status.lower()}">{status}</span>'
 
@@ -125,20 +128,20 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
                          numeric=frozenset({1, 2, 3}),
                          trusted=frozenset({3}), row_classes=["sub" if m.startswith("  ") else "" for m, *_ in rows])
     intervals = html_table(
-        ["gate", "reference", "tuned", "delta", "CI", "required", "result"],
+        ["gate", "reference", "tuned", "delta", "CI", "required", "p / adjusted p (family)", "result"],
         [[g.check, f"{g.reference:.3f}", f"{g.tuned:.3f}", f"{g.delta:+.3f}",
-          f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}]", requirement(g), badge(g.passed)] for g in gated],
-        numeric=frozenset({1, 2, 3, 4}), trusted=frozenset({6}))
+          f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}]", requirement(g), p_cell(g), badge(g.status)]
+         for g in gated],
+        numeric=frozenset({1, 2, 3, 4}), trusted=frozenset({7}))
     gates = html_table(["result", "gate", "finding or evidence"],
-                       [[badge("SKIPPED" if r.skipped else r.passed), r.check, gate_text(r) or "-"] for r in run.gates],
-                       trusted=frozenset({0}))
+                       [[badge(r.word), r.check, gate_text(r) or "-"] for r in run.gates], trusted=frozenset({0}))
     images = "".join(f'<figure><img src="data:image/svg+xml;base64,{base64.b64encode(p.svg.encode()).decode()}" '
                      f'alt="{e(p.file)}"><figcaption>{e(p.file)}: {e(p.caption)}</figcaption></figure>'
                      for p in figures)
     return f"""
 <section>
 <h2>{e(run.name)} {badge(run.verdict.status)}</h2>
-{f"<p><strong>{e(run.verdict.line)}</strong></p>" if run.verdict.gates_overridden else ""}
+{f"<p><strong>{e(run.verdict.line)}</strong></p>" if run.verdict.line != run.verdict.status else ""}
 {"".join(f"<p>{e(reason)}</p>" for reason in partial_reasons(run))}
 <dl>{''.join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in facts)}</dl>
 <h3>Base vs tuned</h3>
@@ -219,8 +222,8 @@ def wrong_examples(run: TaskRun) -> str:
 
 def html_page(runs: list[RenderedRun], stamp: str) -> str:
     """report.html: one self-contained file (inline CSS, SVG figures as data URIs, no script, no external request)."""
-    overall = "PASS" if all(run.passed for run in runs) else "FAIL" if any(run.verdict == "FAIL" for run in runs) \
-        else "PARTIAL"
+    overall = "PASS" if all(run.passed for run in runs) else next(
+        (status for status in ("FAIL", "INCONCLUSIVE") if any(run.verdict == status for run in runs)), "PARTIAL")
     body = "".join(run.html for run in runs)
     return f"""<!DOCTYPE html>
 <html lang="en">

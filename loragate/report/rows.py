@@ -125,8 +125,23 @@ def examples_text(run: TaskRun) -> str:
 
 
 def gate_text(result: GateResult) -> str | None:
-    """A failure's finding (which carries its evidence), else the evidence of the pass."""
-    return result.finding or result.evidence
+    """A failure's finding (which carries its evidence and p-values), else the evidence of the pass with each of its
+    comparisons' raw and family-adjusted p-values."""
+    if result.finding:
+        return result.finding
+    judged = "; ".join(f"{c.what}: {c.evidence()}" for c in result.comparisons)
+    return f"{result.evidence}; {judged}" if result.evidence and judged else result.evidence or judged or None
+
+
+def family_notes(run: TaskRun) -> list[str]:
+    """The family the run's statistical gates were judged in: its size, correction and level."""
+    comparisons = [c for r in run.gates for c in r.comparisons]
+    if not comparisons:
+        return []
+    gates = run.task.card.gates
+    how = ("Holm's step-down" if gates.correction == "holm" else "no correction, each alone (gates.correction: none)")
+    return [f"family: {len(comparisons)} comparisons judged together, {how} at alpha {1 - gates.confidence:.2g}; "
+            f"deterministic checks (validity, leakage, floors) and deltas judged on the point are not in it"]
 
 
 def unavailable_notes(run: TaskRun) -> list[str]:
@@ -137,7 +152,8 @@ def unavailable_notes(run: TaskRun) -> list[str]:
 
 
 def notes(run: TaskRun) -> list[str]:
-    return [*card_notes(run), *run.adapter_notes, *run.health_notes(), *decoding_notes(run), *sampling_notes(run),
+    return [*card_notes(run), *family_notes(run), *run.adapter_notes, *run.health_notes(), *decoding_notes(run),
+            *sampling_notes(run),
             *unavailable_notes(run), *batch_notes(run)]
 
 
@@ -226,12 +242,29 @@ class GatedMetric(DeltaNumbers):
 
     check: str = ""  # the gate's name: "accuracy delta", or "accuracy vs baseline"
     passed: bool = False
+    status: str = "FAIL"  # PASS, FAIL or INCONCLUSIVE (GateResult.word)
+    p_value: float | None = None  # raw, of the null that the gate's claim is false; None: judged on the point
+    adjusted_p: float | None = None  # after the family's correction (the raw p under gates.correction: none)
+    family: int | None = None  # comparisons in the run's family
 
 
 def gated_metrics(run: TaskRun) -> list[GatedMetric]:
     """The metric gates' numbers as the gates computed them (nothing is judged again here); a gate on an
     unavailable metric has none and shows as a failed gate with its reason."""
-    return [GatedMetric(**asdict(r.numbers), check=r.check, passed=r.passed) for r in run.gates if r.numbers]
+    rows = []
+    for r in run.gates:
+        if r.numbers:
+            judged = r.comparisons[0] if r.comparisons else None
+            rows.append(GatedMetric(**asdict(r.numbers), check=r.check, passed=r.passed, status=r.word,
+                                    p_value=None if judged is None else judged.p_value,
+                                    adjusted_p=None if judged is None else judged.decisive,
+                                    family=None if judged is None else judged.family))
+    return rows
+
+
+def p_cell(row: GatedMetric) -> str:
+    """The raw and the adjusted p-value, and the family's size: "0.0002 / 0.0014 (7)"; "-" on the point."""
+    return "-" if row.p_value is None else f"{row.p_value:.2g} / {row.adjusted_p:.2g} ({row.family})"
 
 
 def requirement(row: GatedMetric) -> str:

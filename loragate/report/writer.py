@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loragate.atomic import atomic_dir
+from loragate.gates.result import Comparison
 from loragate.kinds import KINDS, kind_of
 from loragate.metrics import plots
 from loragate.metrics.plots import Plot
@@ -38,6 +39,7 @@ from loragate.report.rows import (
     metric_values,
     mode_section,
     notes,
+    p_cell,
     partial_reasons,
     requirement,
     table_rows,
@@ -60,9 +62,7 @@ def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
             title, header, rows = section
             parts += ["", f"**{title}**", "", f"| {' | '.join(header)} |", "|---|" + "---:|" * (len(header) - 1)]
             parts += [f"| {' | '.join(row)} |" for row in rows]
-    parts += ["", *[f"- {'SKIPPED' if r.skipped else 'PASS' if r.passed else 'FAIL'} {r.check}"
-                    + (f": {gate_text(r)}" if gate_text(r) else "")
-                    for r in run.gates]]
+    parts += ["", *[f"- {r.word} {r.check}" + (f": {gate_text(r)}" if gate_text(r) else "") for r in run.gates]]
     parts += [f"- note: {note}" for note in notes(run)]
     parts += [f"- **PARTIAL**: {reason}" for reason in partial_reasons(run)]
     parts += markdown_listing(run)
@@ -74,24 +74,26 @@ def markdown_section(run: TaskRun, figure_files: list[str]) -> str:
 
 def summary_section(run: TaskRun, intervals: list[GatedMetric]) -> str:
     """The run's compact table in summary.md (for $GITHUB_STEP_SUMMARY): verdict, gated metrics with CIs,
-    failed gates."""
-    failed = [r for r in run.gates if not r.passed]
+    failed gates (and those left INCONCLUSIVE under `warn`, marked)."""
+    failed = [r for r in run.gates if r.finding]
     parts = [f"### {run.name}: {run.verdict.line}", "",
              f"base `{base_label(run)}`, adapter `{adapter_label(run)}`, n={examples_text(run)}", "",
              constant_line(run), "", data_line(run), "",
-             "| gate | reference | tuned | delta | CI | required | result |", "|---|---:|---:|---:|---|---|---|"]
+             "| gate | reference | tuned | delta | CI | required | p / adjusted p (family) | result |",
+             "|---|---:|---:|---:|---|---|---|---|"]
     parts += [f"| {g.check} | {g.reference:.3f} | {g.tuned:.3f} | {g.delta:+.3f} | "
-              f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}] | {requirement(g)} | "
-              f"{'PASS' if g.passed else '**FAIL**'} |" for g in intervals]
+              f"{g.confidence:.0%} [{g.low:+.3f}, {g.high:+.3f}] | {requirement(g)} | {p_cell(g)} | "
+              f"{'PASS' if g.status == 'PASS' else f'**{g.status}**'} |" for g in intervals]
     parts.append("")
     if failed:
-        parts += [f"- **FAIL** {r.check}: {r.finding}" for r in failed]
+        parts += [f"- **{r.word}**{' (allowed: gates.inconclusive: warn)' if r.warned else ''} {r.check}: {r.finding}"
+                  for r in failed]
     else:
         changed = run.verdict.gates_overridden
         parts.append(f"All {len(run.gates)} gates passed" + (f", under gates changed by --set: {', '.join(changed)}."
                                                               if changed else "."))
     parts += [f"- **{run.verdict.status}**: {reason}" for reason in run.verdict.reasons
-              if reason.startswith("gate test failed") or run.verdict.status == "PARTIAL"]
+              if reason.startswith(("gate test failed", "gate test inconclusive")) or run.verdict.status == "PARTIAL"]
     parts += [f"- note: {note}" for note in notes(run)]
     parts.append("")
     return "\n".join(parts)
@@ -140,7 +142,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
                        "tuned": metric_values(group.tuned, order)} for group in run.subgroups],
         "gated": [asdict(row) for row in intervals],
         "gates": [{"check": r.check, "passed": r.passed, "status": r.status, "finding": r.finding,
-                   "evidence": r.evidence}
+                   "evidence": r.evidence, "comparisons": [comparison_json(c) for c in r.comparisons]}
                   for r in run.gates],
         "invalid_tuned_outputs": [{"id": i, "output": o, "reason": r} for i, o, r in run.tuned_predictions.invalid()],
         "predictions": predictions_json(run),
@@ -202,12 +204,26 @@ LOSS_UNITS = {
 OWN_LOSS = ("nats", "the model's own training loss in nats")  # a project's kind of another task type
 
 
+def comparison_json(comparison: Comparison) -> dict:
+    """One comparison of a gate for report.json: its interval and margin, raw and adjusted p, the family's size, its
+    outcome, and the test-set size that would decide it."""
+    return {**asdict(comparison), "outcome": comparison.outcome}
+
+
+def card_gates(run: TaskRun) -> str:
+    """The card's gates in one word: PASS (INCONCLUSIVE ones allowed by `warn` included), INCONCLUSIVE where every
+    gate that did not pass could not be decided, else FAIL."""
+    missed = [r for r in run.gates if not r.passed]
+    return "PASS" if not missed else "INCONCLUSIVE" if all(r.inconclusive for r in missed) else "FAIL"
+
+
 def junit_properties(run: TaskRun) -> list[tuple[str, object]]:
     """What the JUnit XML carries for each test of this run: task, tier, whether the card's gates passed, and the
     card's gated metrics. The verdict, known only once every test ran, is a suite property
     (`loragate.verdict.<task>.<tier>`)."""
     properties: list[tuple[str, object]] = [("loragate.task", run.task.card.name), ("loragate.tier", run.tier),
-                                            ("loragate.card_gates", "PASS" if run.passed else "FAIL")]
+                                            ("loragate.card_gates", card_gates(run))]
+    properties += [(f"loragate.inconclusive.{r.check}", r.finding) for r in run.gates if r.inconclusive]
     sampling = run.task.card.tier(run.tier).eval.sampling
     if sampling is not None:  # the gated metrics below average each example's samples
         properties.append(("loragate.sampling", sampling.line()))
@@ -229,7 +245,7 @@ class RenderedRun:
 
     task: str
     tier: str
-    verdict: str  # PASS, FAIL or PARTIAL (loragate.gates.verdict)
+    verdict: str  # PASS, FAIL, INCONCLUSIVE or PARTIAL (loragate.gates.verdict)
     table: str  # text_table: what the terminal shows
     json: dict[str, Any]  # the run's entry in report.json, through JSON and back: builtins only
     markdown: str  # its section of report.md

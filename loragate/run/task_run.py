@@ -31,6 +31,7 @@ from loragate.gates.checks import (
     run_gates,
 )
 from loragate.gates.duplicates import duplicate_gates
+from loragate.gates.family import controlled
 from loragate.gates.training_health import Curves, health_gates, health_notes
 from loragate.gates.verdict import CaseTests, Verdict, judge_case
 from loragate.inference.grammar import Constraint
@@ -135,8 +136,10 @@ class TaskRun:
 
     @property
     def verdict(self) -> Verdict:
-        return judge_case([f"{r.check}: {r.finding}" for r in self.gates if not r.passed], self.tests,
-                          self.overrides)
+        return judge_case([f"{r.check}: {r.finding}" for r in self.gates if not r.passed and not r.inconclusive],
+                          self.tests, self.overrides,
+                          undecided=[f"{r.check}: {r.finding}" for r in self.gates if not r.passed and r.inconclusive],
+                          warned=[r.check for r in self.gates if r.warned])
 
     def health_notes(self) -> list[str]:
         """Training health as report notes, where the card reports it rather than gates it (the default)."""
@@ -322,7 +325,8 @@ def adapter_under_test(task: Task, tier: Tier, base: LoadedBase, splits: Splits,
 def judge_run(task: Task, tier: Tier, name: str, splits: Splits, options: RunOptions, decoding: str,
               before: BaseOutputs, after: Outputs, baseline: Predictions | None, manifest: Manifest | None) -> Judged:
     """judge_predictions' gates, then the train/test leakage and repeated-input gates, the training-health gates
-    where the card gates them, and the regression gates against the last release, where the run was given one."""
+    where the card gates them, and the regression gates against the last release, where the run was given one; their
+    comparisons judged as one family (run_task widens it with the retention probes' gates, in assemble_run)."""
     constrained = None if after.constrained is None else (before.constrained, after.constrained)
     judged = judge_predictions(task, sampled_rows(task, tier, splits.test), before.predictions, after.predictions,
                                constrained, decoding)
@@ -332,7 +336,7 @@ def judge_run(task: Task, tier: Tier, name: str, splits: Splits, options: RunOpt
              *health_gates(task.card.gates, Curves.of(manifest or manifest_of(options.adapter)))]
     baseline_metrics, regressions = against_baseline(task, tier, name, splits, options, judged.tuned_metrics,
                                                      baseline, manifest)
-    return replace(judged, gates=gates + regressions, baseline_metrics=baseline_metrics)
+    return replace(judged, gates=controlled(gates + regressions, task.card.gates), baseline_metrics=baseline_metrics)
 
 
 def against_baseline(task: Task, tier: Tier, name: str, splits: Splits, options: RunOptions, tuned: Metrics,
@@ -362,7 +366,8 @@ def assemble_run(task: Task, tier: Tier, splits: Splits, base: LoadedBase, input
         base_probe_logits=before.probe_logits, tuned_logits=after.logits,
         base_predictions=judged.gated.base_predictions, tuned_predictions=judged.gated.tuned_predictions,
         base_metrics=judged.base_metrics, tuned_metrics=judged.tuned_metrics,
-        baseline_metrics=judged.baseline_metrics, gates=judged.gates, ceiling=task.ceiling(splits.test),
+        baseline_metrics=judged.baseline_metrics, gates=controlled(judged.gates, task.card.gates),
+        ceiling=task.ceiling(splits.test),
         constant=judged.constant, constant_metrics=judged.constant_metrics, subgroups=judged.subgroups,
         trained=adapter.trained, inputs=inputs, overrides=options.overrides, data=options.data, seconds=seconds,
         decoding=judged.gated.mode, reported=judged.reported, mode_deltas=judged.mode_deltas, constraint=constraint,

@@ -206,9 +206,9 @@ def test_html_shows_every_gate_and_the_verdict(hostile_run: TaskRun, hostile_rep
 def test_summary_md_has_the_gated_metrics_table(hostile_report: Path) -> None:
     summary = (hostile_report / "summary.md").read_text()
     assert "### iris/tiny: FAIL" in summary
-    assert "| gate | reference | tuned | delta | CI | required | result |" in summary
+    assert "| gate | reference | tuned | delta | CI | required | p / adjusted p (family) | result |" in summary
     assert re.search(r"^\| accuracy delta \| 0\.000 \| 0\.\d{3} \| \+0\.\d{3} \| 95% \[\+0\.\d{3}, \+\d\.\d{3}\] \| "
-                     r"CI lower bound >= \+0\.050 \| PASS \|$", summary, re.M), summary
+                     r"CI lower bound >= \+0\.050 \| [\d.e-]+ / [\d.e-]+ \(\d+\) \| PASS \|$", summary, re.M), summary
     assert "- **FAIL** validity: validity rate 0.967 < required 1.000" in summary
 
 
