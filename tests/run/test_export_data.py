@@ -141,16 +141,38 @@ def test_an_encoder_task_exports_its_rows_and_says_no_text_is_generated(project:
 @pytest.mark.parametrize(("args", "message"), [
     (["--task", "irsi"], "--task: unknown task 'irsi'.*did you mean 'iris'"),
     (["--task", "iris", "--set", "tiers.tiny.train.lr=fast"], "--set tiers.tiny.train.lr=fast.*lr"),
+    (["--task", "iris", "--set", "lr"], "--set: .*lr"),
+    (["--task", "iris", "--set", 'prompt_template="{petal}"'], "prompt_template '{petal}' reads {petal}"),
     (["--task", "topics", "--set", "chat_template=true"], "chat_template: kind sequence_classification"),
+    (["--task", "iris", "--data", "no-such-file.csv"], "--data: 'no-such-file.csv' is neither an existing file"),
+    (["--task", "iris", "--data", "bad.csv"], "bad.csv:2: species 'rose' is not one of"),
+    (["--task", "iris", "--base-model", "./no-such-dir"], "--base-model: ./no-such-dir: no such directory"),
 ])
-def test_a_mistake_is_one_line_naming_the_flag(project: Path, capsys: pytest.CaptureFixture[str], args: list[str],
-                                               message: str) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["export-data", "--out", "out", *args])
+def test_a_mistake_is_one_line_naming_the_flag_and_exit_4(project: Path, capsys: pytest.CaptureFixture[str],
+                                                          args: list[str], message: str) -> None:
+    """Exit 4 and one line, as the gate's usage errors: it was argparse's error, its usage line and exit 2."""
+    (project / "bad.csv").write_text("sepal_length,sepal_width,petal_length,petal_width,species\n"
+                                     "5.1,3.5,1.4,0.2,rose\n")
+    assert main(["export-data", "--out", "out", *args]) == 4
     error = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "Traceback" not in error
-    assert re.search(message, error.splitlines()[-1], re.IGNORECASE), error
+    assert len(error.splitlines()) == 1 and error.startswith("python -m loragate export-data: error: "), error
+    assert re.search(message, error, re.IGNORECASE), error
     assert not (project / "out").exists(), "nothing is written after a mistake"
+
+
+def test_argparse_s_own_usage_errors_keep_its_usage_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export-data", "--task", "iris"])
+    assert exit_info.value.code == 2 and "the following arguments are required: --out" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_python_m_loragate_exits_4_with_one_line(tmp_path: Path) -> None:
+    """The command as a user runs it: the exit status the shell sees."""
+    done = subprocess.run([sys.executable, "-m", "loragate", "export-data", "--task", "irsi", "--out", "out"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 4 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert "error: --task: Unknown task 'irsi'. Did you mean 'iris'?" in done.stderr and not (tmp_path / "out").exists()
 
 
 def test_the_cli_loads_no_torch_until_it_exports() -> None:
