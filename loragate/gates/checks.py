@@ -100,7 +100,8 @@ class MetricDelta:
                                                     sign * interval.draws), text
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
-        return self.judge(tuned, base).finding
+        result = self.judge(tuned, base)
+        return None if result.passed else result.finding
 
     @property
     def what(self) -> str:

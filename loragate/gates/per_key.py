@@ -144,7 +144,8 @@ class KeyDrop:
                                                               self.max_drop), self.settings.inconclusive == "warn")
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
-        return self.judge(tuned, base).finding
+        result = self.judge(tuned, base)
+        return None if result.passed else result.finding
 
 
 @dataclass(frozen=True)

@@ -183,3 +183,15 @@ def test_a_retention_probe_drop_the_split_cannot_decide_is_inconclusive() -> Non
     result = probe_drop("sst2", "accuracy", 0.05, GateSettings()).judge(ab([8, 2], [0, 0]), ab([9, 1], [0, 0]))
     assert result.status == "INCONCLUSIVE", result.finding
     assert result.finding.startswith("INCONCLUSIVE: sst2 accuracy delta -0.100 ["), result.finding
+
+
+def test_a_check_under_warn_reports_no_failure_for_a_drop_it_cannot_decide() -> None:
+    from loragate.gates.per_key import KeyDrop
+    from loragate.kinds.labels import class_scores
+
+    base, tuned = ab([10, 0], [0, 10]), ab([9, 1], [0, 10])  # class a 1.0 -> 0.9 of 10: straddles -0.05
+    assert KeyDrop("class", "accuracy", 0.05, class_scores).fails(tuned, base).startswith("INCONCLUSIVE")
+    warn = GateSettings(inconclusive="warn")
+    assert KeyDrop("class", "accuracy", 0.05, class_scores, settings=warn).fails(tuned, base) is None
+    result = KeyDrop("class", "accuracy", 0.05, class_scores, settings=warn).judge(tuned, base)
+    assert result.passed and result.word == "INCONCLUSIVE" and result.finding.startswith("INCONCLUSIVE: class 'a'")
