@@ -1,10 +1,10 @@
 """Retention probes predicted and judged (the card's `retention:`, loragate.card.retention): each probe answered by
 the base before the adapter wraps it (base_probes) and by the tuned model after (judge_probes), the same base under
-both, so the paired interval compares the adapter with nothing.
+both, so the paired interval measures the adapter alone.
 
 A task probe is another registered task's test split, asked with that task's prompts and scored by its kind, as a run
-of that task would (loragate.run.steps). A text probe is the user's general text, one passage a line, scored by
-each model's NLL per token; a line longer than ROW tokens is cut into rows."""
+of that task would (loragate.run.steps; sampled where its card samples). A text probe is the user's general text, one
+passage a line, scored by each model's NLL per token; a line longer than ROW tokens is cut into rows."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from loragate.models.bases import LoadedBase
 from loragate.progress import reporter
 from loragate.run.judging import score_by_input
 from loragate.run.probes import text_lines, text_path
-from loragate.run.steps import fit_inputs, for_base, predict
+from loragate.run.steps import fit_inputs, for_base, predict, sampled_rows
 from loragate.tasks import get_task
 from loragate.training.lora import IGNORE, collate, row_losses
 
@@ -57,6 +57,7 @@ class ProbeResult:
     gate: GateResult
 
     def to_json(self) -> dict:
+        """The probe and its gate's numbers; a text probe's delta (and interval) is 1 - tuned/base, its rise negated."""
         numbers = self.gate.numbers
         return {"probe": self.probe, "source": self.source, "n": self.n, "check": self.gate.check,
                 "passed": self.gate.passed, "finding": self.gate.finding, "evidence": self.gate.evidence,
@@ -144,8 +145,8 @@ def judged(probe: BaseProbe, tier: Tier, model: torch.nn.Module, base: LoadedBas
         tuned = row_nll(model, base.tokenizer, probe.rows, batch_size)
         check = PerplexityRise(probe.probe.label, probe.probe.max_rise, settings)
         return ProbeResult(probe.probe.label, "text", len(probe.rows), check.judge(tuned, probe.base))
-    task, test = probe.task, probe.splits.test
+    task, rows = probe.task, sampled_rows(probe.task, tier, probe.splits.test)
     tuned = answers(task, tier, model, base, probe.splits)
     check = probe_drop(probe.probe.label, probe.probe.metric, probe.probe.max_drop, settings)
-    result = judge(check, score_by_input(task, test, tuned), score_by_input(task, test, probe.base))
-    return ProbeResult(probe.probe.label, "task", len(test), result)
+    result = judge(check, score_by_input(task, rows, tuned), score_by_input(task, rows, probe.base))
+    return ProbeResult(probe.probe.label, "task", len(probe.splits.test), result)

@@ -136,7 +136,8 @@ def test_retention_fails_an_over_trained_adapter_and_passes_the_cards_own(tmp_pa
     lost = gated("tiers.tiny.train.epochs=15", "tiers.tiny.train.lr=3e-2")
     text, task = lost.retention
     assert not text.gate.passed and not task.gate.passed
-    assert f"{general}: perplexity rise upper bound +" in text.gate.finding, text.gate.finding
+    assert text.gate.finding.startswith(f"{general} perplexity 1 - tuned/base "), text.gate.finding
+    assert "base perplexity 27." in text.gate.finding and "allowed +5.0%" in text.gate.finding, text.gate.finding
     assert -text.gate.numbers.delta > 1.0, "the over-trained adapter more than doubles the perplexity"
     assert task.gate.numbers.tuned < task.gate.numbers.reference - 0.5, task.gate.evidence
     assert lost.verdict.status == "FAIL"
@@ -162,3 +163,19 @@ def shown_side_by_side(run, general: Path) -> None:
     assert [(p["probe"], p["source"], p["metric"], p["status"]) for p in probes] == [
         (str(general), "text", "perplexity", "FAIL"), ("sst2", "task", "accuracy", "FAIL")]
     assert probes[0]["base"] == run.retention[0].gate.numbers.reference and probes[1]["n"] == 80
+
+
+@pytest.mark.slow
+def test_a_probe_task_that_samples_is_scored_on_its_samples(monkeypatch, fresh_base) -> None:
+    """A probe task whose card samples (eval.sampling) is answered k times an example, as a run of it would be, and
+    scored on every sample, each example's samples drawn together."""
+    from loragate.run import retention
+
+    sampled = get_task("sst2")
+    sampled.card = apply_overrides(sampled.card, ("tiers.tiny.eval.decode=generate",
+                                                  "tiers.tiny.eval.sampling={temperature: 1.0, samples: 2}"))
+    monkeypatch.setattr(retention, "get_task", lambda name: sampled)
+    card = probing("iris", "[{task: sst2, metric: accuracy, max_drop: 0.05}]")
+    probes = retention.base_probes(card, "tiny", fresh_base)
+    (result,) = retention.judge_probes(probes, "tiny", fresh_base.model, fresh_base, card.gates, 32)
+    assert result.n == 80 and "n=160" in result.gate.evidence, result.gate.evidence
