@@ -217,5 +217,5 @@ def test_gate_fails_the_seed_iris_result() -> None:
     failed = [r.finding for r in run_gates(card_checks(card), tuned, base) if not r.passed]
     report = "\n".join(f or "" for f in failed)
     assert failed, "the seed's iris result passed the gate"
-    assert "'setosa' accuracy fell 1.000 -> 0.900" in report, report
+    assert "INCONCLUSIVE: class 'setosa' accuracy -0.100 [" in report, report  # 1.0 -> 0.9 of 10 decides no drop
     assert "'virginica' accuracy 0.000 < floor" in report, report
