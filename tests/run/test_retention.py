@@ -132,6 +132,9 @@ def test_retention_fails_an_over_trained_adapter_and_passes_the_cards_own(tmp_pa
     assert text.gate.passed and task.gate.passed, (text.gate.finding, task.gate.finding)
     assert -text.gate.numbers.low < 0.05, text.gate.evidence
     assert [r.check for r in kept.gates if r.check.startswith("retention ")] == [text.gate.check, task.gate.check]
+    family = sum(len(r.comparisons) for r in kept.gates)
+    assert text.gate.comparisons[0].family == task.gate.comparisons[0].family == family > 2, \
+        "the probes are judged in one family with the target's comparisons (Holm)"
 
     lost = gated("tiers.tiny.train.epochs=15", "tiers.tiny.train.lr=3e-2")
     text, task = lost.retention
