@@ -8,6 +8,7 @@ import json
 
 from transformers import PreTrainedTokenizerBase
 
+from loragate.card.sampling import SamplingSettings
 from loragate.card.settings import TaskCard, Tier
 from loragate.data.examples import Example, Splits
 from loragate.data.truncation import SPLITS, InputFit
@@ -40,11 +41,18 @@ def format_markdown(card: TaskCard, tier: Tier, splits: Splits, tokenizer: PreTr
         lines += causal_rules(card, tier, splits, tokenizer, inputs, chat)
     if spec.labels:
         lines += ["", f"Labels, in class order: {', '.join(f'`{label}`' for label in card.labels)}."]
-    lines += ["", "## The card's own recipe", "",
-              "What the gate trains when it trains the adapter itself; an adapter trained elsewhere need not match it:",
-              f"LoRA `{json.dumps(card.tier(tier).lora.model_dump())}`, training "
-              f"`{json.dumps(card.tier(tier).train.model_dump())}`.", ""]
+    lines += ["", "## The card's own recipe", "", recipe(card, tier), ""]
     return "\n".join(lines)
+
+
+def recipe(card: TaskCard, tier: Tier) -> str:
+    """The card's LoRA and training blocks, or that it has no LoRA block (it only gates adapters trained elsewhere)."""
+    settings = card.tier(tier)
+    if settings.lora is None:
+        return (f"None: the card has no `tiers.{tier}.lora` block, so the gate trains no adapter for this tier; it "
+                f"gates only adapters trained elsewhere (`--adapter`).")
+    return ("What the gate trains when it trains the adapter itself; an adapter trained elsewhere need not match it: "
+            f"LoRA `{json.dumps(settings.lora.model_dump())}`, training `{json.dumps(settings.train.model_dump())}`.")
 
 
 def causal_rules(card: TaskCard, tier: Tier, splits: Splits, tokenizer: PreTrainedTokenizerBase,
@@ -82,13 +90,21 @@ def causal_rules(card: TaskCard, tier: Tier, splits: Splits, tokenizer: PreTrain
         f"exported prompts are already cut as the gate cuts them.",
         "",
         "## How the gate reads the answer", "",
-        f"- Greedy decoding (no sampling) of each test `prompt`, left-padded in batches of {settings.batch_size}, up "
-        f"to `eval.max_new_tokens` new tokens ({budget}), stopping at EOS; the text is decoded without special "
+        f"- {decoding(settings.sampling)} of each test `prompt`, left-padded in batches of {settings.batch_size}, "
+        f"up to `eval.max_new_tokens` new tokens ({budget}), stopping at EOS; the text is decoded without special "
         f"tokens and parsed by the task"
         + (": surrounding whitespace ignored, it must be exactly one label." if KINDS.get(card.kind).labels else "."),
         *(["- `eval.decode: score`: where the output parses, the prediction is the label whose target the model "
            "finds likeliest after the prompt."] if settings.decode == "score" else []),
     ]
+
+
+def decoding(sampling: SamplingSettings | None) -> str:
+    """How the gate decodes at this tier: greedy, or the card's eval.sampling (k seeded samples per example)."""
+    if sampling is None:
+        return "Greedy decoding (no sampling)"
+    return (f"Sampling (`eval.sampling`: {sampling.line()}; every metric averages over an example's "
+            f"{sampling.samples} samples)")
 
 
 def length_rule(inputs: InputFit) -> str:
