@@ -27,9 +27,11 @@ def target_rows(run: TaskRun) -> list[list[str]]:
 
 
 def delta_cells(numbers: DeltaNumbers) -> list[str]:
-    """base, tuned, delta, CI, required: a metric's in its own units."""
+    """base, tuned, delta, CI, required: a metric's in its own units; the requirement on what the gate judged (the
+    card's judge_on for a target's delta: the point delta by default)."""
+    judged = "lower bound" if numbers.judged_on == "lower_bound" else "delta"
     return [f"{numbers.reference:.3f}", f"{numbers.tuned:.3f}", f"{numbers.delta:+.3f}",
-            f"[{numbers.low:+.3f}, {numbers.high:+.3f}]", f"lower bound >= {numbers.required + 0.0:+.3f}"]
+            f"[{numbers.low:+.3f}, {numbers.high:+.3f}]", f"{judged} >= {numbers.required + 0.0:+.3f}"]
 
 
 def rise_cells(numbers: DeltaNumbers) -> list[str]:
