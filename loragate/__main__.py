@@ -3,11 +3,16 @@ adapter trained elsewhere (loragate.run.export_data). The task is a built-in one
 cards of --task-dir, else of `[tool.loragate] tasks` in ./pyproject.toml, and the `loragate.tasks` entry points,
 as the gate's plugin finds them. A mistake in what was asked (an unknown task, a bad --set, --data or --base-model,
 the data or the card) is one line on stderr naming the flag and the fix, exit 4 as the gate's usage errors, never a
-traceback; argparse's own (a missing or unknown flag) stays its usage and exit 2."""
+traceback; argparse's own (a missing or unknown flag) stays its usage and exit 2.
+
+`python -m loragate merge OUT_DIR SHARD...`: one report of the shards' reports (loragate.report.merge), written to
+OUT_DIR/<UTC time>/ and appended to $GITHUB_STEP_SUMMARY when set; exit 0 when every run of every shard passed, 1
+when one did not, 4 (one line) for shards that are not one release's."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -41,7 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--base-model", help="the base whose tokenizer fits the rows, as the gate's --base-model")
     export.add_argument("--task-dir", action="append", type=Path, default=[], metavar="DIR",
                         help="load the task modules and cards of DIR (repeatable) instead of the project's")
+    merging = commands.add_parser(
+        "merge", help="one report and one verdict of the report.json of several shards",
+        description="Write OUT_DIR/<UTC time>/ (report.json, report.md, report.html, summary.md) with every run of "
+                    "the shards, each a report.json written by a gate run (with rendered.json beside it). Exit 0 "
+                    "when every run passed, 1 when one did not; shards of different commits, cards or test data, or "
+                    "one case in two shards, are refused (exit 4).")
+    merging.add_argument("out", type=Path, metavar="OUT_DIR")
+    merging.add_argument("shards", type=Path, nargs="+", metavar="SHARD_REPORT.json",
+                         help="a shard's reports/<run>/report.json, or that directory")
     args = parser.parse_args(argv)
+    if args.command == "merge":
+        return merge_shards(merging.prog, args.out, args.shards)
     try:
         options = RunOptions(base_model=parsed("--base-model", parse_base_model, args.base_model),
                              data=parsed("--data", parse_data, args.data),
@@ -63,6 +79,32 @@ def main(argv: list[str] | None = None) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def merge_shards(prog: str, out: Path, shards: list[Path]) -> int:
+    """The merged report's path and notes on stdout, appended to $GITHUB_STEP_SUMMARY as the gate does; the merged
+    verdict as the exit status."""
+    from loragate.plugin.session import SUMMARY_TIMEOUT_S, append_within  # these load torch: only for a merge
+    from loragate.report.merge import MergeError, merge
+
+    try:
+        merged = merge(shards, out)
+    except (MergeError, OSError) as exc:
+        return refused(prog, exc)
+    print(merged.report)
+    for note in merged.notes:
+        print(f"note: {note}")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        summary = (merged.report / "summary.md").read_text(encoding="utf-8")
+        try:
+            append_within(Path(step_summary), summary + "".join(f"- note: {note}\n" for note in merged.notes),
+                          SUMMARY_TIMEOUT_S)
+        except OSError as exc:  # the report is written; the job fails, as the gate's session does
+            print(f"{prog}: error: GITHUB_STEP_SUMMARY={step_summary} could not be written: {exc}", file=sys.stderr)
+            return 1
+    print(f"{'PASS' if merged.passed else 'FAIL'}: the merged report of {len(shards)} shards")
+    return 0 if merged.passed else 1
 
 
 def refused(prog: str, exc: Exception) -> int:

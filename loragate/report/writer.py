@@ -7,6 +7,7 @@ pytest-xdist the workers render their runs and the controller writes one report 
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import subprocess
@@ -117,6 +118,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
     return {
         "task": run.task.card.name,
         "tier": run.tier,
+        "card_sha256": card_sha256(run),
         "passed": run.verdict.passed,
         "verdict": run.verdict.status,
         "verdict_reasons": list(run.verdict.reasons),
@@ -153,6 +155,13 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
         "notes": notes(run),
         "seconds": run.seconds,
     }
+
+
+def card_sha256(run: TaskRun) -> str:
+    """The card as gated (its --set changes included), hashed: shards of one release merge only where it is the same
+    (loragate.report.merge)."""
+    card = json.dumps(run.task.card.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(card.encode()).hexdigest()
 
 
 def constrained_json(run: TaskRun) -> dict | None:
@@ -314,17 +323,23 @@ def source_state() -> dict[str, str | bool | None]:
         return {"commit": None, "dirty": None}
 
 
-def write_rendered(runs: list[RenderedRun], report_dir: Path) -> Path:
-    """reports/<UTC time>/ with report.json, report.md, report.html, summary.md and the SVG figures, renamed into
-    place together."""
+RENDERED = "rendered.json"  # beside report.json: RenderedRun.to_builtins of each run
+
+
+def write_rendered(runs: list[RenderedRun], report_dir: Path, source: dict | None = None) -> Path:
+    """reports/<UTC time>/ with report.json, report.md, report.html, summary.md, rendered.json and the SVG figures,
+    renamed into place together. `source` is report.json's record of the code the runs were made from (by default
+    this checkout's: source_state); a merge of shards passes theirs."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     with atomic_dir(report_dir / stamp) as staged:
         tmp = staged.path
         for plot in (plot for run in runs for plot in run.plots):
             (tmp / plot.file).write_text(plot.svg)
-        report = {"source": source_state(), "runs": [run.json for run in runs]}
+        report = {"source": source_state() if source is None else source, "runs": [run.json for run in runs]}
         (tmp / "report.json").write_text(redact(json.dumps(report, indent=2) + "\n"))
         (tmp / "report.md").write_text(redact("\n".join(["# loragate report", "", *(run.markdown for run in runs)])))
         (tmp / "report.html").write_text(redact(html_page(runs, stamp)))
         (tmp / "summary.md").write_text(redact("\n".join(["## loragate", "", *(run.summary for run in runs)])))
+        # every run's sections as rendered, so that `python -m loragate merge` can write one report of many shards
+        (tmp / RENDERED).write_text(redact(json.dumps([run.to_builtins() for run in runs]) + "\n"))
     return report_dir / stamp

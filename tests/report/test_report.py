@@ -164,7 +164,7 @@ def hostile_report(hostile_run: TaskRun, tmp_path_factory: pytest.TempPathFactor
 def test_report_dir_holds_every_file(hostile_report: Path) -> None:
     assert sorted(p.name for p in hostile_report.iterdir()) == [
         "iris-tiny-confusion.svg", "iris-tiny-loss.svg", "iris-tiny-per-class.svg",
-        "report.html", "report.json", "report.md", "summary.md"]
+        "rendered.json", "report.html", "report.json", "report.md", "summary.md"]
     assert not [p for p in hostile_report.parent.iterdir() if p.name.startswith(".tmp-")]
 
 
@@ -264,7 +264,7 @@ def test_summary_is_appended_to_the_github_step_summary(hostile_run: TaskRun, tm
 def test_a_text_task_report_shows_its_metrics_samples_and_eval_curve(instruct_run: TaskRun, tmp_path: Path) -> None:
     report_dir = write_report([instruct_run], tmp_path)
     assert sorted(p.name for p in report_dir.iterdir()) == [
-        "instruct-tiny-loss.svg", "report.html", "report.json", "report.md", "summary.md"]
+        "instruct-tiny-loss.svg", "rendered.json", "report.html", "report.json", "report.md", "summary.md"]
     (run,) = json.loads((report_dir / "report.json").read_text())["runs"]
     first = run["predictions"][0]
     assert first["references"] == list(instruct_run.splits.test[0].references)

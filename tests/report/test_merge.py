@@ -1,0 +1,165 @@
+"""`python -m loragate merge OUT_DIR SHARD...`: shards written by the library's own writer merge into one report
+with one verdict; shards of different commits, cards or data, one case twice, or a file that is no shard's report,
+are refused with one line and exit 4, and nothing is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loragate.__main__ import main
+from loragate.metrics.plots import Plot
+from loragate.report.writer import RenderedRun, write_rendered, write_report
+from loragate.run.task_run import TaskRun
+
+COMMIT = "a" * 40
+IRIS_CARD, SST2_CARD = "1" * 64, "2" * 64
+
+
+def rendered(task: str, tier: str = "tiny", verdict: str = "PASS", card: str = IRIS_CARD,
+             data: str = "d1") -> RenderedRun:
+    """A run as a gate renders it, small: what the merge reads of it."""
+    name = f"{task}/{tier}"
+    return RenderedRun(task=task, tier=tier, verdict=verdict, table=f"{name}: {verdict}",
+                       json={"task": task, "tier": tier, "card_sha256": card, "data_hash": data,
+                             "passed": verdict == "PASS", "verdict": verdict},
+                       markdown=f"## {name}: {verdict}\n", html=f"<section><h2>{name}</h2></section>",
+                       summary=f"### {name}: {verdict}\n", plots=(Plot(f"{task}-{tier}-loss.svg", "loss", "<svg/>"),))
+
+
+def shard(tmp_path: Path, name: str, *runs: RenderedRun, commit: str | None = COMMIT, dirty: bool = False) -> Path:
+    """A shard's report.json, written by the gate's own writer."""
+    return write_rendered(list(runs), tmp_path / name, {"commit": commit, "dirty": dirty}) / "report.json"
+
+
+def merged(tmp_path: Path, *shards: Path) -> tuple[int, Path | None]:
+    """The merge's exit status and the one report it wrote (None where it wrote none)."""
+    code = main(["merge", str(tmp_path / "merged"), *map(str, shards)])
+    reports = list((tmp_path / "merged").iterdir()) if (tmp_path / "merged").exists() else []
+    assert len(reports) <= 1
+    return code, reports[0] if reports else None
+
+
+def test_shards_merge_into_one_report_of_every_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = shard(tmp_path, "a", rendered("iris"))
+    second = shard(tmp_path, "b", rendered("sst2", card=SST2_CARD), rendered("iris", "full"))
+    code, report = merged(tmp_path, first, second.parent)  # a report.json or its directory
+    assert code == 0 and report is not None
+    data = json.loads((report / "report.json").read_text())
+    assert [(run["task"], run["tier"]) for run in data["runs"]] == [("iris", "tiny"), ("sst2", "tiny"),
+                                                                   ("iris", "full")]
+    assert data["source"]["commit"] == COMMIT and data["source"]["dirty"] is False
+    assert [entry["runs"] for entry in data["source"]["shards"]] == [["iris/tiny"], ["sst2/tiny", "iris/full"]]
+    for name in ("report.md", "summary.md", "report.html"):
+        text = (report / name).read_text()
+        assert all(case in text for case in ("iris/tiny", "sst2/tiny", "iris/full")), name
+    assert {"iris-tiny-loss.svg", "sst2-tiny-loss.svg", "iris-full-loss.svg", "rendered.json"} <= {
+        path.name for path in report.iterdir()}
+    out = capsys.readouterr().out
+    assert str(report) in out and "PASS: the merged report of 2 shards" in out
+
+
+@pytest.mark.parametrize("verdict", ["FAIL", "INCONCLUSIVE", "PARTIAL"])
+def test_a_run_that_did_not_pass_in_any_shard_fails_the_merge(tmp_path: Path, verdict: str) -> None:
+    code, report = merged(tmp_path, shard(tmp_path, "a", rendered("iris")),
+                          shard(tmp_path, "b", rendered("sst2", verdict=verdict, card=SST2_CARD)))
+    assert code == 1 and report is not None
+    assert [run["verdict"] for run in json.loads((report / "report.json").read_text())["runs"]] == ["PASS", verdict]
+
+
+def test_the_merged_summary_goes_to_the_step_summary_with_a_dirty_shard_noted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    dirty = shard(tmp_path, "b", rendered("sst2", card=SST2_CARD), dirty=True)
+    code, report = merged(tmp_path, shard(tmp_path, "a", rendered("iris")), dirty)
+    assert code == 0 and report is not None
+    text = summary.read_text()
+    assert text.startswith("earlier step\n## loragate") and "### iris/tiny: PASS" in text and "### sst2/tiny" in text
+    assert f"- note: {dirty}: made from uncommitted changes" in text
+    assert json.loads((report / "report.json").read_text())["source"]["dirty"] is True
+
+
+def two_shards(tmp_path: Path, second: RenderedRun, **options) -> list[Path]:
+    return [shard(tmp_path, "a", rendered("iris")), shard(tmp_path, "b", second, **options)]
+
+
+@pytest.mark.parametrize("shards, words", [
+    (lambda tmp: two_shards(tmp, rendered("sst2", card=SST2_CARD), commit="b" * 40),
+     ["b/", "was made from commit " + "b" * 40, "a/", "merge shards of one commit only"]),
+    (lambda tmp: two_shards(tmp, rendered("sst2", card=SST2_CARD), commit=None),
+     ["b/", "source.commit is null"]),
+    (lambda tmp: two_shards(tmp, rendered("iris", "full", card="9" * 64)),
+     ["iris: ", "b/", "a/", "different cards", "999999999999 vs 111111111111"]),
+    (lambda tmp: two_shards(tmp, rendered("iris")), ["iris/tiny: ", "b/", "a/", "both gated it, both"]),
+    (lambda tmp: two_shards(tmp, rendered("iris", data="d2")),
+     ["iris/tiny: ", "b/", "a/", "on different test data (data hash d2 vs d1)"]),
+], ids=["commit", "no-commit", "card", "same-case", "data"])
+def test_shards_of_different_releases_are_refused_with_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], shards, words: list[str]) -> None:
+    code, report = merged(tmp_path, *shards(tmp_path))
+    error = capsys.readouterr().err
+    assert code == 4 and report is None
+    assert error.count("\n") == 1 and error.startswith("python -m loragate merge: error: ")
+    assert all(word in error for word in words), error
+
+
+def no_card_hash(tmp: Path) -> Path:
+    path = shard(tmp, "old", rendered("iris"))
+    runs = json.loads(path.with_name("rendered.json").read_text())
+    del runs[0]["json"]["card_sha256"]
+    path.with_name("rendered.json").write_text(json.dumps(runs))
+    return path
+
+
+def written(tmp: Path, name: str, text: str) -> Path:
+    (tmp / name).mkdir()
+    (tmp / name / "report.json").write_text(text)
+    return tmp / name / "report.json"
+
+
+def without_rendered(tmp: Path) -> Path:
+    path = shard(tmp, "bare", rendered("iris"))
+    path.with_name("rendered.json").unlink()
+    return path
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda tmp: tmp / "missing" / "report.json", ["missing/report.json: no such file"]),
+    (lambda tmp: written(tmp, "junit", "<testsuite/>"), ["junit/report.json: not JSON", "not a loragate report.json"]),
+    (lambda tmp: written(tmp, "bench", '{"benchmarks": []}'), ["bench/report.json: not a loragate report.json"]),
+    (without_rendered, ["bare/", "/rendered.json: no such file", "whole report directory"]),
+    (no_card_hash, ["old/", "/report.json: run iris/tiny records no card_sha256", "re-run the shard"]),
+], ids=["missing", "not-json", "not-a-report", "no-rendered", "no-card-hash"])
+def test_a_file_that_is_no_shard_report_is_one_line_naming_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], make, words: list[str]) -> None:
+    code, report = merged(tmp_path, make(tmp_path))
+    error = capsys.readouterr().err
+    assert code == 4 and report is None and error.count("\n") == 1
+    assert all(word in error for word in words), error
+
+
+@pytest.mark.slow
+def test_real_shards_merge_into_the_report_and_verdict_of_one_run(
+        two_runs: tuple[TaskRun, TaskRun], instruct_run: TaskRun, tmp_path: Path) -> None:
+    """The tiny Iris and instruct runs written as two shards by the gate's writer merge into the runs and verdict
+    of one report of both; the same case from two shards (Iris trained twice) is refused."""
+    iris, instruct = two_runs[0], instruct_run
+    first, second = (write_report([run], tmp_path / name) / "report.json"
+                     for run, name in ((iris, "a"), (instruct, "b")))
+    whole = json.loads((write_report([iris, instruct], tmp_path / "whole") / "report.json").read_text())
+    code, report = merged(tmp_path, first, second)
+    assert report is not None
+    data = json.loads((report / "report.json").read_text())
+    assert json.dumps(data["runs"]) == json.dumps(whole["runs"])
+    assert data["source"]["commit"] == whole["source"]["commit"]
+    assert code == (0 if iris.verdict.passed and instruct.verdict.passed else 1)
+    assert {run["card_sha256"] for run in data["runs"]} == {
+        json.loads(first.read_text())["runs"][0]["card_sha256"], json.loads(second.read_text())["runs"][0][
+            "card_sha256"]} and len({run["card_sha256"] for run in data["runs"]}) == 2
+    again = write_report([two_runs[1]], tmp_path / "c") / "report.json"
+    assert main(["merge", str(tmp_path / "refused"), str(first), str(again)]) == 4
+    assert not (tmp_path / "refused").exists()
