@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from loragate.gates.result import DeltaNumbers, GateResult
+from loragate.gates.result import DeltaNumbers
 
 if TYPE_CHECKING:  # loragate.run.task_run loads torch and transformers
     from loragate.run.task_run import TaskRun
@@ -15,14 +15,10 @@ if TYPE_CHECKING:  # loragate.run.task_run loads torch and transformers
 HEADER = ["", "metric", "n", "base", "tuned", "delta", "CI", "required", "result"]
 
 
-def result_word(result: GateResult) -> str:
-    return "PASS" if result.passed else result.status
-
-
 def target_rows(run: TaskRun) -> list[list[str]]:
     """The card's deltas against base (min_delta), one row a metric."""
     n = str(run.tuned_metrics.n)
-    return [[f"target: {run.task.card.name}", r.numbers.metric, n, *delta_cells(r.numbers), result_word(r)]
+    return [[f"target: {run.task.card.name}", r.numbers.metric, n, *delta_cells(r.numbers), r.word]
             for r in run.gates if r.numbers is not None and r.check == f"{r.numbers.metric} delta"]
 
 
@@ -52,7 +48,7 @@ def retention_rows(run: TaskRun) -> list[list[str]]:
         else:
             cells = rise_cells(numbers) if probe.source == "text" else delta_cells(numbers)
         metric = numbers.metric if numbers else result.check.rpartition(": ")[2]
-        rows.append([f"retention: {probe.probe}", metric, n, *cells, result_word(result)])
+        rows.append([f"retention: {probe.probe}", metric, n, *cells, result.word])
     return rows
 
 
@@ -66,4 +62,4 @@ def retention_section(run: TaskRun) -> tuple[str, list[str], list[list[str]]] | 
 
 def retention_json(run: TaskRun) -> list[dict]:
     """Each probe with its numbers, its verdict (PASS, FAIL, INCONCLUSIVE) and its finding."""
-    return [{**probe.to_json(), "status": result_word(probe.gate)} for probe in run.retention]
+    return [{**probe.to_json(), "status": probe.gate.word} for probe in run.retention]

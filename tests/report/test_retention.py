@@ -18,3 +18,20 @@ def test_a_target_delta_judged_on_the_point_says_so() -> None:
 
 def test_a_delta_judged_on_the_bound_names_the_bound() -> None:
     assert delta_cells(numbers("lower_bound"))[-1] == "lower bound >= +0.050"
+
+
+def test_a_probe_left_inconclusive_under_warn_shows_the_word() -> None:
+    """`gates.inconclusive: warn` lets the run pass with every report showing INCONCLUSIVE; the Retention section and
+    report.json's retention showed such a probe as PASS."""
+    from types import SimpleNamespace
+
+    from loragate.gates.result import GateResult
+    from loragate.report.retention import retention_json, retention_rows
+    from loragate.run.retention import ProbeResult
+
+    gate = GateResult("retention general.txt: perplexity", "the split cannot decide it", inconclusive=True,
+                      warned=True)
+    run = SimpleNamespace(retention=[ProbeResult("general.txt", "text", 40, gate)])
+    assert gate.passed
+    assert retention_rows(run)[0][-1] == "INCONCLUSIVE"
+    assert retention_json(run)[0]["status"] == "INCONCLUSIVE"
