@@ -76,9 +76,13 @@ class Verdict:
         return " ".join(parts)
 
 
+GATED_BLOCKS = ("gates", "retention")  # the card's blocks that decide a verdict: its thresholds, its probes' margins
+
+
 def gate_overrides(overrides: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """The `--set path=value` overrides that change the card's gates (path `gates` or below it), as given."""
-    return tuple(text for text in overrides if text.partition("=")[0].strip().split(".")[0] == "gates")
+    """The `--set path=value` overrides that change the card's gates (path `gates` or below it, or `retention`, whose
+    probes are gates too: `--set retention=[]` drops them), as given."""
+    return tuple(text for text in overrides if text.partition("=")[0].strip().split(".")[0] in GATED_BLOCKS)
 
 
 def judge_case(gate_findings: list[str], tests: CaseTests | None, overrides: tuple[str, ...] = (),

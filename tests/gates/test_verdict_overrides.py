@@ -27,3 +27,10 @@ def test_a_fail_names_them_too_and_a_plain_run_reads_as_before() -> None:
         "FAIL with gates changed by --set: gates.min_validity=0.9"
     plain = judge_case([], None, ("tiers.tiny.train.epochs=5",))
     assert plain.line == "PASS" and plain.gates_overridden == ()
+
+
+def test_overriding_the_retention_probes_counts_as_changing_the_gates() -> None:
+    """A retention probe is a gate (issue 33, point 3): `--set retention=[]` removed a failing probe, and the run
+    passed without a word."""
+    assert gate_overrides(("retention=[]", "tiers.tiny.train.epochs=5", "retentionx=1")) == ("retention=[]",)
+    assert judge_case([], None, ("retention=[]",)).line == "PASS with gates changed by --set: retention=[]"
