@@ -13,6 +13,7 @@ from loragate.__main__ import main
 from loragate.metrics.plots import Plot
 from loragate.report.writer import RenderedRun, write_rendered, write_report
 from loragate.run.task_run import TaskRun
+from tests.project.workflows import load_workflow
 
 COMMIT = "a" * 40
 IRIS_CARD, SST2_CARD = "1" * 64, "2" * 64
@@ -163,3 +164,24 @@ def test_real_shards_merge_into_the_report_and_verdict_of_one_run(
     again = write_report([two_runs[1]], tmp_path / "c") / "report.json"
     assert main(["merge", str(tmp_path / "refused"), str(first), str(again)]) == 4
     assert not (tmp_path / "refused").exists()
+
+
+def test_the_release_workflow_gates_shards_and_merges_their_reports(tmp_path: Path) -> None:
+    """Each shard (a matrix entry of space-separated tasks) gates its tasks and uploads reports/ under its own
+    name; a hosted job downloads them all and merges what the glob it runs finds, as here."""
+    workflow = load_workflow(Path(__file__).resolve().parents[2] / ".github" / "workflows" / "release-gate.yml")
+    gate, merge_job = workflow["jobs"]["gate"], workflow["jobs"]["merge"]
+    assert gate["strategy"]["matrix"]["tasks"] == "${{ fromJSON(inputs.shards || '[\"\"]') }}"
+    assert gate["strategy"]["fail-fast"] is False and gate["env"]["TASKS"] == "${{ matrix.tasks || inputs.task }}"
+    assert '"${task_args[@]}"' in gate["steps"][-2]["run"]
+    assert gate["steps"][-1]["with"]["name"] == "release-gate-reports-${{ strategy.job-index }}"
+    assert merge_job["needs"] == "gate" and merge_job["if"] == "always()" and merge_job["runs-on"] == "ubuntu-latest"
+    download = next(step for step in merge_job["steps"] if "download-artifact" in str(step.get("uses")))
+    assert download["with"] == {"pattern": "release-gate-reports-*", "path": "shards/"}
+    command = ".venv/bin/python -m loragate merge reports/ shards/*/*/report.json"
+    assert command in "\n".join(step.get("run", "") for step in merge_job["steps"])
+    for index, run in enumerate((rendered("iris"), rendered("sst2", verdict="FAIL", card=SST2_CARD))):
+        shard(tmp_path / "shards", f"release-gate-reports-{index}", run)
+        (tmp_path / "shards" / f"release-gate-reports-{index}" / "junit-release.xml").write_text("<testsuites/>")
+    found = sorted(tmp_path.glob("shards/*/*/report.json"))
+    assert len(found) == 2 and main(["merge", str(tmp_path / "reports"), *map(str, found)]) == 1
