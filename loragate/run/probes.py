@@ -29,9 +29,11 @@ def text_lines(path: Path) -> list[str]:
 
 
 def check_probes(card: TaskCard, tiers: list[Tier]) -> None:
-    """A CardError naming the card, the probe's field and the fix for the first probe that cannot run at `tiers`."""
+    """A CardError naming the card, the probe's field and the fix for the first probe that cannot run at `tiers` (those
+    of them the card has: a tier it lacks never runs)."""
     if not card.retention:
         return
+    tiers = [tier for tier in tiers if tier in card.tiers]
     where = f"{card.path}: " if card.path is not None else f"task {card.name!r}: "
     if KINDS.get(card.kind).peft_task_type != CAUSAL:
         raise CardError(f"{where}retention: kind {card.kind} answers through a head trained for this card's task, "
