@@ -27,6 +27,7 @@ from loragate.metrics.scores import METRICS, Metrics
 from loragate.metrics.stats import (
     DeltaInterval,
     bootstrap_p_value,
+    bootstrap_p_value_beyond,
     examples_to_detect,
     mcnemar_exact,
     minimum_detectable_effect,
@@ -70,13 +71,15 @@ class MetricDelta:
                          self.settings.inconclusive == "warn", numbers)
 
     def comparison(self, interval: DeltaInterval, text: str, n: int) -> Comparison:
-        """The delta's claim on its (signed) interval, with the p-value of the interval's own resamples."""
+        """The delta's claim on its (signed) interval, with the p-value of the interval's own resamples (and, for
+        non-inferiority, that of the opposite claim, a drop beyond -min_delta)."""
         s = self.settings
         alpha = 1 - s.confidence
+        fail_p = bootstrap_p_value_beyond(interval.draws, self.min_delta) if self.test == NON_INFERIORITY else None
         return Comparison(self.what, self.test, interval.delta, interval.low, interval.high, self.min_delta,
                           bootstrap_p_value(interval.draws, self.min_delta), alpha, n,
                           examples_to_detect(interval.delta - self.min_delta, interval.standard_error, n, alpha,
-                                             s.power), text)
+                                             s.power), text, fail_p_value=fail_p)
 
     def interval(self, tuned: Metrics, base: Metrics) -> DeltaInterval:
         """The paired-bootstrap interval of tuned - base (unsigned), as the metrics resample their examples."""

@@ -17,7 +17,13 @@ import numpy as np
 from loragate.card.gate_settings import GateSettings
 from loragate.gates.result import EPSILON, NON_INFERIORITY, Comparison, GateResult, judged_on
 from loragate.metrics.scores import Metrics
-from loragate.metrics.stats import DeltaInterval, bootstrap_p_value, examples_to_detect, paired_bootstrap_means
+from loragate.metrics.stats import (
+    DeltaInterval,
+    bootstrap_p_value,
+    bootstrap_p_value_beyond,
+    examples_to_detect,
+    paired_bootstrap_means,
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,8 @@ def key_interval(score: KeyScore, settings: GateSettings) -> DeltaInterval:
 def drop_comparison(what: str, metric: str, higher_is_better: bool, score: KeyScore, interval: DeltaInterval,
                     tolerance: float, settings: GateSettings) -> Comparison:
     """The key's drop as a non-inferiority comparison: its signed delta (positive is better) must be shown above
-    -tolerance on the interval of tuned - base (`interval`, unsigned), with the p-value of its resamples."""
+    -tolerance on the interval of tuned - base (`interval`, unsigned), with the p-values of its resamples: of the
+    PASS claim (the drop is under the tolerance) and of the FAIL claim (it is beyond)."""
     sign = 1.0 if higher_is_better else -1.0
     low, high = sorted((sign * interval.low, sign * interval.high))
     delta, alpha = sign * interval.delta, 1 - settings.confidence
@@ -65,7 +72,7 @@ def drop_comparison(what: str, metric: str, higher_is_better: bool, score: KeySc
     return Comparison(f"{what} {score.key!r} {metric}", NON_INFERIORITY, delta, low, high, -tolerance,
                       bootstrap_p_value(interval.draws, -tolerance, sign), alpha, score.n,
                       examples_to_detect(delta + tolerance, interval.standard_error, score.n, alpha, settings.power),
-                      detail)
+                      detail, fail_p_value=bootstrap_p_value_beyond(interval.draws, -tolerance, sign))
 
 
 def reaches(value: float, floor: float, higher_is_better: bool) -> bool:

@@ -47,8 +47,10 @@ class Comparison:
     """One statistical claim of a gate, on the paired interval of a signed delta (positive is better): the delta is
     above `margin` (superiority), or no drop of -margin or more (non-inferiority). Its p-value is of the null that
     the claim is false; the run's family adjusts it (`adjusted`, over `family` comparisons) and judges it: PASS where
-    the adjusted p is below alpha; else FAIL, or for non-inferiority INCONCLUSIVE unless the whole interval lies
-    beyond the margin (the drop is shown to exceed it)."""
+    the adjusted p is below alpha; else FAIL for superiority (not shown). A non-inferiority comparison makes a second,
+    opposite claim, "it drops by more than -margin", with its own p-value (`fail_p_value`) adjusted over the family's
+    FAIL claims (`fail_adjusted`, over `fail_family`): FAIL where that is below alpha, else INCONCLUSIVE. So both
+    claims a drop gate can make are family-controlled (docs/statistics.md)."""
 
     what: str  # "accuracy delta", "class 'setosa' accuracy"
     test: Literal["superiority", "non-inferiority"]
@@ -65,6 +67,15 @@ class Comparison:
     # a family, which judges it alone
     family: int = 1  # comparisons in the family
     correction: str = "holm"  # the card's gates.correction
+    fail_p_value: float | None = None  # non-inferiority: raw p of the null "the drop is at most -margin", from the
+    # same resamples (metrics.stats.bootstrap_p_value_beyond); None for superiority, which claims no FAIL
+    fail_adjusted: float | None = None  # adjusted over the family's FAIL claims; None: not yet judged in a family
+    fail_family: int = 1  # FAIL claims (non-inferiority comparisons) in the family
+
+    def __post_init__(self) -> None:
+        if self.test == NON_INFERIORITY and self.fail_p_value is None:
+            raise ValueError(f"{self.what}: a non-inferiority comparison needs fail_p_value, the p-value of its FAIL "
+                             f"claim (loragate.metrics.stats.bootstrap_p_value_beyond)")
 
     @property
     def decisive(self) -> float:
@@ -72,19 +83,37 @@ class Comparison:
         return self.p_value if self.adjusted is None else self.adjusted
 
     @property
+    def fail_decisive(self) -> float:
+        """The FAIL claim's p-value as judged: adjusted over the family's FAIL claims, once it has judged them."""
+        if self.fail_p_value is None:
+            return 1.0
+        return self.fail_p_value if self.fail_adjusted is None else self.fail_adjusted
+
+    @property
     def outcome(self) -> Outcome:
         if self.decisive < self.alpha:
             return "PASS"
-        if self.test == SUPERIORITY or self.high < self.margin - EPSILON:
+        if self.test == SUPERIORITY or self.fail_decisive < self.alpha:
             return "FAIL"
         return "INCONCLUSIVE"
 
+    def shown(self) -> tuple[float, float, int]:
+        """(raw p, adjusted p, family size) of the claim the outcome rests on: a declared drop's FAIL claim, else
+        the PASS claim."""
+        if self.test == NON_INFERIORITY and self.outcome == "FAIL":
+            return self.fail_p_value, self.fail_decisive, self.fail_family
+        return self.p_value, self.decisive, self.family
+
     def evidence(self) -> str:
-        """The raw and adjusted evidence every renderer shows: "p=0.0002, Holm p=0.0014 over 7 comparisons"."""
-        counted = f"{self.family} comparison{'' if self.family == 1 else 's'}"
+        """The raw and adjusted evidence every renderer shows: "p=0.0002, Holm p=0.0014 over 7 comparisons"; for a
+        declared drop, its FAIL claim's: "p(drop > 0.05)=0.0002, Holm p=0.004 over 20 FAIL claims"."""
+        raw, adjusted, family = self.shown()
+        declared = self.test == NON_INFERIORITY and self.outcome == "FAIL"
+        claim, p = ("FAIL claim", f"p(drop > {-self.margin:.3g})") if declared else ("comparison", "p")
+        counted = f"{family} {claim}{'' if family == 1 else 's'}"
         if self.correction == "none":
-            return f"p={self.p_value:.2g}, uncorrected ({counted})"
-        return f"p={self.p_value:.2g}, Holm p={self.decisive:.2g} over {counted}"
+            return f"{p}={raw:.2g}, uncorrected ({counted})"
+        return f"{p}={raw:.2g}, Holm p={adjusted:.2g} over {counted}"
 
     def explained(self) -> str:
         """The p-values, with the check's own sentence where it has one."""
@@ -100,8 +129,10 @@ class Comparison:
         size = (f"about {self.needed} examples (now {self.n}) would decide it at the card's power" if self.needed
                 else "the delta sits on the margin: no test-set size decides it")
         if outcome == "INCONCLUSIVE":
-            where = (f"straddles the allowed drop {self.margin:+.3f}" if self.low < self.margin - EPSILON
-                     else f"clears the allowed drop {self.margin:+.3f} alone but not with its family")
+            where = (f"clears the allowed drop {self.margin:+.3f} alone but not with its family"
+                     if self.low >= self.margin - EPSILON else
+                     f"lies beyond the allowed drop {self.margin:+.3f} alone but not with its family's FAIL claims"
+                     if self.high < self.margin - EPSILON else f"straddles the allowed drop {self.margin:+.3f}")
             return (f"INCONCLUSIVE: {self.what} {interval} {where}: n={self.n} cannot tell whether it drops by more; "
                     f"{size} ({self.explained()})")
         if self.test == NON_INFERIORITY:
@@ -114,8 +145,10 @@ class Comparison:
         return (f"{self.what} lower bound {self.low:+.3f} clears {self.margin:+.3f}, but its p-value is not below "
                 f"alpha {self.alpha:.2g} (delta {self.delta:+.3f}, {self.explained()})")
 
-    def in_family(self, adjusted: float, family: int, correction: str) -> Comparison:
-        return replace(self, adjusted=adjusted, family=family, correction=correction)
+    def in_family(self, adjusted: float, family: int, correction: str, fail_adjusted: float | None = None,
+                  fail_family: int = 1) -> Comparison:
+        return replace(self, adjusted=adjusted, family=family, correction=correction, fail_adjusted=fail_adjusted,
+                       fail_family=fail_family)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from loragate.gates.result import NON_INFERIORITY, Comparison, DeltaNumbers, Gat
 from loragate.metrics.stats import (
     DeltaInterval,
     bootstrap_p_value,
+    bootstrap_p_value_beyond,
     examples_to_detect,
     minimum_detectable_effect,
     paired_bootstrap_means,
@@ -121,7 +122,7 @@ class PerplexityRise:
         comparison = Comparison(f"{self.probe} perplexity 1 - tuned/base", NON_INFERIORITY, -rise, -high, -low,
                                 -self.max_rise, bootstrap_p_value(nats.draws, -margin, sign=-1.0), alpha, rows,
                                 examples_to_detect(margin - nats.delta, nats.standard_error, rows, alpha, s.power),
-                                evidence)
+                                evidence, fail_p_value=bootstrap_p_value_beyond(nats.draws, -margin, sign=-1.0))
         numbers = DeltaNumbers("perplexity", base.perplexity, tuned.perplexity, -rise, -high, -low, nats.confidence,
                                -self.max_rise, "lower_bound")
         return judged_on(self.name, [comparison], evidence, s.inconclusive == "warn", numbers)

@@ -207,6 +207,15 @@ def bootstrap_p_value(draws: np.ndarray, margin: float, sign: float = 1.0) -> fl
     return min(1.0, 2.0 * (1 + below) / (len(draws) + 1))
 
 
+def bootstrap_p_value_beyond(draws: np.ndarray, margin: float, sign: float = 1.0) -> float:
+    """p-value of the opposite null, "the signed delta is at or above `margin`" (a non-inferiority gate's drop is at
+    most -margin), from the same resampled deltas: twice the share of draws at or above it, (1 + k)/(B + 1), doubled
+    as bootstrap_p_value is, so that alone it is below 1 - confidence where the interval's upper bound lies below the
+    margin. A draw on the margin is on the null side: a FAIL needs the draws beyond it."""
+    at_or_above = int(np.sum(sign * np.asarray(draws) >= margin - TIE))
+    return min(1.0, 2.0 * (1 + at_or_above) / (len(draws) + 1))
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values: the i-th smallest of m times (m - i + 1), each at least the one before,
     at most 1. Rejecting where the adjusted p is below alpha keeps the chance of any false rejection in the family

@@ -140,8 +140,11 @@ def family_notes(run: TaskRun) -> list[str]:
         return []
     gates = run.task.card.gates
     how = ("Holm's step-down" if gates.correction == "holm" else "no correction, each alone (gates.correction: none)")
-    return [f"family: {len(comparisons)} comparisons judged together, {how} at alpha {1 - gates.confidence:.2g}; "
-            f"deterministic checks (validity, leakage, floors) and deltas judged on the point are not in it"]
+    drops = sum(c.fail_p_value is not None for c in comparisons)
+    claims = "1 drop's FAIL claim" if drops == 1 else f"{drops} drops' FAIL claims"
+    fails = f"; the {claims} (a drop beyond the margin) a second family, judged alike" if drops else ""
+    return [f"family: {len(comparisons)} comparisons judged together, {how} at alpha {1 - gates.confidence:.2g}"
+            f"{fails}; deterministic checks (validity, leakage, floors) and deltas judged on the point are not in it"]
 
 
 def unavailable_notes(run: TaskRun) -> list[str]:
@@ -243,9 +246,10 @@ class GatedMetric(DeltaNumbers):
     check: str = ""  # the gate's name: "accuracy delta", or "accuracy vs baseline"
     passed: bool = False
     status: str = "FAIL"  # PASS, FAIL or INCONCLUSIVE (GateResult.word)
-    p_value: float | None = None  # raw, of the null that the gate's claim is false; None: judged on the point
+    p_value: float | None = None  # raw, of the null that the gate's claim is false (a declared drop's FAIL claim
+    # where it FAILs); None: judged on the point
     adjusted_p: float | None = None  # after the family's correction (the raw p under gates.correction: none)
-    family: int | None = None  # comparisons in the run's family
+    family: int | None = None  # comparisons in the run's family (its FAIL claims, for a declared drop)
 
 
 def gated_metrics(run: TaskRun) -> list[GatedMetric]:
@@ -254,11 +258,9 @@ def gated_metrics(run: TaskRun) -> list[GatedMetric]:
     rows = []
     for r in run.gates:
         if r.numbers:
-            judged = r.comparisons[0] if r.comparisons else None
+            raw, adjusted, family = r.comparisons[0].shown() if r.comparisons else (None, None, None)
             rows.append(GatedMetric(**asdict(r.numbers), check=r.check, passed=r.passed, status=r.word,
-                                    p_value=None if judged is None else judged.p_value,
-                                    adjusted_p=None if judged is None else judged.decisive,
-                                    family=None if judged is None else judged.family))
+                                    p_value=raw, adjusted_p=adjusted, family=family))
     return rows
 
 

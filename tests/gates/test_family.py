@@ -24,10 +24,12 @@ from loragate.report.writer import card_gates, junit_properties
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def claim(what: str, p: float, test: str = SUPERIORITY) -> Comparison:
-    """A comparison with p-value `p` whose interval [-0.10, +0.05] straddles its margin (-0.05 for a drop)."""
+def claim(what: str, p: float, test: str = SUPERIORITY, fail_p: float = 1.0) -> Comparison:
+    """A comparison with p-value `p` whose interval [-0.10, +0.05] straddles its margin (-0.05 for a drop); a drop's
+    FAIL claim has p-value `fail_p`."""
     margin = -0.05 if test == NON_INFERIORITY else 0.0
-    return Comparison(what, test, 0.0, -0.10, 0.05, margin, p, 0.05, 20, 400)
+    return Comparison(what, test, 0.0, -0.10, 0.05, margin, p, 0.05, 20, 400,
+                      fail_p_value=fail_p if test == NON_INFERIORITY else None)
 
 
 def test_one_of_many_comparisons_passes_alone_but_not_in_the_holm_family() -> None:
@@ -68,6 +70,39 @@ def test_three_deltas_each_shown_alone_are_not_shown_together() -> None:
         family = controlled(alone, settings)
         assert [r.passed for r in family] == [passes] * 3, [r.finding for r in family]
         assert all(r.comparisons[0].family == 3 for r in family)
+
+
+def declared_drop(what: str, fail_p: float) -> Comparison:
+    """A drop whose interval [-0.20, -0.10] lies wholly beyond its margin -0.05, its FAIL claim's raw p `fail_p`."""
+    return Comparison(what, NON_INFERIORITY, -0.15, -0.20, -0.10, -0.05, 1.0, 0.05, 50, 400, fail_p_value=fail_p)
+
+
+def test_a_drop_fails_only_where_its_fail_claim_survives_holm_over_the_familys_fail_claims() -> None:
+    """Three drops each shown beyond the margin alone, beside a delta (whose PASS claim is not a FAIL claim): with the
+    FAIL claims' raw p 0.001, 0.02, 0.03 Holm over the three adjusts them to 0.003, 0.04, 0.04: all FAIL; with 0.001,
+    0.03, 0.04 to 0.003, 0.06, 0.06: two are INCONCLUSIVE, beyond the margin alone but not with their family. Under
+    correction: none all three FAIL."""
+    def family(*fail_ps: float, correction: str = "holm") -> list:
+        drops = [declared_drop(f"class '{k}' accuracy", p) for k, p in zip("abc", fail_ps)]
+        results = [judged_on("accuracy delta", [claim("accuracy delta", 0.001)], "e", warn=False),
+                   judged_on("per-class regression", drops, "e", warn=False)]
+        return controlled(results, GateSettings(correction=correction))[1].comparisons
+
+    assert [c.outcome for c in family(0.001, 0.02, 0.03)] == ["FAIL"] * 3
+    judged = family(0.001, 0.03, 0.04)
+    assert [c.fail_decisive for c in judged] == pytest.approx([0.003, 0.06, 0.06])
+    assert [c.outcome for c in judged] == ["FAIL", "INCONCLUSIVE", "INCONCLUSIVE"]
+    assert all(c.fail_family == 3 and c.family == 4 for c in judged), "FAIL claims: a family of their own"
+    assert "lies beyond the allowed drop -0.050 alone but not with its family's FAIL claims" in judged[1].finding(), \
+        judged[1].finding()
+    assert "p(drop > 0.05)=0.001, Holm p=0.003 over 3 FAIL claims" in judged[0].finding(), judged[0].finding()
+    assert judged[0].shown() == pytest.approx((0.001, 0.003, 3)), "the report's p cell shows the FAIL claim"
+    assert [c.outcome for c in family(0.001, 0.03, 0.04, correction="none")] == ["FAIL"] * 3
+
+
+def test_a_non_inferiority_comparison_without_a_fail_claim_is_refused() -> None:
+    with pytest.raises(ValueError, match="needs fail_p_value"):
+        Comparison("class 'a' accuracy", NON_INFERIORITY, 0.0, -0.1, 0.1, -0.05, 0.5, 0.05, 20, 400)
 
 
 def test_deltas_judged_on_the_point_and_deterministic_checks_stay_out_of_the_family() -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from loragate.metrics.stats import (
     bootstrap_p_value,
+    bootstrap_p_value_beyond,
     examples_to_detect,
     holm,
     minimum_detectable_effect,
@@ -30,6 +31,16 @@ def test_the_p_value_counts_the_draws_on_the_null_side_with_the_plus_one_correct
     assert bootstrap_p_value(draws, -0.05) == pytest.approx(2 / 101), "a draw on the margin is on the passing side"
     assert bootstrap_p_value(draws, 0.5) == 1.0, "capped at 1"
     assert bootstrap_p_value(-draws, 0.0, sign=-1.0) == pytest.approx(2 * 6 / 101), "lower-is-better: signed draws"
+
+
+def test_the_fail_claims_p_value_counts_the_draws_at_or_above_the_margin() -> None:
+    """The opposite null, "the signed delta is at or above the margin" (a drop no larger than allowed): a draw on the
+    margin is on its null side, so a FAIL needs the draws beyond it."""
+    draws = np.arange(-95, 5) / 100  # 100 resampled deltas, 5 of them at or above 0
+    assert bootstrap_p_value_beyond(draws, 0.0) == pytest.approx(2 * 6 / 101)
+    assert bootstrap_p_value_beyond(draws, 0.04) == pytest.approx(2 * 2 / 101), "the draw on the margin counts"
+    assert bootstrap_p_value_beyond(-draws, 0.0, sign=-1.0) == pytest.approx(2 * 6 / 101), "signed draws"
+    assert bootstrap_p_value_beyond(draws, -0.5) == 1.0, "capped at 1"
 
 
 def test_the_p_value_reads_the_intervals_own_resamples_and_agrees_with_its_bound() -> None:
