@@ -97,10 +97,10 @@ def check_shards(shards: list[Shard]) -> None:
             data = None if run.render_error else required(run, "data_hash", shard.path)
             if (run.task, run.tier) in cases:
                 seen_data, where = cases[(run.task, run.tier)]
-                problem = ("on different test data (data hash "
-                           f"{data} vs {seen_data})" if data and seen_data and data != seen_data else "both")
-                raise MergeError(f"{run.name}: {shard.path} and {where} both gated it, {problem}: give each task to "
-                                 f"one shard only")
+                data_differs = data and seen_data and data != seen_data
+                problem = f", on different test data (data hash {data} vs {seen_data})" if data_differs else ""
+                raise MergeError(f"{run.name}: gated in both {shard.path} and {where}{problem}: give each task and "
+                                 f"tier to one shard only")
             cases[(run.task, run.tier)] = (data, shard.path)
 
 

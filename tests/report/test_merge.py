@@ -70,6 +70,17 @@ def test_a_run_that_did_not_pass_in_any_shard_fails_the_merge(tmp_path: Path, ve
     assert [run["verdict"] for run in json.loads((report / "report.json").read_text())["runs"]] == ["PASS", verdict]
 
 
+def test_a_run_that_could_not_be_rendered_is_merged_and_fails(tmp_path: Path) -> None:
+    """A shard's run whose report could not be rendered records no card or data hash: it is kept, and fails."""
+    broken = RenderedRun(task="sst2", tier="tiny", verdict="FAIL", table="sst2/tiny: FAIL  its report could not be "
+                         "rendered", json={"task": "sst2", "tier": "tiny", "passed": False, "render_error": "boom"},
+                         markdown="## sst2/tiny: FAIL\n", html="<section></section>", summary="### sst2/tiny: FAIL\n",
+                         plots=(), render_error="boom")
+    code, report = merged(tmp_path, shard(tmp_path, "a", rendered("iris")), shard(tmp_path, "b", broken))
+    assert code == 1 and report is not None
+    assert json.loads((report / "report.json").read_text())["runs"][1]["render_error"] == "boom"
+
+
 def test_the_merged_summary_goes_to_the_step_summary_with_a_dirty_shard_noted(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     summary = tmp_path / "step-summary.md"
@@ -95,9 +106,9 @@ def two_shards(tmp_path: Path, second: RenderedRun, **options) -> list[Path]:
      ["b/", "source.commit is null"]),
     (lambda tmp: two_shards(tmp, rendered("iris", "full", card="9" * 64)),
      ["iris: ", "b/", "a/", "different cards", "999999999999 vs 111111111111"]),
-    (lambda tmp: two_shards(tmp, rendered("iris")), ["iris/tiny: ", "b/", "a/", "both gated it, both"]),
+    (lambda tmp: two_shards(tmp, rendered("iris")), ["iris/tiny: gated in both ", "b/", "a/", "to one shard only"]),
     (lambda tmp: two_shards(tmp, rendered("iris", data="d2")),
-     ["iris/tiny: ", "b/", "a/", "on different test data (data hash d2 vs d1)"]),
+     ["iris/tiny: gated in both ", "b/", "a/", ", on different test data (data hash d2 vs d1)"]),
 ], ids=["commit", "no-commit", "card", "same-case", "data"])
 def test_shards_of_different_releases_are_refused_with_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], shards, words: list[str]) -> None:
