@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "card", "data", "models", "inference", "training", "store", "metrics", "gates", "kinds", "tasks", "run",
         "report", "plugin")),
     ("suites/fixtures", ("loragate.suites", "loragate.fixtures")),
-    ("cli", ("loragate.__main__",)),  # python -m loragate: reads the project's tasks as the plugin does
+    ("cli", ("loragate.__main__", "loragate.merge")),  # python -m loragate (and .merge): reads the project's tasks
 ]
 FOUNDATION = set(LAYERS[0][1])
 

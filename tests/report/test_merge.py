@@ -5,6 +5,8 @@ are refused with one line and exit 4, and nothing is written."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,3 +198,12 @@ def test_the_release_workflow_gates_shards_and_merges_their_reports(tmp_path: Pa
         (tmp_path / "shards" / f"release-gate-reports-{index}" / "junit-release.xml").write_text("<testsuites/>")
     found = sorted(tmp_path.glob("shards/*/*/report.json"))
     assert len(found) == 2 and main(["merge", str(tmp_path / "reports"), *map(str, found)]) == 1
+
+
+def test_python_m_loragate_merge_is_the_same_command(tmp_path: Path) -> None:
+    missing = tmp_path / "missing" / "report.json"
+    result = subprocess.run([sys.executable, "-m", "loragate.merge", str(tmp_path / "out"), str(missing)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 4 and result.stdout == ""
+    assert result.stderr == f"python -m loragate merge: error: {missing}: no such file; pass the report.json of each " \
+                            f"shard's gate run\n"
