@@ -51,7 +51,8 @@ class MissingField(CardError):
     def __init__(self, source: str, name: str, role: str, columns: list[str]) -> None:
         self.source, self.name, self.role, self.columns = source, name, role, columns
         super().__init__(f"{source}: no field {name!r} ({role}){did_you_mean(name, columns)}; the row has the "
-                         f"columns {columns}: add the column, or map one with data.columns: {{{name}: <column>}}")
+                         f"columns {sorted(columns)}: add the column, or map one with data.columns: {{{name}: "
+                         f"<column>}}")
 
 
 class UnknownLabel(CardError):
@@ -266,16 +267,17 @@ def cut(examples: list[Example], share: float, seed: int, stratify: bool, what: 
 def missing_column(source: str, what: str, name: str, columns: list[str], header: bool, fix: str) -> str:
     """The error for a row without the column `name` (`what` says which, `fix` how to map it). Where the file's
     first line was read as its header and reads like data, the fix is data.header: false, never mapping a card
-    field onto the first row's values."""
+    field onto the first row's values. `columns` in the row's order: that line is quoted as it reads, a list of
+    columns sorted."""
     if not header:
-        return f"{source}: {what}{did_you_mean(name, columns)}; the row has the columns {columns}: {fix}"
+        return f"{source}: {what}{did_you_mean(name, columns)}; the row has the columns {sorted(columns)}: {fix}"
     no_header = (f"set data.header: false and data.names: [...], a name for each of its {len(columns)} columns, "
                  f"in order")
     if any(reads_like_data(column) for column in columns):
         return (f"{source}: {what}; the file's first line, read as its header, is {columns}, which reads like data, "
                 f"not column names: if the file has no header row, {no_header}")
-    return (f"{source}: {what}{did_you_mean(name, columns)}; the header names the columns {columns}: {fix} (if the "
-            f"first line is data, not a header: {no_header})")
+    return (f"{source}: {what}{did_you_mean(name, columns)}; the header names the columns {sorted(columns)}: {fix} "
+            f"(if the first line is data, not a header: {no_header})")
 
 
 def reads_like_data(cell: str) -> bool:
@@ -372,7 +374,7 @@ def cut_file(examples: list[Example], split: SplitFractions, test_share: float, 
 def text_value(row: dict[str, object], name: str, source: str, role: str) -> str:
     """Row field `name` as text (a number is written as it reads); `role` says what the card uses it for."""
     if name not in row:
-        raise MissingField(source, name, role, sorted(row))
+        raise MissingField(source, name, role, list(row))  # in the file's order: an error may quote its header
     value = row[name]
     if isinstance(value, str):
         return value

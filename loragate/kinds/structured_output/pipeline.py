@@ -81,7 +81,7 @@ class StructuredOutput(CausalKind):
         the target; the fields the prompt reads fill it. A gold object that does not validate is an error naming
         the row: the gate would score against an answer the schema forbids."""
         if "output" not in row:  # worded by the file's reader, with the closest column (`outptu`)
-            raise MissingField(source, "output", "the gold object", sorted(row))
+            raise MissingField(source, "output", "the gold object", list(row))
         other = [name for name in template_fields(card.target_template) if name != "output"]
         if other:
             raise CardError(f"task {card.name!r}: target_template {card.target_template!r} reads {other}; a structured "
