@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from loragate.metrics.agreement import Agreement, agreement
-from loragate.report.examples import cut, example_input
+from loragate.report.examples import cut, example_input, markdown_text
 
 if TYPE_CHECKING:  # loragate.run.task_run loads torch and transformers
     from loragate.run.task_run import TaskRun
@@ -69,9 +69,8 @@ def stability_markdown(run: TaskRun) -> list[str]:
     if not listed:
         return [*lines, "None: every example's samples agree."]
     for ex in listed:
-        text = ex.input.replace("\n", " ⏎ ").replace("`", "'")
         lines += [f"- `{ex.id}`: majority {ex.majority:.0%}, pairs differing {ex.disagreement:.0%}",
-                  f"  - input: `{text}`", f"  - answers: `{ex.answers.replace('`', chr(39))}`"]
+                  f"  - input: `{markdown_text(ex.input)}`", f"  - answers: `{markdown_text(ex.answers)}`"]
     return lines
 
 
