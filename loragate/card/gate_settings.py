@@ -64,9 +64,10 @@ class GateSettings(Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="of the paired bootstrap interval")
     power: float = Field(0.8, gt=0.0, lt=1.0, description="for the minimum detectable effect")
     correction: Literal["holm", "none"] = Field(
-        "holm", description="the run's gated comparisons (per task and tier: every delta judged on its interval's "
-        "bound, every per-class, per-field and per-subgroup drop, every gate against the last release) form one "
-        "family, controlled by Holm's step-down at 1 - confidence (holm), or each judged at 1 - confidence alone (none)"
+        "holm", description="the run's PASS claims (per task and tier: every delta judged on its interval's bound, "
+        "every per-class, per-field and per-subgroup drop, every gate against the last release, every retention "
+        "probe) form one family, and its drops' FAIL claims another, each controlled by Holm's step-down at "
+        "1 - confidence (holm), or each claim judged at 1 - confidence alone (none)"
     )
     inconclusive: Literal["fail", "warn"] = Field(
         "fail", description="a non-inferiority gate (max_class_drop, max_field_drop, max_subgroup_drop, "
