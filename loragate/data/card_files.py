@@ -182,9 +182,13 @@ def named_rows(path: Path, rows: list[Row], column: str | bool | None) -> list[R
     as they are (file and line) where `column` is false, or None and the file has no `id` column."""
     if column is False or (column is None and "id" not in rows[0].values):
         return rows
-    column = column or "id"
+    default, column = column is None, column or "id"
     named, seen = [], {}
     for row in rows:
+        if column not in row.values and default:  # a JSONL file's rows may differ: the user never named `id`
+            raise CardError(f"{row.source}: no column 'id', which the first row ({rows[0].source}) has, so the "
+                            f"file's rows are named by it (data.id's default); give this row an id too, or set "
+                            f"data.id: false to name rows by their file and line")
         if column not in row.values:
             raise CardError(f"{row.source}: no column {column!r} (data.id){did_you_mean(column, list(row.values))}; "
                             f"the row has the columns {sorted(row.values)}: name the column that identifies rows "
@@ -320,9 +324,16 @@ def unknown_labels(path: Path, unknown: dict[str, list[str]], card: TaskCard, ma
     else:
         known, fix = f"the card's labels are {card.labels}", "add the values to the card's labels"
         if not matched:  # no value is a label: the data may hold codes that stand for them
-            fix += (f"; if the data's values stand for the labels, map each to its name: labels: "
-                    f"{{{next(iter(unknown))}: {card.labels[0]}, ...}}")
+            fix += (f"; if the data's values stand for the labels, map each to its label's name: labels: "
+                    f"{{{placeholders(list(unknown))}}}")
     return f"{path}: label values the card does not list: {shown}{more}; {known}: fix the rows, or {fix}"
+
+
+def placeholders(values: list[str]) -> str:
+    """The data's values, each mapped to a placeholder: pairing them with the card's labels in order would guess
+    which value stands for which label."""
+    shown = ", ".join(f"{value}: NAME" for value in sorted(values, key=lambda value: (len(value), value))[:6])
+    return shown + (", ..." if len(values) > 6 else "")
 
 
 def card_splits(card: TaskCard, card_dir: Path, make: MakeExample, stratify: bool) -> Splits:

@@ -132,8 +132,9 @@ def test_data_values_that_stand_for_the_labels_are_told_to_map_them(tmp_path: Pa
     message = load_error(news_card(tmp_path, {"file": "news.csv", "split": {"test": 0.2}, **HEADERLESS},
                                    labels=["World", "Sports", "Business"]))
     assert message.endswith("the card's labels are ['World', 'Sports', 'Business']: fix the rows, or add the values to "
-                            "the card's labels; if the data's values stand for the labels, map each to its name: "
-                            "labels: {1: World, ...}"), message
+                            "the card's labels; if the data's values stand for the labels, map each to its label's "
+                            "name: labels: {1: NAME, 2: NAME, 3: NAME}"), message
+    assert "1: World" not in message, "pairing the values with the labels in order would guess their meaning"
     assert "'1' (10 rows, the first news.csv:1), '2' (10 rows, the first news.csv:2)" in message
 
 
@@ -172,6 +173,22 @@ def test_a_duplicate_id_names_both_rows(tmp_path: Path) -> None:
     lines = CardTask(news_card(tmp_path, {"file": "news.csv", "split": {"test": 0.2}, "columns": {"label": "topic"},
                                           "id": False})).load_splits()
     assert all(ex.id.startswith("news.csv:") for ex in lines.test), "data.id: false"
+
+
+def test_a_jsonl_row_without_the_first_rows_id_is_named_with_where_the_default_came_from(tmp_path: Path) -> None:
+    """JSONL rows may differ: the first row's `id` made `id` the default id column, which the user never named."""
+    rows = [{"id": f"n-{i}", "topic": index, "title": f"Title {i}", "description": f"Text {i}"}
+            for i, index in enumerate([1, 2, 3] * 10)]
+    del rows[4]["id"]
+    (tmp_path / "news.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    data = {"file": "news.jsonl", "split": {"test": 0.2}, "columns": {"label": "topic"}}
+    message = load_error(news_card(tmp_path, data))
+    jsonl = tmp_path / "news.jsonl"
+    assert message == (f"{jsonl}:5: no column 'id', which the first row ({jsonl}:1) has, so the file's rows are "
+                       f"named by it (data.id's default); give this row an id too, or set data.id: false to name rows "
+                       f"by their file and line"), message
+    lines = CardTask(news_card(tmp_path, {**data, "id": False})).load_splits()
+    assert all(ex.id.startswith("news.jsonl:") for ex in lines.test), "data.id: false, as the error says"
 
 
 def test_a_misspelt_id_column_is_named_with_the_closest(tmp_path: Path) -> None:
