@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from loragate.report.throughput import pass_speed
+
 
 @pytest.mark.benchmark
 def test_evaluation_throughput(task_run, benchmark) -> None:
@@ -19,8 +21,9 @@ def test_evaluation_throughput(task_run, benchmark) -> None:
     seconds = benchmark.stats.stats.median if benchmark.stats else result.seconds
     task_run.benchmark_seconds = seconds  # the reports show it beside the run's own passes, named as the benchmark's
     examples = len(result.ids)
+    run_speed = pass_speed(task_run.tuned_predictions).examples_per_s  # None where the run's pass was not timed
     benchmark.extra_info.update(examples=examples, examples_per_s=round(examples / seconds, 2),
-                                run_examples_per_s=round(examples / task_run.tuned_predictions.seconds, 2))
+                                run_examples_per_s=None if run_speed is None else round(run_speed, 2))
     if result.generations is not None:
         tokens = result.generations.prompt_tokens + result.generations.new_tokens
         benchmark.extra_info.update(tokens_per_s=round(tokens / seconds, 2),
