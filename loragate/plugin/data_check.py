@@ -26,9 +26,10 @@ from loragate.tasks.card_task import CardTask
 
 def check_data(tasks: list[str], options: RunOptions, tiers: list[Tier]) -> None:
     """Read each task's splits with the run's --set overrides and --data, as the run will, and check its base's chat
-    template at `tiers`; a CardError or the ValueError a task module raises for its data becomes a usage error naming
-    the task. Any other exception (a task module's own bug) is left to the run, which raises it again as the case's
-    error with its traceback: here it would be pytest's INTERNALERROR."""
+    template at `tiers`; a CardError or the ValueError a task module raises for its data, or an OSError reading a file
+    (the user's: permission denied, a directory where a file is expected), becomes a usage error naming the task.
+    Any other exception (a task module's own bug) is left to the run, which raises it again as the case's error with
+    its traceback: here it would be pytest's INTERNALERROR."""
     for name in tasks:
         task = get_task(name)
         task.card = apply_overrides(task.card, options.overrides)
@@ -37,8 +38,17 @@ def check_data(tasks: list[str], options: RunOptions, tiers: list[Tier]) -> None
             check_chat_template(task, options.base_model, tiers)
         except ValueError as exc:  # CardError included: the message names the file, the field and the fix
             raise pytest.UsageError(f"task {name}: {exc}") from exc
+        except OSError as exc:
+            raise pytest.UsageError(unreadable(name, exc)) from exc
         except Exception:  # not swallowed: the run meets it again and shows it with its traceback
             continue
+
+
+def unreadable(task: str, exc: OSError) -> str:
+    """The one line for a file the start-up check could not read: the file, why, and the fix."""
+    what = f"{exc.filename}" if exc.filename is not None else "a file of its data"
+    return (f"task {task}: cannot read {what}: {exc.strerror or exc}; make it a file this user can read, or point "
+            f"the card's data field (or --data) at one")
 
 
 def check_splits(task: Task, data: Path | str | None, cache: Path) -> None:
