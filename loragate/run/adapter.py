@@ -129,11 +129,15 @@ def run_canary(task: Task, splits: Splits, options: RunOptions) -> None:
 
 
 def prepare_adapter(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
-                    inputs: InputFit | None = None) -> tuple[PeftModel, Path, Manifest | None, TrainResult | None]:
-    """--adapter if given; else the store's entry for this key, read without the lock when it is stored whole;
-    else, under the lock, train one and store it (its manifest records how the examples were fitted, `inputs`)."""
+                    inputs: InputFit | None = None,
+                    checked: bool = False) -> tuple[PeftModel, Path, Manifest | None, TrainResult | None]:
+    """--adapter if given, checked against `base` first unless `checked` (run_task's given_adapters did, before any
+    prediction: checking reads its weights, which may be large); else the store's entry for this key, read without
+    the lock when it is stored whole; else, under the lock, train one and store it (its manifest records how the
+    examples were fitted, `inputs`)."""
     if options.adapter is not None:
-        check_given(task, base, options, "--adapter", options.adapter)
+        if not checked:
+            check_given(task, base, options, "--adapter", options.adapter)
         with reporter().phase("load adapter", "loaded adapter"):
             return load_adapter(base.model, options.adapter), options.adapter, None, None
     settings = task.card.trainable(tier)  # a card without lora/train gates only --adapter: refused here, naming them

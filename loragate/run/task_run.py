@@ -316,9 +316,9 @@ def predict_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Splits, o
 def adapter_under_test(task: Task, tier: Tier, base: LoadedBase, splits: Splits, options: RunOptions,
                        inputs: InputFit | None) -> Adapter:
     """The adapter loaded or trained (prepare_adapter), and the LoRA parameters it must hold, counted on the base
-    before it wraps it."""
+    before it wraps it. A --adapter was checked by given_adapters, as the run started."""
     expected = expected_lora_count(task, tier, options, base.model)
-    model, directory, manifest, trained = prepare_adapter(task, tier, base, splits, options, inputs)
+    model, directory, manifest, trained = prepare_adapter(task, tier, base, splits, options, inputs, checked=True)
     return Adapter(model, directory, manifest, trained, expected, adapter_facts(directory, manifest))
 
 
