@@ -83,7 +83,7 @@ def test_two_tasks_renamed_to_one_name_are_refused_at_start_up() -> None:
     from types import SimpleNamespace
 
     from loragate.card.options import OptionError
-    from loragate.plugin.hooks import check_cards
+    from loragate.plugin.startup import check_cards
 
     config = SimpleNamespace(getoption={"overrides": ["name=shared"], "constrain": False}.get)
     with pytest.raises(OptionError, match="2 tasks would all be named 'shared'; rename one task at a time"):

@@ -501,7 +501,7 @@ def test_a_path_option_outside_the_project_does_not_move_the_store(gate_dir: pyt
 
 
 def test_xdist_workers_take_one_gpu_each_round_robin() -> None:
-    from loragate.plugin.hooks import worker_device
+    from loragate.plugin.startup import worker_device
 
     assert worker_device(None, 4) == "cuda"
     assert [worker_device(f"gw{k}", 2) for k in range(5)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0"]

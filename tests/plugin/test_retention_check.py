@@ -1,4 +1,4 @@
-"""A card's retention probes are checked as the gate starts (loragate.plugin.hooks check_cards): a probe that cannot
+"""A card's retention probes are checked as the gate starts (loragate.plugin.startup check_cards): a probe that cannot
 run is one line and exit 4, before any model loads."""
 
 from __future__ import annotations

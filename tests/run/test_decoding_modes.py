@@ -17,7 +17,7 @@ from loragate.card.settings import TaskCard
 from loragate.data.examples import Example
 from loragate.gates.result import GateResult
 from loragate.inference.predictions import Predictions, constant_predictions
-from loragate.plugin.hooks import require_constrainable
+from loragate.plugin.startup import require_constrainable
 from loragate.report.rows import text_table
 from loragate.report.writer import write_report
 from loragate.run.adapter import CanaryFailed, run_canary
