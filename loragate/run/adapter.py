@@ -50,15 +50,12 @@ from loragate.store.adapters import (
     check_origin,
     check_ranks,
     entry_identity,
-    holder_of,
     load_adapter,
     manifest_of,
     read_manifest,
     read_weights,
-    record_holder,
-    release_lock,
-    wait_for,
 )
+from loragate.store.locks import holder_of, record_holder, release_lock, wait_for
 from loragate.training.distributed import current
 from loragate.training.lora import TrainingDiverged, TrainResult, attach_lora, training_machine
 

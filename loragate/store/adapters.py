@@ -15,12 +15,9 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,9 +32,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
-from loragate.atomic import atomic_dir, atomic_file
+from loragate.atomic import atomic_dir
 from loragate.card.settings import LoraSettings, TrainSettings
-from loragate.progress import duration
 from loragate.redact import redact
 from loragate.training.distributed import LOCK_TIMEOUT_S
 
@@ -47,9 +43,8 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 # (no marker): one row of the whole token budget
 PACKING = "rows of max_length, first fit"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-LOCK_REPORT_S = 60.0  # how often a run waiting on another run's store lock says who holds it
 _TEMP = re.compile(r"^\.tmp-(?:old-)?(?P<key>[a-z0-9][a-z0-9_-]{0,63})-[a-z0-9_]+$")  # save's mkdtemp names
-# record_holder's mkstemp names (loragate.atomic.atomic_file on .lock-<key>.holder)
+# record_holder's mkstemp names (loragate.store.locks, loragate.atomic.atomic_file on .lock-<key>.holder)
 _HOLDER_TEMP = re.compile(r"^\.tmp-\.lock-(?P<key>[a-z0-9][a-z0-9_-]{0,63})\.holder-[a-z0-9_]+\.holder$")
 
 
@@ -283,61 +278,6 @@ def temp_key(path: Path) -> str | None:
     pattern = _TEMP if path.is_dir() else _HOLDER_TEMP if path.is_file() else None
     match = pattern.fullmatch(path.name) if pattern is not None else None
     return match["key"] if match is not None else None
-
-
-def holder_file(lock: FileLock) -> Path:
-    """Beside the lock, who holds it: `.lock-<key>.holder`."""
-    return Path(f"{lock.lock_file}.holder")
-
-
-def record_holder(lock: FileLock) -> None:
-    """Write who holds `lock` (pid, host, since when) beside it, for the runs that wait on it."""
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    try:
-        with atomic_file(holder_file(lock)) as staged:
-            staged.path.write_text(json.dumps(record) + "\n")
-    except OSError as exc:
-        raise AdapterStoreError(f"cannot write {holder_file(lock)}: {exc}. Check space and permissions of "
-                                f"{holder_file(lock).parent}.") from exc
-
-
-def release_lock(lock: FileLock) -> None:
-    """Remove the holder record, then release: the next holder's record is never the one removed."""
-    holder_file(lock).unlink(missing_ok=True)
-    lock.release()
-
-
-def holder_of(lock: FileLock) -> str:
-    """Who holds `lock`, as its holder recorded: 'pid 4242 on host ci-7, for 14 min 02 s (since 2026-12-07 06:18:00
-    UTC)'."""
-    path = holder_file(lock)
-    try:
-        record = json.loads(path.read_text())
-        since = float(record["since"])
-        who = f"pid {record['pid']} on host {record['host']}"
-    except FileNotFoundError:
-        return (f"a process that left no record in {path} (an older loragate, or one taking the lock this "
-                f"instant)")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return f"a process whose record {path} is unreadable ({type(exc).__name__}: {exc})"
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since))
-    return f"{who}, for {duration(max(time.time() - since, 0.0))} (since {stamp})"
-
-
-def wait_for(lock: FileLock, say: Callable[[str], None], every: float = LOCK_REPORT_S) -> None:
-    """Acquire `lock`, saying every `every` seconds while another process holds it who that is and how long this
-    run has waited; Timeout once the lock's own timeout has passed."""
-    started = time.monotonic()
-    while True:
-        left = lock.timeout - (time.monotonic() - started)
-        try:
-            lock.acquire(timeout=max(min(every, left), 0.0))
-            return
-        except Timeout:
-            if time.monotonic() - started >= lock.timeout:
-                raise
-        say(f"waiting {duration(time.monotonic() - started, 0)} for the store lock {lock.lock_file}, held by "
-            f"{holder_of(lock)}")
 
 
 def replace_entry(new: Path, entry: Path) -> None:

@@ -19,16 +19,8 @@ import loragate.run.adapter
 from loragate.card.options import RunOptions
 from loragate.progress import Progress, reporting
 from loragate.run.adapter import acquire, prepare_adapter, say_waiting
-from loragate.store.adapters import (
-    AdapterStore,
-    AdapterStoreError,
-    BaseRecord,
-    adapter_key,
-    holder_file,
-    record_holder,
-    release_lock,
-    wait_for,
-)
+from loragate.store.adapters import AdapterStore, AdapterStoreError, BaseRecord, adapter_key
+from loragate.store.locks import holder_file, record_holder, release_lock, wait_for
 from tests.manifests import stub_manifest
 
 KEY = "0123456789abcdef"

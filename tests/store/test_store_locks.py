@@ -8,7 +8,8 @@ from pathlib import Path
 
 from loragate.card.options import RunOptions
 from loragate.run.adapter import acquire, prepare_adapter
-from loragate.store.adapters import AdapterStore, BaseRecord, adapter_key, release_lock
+from loragate.store.adapters import AdapterStore, BaseRecord, adapter_key
+from loragate.store.locks import release_lock
 from tests.manifests import stub_manifest
 
 
