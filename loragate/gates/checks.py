@@ -21,7 +21,10 @@ from loragate.gates.result import (
     Comparison,
     DeltaNumbers,
     GateResult,
+    examples_of,
     judged_on,
+    repeats_inputs,
+    sample_size,
 )
 from loragate.metrics.scores import METRICS, Metrics
 from loragate.metrics.stats import (
@@ -67,19 +70,20 @@ class MetricDelta:
             text += (f", p={bootstrap_p_value(interval.draws, self.min_delta):.2g} (judged on the point, not in the "
                      f"family)")
             return GateResult(self.name, self.finding(delta, interval, text, tuned), text, numbers)
-        return judged_on(self.name, [self.comparison(interval, text, tuned.n)], text,
+        return judged_on(self.name, [self.comparison(interval, text, *examples_of(tuned))], text,
                          self.settings.inconclusive == "warn", numbers)
 
-    def comparison(self, interval: DeltaInterval, text: str, n: int) -> Comparison:
+    def comparison(self, interval: DeltaInterval, text: str, n: int, samples: int = 1) -> Comparison:
         """The delta's claim on its (signed) interval, with the p-value of the interval's own resamples (and, for
-        non-inferiority, that of the opposite claim, a drop beyond -min_delta)."""
+        non-inferiority, that of the opposite claim, a drop beyond -min_delta); `n` counts examples, each of
+        `samples` rows, so the size that would decide it is in examples too."""
         s = self.settings
         alpha = 1 - s.confidence
         fail_p = bootstrap_p_value_beyond(interval.draws, self.min_delta) if self.test == NON_INFERIORITY else None
         return Comparison(self.what, self.test, interval.delta, interval.low, interval.high, self.min_delta,
                           bootstrap_p_value(interval.draws, self.min_delta), alpha, n,
                           examples_to_detect(interval.delta - self.min_delta, interval.standard_error, n, alpha,
-                                             s.power), text, fail_p_value=fail_p)
+                                             s.power), text, fail_p_value=fail_p, samples=samples)
 
     def interval(self, tuned: Metrics, base: Metrics) -> DeltaInterval:
         """The paired-bootstrap interval of tuned - base (unsigned), as the metrics resample their examples."""
@@ -93,10 +97,9 @@ class MetricDelta:
         interval = self.interval(tuned, base)
         low, high = sorted((sign * interval.low, sign * interval.high))
         mde = minimum_detectable_effect(interval.standard_error, 1 - s.confidence, s.power)
-        text = (f"{self.reference} {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, n={tuned.n}, "
-                f"{s.confidence:.0%} CI [{low:+.3f}, {high:+.3f}]")
-        if METRICS.get(self.metric).right_or_wrong:  # per example right or wrong: McNemar's exact test applies
-            text += f", McNemar p={mcnemar_exact(base.correct(self.metric), tuned.correct(self.metric)).p_value:.2g}"
+        text = (f"{self.reference} {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, "
+                f"n={sample_size(*examples_of(tuned))}, {s.confidence:.0%} CI [{low:+.3f}, {high:+.3f}]")
+        text += mcnemar(self.metric, tuned, base)
         text += f", MDE {mde:.3f} at power {s.power:.0%}"
         return sign * interval.delta, DeltaInterval(sign * interval.delta, low, high, interval.confidence,
                                                     interval.standard_error, interval.resamples,
@@ -117,9 +120,21 @@ class MetricDelta:
             return f"{self.what} {delta:+.3f} < required {self.min_delta:+.3f} ({text})"
         mde = minimum_detectable_effect(interval.standard_error, 1 - self.settings.confidence, self.settings.power)
         if interval.low < self.min_delta and mde > self.min_delta:
-            return (f"{self.what} {delta:+.3f} is not evidence of +{self.min_delta:.3f}: n={tuned.n} is too "
+            return (f"{self.what} {delta:+.3f} is not evidence of +{self.min_delta:.3f}: "
+                    f"n={sample_size(*examples_of(tuned))} is too "
                     f"small to detect it (minimum detectable {mde:.3f}) and the interval reaches below it ({text})")
         return None
+
+
+def mcnemar(metric: str, tuned: Metrics, base: Metrics) -> str:
+    """McNemar's exact p of a right-or-wrong metric, where each row is its own example: it counts rows as
+    independent pairs, so where rows repeat an input (a sampled run's k samples, a duplicated test input) its p would
+    be too small, and it is left out for the clustered interval to decide (docs/statistics.md)."""
+    if not METRICS.get(metric).right_or_wrong:
+        return ""
+    if repeats_inputs(tuned):
+        return ", McNemar n/a: rows repeat inputs, the clustered interval decides"
+    return f", McNemar p={mcnemar_exact(base.correct(metric), tuned.correct(metric)).p_value:.2g}"
 
 
 @dataclass(frozen=True)
@@ -198,7 +213,8 @@ def subgroup_drops(settings: GateSettings, subgroups: list[Subgroup]) -> list[Co
         for group, score in zip(subgroups, subgroup_scores(metric, subgroups)):
             interval = group.tuned.paired_interval(group.base, metric, settings.bootstrap_resamples,
                                                    settings.confidence, settings.bootstrap_seed)
-            comparisons.append(drop_comparison("subgroup", metric, higher, score, interval, limit, settings))
+            comparisons.append(drop_comparison("subgroup", metric, higher, score, interval, limit, settings,
+                                               examples_of(group.tuned)[1]))
     return comparisons
 
 
@@ -247,7 +263,8 @@ class Floor:
         if reaches(value, self.minimum, higher):
             return None
         bound = "below the floor" if higher else "above the ceiling"
-        return f"{self.metric} {value:.3f} {bound} {self.minimum:.3f} (base {base.value(self.metric):.3f}, n={tuned.n})"
+        return (f"{self.metric} {value:.3f} {bound} {self.minimum:.3f} (base {base.value(self.metric):.3f}, "
+                f"n={sample_size(*examples_of(tuned))})")
 
 
 def leakage_gate(leaked: list[str], n_test: int, max_share: float | None, external: bool = False) -> GateResult:

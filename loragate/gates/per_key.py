@@ -60,19 +60,21 @@ def key_interval(score: KeyScore, settings: GateSettings) -> DeltaInterval:
 
 
 def drop_comparison(what: str, metric: str, higher_is_better: bool, score: KeyScore, interval: DeltaInterval,
-                    tolerance: float, settings: GateSettings) -> Comparison:
+                    tolerance: float, settings: GateSettings, samples: int = 1) -> Comparison:
     """The key's drop as a non-inferiority comparison: its signed delta (positive is better) must be shown above
     -tolerance on the interval of tuned - base (`interval`, unsigned), with the p-values of its resamples: of the
-    PASS claim (the drop is under the tolerance) and of the FAIL claim (it is beyond)."""
+    PASS claim (the drop is under the tolerance) and of the FAIL claim (it is beyond). The key's rows are `samples`
+    rows of each example (a sampled run): its size, and the size that would decide it, count examples."""
     sign = 1.0 if higher_is_better else -1.0
     low, high = sorted((sign * interval.low, sign * interval.high))
     delta, alpha = sign * interval.delta, 1 - settings.confidence
+    examples = score.n // samples
     detail = (f"base {score.base:.3f}, tuned {score.tuned:.3f}, {settings.confidence:.0%} CI [{low:+.3f}, "
               f"{high:+.3f}]")
     return Comparison(f"{what} {score.key!r} {metric}", NON_INFERIORITY, delta, low, high, -tolerance,
-                      bootstrap_p_value(interval.draws, -tolerance, sign), alpha, score.n,
-                      examples_to_detect(delta + tolerance, interval.standard_error, score.n, alpha, settings.power),
-                      detail, fail_p_value=bootstrap_p_value_beyond(interval.draws, -tolerance, sign))
+                      bootstrap_p_value(interval.draws, -tolerance, sign), alpha, examples,
+                      examples_to_detect(delta + tolerance, interval.standard_error, examples, alpha, settings.power),
+                      detail, fail_p_value=bootstrap_p_value_beyond(interval.draws, -tolerance, sign), samples=samples)
 
 
 def reaches(value: float, floor: float, higher_is_better: bool) -> bool:
@@ -144,8 +146,9 @@ class KeyDrop:
     def judge(self, tuned: Metrics, base: Metrics) -> GateResult:
         """Each key with examples as one comparison; the evidence names the key that lost most (or that none lost)."""
         scores = self.scores(tuned, base)
+        samples = getattr(tuned, "samples", 1)  # a sampled run's k rows of one example (eval.sampling)
         comparisons = [drop_comparison(self.what, self.metric, self.higher_is_better, score,
-                                       key_interval(score, self.settings), self.max_drop, self.settings)
+                                       key_interval(score, self.settings), self.max_drop, self.settings, samples)
                        for score in scores if score.n]
         return judged_on(self.name, comparisons, largest_drop(self.what, self.metric, self.higher_is_better, scores,
                                                               self.max_drop), self.settings.inconclusive == "warn")

@@ -60,8 +60,9 @@ class Comparison:
     margin: float  # the signed delta's threshold: min_delta, or -m
     p_value: float  # raw, from the interval's own resamples (metrics.stats.bootstrap_p_value)
     alpha: float  # 1 - the card's confidence
-    n: int  # the examples the interval resampled
-    needed: int | None  # the test-set size at which the card's power would decide it; None: the delta is on the margin
+    n: int  # the examples the interval resampled (distinct examples: a sampled run's k rows of one count once)
+    needed: int | None  # the test-set size, in examples, at which the card's power would decide it; None: the delta
+    # is on the margin
     detail: str = ""  # the check's own sentence (base, tuned, n, CI, McNemar p, MDE), carried into its finding
     adjusted: float | None = None  # the family's adjusted p (the raw p without correction); None: not yet judged in
     # a family, which judges it alone
@@ -71,6 +72,7 @@ class Comparison:
     # same resamples (metrics.stats.bootstrap_p_value_beyond); None for superiority, which claims no FAIL
     fail_adjusted: float | None = None  # adjusted over the family's FAIL claims; None: not yet judged in a family
     fail_family: int = 1  # FAIL claims (non-inferiority comparisons) in the family
+    samples: int = 1  # rows per example: k where the run sampled (eval.sampling)
 
     def __post_init__(self) -> None:
         if self.test == NON_INFERIORITY and self.fail_p_value is None:
@@ -115,6 +117,11 @@ class Comparison:
             return f"{p}={raw:.2g}, uncorrected ({counted})"
         return f"{p}={raw:.2g}, Holm p={adjusted:.2g} over {counted}"
 
+    @property
+    def size(self) -> str:
+        """The test-set size as findings name it: "30", or "30 x 5 samples" where each example was sampled k times."""
+        return sample_size(self.n, self.samples)
+
     def explained(self) -> str:
         """The p-values, with the check's own sentence where it has one."""
         return f"{self.detail}, {self.evidence()}" if self.detail else self.evidence()
@@ -126,19 +133,19 @@ class Comparison:
         if outcome == "PASS":
             return None
         interval = f"{self.delta:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
-        size = (f"about {self.needed} examples (now {self.n}) would decide it at the card's power" if self.needed
+        size = (f"about {self.needed} examples (now {self.size}) would decide it at the card's power" if self.needed
                 else "the delta sits on the margin: no test-set size decides it")
         if outcome == "INCONCLUSIVE":
             where = (f"clears the allowed drop {self.margin:+.3f} alone but not with its family"
                      if self.low >= self.margin - EPSILON else
                      f"lies beyond the allowed drop {self.margin:+.3f} alone but not with its family's FAIL claims"
                      if self.high < self.margin - EPSILON else f"straddles the allowed drop {self.margin:+.3f}")
-            return (f"INCONCLUSIVE: {self.what} {interval} {where}: n={self.n} cannot tell whether it drops by more; "
-                    f"{size} ({self.explained()})")
+            return (f"INCONCLUSIVE: {self.what} {interval} {where}: n={self.size} cannot tell whether it drops by "
+                    f"more; {size} ({self.explained()})")
         if self.test == NON_INFERIORITY:
             return (f"{self.what} lower bound {self.low:+.3f} < required {self.margin:+.3f}, and so is its upper bound "
                     f"{self.high:+.3f}: a drop of more than {-self.margin:.3f} is shown (delta {self.delta:+.3f}, "
-                    f"n={self.n}, {self.explained()})")
+                    f"n={self.size}, {self.explained()})")
         if self.low < self.margin - EPSILON:
             return (f"{self.what} lower bound {self.low:+.3f} < required {self.margin:+.3f} (delta {self.delta:+.3f}, "
                     f"{self.explained()})")
@@ -149,6 +156,24 @@ class Comparison:
                   fail_family: int = 1) -> Comparison:
         return replace(self, adjusted=adjusted, family=family, correction=correction, fail_adjusted=fail_adjusted,
                        fail_family=fail_family)
+
+
+def sample_size(examples: int, samples: int) -> str:
+    """"30" examples, or "30 x 5 samples" where each was sampled k times: rows are not independent examples."""
+    return f"{examples} x {samples} samples" if samples > 1 else f"{examples}"
+
+
+def examples_of(metrics: Metrics) -> tuple[int, int]:
+    """(examples, samples of each) that `metrics` scored: a sampled run's k rows of one example count once, as the
+    paired bootstrap resamples them together."""
+    samples = getattr(metrics, "samples", 1)  # a kind's own container without it scored each example once
+    return metrics.n // samples, samples
+
+
+def repeats_inputs(metrics: Metrics) -> bool:
+    """Whether rows of `metrics` repeat an input (an example's samples, or a duplicated test input)."""
+    groups = getattr(metrics, "input_groups", ())
+    return len(set(groups)) < len(groups)
 
 
 @dataclass(frozen=True)

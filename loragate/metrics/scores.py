@@ -37,6 +37,7 @@ class ClassificationMetrics:
     gold: list[str]  # per example, so base and tuned can be compared pairwise
     predicted: list[str | None]  # None: the output did not parse
     input_groups: tuple[int, ...] = ()  # per example, its input's index (with_input_groups); (): all distinct
+    samples: int = 1  # rows per test example: k where the run sampled (eval.sampling), each example's k in a row
 
     def label_indices(self) -> tuple[np.ndarray, np.ndarray]:
         """Gold and predicted as indices into `labels`; len(labels) marks an invalid prediction."""
@@ -159,6 +160,7 @@ class TextMetrics:
     bleu_statistics: list[list[float]] = field(default_factory=list)  # per example, the counts corpus BLEU pools
     unavailable: dict[str, str] = field(default_factory=dict)  # metric -> why it was not computed
     input_groups: tuple[int, ...] = ()  # per example, its input's index (with_input_groups); (): all distinct
+    samples: int = 1  # rows per test example: k where the run sampled (eval.sampling), each example's k in a row
 
     def value(self, metric: str) -> float:
         METRICS.get(metric)  # raises with did-you-mean on an unknown name
@@ -212,13 +214,14 @@ class TextMetrics:
 Metrics = ClassificationMetrics | TextMetrics
 
 
-def with_input_groups(metrics: Metrics, groups: tuple[int, ...]) -> Metrics:
+def with_input_groups(metrics: Metrics, groups: tuple[int, ...], samples: int = 1) -> Metrics:
     """`metrics` whose paired intervals resample the rows of one input together (`groups`: per example, its
-    input's index, loragate.data.examples.input_groups), so repeating a test row does not narrow them. A kind's
-    own container without `input_groups` is returned as it is and resamples rows one by one."""
+    input's index, loragate.data.examples.input_groups), so repeating a test row does not narrow them, and whose
+    gates count examples, not rows, where each example has `samples` rows (eval.sampling). A kind's own container
+    without `input_groups` is returned as it is and resamples rows one by one."""
     if "input_groups" not in {f.name for f in fields(metrics)}:
         return metrics
-    return replace(metrics, input_groups=tuple(groups))
+    return replace(metrics, input_groups=tuple(groups), samples=samples)
 
 
 def clusters(groups: tuple[int, ...]) -> np.ndarray | None:
@@ -227,6 +230,8 @@ def clusters(groups: tuple[int, ...]) -> np.ndarray | None:
 
 
 def without_groups(record: dict) -> dict:
-    """A metrics record for report.json: the input groups are how intervals resample, not a result."""
+    """A metrics record for report.json: the input groups and samples are how intervals resample, not a result
+    (report.json's `sampling` names the samples)."""
     record.pop("input_groups")
+    record.pop("samples")
     return record

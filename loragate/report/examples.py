@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from loragate.card.templates import template_fields
 from loragate.data.examples import Example
+from loragate.data.parsing import ParsedOutput
 from loragate.metrics.registry import METRICS
 from loragate.report.rows import metric_order
 
@@ -28,8 +29,13 @@ class ActedExample:
     input: dict[str, str]  # the fields the prompt template reads, whole
     gold: str
     base_output: str
-    tuned_output: str
-    problem: str  # "did not parse: <reason>", or which right-or-wrong metric it is wrong on
+    tuned_output: str  # the first wrong (or unparsed) one, where the run sampled
+    problem: str  # "did not parse: <reason>", or which right-or-wrong metric it is wrong on; sampled: how many of k
+    other_outputs: tuple[str, ...] = ()  # a sampled example's other distinct wrong answers, in sample order
+
+    def tuned_outputs(self) -> tuple[str, ...]:
+        """Every distinct wrong (or unparsed) tuned answer: one, unless the run sampled."""
+        return (self.tuned_output, *self.other_outputs)
 
     def input_text(self) -> str:
         """The input as the reports show it: "field: value" per field, cut to INPUT_CHARS with a pointer to the
@@ -74,23 +80,41 @@ def gold_text(run: TaskRun, row: int) -> str:
     return " | ".join(references[row]) or "(no answer)"
 
 
+def samples_of(run: TaskRun) -> int:
+    """How many rows each test example has in the predictions: k where the tier samples (eval.sampling), else 1."""
+    return getattr(run.tuned_metrics, "samples", 1)  # a kind's own container without it scored each example once
+
+
 def acted_examples(run: TaskRun) -> list[ActedExample]:
-    """Every tuned output that did not parse or is wrong on right_or_wrong_metric, in test order."""
+    """Every test example whose tuned output did not parse or is wrong on right_or_wrong_metric, in test order; in a
+    sampled run once, saying how many of its k samples are, with its distinct wrong answers."""
     base, tuned = run.base_predictions, run.tuned_predictions
     metric = right_or_wrong_metric(run)
     right = run.tuned_metrics.correct(metric) if metric else [True] * len(tuned.ids)
-    inputs = test_inputs(run)
+    inputs, k = test_inputs(run), samples_of(run)
     acted = []
-    for row, (example_id, parsed) in enumerate(zip(tuned.ids, tuned.parsed)):
-        if not parsed.valid:
-            problem = f"did not parse: {parsed.reason or 'no reason given'}"
-        elif not right[row]:
-            problem = f"wrong ({METRICS.get(metric).title})"
-        else:
+    for first in range(0, len(tuned.ids), k):  # sampled_rows puts an example's k samples in a row
+        problems = [(row, problem(tuned.parsed[row], right[row], metric)) for row in range(first, first + k)]
+        problems = [(row, text) for row, text in problems if text]
+        if not problems:
             continue
-        acted.append(ActedExample(example_id, inputs.get(example_id, {}), gold_text(run, row), base.outputs[row],
-                                  tuned.outputs[row], problem))
+        row, text = problems[0]
+        answers = list(dict.fromkeys(tuned.outputs[r] for r, _ in problems))
+        if k > 1:
+            text = (f"{text} in {len(problems)} of {k} samples" if len({t for _, t in problems}) == 1 else
+                    f"{len(problems)} of {k} samples did not parse or are wrong (the first: {text})")
+        acted.append(ActedExample(tuned.ids[row], inputs.get(tuned.ids[row], {}), gold_text(run, row),
+                                  base.outputs[row], answers[0], text, tuple(answers[1:])))
     return acted
+
+
+def problem(parsed: ParsedOutput, right: bool, metric: str | None) -> str | None:
+    """Why one tuned output is listed (it did not parse, or is wrong on `metric`); None where it is right."""
+    if not parsed.valid:
+        return f"did not parse: {parsed.reason or 'no reason given'}"
+    if not right:
+        return f"wrong ({METRICS.get(metric).title})"
+    return None
 
 
 def listing_heading(run: TaskRun, acted: list[ActedExample]) -> str:
@@ -98,6 +122,9 @@ def listing_heading(run: TaskRun, acted: list[ActedExample]) -> str:
     metric = right_or_wrong_metric(run)
     what = ("Tuned outputs that did not parse (this kind scores its answers and judges none right or wrong)"
             if metric is None else f"Tuned outputs that did not parse or are wrong ({METRICS.get(metric).title})")
+    k = samples_of(run)
+    if k > 1:
+        return f"{what}: {len(acted)} of {len(run.tuned_predictions.ids) // k} examples ({k} samples each)"
     return f"{what}: {len(acted)} of {len(run.tuned_predictions.ids)}"
 
 
@@ -113,7 +140,7 @@ def markdown_listing(run: TaskRun) -> list[str]:
                   f"  - input: `{markdown_text(example.input_text())}`",
                   f"  - gold: `{markdown_text(example.gold)}`",
                   f"  - base: `{markdown_code(example.base_output)}`",
-                  f"  - tuned: `{markdown_code(example.tuned_output)}`"]
+                  f"  - tuned: {', '.join(f'`{markdown_code(output)}`' for output in example.tuned_outputs())}"]
     if len(acted) > LISTED:
         lines.append(f"- ... the first {LISTED} of {len(acted)}; report.json has every prediction")
     return lines

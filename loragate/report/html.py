@@ -194,7 +194,8 @@ def acted_html(run: TaskRun) -> str:
     if not acted:
         return f"{title}\n<p>None.</p>"
     rows, note = capped([[a.id, a.problem, "<br>".join(html.escape(line) for line in a.input_text().split("\n")),
-                          a.gold, code(a.base_output), code(a.tuned_output)] for a in acted], "examples")
+                          a.gold, code(a.base_output), "<br>".join(map(code, a.tuned_outputs()))] for a in acted],
+                        "examples")
     return (f"{title}\n" + html_table(["id", "problem", "input", "gold", "base output", "tuned output"], rows,
                                       trusted=frozenset({2, 4, 5})) + note)
 

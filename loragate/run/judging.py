@@ -27,7 +27,7 @@ from loragate.run.decoding_modes import (
     mode_deltas,
     name_the_gap,
 )
-from loragate.run.steps import kind, score, score_subgroups
+from loragate.run.steps import kind, samples_per_example, score, score_subgroups
 
 
 @dataclass(frozen=True)
@@ -90,4 +90,4 @@ def score_by_input(task: Task, test: list[Example], predictions: Predictions) ->
     if predictions.ids != [ex.id for ex in test]:
         raise ValueError(f"task {task.card.name}: predictions cover other examples than the test split, in another "
                          f"order; cannot tell which rows share an input")
-    return with_input_groups(score(task, predictions), input_groups(test))
+    return with_input_groups(score(task, predictions), input_groups(test), samples_per_example(test))

@@ -88,6 +88,14 @@ def score(task: Task, predictions: Predictions) -> Metrics:
     return kind(task).score(task, predictions)
 
 
+def samples_per_example(rows: list[Example]) -> int:
+    """k where `rows` are k copies of each example in a row, as sampled_rows makes them (each copy keeps its
+    example's id), else 1: the gates count examples, not rows (loragate.gates.result.Comparison)."""
+    ids = [ex.id for ex in rows]
+    k = len(ids) // max(len(set(ids)), 1)
+    return k if k > 1 and ids == [i for i in ids[::k] for _ in range(k)] else 1
+
+
 def score_subgroups(task: Task, examples: list[Example], base: Predictions, tuned: Predictions) -> list[Subgroup]:
     """Base and tuned scored by the kind on each subgroup of the test split: the kind's own, then one per value of
     the card's `subgroups` field; their intervals resample the rows of one input (an example's samples) together."""
@@ -95,7 +103,8 @@ def score_subgroups(task: Task, examples: list[Example], base: Predictions, tune
     if task.card.subgroups is not None:
         groups |= field_subgroups(examples, task.card.subgroups)
     return [Subgroup(name, len(rows), *(with_input_groups(score(task, predictions.subset(rows)),
-                                                          input_groups([examples[row] for row in rows]))
+                                                          input_groups([examples[row] for row in rows]),
+                                                          samples_per_example([examples[row] for row in rows]))
                                         for predictions in (base, tuned)))
             for name, rows in groups.items()]
 

@@ -76,6 +76,19 @@ def test_a_sampled_card_answers_each_example_k_times_and_metrics_average_over_th
     assert judged.tuned_metrics.accuracy == pytest.approx(right.mean(axis=1).mean()), "not the mean over samples"
     assert judged.tuned_metrics.input_groups == tuple(np.repeat(np.arange(N), K)), \
         "an example's K samples are not one cluster"
+    assert judged.tuned_metrics.samples == K
+    evidence = next(r for r in judged.gates if r.check == "accuracy delta").evidence
+    assert f"n={N} x {K} samples," in evidence and "McNemar n/a: rows repeat inputs" in evidence, evidence
+
+
+def test_only_k_copies_of_each_example_in_a_row_count_as_samples() -> None:
+    from loragate.run.steps import samples_per_example
+
+    task = sst2(*SAMPLED)
+    assert samples_per_example(sampled_rows(task, "tiny", reviews())) == K
+    assert samples_per_example(reviews()) == 1 and samples_per_example([]) == 1
+    first, second = reviews()[:2]
+    assert samples_per_example([first, second, first, second]) == 1, "repeated ids out of blocks are not samples"
 
 
 def test_the_interval_resamples_each_example_with_its_samples_and_is_wider_than_independent_rows() -> None:
@@ -108,6 +121,7 @@ def test_subgroup_intervals_resample_an_example_with_its_samples() -> None:
     assert domain_a.n == N // 2 * K
     assert domain_a.tuned.input_groups == tuple(np.repeat(np.arange(N // 2), K)), \
         "a subgroup's samples of one example are not one cluster"
+    assert domain_a.tuned.samples == K, "a subgroup's gates would count its samples as examples"
 
 
 def a_run(task, rows: list[Example], base: Predictions, tuned: Predictions, test: list[Example]) -> SimpleNamespace:
@@ -181,7 +195,10 @@ def test_a_sampled_gate_run_reports_its_setting_agreement_and_clustered_interval
     markdown = (report_dir / "report.md").read_text()
     assert f"n=30 x {K} samples" in markdown and f"note: {line}: every metric averages" in markdown
     assert "note: agreement of tuned's samples: " in markdown and "Least stable tuned examples" in markdown
+    assert f" of 30 examples ({K} samples each)**" in markdown, "the wrong outputs' heading counts rows"
     assert "Least stable tuned examples" in (report_dir / "report.html").read_text()
+    evidence = next(g for g in run["gates"] if g["check"] == "accuracy delta")["evidence"]
+    assert f"n=30 x {K} samples," in evidence and "McNemar n/a: rows repeat inputs" in evidence, evidence
     assert line in (report_dir / "summary.md").read_text()
     assert f'name="loragate.sampling" value="{line}"' in (tmp_path / "junit.xml").read_text()
     gated = next(row for row in run["gated"] if row["check"] == "accuracy delta")

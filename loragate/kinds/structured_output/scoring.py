@@ -57,6 +57,7 @@ class StructuredMetrics:
     per_example: dict[str, list[float]]  # object_exact, and field:<path> exact, 0 or 1 per example
     counts: list[list[int]]  # per example: tp, fp, fn of each top-level field in order, for the pooled F1s
     input_groups: tuple[int, ...] = ()  # per example, its input's index (with_input_groups); (): all distinct
+    samples: int = 1  # rows per test example: k where the run sampled (eval.sampling)
 
     def value(self, metric: str) -> float:
         METRICS.get(metric)  # raises with did-you-mean on an unknown name
