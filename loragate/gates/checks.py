@@ -173,6 +173,11 @@ class Subgroup:
     base: Metrics
     tuned: Metrics
 
+    @property
+    def samples(self) -> int:
+        """Rows per example: k where the run sampled (eval.sampling), so the subgroup's size counts examples."""
+        return getattr(self.tuned, "samples", 1)
+
 
 def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[GateResult]:
     """No subgroup may lose more than `max_subgroup_drop` against base (each subgroup's drop a comparison of the run's
@@ -180,7 +185,8 @@ def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[Ga
     per-key rule classes and fields are gated by: a gain on the whole split can hide a subgroup the adapter gave up on
     (QA: never answering). A card that sets either with no subgroups to gate fails, naming the fix."""
     results = []
-    evidence = ", ".join(f"{group.name} n={group.n}" for group in subgroups)
+    evidence = ", ".join(f"{group.name} n={sample_size(group.n // group.samples, group.samples)}"
+                         for group in subgroups)
     for name, field, limits in (("subgroup regression", "max_subgroup_drop", settings.max_subgroup_drop),
                                 ("subgroup floor", "min_subgroup_score", settings.min_subgroup_score)):
         if not limits:
@@ -196,7 +202,8 @@ def subgroup_gates(settings: GateSettings, subgroups: list[Subgroup]) -> list[Ga
                 continue
             findings = [finding for metric, limit in limits.items()
                         for finding in below_floor("subgroup", metric, METRICS.get(metric).higher_is_better,
-                                                   subgroup_scores(metric, subgroups), limit)]
+                                                   subgroup_scores(metric, subgroups), limit,
+                                                   subgroups[0].samples)]
         except MetricUnavailable as exc:
             results.append(GateResult(name, f"{name}: not judged, {exc}. Make it computable, or take it out of "
                                             f"gates.{field}", evidence))
@@ -214,7 +221,7 @@ def subgroup_drops(settings: GateSettings, subgroups: list[Subgroup]) -> list[Co
             interval = group.tuned.paired_interval(group.base, metric, settings.bootstrap_resamples,
                                                    settings.confidence, settings.bootstrap_seed)
             comparisons.append(drop_comparison("subgroup", metric, higher, score, interval, limit, settings,
-                                               examples_of(group.tuned)[1]))
+                                               group.samples))
     return comparisons
 
 

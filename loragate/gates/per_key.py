@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from loragate.card.gate_settings import GateSettings
-from loragate.gates.result import EPSILON, NON_INFERIORITY, Comparison, GateResult, judged_on
+from loragate.gates.result import EPSILON, NON_INFERIORITY, Comparison, GateResult, judged_on, sample_size
 from loragate.metrics.scores import Metrics
 from loragate.metrics.stats import (
     DeltaInterval,
@@ -82,20 +82,22 @@ def reaches(value: float, floor: float, higher_is_better: bool) -> bool:
     return value >= floor - EPSILON if higher_is_better else value <= floor + EPSILON
 
 
-def below_floor(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], floor: float) -> list[str]:
+def below_floor(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], floor: float,
+                samples: int = 1) -> list[str]:
     """A finding for each key whose tuned score is short of `floor` (above it, as a ceiling, where lower is
-    better)."""
+    better); its size in examples of `samples` rows each (a sampled run)."""
     findings = []
     for score in scores:
         if reaches(score.tuned, floor, higher_is_better):
             continue
         bound = "< floor" if higher_is_better else "> ceiling"
         findings.append(f"{what} {score.key!r} {metric} {score.tuned:.3f} {bound} {floor:.3f} "
-                        f"(base {score.base:.3f}, n={score.n})")
+                        f"(base {score.base:.3f}, n={sample_size(score.n // samples, samples)})")
     return findings
 
 
-def largest_drop(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], tolerance: float) -> str:
+def largest_drop(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], tolerance: float,
+                 samples: int = 1) -> str:
     """The evidence of a drop gate: the key that lost most against base, or that none lost, among how many keys."""
     if not scores:
         return f"no {what} to compare"
@@ -104,10 +106,12 @@ def largest_drop(what: str, metric: str, higher_is_better: bool, scores: list[Ke
     if loss <= 0:
         return f"no {what} lost {metric} against base ({counted(what, scores)}, tolerance {tolerance:.3f})"
     return (f"largest drop: {what} {worst.key!r} {metric} {worst.base:.3f} -> {worst.tuned:.3f} "
-            f"({worst.tuned - worst.base:+.3f}, tolerance {tolerance:.3f}, n={worst.n}; {counted(what, scores)})")
+            f"({worst.tuned - worst.base:+.3f}, tolerance {tolerance:.3f}, "
+            f"n={sample_size(worst.n // samples, samples)}; {counted(what, scores)})")
 
 
-def nearest_floor(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], floor: float) -> str:
+def nearest_floor(what: str, metric: str, higher_is_better: bool, scores: list[KeyScore], floor: float,
+                  samples: int = 1) -> str:
     """The evidence of a floor gate: the key whose tuned score is nearest the floor (the lowest, where higher is
     better), among how many keys."""
     if not scores:
@@ -115,7 +119,7 @@ def nearest_floor(what: str, metric: str, higher_is_better: bool, scores: list[K
     worst = min(scores, key=lambda s: s.tuned if higher_is_better else -s.tuned)
     bound = "floor" if higher_is_better else "ceiling"
     return (f"{'lowest' if higher_is_better else 'highest'}: {what} {worst.key!r} {metric} {worst.tuned:.3f}, "
-            f"{bound} {floor:.3f} (n={worst.n}; {counted(what, scores)})")
+            f"{bound} {floor:.3f} (n={sample_size(worst.n // samples, samples)}; {counted(what, scores)})")
 
 
 def counted(what: str, scores: list[KeyScore]) -> str:
@@ -151,7 +155,8 @@ class KeyDrop:
                                        key_interval(score, self.settings), self.max_drop, self.settings, samples)
                        for score in scores if score.n]
         return judged_on(self.name, comparisons, largest_drop(self.what, self.metric, self.higher_is_better, scores,
-                                                              self.max_drop), self.settings.inconclusive == "warn")
+                                                              self.max_drop, samples),
+                         self.settings.inconclusive == "warn")
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         result = self.judge(tuned, base)
@@ -176,8 +181,10 @@ class KeyFloor:
         """The finding, and on a pass the key nearest the floor, so the report shows evidence."""
         scores = self.scores(tuned, base)
         return GateResult(self.name, self.fails(tuned, base), nearest_floor(self.what, self.metric,
-                                                                           self.higher_is_better, scores, self.floor))
+                                                                           self.higher_is_better, scores, self.floor,
+                                                                           getattr(tuned, "samples", 1)))
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
-        found = below_floor(self.what, self.metric, self.higher_is_better, self.scores(tuned, base), self.floor)
+        found = below_floor(self.what, self.metric, self.higher_is_better, self.scores(tuned, base), self.floor,
+                            getattr(tuned, "samples", 1))
         return "; ".join(found) or None

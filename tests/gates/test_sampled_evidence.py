@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from loragate.card.settings import GateSettings
-from loragate.gates.checks import MetricDelta, regression_checks, run_gates
-from loragate.gates.per_key import KeyDrop
+from loragate.gates.checks import MetricDelta, Subgroup, regression_checks, run_gates, subgroup_gates
+from loragate.gates.per_key import KeyDrop, KeyFloor
 from loragate.kinds.labels import class_scores
 from loragate.metrics.scores import ClassificationMetrics, classification_metrics, with_input_groups
 from loragate.metrics.stats import examples_to_detect
@@ -71,3 +71,18 @@ def test_a_sampled_class_drop_counts_the_class_examples() -> None:
     assert "straddles the allowed drop -0.050: n=10 x 5 samples cannot tell" in result.finding, result.finding
     assert "(now 10 x 5 samples)" in result.finding, result.finding
     assert [c.n for c in result.comparisons] == [10, 10], result.comparisons
+
+
+def test_sampled_subgroups_and_class_floors_name_their_size_in_examples() -> None:
+    gold = ["a"] * 10 + ["b"] * 10
+    base, tuned = sampled([True] * 20, gold, 5), sampled([False] * 4 + [True] * 16, gold, 5)
+    settings = SETTINGS.model_copy(update={"max_subgroup_drop": {"accuracy": 0.5},
+                                           "min_subgroup_score": {"accuracy": 0.9}})
+    drop, floor = subgroup_gates(settings, [Subgroup("domain=a", 100, base, tuned)])
+    assert drop.evidence == "domain=a n=20 x 5 samples", drop.evidence
+    assert floor.finding == "subgroup 'domain=a' accuracy 0.800 < floor 0.900 (base 1.000, n=20 x 5 samples)", \
+        floor.finding
+    evidence = KeyFloor("class", "accuracy", 0.5, class_scores).judge(tuned, base).evidence
+    assert evidence == "lowest: class 'a' accuracy 0.600, floor 0.500 (n=10 x 5 samples; 2 classes)", evidence
+    lost = KeyDrop("class", "accuracy", 0.5, class_scores, settings=SETTINGS).judge(tuned, base).evidence
+    assert "tolerance 0.500, n=10 x 5 samples; 2 classes)" in lost, lost
