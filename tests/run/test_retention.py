@@ -181,4 +181,4 @@ def test_a_probe_task_that_samples_is_scored_on_its_samples(monkeypatch, fresh_b
     card = probing("iris", "[{task: sst2, metric: accuracy, max_drop: 0.05}]")
     probes = retention.base_probes(card, "tiny", fresh_base)
     (result,) = retention.judge_probes(probes, "tiny", fresh_base.model, fresh_base, card.gates, 32)
-    assert result.n == 80 and "n=160" in result.gate.evidence, result.gate.evidence
+    assert result.n == 80 and "n=80 x 2 samples" in result.gate.evidence, result.gate.evidence  # 160 rows
