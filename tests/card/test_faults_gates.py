@@ -14,12 +14,13 @@ import pytest
 import yaml
 
 from loragate.card.overrides import OverrideError, apply_overrides
-from loragate.card.settings import CardError, GateSettings, TaskCard
+from loragate.card.settings import GateSettings, TaskCard
 from loragate.gates.checks import trivial_gates
 from loragate.kinds import KINDS
 from loragate.metrics.scores import metrics_from_confusion
 from loragate.report.rows import card_notes
 from loragate.tasks import get_task
+from tests.card.errors import card_error
 
 IRIS = Path(__file__).parents[2] / "loragate" / "tasks" / "iris.yaml"
 
@@ -31,12 +32,6 @@ def iris_with(tmp_path: Path, **gates: Any) -> Path:
     path = tmp_path / "iris.yaml"
     path.write_text(yaml.safe_dump(card))
     return path
-
-
-def card_error(path: Path) -> str:
-    with pytest.raises(CardError) as raised:
-        TaskCard.from_yaml(path)
-    return str(raised.value)
 
 
 # ------------------------------------------------------------------------------------------------ 3a: non-finite

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from loragate.card.settings import CardError, TaskCard
+from loragate.card.settings import TaskCard
 from loragate.report.rows import card_notes
+from tests.card.errors import card_error
 
 ROOT = Path(__file__).parents[2]
 TICKETS = ROOT / "examples" / "csv_classification" / "tasks" / "tickets.yaml"
@@ -26,12 +27,6 @@ def tickets_with(tmp_path: Path, **fields: object) -> Path:
     path = tmp_path / "tickets.yaml"
     path.write_text(yaml.safe_dump(card))
     return path
-
-
-def card_error(path: Path) -> str:
-    with pytest.raises(CardError) as raised:
-        TaskCard.from_yaml(path)
-    return str(raised.value)
 
 
 def test_a_prompt_that_reads_the_target_s_field_is_refused(tmp_path: Path) -> None:

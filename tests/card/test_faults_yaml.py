@@ -10,24 +10,22 @@ import pytest
 
 from loragate.card.loader import load_yaml
 from loragate.card.overrides import OverrideError, apply_overrides
-from loragate.card.settings import CardError, TaskCard
 from loragate.tasks import get_task
+from tests.card.errors import card_error
 
 IRIS = Path(__file__).parents[2] / "loragate" / "tasks" / "iris.yaml"
 
 
-def card_error(tmp_path: Path, text: str) -> str:
+def text_error(tmp_path: Path, text: str) -> str:
     path = tmp_path / "card.yaml"
     path.write_text(text)
-    with pytest.raises(CardError) as raised:
-        TaskCard.from_yaml(path)
-    return str(raised.value)
+    return card_error(path)
 
 
 def test_a_second_gates_block_is_an_error_naming_the_file_the_line_and_the_key(tmp_path: Path) -> None:
     text = IRIS.read_text()
     first = text.splitlines().index("gates:") + 1
-    message = card_error(tmp_path, text + "gates:\n  min_delta: {accuracy: -1.0}\n")
+    message = text_error(tmp_path, text + "gates:\n  min_delta: {accuracy: -1.0}\n")
     last = len(text.splitlines()) + 1
     assert message.startswith(f"{tmp_path / 'card.yaml'}: cannot read the card: line {last}: the key 'gates' is "
                               f"given twice in one mapping (first at line {first})"), message
@@ -35,7 +33,7 @@ def test_a_second_gates_block_is_an_error_naming_the_file_the_line_and_the_key(t
 
 def test_a_key_given_twice_deeper_in_the_card_is_refused_too(tmp_path: Path) -> None:
     text = IRIS.read_text().replace("  min_validity: 1.0\n", "  min_validity: 1.0\n  min_validity: 0.0\n")
-    message = card_error(tmp_path, text)
+    message = text_error(tmp_path, text)
     assert "the key 'min_validity' is given twice" in message, message
 
 
@@ -49,7 +47,7 @@ def test_yaml_1_1_booleans_are_strings_that_the_field_refuses(tmp_path: Path, li
                                                               field: str) -> None:
     text = IRIS.read_text()
     assert line in text
-    message = card_error(tmp_path, text.replace(line, value, 1))
+    message = text_error(tmp_path, text.replace(line, value, 1))
     assert f"field '{field}'" in message, message
 
 
