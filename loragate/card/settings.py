@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from loragate.card.candidates import Candidates, check_variants
 from loragate.card.data_settings import DataFormat, DataSettings, SplitFractions
 from loragate.card.gate_settings import REGRESSION_MARGIN, GateSettings
 from loragate.card.label_names import label_names, label_values
@@ -117,6 +118,10 @@ class TaskCard(Strict):
         default_factory=list, description="probes on which tuned must stay within a margin of base: another task "
         "(its test split and a metric) or a general-text file (perplexity); loragate.card.retention"
     )
+    candidates: Candidates | None = Field(
+        None, description="several adapters gated together: when the task passes (pick: all or best) and a sweep of "
+        "training settings loragate trains (variants); loragate.card.candidates"
+    )
     _path: Path | None = PrivateAttr(None)  # the YAML file the card was read from, where it was read from one
     _blocks: dict[str, BaseModel] = PrivateAttr(default_factory=dict)  # the kinds' blocks this card holds, validated
     _label_values: dict[str, str] = PrivateAttr(default_factory=dict)  # `labels` as a mapping: data value -> name
@@ -196,6 +201,15 @@ class TaskCard(Strict):
         card.kind_has_what_it_needs()
         card.gates_fit_kind()
         card.answer_not_in_prompt()
+        return card
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def variants_apply(cls, data: Any, handler: ModelWrapValidatorHandler[TaskCard]) -> TaskCard:
+        """Each candidate variant applied to each tier and validated as a card (loragate.card.candidates): around
+        kind_blocks (defined after it, so it runs outside), as a variant's card carries the kinds' blocks."""
+        card = handler(data)
+        check_variants(card)
         return card
 
     @model_serializer(mode="wrap")
