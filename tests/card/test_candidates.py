@@ -14,6 +14,7 @@ from loragate.card.overrides import apply_overrides
 from loragate.card.settings import CardError, TaskCard
 from loragate.tasks import CARDS_DIR, get_task
 from tests.card.errors import card_error
+from tests.plugin.test_data_check import project, tickets, usage_error
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "tasks.md"
 SWEEP = """candidates:
@@ -156,3 +157,11 @@ def test_every_field_of_the_block_has_a_row_in_docs_tasks(block: str, model: typ
     assert under, f"docs/tasks.md's candidates section has no '| {block} field |' table"
     rows = re.findall(r"^\| `([a-z_]+)` \|", under.group(0), re.M)
     assert rows == list(model.model_fields), f"docs/tasks.md's {block} table: {rows}, the model: {model.model_fields}"
+
+
+def test_a_bad_variant_stops_pytest_at_start_up_with_exit_4(gate_dir: pytest.Pytester) -> None:
+    """In a user's project, `pytest -m smoke` stops as it starts, one line and exit 4, before any model loads."""
+    project(gate_dir, tickets(candidates={"pick": "best", "variants": [{"name": "r0", "set": {"lora.r": 0}}]}))
+    error = usage_error(gate_dir)
+    assert "tickets.yaml: field 'candidates.variants.0.set': candidates variant 'r0': tiers.tiny.lora.r=0: Input " \
+           "should be greater than 0; fix its value in candidates.variants, or drop it" in error, error
