@@ -130,12 +130,6 @@ class Candidates(Strict):
             seen[folded] = variant.name
         return variants
 
-    def variant(self, name: str) -> Variant:
-        for variant in self.variants:
-            if variant.name == name:
-                return variant
-        raise CardError(f"candidates has no variant {name!r}; it has {', '.join(v.name for v in self.variants)}")
-
 
 class VariantError(ValueError):
     """A variant that does not apply to a tier; the message names the variant, the tier, the path and the fix."""
@@ -195,8 +189,8 @@ def check_variants(card: TaskCard) -> None:
 
 def variant_card(card: TaskCard, tier: Tier, variant: Variant) -> TaskCard:
     """The card of one candidate of the sweep: `card` with `variant`'s settings applied to tiers.<tier>. The card's
-    load checked every variant on every tier that trains, so this fails only on a card changed since (a CardError
-    naming its file)."""
+    load checked every variant on every tier that trains, so this fails only on a tier that trains no adapter (a
+    CardError naming the card's file and what the tier lacks)."""
     try:
         return apply_variant(card, tier, variant)
     except VariantError as exc:

@@ -38,7 +38,7 @@ def test_a_sweep_parses_and_each_variant_card_changes_only_its_tier(tmp_path: Pa
     card = TaskCard.from_yaml(iris_card(tmp_path, SWEEP))
     assert card.candidates.pick == "best"
     assert [variant.name for variant in card.candidates.variants] == ["r4-lr3", "r16"]
-    varied = variant_card(card, "tiny", card.candidates.variant("r4-lr3"))
+    varied = variant_card(card, "tiny", card.candidates.variants[0])
     assert (varied.tier("tiny").lora.r, varied.tier("tiny").train.lr) == (4, 0.003)
     assert varied.tier("tiny").lora.alpha == card.tier("tiny").lora.alpha, "a field the variant does not set changed"
     assert varied.tier("full") == card.tier("full"), "another tier changed"
