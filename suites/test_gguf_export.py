@@ -30,12 +30,14 @@ if TYPE_CHECKING:
 
     from loragate.run.task_run import TaskRun
 
-def export_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, task: str, tier: str) -> Path:
-    """DIR/<task>-<tier>/ under --export DIR, else a fresh temp dir."""
+def export_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, run: TaskRun) -> Path:
+    """DIR/<task>-<tier>/ (DIR/<task>-<tier>-<candidate>/ for one of several candidates) under --export DIR, else a
+    fresh temp dir."""
+    name = "-".join(part for part in (run.task.card.name, run.tier, run.candidate) if part)
     kept = request.config.getoption("export")
     if kept is None:
-        return tmp_path_factory.mktemp(f"export-{task}-{tier}")
-    out = Path(kept) / f"{task}-{tier}"
+        return tmp_path_factory.mktemp(f"export-{name}")
+    out = Path(kept) / name
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -43,7 +45,7 @@ def export_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 def test_merged_safetensors_reload_bit_identical(task_run: TaskRun, merged_model: PreTrainedModel,
                                                  request: pytest.FixtureRequest,
                                                  tmp_path_factory: pytest.TempPathFactory) -> None:
-    out = export_dir(request, tmp_path_factory, task_run.task.card.name, task_run.tier) / "merged"
+    out = export_dir(request, tmp_path_factory, task_run) / "merged"
     save_merged(merged_model, task_run.base.tokenizer, out)
     parameter = next(merged_model.parameters())
     reloaded = type(merged_model).from_pretrained(out, dtype=parameter.dtype, use_safetensors=True).to(parameter.device)
@@ -57,12 +59,12 @@ def test_merged_safetensors_reload_bit_identical(task_run: TaskRun, merged_model
 
 
 @pytest.fixture(scope="module")
-def read_back(gate_case: tuple[str, str], request: pytest.FixtureRequest,
+def read_back(gate_case: tuple[str, str, str], request: pytest.FixtureRequest,
               tmp_path_factory: pytest.TempPathFactory) -> tuple[TaskRun, PreTrainedModel, PreTrainedTokenizerBase]:
     """(task run, model, tokenizer): the merged adapter model written as q8_0 GGUF and read back, on the run's
     device and dtype. Skips, with the reason, where no GGUF can be written: an encoder task is skipped before its
     run is requested, so this file alone does not evaluate it."""
-    task, tier = gate_case
+    task, tier, _ = gate_case
     kind = request.getfixturevalue("gate_session").task(task).card.kind  # the card with the run's --set
     if KINDS.get(kind).encoder:
         pytest.skip(f"{task}/{tier}: {kind} is an encoder task; GGUF export covers causal Llama-architecture models")
@@ -70,7 +72,7 @@ def read_back(gate_case: tuple[str, str], request: pytest.FixtureRequest,
     reason = gguf_unsupported(run.model.get_base_model())
     if reason is not None:
         pytest.skip(f"{run.name}: {reason}")
-    path = export_dir(request, tmp_path_factory, task, tier) / "model.q8_0.gguf"
+    path = export_dir(request, tmp_path_factory, run) / "model.q8_0.gguf"
     try:
         write_gguf(request.getfixturevalue("merged_model"), run.base.tokenizer, path, "q8_0")
     except ExportError as exc:  # a refusal (a tokenizer GGUF cannot carry), not a broken export

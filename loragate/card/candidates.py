@@ -29,8 +29,19 @@ from loragate.card.tier_settings import LoraSettings, Tier, TierSettings, TrainS
 if TYPE_CHECKING:
     from loragate.card.settings import TaskCard
 
-NAME = re.compile(r"[A-Za-z0-9_.-]+")  # a path component and a pytest id as they are
-RESERVED = ("base", "__base__")  # what reports call the base model's column
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # a path component, a pytest id and a peft adapter name (no dots)
+RESERVED = ("base", "__base__", "default", "base_layer", "modules_to_save", "original_module")  # what reports call the
+# base model's column, and names peft gives its own modules
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a candidate (a variant, or --adapter NAME=PATH), with the fix; None where it can. Peft
+    keys the adapter's modules by it, pytest ids and report files show it."""
+    if not NAME.fullmatch(name):
+        return "use letters, digits, _ and - only, starting with a letter or _ (e.g. r4-lr3)"
+    if name.lower() in RESERVED or name.startswith("lora_"):
+        return "that name is the base model's column in reports, or one peft gives its own modules: choose another"
+    return None
 BLOCKS = {"train": TrainSettings, "lora": LoraSettings}  # what a variant may change: how an adapter trains
 SHARED = {
     "train.max_length": "it fits the test inputs too",
@@ -87,11 +98,9 @@ class Variant(Strict):
     @field_validator("name")
     @classmethod
     def usable_name(cls, name: str) -> str:
-        if not NAME.fullmatch(name) or set(name) == {"."}:
-            raise ValueError(f"{name!r} is not a usable name: it names files and pytest ids, so use letters, "
-                             f"digits, _ . and - only (e.g. r4-lr3)")
-        if name.lower() in RESERVED:
-            raise ValueError(f"{name!r} is what reports call the base model: name the variant otherwise")
+        problem = name_problem(name)
+        if problem is not None:
+            raise ValueError(f"{name!r} is not a usable name: {problem}")
         return name
 
     @field_validator("set")

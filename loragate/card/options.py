@@ -5,7 +5,7 @@ Nothing here imports torch at load time."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,8 @@ class RunOptions:
     device: str = "cpu"
     base_model: str | None = None  # overrides the card's base for the tier
     adapter: Path | None = None  # gate this adapter instead of the store's
+    candidates: tuple[tuple[str, Path], ...] = ()  # --adapter given more than once: (name, directory) of each candidate
+    pick_best: bool = False  # --pick-best: a task passes when one candidate passes (default: every candidate must)
     baseline_adapter: Path | None = None  # the last release's adapter: tuned must not regress against it
     baseline_report: Path | None = None  # or the last release's report.json, with its per-example predictions
     data: Path | str | None = None  # a file in the task's real format, or a Hugging Face dataset (hub id or directory)
@@ -33,6 +35,10 @@ class RunOptions:
     store_root: Path = Path("adapters")
     cache: Path = Path(".loragate")
     progress: bool = True
+
+    def for_candidate(self, directory: Path) -> RunOptions:
+        """These options as a run of one candidate sees them: its directory is the --adapter."""
+        return replace(self, adapter=directory, candidates=())
 
     @property
     def dtype(self) -> torch.dtype:

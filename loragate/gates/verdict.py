@@ -26,6 +26,11 @@ INCONCLUSIVE_TEST = ("loragate.gate", "INCONCLUSIVE")  # the user property of a 
 # gates could not be decided (suites/test_quality.py): its outcome is "inconclusive", not "failed"
 
 
+def case_name(task: str, tier: str, candidate: str = "") -> str:
+    """How a case is named wherever it is shown: "iris/tiny", or "iris/tiny[r8]" for candidate r8 among several."""
+    return f"{task}/{tier}[{candidate}]" if candidate else f"{task}/{tier}"
+
+
 @dataclass
 class CaseTests:
     """The gate tests of one case: every one collected (before -k, -m or --lf left some out) and the outcome

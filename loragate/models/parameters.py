@@ -53,7 +53,9 @@ def expected_lora_parameters(model: torch.nn.Module, r: int, target_modules: lis
 
 
 def lora_parameters(model: PeftModel) -> int:
-    return sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
+    """The LoRA parameters of the active adapter: candidates loaded beside it on the same base are not its own."""
+    adapter = model.active_adapter
+    return sum(p.numel() for name, p in model.named_parameters() if "lora_" in name and f".{adapter}." in name)
 
 
 def trainable_parameters(model: torch.nn.Module) -> int:

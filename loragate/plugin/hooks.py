@@ -25,7 +25,7 @@ from loragate.card.settings import TIERS
 from loragate.gates.verdict import INCONCLUSIVE_TEST
 from loragate.plugin.data_check import check_data
 from loragate.plugin.discovery import DiscoveryError, configured_task_dir, load_entry_points, load_task_dir
-from loragate.plugin.options import add_options
+from loragate.plugin.options import add_options, named_candidates
 from loragate.plugin.session import GateSession
 from loragate.plugin.startup import GATE_SELECTED, check_options, check_outputs
 from loragate.progress import terminal_progress
@@ -54,8 +54,12 @@ class GateTally:
         self.session = session
         self.ran: list[str] = []
         self.skipped: list[str] = []
+        self.failed: list[tuple[str, ...] | None] = []  # the case of each failed test report; None: not a gate test
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            case = getattr(report, "loragate_case", None)  # set by pytest_runtest_makereport, where xdist ran it too
+            self.failed.append(tuple(case) if case is not None else None)
         if report.failed or report.skipped or report.when == "call":  # each case's tests, for its verdict
             outcome = "failed" if report.failed else "skipped" if report.skipped else "passed"
             if report.failed and any(tuple(p) == INCONCLUSIVE_TEST for p in report.user_properties):  # undecided
@@ -161,10 +165,13 @@ def select_tasks(config: pytest.Config, rootdir: Path) -> tuple[list[str], list[
 
 def start_session(config: pytest.Config, rootdir: Path, tasks: list[str], device: str) -> None:
     """The run's GateSession and the tally of its gate tests, kept in config.stash."""
+    given = config.getoption("adapter") or []
     options = RunOptions(
         device=device,
         base_model=config.getoption("base_model"),
-        adapter=config.getoption("adapter"),
+        adapter=given[0][1] if len(given) == 1 else None,
+        candidates=named_candidates(given) if len(given) > 1 else (),
+        pick_best=config.getoption("pick_best"),
         baseline_adapter=config.getoption("baseline_adapter"),
         baseline_report=config.getoption("baseline_report"),
         data=config.getoption("data"),
@@ -237,12 +244,15 @@ def gate_session(config: pytest.Config) -> GateSession:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """`gate_case` -> (task, tier) for every selected task and tier; `task_name` -> every selected task. The ids
-    ("iris-tiny", "iris") are what the xdist scheduler groups by."""
-    tasks = gate_session(metafunc.config).tasks
+    """`gate_case` -> (task, tier, candidate) for every selected task, tier and candidate (candidate "" where one
+    adapter is gated); `task_name` -> every selected task. The ids ("iris-tiny", "iris-tiny-r8", "iris") are what the
+    xdist scheduler groups by: a task's candidates stay on one worker, which computes them in one pass."""
+    session = gate_session(metafunc.config)
+    tasks = session.tasks
     if "gate_case" in metafunc.fixturenames:
         marks = {"tiny": [pytest.mark.smoke], "full": [pytest.mark.full, pytest.mark.gpu]}
-        cases = [pytest.param((task, tier), id=f"{task}-{tier}", marks=marks[tier]) for task in tasks for tier in TIERS]
+        cases = [pytest.param(case, id="-".join(part for part in case if part), marks=marks[case[1]])
+                 for case in session.cases()]
         metafunc.parametrize("gate_case", cases, scope="session")
     if "task_name" in metafunc.fixturenames:
         metafunc.parametrize("task_name", tasks, scope="session")
@@ -327,9 +337,18 @@ def deselect_benchmark_skipped(config: pytest.Config, items: list[pytest.Item]) 
         items[:] = [item for item in items if item not in skipped]
 
 
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up: they read the active adapter
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Full-tier tests skipped without --gpu; a candidate's tests see its adapter active: its task's other candidates
+    share the one base model, and a merged copy or a probe reads whichever adapter is active."""
     if not item.config.getoption("gpu") and (item.get_closest_marker("full") or item.get_closest_marker("gpu")):
         pytest.skip("the full tier runs on a GPU: add --gpu (pytest -m full --gpu)")
+    callspec = getattr(item, "callspec", None)
+    session = item.config.stash.get(SESSION, None)
+    if callspec is not None and session is not None and "gate_case" in callspec.params:
+        run = session.runs.get(tuple(callspec.params["gate_case"]))
+        if run is not None:
+            run.activate()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -339,6 +358,9 @@ def pytest_runtest_makereport(item: pytest.Item,
     or writes them to JUnit XML; a case that did not run shows its traceback once, then one line per test."""
     report = yield
     session = item.config.stash.get(SESSION, None)
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "gate_case" in callspec.params:  # a builtin, so xdist carries it to the controller
+        report.loragate_case = list(callspec.params["gate_case"])
     if call.when == "setup" and call.excinfo is not None and session is not None:
         line = session.repeated_failure(call.excinfo.value)
         if line is not None:
@@ -403,10 +425,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                 if hasattr(plugin, "add_global_property") and hasattr(plugin, "node_reporters")), None)
     for run in finished.runs:
         if xml is not None:
-            xml.add_global_property(f"loragate.verdict.{run.task}.{run.tier}", run.verdict)
-    not_passed = [run for run in finished.runs if not run.passed]
+            xml.add_global_property(f"loragate.verdict.{run.name.replace('/', '.').replace('[', '.').rstrip(']')}",
+                                    run.verdict)
+    excused = finished.excused()
+    not_passed = [run for run in finished.runs if not run.passed and (run.task, run.tier, run.candidate) not in excused]
     if (not_passed or finished.errors) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif (excused and not not_passed and not finished.errors and session.exitstatus == pytest.ExitCode.TESTS_FAILED
+          and tally is not None and tally.failed and not tally.checked_nothing
+          and all(case is not None and case in excused for case in tally.failed)):
+        session.exitstatus = pytest.ExitCode.OK  # --pick-best: only candidates that another one outdid failed
 
 
 @pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist it is never called
@@ -434,6 +462,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     terminalreporter.section("loragate: base vs tuned")
     for run in finished.runs:
         terminalreporter.write_line(redact(run.table))
+        terminalreporter.write_line("")
+    from loragate.report.candidates import group_lines  # loads torch: not at pytest start-up
+
+    for group in finished.candidates:
+        for line in group_lines(group):
+            terminalreporter.write_line(redact(line), green=group["passed"], red=not group["passed"])
         terminalreporter.write_line("")
     for line in finished.lines:
         terminalreporter.write_line(redact(line))

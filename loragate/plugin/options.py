@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from loragate.card.candidates import name_problem
 from loragate.card.options import OptionError
 from loragate.card.overrides import OverrideError, parse_override
 from loragate.card.settings import CardError, TaskCard, Tier
@@ -102,6 +103,32 @@ def adapter_parser(flag: str) -> Callable[[str], Path]:
     return parse_adapter
 
 
+def parse_candidate(value: str) -> tuple[str | None, Path]:
+    """--adapter PATH, or NAME=PATH naming the candidate (where PATH=... is not itself an existing path)."""
+    name, separator, path = value.partition("=")
+    if separator and not Path(value).expanduser().exists():
+        problem = name_problem(name)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{value}: the candidate name {name!r} cannot be used: {problem}")
+        return name, adapter_parser("--adapter")(path)
+    return None, adapter_parser("--adapter")(value)
+
+
+def named_candidates(given: list[tuple[str | None, Path]]) -> tuple[tuple[str, Path], ...]:
+    """Each --adapter's candidate name: the one given (NAME=PATH), else its directory's name made a valid one. Two
+    candidates of one name are refused, naming both directories."""
+    named: dict[str, Path] = {}
+    for name, path in given:
+        if name is None:
+            name = re.sub(r"[^A-Za-z0-9_-]", "_", path.name)
+            name = name if name_problem(name) is None else f"c_{name}"
+        if name in named:
+            raise OptionError(f"--adapter: two candidates are named {name!r} ({named[name]} and {path}); name each "
+                              f"with --adapter NAME=PATH")
+        named[name] = path
+    return tuple(named.items())
+
+
 def parse_set(value: str) -> str:
     """A --set's form (path.to.key=value, the value YAML), checked as parsed; its path and value are checked against
     each task's card in pytest_configure, once the project's tasks are loaded."""
@@ -131,8 +158,13 @@ def add_options(parser: pytest.Parser) -> None:
                          "else [tool.loragate] tasks in pyproject.toml")
     group.addoption("--base-model", type=parse_base_model, metavar="ID|PATH",
                     help="base model hub id or local directory instead of the card's")
-    group.addoption("--adapter", type=adapter_parser("--adapter"), metavar="PATH",
-                    help="gate this peft adapter directory instead of training one (needs one --task)")
+    group.addoption("--adapter", type=parse_candidate, action="append", metavar="[NAME=]PATH",
+                    help="gate this peft adapter directory instead of training one (needs one --task); give it more "
+                         "than once to gate candidates on one base in one pass, each named NAME or by its directory")
+    group.addoption("--pick-best", action="store_true",
+                    help="with candidates (--adapter more than once, or a card's candidates.variants): a task passes "
+                         "when one candidate passes, and the report names the one to ship (default: every candidate "
+                         "must pass)")
     group.addoption("--allow-foreign-adapter", action="store_true",
                     help="gate an --adapter or --baseline-adapter whose manifest.json names another task or base model")
     group.addoption("--baseline-adapter", type=adapter_parser("--baseline-adapter"), metavar="PATH",

@@ -1,4 +1,6 @@
-"""The gate session: one per pytest run, kept in config.stash; runs each (task, tier) once.
+"""The gate session: one per pytest run, kept in config.stash; runs each (task, tier, candidate) case once: the
+candidates of one task and tier (--adapter given more than once, or a card's sweep) are computed together, in one pass
+on one base (loragate.run.candidates).
 
 Under pytest-xdist every process has its own session: the workers compute the runs and hand them over rendered
 (handover), the controller collects them (receive) and prints and writes them all (results)."""
@@ -14,11 +16,12 @@ from typing import TYPE_CHECKING
 from loragate.card.options import RunOptions
 from loragate.card.overrides import apply_overrides
 from loragate.card.settings import TIERS
-from loragate.gates.verdict import CaseTests
+from loragate.gates.verdict import CaseTests, case_name
 from loragate.progress import SILENT, Progress, reporting
 from loragate.redact import redact
 from loragate.tasks import get_task
 
+Case = tuple[str, str, str]  # (task, tier, candidate): candidate "" where the run gates one adapter
 SUMMARY_TIMEOUT_S = 60  # a summary is a few KiB: a regular file takes it in milliseconds
 
 if TYPE_CHECKING:  # heavy imports wait until a test asks for a run, so `pytest --help` stays fast
@@ -32,15 +35,16 @@ class GateSession:
     options: RunOptions  # what pytest_configure read from the command line, checked there
     tasks: list[str]
     report_dir: Path
-    runs: dict[tuple[str, str], TaskRun] = field(default_factory=dict)
-    failures: dict[tuple[str, str], BaseException] = field(default_factory=dict)
+    runs: dict[Case, TaskRun] = field(default_factory=dict)
+    failures: dict[Case, BaseException] = field(default_factory=dict)
     worker_runs: list[tuple[str, RenderedRun]] = field(default_factory=list)  # (xdist worker id, run it computed)
     worker_failures: list[str] = field(default_factory=list)  # the workers' "did not run" lines
+    worker_candidates: list[dict] = field(default_factory=list)  # the workers' candidate groups (report.candidates)
     finished: Finished | None = None  # what finish() wrote, once
-    tests: dict[tuple[str, str], CaseTests] = field(default_factory=dict)  # each case's gate tests (this process)
-    case_of: dict[str, tuple[str, str]] = field(default_factory=dict)  # gate test node id -> its case
+    tests: dict[Case, CaseTests] = field(default_factory=dict)  # each case's gate tests (this process)
+    case_of: dict[str, Case] = field(default_factory=dict)  # gate test node id -> its case
     progress: Progress = SILENT  # what each run shows while it runs; the plugin sets pytest's at session start
-    failures_shown: set[tuple[str, str]] = field(default_factory=set)  # cases whose failure's traceback was printed
+    failures_shown: set[Case] = field(default_factory=set)  # cases whose failure's traceback was printed
     tasks_read: dict[str, Task] = field(default_factory=dict)  # task() of each task name, read once
 
     def task(self, name: str) -> Task:
@@ -52,7 +56,21 @@ class GateSession:
             self.tasks_read[name] = task
         return self.tasks_read[name]
 
-    def collected(self, nodeid: str, case: tuple[str, str]) -> None:
+    def candidates(self, task: str) -> list[str]:
+        """The candidate names of `task`'s cases: each --adapter's where given more than once, else the card's sweep
+        (`candidates.variants`) where the run does not gate one --adapter, else one case of no name."""
+        if self.options.candidates:
+            return [name for name, _ in self.options.candidates]
+        sweep = self.task(task).card.candidates
+        if self.options.adapter is None and sweep is not None and sweep.variants:
+            return [variant.name for variant in sweep.variants]
+        return [""]
+
+    def cases(self, tiers: list[str] | tuple[str, ...] = TIERS) -> list[Case]:
+        """Every (task, tier, candidate) case, in task, tier, candidate order."""
+        return [(task, tier, candidate) for task in self.tasks for tier in tiers for candidate in self.candidates(task)]
+
+    def collected(self, nodeid: str, case: Case) -> None:
         """A gate test of `case` was collected: the case's verdict needs it to run."""
         self.tests.setdefault(case, CaseTests()).collected.append(nodeid)
         self.case_of[nodeid] = case
@@ -61,28 +79,40 @@ class GateSession:
         if nodeid in self.case_of:
             self.tests[self.case_of[nodeid]].record(nodeid, outcome)
 
-    def with_tests(self, case: tuple[str, str], run: TaskRun) -> TaskRun:
+    def with_tests(self, case: Case, run: TaskRun) -> TaskRun:
         """`run` with the gate tests of its `case` attached, for the verdict, just before it is rendered. The case is
         the registered task the tests were parametrized with, not the card's name: `--set name=other` renames the
         card, and a verdict looked up by it found no tests and passed whatever they did."""
         run.tests = self.tests.get(case)
         return run
 
-    def run(self, task: str, tier: str) -> TaskRun:
-        """The run of `task` at `tier`, computed on first request; a failure is re-raised, not retried."""
-        key = (task, tier)
+    def run(self, task: str, tier: str, candidate: str = "") -> TaskRun:
+        """The run of one case, computed on first request (a candidate's with all its task's candidates at `tier`),
+        its candidate's adapter made the active one; a failure is re-raised, not retried."""
+        key = (task, tier, candidate)
         if key in self.failures:
             raise self.failures[key]
         if key not in self.runs:
-            from loragate.run.task_run import run_task  # loads torch: not at pytest start-up
+            self.runs.update(self.compute(task, tier))
+        run = self.runs[key]
+        run.activate()
+        return run
 
-            try:
-                with reporting(self.progress), self.progress.case(f"{task}/{tier}"):
-                    self.runs[key] = run_task(task, tier, self.options)
-            except Exception as exc:
-                self.failures[key] = exc
-                raise
-        return self.runs[key]
+    def compute(self, task: str, tier: str) -> dict[Case, TaskRun]:
+        """The runs of `task` at `tier`: one, or one per candidate; a failure is kept for each of its cases."""
+        from loragate.run.candidates import run_candidates  # loads torch: not at pytest start-up
+        from loragate.run.task_run import run_task
+
+        names = self.candidates(task)
+        try:
+            with reporting(self.progress), self.progress.case(f"{task}/{tier}"):
+                if names == [""]:
+                    return {(task, tier, ""): run_task(task, tier, self.options)}
+                runs = run_candidates(task, tier, self.options)
+                return {(task, tier, name): runs[name] for name in names}
+        except Exception as exc:
+            self.failures.update({(task, tier, name): exc for name in names})
+            raise
 
     def repeated_failure(self, error: BaseException) -> str | None:
         """One line for a gate test whose case did not run, where an earlier test already showed the traceback:
@@ -93,13 +123,12 @@ class GateSession:
                 if case not in self.failures_shown:
                     self.failures_shown.add(case)
                     return None
-                return (f"{case[0]}/{case[1]} did not run: {type(error).__name__}: {error} (the traceback is under "
+                return (f"{case_name(*case)} did not run: {type(error).__name__}: {error} (the traceback is under "
                         f"this case's first error)")
         return None
 
     def failure_lines(self) -> list[str]:
-        return [f"{task}/{tier}: did not run: {type(exc).__name__}: {exc}"
-                for (task, tier), exc in self.failures.items()]
+        return [f"{case_name(*case)}: did not run: {type(exc).__name__}: {exc}" for case, exc in self.failures.items()]
 
     def has_results(self) -> bool:
         return bool(self.runs or self.failures or self.worker_runs or self.worker_failures)
@@ -110,7 +139,7 @@ class GateSession:
         from loragate.report.writer import render_or_explain  # loads sklearn: not at pytest start-up
 
         runs = [render_or_explain(self.with_tests(case, run)).to_builtins() for case, run in self.runs.items()]
-        return {"runs": runs, "failures": self.failure_lines()}
+        return {"runs": runs, "failures": self.failure_lines(), "candidates": self.candidate_groups()}
 
     def receive(self, worker: str, handover: dict[str, list]) -> None:
         """On the xdist controller: keep what `worker` handed over."""
@@ -118,6 +147,15 @@ class GateSession:
 
         self.worker_runs += [(worker, RenderedRun.from_builtins(run)) for run in handover["runs"]]
         self.worker_failures += handover["failures"]
+        self.worker_candidates += handover["candidates"]
+
+    def candidate_groups(self) -> list[dict]:
+        """This process's tasks gated with candidates, each ranked with its pick's verdict (loragate.report.candidates);
+        read once the cases' tests ran."""
+        from loragate.report.candidates import candidate_groups  # loads torch: not at pytest start-up
+
+        runs = [self.with_tests(case, run) for case, run in self.runs.items()]
+        return candidate_groups(runs, self.options.pick_best)
 
     def results(self) -> tuple[list[RenderedRun], list[str]]:
         """Every run once, rendered (the workers' in task order), and the lines printed below their tables: what
@@ -126,7 +164,7 @@ class GateSession:
 
         rendered = [render_or_explain(self.with_tests(case, run)) for case, run in self.runs.items()]
         workers: dict[str, list[str]] = {}  # run name -> the workers that computed it
-        order = [(task, tier) for task in self.tasks for tier in TIERS]
+        order = self.cases()
         for worker, run in sorted(self.worker_runs, key=lambda pair: position(order, pair[1])):
             if run.name not in workers:
                 rendered.append(run)
@@ -146,10 +184,11 @@ class GateSession:
 
         runs, lines = self.results()
         errors = [run.render_error for run in runs if run.render_error]
+        candidates = [*self.candidate_groups(), *self.worker_candidates]
         report = None
         if runs:
             try:
-                report = write_rendered(runs, self.report_dir)
+                report = write_rendered(runs, self.report_dir, candidates=candidates)
             except Exception as exc:  # noqa: BLE001 - shown to the user and fails the run; the tables are kept
                 errors.append(f"the report could not be written to {self.report_dir}: {type(exc).__name__}: {exc}")
         step_summary = os.environ.get("GITHUB_STEP_SUMMARY")  # set by GitHub Actions: the job's summary page
@@ -159,7 +198,7 @@ class GateSession:
                               SUMMARY_TIMEOUT_S)
             except OSError as exc:
                 errors.append(f"GITHUB_STEP_SUMMARY={step_summary} could not be written: {exc}")
-        self.finished = Finished(runs, lines, report, [redact(error) for error in errors])
+        self.finished = Finished(runs, lines, report, [redact(error) for error in errors], candidates)
         return self.finished
 
 
@@ -185,10 +224,10 @@ def append_within(path: Path, text: str, seconds: float) -> None:
         raise failed[0]
 
 
-def position(order: list[tuple[str, str]], run: RenderedRun) -> int:
+def position(order: list[Case], run: RenderedRun) -> int:
     """Where a worker's `run` goes among the cases in `order`: last where it carries a card name no case has
     (`--set name=other` renames the card, not the task)."""
-    case = (run.task, run.tier)
+    case = (run.task, run.tier, run.candidate)
     return order.index(case) if case in order else len(order)
 
 
@@ -201,3 +240,10 @@ class Finished:
     lines: list[str]
     report: Path | None
     errors: list[str]
+    candidates: list[dict] = field(default_factory=list)  # tasks gated with candidates (report.json's `candidates`)
+
+    def excused(self) -> set[tuple[str, str, str]]:
+        """The cases whose failure does not fail the session: the candidates that did not pass, of a task whose pick
+        is `best` and that has a candidate that passed."""
+        return {(group["task"], group["tier"], name) for group in self.candidates
+                if group["pick"] == "best" and group["passed"] for name in group["failed"]}

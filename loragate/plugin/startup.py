@@ -14,7 +14,13 @@ from loragate.card.options import OptionError
 from loragate.card.overrides import OverrideError, apply_overrides
 from loragate.card.settings import TIERS, CardError, TaskCard
 from loragate.kinds import KINDS
-from loragate.plugin.options import require_cuda, require_one_task, require_quantizable, require_trainable
+from loragate.plugin.options import (
+    named_candidates,
+    require_cuda,
+    require_one_task,
+    require_quantizable,
+    require_trainable,
+)
 from loragate.plugin.preflight import directory_problem, file_problem
 from loragate.run.decoding_modes import constrains, task_constraint
 from loragate.run.probes import check_probes
@@ -34,13 +40,27 @@ def check_options(config: pytest.Config, chosen: list[str], tasks: list[str]) ->
         device = run_device(config)
         require_quantizable(config.getoption("quantize"), tasks)
         check_cards(config, tasks)
-        if config.getoption("adapter") is None and GATE_SELECTED.search(config.option.markexpr or ""):
+        check_candidates(config, tasks)
+        if not config.getoption("adapter") and GATE_SELECTED.search(config.option.markexpr or ""):
             # a gate run that trains, or loads what the store trained: each card must say how to train
             require_trainable([apply_overrides(get_task(name).card, tuple(config.getoption("overrides")))
                                for name in tasks], list(TIERS) if config.getoption("gpu") else ["tiny"])
     except (OptionError, OverrideError, CardError) as exc:
         raise pytest.UsageError(str(exc)) from exc
     return device
+
+
+def check_candidates(config: pytest.Config, tasks: list[str]) -> None:
+    """Candidates named once each (named_candidates), and --pick-best only where there are candidates to pick from:
+    --adapter given more than once, or a selected card's `candidates.variants`."""
+    given = config.getoption("adapter") or []
+    named_candidates(given)
+    if config.getoption("pick_best") and len(given) < 2:
+        overrides = tuple(config.getoption("overrides"))
+        cards = [apply_overrides(get_task(name).card, overrides) for name in tasks]
+        if len(given) == 1 or not any(card.candidates is not None and card.candidates.variants for card in cards):
+            raise OptionError("--pick-best picks among candidates: give --adapter more than once, or gate a card "
+                              "whose candidates.variants lists a sweep")
 
 
 def run_device(config: pytest.Config) -> str:

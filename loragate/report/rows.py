@@ -140,10 +140,13 @@ def family_notes(run: TaskRun) -> list[str]:
         return []
     gates = run.task.card.gates
     how = ("Holm's step-down" if gates.correction == "holm" else "no correction, each alone (gates.correction: none)")
-    drops = sum(c.fail_p_value is not None for c in comparisons)
+    drops = max((c.fail_family for c in comparisons if c.fail_p_value is not None), default=0)
     claims = "1 drop's FAIL claim" if drops == 1 else f"{drops} drops' FAIL claims"
     fails = f"; the {claims} (a drop beyond the margin) a second family, judged alike" if drops else ""
-    return [f"family: {len(comparisons)} comparisons judged together, {how} at alpha {1 - gates.confidence:.2g}"
+    size = comparisons[0].family  # the run's own, or all its task's candidates' where it is one of several
+    among = (f" ({len(comparisons)} of this candidate's among all {run.task.card.name}/{run.tier} candidates')"
+             if run.candidate else "")
+    return [f"family: {size} comparisons judged together{among}, {how} at alpha {1 - gates.confidence:.2g}"
             f"{fails}; deterministic checks (validity, leakage, floors) and deltas judged on the point are not in it"]
 
 

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from loragate.atomic import atomic_dir
 from loragate.gates.result import Comparison
+from loragate.gates.verdict import case_name
 from loragate.kinds import KINDS, kind_of
 from loragate.metrics import plots
 from loragate.metrics.plots import Plot
 from loragate.redact import redact
+from loragate.report.candidates import group_markdown
 from loragate.report.data_sources import data_json, data_line
 from loragate.report.examples import markdown_listing, test_inputs
 from loragate.report.html import badge, html_page, html_run
@@ -118,6 +120,7 @@ def run_json(run: TaskRun, intervals: list[GatedMetric]) -> dict:
     return {
         "task": run.task.card.name,
         "tier": run.tier,
+        "candidate": run.candidate,
         "card_sha256": card_sha256(run),
         "passed": run.verdict.passed,
         "verdict": run.verdict.status,
@@ -232,6 +235,8 @@ def junit_properties(run: TaskRun) -> list[tuple[str, object]]:
     (`loragate.verdict.<task>.<tier>`)."""
     properties: list[tuple[str, object]] = [("loragate.task", run.task.card.name), ("loragate.tier", run.tier),
                                             ("loragate.card_gates", card_gates(run))]
+    if run.candidate:
+        properties.append(("loragate.candidate", run.candidate))
     properties += [(f"loragate.inconclusive.{r.check}", r.finding) for r in run.gates if r.inconclusive]
     sampling = run.task.card.tier(run.tier).eval.sampling
     if sampling is not None:  # the gated metrics below average each example's samples
@@ -262,10 +267,11 @@ class RenderedRun:
     summary: str  # its section of summary.md
     plots: tuple[Plot, ...]
     render_error: str | None = None  # why this run could not be rendered (then it fails)
+    candidate: str = ""  # its name among the task's candidates; "" where one adapter was gated
 
     @property
     def name(self) -> str:
-        return f"{self.task}/{self.tier}"
+        return case_name(self.task, self.tier, self.candidate)
 
     @property
     def passed(self) -> bool:
@@ -287,7 +293,7 @@ def render(run: TaskRun) -> RenderedRun:
                        json=json.loads(json.dumps(run_json(run, intervals))),  # numpy floats become floats
                        markdown=markdown_section(run, [plot.file for plot in figures]),
                        html=html_run(run, intervals, figures), summary=summary_section(run, intervals),
-                       plots=tuple(figures))
+                       plots=tuple(figures), candidate=run.candidate)
 
 
 def render_or_explain(run: TaskRun) -> RenderedRun:
@@ -299,10 +305,12 @@ def render_or_explain(run: TaskRun) -> RenderedRun:
         error = f"{run.name}: FAIL  its report could not be rendered: {type(exc).__name__}: {exc}"
         section = f"## {run.name}: FAIL\n\n{error}\n"
         return RenderedRun(task=run.task.card.name, tier=run.tier, verdict="FAIL", table=error,
-                           json={"task": run.task.card.name, "tier": run.tier, "passed": False, "render_error": error},
+                           json={"task": run.task.card.name, "tier": run.tier, "candidate": run.candidate,
+                                 "passed": False, "render_error": error},
                            markdown=section, html=f"<section><h2>{html.escape(run.name)} {badge(False)}</h2>"
                                                   f"<p>{html.escape(error)}</p></section>",
-                           summary=section.replace("## ", "### ", 1), plots=(), render_error=error)
+                           summary=section.replace("## ", "### ", 1), plots=(), render_error=error,
+                           candidate=run.candidate)
 
 
 def write_report(runs: list[TaskRun], report_dir: Path) -> Path:
@@ -326,20 +334,27 @@ def source_state() -> dict[str, str | bool | None]:
 RENDERED = "rendered.json"  # beside report.json: RenderedRun.to_builtins of each run
 
 
-def write_rendered(runs: list[RenderedRun], report_dir: Path, source: dict | None = None) -> Path:
+def write_rendered(runs: list[RenderedRun], report_dir: Path, source: dict | None = None,
+                   candidates: list[dict] | None = None) -> Path:
     """reports/<UTC time>/ with report.json, report.md, report.html, summary.md, rendered.json and the SVG figures,
     renamed into place together. `source` is report.json's record of the code the runs were made from (by default
-    this checkout's: source_state); a merge of shards passes theirs."""
+    this checkout's: source_state); a merge of shards passes theirs. `candidates`: each task gated with candidates,
+    ranked (loragate.report.candidates), after its runs."""
+    candidates = candidates or []
+    sections = [group_markdown(group) for group in candidates]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     with atomic_dir(report_dir / stamp) as staged:
         tmp = staged.path
         for plot in (plot for run in runs for plot in run.plots):
             (tmp / plot.file).write_text(plot.svg)
-        report = {"source": source_state() if source is None else source, "runs": [run.json for run in runs]}
+        report = {"source": source_state() if source is None else source, "runs": [run.json for run in runs],
+                  "candidates": candidates}
         (tmp / "report.json").write_text(redact(json.dumps(report, indent=2) + "\n"))
-        (tmp / "report.md").write_text(redact("\n".join(["# loragate report", "", *(run.markdown for run in runs)])))
+        (tmp / "report.md").write_text(redact("\n".join(["# loragate report", "", *sections,
+                                                          *(run.markdown for run in runs)])))
         (tmp / "report.html").write_text(redact(html_page(runs, stamp)))
-        (tmp / "summary.md").write_text(redact("\n".join(["## loragate", "", *(run.summary for run in runs)])))
+        (tmp / "summary.md").write_text(redact("\n".join(["## loragate", "", *sections,
+                                                           *(run.summary for run in runs)])))
         # every run's sections as rendered, so that `python -m loragate merge` can write one report of many shards
         (tmp / RENDERED).write_text(redact(json.dumps([run.to_builtins() for run in runs]) + "\n"))
     return report_dir / stamp

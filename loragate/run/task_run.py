@@ -33,7 +33,7 @@ from loragate.gates.checks import (
 from loragate.gates.duplicates import duplicate_gates
 from loragate.gates.family import controlled
 from loragate.gates.training_health import Curves, health_gates, health_notes
-from loragate.gates.verdict import CaseTests, Verdict, judge_case
+from loragate.gates.verdict import CaseTests, Verdict, case_name, judge_case
 from loragate.inference.grammar import Constraint
 from loragate.inference.predictions import Constant, Predictions
 from loragate.kinds import KINDS, card_checks
@@ -124,10 +124,17 @@ class TaskRun:
     adapter_facts: AdapterFacts | None = None  # the gated adapter's r, alpha, target modules, named base, sha256
     adapter_notes: list[str] = field(default_factory=list)  # what the checks of --adapter/--baseline-adapter noted
     retention: list[ProbeResult] = field(default_factory=list)  # the card's retention probes, judged (also in gates)
+    candidate: str = ""  # this adapter's name among its task's candidates, gated on one base (loragate.run.candidates)
 
     @property
     def name(self) -> str:
-        return f"{self.task.card.name}/{self.tier}"
+        return case_name(self.task.card.name, self.tier, self.candidate)
+
+    def activate(self) -> None:
+        """This run's adapter made the active one of the model: a candidate shares the model with its task's others,
+        and every check of it (probes, merged copies, throughput) reads the active adapter."""
+        if self.candidate:
+            self.model.set_adapter(self.candidate)
 
     @property
     def passed(self) -> bool:

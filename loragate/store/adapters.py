@@ -444,23 +444,44 @@ def check_ranks(config_file: Path, weights_file: Path, saved: dict[str, torch.Te
 
 def load_adapter(model: PreTrainedModel, adapter_dir: Path) -> PeftModel:
     """Wrap `model` with the adapter in `adapter_dir`; every tensor in the file must land in the model."""
-    weights_file = adapter_dir / "adapter_model.safetensors"
-    if not weights_file.is_file():
-        pickles = sorted(p.name for p in adapter_dir.glob("*") if p.suffix in PICKLE_SUFFIXES)
-        hint = f" It holds {pickles}: pickle formats are not loaded; convert to safetensors." if pickles else ""
-        raise AdapterStoreError(f"{adapter_dir}: no adapter_model.safetensors.{hint}")
-    check_adapter_config(adapter_dir / "adapter_config.json")
-    saved = read_weights(weights_file)
-    check_ranks(adapter_dir / "adapter_config.json", weights_file, saved)
-    peft_model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=False)
-    # file names drop peft's adapter name, and a saved head (modules_to_save) its wrapper
-    in_model = {name.replace(".modules_to_save.default.", ".").replace(".default.", ".")
-                for name, _ in peft_model.named_parameters() if "lora_" in name or ".modules_to_save." in name}
+    return load_adapters(model, {"default": adapter_dir})
+
+
+def load_adapters(model: PreTrainedModel, adapters: dict[str, Path]) -> PeftModel:
+    """Wrap `model` with every adapter of `adapters` (name -> directory), each under its own name, on the one base:
+    candidates share its weights, whatever their number. Every tensor in each file must land in the model; the
+    first adapter is left active."""
+    peft_model: PeftModel | None = None
+    for name, adapter_dir in adapters.items():
+        weights_file = adapter_dir / "adapter_model.safetensors"
+        if not weights_file.is_file():
+            pickles = sorted(p.name for p in adapter_dir.glob("*") if p.suffix in PICKLE_SUFFIXES)
+            hint = f" It holds {pickles}: pickle formats are not loaded; convert to safetensors." if pickles else ""
+            raise AdapterStoreError(f"{adapter_dir}: no adapter_model.safetensors.{hint}")
+        check_adapter_config(adapter_dir / "adapter_config.json")
+        saved = read_weights(weights_file)
+        check_ranks(adapter_dir / "adapter_config.json", weights_file, saved)
+        if peft_model is None:
+            peft_model = PeftModel.from_pretrained(model, adapter_dir, adapter_name=name, is_trainable=False)
+        else:
+            peft_model.load_adapter(adapter_dir, adapter_name=name, is_trainable=False)
+        check_placed(peft_model, name, weights_file, saved)
+    if peft_model is None:
+        raise ValueError("load_adapters: no adapter to load")
+    peft_model.set_adapter(next(iter(adapters)))
+    peft_model.eval()
+    return peft_model
+
+
+def check_placed(peft_model: PeftModel, name: str, weights_file: Path, saved: dict) -> None:
+    """Every tensor of the adapter `name`'s file landed in the model, and every LoRA weight of it came from the file.
+    File names drop peft's adapter name, and a saved head (modules_to_save) its wrapper."""
+    in_model = {key.replace(f".modules_to_save.{name}.", ".").replace(f".{name}.", ".")
+                for key, _ in peft_model.named_parameters()
+                if (f".{name}." in key and "lora_" in key) or f".modules_to_save.{name}." in key}
     unplaced, unfilled = sorted(set(saved) - in_model), sorted(in_model - set(saved))
     if unplaced or unfilled:
         raise AdapterStoreError(
             f"{weights_file}: tensors not placed in the model {unplaced[:3]} ({len(unplaced)}), LoRA weights the "
             f"file lacks {unfilled[:3]} ({len(unfilled)}). Was this adapter trained for another base model?"
         )
-    peft_model.eval()
-    return peft_model

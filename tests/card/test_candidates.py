@@ -83,12 +83,14 @@ def test_the_block_survives_a_set_and_set_can_change_it() -> None:
      "two variants are named 'r4' and 'r4': name each once"),
     ("candidates:\n  variants: [{name: r4, set: {lora.r: 4}}, {name: R4, set: {lora.r: 8}}]\n",
      "two variants are named 'r4' and 'R4'"),
-    ("candidates:\n  variants: [{name: r4/a, set: {lora.r: 4}}]\n", "'r4/a' is not a usable name: it names files "
-                                                                    "and pytest ids, so use letters, digits"),
+    ("candidates:\n  variants: [{name: r4/a, set: {lora.r: 4}}]\n", "'r4/a' is not a usable name: use letters, "
+                                                                    "digits, _ and - only"),
+    ("candidates:\n  variants: [{name: r4.lr3, set: {lora.r: 4}}]\n", "'r4.lr3' is not a usable name"),  # peft: no dots
+    ("candidates:\n  variants: [{name: lora_A, set: {lora.r: 4}}]\n", "'lora_A' is not a usable name: that name is"),
     ("candidates:\n  variants: [{name: '', set: {lora.r: 4}}]\n", "'' is not a usable name"),
     ("candidates:\n  variants: [{name: .., set: {lora.r: 4}}]\n", "'..' is not a usable name"),
-    ("candidates:\n  variants: [{name: base, set: {lora.r: 4}}]\n", "'base' is what reports call the base model"),
-    ("candidates:\n  variants: [{name: __base__, set: {lora.r: 4}}]\n", "'__base__' is what reports call the base"),
+    ("candidates:\n  variants: [{name: base, set: {lora.r: 4}}]\n", "'base' is not a usable name: that name is the base model's column"),
+    ("candidates:\n  variants: [{name: __base__, set: {lora.r: 4}}]\n", "'__base__' is not a usable name: that name is"),
 ])
 def test_a_wrong_block_is_one_line_naming_the_file_the_field_and_the_fix(tmp_path: Path, block: str,
                                                                          message: str) -> None:

@@ -59,7 +59,7 @@ def test_a_workers_run_of_a_renamed_card_is_kept_not_a_crash(tmp_path: Path) -> 
     session = GateSession(RunOptions(), ["iris"], tmp_path)
     run = RenderedRun(task="other", tier="tiny", verdict="PASS", table="other/tiny: PASS", json={"task": "other"},
                       markdown="", html="", summary="", plots=(Plot("other-tiny-loss.svg", "loss", "<svg/>"),))
-    session.receive("gw0", {"runs": [run.to_builtins()], "failures": []})
+    session.receive("gw0", {"runs": [run.to_builtins()], "failures": [], "candidates": []})
     runs, _ = session.results()
     assert [run.name for run in runs] == ["other/tiny"]
 

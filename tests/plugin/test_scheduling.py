@@ -111,9 +111,9 @@ def test_controller_orders_runs_by_task_and_names_a_run_two_workers_computed(tmp
     """With --dist load a task's tests spread over workers and each computes the run: the report keeps one,
     and the summary says how to keep each task on one worker."""
     session = GateSession(RunOptions(), ["iris", "sst2"], tmp_path)
-    session.receive("gw1", {"runs": [rendered("sst2"), rendered("iris")], "failures": []})
+    session.receive("gw1", {"runs": [rendered("sst2"), rendered("iris")], "failures": [], "candidates": []})
     session.receive("gw0", {"runs": [rendered("iris")],
-                            "failures": ["topics/tiny: did not run: RuntimeError: no base"]})
+                            "failures": ["topics/tiny: did not run: RuntimeError: no base"], "candidates": []})
     runs, lines = session.results()
     assert [run.name for run in runs] == ["iris/tiny", "sst2/tiny"]
     assert runs[0].plots == (Plot("iris-tiny-loss.svg", "loss", "<svg/>"),)
