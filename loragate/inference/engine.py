@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import LogitsProcessorList, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
 
 from loragate.card.sampling import SamplingSettings
 from loragate.inference.grammar import CompiledConstraint, Constraint
+from loragate.inference.mixed_batches import candidates, interleave, row_adapters, split_rows
 from loragate.inference.sampling import RowSampler, sample_positions
 from loragate.progress import SILENT, reporter
 
@@ -32,6 +33,7 @@ class Generations:
     new_tokens: int  # generated tokens up to and including EOS
     seconds: float
     terminated: list[bool]  # per prompt: the continuation ended with EOS, not at the budget or a label stop
+    row_new_tokens: list[int] = field(default_factory=list)  # per prompt: a mixed model's candidates count their own
 
 
 def require_left_padding(tokenizer: PreTrainedTokenizerBase) -> None:
@@ -102,10 +104,11 @@ class RowStop(StoppingCriteria):
 
 def greedy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: list[list[int]], max_new_tokens: int,
            labels: Sequence[str] | None, constraint: CompiledConstraint | None = None,
-           sampler: RowSampler | None = None) -> list[list[int]]:
+           sampler: RowSampler | None = None, adapters: dict[str, list[str]] | None = None) -> list[list[int]]:
     """The new tokens of each of `rows` (prompt token ids, one batch), up to and including the one that
     stopped it (`RowStop`), else `max_new_tokens` of them; under `constraint` only what its grammar allows; with
-    `sampler` (one generator per row), the token it draws instead of the likeliest."""
+    `sampler` (one generator per row), the token it draws instead of the likeliest; `adapters`: each row's adapter
+    (loragate.inference.mixed_batches.row_adapters)."""
     batch = left_pad(rows, tokenizer.pad_token_id, next(model.parameters()).device)
     width = batch["input_ids"].shape[1]
     stop = RowStop(tokenizer, labels, width, len(rows))
@@ -115,7 +118,7 @@ def greedy(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: lis
     out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                          max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
                          eos_token_id=tokenizer.eos_token_id, stopping_criteria=StoppingCriteriaList([stop]),
-                         logits_processor=processors)
+                         logits_processor=processors, **(adapters or {}))
     return [tokens[:length] for tokens, length in zip(out[:, width:].tolist(), stop.lengths)]
 
 
@@ -127,41 +130,48 @@ def generate(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts
     as its text can no longer parse as one of them. Given `constraint`, every token is one its grammar allows
     (the time to read the tokenizer's vocabulary for it is counted in `seconds`). Given `sampling`, `prompts` hold
     k copies of each example's prompt in a row (loragate.inference.sampling.repeat_samples) and row r is sample r % k
-    of example r // k, drawn with its own seeded generator, so no batch changes it. With `progress`, each batch's
-    examples are counted as steps of the current phase (loragate.progress)."""
+    of example r // k, drawn with its own seeded generator, so no batch changes it. A mixed model
+    (loragate.inference.mixed_batches) answers `prompts` as they are laid out for it, `batch_size` of its split's
+    prompts a batch, each once per candidate. With `progress`, each batch's examples are counted as steps of the
+    current phase (loragate.progress)."""
     require_left_padding(tokenizer)
     model.eval()
     eos = tokenizer.eos_token_id
     encoded = tokenizer(prompts).input_ids if prompts else []
     texts: list[str] = [""] * len(prompts)
     terminated = [False] * len(prompts)
-    new_tokens = 0
+    row_new_tokens = [0] * len(prompts)
     started = time.perf_counter()
     compiled = CompiledConstraint(constraint, tokenizer) if constraint is not None else None
-    positions = sample_positions(prompts, sampling.samples) if sampling is not None else None
+    positions = None if sampling is None else interleave(
+        sample_positions(split_rows(model, prompts)[0], sampling.samples), candidates(model))
     counter = (reporter() if progress else SILENT).steps(len(prompts), "examples")
-    for rows in length_batches([len(ids) for ids in encoded], batch_size):
+    for rows in length_batches([len(ids) for ids in encoded], batch_size * candidates(model)):
         batch = [encoded[row] for row in rows]
         sampler = RowSampler(sampling, [positions[row] for row in rows]) if positions is not None else None
-        for row, ids in zip(rows, greedy(model, tokenizer, batch, max_new_tokens, labels, compiled, sampler)):
-            new_tokens += len(ids)
+        for row, ids in zip(rows, greedy(model, tokenizer, batch, max_new_tokens, labels, compiled, sampler,
+                                         row_adapters(model, rows))):
+            row_new_tokens[row] = len(ids)
             texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
             terminated[row] = bool(ids) and ids[-1] == eos
         counter.advance(len(rows))
-    return Generations(texts, sum(len(ids) for ids in encoded), new_tokens, time.perf_counter() - started,
-                       terminated)
+    return Generations(texts, sum(len(ids) for ids in encoded), sum(row_new_tokens), time.perf_counter() - started,
+                       terminated, row_new_tokens)
 
 
 @torch.no_grad()
 def next_token_logits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
                       batch_size: int) -> torch.Tensor:
-    """Logits of the first answer token for each prompt, shape (len(prompts), vocab), float32 on CPU."""
+    """Logits of the first answer token for each prompt, shape (len(prompts), vocab), float32 on CPU; `batch_size`
+    prompts a batch, each once per candidate of a mixed model."""
     require_left_padding(tokenizer)
     model.eval()
     device = next(model.parameters()).device
     rows = []
-    for start in range(0, len(prompts), batch_size):
-        enc = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
+    size = batch_size * candidates(model)
+    for start in range(0, len(prompts), size):
+        enc = tokenizer(prompts[start : start + size], return_tensors="pt", padding=True).to(device)
         positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # as generate() does under left padding
-        rows.append(model(**enc, position_ids=positions).logits[:, -1].float().cpu())
+        adapters = row_adapters(model, range(start, min(start + size, len(prompts))))
+        rows.append(model(**enc, position_ids=positions, **adapters).logits[:, -1].float().cpu())
     return torch.cat(rows)

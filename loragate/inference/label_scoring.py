@@ -13,6 +13,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from loragate.inference.engine import left_pad, length_batches, require_left_padding
+from loragate.inference.mixed_batches import candidates, row_adapters
 
 
 def answer_ids(tokenizer: PreTrainedTokenizerBase, target: str) -> list[int]:
@@ -25,7 +26,7 @@ def answer_ids(tokenizer: PreTrainedTokenizerBase, target: str) -> list[int]:
 def label_log_likelihoods(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
                           targets: Sequence[str], batch_size: int) -> torch.Tensor:
     """log P(answer_ids(target) | prompt), summed over the answer's tokens: (len(prompts), len(targets)),
-    float32 on CPU."""
+    float32 on CPU; `batch_size` prompts a batch, each once per candidate of a mixed model."""
     require_left_padding(tokenizer)
     model.eval()
     device = next(model.parameters()).device
@@ -43,16 +44,17 @@ def label_log_likelihoods(model: torch.nn.Module, tokenizer: PreTrainedTokenizer
     steps, count = torch.arange(width, device=device), len(answers)
     encoded = tokenizer(prompts).input_ids if prompts else []
     scores = torch.empty((len(prompts), count))
-    for rows in length_batches([len(ids) for ids in encoded], batch_size):
+    for rows in length_batches([len(ids) for ids in encoded], batch_size * candidates(model)):
         batch = left_pad([encoded[row] for row in rows], tokenizer.pad_token_id, device)
-        out = model(**batch, use_cache=True, logits_to_keep=1)
+        out = model(**batch, use_cache=True, logits_to_keep=1, **row_adapters(model, rows))
         head = out.logits[:, -1].float().log_softmax(-1)[:, first]  # (rows, labels): each answer's first token
         cache = out.cache
         cache.batch_repeat_interleave(count)  # prompt r, label j -> row r * count + j
         attention = torch.cat([batch["attention_mask"].repeat_interleave(count, 0), fed_mask.repeat(len(rows), 1)], 1)
         start = batch["position_ids"][:, -1:].repeat_interleave(count, 0) + 1
+        adapters = row_adapters(model, [row for row in rows for _ in answers])  # prompt r, label j -> its row's
         logits = model(input_ids=fed.repeat(len(rows), 1), attention_mask=attention, position_ids=start + steps,
-                       cache=cache, use_cache=True).logits
+                       cache=cache, use_cache=True, **adapters).logits
         tail = logits.float().log_softmax(-1).gather(-1, read.repeat(len(rows), 1)[..., None])[..., 0]
         tail = torch.where(fed_mask.repeat(len(rows), 1).bool(), tail, 0.0).sum(-1).view(len(rows), count)
         scores[rows] = (head + tail).cpu()

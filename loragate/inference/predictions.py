@@ -24,7 +24,9 @@ class Predictions:
     references: list[list[str]] | None = None  # text kinds: every acceptable answer of each example
     nll: list[float] | None = None  # instruct: summed NLL of each reference response given its prompt
     tokens: list[int] | None = None  # instruct: tokens of each reference response (+ EOS)
-    threshold: float | None = None  # extractive QA: the no-answer threshold chosen on the eval split
+    # extractive QA: the no-answer threshold chosen on the eval split; a mixed model's
+    # (loragate.inference.mixed_batches): each candidate's, in its order, until loragate.run.mixed splits them
+    threshold: float | tuple[float, ...] | None = None
     logits: torch.Tensor | None = None  # the probe logits where predicting computed them (classifier, one-window QA)
     batch_size: int | None = None  # the eval batch size that ran: below the card's after an out-of-memory retry
     card_batch_size: int | None = None

@@ -22,6 +22,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from loragate.card.settings import LoraSettings, TrainSettings
 from loragate.data.examples import Example
 from loragate.inference.engine import length_batches
+from loragate.inference.mixed_batches import candidates, row_adapters
 from loragate.progress import SILENT, reporter
 from loragate.training.distributed import Ranks, current
 
@@ -227,7 +228,8 @@ def row_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[
     labels = batch["labels"]
     first = int((labels != IGNORE).int().argmax(-1).min())
     keep = labels.shape[1] - first + 1
-    inputs = {name: batch[name] for name in ("input_ids", "attention_mask", "position_ids") if name in batch}
+    inputs = {name: batch[name] for name in ("input_ids", "attention_mask", "position_ids", "adapter_names")
+              if name in batch}
     with autocast(labels.device):
         logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits
     targets = labels[:, labels.shape[1] - keep + 1 :]
@@ -249,14 +251,15 @@ def summed_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple
 def example_losses(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
                    max_length: int, batch_size: int = 32) -> tuple[list[float], list[int]]:
     """Per example, in example order: the summed NLL of its answer (+ EOS) given the prompt, and its token
-    count. Their ratio of sums is the split's loss; per-example values let a perplexity delta be bootstrapped."""
+    count. Their ratio of sums is the split's loss; per-example values let a perplexity delta be bootstrapped.
+    `batch_size` examples a batch, each once per candidate of a mixed model (loragate.inference.mixed_batches)."""
     model.eval()
     device = next(model.parameters()).device
     encoded = encode_all(tokenizer, examples, max_length)
     nll, tokens = [0.0] * len(examples), [0] * len(examples)
-    for rows in length_batches([len(ids) for ids, _ in encoded], batch_size):
+    for rows in length_batches([len(ids) for ids, _ in encoded], batch_size * candidates(model)):
         batch = collate([encoded[row] for row in rows], tokenizer.pad_token_id)
-        sums, counts = row_losses(model, {k: v.to(device) for k, v in batch.items()})
+        sums, counts = row_losses(model, {**{k: v.to(device) for k, v in batch.items()}, **row_adapters(model, rows)})
         for row, total, count in zip(rows, sums.tolist(), counts.tolist()):
             nll[row], tokens[row] = total, int(count)
     return nll, tokens

@@ -11,6 +11,7 @@ from transformers import AutoModelForQuestionAnswering
 from loragate.card.settings import Tier
 from loragate.data.examples import Example
 from loragate.data.task import Task
+from loragate.inference.mixed_batches import candidates, join_rows, split_rows
 from loragate.inference.predictions import Constant, Predictions
 from loragate.kinds.encoders import EncoderKind
 from loragate.kinds.extractive_qa.metrics import qa_metrics
@@ -51,17 +52,22 @@ class ExtractiveQA(TextReport, EncoderKind):
         """The best span of each question, or no answer where the null score beats it by more than the threshold
         that maximises exact match on `calibration` (or the threshold given there); with the first windows' logits
         as the probe where every question fits one window (the parameter checks then need no second pass over the
-        test split)."""
+        test split). A mixed model's candidates (loragate.inference.mixed_batches) each choose their own threshold on
+        their rows of `calibration`, kept in candidate order until their predictions are split."""
         started = time.perf_counter()
         qa = task.card.block("qa")
         if not isinstance(calibration, list):
-            threshold = calibration
+            thresholds = [calibration] * candidates(model)
         else:
-            threshold = choose_null_threshold(predict_spans(model, base.tokenizer, calibration, qa.max_length,
-                                                            qa.stride, batch_size, qa.max_answer_tokens, progress),
-                                              calibration)
+            spans = predict_spans(model, base.tokenizer, calibration, qa.max_length, qa.stride, batch_size,
+                                  qa.max_answer_tokens, progress)
+            thresholds = [choose_null_threshold(rows, examples_of)
+                          for rows, examples_of in zip(split_rows(model, spans), split_rows(model, calibration))]
         windows, logits = window_logits(model, base.tokenizer, examples, qa.max_length, qa.stride, batch_size, progress)
-        outputs = answers(best_spans(examples, windows, logits, qa.max_answer_tokens), threshold)
+        spans = best_spans(examples, windows, logits, qa.max_answer_tokens)
+        outputs = join_rows([answers(rows, threshold)
+                             for rows, threshold in zip(split_rows(model, spans), thresholds, strict=True)])
+        threshold = thresholds[0] if len(thresholds) == 1 else tuple(thresholds)
         return Predictions(ids=[ex.id for ex in examples], gold=[ex.label for ex in examples], outputs=outputs,
                            parsed=[task.parse(text) for text in outputs], seconds=time.perf_counter() - started,
                            references=[list(ex.references) for ex in examples], threshold=threshold,

@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 
 from loragate.data.examples import Example
 from loragate.inference.engine import length_batches
+from loragate.inference.mixed_batches import candidates, row_adapters
 from loragate.metrics.text import squad_v2_scores
 from loragate.progress import SILENT, reporter
 from loragate.training.lora import pad_features
@@ -142,16 +143,18 @@ def qa_features(tokenizer: PreTrainedTokenizerBase, examples: list[Example], max
 
 def _window_logits(model: torch.nn.Module, windows: list[Window], pad_id: int, batch_size: int,
                    progress: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(start, end) logits of each window, unpadded, in window order, from length-sorted batches; with `progress`,
-    each batch's windows are counted as steps of the current phase."""
+    """(start, end) logits of each window, unpadded, in window order, from length-sorted batches (`batch_size`
+    windows, each once per candidate of a mixed model); with `progress`, each batch's windows are counted as steps of
+    the current phase."""
     model.eval()
     device = next(model.parameters()).device
     lengths = [len(w.inputs["input_ids"]) for w in windows]  # type: ignore[arg-type]
     out: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(windows)
     counter = (reporter() if progress else SILENT).steps(len(windows), "windows")
-    for rows in length_batches(lengths, batch_size):
+    for rows in length_batches(lengths, batch_size * candidates(model)):
         batch = pad_features([windows[i].inputs for i in rows], pad_id)
-        result = model(**{k: v.to(device) for k, v in batch.items()})
+        result = model(**{k: v.to(device) for k, v in batch.items()},
+                       **row_adapters(model, [windows[i].example for i in rows]))
         starts, ends = result.start_logits.float().cpu(), result.end_logits.float().cpu()
         for j, i in enumerate(rows):
             out[i] = (starts[j, : lengths[i]], ends[j, : lengths[i]])

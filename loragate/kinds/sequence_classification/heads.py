@@ -12,6 +12,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedTokenizer
 
 from loragate.data.examples import Example
 from loragate.inference.engine import length_batches
+from loragate.inference.mixed_batches import candidates, row_adapters
 from loragate.models.mean_pooling import MeanPooledClassifier
 from loragate.progress import SILENT, reporter
 from loragate.training.lora import pad_features
@@ -46,17 +47,19 @@ def classification_features(tokenizer: PreTrainedTokenizerBase, examples: list[E
 @torch.no_grad()
 def classify_logits(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example],
                     batch_size: int, progress: bool = False) -> torch.Tensor:
-    """Head logits (examples x labels) in example order, from length-sorted batches; with `progress`, each batch's
-    examples are counted as steps of the current phase."""
+    """Head logits (examples x labels) in example order, from length-sorted batches (`batch_size` examples, each
+    once per candidate of a mixed model); with `progress`, each batch's examples are counted as steps of the current
+    phase."""
     model.eval()
     device = next(model.parameters()).device
     encoded = tokenizer([ex.prompt for ex in examples])
     rows = [{name: encoded[name][i] for name in encoded.keys()} for i in range(len(examples))]
     logits: list[torch.Tensor | None] = [None] * len(examples)
     counter = (reporter() if progress else SILENT).steps(len(examples), "examples")
-    for batch_rows in length_batches([len(row["input_ids"]) for row in rows], batch_size):
+    for batch_rows in length_batches([len(row["input_ids"]) for row in rows], batch_size * candidates(model)):
         batch = pad_features([rows[i] for i in batch_rows], tokenizer.pad_token_id)
-        out = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+        out = model(**{k: v.to(device) for k, v in batch.items()}, **row_adapters(model, batch_rows)).logits
+        out = out.float().cpu()
         for i, row_logits in zip(batch_rows, out):
             logits[i] = row_logits
         counter.advance(len(batch_rows))

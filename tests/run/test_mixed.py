@@ -1,0 +1,216 @@
+"""Issue 34, point 2: every candidate adapter predicted in one pass of mixed-adapter batches (loragate.run.mixed) gives,
+for each candidate, exactly what steps.predict and steps.probe_of give with that adapter alone: for every built-in
+kind (generative classification with label scoring, encoder heads with their own modules_to_save, QA spans with each
+candidate's own threshold, instruct with its reference NLL, structured output), free and constrained, greedy and
+sampled. The candidates are the committed adapter and copies with lora_B scaled or zeroed, so their answers differ."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file, save_file
+
+from loragate.card.options import RunOptions
+from loragate.card.overrides import apply_overrides
+from loragate.data.examples import Example, Splits
+from loragate.data.task import Task
+from loragate.inference.mixed_batches import BASE
+from loragate.inference.predictions import Predictions
+from loragate.models.bases import LoadedBase
+from loragate.run import mixed
+from loragate.run.decoding_modes import task_constraint
+from loragate.run.mixed import candidate_probe_logits, predict_candidates
+from loragate.run.steps import predict, probe_of
+from loragate.run.task_run import load_inputs
+from loragate.tasks import get_task
+from loragate.tasks.card_task import CardTask
+
+ROOT = Path(__file__).resolve().parents[2]
+ORDERS = ROOT / "examples" / "json_extraction"
+TIER = "tiny"
+SCALES = {"tiny": 1.0, "halved": 0.5, "zeroed": 0.0}  # each candidate: the committed adapter with lora_B times this
+
+
+@dataclass
+class Candidates:
+    """One task's candidates loaded onto its one base, and its splits."""
+
+    task: Task
+    splits: Splits
+    base: LoadedBase
+    model: PeftModel
+    names: list[str]
+
+
+def scaled_copy(adapter: Path, out: Path, scale: float) -> Path:
+    shutil.copytree(adapter, out)
+    weights = load_file(out / "adapter_model.safetensors")
+    save_file({key: value * scale if "lora_B" in key else value for key, value in weights.items()},
+              out / "adapter_model.safetensors")
+    return out
+
+
+def load_candidates(model: torch.nn.Module, adapters: dict[str, Path]) -> PeftModel:
+    """Every adapter on the one base under its own name, as the candidate run loads them: the first with
+    from_pretrained, the others with load_adapter; the first is left active."""
+    (first, directory), *others = adapters.items()
+    peft_model = PeftModel.from_pretrained(model, directory, adapter_name=first, is_trainable=False)
+    for name, other in others:
+        peft_model.load_adapter(other, adapter_name=name, is_trainable=False)
+    peft_model.eval()
+    return peft_model
+
+
+def candidates_of(task: Task, store: Path, out: Path, scales: dict[str, float] = SCALES,
+                  with_base: bool = True) -> Candidates:
+    """`task`'s committed tiny adapter (the one entry under `store`) and its scaled copies on the tier's base."""
+    (committed,) = [entry for entry in (store / task.card.name / TIER).iterdir() if entry.is_dir()]
+    options = RunOptions(cache=ROOT / ".loragate", progress=False)
+    splits, base, _ = load_inputs(task, TIER, options)
+    adapters = {name: committed if scale == 1.0 else scaled_copy(committed, out / name, scale)
+                for name, scale in scales.items()}
+    model = load_candidates(base.model, adapters)
+    return Candidates(task, splits, base, model, [*adapters, *([BASE] if with_base else [])])
+
+
+@contextmanager
+def only(model: PeftModel, name: str) -> Iterator[None]:
+    """`model` with adapter `name` alone active (none for __base__), then as it was."""
+    active = model.active_adapter
+    if name == BASE:
+        with model.disable_adapter():
+            yield
+        return
+    model.set_adapter(name)
+    try:
+        yield
+    finally:
+        model.set_adapter(active)
+
+
+def assert_same(got: Predictions, alone: Predictions, name: str) -> None:
+    """Every field but the seconds (a mixed candidate's are its share of the pass) equal, logits bit for bit."""
+    for field in fields(Predictions):
+        left, right = getattr(got, field.name), getattr(alone, field.name)
+        if field.name == "seconds":
+            continue
+        if field.name == "generations" and right is not None:
+            left, right = ((g.texts, g.terminated, g.prompt_tokens, g.new_tokens, g.row_new_tokens)
+                           for g in (left, right))
+        same = torch.equal(left, right) if isinstance(right, torch.Tensor) else left == right
+        assert same, f"candidate {name}: {field.name} differs from the adapter's own prediction"
+
+
+@pytest.fixture(autouse=True)
+def mixed_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every built-in kind batches candidates mixed: falling back to one at a time would hide a call site that names
+    no row's adapter."""
+    def refused(*args: object) -> None:
+        raise AssertionError("the mixed pass fell back to predicting one candidate at a time")
+
+    monkeypatch.setattr(mixed, "alone", refused)
+
+
+def check_pass(run: Candidates, examples: list[Example] | None = None, calibration: list[Example] | None = None,
+               constrained: bool = False) -> dict[str, Predictions]:
+    """The mixed predictions and probes of every candidate equal its own, alone; the active adapter is left as it
+    was; the candidates' answers differ (a mix-up of rows would show)."""
+    examples = run.splits.test if examples is None else examples
+    calibration = run.splits.eval if calibration is None else calibration
+    constraint = task_constraint(run.task.card) if constrained else None
+    active = run.model.active_adapter
+    got = predict_candidates(run.task, TIER, run.model, run.base, examples, run.names, False, "mixed", calibration,
+                             constraint)
+    assert run.model.active_adapter == active
+    probes = candidate_probe_logits(run.task, TIER, run.model, run.base, examples, run.names, got)
+    assert list(got) == list(probes) == run.names
+    for name in run.names:
+        with only(run.model, name):
+            alone = predict(run.task, run.model, run.base, examples, TIER, False, name, calibration, constraint)
+            probe = probe_of(run.task, TIER, run.model, run.base, examples, alone)
+        assert_same(got[name], alone, name)
+        assert torch.equal(probes[name], probe), f"candidate {name}: probe logits differ from its own"
+    assert len({tuple(predictions.outputs) for predictions in got.values()}) > 1, "the candidates answer alike"
+    return got
+
+
+def builtin(name: str, *overrides: str) -> Task:
+    task = get_task(name)
+    task.card = apply_overrides(task.card, overrides)
+    return task
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory: pytest.TempPathFactory) -> Candidates:
+    return candidates_of(builtin("iris"), ROOT / "adapters", tmp_path_factory.mktemp("iris"))
+
+
+@pytest.mark.slow
+def test_generative_classification_generation_and_label_scoring_are_each_candidates_own(iris: Candidates) -> None:
+    got = check_pass(iris)
+    assert got["tiny"].scored is not None, "iris decodes by label scoring"
+
+
+@pytest.mark.slow
+def test_constrained_labels_are_each_candidates_own(iris: Candidates) -> None:
+    check_pass(iris, constrained=True)
+
+
+@pytest.mark.slow
+def test_sampled_rows_draw_each_candidates_own_samples_with_the_examples_seeds(iris: Candidates) -> None:
+    """k samples of each example, each from the generator of (seed, example, sample): a candidate's samples are
+    those it draws alone, under the grammar too."""
+    sampled = get_task("iris")
+    sampled.card = apply_overrides(iris.task.card, ("tiers.tiny.eval.decode=generate",
+                                                    "tiers.tiny.eval.sampling={temperature: 3.0, samples: 3, seed: 1}"))
+    run = Candidates(sampled, iris.splits, iris.base, iris.model, iris.names)
+    for constrained in (False, True):
+        got = check_pass(run, constrained=constrained)
+        outputs = got["tiny"].outputs
+        assert len(outputs) == 3 * len(iris.splits.test) and got["tiny"].ids[:3] == [iris.splits.test[0].id] * 3
+        assert any(len(set(outputs[row:row + 3])) > 1 for row in range(0, len(outputs), 3)), "no sample differed"
+
+
+@pytest.mark.slow
+def test_sst2_generative_labels_are_each_candidates_own(tmp_path: Path) -> None:
+    check_pass(candidates_of(builtin("sst2"), ROOT / "adapters", tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["topics", "sst2_encoder"])
+def test_encoder_heads_saved_with_each_adapter_give_each_candidates_logits(name: str, tmp_path: Path) -> None:
+    """sequence classification: each candidate's own head (modules_to_save) reads its rows; its logits are the
+    probe."""
+    run = candidates_of(builtin(name), ROOT / "adapters", tmp_path)
+    got = check_pass(run)
+    assert got["tiny"].logits is not None
+
+
+@pytest.mark.slow
+def test_qa_spans_with_each_candidates_own_threshold(tmp_path: Path) -> None:
+    """extractive QA: each candidate chooses its own no-answer threshold on the eval split."""
+    run = candidates_of(builtin("squad_v2"), ROOT / "adapters", tmp_path, {"tiny": 1.0, "halved": 0.5})
+    got = check_pass(run, run.splits.test[:40], run.splits.eval[:40])
+    assert len({predictions.threshold for predictions in got.values()}) > 1, "the candidates chose one threshold"
+
+
+@pytest.mark.slow
+def test_instruct_responses_and_reference_nll_are_each_candidates_own(tmp_path: Path) -> None:
+    got = check_pass(candidates_of(builtin("instruct"), ROOT / "adapters", tmp_path))
+    assert got["tiny"].nll != got["halved"].nll
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("constrained", [False, True])
+def test_structured_output_free_and_constrained_is_each_candidates_own(constrained: bool, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ORDERS))  # the card's output_schema: order_schema:Order
+    run = candidates_of(CardTask(ORDERS / "tasks" / "orders.yaml"), ORDERS / "adapters", tmp_path)
+    check_pass(run, constrained=constrained)
