@@ -243,7 +243,7 @@ class Finished:
     candidates: list[dict] = field(default_factory=list)  # tasks gated with candidates (report.json's `candidates`)
 
     def excused(self) -> set[tuple[str, str, str]]:
-        """The cases whose failure does not fail the session: the candidates that did not pass, of a task whose pick
-        is `best` and that has a candidate that passed."""
-        return {(group["task"], group["tier"], name) for group in self.candidates
-                if group["pick"] == "best" and group["passed"] for name in group["failed"]}
+        """The runs whose failure does not fail the session (--pick-best: candidates another one outdid)."""
+        from loragate.report.candidates import excused  # loads the report's modules: not at pytest start-up
+
+        return excused(self.candidates)

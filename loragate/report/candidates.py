@@ -76,6 +76,13 @@ def paired(best: TaskRun, runner_up: TaskRun, metric: str) -> dict[str, Any]:
             "evidence": result.evidence}
 
 
+def excused(groups: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """The (task, tier, candidate) runs whose failure does not fail the session or a merge: the candidates that did
+    not pass, of a task whose pick is `best` and that has a candidate that passed."""
+    return {(group["task"], group["tier"], name) for group in groups
+            if group["pick"] == "best" and group["passed"] for name in group["failed"]}
+
+
 def group_lines(group: dict[str, Any]) -> list[str]:
     """The group as the terminal shows it under the tables."""
     lines = [f"candidates {group['task']}/{group['tier']}, ranked on {group['metric']} (pick: {group['pick']}): "

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loragate.report.candidates import excused
 from loragate.report.writer import RENDERED, RenderedRun, write_rendered
 
 
@@ -24,6 +25,7 @@ class Shard:
     path: Path
     source: dict[str, Any]
     runs: list[RenderedRun]
+    candidates: list[dict[str, Any]]  # its tasks gated with candidates, ranked (report.json's `candidates`)
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,11 @@ def read_shard(path: Path) -> Shard:
     except (TypeError, KeyError) as exc:
         raise MergeError(f"{path.with_name(RENDERED)}: not the runs a gate rendered ({exc}); download the shard's "
                          f"whole report directory again") from exc
-    if [(run.task, run.tier) for run in runs] != [(run["task"], run["tier"]) for run in report["runs"]]:
+    if ([(run.task, run.tier, run.candidate) for run in runs]
+            != [(run["task"], run["tier"], run.get("candidate", "")) for run in report["runs"]]):
         raise MergeError(f"{path}: its runs differ from those of {RENDERED} beside it; both must come from one gate "
                          f"run: download the shard's report directory again")
-    return Shard(path, report["source"], runs)
+    return Shard(path, report["source"], runs, report.get("candidates", []))
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -84,7 +87,7 @@ def check_shards(shards: list[Shard]) -> None:
             raise MergeError(f"{shard.path} was made from commit {commit}, {first.path} from "
                              f"{first.source.get('commit')}: merge shards of one commit only; re-run the stale shard")
     cards: dict[str, tuple[str, Path]] = {}  # task -> (its card's hash, the first shard that gated it)
-    cases: dict[tuple[str, str], tuple[str | None, Path]] = {}  # (task, tier) -> (data hash, shard)
+    cases: dict[tuple[str, str, str], tuple[str | None, Path]] = {}  # (task, tier, candidate) -> (data hash, shard)
     for shard in shards:
         for run in shard.runs:
             if run.render_error is None:
@@ -95,13 +98,14 @@ def check_shards(shards: list[Shard]) -> None:
                                      f"sha256 {card[:12]} vs {seen[:12]}): merge shards run with the same cards and "
                                      f"--set values")
             data = None if run.render_error else required(run, "data_hash", shard.path)
-            if (run.task, run.tier) in cases:
-                seen_data, where = cases[(run.task, run.tier)]
+            case = (run.task, run.tier, run.candidate)
+            if case in cases:
+                seen_data, where = cases[case]
                 data_differs = data and seen_data and data != seen_data
                 problem = f", on different test data (data hash {data} vs {seen_data})" if data_differs else ""
                 raise MergeError(f"{run.name}: gated in both {shard.path} and {where}{problem}: give each task and "
                                  f"tier to one shard only")
-            cases[(run.task, run.tier)] = (data, shard.path)
+            cases[case] = (data, shard.path)
 
 
 def required(run: RenderedRun, field: str, path: Path) -> str:
@@ -125,7 +129,9 @@ def merge(paths: list[Path], out_dir: Path) -> Merged:
     source = {"commit": shards[0].source["commit"], "dirty": bool(dirty),
               "shards": [{"report": str(shard.path), "dirty": shard.source.get("dirty"),
                           "runs": [run.name for run in shard.runs]} for shard in shards]}
-    report = write_rendered(runs, out_dir, source)
+    candidates = [group for shard in shards for group in shard.candidates]
+    report = write_rendered(runs, out_dir, source, candidates)
     notes = [f"{path}: made from uncommitted changes to commit {source['commit']}: not a release's baseline"
              for path in dirty]
-    return Merged(report, all(run.passed for run in runs), notes)
+    shipped = excused(candidates)
+    return Merged(report, all(run.passed or (run.task, run.tier, run.candidate) in shipped for run in runs), notes)

@@ -17,7 +17,7 @@ import transformers
 from filelock import FileLock, Timeout
 from peft import LoraConfig, PeftModel
 from peft.tuners.tuners_utils import BaseTunerLayer
-from peft.utils.other import get_pattern_key
+from peft.utils.other import AuxiliaryTrainingWrapper, ModulesToSaveWrapper, get_pattern_key
 
 import loragate
 from loragate.card.options import RunOptions
@@ -184,7 +184,7 @@ def load_unlocked(task: Task, base: LoadedBase, whole: Whole) -> tuple[PeftModel
         assert model is not None  # loaded, as nothing failed
         return model, whole.entry, whole.manifest, None
     if model is not None:
-        base.model = model.unload()
+        base.model = bare_base(model, base, str(whole.entry))
     elif any(isinstance(module, BaseTunerLayer) for module in base.model.modules()):
         raise AdapterStoreError(f"{whole.entry}: replaced while this run loaded it (by a --retrain?), which left the "
                                 f"base half wrapped; run again") from problem
@@ -287,9 +287,7 @@ def predict_with_baseline(task: Task, tier: Tier, base: LoadedBase, splits: Spli
     with reporter().phase("predict baseline", "predicted baseline"):
         predictions = predict(task, baseline, base, splits.test, tier, options.progress, "baseline", splits.eval,
                               constraint)
-    base.model = baseline.unload()
-    if fingerprint(base.model) != base.fingerprint:
-        raise RuntimeError(f"unloading the baseline adapter {options.baseline_adapter} changed the base weights")
+    base.model = bare_base(baseline, base, f"the baseline adapter {options.baseline_adapter}")
     return predictions
 
 
@@ -308,3 +306,23 @@ def expected_lora_count(task: Task, tier: Tier, options: RunOptions, model: torc
     ranks = config.rank_pattern or {}
     return sum(ranks.get(get_pattern_key(ranks.keys(), name), config.r) * (module.in_features + module.out_features)
                for name, module in linears.items())
+
+
+def bare_base(model: PeftModel, base: LoadedBase, name: str) -> torch.nn.Module:
+    """`base`'s model with the adapter `model` taken off, checked bit-identical to the base as loaded and free of
+    peft's wrappers. peft's unload() puts the trained copy of a modules_to_save head (an encoder's classifier) where
+    the base's own was, so the base's own is put back."""
+    inner = model.get_base_model()
+    originals = {path: module.original_module for path, module in inner.named_modules()
+                 if isinstance(module, ModulesToSaveWrapper)}
+    bare = model.unload()
+    for path, original in originals.items():
+        bare.set_submodule(path, original)
+    wrapped = [path for path, module in bare.named_modules()
+               if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
+    if wrapped:
+        raise RuntimeError(f"{name}: taking its adapter off left peft's wrappers on the base at "
+                           f"{', '.join(wrapped[:3])}")
+    if fingerprint(bare) != base.fingerprint:
+        raise RuntimeError(f"{name}: taking its adapter off left the base's weights changed")
+    return bare

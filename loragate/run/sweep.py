@@ -10,20 +10,15 @@ import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-from peft import PeftModel
-from peft.tuners.tuners_utils import BaseTunerLayer
-from peft.utils.other import AuxiliaryTrainingWrapper, ModulesToSaveWrapper
-
 from loragate.card.candidates import variant_card
 from loragate.card.options import RunOptions
 from loragate.card.settings import Tier
 from loragate.data.examples import Splits
 from loragate.data.task import Task
 from loragate.data.truncation import InputFit
-from loragate.models.bases import LoadedBase, fingerprint
+from loragate.models.bases import LoadedBase
 from loragate.progress import reporter
-from loragate.run.adapter import expected_lora_count, prepare_adapter
+from loragate.run.adapter import bare_base, expected_lora_count, prepare_adapter
 from loragate.store.adapters import Manifest
 from loragate.training.lora import TrainResult
 
@@ -54,26 +49,6 @@ def sweep_adapters(task: Task, tier: Tier, base: LoadedBase, splits: Splits, opt
         counted = f"{variant.name} ({number}/{len(variants)})"
         with reporter().phase(f"train candidate {counted}", f"candidate {counted} ready"):
             model, directory, manifest, trained = prepare_adapter(candidate, tier, base, splits, own, inputs)
-        base.model = bare_base(model, base, variant.name)
+        base.model = bare_base(model, base, f"candidate {variant.name}")
         swept.append(SweptAdapter(variant.name, directory, manifest, trained, expected))
     return swept
-
-
-def bare_base(model: PeftModel, base: LoadedBase, name: str) -> torch.nn.Module:
-    """`base`'s model with the adapter `model` taken off, checked bit-identical to the base as loaded and free of
-    peft's wrappers. peft's unload() puts the trained copy of a modules_to_save head (an encoder's classifier) where
-    the base's own was, so the base's own is put back."""
-    inner = model.get_base_model()
-    originals = {path: module.original_module for path, module in inner.named_modules()
-                 if isinstance(module, ModulesToSaveWrapper)}
-    bare = model.unload()
-    for path, original in originals.items():
-        bare.set_submodule(path, original)
-    wrapped = [path for path, module in bare.named_modules()
-               if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
-    if wrapped:
-        raise RuntimeError(f"candidate {name}: taking its adapter off left peft's wrappers on the base at "
-                           f"{', '.join(wrapped[:3])}")
-    if fingerprint(bare) != base.fingerprint:
-        raise RuntimeError(f"candidate {name}: taking its adapter off left the base's weights changed")
-    return bare

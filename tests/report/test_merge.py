@@ -207,3 +207,45 @@ def test_python_m_loragate_merge_is_the_same_command(tmp_path: Path) -> None:
     assert result.returncode == 4 and result.stdout == ""
     assert result.stderr == f"python -m loragate merge: error: {missing}: no such file; pass the report.json of each " \
                             f"shard's gate run\n"
+
+
+def candidate(name: str, verdict: str) -> RenderedRun:
+    """Candidate `name` of iris/tiny, as a gate of several candidates renders it."""
+    run = rendered("iris", verdict=verdict)
+    return RenderedRun(**{**run.__dict__, "candidate": name, "json": {**run.json, "candidate": name}})
+
+
+def group(pick: str, verdicts: dict[str, str]) -> dict:
+    """The iris/tiny candidates' ranking as report.candidates writes it."""
+    passing = [name for name, verdict in verdicts.items() if verdict == "PASS"]
+    passed = bool(passing) if pick == "best" else len(passing) == len(verdicts)
+    return {"task": "iris", "tier": "tiny", "metric": "accuracy", "pick": pick, "passed": passed,
+            "verdict": "PASS" if passed else "FAIL", "best": passing[0] if passing else None, "runner_up": None,
+            "best_vs_runner_up": None, "ship": passing[0] if pick == "best" and passing else None,
+            "failed": [name for name, verdict in verdicts.items() if verdict != "PASS"],
+            "ranking": [{"candidate": name, "value": 1.0, "verdict": verdict, "adapter": None}
+                        for name, verdict in verdicts.items()]}
+
+
+@pytest.mark.parametrize(("pick", "code"), [("all", 1), ("best", 0)])
+def test_a_shard_of_candidates_merges_with_its_pick(tmp_path: Path, pick: str, code: int) -> None:
+    """Candidates A (PASS) and B (FAIL) of one task: the merge keeps both runs and their ranking, and passes where the
+    pick is `best` (one passing candidate is enough), as the run itself does; under `all` B fails it."""
+    verdicts = {"A": "PASS", "B": "FAIL"}
+    first = write_rendered([candidate(name, verdict) for name, verdict in verdicts.items()], tmp_path / "a",
+                           {"commit": COMMIT, "dirty": False}, [group(pick, verdicts)]) / "report.json"
+    second = shard(tmp_path, "b", rendered("sst2", card=SST2_CARD))
+    result, report = merged(tmp_path, first, second)
+    assert result == code and report is not None
+    data = json.loads((report / "report.json").read_text())
+    assert [(run["task"], run.get("candidate")) for run in data["runs"]] == [("iris", "A"), ("iris", "B"),
+                                                                             ("sst2", None)]
+    assert data["candidates"] == [group(pick, verdicts)]
+    assert "Candidates iris/tiny" in (report / "summary.md").read_text()
+
+
+def test_one_candidate_in_two_shards_is_refused(tmp_path: Path) -> None:
+    """Candidates are cases of their own: the same candidate from two shards is refused, two of one task are not."""
+    first = shard(tmp_path, "a", candidate("A", "PASS"), candidate("B", "PASS"))
+    assert main(["merge", str(tmp_path / "refused"), str(first), str(shard(tmp_path, "b", candidate("A", "PASS")))]) == 4
+    assert not (tmp_path / "refused").exists()

@@ -10,6 +10,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from loragate.card.options import RunOptions
+from loragate.models.parameters import base_fingerprint_inside
 from loragate.run.task_run import run_task
 
 COMMITTED = Path(__file__).resolve().parents[2] / "adapters" / "iris" / "tiny"
@@ -88,3 +89,16 @@ def test_validation_curve_is_compared_with_the_baselines() -> None:
     assert finding is not None and "validation curve vs baseline" in finding and "> tolerance 5.0%" in finding, finding
     no_points = manifest.model_copy(update={"eval_curve": None})
     assert len(curve_gates(gates, no_points, manifest)) == 1, "nothing to compare: no validation gate"
+
+
+@pytest.mark.slow
+def test_a_baseline_adapter_on_an_encoder_leaves_the_base_head_in_place(tmp_path: Path) -> None:
+    """peft's unload() put the baseline's trained classifier head where the base's own was: every --baseline-adapter
+    on an encoder card stopped with "changed the base weights". Its own head is put back (run.adapter.bare_base)."""
+    store = Path(__file__).resolve().parents[2] / "adapters"
+    (stored,) = [p for p in (store / "sst2_encoder" / "tiny").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    run = run_task("sst2_encoder", "tiny", RunOptions(baseline_adapter=stored, store_root=store,
+                                                      cache=tmp_path / "cache", progress=False))
+    assert run.baseline_metrics is not None
+    assert run.baseline_metrics.value("accuracy") == run.tuned_metrics.value("accuracy")  # the same adapter
+    assert base_fingerprint_inside(run.model) == run.base.fingerprint  # the base's own head under the adapter
