@@ -89,8 +89,8 @@ def test_the_block_survives_a_set_and_set_can_change_it() -> None:
     ("candidates:\n  variants: [{name: lora_A, set: {lora.r: 4}}]\n", "'lora_A' is not a usable name: that name is"),
     ("candidates:\n  variants: [{name: '', set: {lora.r: 4}}]\n", "'' is not a usable name"),
     ("candidates:\n  variants: [{name: .., set: {lora.r: 4}}]\n", "'..' is not a usable name"),
-    ("candidates:\n  variants: [{name: base, set: {lora.r: 4}}]\n", "'base' is not a usable name: that name is the base model's column"),
-    ("candidates:\n  variants: [{name: __base__, set: {lora.r: 4}}]\n", "'__base__' is not a usable name: that name is"),
+    ("candidates:\n  variants: [{name: base, set: {lora.r: 4}}]\n", "'base' is not a usable name: that name is the"),
+    ("candidates:\n  variants: [{name: __base__, set: {lora.r: 4}}]\n", "'__base__' is not a usable name"),
 ])
 def test_a_wrong_block_is_one_line_naming_the_file_the_field_and_the_fix(tmp_path: Path, block: str,
                                                                          message: str) -> None:
