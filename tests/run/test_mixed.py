@@ -21,8 +21,9 @@ from loragate.card.options import RunOptions
 from loragate.card.overrides import apply_overrides
 from loragate.data.examples import Example, Splits
 from loragate.data.task import Task
-from loragate.inference.mixed_batches import BASE
-from loragate.inference.predictions import Predictions
+from loragate.inference import engine
+from loragate.inference.mixed_batches import BASE, MixedAdapters, row_adapters
+from loragate.inference.predictions import Predictions, constant_predictions
 from loragate.models.bases import LoadedBase
 from loragate.run import mixed
 from loragate.run.decoding_modes import task_constraint
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ORDERS = ROOT / "examples" / "json_extraction"
 TIER = "tiny"
 SCALES = {"tiny": 1.0, "halved": 0.5, "zeroed": 0.0}  # each candidate: the committed adapter with lora_B times this
+ALONE = mixed.alone
 
 
 @dataclass
@@ -82,17 +84,20 @@ def candidates_of(task: Task, store: Path, out: Path, scales: dict[str, float] =
 
 @contextmanager
 def only(model: PeftModel, name: str) -> Iterator[None]:
-    """`model` with adapter `name` alone active (none for __base__), then as it was."""
-    active = model.active_adapter
-    if name == BASE:
-        with model.disable_adapter():
-            yield
-        return
-    model.set_adapter(name)
+    """`model` with adapter `name` alone active (none for __base__), then as it was, requires_grad included (peft's
+    set_adapter and the end of disable_adapter make the active adapter trainable)."""
+    active, grads = model.active_adapter, [parameter.requires_grad for parameter in model.parameters()]
     try:
-        yield
+        if name == BASE:
+            with model.disable_adapter():
+                yield
+        else:
+            model.set_adapter(name)
+            yield
     finally:
         model.set_adapter(active)
+        for parameter, grad in zip(model.parameters(), grads, strict=True):
+            parameter.requires_grad_(grad)
 
 
 def assert_same(got: Predictions, alone: Predictions, name: str) -> None:
@@ -214,3 +219,55 @@ def test_structured_output_free_and_constrained_is_each_candidates_own(constrain
     monkeypatch.syspath_prepend(str(ORDERS))  # the card's output_schema: order_schema:Order
     run = candidates_of(CardTask(ORDERS / "tasks" / "orders.yaml"), ORDERS / "adapters", tmp_path)
     check_pass(run, constrained=constrained)
+
+
+class OutOfMemoryAbove:
+    """A kind whose prediction runs out of memory above `fits` examples a batch; each row answers with its adapter."""
+
+    def __init__(self, fits: int):
+        self.fits, self.sizes = fits, []
+
+    def predict(self, task: Task, model: MixedAdapters, base: None, examples: list[Example], tier: str,
+                progress: bool, desc: str, calibration: object, batch_size: int) -> Predictions:
+        self.sizes.append(batch_size)
+        if batch_size > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        names = row_adapters(model, range(len(examples)))["adapter_names"]
+        return constant_predictions(examples, [f"{ex.id} {name}" for ex, name in zip(examples, names)], task.parse)
+
+
+def test_out_of_memory_halves_the_examples_a_batch_as_for_one_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The iris card's eval batch of 32 examples, each once per candidate, halved until 8 fit; at 1 the error names the
+    candidates."""
+    task, examples = builtin("iris"), [Example(id=f"e{i}", prompt="p", target=" setosa", label="setosa")
+                                       for i in range(3)]
+    kind = OutOfMemoryAbove(8)
+    monkeypatch.setattr(mixed, "kind", lambda task: kind)
+    with pytest.warns(UserWarning) as caught:
+        got = predict_candidates(task, TIER, object(), None, examples, ["a", "b"], False, "tuned iris/tiny")
+    assert kind.sizes == [32, 16, 8]
+    assert [str(w.message) for w in caught] == [
+        "tuned iris/tiny: out of memory at eval batch size 32 x 2 candidates; retrying at 16",
+        "tuned iris/tiny: out of memory at eval batch size 16 x 2 candidates; retrying at 8"]
+    assert {name: (p.outputs, p.batch_size, p.card_batch_size) for name, p in got.items()} == {
+        name: ([f"e{i} {name}" for i in range(3)], 8, 32) for name in ("a", "b")}
+    monkeypatch.setattr(mixed, "kind", lambda task: OutOfMemoryAbove(0))
+    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match=r"^tuned iris/tiny: out of memory even at eval "
+                                                  r"batch size 1, one example for each of 2 candidates \(card: 32\); "
+                                                  r"gate fewer candidates in one run"):
+        predict_candidates(task, TIER, object(), None, examples, ["a", "b"], False, "tuned iris/tiny")
+
+
+@pytest.mark.slow
+def test_a_kind_that_names_no_rows_adapter_predicts_each_candidate_alone(iris: Candidates,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A project's kind calling the model without row_adapters would answer every row with the active adapter; it is
+    refused (UnmixedCall) and each candidate predicted and probed alone, the active adapter and every parameter's
+    requires_grad left as they were."""
+    monkeypatch.setattr(mixed, "alone", ALONE)
+    monkeypatch.setattr(engine, "row_adapters", lambda model, rows: {})
+    grads = [parameter.requires_grad for parameter in iris.model.parameters()]
+    with pytest.warns(UserWarning, match=r"the generative_classification kind cannot batch candidates mixed \(a batch "
+                                         r"call on 4 mixed adapters names no row's adapter"):
+        check_pass(iris)
+    assert [parameter.requires_grad for parameter in iris.model.parameters()] == grads
