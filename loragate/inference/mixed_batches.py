@@ -11,9 +11,10 @@ candidate's batch alone, each once per candidate, padded to the same width: each
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from peft import PeftModel
+if TYPE_CHECKING:  # the engine imports this module, and `python -m loragate merge` the engine: no peft there
+    from peft import PeftModel
 
 T = TypeVar("T")
 BASE = "__base__"  # PEFT's name for a row answered by the base alone

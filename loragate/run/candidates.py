@@ -24,10 +24,12 @@ from loragate.data.task import Task
 from loragate.data.truncation import InputFit
 from loragate.gates.family import controlled
 from loragate.inference.grammar import Constraint
+from loragate.inference.predictions import Predictions
 from loragate.models.bases import LoadedBase
 from loragate.progress import reporter
 from loragate.run.adapter import adapter_facts, expected_lora_count, given_adapters
 from loragate.run.decoding_modes import CONSTRAINED
+from loragate.run.mixed import candidate_probe_logits, predict_candidates
 from loragate.run.retention import as_judged, base_probes, judge_probes
 from loragate.run.sweep import sweep_adapters
 from loragate.run.task_run import (
@@ -41,7 +43,6 @@ from loragate.run.task_run import (
     load_inputs,
     predict_base,
     predict_baseline,
-    predict_tuned,
 )
 from loragate.store.adapters import Manifest, load_adapters
 from loragate.training.lora import TrainResult
@@ -128,12 +129,19 @@ def tuned_outputs(task: Task, tier: Tier, name: str, model, base: LoadedBase, sp
                   constraint: Constraint | None, names: list[str], laps: Laps) -> dict[str, Outputs]:
     """Every candidate's test predictions and logits, in mixed-adapter batches; then under the grammar, where the run
     decodes under it."""
-    outputs = {}
-    for candidate in names:  # TEMP: sequential until M lands
-        model.set_adapter(candidate)
-        outputs[candidate] = predict_tuned(task, tier, f"{name}[{candidate}]", model, base, splits, options,
-                                           constraint, laps)
-    return outputs
+    with reporter().phase(f"predict {len(names)} candidates", "predicted candidates"):
+        predictions = predict_candidates(task, tier, model, base, splits.test, names, options.progress,
+                                         f"candidates {name}/{tier}", splits.eval)
+        logits = candidate_probe_logits(task, tier, model, base, splits.test, names, predictions)
+    laps.lap("candidate predictions")
+    constrained: dict[str, Predictions | None] = dict.fromkeys(names)
+    if constraint is not None:
+        with reporter().phase(f"predict {len(names)} candidates constrained", "predicted candidates constrained"):
+            constrained = {**predict_candidates(task, tier, model, base, splits.test, names, options.progress,
+                                                f"candidates {name}/{tier} constrained", constraint=constraint)}
+        laps.lap("candidate constrained predictions")
+    return {candidate: Outputs(predictions[candidate], logits[candidate], constrained[candidate])
+            for candidate in names}
 
 
 def one_family(runs: dict[str, TaskRun], retained: dict[str, list], task: Task) -> None:

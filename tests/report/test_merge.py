@@ -247,5 +247,6 @@ def test_a_shard_of_candidates_merges_with_its_pick(tmp_path: Path, pick: str, c
 def test_one_candidate_in_two_shards_is_refused(tmp_path: Path) -> None:
     """Candidates are cases of their own: the same candidate from two shards is refused, two of one task are not."""
     first = shard(tmp_path, "a", candidate("A", "PASS"), candidate("B", "PASS"))
-    assert main(["merge", str(tmp_path / "refused"), str(first), str(shard(tmp_path, "b", candidate("A", "PASS")))]) == 4
+    again = shard(tmp_path, "b", candidate("A", "PASS"))
+    assert main(["merge", str(tmp_path / "refused"), str(first), str(again)]) == 4
     assert not (tmp_path / "refused").exists()
