@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from loragate.card.settings import GateSettings
 from loragate.gates.curves import CurveCheck
+from loragate.gates.intervals import gate_interval
 from loragate.gates.per_key import KeyScore, below_floor, drop_comparison, reaches
 from loragate.gates.result import (
     EPSILON,
@@ -27,14 +28,7 @@ from loragate.gates.result import (
     sample_size,
 )
 from loragate.metrics.scores import METRICS, Metrics
-from loragate.metrics.stats import (
-    DeltaInterval,
-    bootstrap_p_value,
-    bootstrap_p_value_beyond,
-    examples_to_detect,
-    mcnemar_exact,
-    minimum_detectable_effect,
-)
+from loragate.metrics.stats import DeltaInterval, examples_to_detect, mcnemar_exact, minimum_detectable_effect
 from loragate.metrics.text import MetricUnavailable
 
 if TYPE_CHECKING:  # the store loads torch; gates only read a manifest's curves
@@ -45,8 +39,9 @@ if TYPE_CHECKING:  # the store loads torch; gates only read a manifest's curves
 class MetricDelta:
     """tuned - base on `metric` (sign flipped for lower-is-better) must be at least `min_delta`.
 
-    Judged on the observed delta, or on its paired-bootstrap interval when the card says `judge_on: lower_bound`:
-    then it is a comparison of the run's family (its p-value from the interval's resamples, adjusted with the others;
+    Judged on the observed delta, or on its paired interval when the card says `judge_on: lower_bound` (Tango's score
+    interval for a right/wrong metric, else the bootstrap; loragate.gates.intervals): then it is a comparison of the
+    run's family (its p-value from the test the interval inverts or its resamples, adjusted with the others;
     loragate.gates.family). On the observed delta, a pass the interval does not back up (its lower bound below the
     minimum) while the split is too small to detect the minimum is not a pass. A non-inferiority delta (`test`:
     min_delta is -m, against the last release) whose interval straddles -m is INCONCLUSIVE."""
@@ -67,43 +62,39 @@ class MetricDelta:
         numbers = DeltaNumbers(self.metric, base.value(self.metric), tuned.value(self.metric), delta, interval.low,
                                interval.high, interval.confidence, self.min_delta, self.settings.judge_on)
         if self.settings.judge_on == "point":  # no claim at a confidence: not in the family, its raw p shown
-            text += (f", p={bootstrap_p_value(interval.draws, self.min_delta):.2g} (judged on the point, not in the "
-                     f"family)")
+            text += f", p={interval.p_value(self.min_delta):.2g} (judged on the point, not in the family)"
             return GateResult(self.name, self.finding(delta, interval, text, tuned), text, numbers)
         return judged_on(self.name, [self.comparison(interval, text, *examples_of(tuned))], text,
                          self.settings.inconclusive == "warn", numbers)
 
     def comparison(self, interval: DeltaInterval, text: str, n: int, samples: int = 1) -> Comparison:
-        """The delta's claim on its (signed) interval, with the p-value of the interval's own resamples (and, for
-        non-inferiority, that of the opposite claim, a drop beyond -min_delta); `n` counts examples, each of
+        """The delta's claim on its (signed) interval, with the p-value of the interval's own test or resamples (and,
+        for non-inferiority, that of the opposite claim, a drop beyond -min_delta); `n` counts examples, each of
         `samples` rows, so the size that would decide it is in examples too."""
         s = self.settings
         alpha = 1 - s.confidence
-        fail_p = bootstrap_p_value_beyond(interval.draws, self.min_delta) if self.test == NON_INFERIORITY else None
+        fail_p = interval.p_value_beyond(self.min_delta) if self.test == NON_INFERIORITY else None
         return Comparison(self.what, self.test, interval.delta, interval.low, interval.high, self.min_delta,
-                          bootstrap_p_value(interval.draws, self.min_delta), alpha, n,
+                          interval.p_value(self.min_delta), alpha, n,
                           examples_to_detect(interval.delta - self.min_delta, interval.standard_error, n, alpha,
                                              s.power), text, fail_p_value=fail_p, samples=samples)
 
     def interval(self, tuned: Metrics, base: Metrics) -> DeltaInterval:
-        """The paired-bootstrap interval of tuned - base (unsigned), as the metrics resample their examples."""
-        s = self.settings
-        return tuned.paired_interval(base, self.metric, s.bootstrap_resamples, s.confidence, s.bootstrap_seed)
+        """The paired interval of tuned - base (unsigned) the gate judges (loragate.gates.intervals)."""
+        return gate_interval(tuned, base, self.metric, self.settings)
 
     def judged(self, tuned: Metrics, base: Metrics) -> tuple[float, DeltaInterval, str]:
         """(signed delta, its interval, a sentence with base, tuned, n, CI, McNemar p and MDE)."""
         sign = 1.0 if METRICS.get(self.metric).higher_is_better else -1.0
         s = self.settings
-        interval = self.interval(tuned, base)
-        low, high = sorted((sign * interval.low, sign * interval.high))
+        interval = self.interval(tuned, base).signed(sign)
+        low, high = interval.low, interval.high
         mde = minimum_detectable_effect(interval.standard_error, 1 - s.confidence, s.power)
         text = (f"{self.reference} {base.value(self.metric):.3f}, tuned {tuned.value(self.metric):.3f}, "
                 f"n={sample_size(*examples_of(tuned))}, {s.confidence:.0%} CI [{low:+.3f}, {high:+.3f}]")
         text += mcnemar(self.metric, tuned, base)
         text += f", MDE {mde:.3f} at power {s.power:.0%}"
-        return sign * interval.delta, DeltaInterval(sign * interval.delta, low, high, interval.confidence,
-                                                    interval.standard_error, interval.resamples,
-                                                    sign * interval.draws), text
+        return interval.delta, interval, text
 
     def fails(self, tuned: Metrics, base: Metrics) -> str | None:
         result = self.judge(tuned, base)
@@ -218,8 +209,7 @@ def subgroup_drops(settings: GateSettings, subgroups: list[Subgroup]) -> list[Co
     for metric, limit in settings.max_subgroup_drop.items():
         higher = METRICS.get(metric).higher_is_better
         for group, score in zip(subgroups, subgroup_scores(metric, subgroups)):
-            interval = group.tuned.paired_interval(group.base, metric, settings.bootstrap_resamples,
-                                                   settings.confidence, settings.bootstrap_seed)
+            interval = gate_interval(group.tuned, group.base, metric, settings)
             comparisons.append(drop_comparison("subgroup", metric, higher, score, interval, limit, settings,
                                                group.samples))
     return comparisons

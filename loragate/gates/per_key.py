@@ -3,9 +3,10 @@ floor. The keys are a label kind's classes (accuracy), structured output's field
 subgroups (any gated metric): three key sets, one rule, one wording of its findings. A kind adds its key set by
 returning KeyDrop and KeyFloor checks from `Kind.checks`, with a function that reads the scores per key.
 
-A drop is a non-inferiority claim judged on the paired interval of that key's own examples (the bootstrap resamples
-them alone): PASS where the drop is shown under the tolerance, FAIL where it is shown beyond it, INCONCLUSIVE where the
-interval straddles it (loragate.gates.result.Comparison). Each key is one comparison of the run's family."""
+A drop is a non-inferiority claim judged on the paired interval of that key's own examples alone (Tango's score
+interval of right/wrong scores, the bootstrap of others; loragate.gates.intervals): PASS where the drop is shown under
+the tolerance, FAIL where it is shown beyond it, INCONCLUSIVE where the interval straddles it
+(loragate.gates.result.Comparison). Each key is one comparison of the run's family."""
 
 from __future__ import annotations
 
@@ -15,15 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from loragate.card.gate_settings import GateSettings
+from loragate.gates.intervals import scores_interval
 from loragate.gates.result import EPSILON, NON_INFERIORITY, Comparison, GateResult, judged_on, sample_size
 from loragate.metrics.scores import Metrics
-from loragate.metrics.stats import (
-    DeltaInterval,
-    bootstrap_p_value,
-    bootstrap_p_value_beyond,
-    examples_to_detect,
-    paired_bootstrap_means,
-)
+from loragate.metrics.stats import DeltaInterval, examples_to_detect
 
 
 @dataclass(frozen=True)
@@ -50,19 +46,19 @@ def key_score(key: str, base: float, tuned: float, rows: np.ndarray, base_scores
 
 
 def key_interval(score: KeyScore, settings: GateSettings) -> DeltaInterval:
-    """The paired-bootstrap interval of tuned - base over the key's own examples."""
+    """The paired interval of tuned - base over the key's own examples: Tango's score interval where each is right or
+    wrong (a class's accuracy, a field's exact match), else the bootstrap (loragate.gates.intervals)."""
     if not score.base_scores:
         raise ValueError(f"{score.key!r}: no per-example scores to resample; a kind's KeyScores for a drop gate must "
                          f"carry them (loragate.gates.per_key.key_score)")
-    return paired_bootstrap_means(np.array(score.base_scores), np.array(score.tuned_scores),
-                                  settings.bootstrap_resamples, settings.confidence, settings.bootstrap_seed,
-                                  clusters=np.array(score.groups) if score.groups else None)
+    return scores_interval(np.array(score.base_scores), np.array(score.tuned_scores), settings,
+                           np.array(score.groups) if score.groups else None)
 
 
 def drop_comparison(what: str, metric: str, higher_is_better: bool, score: KeyScore, interval: DeltaInterval,
                     tolerance: float, settings: GateSettings, samples: int = 1) -> Comparison:
     """The key's drop as a non-inferiority comparison: its signed delta (positive is better) must be shown above
-    -tolerance on the interval of tuned - base (`interval`, unsigned), with the p-values of its resamples: of the
+    -tolerance on the interval of tuned - base (`interval`, unsigned), with the p-values of the test it inverts: of the
     PASS claim (the drop is under the tolerance) and of the FAIL claim (it is beyond). The key's rows are `samples`
     rows of each example (a sampled run): its size, and the size that would decide it, count examples."""
     sign = 1.0 if higher_is_better else -1.0
@@ -72,9 +68,9 @@ def drop_comparison(what: str, metric: str, higher_is_better: bool, score: KeySc
     detail = (f"base {score.base:.3f}, tuned {score.tuned:.3f}, {settings.confidence:.0%} CI [{low:+.3f}, "
               f"{high:+.3f}]")
     return Comparison(f"{what} {score.key!r} {metric}", NON_INFERIORITY, delta, low, high, -tolerance,
-                      bootstrap_p_value(interval.draws, -tolerance, sign), alpha, examples,
+                      interval.p_value(-tolerance, sign), alpha, examples,
                       examples_to_detect(delta + tolerance, interval.standard_error, examples, alpha, settings.power),
-                      detail, fail_p_value=bootstrap_p_value_beyond(interval.draws, -tolerance, sign), samples=samples)
+                      detail, fail_p_value=interval.p_value_beyond(-tolerance, sign), samples=samples)
 
 
 def reaches(value: float, floor: float, higher_is_better: bool) -> bool:

@@ -1,6 +1,7 @@
 """Paired statistics for base vs tuned on the same examples: exact McNemar, a vectorised paired
-bootstrap of any classification metric's delta with the p-value its resamples give, Holm's step-down correction of
-a family of p-values, and the minimum detectable effect with the test-set size that would detect an effect.
+bootstrap of any classification metric's delta with the p-value its resamples give, Tango's score interval for
+right/wrong scores (where the bootstrap is wrong on small splits), Holm's step-down correction of a family of
+p-values, and the minimum detectable effect with the test-set size that would detect an effect.
 
 Paired, because base and tuned answer the same questions: the unpaired z-test that compares two means
 throws that pairing away and needs far more examples to see the same difference.
@@ -8,8 +9,9 @@ throws that pairing away and needs far more examples to see the same difference.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.stats import binom, norm
@@ -37,6 +39,28 @@ class DeltaInterval:
     resamples: int
     draws: np.ndarray | None = field(default=None, compare=False, repr=False)  # each resample's delta, which the
     # p-value of a margin counts (bootstrap_p_value): the interval's own resamples, never drawn twice
+    score: ScoreTest | None = field(default=None, compare=False, repr=False)  # right/wrong scores: the score test
+    # the interval inverts, which gives the p-value of a margin instead of draws (paired_score_interval)
+
+    def p_value(self, margin: float, sign: float = 1.0) -> float:
+        """p of the null "the signed delta (sign x delta) is below `margin`", from what gave the interval: its score
+        test, else its resamples (bootstrap_p_value); below 1 - confidence exactly where its bound clears the margin."""
+        if self.score is not None:
+            return self.score.p_value(margin, sign)
+        return bootstrap_p_value(self.draws, margin, sign)
+
+    def p_value_beyond(self, margin: float, sign: float = 1.0) -> float:
+        """p of the opposite null, "the signed delta is at or above `margin`" (bootstrap_p_value_beyond)."""
+        if self.score is not None:
+            return self.score.p_value_beyond(margin, sign)
+        return bootstrap_p_value_beyond(self.draws, margin, sign)
+
+    def signed(self, sign: float) -> DeltaInterval:
+        """The interval of sign x delta (positive is better, for a lower-is-better metric), its p-values with it."""
+        low, high = sorted((sign * self.low, sign * self.high))
+        score = None if self.score is None else replace(self.score, orientation=sign * self.score.orientation)
+        return replace(self, delta=sign * self.delta, low=low, high=high,
+                       draws=None if self.draws is None else sign * self.draws, score=score)
 
 
 def mcnemar_exact(base_correct: np.ndarray, tuned_correct: np.ndarray) -> McNemar:
@@ -180,6 +204,81 @@ def paired_bootstrap_pooled(base_rows: np.ndarray, tuned_rows: np.ndarray, stati
         return statistic(tuned_rows[rows].sum(axis=1)) - statistic(base_rows[rows].sum(axis=1))
 
     return paired_interval(len(base_rows), delta_of_rows, resamples, confidence, seed, base_rows.shape[1], clusters)
+
+
+@dataclass(frozen=True)
+class ScoreTest:
+    """Tango's score test of tuned - base on paired right/wrong scores (Tango 1998, Stat Med 17:891): under a null
+    difference d, the variance of one pair's difference is read off the proportions' maximum-likelihood estimate
+    restricted to d, not off the sample's own. So a sample with no pair base got right and tuned got wrong still leaves
+    room for a drop, where every resample of the percentile bootstrap is then a gain or nothing. At d = 0 its Z is
+    McNemar's. Counts may be fractional: effective counts, rows divided by a design effect (paired_score_interval)."""
+
+    base_only: float  # pairs base got right and tuned got wrong
+    tuned_only: float  # pairs tuned got right and base got wrong
+    n: float  # pairs in all
+    orientation: float = 1.0  # -1: the test of base - tuned, a delta signed for a lower-is-better metric
+
+    def statistic(self, null: float) -> float:
+        """Z of the null "tuned - base = `null`", falling as `null` rises; 0 where the sample's delta is the null."""
+        b, c, n = self.base_only, self.tuned_only, self.n
+        linear = null * (2 * n + b - c) - (b + c)
+        base_only = (math.sqrt(max(linear**2 + 8 * n * b * null * (1 - null), 0.0)) - linear) / (4 * n)
+        variance = 2 * base_only + null * (1 - null)  # of one pair's difference, P(base only) restricted to the null
+        distance = c - b - n * null
+        if variance <= 0:  # the null is -1, 1, or 0 with no discordant pair: only the sample's own delta is possible
+            return 0.0 if abs(distance) < TIE else math.copysign(math.inf, distance)
+        return distance / math.sqrt(n * variance)
+
+    def oriented(self, null: float) -> float:
+        """The statistic of the null "orientation x (tuned - base) = `null`", falling as `null` rises."""
+        return self.orientation * self.statistic(self.orientation * null)
+
+    def p_value(self, margin: float, sign: float = 1.0) -> float:
+        """p of the null "sign x delta is below `margin`" (delta as oriented), doubled as bootstrap_p_value is: below
+        1 - confidence exactly where the interval's bound clears the margin."""
+        return min(1.0, 2.0 * float(norm.cdf(-sign * self.oriented(sign * margin))))
+
+    def p_value_beyond(self, margin: float, sign: float = 1.0) -> float:
+        """p of the opposite null, "sign x delta is at or above `margin`", doubled likewise."""
+        return min(1.0, 2.0 * float(norm.cdf(sign * self.oriented(sign * margin))))
+
+    def bound(self, z: float) -> float:
+        """The null of tuned - base whose statistic is `z` (the lower bound for z > 0, the upper for z < 0), found by
+        bisection: the statistic falls from +inf at -1 to -inf at 1 through 0 at the sample's delta."""
+        low, high = (-1.0, (self.tuned_only - self.base_only) / self.n)
+        if z < 0:
+            low, high = high, 1.0
+        for _ in range(60):  # 2^-60: far below any difference a split of examples can show
+            middle = (low + high) / 2
+            low, high = (middle, high) if self.statistic(middle) > z else (low, middle)
+        return (low + high) / 2
+
+
+def paired_score_interval(base_correct: np.ndarray, tuned_correct: np.ndarray, confidence: float = 0.95,
+                          clusters: np.ndarray | None = None) -> DeltaInterval:
+    """Tango's score interval of tuned - base on paired right/wrong scores: the nulls its test does not reject at
+    1 - confidence, two-sided. Used where a gate judges right/wrong scores, because the percentile bootstrap cannot
+    be trusted on small splits of them (docs/statistics.md).
+
+    `clusters` gives each row its input's id (an example's k samples, a repeated input): the counts are then divided
+    by Kish's design effect at an intra-cluster correlation of 1, sum(size^2) / rows (Rao and Scott 1992), the most
+    rows of one input can be alike; for k samples of every example it is k, so the interval is that of the examples."""
+    base, tuned = (np.asarray(scores, dtype=float) for scores in (base_correct, tuned_correct))
+    if base.shape != tuned.shape or base.ndim != 1 or len(base) == 0:
+        raise ValueError(f"need two equal-length 1-d score arrays, got {base.shape} and {tuned.shape}")
+    if not np.all(np.isin(base, (0, 1)) & np.isin(tuned, (0, 1))):
+        raise ValueError("the score interval is for right/wrong scores (0 or 1 per example); use the paired bootstrap "
+                         "for other scores")
+    rows = len(base)
+    ids = cluster_ids(clusters, rows)
+    effect = 1.0 if ids is None else float(np.sum(np.bincount(ids) ** 2)) / rows
+    base_only, tuned_only = float(np.sum(base > tuned)), float(np.sum(tuned > base))
+    test = ScoreTest(base_only / effect, tuned_only / effect, rows / effect)
+    z = float(norm.ppf(1 - (1 - confidence) / 2))
+    low, high = test.bound(z), test.bound(-z)
+    return DeltaInterval((tuned_only - base_only) / rows, low, high, confidence, (high - low) / (2 * z), 0,
+                         score=test)
 
 
 def sign_test(differences: np.ndarray) -> float:

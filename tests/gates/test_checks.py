@@ -60,15 +60,21 @@ def test_a_class_drop_is_judged_on_its_own_paired_interval() -> None:
         big.finding, big.finding
     few = KeyDrop("class", "accuracy", 0.05, class_scores).judge(ab([9, 1], [0, 10]), ab([10, 0], [0, 10]))
     assert few.status == "INCONCLUSIVE" and not few.passed and few.inconclusive, few
-    assert few.finding.startswith("INCONCLUSIVE: class 'a' accuracy -0.100 [-0.300, +0.000] straddles the allowed "
+    assert few.finding.startswith("INCONCLUSIVE: class 'a' accuracy -0.100 [-0.404, +0.205] straddles the allowed "
                                   "drop -0.050: n=10 cannot tell"), few.finding
     assert re.search(r"about \d+ examples \(now 10\) would decide it", few.finding), few.finding
 
 
-def test_an_improving_or_unchanged_class_is_no_drop_at_a_zero_tolerance() -> None:
-    """Every resample of a class tuned gets right wherever base did has a delta of 0 or more: a drop of 0 is shown."""
-    base, tuned = ab([7, 3], [5, 5]), ab([9, 1], [5, 5])  # class a 0.7 -> 0.9, class b unchanged
-    assert KeyDrop("class", "accuracy", 0.0, class_scores).fails(tuned, base) is None
+def test_an_unchanged_class_is_not_shown_undropped_at_a_zero_tolerance() -> None:
+    """A zero tolerance claims no drop at all, which a sample where nothing changed cannot show (the percentile
+    bootstrap passed it: none of its resamples drops): INCONCLUSIVE. A class whose gain is shown passes it."""
+    base, tuned = ab([7, 3], [5, 5]), ab([9, 1], [5, 5])  # class a 0.7 -> 0.9 (not shown on 10), b unchanged
+    result = KeyDrop("class", "accuracy", 0.0, class_scores).judge(tuned, base)
+    assert [c.outcome for c in result.comparisons] == ["INCONCLUSIVE", "INCONCLUSIVE"], result.finding
+    assert "INCONCLUSIVE: class 'b' accuracy +0.000 [-0.278, +0.278]" in result.finding, result.finding
+    gained = ab([100, 0], [50, 50]), ab([100, 0], [10, 90])  # class b 0.5 -> 0.9 of 100, class a unchanged of 100
+    result = KeyDrop("class", "accuracy", 0.0, class_scores).judge(gained[1], gained[0])
+    assert [c.outcome for c in result.comparisons] == ["INCONCLUSIVE", "PASS"], result.finding
 
 
 def test_class_floor_boundary() -> None:
