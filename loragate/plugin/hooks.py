@@ -114,7 +114,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
         return None
     from loragate.plugin.scheduling import TaskScheduling  # imports xdist, which loragate does not require
 
-    return TaskScheduling(config, gate_session(config).tasks, log)
+    session = gate_session(config)
+    tiers = list(TIERS) if config.getoption("gpu") else ["tiny"]
+    return TaskScheduling(config, session.tasks, log,
+                          {task: session.pass_of(task, tier)[0] for tier in tiers for task in session.tasks})
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -17,6 +17,7 @@ from loragate.card.options import RunOptions
 from loragate.card.overrides import apply_overrides
 from loragate.card.settings import TIERS
 from loragate.gates.verdict import CaseTests, case_name
+from loragate.kinds import KINDS
 from loragate.progress import SILENT, Progress, reporting
 from loragate.redact import redact
 from loragate.tasks import get_task
@@ -99,20 +100,41 @@ class GateSession:
         return run
 
     def compute(self, task: str, tier: str) -> dict[Case, TaskRun]:
-        """The runs of `task` at `tier`: one, or one per candidate; a failure is kept for each of its cases."""
-        from loragate.run.candidates import run_candidates  # loads torch: not at pytest start-up
+        """The runs of `task` at `tier`: one; or one per candidate, and one per task of a fleet sharing its base, all
+        in one pass (loragate.run.candidates.run_pass); a failure is kept for each case of the pass."""
+        from loragate.run.candidates import run_pass  # loads torch: not at pytest start-up
         from loragate.run.task_run import run_task
 
-        names = self.candidates(task)
+        members = self.pass_of(task, tier)
+        cases = [(member, tier, name) for member in members for name in self.candidates(member)]
         try:
-            with reporting(self.progress), self.progress.case(f"{task}/{tier}"):
-                if names == [""]:
-                    return {(task, tier, ""): run_task(task, tier, self.options)}
-                runs = run_candidates(task, tier, self.options)
-                return {(task, tier, name): runs[name] for name in names}
+            with reporting(self.progress), self.progress.case(f"{'+'.join(members)}/{tier}"):
+                if cases == [(task, tier, "")]:
+                    return {cases[0]: run_task(task, tier, self.options)}
+                runs = run_pass(members, tier, self.options)
+                return {(member, tier, name): runs[member][name] for member, _, name in cases}
         except Exception as exc:
-            self.failures.update({(task, tier, name): exc for name in names})
+            self.failures.update(dict.fromkeys(cases, exc))
             raise
+
+    def pass_of(self, task: str, tier: str) -> list[str]:
+        """The selected tasks computed in one pass with `task` at `tier`: those whose card names the same base (a fleet:
+        one load, one model holding every task's adapter), else `task` alone."""
+        shared = self.shared_base(task, tier)
+        return [other for other in self.tasks if self.shared_base(other, tier) == shared] if shared else [task]
+
+    def shared_base(self, task: str, tier: str) -> str | None:
+        """The base `task` loads at `tier`, where other tasks can share it; None where they cannot: the tiny base (each
+        task's is built from its own text), an encoder (each task's classifier head is part of its base), a base the
+        command line names (--base-model) or quantizes."""
+        card = self.task(task).card
+        if tier not in card.tiers or KINDS.get(card.kind).encoder or self.options.base_model or self.options.quantize:
+            return None
+        name = card.tier(tier).base_model
+        if name == "tiny":
+            return None
+        path = Path(name).expanduser()
+        return str(path.resolve()) if path.exists() else name
 
     def repeated_failure(self, error: BaseException) -> str | None:
         """One line for a gate test whose case did not run, where an earlier test already showed the traceback:

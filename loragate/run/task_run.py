@@ -125,6 +125,7 @@ class TaskRun:
     adapter_notes: list[str] = field(default_factory=list)  # what the checks of --adapter/--baseline-adapter noted
     retention: list[ProbeResult] = field(default_factory=list)  # the card's retention probes, judged (also in gates)
     candidate: str = ""  # this adapter's name among its task's candidates, gated on one base (loragate.run.candidates)
+    adapter_name: str = ""  # its adapter's name in a model it shares with other candidates or tasks; "": it has its own
 
     @property
     def name(self) -> str:
@@ -133,8 +134,8 @@ class TaskRun:
     def activate(self) -> None:
         """This run's adapter made the active one of the model: a candidate shares the model with its task's others,
         and every check of it (probes, merged copies, throughput) reads the active adapter."""
-        if self.candidate:
-            self.model.set_adapter(self.candidate)
+        if self.adapter_name:
+            self.model.set_adapter(self.adapter_name)
 
     @property
     def passed(self) -> bool:

@@ -44,11 +44,12 @@ def test_a_name_peft_or_the_report_cannot_take_is_refused(tmp_path: Path, name: 
 
 
 def gate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    """`pytest -m smoke --task iris ARGS` in a project directory of its own, as a user runs it."""
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    """`pytest -m smoke ARGS` in a project directory of its own, as a user runs it."""
+    if not (tmp_path / "pyproject.toml").exists():
+        (tmp_path / "pytest.ini").write_text("[pytest]\n")
     env = {key: value for key, value in os.environ.items()
            if not key.startswith("PYTEST_XDIST") and key != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
-    return subprocess.run([sys.executable, "-m", "pytest", "-m", "smoke", "--task", "iris", "-p", "no:cacheprovider",
+    return subprocess.run([sys.executable, "-m", "pytest", "-m", "smoke", "-p", "no:cacheprovider",
                            "-p", "no:randomly", "--benchmark-disable", *args], cwd=tmp_path,
                           env={**env, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True)
 
@@ -76,7 +77,7 @@ def test_two_candidates_each_get_their_verdict_in_one_pass(tmp_path: Path, candi
     """The issue's done-when: B (lora_B zeroed) FAILs naming that it took no effect, A PASSes; the run exits 1, since
     every candidate must pass by default; both are in the table, report.json and summary.md, and the base was loaded
     and predicted once."""
-    result = gate(tmp_path, f"--adapter={candidates / 'A'}", f"--adapter={candidates / 'B'}")
+    result = gate(tmp_path, "--task", "iris", f"--adapter={candidates / 'A'}", f"--adapter={candidates / 'B'}")
     out = result.stdout
     assert result.returncode == 1, out[-3000:]
     assert "iris/tiny[A]: PASS" in out and "iris/tiny[B]: FAIL" in out, out[-3000:]
@@ -98,8 +99,8 @@ def test_two_candidates_each_get_their_verdict_in_one_pass(tmp_path: Path, candi
 
 @pytest.mark.slow
 def test_pick_best_passes_with_one_passing_candidate_and_names_it(tmp_path: Path, candidates: Path) -> None:
-    result = gate(tmp_path, f"--adapter=good={candidates / 'A'}", f"--adapter=broken={candidates / 'B'}",
-                  "--pick-best")
+    result = gate(tmp_path, "--task", "iris", f"--adapter=good={candidates / 'A'}",
+                  f"--adapter=broken={candidates / 'B'}", "--pick-best")
     assert result.returncode == 0, result.stdout[-3000:]
     assert "candidates iris/tiny, ranked on accuracy (pick: best): PASS" in result.stdout
     assert "ship good" in result.stdout
@@ -115,6 +116,6 @@ def test_a_candidate_for_another_base_is_refused_naming_it(tmp_path: Path, candi
     (foreign / "manifest.json").unlink()
     config = json.loads((foreign / "adapter_config.json").read_text())
     (foreign / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "org/other-1b"}))
-    result = gate(tmp_path, f"--adapter={candidates / 'A'}", f"--adapter={foreign}")
+    result = gate(tmp_path, "--task", "iris", f"--adapter={candidates / 'A'}", f"--adapter={foreign}")
     assert result.returncode != 0
     assert f"candidate other ({foreign})" in result.stdout and "org/other-1b" in result.stdout, result.stdout[-3000:]
