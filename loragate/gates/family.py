@@ -6,8 +6,9 @@ let one pass by luck; Holm keeps the chance of any false pass in the family at o
 
 A drop gate (non-inferiority) can also claim the opposite, a FAIL: "it drops by more than its margin". Those claims
 form a second family, the run's non-inferiority comparisons, each with the p-value of that claim from the same
-resamples, Holm-adjusted among themselves at the same alpha: otherwise twenty good classes at 95% each would block a
-good adapter about two times in five. Why two families rather than one: docs/statistics.md.
+interval (its score test or its resamples), Holm-adjusted among themselves at the same alpha: otherwise twenty good
+classes at 95% each would block a good adapter about two times in five. Why two families rather than one:
+docs/statistics.md.
 
 Deterministic checks (validity, leakage, floors, parameters) make no statistical claim and are not in the family;
 nor are deltas the card judges on the point (`judge_on: point`), which claim no confidence to correct."""

@@ -30,7 +30,7 @@ class DeltaNumbers:
     reference: float  # base, or the last release's adapter
     tuned: float
     delta: float  # signed: positive is better, whatever the metric's direction
-    low: float  # the paired-bootstrap interval of the signed delta
+    low: float  # the paired interval of the signed delta (loragate.gates.intervals)
     high: float
     confidence: float
     required: float  # the card's min_delta (or -max_regression against the baseline)
@@ -58,7 +58,7 @@ class Comparison:
     low: float
     high: float
     margin: float  # the signed delta's threshold: min_delta, or -m
-    p_value: float  # raw, from the interval's own resamples (metrics.stats.bootstrap_p_value)
+    p_value: float  # raw, from what gave the interval: its score test or its resamples (DeltaInterval.p_value)
     alpha: float  # 1 - the card's confidence
     n: int  # the examples the interval resampled (distinct examples: a sampled run's k rows of one count once)
     needed: int | None  # the test-set size, in examples, at which the card's power would decide it; None: the delta
@@ -69,7 +69,7 @@ class Comparison:
     family: int = 1  # comparisons in the family
     correction: str = "holm"  # the card's gates.correction
     fail_p_value: float | None = None  # non-inferiority: raw p of the null "the drop is at most -margin", from the
-    # same resamples (metrics.stats.bootstrap_p_value_beyond); None for superiority, which claims no FAIL
+    # same test or resamples (DeltaInterval.p_value_beyond); None for superiority, which claims no FAIL
     fail_adjusted: float | None = None  # adjusted over the family's FAIL claims; None: not yet judged in a family
     fail_family: int = 1  # FAIL claims (non-inferiority comparisons) in the family
     samples: int = 1  # rows per example: k where the run sampled (eval.sampling)
@@ -77,7 +77,7 @@ class Comparison:
     def __post_init__(self) -> None:
         if self.test == NON_INFERIORITY and self.fail_p_value is None:
             raise ValueError(f"{self.what}: a non-inferiority comparison needs fail_p_value, the p-value of its FAIL "
-                             f"claim (loragate.metrics.stats.bootstrap_p_value_beyond)")
+                             f"claim (loragate.metrics.stats.DeltaInterval.p_value_beyond)")
 
     @property
     def decisive(self) -> float:
@@ -165,7 +165,7 @@ def sample_size(examples: int, samples: int) -> str:
 
 def examples_of(metrics: Metrics) -> tuple[int, int]:
     """(examples, samples of each) that `metrics` scored: a sampled run's k rows of one example count once, as the
-    paired bootstrap resamples them together."""
+    paired interval counts them as one cluster."""
     samples = getattr(metrics, "samples", 1)  # a kind's own container without it scored each example once
     return metrics.n // samples, samples
 
