@@ -61,6 +61,11 @@ def unknown_keys(data: Any, fields: dict[str, Any], where: str) -> None:
             raise ValueError(f"{where} has no key {key!r}{hint}; it takes {', '.join(fields)}")
 
 
+def pick_of(card: TaskCard, pick_best: bool) -> Literal["all", "best"]:
+    """`best` under --pick-best or the card's `candidates.pick: best`, else `all`."""
+    return "best" if pick_best or (card.candidates is not None and card.candidates.pick == "best") else "all"
+
+
 def path_problem(path: str) -> str | None:
     """Why a variant may not set `path` (relative to tiers.<tier>), with the fix; None where it may."""
     parts = path.split(".")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from loragate.card.candidates import pick_of
 from loragate.metrics.registry import METRICS
 
 if TYPE_CHECKING:
@@ -20,12 +21,6 @@ if TYPE_CHECKING:
 def primary_metric(run: TaskRun) -> str:
     """The metric candidates are ranked on: the card's first `min_delta` metric, else the kind's first headline one."""
     return next(iter(run.task.card.gates.min_delta), None) or next(iter(run.tuned_metrics.headline()))
-
-
-def pick_of(run: TaskRun, pick_best: bool) -> str:
-    """`best` under --pick-best or the card's `candidates.pick: best`, else `all`."""
-    card = run.task.card.candidates
-    return "best" if pick_best or (card is not None and card.pick == "best") else "all"
 
 
 def candidate_groups(runs: list[TaskRun], pick_best: bool) -> list[dict[str, Any]]:
@@ -40,7 +35,7 @@ def candidate_groups(runs: list[TaskRun], pick_best: bool) -> list[dict[str, Any
 def group_json(runs: list[TaskRun], pick_best: bool) -> dict[str, Any]:
     """The group's ranking, the best candidate that passes, its paired comparison with the runner-up, and the task's
     verdict under the pick."""
-    metric, pick = primary_metric(runs[0]), pick_of(runs[0], pick_best)
+    metric, pick = primary_metric(runs[0]), pick_of(runs[0].task.card, pick_best)
     ranked = sorted(runs, key=lambda run: run.tuned_metrics.value(metric),
                     reverse=METRICS.get(metric).higher_is_better)
     passing = [run for run in ranked if run.verdict.passed]

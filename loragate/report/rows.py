@@ -144,8 +144,8 @@ def family_notes(run: TaskRun) -> list[str]:
     claims = "1 drop's FAIL claim" if drops == 1 else f"{drops} drops' FAIL claims"
     fails = f"; the {claims} (a drop beyond the margin) a second family, judged alike" if drops else ""
     size = comparisons[0].family  # the run's own, or all its task's candidates' where it is one of several
-    among = (f" ({len(comparisons)} of this candidate's among all {run.task.card.name}/{run.tier} candidates')"
-             if run.candidate else "")
+    among = (f" ({len(comparisons)} of this candidate's among all {run.task.card.name}/{run.tier} candidates', "
+             f"under --pick-best or candidates.pick: best)" if size > len(comparisons) else "")
     return [f"family: {size} comparisons judged together{among}, {how} at alpha {1 - gates.confidence:.2g}"
             f"{fails}; deterministic checks (validity, leakage, floors) and deltas judged on the point are not in it"]
 

@@ -1,15 +1,15 @@
-"""Several candidate adapters of one task at one tier, gated in one pass (issue 34): a sweep or a fleet of adapters on
-one base.
+"""Several candidate adapters of one task at one tier, or the adapters of several tasks that share a base (a fleet),
+gated in one pass (issue 34).
 
-The base is loaded once and predicts once (its predictions, probe logits and retention probes, and the last release's
-predictions, are every candidate's reference). Then every candidate is loaded onto the one base model under its own
-name (peft's named adapters: one copy of the base, whatever their number) and all of them predict the test split
+The base is loaded once; it predicts each task's test split (and retention probes, and the last release's adapter
+predicts) before any candidate wraps it. Then every adapter is loaded onto the one base model under its own name
+(peft's named adapters: one copy of the base, whatever their number) and a task's candidates predict its test split
 together, in mixed-adapter batches (loragate.run.mixed). Each candidate is then judged as run_task judges one adapter,
-and the comparisons of all candidates form one family (Holm over candidates x comparisons: with N candidates, one
-passing by luck is as likely as one of N x m comparisons passing by luck, and the family holds that at alpha).
+in the family its task's pick asks for (judge_families: one over all candidates under `pick: best`).
 
 Candidates are the --adapter directories given more than once, or the card's sweep (`candidates.variants`), which
-loragate trains, each under its own store key (loragate.run.sweep).
+loragate trains, each under its own store key (loragate.run.sweep); a task of a fleet without either has its one
+adapter from the store.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from peft import PeftModel
 
+from loragate.card.candidates import pick_of
 from loragate.card.options import RunOptions
 from loragate.card.settings import Tier
 from loragate.data.examples import Splits
@@ -175,7 +176,7 @@ def judge_member(member: Member, tier: Tier, model: PeftModel, base: LoadedBase,
                                        candidate=candidate.name, adapter_name=name)
     if member.probes:
         laps.lap("tuned retention probes")
-    one_family(runs, retained, task)
+    judge_families(runs, retained, task, pick_of(task.card, options.pick_best))
     return runs
 
 
@@ -217,10 +218,16 @@ def tuned_outputs(task: Task, tier: Tier, name: str, model, base: LoadedBase, sp
             for candidate in names}
 
 
-def one_family(runs: dict[str, TaskRun], retained: dict[str, list], task: Task) -> None:
-    """Every candidate's comparisons judged as one family, in place: each run's gates with p-values adjusted over all
-    candidates' comparisons, and its retention probes read off them."""
-    judged = iter(controlled([gate for run in runs.values() for gate in run.gates], task.card.gates))
+def judge_families(runs: dict[str, TaskRun], retained: dict[str, list], task: Task, pick: str) -> None:
+    """The families the candidates' comparisons are judged in, in place, and each run's retention probes read off its
+    gates. Under `pick: best` all candidates' comparisons are one family (Holm over candidates x comparisons): the
+    release ships whichever passes, so one of N passing by luck must be held at alpha. Under `pick: all` each
+    candidate keeps its own family, as each task does: the release needs every candidate to pass, so where any one is
+    bad, the chance the release passes is at most the chance that one passes by luck, alpha (an intersection-union
+    test; docs/statistics.md)."""
+    if pick == "best" and len(runs) > 1:
+        judged = iter(controlled([gate for run in runs.values() for gate in run.gates], task.card.gates))
+        for run in runs.values():
+            run.gates = [next(judged) for _ in run.gates]
     for candidate, run in runs.items():
-        run.gates = [next(judged) for _ in run.gates]
         run.retention = as_judged(retained[candidate], run.gates)
