@@ -1,6 +1,6 @@
 """Issue 33, point 4: a card that samples (eval.sampling) is gated on k samples of each test example. Metrics average
-over the samples, the k samples of an example are one cluster of the paired bootstrap (so its interval is wider than
-if they were independent examples), subgroups too; an unstable model shows low agreement and its least stable
+over the samples, the k samples of an example are one cluster of the paired interval (so it is wider than if they were
+independent examples), subgroups too; an unstable model shows low agreement and its least stable
 examples; a kind or decode that cannot sample is refused at start-up."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from loragate.card.overrides import OverrideError, apply_overrides
 from loragate.card.settings import CardError
 from loragate.data.examples import Example
 from loragate.inference.predictions import Predictions, constant_predictions
-from loragate.metrics.stats import paired_bootstrap
+from loragate.metrics.stats import paired_score_interval
 from loragate.report.rows import sampling_notes
 from loragate.report.stability import least_stable, stability_markdown
 from loragate.run.judging import judge_predictions
@@ -100,10 +100,10 @@ def test_the_interval_resamples_each_example_with_its_samples_and_is_wider_than_
     gold, base_index, tuned_index = (np.array([LABELS.index(label) for label in labels]) for labels in
                                      ([ex.label for ex in rows], [p.strip() for p in base.outputs],
                                       [p.strip() for p in tuned.outputs]))
-    expected = paired_bootstrap("accuracy", gold, base_index, tuned_index, 2, settings.bootstrap_resamples,
-                                settings.confidence, settings.bootstrap_seed, clusters=np.repeat(np.arange(N), K))
+    expected = paired_score_interval(base_index == gold, tuned_index == gold, settings.confidence,
+                                     clusters=np.repeat(np.arange(N), K))  # right/wrong: Tango's, on clusters
     assert (clustered.low, clustered.high) == pytest.approx((expected.low, expected.high), abs=1e-12)
-    # the same answers as N x K distinct examples, greedy: the interval a row bootstrap would give
+    # the same answers as N x K distinct examples, greedy: the interval of independent rows
     independent = [replace(ex, prompt=f"{ex.prompt} #{row}") for row, ex in enumerate(rows)]
     plain = sst2("tiers.tiny.eval.decode=generate")
     naive = accuracy_gate(judge_predictions(plain, independent, base, tuned))
@@ -179,7 +179,7 @@ def test_sampling_an_encoder_kind_is_a_usage_error_at_start_up(gate_dir: pytest.
 def test_a_sampled_gate_run_reports_its_setting_agreement_and_clustered_intervals(tmp_path: Path) -> None:
     """Iris on the tiny tier with the committed adapter, sampled by --set: every report file and the JUnit properties
     name the setting, the reports show base's and tuned's agreement and the least stable examples, and the accuracy
-    interval is the cluster bootstrap's."""
+    interval is the score interval of its inputs (clusters), not of its rows."""
     setting = f"tiers.tiny.eval.sampling={{temperature: 0.7, top_p: 0.9, samples: {K}, seed: 0}}"
     result = subprocess.run([sys.executable, "-m", "pytest", "-m", "smoke", "-p", "no:cacheprovider", "--task", "iris",
                              "--set", "tiers.tiny.eval.decode=generate", "--set", setting, "--report-dir",
@@ -209,7 +209,7 @@ def test_a_sampled_gate_run_reports_its_setting_agreement_and_clustered_interval
     first_seen: dict[str, int] = {}  # each input's cluster id in first-seen order, as input_groups numbers them
     clusters = np.array([first_seen.setdefault(json.dumps(p["input"], sort_keys=True), len(first_seen))
                          for p in run["predictions"]])
-    expected = paired_bootstrap("accuracy", gold, base, tuned, len(labels), 10_000, 0.95, 0, clusters=clusters)
-    naive = paired_bootstrap("accuracy", gold, base, tuned, len(labels), 10_000, 0.95, 0)
+    expected = paired_score_interval(base == gold, tuned == gold, 0.95, clusters=clusters)
+    naive = paired_score_interval(base == gold, tuned == gold, 0.95)
     assert (gated["low"], gated["high"]) == pytest.approx((expected.low, expected.high), abs=1e-9), (gated, expected)
     assert gated["high"] - gated["low"] > naive.high - naive.low, (gated, naive)
