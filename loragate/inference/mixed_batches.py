@@ -5,7 +5,13 @@ A mixed model (`MixedAdapters`) answers a split's rows each repeated once per ca
 (`interleave`): row r is candidate r % N's copy of the split's row r // N. A batch call site passes
 `row_adapters(model, rows)` with the indices of its batch's rows (nothing for a plain model) and cuts its batches at
 batch_size x `candidates(model)` rows. Length-sorted batching sorts stably, so a mixed batch holds the prompts of one
-candidate's batch alone, each once per candidate, padded to the same width: each row computes what it would alone.
+candidate's batch alone, each once per candidate, padded to the same width. On CPU each row then computes exactly what
+it would alone (tests/run/test_mixed.py compares every kind bit for bit); on a GPU a batch N times larger may run other
+kernels, which can move logits in their last bits, as any other batch size does (steps.predict's halving).
+
+PEFT's mixed forward gathers each adapter's rows at every LoRA layer. On CPU, where the arithmetic is the same either
+way, one pass of 8 candidates is about as fast as 8 predictions one after another (faster with more candidates, whose
+per-call costs it shares); it pays off where one candidate's batch leaves the device idle (a GPU).
 """
 
 from __future__ import annotations
