@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import PeftModel
+from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 
 from loragate.card.options import RunOptions
@@ -181,6 +181,25 @@ def test_sampled_rows_draw_each_candidates_own_samples_with_the_examples_seeds(i
         outputs = got["tiny"].outputs
         assert len(outputs) == 3 * len(iris.splits.test) and got["tiny"].ids[:3] == [iris.splits.test[0].id] * 3
         assert any(len(set(outputs[row:row + 3])) > 1 for row in range(0, len(outputs), 3)), "no sample differed"
+
+
+@pytest.mark.slow
+def test_candidates_of_other_ranks_and_target_modules_mix(tmp_path: Path) -> None:
+    """PEFT's mixed forward leaves a layer alone for the rows of an adapter that does not target it, as that adapter
+    alone does: r 4 on q_proj and v_proj beside the committed r 8 on every linear, each gives its own answers."""
+    _, bare, _ = load_inputs(builtin("iris"), TIER, RunOptions(cache=ROOT / ".loragate", progress=False))
+    odd = get_peft_model(bare.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                task_type="CAUSAL_LM"))
+    generator = torch.Generator().manual_seed(0)
+    for name, parameter in odd.named_parameters():
+        if "lora_B" in name:
+            parameter.data = torch.randn(parameter.shape, generator=generator)
+    odd.save_pretrained(tmp_path / "odd")
+    run = candidates_of(builtin("iris"), ROOT / "adapters", tmp_path, {"tiny": 1.0})
+    run.model.load_adapter(tmp_path / "odd", adapter_name="odd", is_trainable=False)
+    run.names = ["tiny", "odd", BASE]
+    got = check_pass(run)
+    assert got["odd"].outputs not in (got["tiny"].outputs, got[BASE].outputs)
 
 
 @pytest.mark.slow
