@@ -1,18 +1,20 @@
 """Many candidate adapters on one base (issue 34): one pass (run_candidates) against gating each candidate alone
-(run_task, today's gate), side by side in one process; and the pass's time and memory against the number of adapters.
+(run_task, today's gate), side by side in one process; today's gate end to end (pytest processes); and the pass's time
+and memory against the number of adapters.
 
-    python -m benchmarks.candidates --out reports/candidates                   # CPU: iris and sst2_encoder, 8; 32, 128
-    python -m benchmarks.candidates --dry-run --out /tmp/candidates            # tiny sizes: 3 candidates, N 2 and 4
+    python -m benchmarks.candidates --gate iris sst2_encoder --out reports/candidates   # CPU: 8 candidates; N 32, 128
+    python -m benchmarks.candidates --dry-run --gate iris --out /tmp/candidates        # 3 candidates, N 2 and 4
     python -m benchmarks.candidates --device cuda --tier full --base-model PATH --tasks iris   # benchmarks/gpu_check
 
 Candidates are copies of the task's committed store adapter (adapters/<task>/tiny/) with every lora_B tensor scaled by
 its own factor, written to a temporary directory; with --base-model (another base than the card's) the source is
 instead one LoRA of the card's r on that base with small random lora_B weights. After one untimed warm-up (imports,
-the first model load), each task is timed as: the pass over all candidates, each candidate gated alone in turn, and the
-pass again (the machine's speed drifts; the pass's time is the mean of the two). "One candidate" is the median of the
-lone runs. Each candidate's predictions in the pass must equal its lone run's: the same outputs, the same logits, bit
-for bit. The scale part times the pass for N adapters and samples its peak resident memory (psutil, every 10 ms).
-Prints one table and writes candidates.json and candidates.md to --out; absolute times swing by a quarter on a
+the first model load), each task is timed in alternated rounds: the pass over all candidates, then each candidate gated
+alone in turn; medians over the rounds ("one candidate": the median of all lone runs). Each candidate's predictions in
+the pass must equal its lone run's: the same outputs, the same logits, bit for bit. --gate times the same in pytest
+processes as a user runs the gate (`pytest -m smoke --task T --adapter NAME=PATH ...`, imports and every gate test
+included), once. The scale part times the pass for N adapters and samples its peak resident memory (psutil, every
+10 ms). Prints the tables and writes candidates.json and candidates.md to --out; absolute times swing by a quarter on a
 shared machine, ratios measured in one run much less.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -227,6 +230,44 @@ def compare(task: str, count: int, rounds: int, setup: Setup) -> dict:
                                   for index, (name, _) in enumerate(candidates))}
 
 
+def gate_run(task: str, candidates: list[tuple[str, Path]], setup: Setup, threads: int) -> tuple[float, int]:
+    """The wall seconds and exit code of today's gate of `candidates` (one, or all in one pass): a fresh pytest
+    process, as a user runs it (imports, collection, every gate test of each candidate, the report), in a project
+    directory of its own under the work directory (its store, tiny bases and reports)."""
+    project = setup.work / "project"
+    project.mkdir(exist_ok=True)
+    (project / "pytest.ini").write_text("[pytest]\naddopts = -ra\n")
+    tier = ["-m", "smoke"] if setup.tier == "tiny" else ["-m", "full", "--gpu"]
+    command = [sys.executable, "-m", "pytest", "-c", str(project / "pytest.ini"), "--rootdir", str(project), *tier,
+               "--task", task, *[f"--adapter={name}={directory}" for name, directory in candidates],
+               f"--report-dir={project / 'reports'}", "-p", "no:cacheprovider", "-q"]
+    if setup.base_model:
+        command.append(f"--base-model={setup.base_model}")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST_")}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=project, env={**env, "OMP_NUM_THREADS": str(threads)}, capture_output=True,
+                          text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 1):  # 1: a candidate failed its gates, which is an answer; others are errors
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    return seconds, done.returncode
+
+
+def gate(task: str, count: int, setup: Setup, threads: int) -> dict:
+    """Today's gate end to end, one pytest process per candidate, against one process gating all `count` in one
+    pass; after an untimed warm-up run (the project's tiny base built, bytecode written)."""
+    candidates = scaled_copies(source_adapter(task, setup), count, setup.work / f"{task}-gate-{count}")
+    gate_run(task, candidates[:1], setup, threads)
+    pass_s, pass_exit = gate_run(task, candidates, setup, threads)
+    lone = [gate_run(task, [candidate], setup, threads) for candidate in candidates]
+    one_s, sequential_s = statistics.median(seconds for seconds, _ in lone), sum(seconds for seconds, _ in lone)
+    return {"task": task, "candidates": count, "pass_s": round(pass_s, 2), "one_s": round(one_s, 2),
+            "sequential_s": round(sequential_s, 2), "pass_vs_one": round(pass_s / one_s, 2),
+            "sequential_vs_one": round(sequential_s / one_s, 2), "sequential_vs_pass": round(sequential_s / pass_s, 2),
+            "alone_s": [round(seconds, 2) for seconds, _ in lone], "pass_exit": pass_exit,
+            "alone_exits": [code for _, code in lone]}
+
+
 def scale(task: str, sizes: list[int], rounds: int, setup: Setup) -> dict:
     """The pass's wall time and peak resident memory for N adapters, each N in `sizes`, and each adapter's cost once
     the base is loaded and has predicted: (time(N) - time(1)) / (N - 1), time(1) the median of `rounds` passes over
@@ -276,6 +317,16 @@ def table(result: dict) -> str:
                       f"vs one candidate alone", "", "| stage | pass | alone |", "|---|---:|---:|"]
         for stage in dict.fromkeys([*row["pass_stages"], *row["one_stages"]]):
             lines.append(f"| {stage} | {row['pass_stages'].get(stage, '')} | {row['one_stages'].get(stage, '')} |")
+    if result["gate"]:
+        lines += ["", "End to end: one pytest process gating every candidate vs one process per candidate", "",
+                  "| base (task) | candidates | one pass (s) | one candidate alone (s) | each alone in turn (s) | "
+                  "pass / one | sequential / one | exit codes pass / alone |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|"]
+        for row in result["gate"]:
+            lines.append(f"| {row['task']} | {row['candidates']} | {row['pass_s']:.1f} | {row['one_s']:.1f} | "
+                         f"{row['sequential_s']:.1f} | **{row['pass_vs_one']:.2f}x** | "
+                         f"{row['sequential_vs_one']:.2f}x | {row['pass_exit']} / "
+                         f"{' '.join(map(str, row['alone_exits']))} |")
     if result["scale"]:
         lines += ["", f"Scale ({result['scale']['task']}): one pass over N adapters", "",
                   "| N | seconds | per adapter after the first (s) | peak RSS (MiB) | RSS growth (MiB) | "
@@ -308,6 +359,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", type=int, nargs="*", help="N adapters of the scale part (default 32 128; none: "
                         "skip it)")
     parser.add_argument("--rounds", type=int, help="alternated rounds of pass and lone runs (default 3)")
+    parser.add_argument("--gate", nargs="+", default=[], metavar="TASK",
+                        help="also time today's gate end to end (pytest processes) on these tasks")
     parser.add_argument("--tier", default="tiny", choices=["tiny", "full"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch's CPU threads (default 1: a team of 2 on a "
@@ -332,6 +385,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = {**provenance(), "command": "python -m benchmarks.candidates " + " ".join(argv or sys.argv[1:]),
                   "tier": args.tier, "device": args.device, "base_model": args.base_model,
                   "compare": [compare(task, args.candidates, args.rounds, setup) for task in args.tasks],
+                  "gate": [gate(task, args.candidates, setup, args.threads) for task in args.gate],
                   "scale": scale(SCALE_TASK, args.scale, args.rounds, setup) if args.scale else None}
     (args.out / "candidates.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "candidates.md").write_text(table(result))

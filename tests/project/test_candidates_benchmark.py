@@ -1,6 +1,6 @@
-"""benchmarks/candidates.py cannot rot: its dry run (3 candidates on the tiny causal base and on MiniLM, a pass over 2
-and 4 adapters) writes ratios, the predictions check and the scale's figures, and writes nothing into this
-checkout; and its check of the predictions does tell different answers apart."""
+"""benchmarks/candidates.py cannot rot: its dry run (3 candidates on the tiny causal base and on MiniLM, iris's gate
+end to end, a pass over 2 and 4 adapters) writes ratios, the predictions check and the scale's figures, and writes
+nothing into this checkout; and its check of the predictions does tell different answers apart."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def test_dry_run_writes_ratios_equal_predictions_and_the_scale(tmp_path: Path) -
     before = checkout_outputs()
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
-    done = subprocess.run([sys.executable, "-m", "benchmarks.candidates", "--dry-run", "--out", str(tmp_path)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    command = [sys.executable, "-m", "benchmarks.candidates", "--dry-run", "--gate", "iris", "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads((tmp_path / "candidates.json").read_text())
     assert [row["task"] for row in result["compare"]] == ["iris", "sst2_encoder"]
@@ -38,6 +38,9 @@ def test_dry_run_writes_ratios_equal_predictions_and_the_scale(tmp_path: Path) -
         for ratio in ("pass_vs_one", "sequential_vs_one", "sequential_vs_pass"):
             assert isinstance(row[ratio], float) and row[ratio] > 0, (ratio, row)
         assert len(row["alone_rounds_s"][0]) == 3 and row["pass_stages"] and row["one_stages"], row
+    [gate] = result["gate"]
+    assert gate["task"] == "iris" and len(gate["alone_s"]) == 3 and gate["pass_exit"] in (0, 1), gate
+    assert isinstance(gate["pass_vs_one"], float) and isinstance(gate["sequential_vs_one"], float), gate
     rows = result["scale"]["rows"]
     assert [row["adapters"] for row in rows] == [1, 2, 4]
     assert len({row["base_parameters"] for row in rows}) == 1, "the base is held more than once"
@@ -46,6 +49,7 @@ def test_dry_run_writes_ratios_equal_predictions_and_the_scale(tmp_path: Path) -
     assert result["commit"] and result["date"], result
     table = (tmp_path / "candidates.md").read_text()
     assert "| iris | 3 |" in table and "| sst2_encoder | 3 |" in table and "| 4 |" in table, table
+    assert "End to end" in table, table
     assert not checkout_outputs() - before, "the benchmark wrote into this checkout"
 
 
