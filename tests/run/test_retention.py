@@ -117,7 +117,9 @@ def test_retention_fails_an_over_trained_adapter_and_passes_the_cards_own(tmp_pa
     general = tmp_path / "general.txt"
     general.write_text("\n".join(lines) + "\n")
     base = pretrained_base(tmp_path / "base", tmp_path / "cache", lines)
-    probes = f"retention=[{{text_file: {general}, max_rise: 0.05}}, {{task: sst2, metric: accuracy, max_drop: 0.05}}]"
+    # SST-2's 80 test rows cannot show a drop under 0.05 once one row is lost (Tango's score interval of the kept
+    # adapter: -0.013 [-0.067, +0.034], p=0.12); under 0.15 they can, in the run's family of 9
+    probes = f"retention=[{{text_file: {general}, max_rise: 0.05}}, {{task: sst2, metric: accuracy, max_drop: 0.15}}]"
 
     def gated(*overrides: str):
         return run_task("iris", "tiny", RunOptions(base_model=str(base), store_root=tmp_path / "adapters",
