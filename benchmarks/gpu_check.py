@@ -15,7 +15,8 @@ causal tasks' text, saved with save_pretrained), full-bf16-<task> (`pytest -m fu
 (evaluation under a memory cap that the card's eval batch exceeds: the halving fallback on the real error), speed
 (benchmarks/compare.py at 1B: engine vs the seeds' per-example loop, label scoring, training tokens/s and MFU per
 batching, batch-1 decode against the HBM bound), mfu (training MFU at 1B by tokens per optimizer step: eager,
-torch.compile'd, and with Liger's kernels).
+torch.compile'd, and with Liger's kernels), candidates (benchmarks/candidates.py: 8 candidate adapters in one pass
+against each gated alone, and a pass over 32).
 
 `--dry-run` runs every step on CPU at tiny sizes in fp32, in one process (importing torch and loragate once
 per step would take most of its minute on a busy 2-core machine; an error is still recorded per step, with its
@@ -368,6 +369,21 @@ def eval_oom(args: argparse.Namespace) -> dict:
             "examples": len(examples)}
 
 
+def candidates(args: argparse.Namespace) -> dict:
+    """benchmarks/candidates.py on the built base at iris's full tier: 8 candidates (random LoRAs of the card's r) in
+    one pass against each gated alone, their predictions checked equal, and one pass over 32; the dry run: the tiny
+    tier, 3 candidates, N 2 and 4."""
+    from benchmarks import candidates as bench
+
+    out = args.out / "steps" / "candidates"
+    argv = ["--tasks", "iris", "--device", device_of(args), "--base-model", read_step(args.out, "base")["path"],
+            "--cache", str(args.out / "cache"), "--out", str(out),
+            *(["--dry-run"] if args.dry_run else ["--tier", "full", "--rounds", "1", "--scale", "32"])]
+    result = bench.main(argv)
+    return {"command": "python -m benchmarks.candidates " + " ".join(argv), "compare": result["compare"][0],
+            "scale": result["scale"]["rows"], "full": str(out / "candidates.json")}
+
+
 def task_at_batch(task, tier: str, batch_size: int):  # noqa: ANN001, ANN201 - a loragate Task
     """A copy of `task` whose card evaluates at `batch_size`."""
     from copy import copy
@@ -388,6 +404,7 @@ STEPS = [
     Step("speed", 240, speed),
     Step("mfu", 150, mfu),
     *[Step(f"full-bf16-{task}", 150, gate_step(task)) for task in CAUSAL_TASKS[1:]],
+    Step("candidates", 300, candidates),
 ]
 
 
@@ -488,6 +505,12 @@ def headline(name: str, entry: dict) -> str:
         others = [f"{run}: {figures.get('skipped') or figures['error']}" for run, figures in result["runs"].items()
                   if run not in done]
         return "; ".join(cells + others)
+    if name == "candidates":
+        compare, largest = result["compare"], result["scale"][-1]
+        return (f"{compare['candidates']} candidates: one pass {compare['pass_vs_one']}x one alone, each alone in "
+                f"turn {compare['sequential_vs_one']}x, predictions equal: {compare['predictions_equal']}; "
+                f"{largest['adapters']} adapters in {largest['seconds']} s, {largest['per_adapter_s']} s an adapter "
+                f"after the first")
     if name == "eval-oom":
         return (f"batch {result['card_batch_size']} -> {result['final_batch_size']}, same outputs as batch 8: "
                 f"{result['same_outputs_as_batch_8']}; {result['fallback_log'][0]}")
