@@ -121,8 +121,8 @@ def test_valid_json_with_one_field_always_wrong_fails_naming_the_field(n: int) -
 def test_a_field_that_loses_exact_matches_against_base_fails() -> None:
     base, tuned = score([GOLD] * 20), score([GOLD] * 10 + one_field_wrong(10))
     finding = KeyDrop("field", "exact match", 0.05, field_scores).fails(tuned, base)
-    assert finding.startswith("field 'qty' exact match lower bound -0.700 < required -0.050, and so is its upper "
-                              "bound -0.300: a drop of more than 0.050 is shown (delta -0.500, n=20, base 1.000, "
+    assert finding.startswith("field 'qty' exact match lower bound -0.701 < required -0.050, and so is its upper "
+                              "bound -0.258: a drop of more than 0.050 is shown (delta -0.500, n=20, base 1.000, "
                               "tuned 0.500"), finding
 
 
