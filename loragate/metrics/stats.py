@@ -35,8 +35,8 @@ class DeltaInterval:
     low: float
     high: float
     confidence: float
-    standard_error: float  # of the bootstrap deltas
-    resamples: int
+    standard_error: float  # of the delta: the bootstrap deltas' spread, or the score interval's width / (2 z)
+    resamples: int  # 0 for the score interval, which draws none
     draws: np.ndarray | None = field(default=None, compare=False, repr=False)  # each resample's delta, which the
     # p-value of a margin counts (bootstrap_p_value): the interval's own resamples, never drawn twice
     score: ScoreTest | None = field(default=None, compare=False, repr=False)  # right/wrong scores: the score test
