@@ -340,14 +340,21 @@ def table(result: dict) -> str:
 
 
 def provenance() -> dict:
-    """When, at which commit, with which of loragate's files differing from it, on what machine."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    """When, at which commit, with which of loragate's files differing from it (others' work in progress in a shared
+    checkout), on what machine."""
+    def git(*args: str, given: str | None = None) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, input=given).stdout.strip()
 
+    committed = {line.split("\t", 1)[1]: line.split()[2]  # "mode type blob\tpath"
+                 for line in git("ls-tree", "-r", "HEAD", "--", "loragate").splitlines()}
+    new = git("ls-files", "--others", "--exclude-standard", "--", "loragate").splitlines()
+    present = sorted(path for path in {*committed, *new} if (REPO / path).is_file())
+    hashes = dict(zip(present, git("hash-object", "--stdin-paths", given="\n".join(present)).splitlines()))
+    changed = sorted({path for path in present if committed.get(path) != hashes.get(path)} |
+                     (set(committed) - set(present)))
     return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": git("rev-parse", "HEAD"),
-            "loragate_changed": git("status", "--porcelain", "--", "loragate").splitlines(),
-            "cpu_cores": psutil.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+            "loragate_changed": changed, "cpu_cores": psutil.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
