@@ -9,10 +9,12 @@ enough, and the report names the one to ship)."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from loragate.card.candidates import pick_of
 from loragate.metrics.registry import METRICS
+from loragate.metrics.text import MetricUnavailable
 
 if TYPE_CHECKING:
     from loragate.run.task_run import TaskRun
@@ -36,26 +38,44 @@ def group_json(runs: list[TaskRun], pick_best: bool) -> dict[str, Any]:
     """The group's ranking, the best candidate that passes, its paired comparison with the runner-up, and the task's
     verdict under the pick."""
     metric, pick = primary_metric(runs[0]), pick_of(runs[0].task.card, pick_best)
-    ranked = sorted(runs, key=lambda run: run.tuned_metrics.value(metric),
-                    reverse=METRICS.get(metric).higher_is_better)
+    values = {run.candidate: ranked_value(run, metric) for run in runs}
+    sign = -1 if METRICS.get(metric).higher_is_better else 1
+    ranked = sorted(runs, key=lambda run: (values[run.candidate] is None, sign * (values[run.candidate] or 0.0)))
     passing = [run for run in ranked if run.verdict.passed]
     best = passing[0] if passing else None
     others = [run for run in ranked if run is not best]
     runner_up = next((run for run in others if run.verdict.passed), others[0] if others else None)
     passed = best is not None if pick == "best" else len(passing) == len(runs)
+    comparable = best is not None and runner_up is not None and None not in (values[best.candidate],
+                                                                             values[runner_up.candidate])
+    comparison = paired(best, runner_up, metric) if comparable else None
     return {
         "task": runs[0].task.card.name, "tier": runs[0].tier, "metric": metric, "pick": pick,
-        "ranking": [{"candidate": run.candidate, "value": run.tuned_metrics.value(metric),
+        "ranking": [{"candidate": run.candidate, "value": values[run.candidate],
                      "verdict": run.verdict.status, "adapter": str(run.adapter_dir) if run.adapter_dir else None}
                     for run in ranked],
         "best": best.candidate if best is not None else None,
         "runner_up": runner_up.candidate if runner_up is not None and best is not None else None,
-        "best_vs_runner_up": paired(best, runner_up, metric) if best is not None and runner_up is not None else None,
+        "best_vs_runner_up": comparison,
         "passed": passed,
         "verdict": "PASS" if passed else "FAIL",
         "ship": best.candidate if pick == "best" and best is not None else None,
         "failed": [run.candidate for run in ranked if not run.verdict.passed],
     }
+
+
+def ranked_value(run: TaskRun, metric: str) -> float | None:
+    """The run's value of `metric`; None where the metric is unavailable for it or not a number (NaN): ranked last,
+    shown as n/a, rather than stopping the report of every run."""
+    try:
+        value = run.tuned_metrics.value(metric)
+    except MetricUnavailable:
+        return None
+    return None if math.isnan(value) else value
+
+
+def shown_value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def paired(best: TaskRun, runner_up: TaskRun, metric: str) -> dict[str, Any]:
@@ -83,7 +103,7 @@ def group_lines(group: dict[str, Any]) -> list[str]:
     lines = [f"candidates {group['task']}/{group['tier']}, ranked on {group['metric']} (pick: {group['pick']}): "
              f"{group['verdict']}"]
     width = max(len(entry["candidate"]) for entry in group["ranking"])
-    lines += [f"  {rank}. {entry['candidate']:<{width}}  {entry['value']:.3f}  {entry['verdict']}"
+    lines += [f"  {rank}. {entry['candidate']:<{width}}  {shown_value(entry['value'])}  {entry['verdict']}"
               for rank, entry in enumerate(group["ranking"], 1)]
     lines.append(f"  {decision(group)}")
     return lines
@@ -106,7 +126,7 @@ def decision(group: dict[str, Any]) -> str:
 
 def group_markdown(group: dict[str, Any]) -> str:
     """The group's section of report.md and summary.md: a ranking table and the decision."""
-    rows = [f"| {rank} | {entry['candidate']} | {entry['value']:.3f} | {entry['verdict']} |"
+    rows = [f"| {rank} | {entry['candidate']} | {shown_value(entry['value'])} | {entry['verdict']} |"
             for rank, entry in enumerate(group["ranking"], 1)]
     return "\n".join([f"### Candidates {group['task']}/{group['tier']}: {group['verdict']} (pick: {group['pick']})",
                       "", f"| rank | candidate | {group['metric']} | verdict |", "|---|---|---|---|", *rows, "",

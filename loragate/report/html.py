@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from loragate.kinds import kind_of
 from loragate.metrics.plots import Plot
+from loragate.report.candidates import decision, excused, shown_value
 from loragate.report.data_sources import data_line
 from loragate.report.examples import LISTED, acted_examples, listing_heading
 from loragate.report.retention import retention_section
@@ -221,11 +222,27 @@ def wrong_examples(run: TaskRun) -> str:
             + html_table(table.header, shown_rows, numeric=table.numeric_columns, trusted=table.text_columns) + note)
 
 
-def html_page(runs: list[RenderedRun], stamp: str) -> str:
-    """report.html: one self-contained file (inline CSS, SVG figures as data URIs, no script, no external request)."""
-    overall = "PASS" if all(run.passed for run in runs) else next(
-        (status for status in ("FAIL", "INCONCLUSIVE") if any(run.verdict == status for run in runs)), "PARTIAL")
-    body = "".join(run.html for run in runs)
+def candidates_html(group: dict) -> str:
+    """A task's candidates (loragate.report.candidates): the ranking, each verdict, and the decision."""
+    rows = [[str(rank), entry["candidate"], shown_value(entry["value"]), badge(entry["verdict"])]
+            for rank, entry in enumerate(group["ranking"], 1)]
+    return (f"<section><h2>Candidates {html.escape(group['task'])}/{html.escape(group['tier'])} "
+            f"{badge(group['verdict'])}</h2>\n<p>Ranked on {html.escape(group['metric'])} (pick: "
+            f"{html.escape(group['pick'])}).</p>\n"
+            + html_table(["rank", "candidate", group["metric"], "verdict"], rows, numeric=frozenset({0, 2}),
+                         trusted=frozenset({3}))
+            + f"\n<p>{html.escape(decision(group))}</p></section>\n")
+
+
+def html_page(runs: list[RenderedRun], stamp: str, candidates: list[dict] | None = None) -> str:
+    """report.html: one self-contained file (inline CSS, SVG figures as data URIs, no script, no external request).
+    Candidates that another one outdid under --pick-best do not fail the page's verdict, as they do not fail the run."""
+    candidates = candidates or []
+    shipped = excused(candidates)
+    counted = [run for run in runs if (run.task, run.tier, run.candidate) not in shipped]
+    overall = "PASS" if all(run.passed for run in counted) else next(
+        (status for status in ("FAIL", "INCONCLUSIVE") if any(run.verdict == status for run in counted)), "PARTIAL")
+    body = "".join(candidates_html(group) for group in candidates) + "".join(run.html for run in runs)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -352,7 +352,7 @@ def write_rendered(runs: list[RenderedRun], report_dir: Path, source: dict | Non
         (tmp / "report.json").write_text(redact(json.dumps(report, indent=2) + "\n"))
         (tmp / "report.md").write_text(redact("\n".join(["# loragate report", "", *sections,
                                                           *(run.markdown for run in runs)])))
-        (tmp / "report.html").write_text(redact(html_page(runs, stamp)))
+        (tmp / "report.html").write_text(redact(html_page(runs, stamp, candidates)))
         (tmp / "summary.md").write_text(redact("\n".join(["## loragate", "", *sections,
                                                            *(run.summary for run in runs)])))
         # every run's sections as rendered, so that `python -m loragate merge` can write one report of many shards
