@@ -189,8 +189,11 @@ def mib(count: int) -> int | None:
 
 
 def source_adapter(task: str, setup: Setup) -> Path:
-    return (random_adapter(task, setup, setup.work / f"{task}-source") if setup.base_model
-            else committed_adapter(task))
+    """What the candidates are copies of: the committed adapter, or on --base-model one random LoRA (made once)."""
+    if not setup.base_model:
+        return committed_adapter(task)
+    made = setup.work / f"{task}-source"
+    return made if (made / "adapter_config.json").exists() else random_adapter(task, setup, made)
 
 
 def compare(task: str, count: int, rounds: int, setup: Setup) -> dict:
@@ -280,8 +283,8 @@ def scale(task: str, sizes: list[int], rounds: int, setup: Setup) -> dict:
         before = psutil.Process().memory_info().rss
         times = []
         for _ in range(rounds if count == 1 else 1):
-            runs, seconds, peak, gpu = measured(lambda: run_candidates(task, setup.tier,
-                                                                  setup.options(candidates=tuple(candidates))))
+            runs, seconds, peak, gpu = measured(
+                lambda: run_candidates(task, setup.tier, setup.options(candidates=tuple(candidates))))
             times.append(seconds)
         model = next(iter(runs.values())).model
         parameters = {"base_parameters": 0, "adapter_parameters": 0}
@@ -293,8 +296,7 @@ def scale(task: str, sizes: list[int], rounds: int, setup: Setup) -> dict:
         gc.collect()
         rows.append({"adapters": count, "seconds": round(statistics.median(times), 3),
                      "peak_rss_mib": round(peak / 2**20), "rss_growth_mib": round((peak - before) / 2**20),
-                     "peak_gpu_mib": mib(gpu or 0),
-                     **parameters, "stages": stages})
+                     "peak_gpu_mib": mib(gpu or 0), **parameters, "stages": stages})
     for row in rows[1:]:
         row["per_adapter_s"] = round((row["seconds"] - rows[0]["seconds"]) / (row["adapters"] - 1), 4)
     return {"task": task, "rows": rows}
