@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import torch
 from peft import PeftModel
@@ -55,7 +56,26 @@ def expected_lora_parameters(model: torch.nn.Module, r: int, target_modules: lis
 def lora_parameters(model: PeftModel) -> int:
     """The LoRA parameters of the active adapter: candidates loaded beside it on the same base are not its own."""
     adapter = model.active_adapter
-    return sum(p.numel() for name, p in model.named_parameters() if "lora_" in name and f".{adapter}." in name)
+    return sum(p.numel() for name, p in model.named_parameters() if lora_of(name, adapter))
+
+
+def lora_of(key: str, adapter: str) -> bool:
+    """Whether parameter `key` is a LoRA weight of `adapter`: peft names it `<module>.lora_A.<adapter>[.weight]`.
+    Matched there, not anywhere in the key: an adapter named like a module of the base (`model`, `q_proj`) would
+    otherwise claim every adapter's LoRA weights."""
+    return re.search(rf"\.lora_[A-Za-z_]+\.{re.escape(adapter)}(\.|$)", key) is not None
+
+
+def saved_key(key: str, adapter: str) -> str | None:
+    """Parameter `key`'s name in `adapter`'s saved file, which drops the adapter's name (`.lora_A.<adapter>.weight`
+    is `.lora_A.weight`; a saved head's `.modules_to_save.<adapter>.` its module's own path); None where `key` is no
+    weight of `adapter`."""
+    head = f".modules_to_save.{adapter}."
+    if head in key:
+        return key.replace(head, ".")
+    if not lora_of(key, adapter):
+        return None
+    return re.sub(rf"(\.lora_[A-Za-z_]+)\.{re.escape(adapter)}(\.|$)", r"\1\2", key)
 
 
 def trainable_parameters(model: torch.nn.Module) -> int:

@@ -34,6 +34,7 @@ from transformers import PreTrainedModel
 
 from loragate.atomic import atomic_dir
 from loragate.card.settings import LoraSettings, TrainSettings
+from loragate.models.parameters import saved_key
 from loragate.redact import redact
 from loragate.training.distributed import LOCK_TIMEOUT_S
 
@@ -476,9 +477,8 @@ def load_adapters(model: PreTrainedModel, adapters: dict[str, Path]) -> PeftMode
 def check_placed(peft_model: PeftModel, name: str, weights_file: Path, saved: dict) -> None:
     """Every tensor of the adapter `name`'s file landed in the model, and every LoRA weight of it came from the file.
     File names drop peft's adapter name, and a saved head (modules_to_save) its wrapper."""
-    in_model = {key.replace(f".modules_to_save.{name}.", ".").replace(f".{name}.", ".")
-                for key, _ in peft_model.named_parameters()
-                if (f".{name}." in key and "lora_" in key) or f".modules_to_save.{name}." in key}
+    in_model = {file_key for key, _ in peft_model.named_parameters()
+                if (file_key := saved_key(key, name)) is not None}
     unplaced, unfilled = sorted(set(saved) - in_model), sorted(in_model - set(saved))
     if unplaced or unfilled:
         raise AdapterStoreError(

@@ -56,3 +56,20 @@ def test_a_candidate_directory_that_disappears_mid_run_stops_it_naming_the_direc
     options = RunOptions(candidates=(("first", first), ("second", second)), cache=tmp_path / "cache", progress=False)
     with pytest.raises(AdapterStoreError, match=f"{second}: no adapter_model.safetensors"):
         run_candidates("iris", "tiny", options)
+
+
+@pytest.mark.slow
+def test_candidates_named_like_modules_of_the_base_load_and_count_their_own_weights(tmp_path: Path) -> None:
+    """`--adapter out/model --adapter q_proj=...`: peft keys each adapter's LoRA weights `.lora_A.<name>.`, and the
+    base has modules called `model` and `q_proj`. Matching the name anywhere in a key refused the candidate `model`
+    ("Was this adapter trained for another base model?") and counted every adapter's weights as its own."""
+    directories = {name: tmp_path / name for name in ("model", "q_proj")}
+    for directory in directories.values():
+        shutil.copytree(COMMITTED, directory)
+    options = RunOptions(candidates=tuple(directories.items()), cache=tmp_path / "cache", progress=False)
+    runs = run_candidates("iris", "tiny", options)
+    assert list(runs) == ["model", "q_proj"]
+    for name, run in runs.items():
+        run.activate()
+        assert lora_parameters(run.model) == run.expected_lora_parameters, name
+    assert runs["model"].tuned_predictions.outputs == runs["q_proj"].tuned_predictions.outputs
