@@ -191,8 +191,8 @@ def constrained_json(run: TaskRun) -> dict | None:
 
 def run_plots(run: TaskRun) -> list[Plot]:
     """The kind's figures (confusion matrices and per-class bars for labels) and, when the adapter has a loragate
-    manifest, the loss curve."""
-    prefix = f"{run.task.card.name}-{run.tier}"
+    manifest, the loss curve; a candidate's files carry its name (its task's others are written beside them)."""
+    prefix = "-".join(part for part in (run.task.card.name, run.tier, run.candidate) if part)
     result = kind_of(run.task.card.kind).figures(run, prefix)
     curve = run.manifest.loss_curve if run.manifest else None
     if curve:

@@ -4,13 +4,21 @@ page's verdict as the run's (an outdone candidate under --pick-best does not fai
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+from loragate.card.options import RunOptions
 from loragate.gates.verdict import Verdict
 from loragate.metrics.text import MetricUnavailable
 from loragate.report.candidates import group_json, group_lines, group_markdown
-from loragate.report.writer import RenderedRun, write_rendered
+from loragate.report.writer import RenderedRun, render, write_rendered
+from loragate.run.candidates import run_candidates
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = next((ROOT / "adapters" / "iris" / "tiny").glob("*/adapter_model.safetensors")).parent
 
 
 class Values:
@@ -72,3 +80,19 @@ def test_report_html_shows_the_candidates_and_the_run_verdict_under_pick_best(tm
     unexcused = write_rendered([rendered("a", "PASS"), rendered("b", "FAIL")], tmp_path / "all", {"commit": None},
                                [{**group, "pick": "all", "passed": False, "verdict": "FAIL", "ship": None}])
     assert '<h1>loragate report <span class="badge fail">FAIL</span></h1>' in (unexcused / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_each_candidate_writes_its_own_figures(tmp_path: Path) -> None:
+    """Two candidates of iris/tiny wrote one iris-tiny-confusion.svg: the second overwrote the first, and report.md
+    showed both candidates the second one's confusion matrix."""
+    for name in ("a", "b"):
+        shutil.copytree(COMMITTED, tmp_path / name)
+    options = RunOptions(candidates=(("a", tmp_path / "a"), ("b", tmp_path / "b")), cache=tmp_path / "cache",
+                         progress=False)
+    runs = [render(run) for run in run_candidates("iris", "tiny", options).values()]
+    files = [[plot.file for plot in run.plots] for run in runs]
+    assert "iris-tiny-a-confusion.svg" in files[0] and "iris-tiny-b-confusion.svg" in files[1]
+    report = write_rendered(runs, tmp_path / "reports", {"commit": None})
+    assert (report / "iris-tiny-a-confusion.svg").is_file() and (report / "iris-tiny-b-confusion.svg").is_file()
+    assert "iris-tiny-b-confusion.svg" in (report / "report.md").read_text()
