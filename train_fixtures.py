@@ -9,7 +9,9 @@ Usage:
     torchrun --nproc_per_node 4 train_fixtures.py --task sst2 --tier full --gpu   # data-parallel on 4 GPUs
 
 An adapter is stored under adapters/<task>/<tier>/<key>/, the key hashing the base fingerprint, the data,
-and the LoRA and training settings; an entry whose key already exists is reused unless --retrain.
+and the LoRA and training settings; an entry whose key already exists is reused unless --retrain. A card that
+declares a sweep (`candidates.variants`) has each variant's adapter stored under its own key: those are what its gate
+loads.
 Progress goes to stderr (loragate.progress): on a terminal one line per task rewritten in place with the steps
 done and the time left, else (a CI log, a file) one line per phase when it ends.
 Under torchrun or accelerate launch each optimizer step is split over the processes (loragate.training.distributed):
@@ -39,6 +41,7 @@ from loragate.plugin.options import (
 from loragate.progress import Progress, StderrTerminal, mode_for, reporter, reporting
 from loragate.run.adapter import prepare_adapter
 from loragate.run.steps import fit_inputs, for_base, load_splits, load_task, prepare_base
+from loragate.run.sweep import sweep_adapters
 from loragate.tasks import TASKS, get_task
 from loragate.training import distributed
 from loragate.training.lora import seed_everything
@@ -115,14 +118,26 @@ def train_tasks(args: argparse.Namespace, tasks: list[str], device: str) -> int:
             task.card, splits, inputs = fit_inputs(task, args.tier, for_base(task, splits, base), base)
             if inputs is not None:
                 say(f"  inputs: {json.dumps(inputs.to_json())}")
-            _, entry, manifest, trained = prepare_adapter(task, args.tier, base, splits, options, inputs)
-        state = "trained" if trained else "up to date (use --retrain to train again)"
-        curve = manifest.loss_curve if manifest else []
-        say(f"{entry}: {state}")
-        if curve:
-            say(f"  loss {curve[0]:.4f} -> {curve[-1]:.4f} over {len(curve)} steps; at train time "
-                f"{json.dumps(manifest.metrics_at_train)}")
+            adapters = card_adapters(task, args.tier, base, splits, options, inputs)
+        for label, entry, manifest, trained in adapters:
+            state = "trained" if trained else "up to date (use --retrain to train again)"
+            curve = manifest.loss_curve if manifest else []
+            say(f"{label}{entry}: {state}")
+            if curve:
+                say(f"  loss {curve[0]:.4f} -> {curve[-1]:.4f} over {len(curve)} steps; at train time "
+                    f"{json.dumps(manifest.metrics_at_train)}")
     return 0
+
+
+def card_adapters(task, tier: str, base, splits, options: RunOptions, inputs) -> list[tuple]:
+    """(label, store entry, manifest, training) of each adapter the gate loads for `task` at `tier`: its card's
+    sweep (`candidates.variants`), each variant under its own key, where it declares one (the gate then gates those,
+    not the card's own adapter); else the card's one adapter."""
+    if task.card.candidates is not None and task.card.candidates.variants:
+        return [(f"candidate {swept.name}: ", swept.directory, swept.manifest, swept.trained)
+                for swept in sweep_adapters(task, tier, base, splits, options, inputs)]
+    _, entry, manifest, trained = prepare_adapter(task, tier, base, splits, options, inputs)
+    return [("", entry, manifest, trained)]
 
 
 def ranks(value: str) -> list[int]:

@@ -44,3 +44,17 @@ def test_rank_sweep_needs_one_task(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         train_fixtures().main(["--task", "iris", "--sweep-ranks", "4,x"])
     assert "give ranks as positive integers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_card_sweep_stores_each_variant_the_gate_loads(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """train_fixtures.py trained only the card's own adapter, which a gate of the sweep never loads, and left the
+    variants to be trained by the gate itself (in CI)."""
+    sweep = "candidates={variants: [{name: r2, set: {lora.r: 2}}, {name: short, set: {train.epochs: 1}}]}"
+    args = ["--task", "iris", "--set", sweep, "--store", str(tmp_path / "adapters")]
+    assert train_fixtures().main(args) == 0
+    first = capsys.readouterr().out
+    assert "candidate r2: " in first and "candidate short: " in first and first.count(": trained") == 2
+    assert len(list((tmp_path / "adapters" / "iris" / "tiny").iterdir())) == 2
+    assert train_fixtures().main(args) == 0
+    assert capsys.readouterr().out.count(": up to date") == 2
