@@ -116,14 +116,17 @@ def parse_candidate(value: str) -> tuple[str | None, Path]:
 
 def named_candidates(given: list[tuple[str | None, Path]]) -> tuple[tuple[str, Path], ...]:
     """Each --adapter's candidate name: the one given (NAME=PATH), else its directory's name made a valid one. Two
-    candidates of one name are refused, naming both directories."""
+    candidates of one name (letter case aside, as a sweep's variants: their report files would be one file on macOS
+    and Windows) are refused, naming both directories."""
     named: dict[str, Path] = {}
     for name, path in given:
         if name is None:
             name = re.sub(r"[^A-Za-z0-9_-]", "_", path.name)
             name = name if name_problem(name) is None else f"c_{name}"
-        if name in named:
-            raise OptionError(f"--adapter: two candidates are named {name!r} ({named[name]} and {path}); name each "
+        same = next((other for other in named if other.lower() == name.lower()), None)
+        if same is not None:
+            names = repr(name) if same == name else f"{same!r} and {name!r}, one name but for letter case,"
+            raise OptionError(f"--adapter: two candidates are named {names} ({named[same]} and {path}); name each "
                               f"with --adapter NAME=PATH")
         named[name] = path
     return tuple(named.items())

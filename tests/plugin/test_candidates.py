@@ -33,6 +33,8 @@ def test_two_candidates_of_one_name_are_refused_naming_both(tmp_path: Path) -> N
     with pytest.raises(OptionError, match=f"two candidates are named 'adapter' \\({first} and {second}\\); name each "
                                           f"with --adapter NAME=PATH"):
         named_candidates([parse_candidate(str(first)), parse_candidate(str(second))])
+    with pytest.raises(OptionError, match="named 'adapter' and 'Adapter', one name but for letter case,"):
+        named_candidates([parse_candidate(str(first)), parse_candidate(f"Adapter={second}")])
 
 
 @pytest.mark.parametrize("name", ["a.b", "base", "__base__", "lora_A", "1st"])
