@@ -90,6 +90,13 @@ class Member:
     probes: list = field(default_factory=list)
     baseline: Predictions | None = None
 
+    def adapter_name(self, candidate: Candidate, shared: bool) -> str:
+        """The candidate's adapter name in the pass's model: its own, prefixed with its task's where several tasks
+        share the model (a fleet)."""
+        if not shared:
+            return candidate.name or "default"
+        return f"{NOT_A_NAME.sub('_', self.task.card.name)}-{candidate.name}".rstrip("-")
+
 
 def run_pass(names: list[str], tier: Tier, options: RunOptions) -> dict[str, dict[str, TaskRun]]:
     """Every candidate of every task in `names` at `tier`, on the one base they share, in one pass: task -> candidate
@@ -114,27 +121,15 @@ def run_pass(names: list[str], tier: Tier, options: RunOptions) -> dict[str, dic
     for member in members:
         member.candidates = member.candidates or adapters_of(member, tier, base, options)
     laps.lap("train candidates" if any(c.trained for m in members for c in m.candidates) else "check candidates")
-    named = adapter_names(members)
-    adapters = {named[index][c.name]: c.directory for index, member in enumerate(members) for c in member.candidates}
+    shared = len(members) > 1
+    adapters = {member.adapter_name(c, shared): c.directory for member in members for c in member.candidates}
     with reporter().phase(f"load {len(adapters)} adapters", "loaded adapters"):
         model = load_adapters(base.model, adapters)
     laps.lap("load adapters")
-    runs = {member.task.card.name: judge_member(member, tier, model, base, options, named[index], laps)
-            for index, member in enumerate(members)}
+    runs = {member.task.card.name: judge_member(member, tier, model, base, options, shared, laps)
+            for member in members}
     model.set_adapter(next(iter(adapters)))
     return {name: runs[member.task.card.name] for name, member in zip(names, members)}
-
-
-def adapter_names(members: list[Member]) -> list[dict[str, str]]:
-    """Per task of the pass, candidate name -> its adapter's name in the pass's model: the candidate's own for one
-    task ("default" for a task's one adapter); where several tasks share the model (a fleet), prefixed with the task's
-    number and name, so no two are alike (task `acme`'s variant `eu` and task `acme-eu`'s one adapter were both
-    `acme-eu`, and one of them was gated with the other's weights)."""
-    if len(members) == 1:
-        return [{candidate.name: candidate.name or "default" for candidate in members[0].candidates}]
-    return [{candidate.name: "-".join(filter(None, (f"t{number}", NOT_A_NAME.sub("_", member.task.card.name),
-                                                    candidate.name)))
-             for candidate in member.candidates} for number, member in enumerate(members)]
 
 
 def member_of(name: str, tier: Tier, options: RunOptions) -> Member:
@@ -155,11 +150,12 @@ def adapters_of(member: Member, tier: Tier, base: LoadedBase, options: RunOption
     return [Candidate("", directory, manifest, trained, expected, False)]
 
 
-def judge_member(member: Member, tier: Tier, model: PeftModel, base: LoadedBase, options: RunOptions,
-                 names: dict[str, str], laps: Laps) -> dict[str, TaskRun]:
-    """One task's candidates (`names`: candidate name -> its adapter's name in `model`) predicted together on the
-    pass's model, each judged as run_task judges one adapter, and their comparisons judged as one family."""
+def judge_member(member: Member, tier: Tier, model: PeftModel, base: LoadedBase, options: RunOptions, shared: bool,
+                 laps: Laps) -> dict[str, TaskRun]:
+    """One task's candidates predicted together on the pass's model, each judged as run_task judges one adapter, and
+    their comparisons judged as one family."""
     task = member.task
+    names = {candidate.name: member.adapter_name(candidate, shared) for candidate in member.candidates}
     outputs = tuned_outputs(task, tier, task.card.name, model, base, member.splits, options, member.constraint,
                             list(names.values()), laps)
     runs, retained = {}, {}

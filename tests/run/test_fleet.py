@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from loragate.models.bases import build_tiny_causal
 from loragate.models.parameters import lora_parameters
 from loragate.plugin.session import GateSession
 from loragate.run import candidates as candidates_module
-from loragate.run.candidates import adapter_names, run_pass
+from loragate.run.candidates import run_pass
 from loragate.run.task_run import run_task
 from loragate.tasks import TASKS
 from loragate.tasks.card_task import CardTaskEntry
@@ -132,20 +131,3 @@ def test_a_fleet_project_is_gated_in_one_pass_by_pytest(fleet: tuple[Path, list[
     out = result.stdout
     assert out.count("loaded base") == 1, out[-3000:]
     assert all(f"{name}/tiny: " in out for name in names[:3]), out[-3000:]
-
-
-def member(task: str, *candidates: str) -> SimpleNamespace:
-    """A task of a pass, as adapter_names reads it."""
-    return SimpleNamespace(task=SimpleNamespace(card=SimpleNamespace(name=task)),
-                           candidates=[SimpleNamespace(name=name) for name in candidates])
-
-
-def test_no_two_adapters_of_a_fleet_share_a_name_in_its_model() -> None:
-    """Task `acme`'s variant `eu` and task `acme-eu`'s one adapter were both `acme-eu` (tasks `a.b` and `a_b` alike):
-    one name in the model, so one of them was silently gated with the other's weights."""
-    names = adapter_names([member("acme", "eu", "us"), member("acme-eu", ""), member("a.b", ""), member("a_b", "")])
-    flat = [name for task in names for name in task.values()]
-    assert len(set(flat)) == len(flat) == 5
-    assert names[0] == {"eu": "t0-acme-eu", "us": "t0-acme-us"}
-    assert adapter_names([member("iris", "r4", "r8")]) == [{"r4": "r4", "r8": "r8"}]
-    assert adapter_names([member("iris", "")]) == [{"": "default"}]
