@@ -88,6 +88,7 @@ def check_shards(shards: list[Shard]) -> None:
                              f"{first.source.get('commit')}: merge shards of one commit only; re-run the stale shard")
     cards: dict[str, tuple[str, Path]] = {}  # task -> (its card's hash, the first shard that gated it)
     cases: dict[tuple[str, str, str], tuple[str | None, Path]] = {}  # (task, tier, candidate) -> (data hash, shard)
+    gated_in: dict[tuple[str, str], Path] = {}  # (task, tier) -> the shard that gated it
     for shard in shards:
         for run in shard.runs:
             if run.render_error is None:
@@ -106,6 +107,11 @@ def check_shards(shards: list[Shard]) -> None:
                 raise MergeError(f"{run.name}: gated in both {shard.path} and {where}{problem}: give each task and "
                                  f"tier to one shard only")
             cases[case] = (data, shard.path)
+            where = gated_in.setdefault((run.task, run.tier), shard.path)
+            if where != shard.path:  # a task's candidates are ranked, and under --pick-best judged, together
+                raise MergeError(f"{run.task}/{run.tier}: gated in both {shard.path} and {where}: a task's candidates "
+                                 f"are ranked and picked together, in one pass; give each task and tier to one shard "
+                                 f"only")
 
 
 def required(run: RenderedRun, field: str, path: Path) -> str:

@@ -250,3 +250,16 @@ def test_one_candidate_in_two_shards_is_refused(tmp_path: Path) -> None:
     again = shard(tmp_path, "b", candidate("A", "PASS"))
     assert main(["merge", str(tmp_path / "refused"), str(first), str(again)]) == 4
     assert not (tmp_path / "refused").exists()
+
+
+def test_one_tasks_candidates_split_over_two_shards_are_refused(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Candidates A and B in one shard, C in another: each shard ranked and picked its own (under --pick-best each
+    its own Holm family), so the merge passed iris where one run of all three failed it, or the reverse."""
+    first = write_rendered([candidate("A", "FAIL"), candidate("B", "FAIL")], tmp_path / "a",
+                           {"commit": COMMIT, "dirty": False}, [group("best", {"A": "FAIL", "B": "FAIL"})])
+    second = write_rendered([candidate("C", "PASS")], tmp_path / "b", {"commit": COMMIT, "dirty": False},
+                            [group("best", {"C": "PASS"})])
+    assert main(["merge", str(tmp_path / "refused"), str(first / "report.json"), str(second / "report.json")]) == 4
+    assert "iris/tiny: gated in both" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
