@@ -116,8 +116,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
 
     session = gate_session(config)
     tiers = list(TIERS) if config.getoption("gpu") else ["tiny"]
-    return TaskScheduling(config, session.tasks, log,
-                          {task: session.pass_of(task, tier)[0] for tier in tiers for task in session.tasks})
+    return TaskScheduling(config, session.tasks, log, session.together(tiers))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -123,6 +123,18 @@ class GateSession:
         shared = self.shared_base(task, tier)
         return [other for other in self.tasks if self.shared_base(other, tier) == shared] if shared else [task]
 
+    def together(self, tiers: list[str]) -> dict[str, str]:
+        """Each task -> the first task of those it shares a pass with at any of `tiers` (a fleet), which xdist keeps on
+        one worker: grouped at one tier alone, the tasks of a fleet at another were spread over workers, each
+        computing the whole fleet's pass."""
+        first = {task: task for task in self.tasks}
+        for tier in tiers:
+            for task in self.tasks:
+                joined = {first[other] for other in self.pass_of(task, tier)} | {first[task]}
+                lead = min(joined, key=self.tasks.index)
+                first = {other: lead if group in joined else group for other, group in first.items()}
+        return first
+
     def shared_base(self, task: str, tier: str) -> str | None:
         """The base `task` loads at `tier`, where other tasks can share it; None where they cannot: the tiny base (each
         task's is built from its own text), an encoder (each task's classifier head is part of its base), a base the

@@ -133,3 +133,13 @@ def test_task_of_reads_the_task_from_the_parameter_id() -> None:
     assert task_of("suites/test_z.py::test_z[4bit-sst2-full]", tasks) == "sst2"
     assert task_of("suites/test_quality.py::test_without_a_case", tasks) is None
     assert task_of("tests/test_a.py::test_b[topics]", tasks) is None
+
+
+def test_a_fleet_at_any_tier_goes_to_one_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a and b share a base at tiny, b and c at full: all three to one worker. The scheduler's groups were the last
+    tier's alone, so a and b went to two workers, each computing their tiny pass."""
+    session = GateSession(RunOptions(), ["a", "b", "c", "d"], tmp_path)
+    bases = {("a", "tiny"): "x", ("b", "tiny"): "x", ("b", "full"): "y", ("c", "full"): "y"}
+    monkeypatch.setattr(session, "shared_base", lambda task, tier: bases.get((task, tier)))
+    assert session.together(["tiny", "full"]) == {"a": "a", "b": "a", "c": "a", "d": "d"}
+    assert session.together(["tiny"]) == {"a": "a", "b": "a", "c": "c", "d": "d"}
