@@ -43,7 +43,7 @@ def baseline_from_report(path: Path, task: str, tier: str, splits: Splits, label
     if not matching:
         held = ", ".join(f"{run.get('task')}/{run.get('tier')}" for run in runs) or "none"
         raise ValueError(f"{path}: no run of {task}/{tier} (it holds {held})")
-    run = matching[0]
+    run = released(path, report, matching, task, tier)
     if run.get("data_hash") != splits.data_hash():
         raise ValueError(f"{path}: made on other data (data hash {str(run.get('data_hash'))[:12]}, this run "
                          f"{splits.data_hash()[:12]}): its predictions cannot be paired with this run's examples")
@@ -58,3 +58,19 @@ def baseline_from_report(path: Path, task: str, tier: str, splits: Splits, label
         raise ValueError(f"{path}: gold labels differ for {wrong_gold[:5]}: not the same test split")
     return classification_metrics([ex.label for ex in splits.test], [row["tuned"] for row in rows], labels,
                                   [row["tuned_output"] for row in rows])
+
+
+def released(path: Path, report: dict, matching: list[dict], task: str, tier: str) -> dict:
+    """The run of `task`/`tier` that `report` released: its one run; of several candidates, the one its pick shipped
+    (report.json's `candidates`). The first candidate was taken, whichever shipped."""
+    if len(matching) == 1:
+        return matching[0]
+    ship = next((group.get("ship") for group in report.get("candidates") or []
+                 if group.get("task") == task and group.get("tier") == tier), None)
+    shipped = [run for run in matching if ship is not None and run.get("candidate") == ship]
+    if shipped:
+        return shipped[0]
+    names = ", ".join(str(run.get("candidate")) for run in matching)
+    raise ValueError(f"{path}: holds {len(matching)} candidates of {task}/{tier} ({names}) and shipped none (gated "
+                     f"without --pick-best, or none passed): pass the report of the run that shipped the release "
+                     f"(--pick-best), or its adapter with --baseline-adapter")

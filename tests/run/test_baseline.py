@@ -51,6 +51,21 @@ def test_a_report_that_cannot_be_paired_is_refused(tmp_path: Path, iris, iris_sp
 
 
 @pytest.mark.slow
+def test_a_report_of_candidates_gives_the_one_it_shipped(tmp_path: Path, iris, iris_splits) -> None:
+    """The first candidate's predictions were taken, whichever the report shipped; a report that shipped none (every
+    candidate had to pass) is refused, naming them."""
+    first = iris_splits.test[0]
+    wrong = "virginica" if first.label != "virginica" else "setosa"
+    content = report(iris_splits, {first.id: wrong})
+    shipped = {**content["runs"][0], "candidate": "b", "predictions": report(iris_splits, {})["runs"][0]["predictions"]}
+    content["runs"] = [{**content["runs"][0], "candidate": "a"}, shipped]
+    content["candidates"] = [{"task": "iris", "tier": "tiny", "pick": "best", "ship": "b"}]
+    assert baseline_from_report(write(tmp_path, content), "iris", "tiny", iris_splits, iris.card.labels).accuracy == 1
+    content["candidates"] = [{"task": "iris", "tier": "tiny", "pick": "all", "ship": None}]
+    with pytest.raises(ValueError, match=r"holds 2 candidates of iris/tiny \(a, b\) and shipped none"):
+        baseline_from_report(write(tmp_path, content), "iris", "tiny", iris_splits, iris.card.labels)
+
+
 def test_a_perfect_stored_release_fails_a_tuned_adapter_that_is_worse(tmp_path: Path, iris_splits) -> None:
     from loragate.card.options import RunOptions
     from loragate.run.task_run import run_task
