@@ -24,8 +24,8 @@ GATE_CASE_TEST = """
 from loragate.tasks import TASKS
 
 def test_case(gate_case):
-    task, tier = gate_case
-    assert task in TASKS.names() and tier in ("tiny", "full")
+    task, tier, candidate = gate_case
+    assert task in TASKS.names() and tier in ("tiny", "full") and candidate == ""
 """
 
 
@@ -49,7 +49,8 @@ def test_help_lists_the_options(gate_dir: pytest.Pytester) -> None:
         "  --task=NAME *",
         "  --task-dir=DIR *",
         "  --base-model=ID|PATH *",
-        "  --adapter=PATH *",
+        "  --adapter=[NAME=]PATH",
+        "  --pick-best *",
         "  --allow-foreign-adapter",
         "  --data=PATH|ID *",
         "  --retrain *",
@@ -329,7 +330,7 @@ def test_summary_names_a_case_that_did_not_run(gate_dir: pytest.Pytester) -> Non
         from loragate.plugin.hooks import gate_session
 
         def test_record_failure(pytestconfig):
-            gate_session(pytestconfig).failures[("iris", "tiny")] = RuntimeError("no base")
+            gate_session(pytestconfig).failures[("iris", "tiny", "")] = RuntimeError("no base")
     """)
     result = run(gate_dir)
     result.assert_outcomes(passed=1)
@@ -352,7 +353,7 @@ def test_the_outermost_gate_session_freezes_its_objects_once_the_report_is_writt
         from loragate.plugin.hooks import gate_session
 
         def test_record_failure(pytestconfig):
-            gate_session(pytestconfig).failures[("iris", "tiny")] = RuntimeError("no base")
+            gate_session(pytestconfig).failures[("iris", "tiny", "")] = RuntimeError("no base")
     """)
     result = run(gate_dir)
     result.assert_outcomes(passed=1)
