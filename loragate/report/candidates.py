@@ -79,7 +79,7 @@ def shown_value(value: float | None) -> str:
 
 
 def paired(best: TaskRun, runner_up: TaskRun, metric: str) -> dict[str, Any]:
-    """best - runner-up on `metric`, on the same test examples, by the statistics a gate uses (paired bootstrap, the
+    """best - runner-up on `metric`, on the same test examples, by the statistics a gate uses (its paired interval, the
     card's confidence): reported, not gated."""
     from loragate.gates.checks import MetricDelta  # loads peft: not where `python -m loragate merge` renders groups
 

@@ -149,7 +149,7 @@ def html_run(run: TaskRun, gated: list[GatedMetric], figures: list[Plot]) -> str
 {metrics}
 {modes_html(run)}
 {retention_html(run)}
-<h3>Gated metrics: paired-bootstrap confidence intervals</h3>
+<h3>Gated metrics: paired confidence intervals (right/wrong scores: Tango's score interval; others: the bootstrap)</h3>
 {intervals}
 <h3>Gates</h3>
 {gates}

@@ -170,7 +170,8 @@ def sampling_notes(run: TaskRun) -> list[str]:
         return []
     k = sampling.samples
     return [f"{sampling.line()}: every metric averages the {k} samples of each test example and the gates read "
-            f"them; intervals resample each example with all its samples (a cluster bootstrap)",
+            f"them; intervals count each example once with all its samples (right/wrong scores: the score interval's "
+            f"counts divided by the design effect; other metrics: a cluster bootstrap)",
             *(f"agreement of {who}'s samples: {agreement(predictions, k).line()}"
               for who, predictions in (("base", run.base_predictions), ("tuned", run.tuned_predictions)))]
 
