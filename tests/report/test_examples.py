@@ -152,7 +152,7 @@ def test_a_classifier_heads_loss_figure_has_no_perplexity_axis() -> None:
 def test_the_loss_figure_of_a_span_head_is_drawn_per_window() -> None:
     manifest = SimpleNamespace(loss_curve=[2.0, 1.5, 1.2], metrics_at_train={"eval_loss": 1.3}, eval_curve=None)
     run = SimpleNamespace(task=SimpleNamespace(card=SimpleNamespace(name="squad_v2", kind="extractive_qa")),
-                          tier="tiny", manifest=manifest)
+                          tier="tiny", candidate="", manifest=manifest)
     (figure,) = run_plots(run)
     assert figure.file == "squad_v2-tiny-loss.svg" and "nats per window" in figure.caption
     assert "perplexity" not in figure.svg and "loss (nats per window)" in figure.svg
