@@ -196,6 +196,11 @@ def source_adapter(task: str, setup: Setup) -> Path:
     return made if (made / "adapter_config.json").exists() else random_adapter(task, setup, made)
 
 
+def middle(calls: list[Timed]) -> Timed:
+    """The call of median time (the upper one of an even count): its stages are the ones to read."""
+    return sorted(calls, key=lambda call: call.seconds)[len(calls) // 2]
+
+
 def compare(task: str, count: int, rounds: int, setup: Setup) -> dict:
     """The pass over `count` candidates against each gated alone, alternated `rounds` times after a warm-up (one
     candidate alone, two in a pass); every candidate's predictions checked equal in every round."""
@@ -223,7 +228,8 @@ def compare(task: str, count: int, rounds: int, setup: Setup) -> dict:
             "sequential_vs_pass": round(sequential_s / pass_s, 2),
             "pass_rounds_s": [round(call.seconds, 3) for call in passes],
             "alone_rounds_s": [[round(call.seconds, 3) for call in round_] for round_ in lone],
-            "pass_stages": passes[0].stages, "one_stages": lone[0][0].stages,
+            "pass_stages": middle(passes).stages,
+            "one_stages": middle([call for round_ in lone for call in round_]).stages,
             "pass_peak_rss_mib": round(max(call.peak_rss for call in passes) / 2**20),
             "one_peak_rss_mib": round(max(call.peak_rss for round_ in lone for call in round_) / 2**20),
             "pass_peak_gpu_mib": mib(max(call.peak_gpu or 0 for call in passes)),
@@ -315,8 +321,8 @@ def table(result: dict) -> str:
                      + (f"; GPU {row['pass_peak_gpu_mib']} / {row['one_peak_gpu_mib']}" if row["pass_peak_gpu_mib"]
                         else "") + " |")
     for row in result["compare"]:
-        lines += ["", f"Where the time goes ({row['task']}, first round; seconds): one pass of {row['candidates']} "
-                      f"vs one candidate alone", "", "| stage | pass | alone |", "|---|---:|---:|"]
+        lines += ["", f"Where the time goes ({row['task']}, the runs of median time; seconds): one pass of "
+                      f"{row['candidates']} vs one candidate alone", "", "| stage | pass | alone |", "|---|---:|---:|"]
         for stage in dict.fromkeys([*row["pass_stages"], *row["one_stages"]]):
             lines.append(f"| {stage} | {row['pass_stages'].get(stage, '')} | {row['one_stages'].get(stage, '')} |")
     if result["gate"]:
