@@ -173,7 +173,12 @@ class GateSession:
         from loragate.report.writer import render_or_explain  # loads sklearn: not at pytest start-up
 
         runs = [render_or_explain(self.with_tests(case, run)).to_builtins() for case, run in self.runs.items()]
-        return {"runs": runs, "failures": self.failure_lines(), "candidates": self.candidate_groups()}
+        failures, candidates = self.failure_lines(), []
+        try:
+            candidates = self.candidate_groups()
+        except Exception as exc:  # noqa: BLE001 - a line under the tables; no pick excuses a candidate without it
+            failures.append(f"the candidates could not be ranked: {type(exc).__name__}: {exc}")
+        return {"runs": runs, "failures": failures, "candidates": candidates}
 
     def receive(self, worker: str, handover: dict[str, list]) -> None:
         """On the xdist controller: keep what `worker` handed over."""
@@ -218,7 +223,11 @@ class GateSession:
 
         runs, lines = self.results()
         errors = [run.render_error for run in runs if run.render_error]
-        candidates = [*self.candidate_groups(), *self.worker_candidates]
+        candidates = list(self.worker_candidates)
+        try:
+            candidates = [*self.candidate_groups(), *candidates]
+        except Exception as exc:  # noqa: BLE001 - shown to the user and fails the run (no pick excuses a candidate)
+            errors.append(f"the candidates could not be ranked: {type(exc).__name__}: {exc}")
         report = None
         if runs:
             try:

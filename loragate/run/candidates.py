@@ -161,7 +161,8 @@ def judge_member(member: Member, tier: Tier, model: PeftModel, base: LoadedBase,
     runs, retained = {}, {}
     for candidate in member.candidates:
         name = names[candidate.name]
-        model.set_adapter(name)
+        if member.probes:  # the probes ask the active adapter; set_adapter walks every module, N times over N
+            model.set_adapter(name)
         retained[candidate.name] = judge_probes(member.probes, tier, model, base, task.card.gates,
                                                 task.card.tier(tier).eval.batch_size)
         own = options.for_candidate(candidate.directory) if candidate.given else options

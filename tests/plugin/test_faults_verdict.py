@@ -89,3 +89,19 @@ def test_two_tasks_renamed_to_one_name_are_refused_at_start_up() -> None:
     with pytest.raises(OptionError, match="2 tasks would all be named 'shared'; rename one task at a time"):
         check_cards(config, ["iris", "sst2"])
     check_cards(config, ["iris"])
+
+
+def test_a_ranking_of_candidates_that_raises_fails_the_session_and_keeps_the_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The candidates' ranking runs where the report is written: an error in it is one error that fails the session,
+    not a crash that leaves every run without its report."""
+    session = GateSession(RunOptions(), ["iris"], tmp_path)
+    run = RenderedRun(task="iris", tier="tiny", verdict="PASS", table="iris/tiny: PASS", json={"task": "iris"},
+                      markdown="", html="", summary="", plots=())
+    session.receive("gw0", {"runs": [run.to_builtins()], "failures": [], "candidates": []})
+    monkeypatch.setattr(GateSession, "candidate_groups", lambda self: 1 / 0)
+    finished = session.finish()
+    assert finished.report is not None and (finished.report / "report.json").exists()
+    assert finished.errors == ["the candidates could not be ranked: ZeroDivisionError: division by zero"]
+    assert "failures" in session.handover() and any("could not be ranked" in line
+                                                    for line in session.handover()["failures"])
