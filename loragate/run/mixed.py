@@ -27,7 +27,7 @@ from loragate.inference.grammar import Constraint
 from loragate.inference.mixed_batches import BASE, MixedAdapters, UnmixedCall, interleave
 from loragate.inference.predictions import Predictions
 from loragate.models.bases import LoadedBase
-from loragate.run.steps import kind, predict, probe_logits, sampled_rows
+from loragate.run.steps import halving, kind, predict, probe_logits, sampled_rows
 
 T = TypeVar("T")
 
@@ -61,27 +61,16 @@ def predict_mixed(task: Task, tier: Tier, model: PeftModel, base: LoadedBase, ex
     if isinstance(calibration, list):  # each candidate calibrates on its own copy of it
         calibration = interleave(calibration, count)
     calibration = rows if calibration is None else calibration
-    card_batch = batch_size = task.card.tier(tier).eval.batch_size
-    while True:
-        try:
-            if constraint is None:
-                predictions = kind(task).predict(task, mixed, base, rows, tier, progress, desc, calibration,
-                                                 batch_size)
-            else:
-                predictions = kind(task).predict_constrained(task, mixed, base, rows, tier, progress, desc,
-                                                             batch_size, constraint)
-            return {name: replace(split(predictions, index, count), batch_size=batch_size, card_batch_size=card_batch)
-                    for index, name in enumerate(names)}
-        except torch.OutOfMemoryError as exc:
-            if batch_size == 1:
-                raise RuntimeError(f"{desc}: out of memory even at eval batch size 1, one example for each of {count} "
-                                   f"candidates (card: {card_batch}); gate fewer candidates in one run, use a smaller "
-                                   f"base or a GPU with more memory") from exc
-            batch_size //= 2
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            warnings.warn(f"{desc}: out of memory at eval batch size {batch_size * 2} x {count} candidates; retrying "
-                          f"at {batch_size}")
+    card_batch = task.card.tier(tier).eval.batch_size
+
+    def attempt(batch_size: int) -> Predictions:
+        if constraint is None:
+            return kind(task).predict(task, mixed, base, rows, tier, progress, desc, calibration, batch_size)
+        return kind(task).predict_constrained(task, mixed, base, rows, tier, progress, desc, batch_size, constraint)
+
+    predictions, batch_size = halving(desc, card_batch, attempt, count)
+    return {name: replace(split(predictions, index, count), batch_size=batch_size, card_batch_size=card_batch)
+            for index, name in enumerate(names)}
 
 
 def split(predictions: Predictions, index: int, count: int) -> Predictions:

@@ -5,7 +5,9 @@ asks the task's kind (loragate.kinds) and never which kind it is."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
 import torch
 
@@ -26,6 +28,8 @@ from loragate.models.bases import LoadedBase
 from loragate.progress import reporter
 from loragate.tasks import get_task
 from loragate.training.distributed import current
+
+T = TypeVar("T")
 
 
 def kind(task: Task) -> Kind:
@@ -54,25 +58,39 @@ def predict(task: Task, model: torch.nn.Module, base: LoadedBase, examples: list
     where given), at the card's eval batch size; when the GPU runs out of memory the batch is halved and the whole
     prediction redone (the report says so). Batching changes no greedy output, so a smaller batch gives the same
     predictions, only slower. Where the tier samples, each example is answered k times (`sampled_rows`)."""
-    card_batch = batch_size = task.card.tier(tier).eval.batch_size
+    card_batch = task.card.tier(tier).eval.batch_size
     examples = sampled_rows(task, tier, examples)
+
+    def attempt(batch_size: int) -> Predictions:
+        if constraint is None:
+            return kind(task).predict(task, model, base, examples, tier, progress, desc,
+                                      examples if calibration is None else calibration, batch_size)
+        return kind(task).predict_constrained(task, model, base, examples, tier, progress, desc, batch_size,
+                                              constraint)
+
+    predictions, batch_size = halving(desc, card_batch, attempt)
+    return replace(predictions, batch_size=batch_size, card_batch_size=card_batch)
+
+
+def halving(desc: str, card_batch: int, attempt: Callable[[int], T], candidates: int = 1) -> tuple[T, int]:
+    """attempt(batch size) at the card's eval batch size, and the batch size it ran at: when the GPU runs out of
+    memory the batch is halved and the whole attempt redone (the warning says so), down to 1. `candidates`: each batch
+    holds each of its examples once per candidate (loragate.run.mixed)."""
+    batch_size = card_batch
+    per = f" x {candidates} candidates" if candidates > 1 else ""
     while True:
         try:
-            if constraint is None:
-                predictions = kind(task).predict(task, model, base, examples, tier, progress, desc,
-                                                 examples if calibration is None else calibration, batch_size)
-            else:
-                predictions = kind(task).predict_constrained(task, model, base, examples, tier, progress, desc,
-                                                             batch_size, constraint)
-            return replace(predictions, batch_size=batch_size, card_batch_size=card_batch)
+            return attempt(batch_size), batch_size
         except torch.OutOfMemoryError as exc:
             if batch_size == 1:
-                raise RuntimeError(f"{desc}: out of memory even at eval batch size 1 (card: {card_batch}); use a "
-                                   f"smaller base or a GPU with more memory") from exc
+                each = f", one example for each of {candidates} candidates" if candidates > 1 else ""
+                fewer = "gate fewer candidates in one run, " if candidates > 1 else ""
+                raise RuntimeError(f"{desc}: out of memory even at eval batch size 1{each} (card: {card_batch}); "
+                                   f"{fewer}use a smaller base or a GPU with more memory") from exc
             batch_size //= 2
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            warnings.warn(f"{desc}: out of memory at eval batch size {batch_size * 2}; retrying at {batch_size}")
+            warnings.warn(f"{desc}: out of memory at eval batch size {batch_size * 2}{per}; retrying at {batch_size}")
 
 
 def sampled_rows(task: Task, tier: Tier, examples: list[Example]) -> list[Example]:
