@@ -4,7 +4,9 @@ gated in one pass (issue 34).
 The base is loaded once; it predicts each task's test split (and retention probes, and the last release's adapter
 predicts) before any candidate wraps it. Then every adapter is loaded onto the one base model under its own name
 (peft's named adapters: one copy of the base, whatever their number) and a task's candidates predict its test split
-together, in mixed-adapter batches (loragate.run.mixed). Each candidate is then judged as run_task judges one adapter,
+together, in mixed-adapter batches (loragate.run.mixed). In a fleet the tasks' predictions (the base's, then the
+adapters') also share batches, whose prompts, labels and grammars differ (loragate.inference.shared_batches). Each
+candidate is then judged as run_task judges one adapter,
 in the family its task's pick asks for (judge_families: one over all candidates under `pick: best`).
 
 Candidates are the --adapter directories given more than once, or the card's sweep (`candidates.variants`), which
@@ -15,6 +17,7 @@ adapter from the store.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -28,16 +31,19 @@ from loragate.data.task import Task
 from loragate.data.truncation import InputFit
 from loragate.gates.family import controlled
 from loragate.inference.grammar import Constraint
+from loragate.inference.mixed_batches import UnmixedCall
 from loragate.inference.predictions import Predictions
+from loragate.inference.shared_batches import SharedBatches, SharedModel
 from loragate.models.bases import LoadedBase
 from loragate.progress import reporter
 from loragate.run.adapter import adapter_facts, bare_base, expected_lora_count, given_adapters, prepare_adapter
 from loragate.run.decoding_modes import CONSTRAINED
 from loragate.run.mixed import candidate_probe_logits, predict_candidates
 from loragate.run.retention import as_judged, base_probes, judge_probes
-from loragate.run.steps import fit_inputs, for_base, load_splits, prepare_base
+from loragate.run.steps import fit_inputs, for_base, load_splits, predict, prepare_base, probe_logits, probe_of
 from loragate.run.sweep import sweep_adapters
 from loragate.run.task_run import (
+    PROBE,
     Adapter,
     BaseOutputs,
     Laps,
@@ -112,22 +118,26 @@ def run_pass(names: list[str], tier: Tier, options: RunOptions) -> dict[str, dic
         member.notes = given_adapters(member.task, tier, base, replace(options, adapter=None, candidates=()))
         member.candidates = [given_candidate(member.task, tier, base, options, *given) for given in options.candidates]
     laps.lap("load base")
-    for member in members:
-        member.before = predict_base(member.task, tier, member.task.card.name, base, member.splits, options,
-                                     member.constraint, laps)
+    shared = len(members) > 1
+    befores = fleet_base_outputs(members, tier, base, laps) if shared else [predict_base(
+        member.task, tier, member.task.card.name, base, member.splits, options, member.constraint, laps)
+        for member in members]
+    for member, before in zip(members, befores, strict=True):
+        member.before = before
         member.probes = base_probes(member.task.card, tier, base)
         member.baseline = predict_baseline(member.task, tier, base, member.splits, options,
                                            member.constraint if member.decoding == CONSTRAINED else None, laps)
     for member in members:
         member.candidates = member.candidates or adapters_of(member, tier, base, options)
     laps.lap("train candidates" if any(c.trained for m in members for c in m.candidates) else "check candidates")
-    shared = len(members) > 1
     adapters = {member.adapter_name(c, shared): c.directory for member in members for c in member.candidates}
     with reporter().phase(f"load {len(adapters)} adapters", "loaded adapters"):
         model = load_adapters(base.model, adapters)
     laps.lap("load adapters")
-    runs = {member.task.card.name: judge_member(member, tier, model, base, options, shared, laps)
-            for member in members}
+    outputs = fleet_outputs(members, tier, model, base, options, laps) if shared else [
+        tuned_outputs(members[0], tier, model, base, options, shared, laps)]
+    runs = {member.task.card.name: judge_member(member, tier, model, base, options, shared, own, laps)
+            for member, own in zip(members, outputs, strict=True)}
     model.set_adapter(next(iter(adapters)))
     return {name: runs[member.task.card.name] for name, member in zip(names, members)}
 
@@ -151,13 +161,11 @@ def adapters_of(member: Member, tier: Tier, base: LoadedBase, options: RunOption
 
 
 def judge_member(member: Member, tier: Tier, model: PeftModel, base: LoadedBase, options: RunOptions, shared: bool,
-                 laps: Laps) -> dict[str, TaskRun]:
-    """One task's candidates predicted together on the pass's model, each judged as run_task judges one adapter, and
-    their comparisons judged as one family."""
+                 outputs: dict[str, Outputs], laps: Laps) -> dict[str, TaskRun]:
+    """One task's candidates, given their predictions (adapter name -> outputs), each judged as run_task judges one
+    adapter, and their comparisons judged in the family its pick asks for."""
     task = member.task
     names = {candidate.name: member.adapter_name(candidate, shared) for candidate in member.candidates}
-    outputs = tuned_outputs(task, tier, task.card.name, model, base, member.splits, options, member.constraint,
-                            list(names.values()), laps)
     runs, retained = {}, {}
     for candidate in member.candidates:
         name = names[candidate.name]
@@ -200,23 +208,72 @@ def swept_candidates(task: Task, tier: Tier, base: LoadedBase, splits: Splits, o
             for swept in sweep_adapters(task, tier, base, splits, options, inputs)]
 
 
-def tuned_outputs(task: Task, tier: Tier, name: str, model, base: LoadedBase, splits: Splits, options: RunOptions,
-                  constraint: Constraint | None, names: list[str], laps: Laps) -> dict[str, Outputs]:
-    """Every candidate's test predictions and logits, in mixed-adapter batches; then under the grammar, where the run
-    decodes under it."""
-    with reporter().phase(f"predict {len(names)} candidates", "predicted candidates"):
-        predictions = predict_candidates(task, tier, model, base, splits.test, names, options.progress,
-                                         f"candidates {name}/{tier}", splits.eval)
-        logits = candidate_probe_logits(task, tier, model, base, splits.test, names, predictions)
+def fleet_base_outputs(members: list[Member], tier: Tier, base: LoadedBase, laps: Laps) -> list[BaseOutputs]:
+    """Every fleet task's base predictions, as predict_base makes them, the tasks' batches shared
+    (loragate.inference.shared_batches)."""
+    def job(member: Member) -> Callable[[SharedModel], BaseOutputs]:
+        task, test = member.task, member.splits.test
+        desc = f"base {task.card.name}/{tier}"
+
+        def predict_member(model: SharedModel) -> BaseOutputs:
+            predictions = predict(task, model, base, test, tier, False, desc, member.splits.eval)
+            logits = probe_of(task, tier, model, base, test, predictions)
+            probe = probe_logits(task, tier, model, base, test[:PROBE])
+            constrained = None if member.constraint is None else predict(
+                task, model, base, test, tier, False, f"{desc} constrained", constraint=member.constraint)
+            return BaseOutputs(predictions, logits, constrained, probe)
+        return predict_member
+
+    with reporter().phase(f"predict base of {len(members)} tasks in shared batches", "predicted base"):
+        befores = SharedBatches(base.model).run([job(member) for member in members])
+    laps.lap("base predictions")
+    return befores
+
+
+def fleet_outputs(members: list[Member], tier: Tier, model: PeftModel, base: LoadedBase, options: RunOptions,
+                  laps: Laps) -> list[dict[str, Outputs]]:
+    """Every fleet task's candidates' predictions, the tasks' batches shared (loragate.inference.shared_batches); a task
+    whose kind cannot name each row's adapter is predicted after, on its own (candidate_outputs warns)."""
+    def job(member: Member) -> Callable[[SharedModel], dict[str, Outputs] | None]:
+        def predict_member(shared: SharedModel) -> dict[str, Outputs] | None:
+            try:
+                return candidate_outputs(member, tier, shared, base, False, True)
+            except UnmixedCall:  # its kind changes the active adapter: not while others share the model
+                return None
+        return predict_member
+
+    count = sum(len(member.candidates) for member in members)
+    with reporter().phase(f"predict {count} adapters of {len(members)} tasks in shared batches", "predicted adapters"):
+        outputs = SharedBatches(model).run([job(member) for member in members])
+        outputs = [own if own is not None else candidate_outputs(member, tier, model, base, options.progress, True)
+                   for member, own in zip(members, outputs, strict=True)]
     laps.lap("candidate predictions")
+    return outputs
+
+
+def tuned_outputs(member: Member, tier: Tier, model: PeftModel, base: LoadedBase, options: RunOptions, shared: bool,
+                  laps: Laps) -> dict[str, Outputs]:
+    """A task's candidates' predictions (candidate_outputs), as one phase of the run."""
+    with reporter().phase(f"predict {len(member.candidates)} candidates", "predicted candidates"):
+        outputs = candidate_outputs(member, tier, model, base, options.progress, shared)
+    laps.lap("candidate predictions")
+    return outputs
+
+
+def candidate_outputs(member: Member, tier: Tier, model: PeftModel | SharedModel, base: LoadedBase, progress: bool,
+                      shared: bool) -> dict[str, Outputs]:
+    """Every candidate's test predictions and logits (adapter name -> outputs), in mixed-adapter batches; then under
+    the grammar, where the run decodes under it."""
+    task, test = member.task, member.splits.test
+    names = [member.adapter_name(candidate, shared) for candidate in member.candidates]
+    desc = f"candidates {task.card.name}/{tier}"
+    predictions = predict_candidates(task, tier, model, base, test, names, progress, desc, member.splits.eval)
+    logits = candidate_probe_logits(task, tier, model, base, test, names, predictions)
     constrained: dict[str, Predictions | None] = dict.fromkeys(names)
-    if constraint is not None:
-        with reporter().phase(f"predict {len(names)} candidates constrained", "predicted candidates constrained"):
-            constrained = {**predict_candidates(task, tier, model, base, splits.test, names, options.progress,
-                                                f"candidates {name}/{tier} constrained", constraint=constraint)}
-        laps.lap("candidate constrained predictions")
-    return {candidate: Outputs(predictions[candidate], logits[candidate], constrained[candidate])
-            for candidate in names}
+    if member.constraint is not None:
+        constrained = {**predict_candidates(task, tier, model, base, test, names, progress, f"{desc} constrained",
+                                            constraint=member.constraint)}
+    return {name: Outputs(predictions[name], logits[name], constrained[name]) for name in names}
 
 
 def judge_families(runs: dict[str, TaskRun], retained: dict[str, list], task: Task, pick: str) -> None:

@@ -1,5 +1,6 @@
 """A fleet (issue 34, point 4): many tasks, one adapter each (one per customer), on one shared base, gated in one pass:
-the base loaded once, every adapter on the one model, each task judged as it is alone."""
+the base loaded once, every adapter on the one model, the tasks' generations in shared batches, each task judged as it
+is alone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from loragate.card.options import RunOptions
 from loragate.card.settings import TinyBase
+from loragate.inference.shared_batches import SharedBatches
 from loragate.models.bases import build_tiny_causal
 from loragate.models.parameters import lora_parameters
 from loragate.plugin.session import GateSession
@@ -98,12 +100,21 @@ def test_tasks_whose_cards_name_one_base_are_one_pass(registered: list[str], tmp
 @pytest.mark.slow
 def test_thirty_two_customers_share_one_base_load_and_one_model(registered: list[str], tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    loads = []
+    loads, passes = [], []
     load = candidates_module.prepare_base
     monkeypatch.setattr(candidates_module, "prepare_base", lambda *args: loads.append(args[0]) or load(*args))
+
+    class Recorded(SharedBatches):
+        def __init__(self, model: torch.nn.Module):
+            super().__init__(model)
+            passes.append(self)
+
+    monkeypatch.setattr(candidates_module, "SharedBatches", Recorded)
     options = RunOptions(store_root=tmp_path / "adapters", cache=tmp_path / "cache", progress=False)
     runs = run_pass(registered, "tiny", options)
     assert len(loads) == 1, "the base is loaded once for the whole fleet"
+    assert [max(max(groups, default=0) for groups in shared.rounds) for shared in passes] == [CUSTOMERS] * 2, \
+        "the base's and the adapters' generations: each batch shared by every customer, whose prompts differ"
     every = [runs[name][""] for name in registered]
     assert len({id(run.base) for run in every}) == 1 and len({id(run.model) for run in every}) == 1
     assert len({run.adapter_dir for run in every}) == CUSTOMERS  # each customer's own adapter, stored under its key

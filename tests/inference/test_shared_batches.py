@@ -1,0 +1,131 @@
+"""Issue 34, point 4: the tasks of a fleet share batches where their prompts, budgets, stopping rules and grammars
+differ. Each job's answers equal its own on the model alone; a round's generate calls run as one; a failing job or an
+out-of-memory batch fails no other job's answers."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from loragate.card.sampling import SamplingSettings
+from loragate.inference.engine import generate, next_token_logits
+from loragate.inference.grammar import one_of
+from loragate.inference.mixed_batches import UnmixedCall
+from loragate.inference.sampling import repeat_samples
+from loragate.inference.shared_batches import SharedBatches
+from loragate.run.steps import halving
+
+SPECIES = ["setosa", "versicolor", "virginica"]
+
+
+def jobs_of(base, iris_splits) -> list:
+    """Four tasks' predictions with nothing in common but the model: prompts of other widths, other budgets, labels
+    or none, a grammar, seeded samples, and a forward pass."""
+    tokenizer = base.tokenizer
+    prompts = [ex.prompt for ex in iris_splits.test]
+    short = ["Species:", "Petal width: high. Species:", "Sepal width: low. Petal length: medium. Species:"] * 3
+    sampling = SamplingSettings(temperature=0.9, samples=2, seed=3)
+    sampled = [ex.prompt for ex in repeat_samples(iris_splits.test[:5], 2)]
+    return [
+        lambda model: generate(model, tokenizer, prompts, 4, 4, labels=[f" {label}" for label in SPECIES]),
+        lambda model: generate(model, tokenizer, short, 9, 3),
+        lambda model: generate(model, tokenizer, prompts[:7], 12, 5, constraint=one_of(["yes", "no"])),
+        lambda model: generate(model, tokenizer, sampled, 6, 3, sampling=sampling),
+        lambda model: next_token_logits(model, tokenizer, short, 2),
+    ]
+
+
+def test_each_job_answers_as_alone_and_a_rounds_generates_run_as_one(tuned, iris_splits) -> None:
+    base, model = tuned
+    jobs = jobs_of(base, iris_splits)
+    alone = [job(model) for job in jobs]
+    shared = SharedBatches(model)
+    together = shared.run(jobs)
+    for index, (own, joint) in enumerate(zip(alone[:4], together[:4], strict=True)):
+        assert joint.texts == own.texts, f"job {index}: {joint.texts[:3]} != {own.texts[:3]}"
+        assert joint.terminated == own.terminated and joint.row_new_tokens == own.row_new_tokens, index
+    assert len(set(alone[0].texts)) > 1 and any(alone[2].terminated), "the check needs varied, ended answers"
+    assert torch.equal(together[4], alone[4]), "a forward call runs alone, as it would"
+    assert max(max(groups, default=0) for groups in shared.rounds) == 4, shared.rounds
+    assert shared.run(jobs)[3].texts == together[3].texts, "seeded samples do not depend on the round"
+
+
+def test_a_failing_job_fails_no_other_and_is_raised_when_all_have_ended(tuned, iris_splits) -> None:
+    base, model = tuned
+    jobs = jobs_of(base, iris_splits)
+    ended = {}
+
+    def failing(shared_model) -> None:
+        generate(shared_model, base.tokenizer, ["Species:"], 2, 1)
+        raise ValueError("customer07's parser broke")
+
+    def recorded(index: int):
+        return lambda shared_model: ended.setdefault(index, jobs[index](shared_model))
+
+    with pytest.raises(ValueError, match="customer07's parser broke"):
+        SharedBatches(model).run([recorded(0), failing, recorded(1)])
+    assert [ended[index].texts for index in (0, 1)] == [job(model).texts for job in jobs[:2]]
+
+
+class RunsOutOfMemory(torch.nn.Module):
+    """The model, but a generate over more than `rows` rows runs out of memory (a GPU's batch that does not fit)."""
+
+    def __init__(self, model: torch.nn.Module, rows: int):
+        super().__init__()
+        self.model, self.rows = model, rows
+
+    def generate(self, **kwargs):
+        if kwargs["input_ids"].shape[0] > self.rows:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.model.generate(**kwargs)
+
+
+def test_an_out_of_memory_round_halves_every_jobs_batch(tuned, iris_splits) -> None:
+    base, model = tuned
+    prompts = [ex.prompt for ex in iris_splits.test][:8]
+
+    def job(shared_model):
+        return halving("job", 4, lambda size: generate(shared_model, base.tokenizer, prompts, 4, size))[0]
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        together = SharedBatches(RunsOutOfMemory(model, 6)).run([job, job])
+    assert [joint.texts for joint in together] == [generate(model, base.tokenizer, prompts, 4, 4).texts] * 2
+    assert sum("out of memory at eval batch size 4; retrying at 2" in str(w.message) for w in caught) == 2
+
+
+def test_changing_the_active_adapter_is_refused_while_others_share_the_model(tuned) -> None:
+    _, model = tuned
+    with pytest.raises(UnmixedCall, match="set the model's active adapter"):
+        SharedBatches(model).run([lambda shared_model: shared_model.set_adapter("default")])
+    assert model.active_adapter == "default"
+
+
+class CountsSteps(torch.nn.Module):
+    """The model, counting the new tokens of each generate."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model, self.steps = model, []
+
+    def generate(self, **kwargs):
+        out = self.model.generate(**kwargs)
+        self.steps.append(out.shape[1] - kwargs["input_ids"].shape[1])
+        return out
+
+
+def test_a_shared_generate_runs_no_longer_than_its_longest_call_alone(tuned, iris_splits) -> None:
+    """A call's rows end at its own budget: they do not run on to another call's."""
+    base, model = tuned
+    prompts = [ex.prompt for ex in iris_splits.test][:4]
+    long = one_of(["versicolor virginica setosa versicolor virginica"])  # far more than 3 tokens
+    jobs = [lambda m: generate(m, base.tokenizer, prompts, 3, 4, constraint=long),
+            lambda m: generate(m, base.tokenizer, prompts, 12, 4)]
+    alone = CountsSteps(model)
+    together = [job(alone) for job in jobs]
+    shared = CountsSteps(model)
+    assert [joint.texts for joint in SharedBatches(shared).run(jobs)] == [own.texts for own in together]
+    assert alone.steps[0] == 3 and alone.steps[1] < 12, alone.steps
+    assert shared.steps == [max(alone.steps)], (shared.steps, alone.steps)
