@@ -1,9 +1,11 @@
 """Many candidate adapters on one base (issue 34): one pass (run_candidates) against gating each candidate alone
 (run_task, today's gate), side by side in one process; today's gate end to end (pytest processes); and the pass's time
-and memory against the number of adapters.
+and memory against the number of adapters; and a fleet (many tasks, one adapter each, on one base) with the tasks'
+batches shared against each task predicted on its own.
 
     python -m benchmarks.candidates --gate iris sst2_encoder --out reports/candidates   # CPU: 8 candidates; N 32, 128
     python -m benchmarks.candidates --dry-run --gate iris --out /tmp/candidates        # 3 candidates, N 2 and 4
+    python -m benchmarks.candidates --tasks --scale --fleet 8 32 --out reports/fleet   # only the fleet part
     python -m benchmarks.candidates --device cuda --tier full --base-model PATH --tasks iris   # benchmarks/gpu_check
 
 Candidates are copies of the task's committed store adapter (adapters/<task>/tiny/) with every lora_B tensor scaled by
@@ -14,8 +16,10 @@ alone in turn; medians over the rounds ("one candidate": the median of all lone 
 the pass must equal its lone run's: the same outputs, the same logits, bit for bit. --gate times the same in pytest
 processes as a user runs the gate (`pytest -m smoke --task T --adapter NAME=PATH ...`, imports and every gate test
 included), once. The scale part times the pass for N adapters and samples its peak resident memory (psutil, every
-10 ms). Prints the tables and writes candidates.json and candidates.md to --out; absolute times swing by a quarter on a
-shared machine, ratios measured in one run much less.
+10 ms). The fleet part (benchmarks/fleet.py) times a pass over N customers of one base with the tasks' batches
+shared against the same pass with each task predicted on its own, their predictions checked equal. Prints the tables
+and writes candidates.json and candidates.md to --out; absolute times swing by a quarter on a shared machine, ratios
+measured in one run much less.
 """
 
 from __future__ import annotations
@@ -28,29 +32,27 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TypeVar
 
 import psutil
 import torch
 from safetensors.torch import load_file, save_file
 
+from benchmarks.fleet import BASES, fleet, fleet_table
+from benchmarks.timed_runs import Timed, measured, mib, middle, timed
 from loragate.card.options import RunOptions
 from loragate.kinds import KINDS
 from loragate.run.candidates import run_candidates
 from loragate.run.steps import load_task
-from loragate.run.task_run import TaskRun, load_inputs, run_task
+from loragate.run.task_run import load_inputs, run_task
 from loragate.training.lora import attach_lora
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = ("iris", "sst2_encoder")  # the tiny causal base (generative classification) and MiniLM (an encoder head)
 SCALE_TASK = "iris"
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -113,92 +115,12 @@ def scaled_copies(source: Path, count: int, out: Path) -> list[tuple[str, Path]]
     return candidates
 
 
-def measured(call: Callable[[], T]) -> tuple[T, float, int, int | None]:
-    """`call`'s result, its wall seconds, the most resident memory the process held meanwhile (bytes, sampled), and
-    on CUDA the most GPU memory allocated."""
-    process, done = psutil.Process(), threading.Event()
-    peak = [process.memory_info().rss]
-
-    def sample() -> None:
-        while not done.wait(0.01):
-            peak.append(process.memory_info().rss)
-
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    started = time.perf_counter()
-    try:
-        result = call()
-    finally:
-        seconds = time.perf_counter() - started
-        done.set()
-        sampler.join()
-    gpu = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
-    return result, seconds, max([*peak, process.memory_info().rss]), gpu
-
-
-@dataclass(frozen=True)
-class Answers:
-    """One candidate's test predictions, kept after its run (and its model) is dropped."""
-
-    outputs: list[str]
-    scored: list[str] | None
-    logits: torch.Tensor
-
-    @classmethod
-    def of(cls, run: TaskRun) -> Answers:
-        predictions = run.tuned_predictions
-        return cls(list(predictions.outputs), predictions.scored and list(predictions.scored),
-                   run.tuned_logits.detach().float().cpu().clone())
-
-    def equals(self, alone: Answers) -> bool:
-        """The same outputs, and the same logits bit for bit."""
-        return (self.outputs == alone.outputs and self.scored == alone.scored
-                and self.logits.shape == alone.logits.shape and torch.equal(self.logits, alone.logits))
-
-    def logit_diff(self, alone: Answers) -> float | None:
-        return float((self.logits - alone.logits).abs().max()) if self.logits.shape == alone.logits.shape else None
-
-
-@dataclass(frozen=True)
-class Timed:
-    """One timed call: every candidate's answers, the run's stages (seconds; what the laps leave out is "judge and
-    assemble"), its wall seconds and peak resident memory."""
-
-    answers: dict[str, Answers]
-    stages: dict[str, float]
-    seconds: float
-    peak_rss: int
-    peak_gpu: int | None
-
-
-def timed(call: Callable[[], dict[str, TaskRun]]) -> Timed:
-    runs, seconds, peak, gpu = measured(call)
-    stages = dict(next(iter(runs.values())).seconds)
-    stages["judge and assemble"] = round(seconds - sum(stages.values()), 3)
-    answers = {name: Answers.of(run) for name, run in runs.items()}
-    del runs
-    gc.collect()  # the runs' models go before the next call: its memory is its own
-    return Timed(answers, stages, seconds, peak, gpu)
-
-
-def mib(count: int) -> int | None:
-    """Bytes in MiB; None where nothing was counted (no GPU)."""
-    return round(count / 2**20) if count else None
-
-
 def source_adapter(task: str, setup: Setup) -> Path:
     """What the candidates are copies of: the committed adapter, or on --base-model one random LoRA (made once)."""
     if not setup.base_model:
         return committed_adapter(task)
     made = setup.work / f"{task}-source"
     return made if (made / "adapter_config.json").exists() else random_adapter(task, setup, made)
-
-
-def middle(calls: list[Timed]) -> Timed:
-    """The call of median time (the upper one of an even count): its stages are the ones to read."""
-    return sorted(calls, key=lambda call: call.seconds)[len(calls) // 2]
 
 
 def compare(task: str, count: int, rounds: int, setup: Setup) -> dict:
@@ -310,9 +232,11 @@ def scale(task: str, sizes: list[int], rounds: int, setup: Setup) -> dict:
 
 def table(result: dict) -> str:
     """The figures as markdown: the comparison, where its time goes, and the scale."""
-    lines = ["| base (task) | candidates | one pass (s) | one candidate alone (s) | each alone in turn (s) | "
-             "pass / one | sequential / one | predictions equal | peak RSS pass / alone (MiB) |",
-             "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
+    lines = []
+    if result["compare"]:
+        lines += ["| base (task) | candidates | one pass (s) | one candidate alone (s) | each alone in turn (s) | "
+                  "pass / one | sequential / one | predictions equal | peak RSS pass / alone (MiB) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---|---:|"]
     for row in result["compare"]:
         lines.append(f"| {row['task']} | {row['candidates']} | {row['pass_s']:.2f} | {row['one_s']:.2f} | "
                      f"{row['sequential_s']:.2f} | **{row['pass_vs_one']:.2f}x** | {row['sequential_vs_one']:.2f}x | "
@@ -344,6 +268,8 @@ def table(result: dict) -> str:
                          f"{row['peak_rss_mib']}" + (f"; GPU {row['peak_gpu_mib']}" if row["peak_gpu_mib"] else "")
                          + f" | {row['rss_growth_mib']} | {row['base_parameters']:,} | "
                          f"{row['adapter_parameters']:,} |")
+    if result["fleet"]:
+        lines += fleet_table(result["fleet"])
     return "\n".join(lines) + "\n"
 
 
@@ -368,11 +294,15 @@ def provenance() -> dict:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("reports/candidates"), help="for candidates.json and .md")
-    parser.add_argument("--dry-run", action="store_true", help="tiny sizes: 3 candidates, one round, scale N 2 and 4")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="tasks compared one pass vs alone")
+    parser.add_argument("--dry-run", action="store_true", help="tiny sizes: 3 candidates, one round, scale N 2 and 4, "
+                        "a fleet of 4")
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS), help="tasks compared one pass vs alone (none: "
+                        "skip the comparison)")
     parser.add_argument("--candidates", type=int, default=8, help="candidates a task in the comparison")
     parser.add_argument("--scale", type=int, nargs="*", help="N adapters of the scale part (default 32 128; none: "
                         "skip it)")
+    parser.add_argument("--fleet", type=int, nargs="*", help="customers of the fleet part, each N on each of "
+                        "its bases (default 32; none: skip it)")
     parser.add_argument("--rounds", type=int, help="alternated rounds of pass and lone runs (default 3)")
     parser.add_argument("--gate", nargs="+", default=[], metavar="TASK",
                         help="also time today's gate end to end (pytest processes) on these tasks")
@@ -387,6 +317,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.candidates = 3
     defaults = ([2, 4], 1) if args.dry_run else ([32, 128], 3)
     args.scale = defaults[0] if args.scale is None else args.scale
+    args.fleet = ([4] if args.dry_run else [32]) if args.fleet is None else args.fleet
     args.rounds = args.rounds or defaults[1]
     return args
 
@@ -401,7 +332,9 @@ def main(argv: list[str] | None = None) -> dict:
                   "tier": args.tier, "device": args.device, "base_model": args.base_model,
                   "compare": [compare(task, args.candidates, args.rounds, setup) for task in args.tasks],
                   "gate": [gate(task, args.candidates, setup, args.threads) for task in args.gate],
-                  "scale": scale(SCALE_TASK, args.scale, args.rounds, setup) if args.scale else None}
+                  "scale": scale(SCALE_TASK, args.scale, args.rounds, setup) if args.scale else None,
+                  "fleet": [fleet(base, count, args.rounds, setup.work, setup.options()) for base in BASES
+                            for count in args.fleet]}
     (args.out / "candidates.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "candidates.md").write_text(table(result))
     print(table(result))
