@@ -95,13 +95,16 @@ class GateSession:
             raise self.failures[key]
         if key not in self.runs:
             self.runs.update(self.compute(task, tier))
+        if key in self.failures:  # its task failed in a fleet's pass that gated the others
+            raise self.failures[key]
         run = self.runs[key]
         run.activate()
         return run
 
     def compute(self, task: str, tier: str) -> dict[Case, TaskRun]:
         """The runs of `task` at `tier`: one; or one per candidate, and one per task of a fleet sharing its base, all
-        in one pass (loragate.run.candidates.run_pass); a failure is kept for each case of the pass."""
+        in one pass (loragate.run.candidates.run_pass); a failure is kept for each case it stopped: every case of the
+        pass, or a fleet's task's own."""
         from loragate.run.candidates import run_pass  # loads torch: not at pytest start-up
         from loragate.run.task_run import run_task
 
@@ -112,10 +115,12 @@ class GateSession:
                 if cases == [(task, tier, "")]:
                     return {cases[0]: run_task(task, tier, self.options)}
                 runs = run_pass(members, tier, self.options)
-                return {(member, tier, name): runs[member][name] for member, _, name in cases}
         except Exception as exc:
             self.failures.update(dict.fromkeys(cases, exc))
             raise
+        failed = {case: runs[case[0]] for case in cases if isinstance(runs[case[0]], Exception)}
+        self.failures.update(failed)
+        return {case: runs[case[0]][case[2]] for case in cases if case not in failed}
 
     def pass_of(self, task: str, tier: str) -> list[str]:
         """The selected tasks computed in one pass with `task` at `tier`: those whose card names the same base (a fleet:

@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from peft import PeftModel
 
@@ -58,6 +59,8 @@ from loragate.run.task_run import (
 from loragate.store.adapters import Manifest, load_adapters
 from loragate.training.lora import TrainResult
 
+R = TypeVar("R")
+T = TypeVar("T")
 NOT_A_NAME = re.compile(r"[^A-Za-z0-9_-]")  # what a task's name may hold that a peft adapter name may not
 
 
@@ -78,13 +81,14 @@ class Candidate:
 def run_candidates(name: str, tier: Tier, options: RunOptions) -> dict[str, TaskRun]:
     """Every candidate of task `name` at `tier`, gated in one pass (the module's docstring): candidate name -> its run,
     in the order given. TaskRun.seconds holds the pass's stages, shared by its runs."""
-    return run_pass([name], tier, options)[name]
+    return outcome(run_pass([name], tier, options)[name])
 
 
-@dataclass
+@dataclass(eq=False)
 class Member:
     """One task of a pass: its card, data fitted to the shared base, the base's outputs, and its candidates."""
 
+    name: str  # the task as registered: the card's name may differ (--set name=...)
     task: Task
     decoding: str
     constraint: Constraint | None
@@ -104,26 +108,32 @@ class Member:
         return f"{NOT_A_NAME.sub('_', self.task.card.name)}-{candidate.name}".rstrip("-")
 
 
-def run_pass(names: list[str], tier: Tier, options: RunOptions) -> dict[str, dict[str, TaskRun]]:
+Outcome = dict[str, TaskRun] | Exception  # a task's runs (candidate name -> run), or what stopped it in a fleet
+
+
+def run_pass(names: list[str], tier: Tier, options: RunOptions) -> dict[str, Outcome]:
     """Every candidate of every task in `names` at `tier`, on the one base they share, in one pass: task -> candidate
     name ("" for a task's one adapter) -> its run. Several tasks share a base where their cards name the same one
     (a fleet: one adapter per customer); each task's comparisons form its own family, as each task is its own
-    release decision."""
+    release decision. In a fleet, what stops one task (its data, its checks, its predictions, its judging) is that
+    task's outcome and the others are gated; what changes the shared model (loading the base, training or loading an
+    adapter, the last release's adapter) stops the pass. A task alone raises."""
     laps = Laps()
-    members = [member_of(name, tier, options) for name in names]
+    shared, failed = len(names) > 1, {}  # failed: task -> what stopped it (a fleet's)
+    members = isolated(names, lambda name: member_of(name, tier, options), failed, shared)
+    if not members:
+        return failed
     base = prepare_base(members[0].task, tier, members[0].splits, options)
-    for member in members:
-        member.task.card, member.splits, member.inputs = fit_inputs(member.task, tier, for_base(
-            member.task, member.splits, base), base)
-        member.notes = given_adapters(member.task, tier, base, replace(options, adapter=None, candidates=()))
-        member.candidates = [given_candidate(member.task, tier, base, options, *given) for given in options.candidates]
+    members = isolated(members, lambda member: checked_member(member, tier, base, options), failed, shared)
     laps.lap("load base")
-    shared = len(members) > 1
-    befores = fleet_base_outputs(members, tier, base, laps) if shared else [predict_base(
-        member.task, tier, member.task.card.name, base, member.splits, options, member.constraint, laps)
-        for member in members]
-    for member, before in zip(members, befores, strict=True):
-        member.before = before
+    if shared:
+        befores = dict(zip(members, fleet_base_outputs(members, tier, base, laps), strict=True))
+        members = isolated(members, lambda member: replace(member, before=outcome(befores[member])), failed, shared)
+        if not members:
+            return failed
+    for member in members:
+        member.before = member.before or predict_base(
+            member.task, tier, member.task.card.name, base, member.splits, options, member.constraint, laps)
         member.probes = base_probes(member.task.card, tier, base)
         member.baseline = predict_baseline(member.task, tier, base, member.splits, options,
                                            member.constraint if member.decoding == CONSTRAINED else None, laps)
@@ -134,18 +144,51 @@ def run_pass(names: list[str], tier: Tier, options: RunOptions) -> dict[str, dic
     with reporter().phase(f"load {len(adapters)} adapters", "loaded adapters"):
         model = load_adapters(base.model, adapters)
     laps.lap("load adapters")
-    outputs = fleet_outputs(members, tier, model, base, options, laps) if shared else [
-        tuned_outputs(members[0], tier, model, base, options, shared, laps)]
-    runs = {member.task.card.name: judge_member(member, tier, model, base, options, shared, own, laps)
-            for member, own in zip(members, outputs, strict=True)}
+    outputs = dict(zip(members, fleet_outputs(members, tier, model, base, options, laps) if shared else [
+        tuned_outputs(members[0], tier, model, base, options, shared, laps)], strict=True))
+    runs = dict(isolated(members, lambda member: (member.name, judge_member(
+        member, tier, model, base, options, shared, outcome(outputs[member]), laps)), failed, shared))
     model.set_adapter(next(iter(adapters)))
-    return {name: runs[member.task.card.name] for name, member in zip(names, members)}
+    return {name: runs[name] if name in runs else failed[name] for name in names}
 
 
 def member_of(name: str, tier: Tier, options: RunOptions) -> Member:
     """A task of the pass, checked before any model loads, with its splits as read."""
     task, decoding, constraint = checked_task(name, tier, options)
-    return Member(task, decoding, constraint, load_splits(task, options), None)
+    return Member(name, task, decoding, constraint, load_splits(task, options), None)
+
+
+def checked_member(member: Member, tier: Tier, base: LoadedBase, options: RunOptions) -> Member:
+    """The member's splits fitted to the loaded base, the last release's adapter and the --adapter candidates checked
+    against it, before any prediction."""
+    task = member.task
+    task.card, member.splits, member.inputs = fit_inputs(task, tier, for_base(task, member.splits, base), base)
+    member.notes = given_adapters(task, tier, base, replace(options, adapter=None, candidates=()))
+    member.candidates = [given_candidate(task, tier, base, options, *given) for given in options.candidates]
+    return member
+
+
+def isolated(items: list[T], step: Callable[[T], R], failed: dict[str, Exception], shared: bool) -> list[R]:
+    """step(item) of each item, in order. In a fleet (`shared`) an item whose step raises is left out, its error kept
+    as its task's outcome in `failed` (by its name: an item is a task's name or its Member), and the others go on;
+    alone it raises."""
+    kept = []
+    for item in items:
+        try:
+            kept.append(step(item))
+        except Exception as exc:
+            if not shared:
+                raise
+            failed[item if isinstance(item, str) else item.name] = exc
+    return kept
+
+
+def outcome(value: R | Exception) -> R:
+    """A shared job's result, or its error raised (fleet_base_outputs and fleet_outputs hand errors back as values:
+    one task's error is its own)."""
+    if isinstance(value, Exception):
+        raise value
+    return value
 
 
 def adapters_of(member: Member, tier: Tier, base: LoadedBase, options: RunOptions) -> list[Candidate]:
@@ -208,10 +251,11 @@ def swept_candidates(task: Task, tier: Tier, base: LoadedBase, splits: Splits, o
             for swept in sweep_adapters(task, tier, base, splits, options, inputs)]
 
 
-def fleet_base_outputs(members: list[Member], tier: Tier, base: LoadedBase, laps: Laps) -> list[BaseOutputs]:
+def fleet_base_outputs(members: list[Member], tier: Tier, base: LoadedBase,
+                       laps: Laps) -> list[BaseOutputs | Exception]:
     """Every fleet task's base predictions, as predict_base makes them, the tasks' batches shared
-    (loragate.inference.shared_batches)."""
-    def job(member: Member) -> Callable[[SharedModel], BaseOutputs]:
+    (loragate.inference.shared_batches); a task's error in its place."""
+    def job(member: Member) -> Callable[[SharedModel], BaseOutputs | Exception]:
         task, test = member.task, member.splits.test
         desc = f"base {task.card.name}/{tier}"
 
@@ -222,7 +266,7 @@ def fleet_base_outputs(members: list[Member], tier: Tier, base: LoadedBase, laps
             constrained = None if member.constraint is None else predict(
                 task, model, base, test, tier, False, f"{desc} constrained", constraint=member.constraint)
             return BaseOutputs(predictions, logits, constrained, probe)
-        return predict_member
+        return own_error(predict_member)
 
     with reporter().phase(f"predict base of {len(members)} tasks in shared batches", "predicted base"):
         befores = SharedBatches(base.model).run([job(member) for member in members])
@@ -231,24 +275,37 @@ def fleet_base_outputs(members: list[Member], tier: Tier, base: LoadedBase, laps
 
 
 def fleet_outputs(members: list[Member], tier: Tier, model: PeftModel, base: LoadedBase, options: RunOptions,
-                  laps: Laps) -> list[dict[str, Outputs]]:
+                  laps: Laps) -> list[dict[str, Outputs] | Exception]:
     """Every fleet task's candidates' predictions, the tasks' batches shared (loragate.inference.shared_batches); a task
-    whose kind cannot name each row's adapter is predicted after, on its own (candidate_outputs warns)."""
-    def job(member: Member) -> Callable[[SharedModel], dict[str, Outputs] | None]:
+    whose kind cannot name each row's adapter is predicted after, on its own (candidate_outputs warns); a task's error
+    in its place."""
+    def job(member: Member) -> Callable[[SharedModel], dict[str, Outputs] | Exception | None]:
         def predict_member(shared: SharedModel) -> dict[str, Outputs] | None:
             try:
                 return candidate_outputs(member, tier, shared, base, False, True)
             except UnmixedCall:  # its kind changes the active adapter: not while others share the model
                 return None
-        return predict_member
+        return own_error(predict_member)
 
     count = sum(len(member.candidates) for member in members)
     with reporter().phase(f"predict {count} adapters of {len(members)} tasks in shared batches", "predicted adapters"):
         outputs = SharedBatches(model).run([job(member) for member in members])
-        outputs = [own if own is not None else candidate_outputs(member, tier, model, base, options.progress, True)
-                   for member, own in zip(members, outputs, strict=True)]
+        for index, member in enumerate(members):
+            if outputs[index] is None:  # its kind cannot name each row's adapter: on its own, after the others
+                outputs[index] = own_error(lambda whole, member=member: candidate_outputs(
+                    member, tier, whole, base, options.progress, True))(model)
     laps.lap("candidate predictions")
     return outputs
+
+
+def own_error(job: Callable[[SharedModel], R]) -> Callable[[SharedModel], R | Exception]:
+    """`job`, its error handed back as its result: in a fleet one task's error is its outcome, not the others'."""
+    def caught(model: SharedModel) -> R | Exception:
+        try:
+            return job(model)
+        except Exception as exc:  # the task's outcome (run_pass), raised in its tests
+            return exc
+    return caught
 
 
 def tuned_outputs(member: Member, tier: Tier, model: PeftModel, base: LoadedBase, options: RunOptions, shared: bool,

@@ -142,3 +142,45 @@ def test_a_fleet_project_is_gated_in_one_pass_by_pytest(fleet: tuple[Path, list[
     out = result.stdout
     assert out.count("loaded base") == 1, out[-3000:]
     assert all(f"{name}/tiny: " in out for name in names[:3]), out[-3000:]
+
+
+@pytest.mark.slow
+def test_a_fleet_task_that_fails_is_its_own_outcome_and_the_others_are_gated(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One customer's missing data, another's predictions that raise: those two tasks' outcomes are their errors, the
+    third is gated as alone; a task alone still raises."""
+    names = write_fleet(tmp_path, 3)
+    monkeypatch.setattr(TASKS, "_entries", dict(TASKS._entries))
+    for name in names:
+        TASKS.register(name, CardTaskEntry(tmp_path / "tasks" / f"{name}.yaml"))
+    (tmp_path / "data" / names[0] / "test.csv").unlink()
+    predict_outputs = candidates_module.candidate_outputs
+
+    def broken(member, *args):
+        if member.name == names[1]:
+            raise RuntimeError(f"{member.name}'s predictions broke")
+        return predict_outputs(member, *args)
+
+    monkeypatch.setattr(candidates_module, "candidate_outputs", broken)
+    options = RunOptions(store_root=tmp_path / "adapters", cache=tmp_path / "cache", progress=False)
+    outcomes = run_pass(names, "tiny", options)
+    assert list(outcomes) == names
+    assert isinstance(outcomes[names[0]], Exception) and "test.csv" in str(outcomes[names[0]]), outcomes[names[0]]
+    assert isinstance(outcomes[names[1]], RuntimeError) and "predictions broke" in str(outcomes[names[1]])
+    gated = outcomes[names[2]][""]
+    assert gated.tuned_predictions.outputs == run_task(names[2], "tiny", options).tuned_predictions.outputs
+    with pytest.raises(RuntimeError, match="predictions broke"):
+        run_pass([names[1]], "tiny", options)
+
+
+def test_the_session_raises_a_fleet_tasks_own_failure_and_serves_the_others(registered: list[str], tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    failure = RuntimeError("customer01's adapter broke")
+    served = object()
+    monkeypatch.setattr(candidates_module, "run_pass", lambda names, tier, options: {
+        name: failure if name == registered[1] else {"": served} for name in names})
+    session = GateSession(RunOptions(), registered[:3], tmp_path)
+    with pytest.raises(RuntimeError, match="adapter broke"):
+        session.run(registered[1], "tiny")
+    assert session.failures == {(registered[1], "tiny", ""): failure}
+    assert set(session.runs) == {(registered[0], "tiny", ""), (registered[2], "tiny", "")}
