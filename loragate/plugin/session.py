@@ -186,12 +186,15 @@ class GateSession:
         return {"runs": runs, "failures": failures, "candidates": candidates}
 
     def receive(self, worker: str, handover: dict[str, list]) -> None:
-        """On the xdist controller: keep what `worker` handed over."""
+        """On the xdist controller: keep what `worker` handed over; a task's candidates ranked by an earlier worker too
+        (--dist load: each worker computes the pass) are kept once, as results() keeps its runs."""
         from loragate.report.writer import RenderedRun  # loads sklearn: not at pytest start-up
 
         self.worker_runs += [(worker, RenderedRun.from_builtins(run)) for run in handover["runs"]]
         self.worker_failures += handover["failures"]
-        self.worker_candidates += handover["candidates"]
+        ranked = {(group["task"], group["tier"]) for group in self.worker_candidates}
+        self.worker_candidates += [group for group in handover["candidates"]
+                                   if (group["task"], group["tier"]) not in ranked]
 
     def candidate_groups(self) -> list[dict]:
         """This process's tasks gated with candidates, each ranked with its pick's verdict (loragate.report.candidates);

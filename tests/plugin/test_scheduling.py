@@ -122,6 +122,17 @@ def test_controller_orders_runs_by_task_and_names_a_run_two_workers_computed(tmp
                      "worker with --dist loadgroup (loragate's default with -n)"]
 
 
+def test_a_task_whose_candidates_two_workers_ranked_is_ranked_once(tmp_path: Path) -> None:
+    """--dist load: both workers computed iris's pass and ranked its candidates; the report ranks them once, as
+    the first worker did (the run it keeps)."""
+    session = GateSession(RunOptions(), ["iris", "sst2"], tmp_path)
+    group = {"task": "iris", "tier": "tiny", "pick": "all", "ranking": []}
+    session.receive("gw1", {"runs": [rendered("iris")], "failures": [], "candidates": [group]})
+    session.receive("gw0", {"runs": [rendered("iris"), rendered("sst2")], "failures": [],
+                            "candidates": [{**group, "pick": "other"}, {**group, "task": "sst2"}]})
+    assert session.worker_candidates == [group, {**group, "task": "sst2"}]
+
+
 def test_task_of_reads_the_task_from_the_parameter_id() -> None:
     """The scheduler's grouping key: pytest 9.2 drops xdist's own group suffix (pytest-xdist #1386), so the task
     is read from the parameter id, whatever other parameters share it."""
