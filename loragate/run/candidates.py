@@ -6,8 +6,8 @@ predicts) before any candidate wraps it. Then every adapter is loaded onto the o
 (peft's named adapters: one copy of the base, whatever their number) and a task's candidates predict its test split
 together, in mixed-adapter batches (loragate.run.mixed). In a fleet the tasks' predictions (the base's, then the
 adapters') also share batches, whose prompts, labels and grammars differ (loragate.inference.shared_batches). Each
-candidate is then judged as run_task judges one adapter,
-in the family its task's pick asks for (judge_families: one over all candidates under `pick: best`).
+candidate is then judged as run_task judges one adapter, in the family its task's pick asks for (judge_families: one
+over all candidates under `pick: best`).
 
 Candidates are the --adapter directories given more than once, or the card's sweep (`candidates.variants`), which
 loragate trains, each under its own store key (loragate.run.sweep); a task of a fleet without either has its one
