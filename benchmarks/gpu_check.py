@@ -16,7 +16,8 @@ causal tasks' text, saved with save_pretrained), full-bf16-<task> (`pytest -m fu
 (benchmarks/compare.py at 1B: engine vs the seeds' per-example loop, label scoring, training tokens/s and MFU per
 batching, batch-1 decode against the HBM bound), mfu (training MFU at 1B by tokens per optimizer step: eager,
 torch.compile'd, and with Liger's kernels), candidates (benchmarks/candidates.py: 8 candidate adapters in one pass
-against each gated alone, and a pass over 32).
+against each gated alone, a pass over 32, and a fleet of 32 customers' tasks in shared batches against each on its
+own).
 
 `--dry-run` runs every step on CPU at tiny sizes in fp32, in one process (importing torch and loragate once
 per step would take most of its minute on a busy 2-core machine; an error is still recorded per step, with its
@@ -371,8 +372,9 @@ def eval_oom(args: argparse.Namespace) -> dict:
 
 def candidates(args: argparse.Namespace) -> dict:
     """benchmarks/candidates.py on the built base at iris's full tier: 8 candidates (random LoRAs of the card's r) in
-    one pass against each gated alone, their predictions checked equal, and one pass over 32; the dry run: the tiny
-    tier, 3 candidates, N 2 and 4."""
+    one pass against each gated alone, their predictions checked equal, one pass over 32, and a fleet of 32 tasks on
+    their tiny base in shared batches against each on its own; the dry run: the tiny tier, 3 candidates, N 2 and 4, a
+    fleet of 4."""
     from benchmarks import candidates as bench
 
     out = args.out / "steps" / "candidates"
@@ -381,7 +383,7 @@ def candidates(args: argparse.Namespace) -> dict:
             *(["--dry-run"] if args.dry_run else ["--tier", "full", "--rounds", "1", "--scale", "32"])]
     result = bench.main(argv)
     return {"command": "python -m benchmarks.candidates " + " ".join(argv), "compare": result["compare"][0],
-            "scale": result["scale"]["rows"], "full": str(out / "candidates.json")}
+            "scale": result["scale"]["rows"], "fleet": result["fleet"], "full": str(out / "candidates.json")}
 
 
 def task_at_batch(task, tier: str, batch_size: int):  # noqa: ANN001, ANN201 - a loragate Task
@@ -404,7 +406,7 @@ STEPS = [
     Step("speed", 240, speed),
     Step("mfu", 150, mfu),
     *[Step(f"full-bf16-{task}", 150, gate_step(task)) for task in CAUSAL_TASKS[1:]],
-    Step("candidates", 300, candidates),
+    Step("candidates", 360, candidates),
 ]
 
 
@@ -510,7 +512,9 @@ def headline(name: str, entry: dict) -> str:
         return (f"{compare['candidates']} candidates: one pass {compare['pass_vs_one']}x one alone, each alone in "
                 f"turn {compare['sequential_vs_one']}x, predictions equal: {compare['predictions_equal']}; "
                 f"{largest['adapters']} adapters in {largest['seconds']} s, {largest['per_adapter_s']} s an adapter "
-                f"after the first")
+                f"after the first; " + ", ".join(f"fleet of {row['customers']} on the {row['base'].split()[0]} base: "
+                                                 f"each on its own {row['pass_alone_vs_shared']}x shared, predictions "
+                                                 f"equal: {row['predictions_equal']}" for row in result["fleet"]))
     if name == "eval-oom":
         return (f"batch {result['card_batch_size']} -> {result['final_batch_size']}, same outputs as batch 8: "
                 f"{result['same_outputs_as_batch_8']}; {result['fallback_log'][0]}")
