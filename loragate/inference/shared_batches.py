@@ -4,7 +4,9 @@ differ, predicting on one model, have their generation batches run as one.
 A kind predicts one task: it tokenizes that task's prompts, calls the model batch by batch and parses what comes back.
 `SharedBatches.run` runs each task's prediction (a job) in a thread of its own, each given a `SharedModel` for the
 model, and answers their model calls in rounds from the calling thread: a round starts when every job still running
-waits on a call, so which calls share a round does not depend on timing. A round's `generate` calls that ask the same
+waits on a call, so which calls share a round does not depend on timing. One job runs at a time (it holds the turn
+until it waits on a call), so what jobs share besides the model (the tokenizer, whose padding setting a call
+changes, caches) is never used by two at once. A round's `generate` calls that ask the same
 decoding (greedy or seeded sampling, the same pad and EOS tokens, each row naming its adapter or none) run as one
 `model.generate`: each call's rows left-padded further to the widest call's width (positions count real tokens, so a
 row computes what it would alone, up to the last bits of a wider attention), each call's own stopping criteria and
@@ -90,6 +92,7 @@ class SharedBatches:
     def __init__(self, model: torch.nn.Module):
         self.model = model
         self.changed = threading.Condition()
+        self.turn = threading.Lock()  # held by the one job running between its calls
         self.pending: list[Call] = []
         self.running = 0  # jobs not yet ended
         self.rounds: list[list[int]] = []  # per round, how many calls each of its shared generates held
@@ -101,11 +104,13 @@ class SharedBatches:
         errors: list[BaseException | None] = [None] * len(jobs)
 
         def work(index: int) -> None:
+            self.turn.acquire()
             try:
                 results[index] = jobs[index](SharedModel(self, index))
             except BaseException as exc:  # handed to the calling thread, which raises it
                 errors[index] = exc
             finally:
+                self.turn.release()
                 with self.changed:
                     self.running -= 1
                     self.changed.notify_all()
@@ -135,7 +140,9 @@ class SharedBatches:
         with self.changed:
             self.pending.append(call)
             self.changed.notify_all()
+        self.turn.release()
         call.done.wait()
+        self.turn.acquire()
         if call.error is not None:
             raise call.error
         return call.result

@@ -4,6 +4,7 @@ out-of-memory batch fails no other job's answers."""
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import pytest
@@ -129,3 +130,21 @@ def test_a_shared_generate_runs_no_longer_than_its_longest_call_alone(tuned, iri
     assert [joint.texts for joint in SharedBatches(shared).run(jobs)] == [own.texts for own in together]
     assert alone.steps[0] == 3 and alone.steps[1] < 12, alone.steps
     assert shared.steps == [max(alone.steps)], (shared.steps, alone.steps)
+
+
+def test_one_job_runs_at_a_time_between_its_calls() -> None:
+    """Jobs share more than the model (the tokenizer, whose padding setting a call changes): no two run at once."""
+    inside, overlaps = [], []
+
+    def job(shared_model) -> int:
+        for step in range(4):
+            inside.append(step)
+            if len(inside) > 1:
+                overlaps.append(list(inside))
+            time.sleep(0.005)  # a tokenizer call: other threads would run meanwhile
+            inside.pop()
+            shared_model(torch.ones(1))
+        return step
+
+    assert SharedBatches(torch.nn.Identity()).run([job] * 4) == [3] * 4
+    assert not overlaps, overlaps
