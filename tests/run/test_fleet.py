@@ -13,6 +13,7 @@ import torch
 
 from loragate.card.options import RunOptions
 from loragate.card.settings import TinyBase
+from loragate.inference import engine
 from loragate.inference.shared_batches import SharedBatches
 from loragate.models.bases import build_tiny_causal
 from loragate.models.parameters import lora_parameters
@@ -184,3 +185,16 @@ def test_the_session_raises_a_fleet_tasks_own_failure_and_serves_the_others(regi
         session.run(registered[1], "tiny")
     assert session.failures == {(registered[1], "tiny", ""): failure}
     assert set(session.runs) == {(registered[0], "tiny", ""), (registered[2], "tiny", "")}
+
+
+@pytest.mark.slow
+def test_a_fleet_task_whose_kind_cannot_name_rows_adapters_is_predicted_on_its_own(
+        registered: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its calls are refused while the others share the model (it would set the active adapter under their rows), and
+    it is predicted after them, one candidate at a time: the same answers as alone."""
+    monkeypatch.setattr(engine, "row_adapters", lambda model, rows: {})
+    options = RunOptions(store_root=tmp_path / "adapters", cache=tmp_path / "cache", progress=False)
+    with pytest.warns(UserWarning, match="cannot batch candidates mixed"):
+        runs = run_pass(registered[:3], "tiny", options)
+    for name in registered[:3]:
+        assert runs[name][""].tuned_predictions.outputs == run_task(name, "tiny", options).tuned_predictions.outputs
