@@ -8,7 +8,9 @@ import re
 import torch
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
+from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils.integrations import dequantize_module_weight
+from peft.utils.other import AuxiliaryTrainingWrapper
 
 from loragate.models.bases import state_fingerprint
 
@@ -156,8 +158,25 @@ def dequantized_copy(model: PeftModel) -> PeftModel:
 
 
 def merged_copy(model: PeftModel) -> torch.nn.Module:
-    """A merged, unwrapped copy; the adapter model itself stays unmerged. safe_merge refuses NaN. A quantized
-    base is dequantized and merged in full precision (`dequantize`)."""
-    merged = copy.deepcopy(model)
+    """A merged, unwrapped copy of the active adapter; the adapter model itself stays unmerged. safe_merge refuses
+    NaN. A quantized base is dequantized and merged in full precision (`dequantize`). Other adapters loaded beside
+    it (candidates on one base) are left out of the copy: copying each one's layers for every candidate's merge, then
+    walking and dropping them, made a merge of one of 8 MiniLM candidates twice the time of one alone."""
+    others = inactive_adapter_entries(model)
+    merged = copy.deepcopy(model, memo={id(entry): entry for _, _, entry in others})  # not copied: shared, then dropped
+    for container, key, _ in inactive_adapter_entries(merged):
+        del container[key]
     dequantize(merged, merge=True)
     return merged.merge_and_unload(safe_merge=True)
+
+
+def inactive_adapter_entries(model: PeftModel) -> list[tuple[torch.nn.Module, str, torch.nn.Module | torch.Tensor]]:
+    """(container, adapter name, entry) for every adapter but the active one(s) in peft's per-adapter ModuleDicts and
+    ParameterDicts (lora_A, lora_B, a saved head's modules_to_save, ...) of each LoRA layer and auxiliary wrapper;
+    only those, so a module of the base that happens to be keyed by an adapter's name is never one of them."""
+    active = set(model.active_adapters)
+    inactive = [name for name in model.peft_config if name not in active]
+    return [(container, name, container[name])
+            for module in model.modules() if isinstance(module, (BaseTunerLayer, AuxiliaryTrainingWrapper))
+            for container in module.children() if isinstance(container, (torch.nn.ModuleDict, torch.nn.ParameterDict))
+            for name in inactive if name in container]
