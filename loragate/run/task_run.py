@@ -133,8 +133,10 @@ class TaskRun:
 
     def activate(self) -> None:
         """This run's adapter made the active one of the model: a candidate shares the model with its task's others,
-        and every check of it (probes, merged copies, throughput) reads the active adapter."""
-        if self.adapter_name:
+        and every check of it (probes, merged copies, throughput) reads the active adapter. Where it is already the
+        active one (a candidate's gate tests run one after another, each activating it), nothing is done: set_adapter
+        walks every module of a model that holds every candidate's layers."""
+        if self.adapter_name and self.model.active_adapters != [self.adapter_name]:
             self.model.set_adapter(self.adapter_name)
 
     @property
