@@ -58,6 +58,14 @@ def test_state_fingerprint_covers_names_values_and_scalars() -> None:
     assert state_fingerprint(one) != state_fingerprint({**one, "w": torch.ones(3, 2)}), "shape must count"
 
 
+def test_state_fingerprint_is_the_one_stored_manifests_hold() -> None:
+    """Manifests and the store's base checks keep fingerprints: hashing the arrays in place of copies of their bytes
+    must give the same digest (fp32, bf16, 0-dim, empty)."""
+    state = {"w": torch.arange(6.0).reshape(3, 2), "half": torch.arange(4).to(torch.bfloat16),
+             "scale": torch.tensor(2.0), "empty": torch.zeros(0)}
+    assert state_fingerprint(state) == "70c0454ab64b33045a7686cb0e4f4ddc4e759b21fc892a40a551a7c183374a35"
+
+
 def test_tokenizer_pads_left_and_prepends_bos(tiny_dir: Path, iris_splits) -> None:
     base = load(tiny_dir)
     tok = base.tokenizer
