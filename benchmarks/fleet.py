@@ -26,8 +26,8 @@ from loragate.card.options import RunOptions
 from loragate.card.settings import Tier, TinyBase
 from loragate.models.bases import LoadedBase, build_tiny_causal
 from loragate.run import candidates as pass_module
-from loragate.run.candidates import Member, run_pass, tuned_outputs
-from loragate.run.task_run import BaseOutputs, Laps, Outputs, TaskRun, predict_base
+from loragate.run.candidates import Member, outcome, run_pass, tuned_outputs
+from loragate.run.task_run import BaseOutputs, Laps, Outputs, predict_base
 from loragate.tasks import TASKS
 from loragate.tasks.card_task import CardTaskEntry
 from tests.run.test_fleet import write_fleet
@@ -108,7 +108,7 @@ def fleet(base: str, count: int, rounds: int, work: Path, options: RunOptions) -
     options = replace(options, base_model=None, store_root=root / "adapters")
 
     def one_pass() -> Timed:
-        return timed(lambda: {name: gated(outcome)[""] for name, outcome in run_pass(names, "tiny", options).items()})
+        return timed(lambda: {name: outcome(runs)[""] for name, runs in run_pass(names, "tiny", options).items()})
 
     with registered(root, names):
         one_pass()  # warm-up: trains and stores each customer's adapter; the first load of the base
@@ -141,13 +141,6 @@ def fleet(base: str, count: int, rounds: int, work: Path, options: RunOptions) -
             "alone_peak_gpu_mib": mib(max(call.peak_gpu or 0 for call in alone)),
             "predicted_alone": predicted_alone, "predictions_equal": not differing, "differing": differing,
             "max_logit_diff": None if None in diffs else max(diffs)}
-
-
-def gated(outcome: dict[str, TaskRun] | Exception) -> dict[str, TaskRun]:
-    """A fleet task's runs; what stopped it (run_pass hands a fleet task's error back as its outcome) raised."""
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
 
 
 def fleet_table(rows: list[dict]) -> list[str]:
