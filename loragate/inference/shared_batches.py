@@ -14,8 +14,10 @@ logits processors applied to its own rows as they would see them alone, and its 
 Other calls (a forward pass that carries a cache, a project's kind calling generate its own way) run one at a time,
 in the jobs' order. Only the calling thread touches the model.
 
-A call that fails fails every call of its round's batch (an out-of-memory error halves each job's batch, as
-steps.halving does for one task); a job that fails leaves the others running and is raised once all have ended.
+A call whose own stopping criteria or logits processors raise fails alone, its rows ended, the batch going on; a batch
+that fails fails every call of it (an out-of-memory error halves each job's batch, as
+steps.halving does for one task); a job that fails leaves the others running and is raised once all have ended. What
+stops the calling thread (an interrupt) stops every job at its next call, and is raised once all have ended.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class SharedBatches:
         self.turn = threading.Lock()  # held by the one job running between its calls
         self.pending: list[Call] = []
         self.running = 0  # jobs not yet ended
+        self.stopped: BaseException | None = None  # what stopped the calling thread: every later call raises it
         self.rounds: list[list[int]] = []  # per round, how many calls each of its shared generates held
 
     def run(self, jobs: Sequence[Callable[[SharedModel], T]]) -> list[T]:
@@ -120,14 +123,17 @@ class SharedBatches:
                    for index in range(len(jobs))]
         for thread in threads:
             thread.start()
-        while True:
+        try:
+            self.answer_rounds()
+        except BaseException as exc:  # an interrupt, or a bug here: no job may wait for a round that never comes
             with self.changed:
-                while self.running and len(self.pending) < self.running:
-                    self.changed.wait()
-                if not self.running:
-                    break
-                calls, self.pending = sorted(self.pending, key=lambda call: call.job), []
-            self.answer(calls)
+                self.stopped = exc
+                for call in self.pending:
+                    call.error = exc
+                    call.done.set()
+            for thread in threads:
+                thread.join()
+            raise
         for thread in threads:
             thread.join()
         for error in errors:
@@ -135,9 +141,22 @@ class SharedBatches:
                 raise error
         return results
 
+    def answer_rounds(self) -> None:
+        """Each round's calls answered, until every job has ended."""
+        while True:
+            with self.changed:
+                while self.running and len(self.pending) < self.running:
+                    self.changed.wait()
+                if not self.running:
+                    return
+                calls, self.pending = sorted(self.pending, key=lambda call: call.job), []
+            self.answer(calls)
+
     def submit(self, call: Call) -> Any:
         """Wait for `call`'s round; its result, or its error raised."""
         with self.changed:
+            if self.stopped is not None:
+                raise self.stopped
             self.pending.append(call)
             self.changed.notify_all()
         self.turn.release()
@@ -158,23 +177,28 @@ class SharedBatches:
             else:
                 groups.setdefault(key, []).append(call)
         self.rounds.append([len(group) for group in groups.values()])
-        for group in groups.values():
-            self.settle(group, lambda group=group: generate_together(self.model, group))
-        for call in alone:
-            self.settle([call], lambda call=call: [call_alone(self.model, call)])
+        try:
+            for group in groups.values():
+                self.settle(group, lambda group=group: generate_together(self.model, group))
+            for call in alone:
+                self.settle([call], lambda call=call: [call_alone(self.model, call)])
+        except BaseException as exc:  # an interrupt: it stops every job, not only those whose call it stopped
+            for call in calls:
+                call.error = exc
+            raise
+        finally:  # released once the round is over: no job runs while the model answers another's call
+            for call in calls:
+                call.done.set()
 
     def settle(self, calls: list[Call], compute: Callable[[], list[Any]]) -> None:
-        """Each call's result from compute(), or compute()'s error for every one of them; then each is released."""
+        """Each call's result from compute(), or compute()'s error for every one of them."""
         try:
             with torch.inference_mode(calls[0].modes[0]), torch.set_grad_enabled(calls[0].modes[1]):
                 for call, result in zip(calls, compute(), strict=True):
                     call.result = result
-        except BaseException as exc:  # the jobs' error: raised in each job's thread
+        except Exception as exc:  # the jobs' error: raised in each job's thread
             for call in calls:
                 call.error = exc
-        finally:
-            for call in calls:
-                call.done.set()
 
 
 def call_alone(model: torch.nn.Module, call: Call) -> Any:
@@ -194,6 +218,7 @@ class Slot:
     processors: LogitsProcessorList
     budget: int
     ended_at: int | None = None  # how many new tokens the call had when all its rows had ended
+    error: Exception | None = None  # what its own criteria or processors raised: its call's error, its rows ended
 
     def view(self, input_ids: torch.Tensor, shared_width: int) -> torch.Tensor:
         """Its rows as it would see them alone: without the padding the other calls' prompts added."""
@@ -218,12 +243,15 @@ class SlotStops(StoppingCriteria):
             ended |= input_ids[:, -1] == self.eos
         for slot in self.slots:
             rows = slice(slot.start, slot.stop)
-            if slot.ended_at is not None:
+            if slot.ended_at is not None or slot.error is not None:
                 ended[rows] = True
                 continue
             if len(slot.criteria):
                 own = None if scores is None else scores[rows]
-                ended[rows] |= slot.criteria(slot.view(input_ids, self.width), own)
+                try:
+                    ended[rows] |= slot.criteria(slot.view(input_ids, self.width), own)
+                except Exception as exc:  # its call's: the other calls' rows go on
+                    slot.error, ended[rows] = exc, True
             if steps >= slot.budget:
                 ended[rows] = True
             if bool(ended[rows].all()):
@@ -240,15 +268,19 @@ class SlotProcessors(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         for slot in self.slots:
-            if slot.ended_at is None and len(slot.processors):
-                scores[slot.start : slot.stop] = slot.processors(slot.view(input_ids, self.width),
-                                                                 scores[slot.start : slot.stop])
+            if slot.ended_at is None and slot.error is None and len(slot.processors):
+                try:
+                    scores[slot.start : slot.stop] = slot.processors(slot.view(input_ids, self.width),
+                                                                     scores[slot.start : slot.stop])
+                except Exception as exc:  # its call's: the other calls' rows go on (SlotStops ends its rows)
+                    slot.error = exc
         return scores
 
 
 def generate_together(model: torch.nn.Module, calls: list[Call]) -> list[torch.Tensor]:
     """The calls' generate as one: each call's sequences as its own generate would return them (its prompt columns as
-    it padded them, then its new tokens up to where all its rows ended or its budget)."""
+    it padded them, then its new tokens up to where all its rows ended or its budget); a call whose own criteria or
+    processors raised gets that error instead (Call.error)."""
     first = calls[0].kwargs
     pad = first.get("pad_token_id")
     width = max(call.kwargs["input_ids"].shape[1] for call in calls)
@@ -274,5 +306,7 @@ def generate_together(model: torch.nn.Module, calls: list[Call]) -> list[torch.T
                          eos_token_id=first.get("eos_token_id"), stopping_criteria=StoppingCriteriaList([stops]),
                          logits_processor=LogitsProcessorList([SlotProcessors(slots, width)]), **named)
     generated = out.shape[1] - width
+    for slot in slots:
+        slot.call.error = slot.error
     return [out[slot.start : slot.stop, width - slot.width : width + min(
         generated, slot.budget if slot.ended_at is None else slot.ended_at)] for slot in slots]

@@ -4,14 +4,16 @@ out-of-memory batch fails no other job's answers."""
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 
 import pytest
 import torch
+from transformers import LogitsProcessor
 
 from loragate.card.sampling import SamplingSettings
-from loragate.inference.engine import generate, next_token_logits
+from loragate.inference.engine import generate, greedy, next_token_logits
 from loragate.inference.grammar import one_of
 from loragate.inference.mixed_batches import UnmixedCall
 from loragate.inference.sampling import repeat_samples
@@ -148,3 +150,95 @@ def test_one_job_runs_at_a_time_between_its_calls() -> None:
 
     assert SharedBatches(torch.nn.Identity()).run([job] * 4) == [3] * 4
     assert not overlaps, overlaps
+
+
+class Interrupted(torch.nn.Module):
+    """Counts its calls; the `at`-th is interrupted (Ctrl-C while the model runs)."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.calls, self.at = 0, at
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return x
+
+
+def test_an_interrupt_stops_every_job_at_once_and_leaves_no_thread_waiting() -> None:
+    """Ctrl-C stops the pass: not only the job whose call it stopped while the others run on to their end."""
+    model = Interrupted(at=3)
+
+    def job(shared_model) -> None:
+        for _ in range(50):
+            shared_model(torch.ones(1))
+
+    with pytest.raises(KeyboardInterrupt):
+        SharedBatches(model).run([job, job])
+    assert model.calls == 3, "the round's other call and every later one are not run"
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("loragate-job-")]
+
+
+class Busy(torch.nn.Module):
+    """A forward that takes a while, saying meanwhile that it runs; a generate that adds no token."""
+
+    def __init__(self):
+        super().__init__()
+        self.busy = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.busy = True
+        time.sleep(0.05)
+        self.busy = False
+        return x
+
+    def generate(self, **kwargs) -> torch.Tensor:
+        return kwargs["input_ids"]
+
+
+def test_a_job_runs_on_only_once_its_whole_round_is_answered() -> None:
+    """A job whose shared generate is answered does not run while the model answers another job's call."""
+    model, seen = Busy(), []
+    ids = torch.ones((1, 2), dtype=torch.long)
+
+    def generating(shared_model) -> None:
+        shared_model.generate(input_ids=ids, attention_mask=ids, max_new_tokens=1)
+        seen.append(model.busy)
+
+    SharedBatches(model).run([generating, lambda shared_model: shared_model(torch.ones(1))])
+    assert seen == [False]
+
+
+class RefusesAtStep(LogitsProcessor):
+    """A task's own logits processor (a grammar) that raises at its second step."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.steps += 1
+        if self.steps == 2:
+            raise RuntimeError("customer07's grammar refused a token")
+        return scores
+
+
+def test_a_calls_own_processor_failing_fails_no_other_call_of_its_shared_generate(tuned, iris_splits) -> None:
+    """In a fleet, what one task's own grammar raises is that task's outcome, not every task's in its batch."""
+    base, model = tuned
+    tokenizer = base.tokenizer
+    prompts = [ex.prompt for ex in iris_splits.test][:4]
+    ended = {}
+
+    def failing(shared_model) -> None:
+        with torch.inference_mode():
+            greedy(shared_model, tokenizer, tokenizer(prompts[:2]).input_ids, 4, None, sampler=RefusesAtStep())
+
+    def answering(shared_model) -> None:
+        ended["texts"] = generate(shared_model, tokenizer, prompts, 4, 4).texts
+
+    shared = SharedBatches(model)
+    with pytest.raises(RuntimeError, match="customer07's grammar refused a token"):
+        shared.run([failing, answering])
+    assert shared.rounds[0] == [2], "the two calls shared a generate"
+    assert ended["texts"] == generate(model, tokenizer, prompts, 4, 4).texts
