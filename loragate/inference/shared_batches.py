@@ -23,7 +23,8 @@ stops the calling thread (an interrupt) stops every job at its next call, and is
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -35,6 +36,7 @@ from loragate.inference.mixed_batches import UnmixedCall
 T = TypeVar("T")
 SHARED_GENERATE = {"input_ids", "attention_mask", "max_new_tokens", "do_sample", "pad_token_id", "eos_token_id",
                    "stopping_criteria", "logits_processor", "adapter_names"}  # what engine.greedy passes
+AUTOCAST = ("cpu", "cuda")  # the device types whose autocast a job's call keeps
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Call:
     method: str  # "forward" or "generate"
     args: tuple
     kwargs: dict[str, Any]
-    modes: tuple[bool, bool]  # the job's inference mode and grad mode, which the round runs it under
+    modes: tuple  # the job's thread-local torch modes (modes()), which the round runs it under
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
@@ -84,8 +86,21 @@ class SharedModel:
         raise UnmixedCall("a task sharing batches with others disabled the model's adapters")
 
 
-def modes() -> tuple[bool, bool]:
-    return torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+def modes() -> tuple:
+    """The calling thread's torch modes, all thread-local: inference mode, grad mode and, per device type, the
+    autocast dtype or None (a kind's losses run under bf16 autocast on CUDA: training.lora.row_losses)."""
+    return (torch.is_inference_mode_enabled(), torch.is_grad_enabled(),
+            *(torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None for device in AUTOCAST))
+
+
+@contextmanager
+def under(call_modes: tuple) -> Iterator[None]:
+    """The calling thread under a job's modes (modes())."""
+    inference, grad, *casts = call_modes
+    with torch.inference_mode(inference), torch.set_grad_enabled(grad), ExitStack() as stack:
+        for device, dtype in zip(AUTOCAST, casts, strict=True):
+            stack.enter_context(torch.autocast(device, dtype=dtype, enabled=dtype is not None))
+        yield
 
 
 class SharedBatches:
@@ -193,7 +208,7 @@ class SharedBatches:
     def settle(self, calls: list[Call], compute: Callable[[], list[Any]]) -> None:
         """Each call's result from compute(), or compute()'s error for every one of them."""
         try:
-            with torch.inference_mode(calls[0].modes[0]), torch.set_grad_enabled(calls[0].modes[1]):
+            with under(calls[0].modes):
                 for call, result in zip(calls, compute(), strict=True):
                     call.result = result
         except Exception as exc:  # the jobs' error: raised in each job's thread

@@ -242,3 +242,28 @@ def test_a_calls_own_processor_failing_fails_no_other_call_of_its_shared_generat
         shared.run([failing, answering])
     assert shared.rounds[0] == [2], "the two calls shared a generate"
     assert ended["texts"] == generate(model, tokenizer, prompts, 4, 4).texts
+
+
+class RecordsAutocast(torch.nn.Module):
+    """Records whether each call runs under CPU autocast, and its dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return x
+
+
+def test_a_call_runs_under_its_jobs_autocast() -> None:
+    """Autocast is the job thread's own (a kind's losses run under bf16 autocast on CUDA): its calls keep it."""
+    model = RecordsAutocast()
+
+    def job(shared_model) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            shared_model(torch.ones(1))
+        shared_model(torch.ones(1))
+
+    SharedBatches(model).run([job, job])
+    assert model.seen == [torch.bfloat16, torch.bfloat16, None, None]
