@@ -59,6 +59,8 @@ class Call:
         ids, mask = self.kwargs.get("input_ids"), self.kwargs.get("attention_mask")
         if ids is None or mask is None or "max_new_tokens" not in self.kwargs:
             return None
+        if not isinstance(self.kwargs.get("eos_token_id"), int | None):  # several EOS tokens: SlotStops reads one
+            return None
         return (self.modes, self.kwargs.get("do_sample"), self.kwargs.get("pad_token_id"),
                 self.kwargs.get("eos_token_id"), "adapter_names" in self.kwargs, ids.device)
 
@@ -182,7 +184,20 @@ class SharedBatches:
         return call.result
 
     def answer(self, calls: list[Call]) -> None:
-        """One round: the generate calls that can share a batch as one, every other call alone, in the jobs' order."""
+        """One round (settle_round), each call released once it is over: no job runs while the model answers another's
+        call. What stops it (an interrupt, a fault here) stops every job, not only those whose call it stopped."""
+        try:
+            self.settle_round(calls)
+        except BaseException as exc:
+            for call in calls:
+                call.error = exc
+            raise
+        finally:
+            for call in calls:
+                call.done.set()
+
+    def settle_round(self, calls: list[Call]) -> None:
+        """The generate calls that can share a batch as one, every other call alone, in the jobs' order."""
         groups: dict[tuple, list[Call]] = {}
         alone: list[Call] = []
         for call in calls:
@@ -192,18 +207,10 @@ class SharedBatches:
             else:
                 groups.setdefault(key, []).append(call)
         self.rounds.append([len(group) for group in groups.values()])
-        try:
-            for group in groups.values():
-                self.settle(group, lambda group=group: generate_together(self.model, group))
-            for call in alone:
-                self.settle([call], lambda call=call: [call_alone(self.model, call)])
-        except BaseException as exc:  # an interrupt: it stops every job, not only those whose call it stopped
-            for call in calls:
-                call.error = exc
-            raise
-        finally:  # released once the round is over: no job runs while the model answers another's call
-            for call in calls:
-                call.done.set()
+        for group in groups.values():
+            self.settle(group, lambda group=group: generate_together(self.model, group))
+        for call in alone:
+            self.settle([call], lambda call=call: [call_alone(self.model, call)])
 
     def settle(self, calls: list[Call], compute: Callable[[], list[Any]]) -> None:
         """Each call's result from compute(), or compute()'s error for every one of them."""

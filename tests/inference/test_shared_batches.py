@@ -267,3 +267,37 @@ def test_a_call_runs_under_its_jobs_autocast() -> None:
 
     SharedBatches(model).run([job, job])
     assert model.seen == [torch.bfloat16, torch.bfloat16, None, None]
+
+
+def test_a_generate_naming_several_eos_tokens_runs_alone(tuned, iris_splits) -> None:
+    """A project's kind may call generate its own way, with several EOS tokens (a chat model's): alone, as it would."""
+    base, model = tuned
+    tokenizer = base.tokenizer
+    batch = tokenizer([ex.prompt for ex in iris_splits.test][:3], return_tensors="pt", padding=True)
+    kwargs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "max_new_tokens": 3,
+              "do_sample": False, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": [tokenizer.eos_token_id]}
+    shared = SharedBatches(model)
+    with torch.inference_mode():
+        alone = model.generate(**kwargs)
+    together = shared.run([lambda m: m.generate(**kwargs), lambda m: generate(m, tokenizer, ["Species:"], 2, 1)])
+    assert torch.equal(together[0], alone)
+    assert shared.rounds[0] == [1], "the other job's generate had its round's shared batch to itself"
+
+
+def test_a_fault_of_the_rounds_is_raised_and_leaves_no_job_waiting() -> None:
+    """A call the rounds cannot read (input_ids not a tensor) faults the calling thread: raised, every job ended."""
+    raised = []
+
+    def coordinate() -> None:
+        try:
+            SharedBatches(torch.nn.Identity()).run([
+                lambda m: m.generate(input_ids=[[1]], attention_mask=[[1]], max_new_tokens=1),
+                lambda m: [m(torch.ones(1)) for _ in range(3)]])
+        except AttributeError as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=coordinate, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "a job waits for a round that never comes"
+    assert raised and not [job for job in threading.enumerate() if job.name.startswith("loragate-job-")]
