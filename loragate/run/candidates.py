@@ -134,7 +134,10 @@ def run_pass(names: list[str], tier: Tier, options: RunOptions) -> dict[str, Out
     for member in members:
         member.before = member.before or predict_base(
             member.task, tier, member.task.card.name, base, member.splits, options, member.constraint, laps)
-        member.probes = base_probes(member.task.card, tier, base)
+    members = isolated(members, lambda member: probed(member, tier, base), failed, shared)
+    if not members:
+        return failed
+    for member in members:
         member.baseline = predict_baseline(member.task, tier, base, member.splits, options,
                                            member.constraint if member.decoding == CONSTRAINED else None, laps)
     for member in members:
@@ -165,6 +168,12 @@ def checked_member(member: Member, tier: Tier, base: LoadedBase, options: RunOpt
     task.card, member.splits, member.inputs = fit_inputs(task, tier, for_base(task, member.splits, base), base)
     member.notes = given_adapters(task, tier, base, replace(options, adapter=None, candidates=()))
     member.candidates = [given_candidate(task, tier, base, options, *given) for given in options.candidates]
+    return member
+
+
+def probed(member: Member, tier: Tier, base: LoadedBase) -> Member:
+    """The member with its retention probes answered by the base: a fleet task's own predictions (isolated)."""
+    member.probes = base_probes(member.task.card, tier, base)
     return member
 
 

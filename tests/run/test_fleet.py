@@ -148,9 +148,9 @@ def test_a_fleet_project_is_gated_in_one_pass_by_pytest(fleet: tuple[Path, list[
 @pytest.mark.slow
 def test_a_fleet_task_that_fails_is_its_own_outcome_and_the_others_are_gated(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """One customer's missing data, another's predictions that raise: those two tasks' outcomes are their errors, the
-    third is gated as alone; a task alone still raises."""
-    names = write_fleet(tmp_path, 3)
+    """One customer's missing data, another's predictions that raise, a third's retention probes that raise: those
+    tasks' outcomes are their errors, the fourth is gated as alone; a task alone still raises."""
+    names = write_fleet(tmp_path, 4)
     monkeypatch.setattr(TASKS, "_entries", dict(TASKS._entries))
     for name in names:
         TASKS.register(name, CardTaskEntry(tmp_path / "tasks" / f"{name}.yaml"))
@@ -163,11 +163,20 @@ def test_a_fleet_task_that_fails_is_its_own_outcome_and_the_others_are_gated(tmp
         return predict_outputs(member, *args)
 
     monkeypatch.setattr(candidates_module, "candidate_outputs", broken)
+    probes = candidates_module.base_probes
+
+    def broken_probes(card, *args):
+        if card.name == names[3]:
+            raise RuntimeError(f"{card.name}'s retention probe broke")
+        return probes(card, *args)
+
+    monkeypatch.setattr(candidates_module, "base_probes", broken_probes)
     options = RunOptions(store_root=tmp_path / "adapters", cache=tmp_path / "cache", progress=False)
     outcomes = run_pass(names, "tiny", options)
     assert list(outcomes) == names
     assert isinstance(outcomes[names[0]], Exception) and "test.csv" in str(outcomes[names[0]]), outcomes[names[0]]
     assert isinstance(outcomes[names[1]], RuntimeError) and "predictions broke" in str(outcomes[names[1]])
+    assert isinstance(outcomes[names[3]], RuntimeError) and "probe broke" in str(outcomes[names[3]])
     gated = outcomes[names[2]][""]
     assert gated.tuned_predictions.outputs == run_task(names[2], "tiny", options).tuned_predictions.outputs
     with pytest.raises(RuntimeError, match="predictions broke"):
