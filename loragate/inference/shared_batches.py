@@ -135,7 +135,7 @@ class SharedBatches:
                     self.running -= 1
                     self.changed.notify_all()
 
-        self.running = len(jobs)
+        self.running, self.pending, self.stopped = len(jobs), [], None
         threads = [threading.Thread(target=work, args=(index,), name=f"loragate-job-{index}", daemon=True)
                    for index in range(len(jobs))]
         for thread in threads:

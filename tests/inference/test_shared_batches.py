@@ -174,10 +174,12 @@ def test_an_interrupt_stops_every_job_at_once_and_leaves_no_thread_waiting() -> 
         for _ in range(50):
             shared_model(torch.ones(1))
 
+    shared = SharedBatches(model)
     with pytest.raises(KeyboardInterrupt):
-        SharedBatches(model).run([job, job])
+        shared.run([job, job])
     assert model.calls == 3, "the round's other call and every later one are not run"
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("loragate-job-")]
+    assert shared.run([lambda shared_model: shared_model(torch.ones(1))]) == [torch.ones(1)], "run again, it answers"
 
 
 class Busy(torch.nn.Module):
