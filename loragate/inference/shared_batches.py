@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
+from loragate.data.truncation import position_cap
 from loragate.inference.mixed_batches import UnmixedCall
 
 T = TypeVar("T")
@@ -206,6 +207,9 @@ class SharedBatches:
                 alone.append(call)
             else:
                 groups.setdefault(key, []).append(call)
+        for key, group in list(groups.items()):
+            if not within_positions(self.model, group):
+                alone = sorted(alone + groups.pop(key), key=lambda call: call.job)
         self.rounds.append([len(group) for group in groups.values()])
         for group in groups.values():
             self.settle(group, lambda group=group: generate_together(self.model, group))
@@ -221,6 +225,14 @@ class SharedBatches:
         except Exception as exc:  # the jobs' error: raised in each job's thread
             for call in calls:
                 call.error = exc
+
+
+def within_positions(model: torch.nn.Module, calls: list[Call]) -> bool:
+    """Whether the calls' rows stay within the positions the base reads when run as one: every row runs on to the
+    longest budget of them all, past its own call's end, which a base with learned positions (GPT-2's) cannot read."""
+    cap = position_cap(model) if hasattr(model, "config") else None
+    longest = max(int(call.kwargs["attention_mask"].sum(-1).max()) for call in calls)
+    return cap is None or longest + max(call.kwargs["max_new_tokens"] for call in calls) <= cap
 
 
 def call_alone(model: torch.nn.Module, call: Call) -> Any:

@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 import torch
-from transformers import LogitsProcessor
+from transformers import GPT2Config, GPT2LMHeadModel, LogitsProcessor
 
 from loragate.card.sampling import SamplingSettings
 from loragate.inference.engine import generate, greedy, next_token_logits
@@ -303,3 +303,29 @@ def test_a_fault_of_the_rounds_is_raised_and_leaves_no_job_waiting() -> None:
     thread.join(timeout=30)
     assert not thread.is_alive(), "a job waits for a round that never comes"
     assert raised and not [job for job in threading.enumerate() if job.name.startswith("loragate-job-")]
+
+
+def test_calls_whose_rows_would_run_past_the_bases_positions_together_run_alone() -> None:
+    """A long prompt with a short budget beside a short prompt with a long one: each fits a base of 16 learned
+    positions alone; as one, the long prompt's rows would run on to the long budget, past its positions."""
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_positions=16, n_embd=8, n_layer=1, n_head=2, vocab_size=32, bos_token_id=1,
+                                       eos_token_id=2)).eval()
+
+    def call(width: int, budget: int) -> dict:
+        ids = torch.arange(3, 3 + width).unsqueeze(0)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "max_new_tokens": budget, "do_sample": False,
+                "pad_token_id": 0, "eos_token_id": 2}
+
+    calls = [call(12, 2), call(2, 10)]
+    with torch.inference_mode():
+        alone = [model.generate(**kwargs) for kwargs in calls]
+
+    def job(kwargs: dict):
+        def generating(shared_model) -> torch.Tensor:
+            with torch.inference_mode():
+                return shared_model.generate(**kwargs)
+        return generating
+
+    together = SharedBatches(model).run([job(kwargs) for kwargs in calls])
+    assert all(torch.equal(own, joint) for own, joint in zip(alone, together, strict=True))
