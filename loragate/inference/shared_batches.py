@@ -4,16 +4,15 @@ differ, predicting on one model, have their generation batches run as one.
 A kind predicts one task: it tokenizes that task's prompts, calls the model batch by batch and parses what comes back.
 `SharedBatches.run` runs each task's prediction (a job) in a thread of its own, each given a `SharedModel` for the
 model, and answers their model calls in rounds from the calling thread: a round starts when every job still running
-waits on a call, so which calls share a round does not depend on timing. One job runs at a time (it holds the turn
-until it waits on a call), so what jobs share besides the model (the tokenizer, whose padding setting a call
-changes, caches) is never used by two at once. A round's `generate` calls that ask the same
-decoding (greedy or seeded sampling, the same pad and EOS tokens, each row naming its adapter or none) run as one
-`model.generate` (unless their rows would run past the base's positions together: within_positions): each call's rows
-left-padded further to the widest call's width (positions count real tokens, so a
-row computes what it would alone, up to the last bits of a wider attention), each call's own stopping criteria and
-logits processors applied to its own rows as they would see them alone, and its rows ended at its own token budget.
-Other calls (a forward pass that carries a cache, a project's kind calling generate its own way) run one at a time,
-in the jobs' order. Only the calling thread touches the model.
+waits on a call, so which calls share a round does not depend on timing. One job runs at a time (it holds the turn until
+it waits on a call), so what jobs share besides the model (the tokenizer, whose padding setting a call changes, caches)
+is never used by two at once. A round's `generate` calls that ask the same decoding (greedy or seeded sampling, the same
+pad and EOS tokens, each row naming its adapter or none) run as one `model.generate` (unless their rows would run past
+the base's positions together: within_positions): each call's rows left-padded further to the widest call's width
+(positions count real tokens, so a row computes what it would alone, up to the last bits of a wider attention), each
+call's own stopping criteria and logits processors applied to its own rows as they would see them alone, and its rows
+ended at its own token budget. Other calls (a forward pass that carries a cache, a project's kind calling generate its
+own way) run one at a time, in the jobs' order. Only the calling thread touches the model.
 
 A call whose own stopping criteria or logits processors raise fails alone, its rows ended, the batch going on; a batch
 that fails fails every call of it (an out-of-memory error halves each job's batch, as steps.halving does for one task);

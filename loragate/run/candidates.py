@@ -113,11 +113,11 @@ Outcome = dict[str, TaskRun] | Exception  # a task's runs (candidate name -> run
 
 def run_pass(names: list[str], tier: Tier, options: RunOptions) -> dict[str, Outcome]:
     """Every candidate of every task in `names` at `tier`, on the one base they share, in one pass: task -> candidate
-    name ("" for a task's one adapter) -> its run. Several tasks share a base where their cards name the same one
-    (a fleet: one adapter per customer); each task's comparisons form its own family, as each task is its own
-    release decision. In a fleet, what stops one task (its data, its checks, its predictions, its judging) is that
-    task's outcome and the others are gated; what changes the shared model (loading the base, training or loading an
-    adapter, the last release's adapter) stops the pass. A task alone raises."""
+    name ("" for a task's one adapter) -> its run. Several tasks share a base where their cards name the same one (a
+    fleet: one adapter per customer); each task's comparisons form its own family, as each task is its own release
+    decision. In a fleet, what stops one task (its data, its checks, its predictions, its retention probes, its judging)
+    is that task's outcome and the others are gated; what changes the shared model (loading the base, training or
+    loading an adapter, the last release's adapter) stops the pass. A task alone raises."""
     laps = Laps()
     shared, failed = len(names) > 1, {}  # failed: task -> what stopped it (a fleet's)
     members = isolated(names, lambda name: member_of(name, tier, options), failed, shared)
@@ -127,7 +127,7 @@ def run_pass(names: list[str], tier: Tier, options: RunOptions) -> dict[str, Out
     members = isolated(members, lambda member: checked_member(member, tier, base, options), failed, shared)
     laps.lap("load base")
     if shared:
-        befores = dict(zip(members, fleet_base_outputs(members, tier, base, laps), strict=True))
+        befores = dict(zip(members, fleet_base_outputs(members, tier, base, laps), strict=True))  # an error in place
         members = isolated(members, lambda member: replace(member, before=outcome(befores[member])), failed, shared)
         if not members:
             return failed
