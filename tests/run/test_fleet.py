@@ -145,6 +145,18 @@ def test_a_fleet_project_is_gated_in_one_pass_by_pytest(fleet: tuple[Path, list[
     assert all(f"{name}/tiny: " in out for name in names[:3]), out[-3000:]
 
 
+def break_for(monkeypatch: pytest.MonkeyPatch, step: str, task: str, what: str, task_of) -> None:
+    """run_pass's `step` raising "<task>'s <what>" for `task` (named by task_of(its first argument)) alone."""
+    works = getattr(candidates_module, step)
+
+    def broken(first, *args):
+        if task_of(first) == task:
+            raise RuntimeError(f"{task}'s {what}")
+        return works(first, *args)
+
+    monkeypatch.setattr(candidates_module, step, broken)
+
+
 @pytest.mark.slow
 def test_a_fleet_task_that_fails_is_its_own_outcome_and_the_others_are_gated(tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,22 +167,8 @@ def test_a_fleet_task_that_fails_is_its_own_outcome_and_the_others_are_gated(tmp
     for name in names:
         TASKS.register(name, CardTaskEntry(tmp_path / "tasks" / f"{name}.yaml"))
     (tmp_path / "data" / names[0] / "test.csv").unlink()
-    predict_outputs = candidates_module.candidate_outputs
-
-    def broken(member, *args):
-        if member.name == names[1]:
-            raise RuntimeError(f"{member.name}'s predictions broke")
-        return predict_outputs(member, *args)
-
-    monkeypatch.setattr(candidates_module, "candidate_outputs", broken)
-    probes = candidates_module.base_probes
-
-    def broken_probes(card, *args):
-        if card.name == names[3]:
-            raise RuntimeError(f"{card.name}'s retention probe broke")
-        return probes(card, *args)
-
-    monkeypatch.setattr(candidates_module, "base_probes", broken_probes)
+    break_for(monkeypatch, "candidate_outputs", names[1], "predictions broke", lambda member: member.name)
+    break_for(monkeypatch, "base_probes", names[3], "retention probe broke", lambda card: card.name)
     options = RunOptions(store_root=tmp_path / "adapters", cache=tmp_path / "cache", progress=False)
     outcomes = run_pass(names, "tiny", options)
     assert list(outcomes) == names
