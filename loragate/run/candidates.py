@@ -41,16 +41,16 @@ from loragate.run.adapter import adapter_facts, bare_base, expected_lora_count, 
 from loragate.run.decoding_modes import CONSTRAINED
 from loragate.run.mixed import candidate_probe_logits, predict_candidates
 from loragate.run.retention import as_judged, base_probes, judge_probes
-from loragate.run.steps import fit_inputs, for_base, load_splits, predict, prepare_base, probe_logits, probe_of
+from loragate.run.steps import fit_inputs, for_base, load_splits, predict, prepare_base
 from loragate.run.sweep import sweep_adapters
 from loragate.run.task_run import (
-    PROBE,
     Adapter,
     BaseOutputs,
     Laps,
     Outputs,
     TaskRun,
     assemble_run,
+    base_predictions,
     checked_task,
     judge_run,
     predict_base,
@@ -265,15 +265,13 @@ def fleet_base_outputs(members: list[Member], tier: Tier, base: LoadedBase,
     """Every fleet task's base predictions, as predict_base makes them, the tasks' batches shared
     (loragate.inference.shared_batches); a task's error in its place."""
     def job(member: Member) -> Callable[[SharedModel], BaseOutputs | Exception]:
-        task, test = member.task, member.splits.test
-        desc = f"base {task.card.name}/{tier}"
+        task, name = member.task, member.task.card.name
 
         def predict_member(model: SharedModel) -> BaseOutputs:
-            predictions = predict(task, model, base, test, tier, False, desc, member.splits.eval)
-            logits = probe_of(task, tier, model, base, test, predictions)
-            probe = probe_logits(task, tier, model, base, test[:PROBE])
+            predictions, logits, probe = base_predictions(task, tier, name, model, base, member.splits, False)
             constrained = None if member.constraint is None else predict(
-                task, model, base, test, tier, False, f"{desc} constrained", constraint=member.constraint)
+                task, model, base, member.splits.test, tier, False, f"base {name}/{tier} constrained",
+                constraint=member.constraint)
             return BaseOutputs(predictions, logits, constrained, probe)
         return own_error(predict_member)
 

@@ -278,13 +278,19 @@ def predict_base(task: Task, tier: Tier, name: str, base: LoadedBase, splits: Sp
     """The base's test predictions, logits and probe logits, then its constrained predictions where asked: all
     taken before any adapter wraps the base."""
     with reporter().phase("predict base", "predicted base"):
-        predictions = predict(task, base.model, base, splits.test, tier, options.progress, f"base {name}/{tier}",
-                              splits.eval)
-        logits = probe_of(task, tier, base.model, base, splits.test, predictions)
-        probe = probe_logits(task, tier, base.model, base, splits.test[:PROBE])
+        predictions, logits, probe = base_predictions(task, tier, name, base.model, base, splits, options.progress)
     laps.lap("base predictions")
     constrained = predict_constrained("base", task, tier, name, base.model, base, splits, options, constraint, laps)
     return BaseOutputs(predictions, logits, constrained, probe)
+
+
+def base_predictions(task: Task, tier: Tier, name: str, model: torch.nn.Module, base: LoadedBase, splits: Splits,
+                     progress: bool) -> tuple[Predictions, torch.Tensor, torch.Tensor]:
+    """The base's free test predictions, their logits and the first PROBE examples' probe logits (`model`: the base,
+    or a fleet's shared model of it)."""
+    predictions = predict(task, model, base, splits.test, tier, progress, f"base {name}/{tier}", splits.eval)
+    logits = probe_of(task, tier, model, base, splits.test, predictions)
+    return predictions, logits, probe_logits(task, tier, model, base, splits.test[:PROBE])
 
 
 def predict_tuned(task: Task, tier: Tier, name: str, model: PeftModel, base: LoadedBase, splits: Splits,
